@@ -1,0 +1,3 @@
+//! pubky-edge: a Pubky Core homeserver for a small box at home.
+pub mod pubkey;
+pub mod storage_path;
