@@ -1,1 +1,321 @@
-fn main() {}
+//! Load generator: starts the release `pubky-edge` binary on loopback with a temp data
+//! directory, signs up a user with a real grant, then drives N concurrent keep-alive
+//! connections doing 1 KiB GETs and 1 KiB durable PUTs. Prints requests/s, p50/p99 latency
+//! and the server's RSS (idle after start, and peak as the kernel's VmHWM).
+//!
+//! `cargo bench --bench load -- [--conns 1,16,256] [--seconds 5] [--size 1024] [--ops get,put]`
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ed25519_dalek::SigningKey;
+use pubky_edge::auth::capability::Capabilities;
+use pubky_edge::auth::grant::{GrantClaims, GrantId, PopClaims};
+use pubky_edge::auth::jws;
+use pubky_edge::pubkey::PublicKey;
+
+struct Opts {
+    conns: Vec<usize>,
+    seconds: u64,
+    size: usize,
+    ops: Vec<String>,
+    binary: PathBuf,
+}
+
+fn parse_opts() -> Opts {
+    let mut o = Opts {
+        conns: vec![1, 16, 256],
+        seconds: 5,
+        size: 1024,
+        ops: vec!["get".into(), "put".into()],
+        binary: PathBuf::from(env!("CARGO_BIN_EXE_pubky-edge")),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        if a == "--bench" {
+            continue; // passed by `cargo bench`
+        }
+        let v = it.next().unwrap_or_else(|| panic!("{a} needs a value"));
+        match a.as_str() {
+            "--conns" => o.conns = v.split(',').map(|n| n.parse().expect("number")).collect(),
+            "--seconds" => o.seconds = v.parse().expect("seconds"),
+            "--size" => o.size = v.parse().expect("size"),
+            "--ops" => o.ops = v.split(',').map(String::from).collect(),
+            "--binary" => o.binary = v.into(),
+            _ => panic!("unknown option {a}"),
+        }
+    }
+    o
+}
+
+struct ServerProc {
+    child: Child,
+    addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for ServerProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+fn start_server(binary: &PathBuf) -> (ServerProc, PublicKey) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let cfg = dir.path().join("bench.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[general]\nsignup_mode = \"open\"\n[drive]\nicann_listen_socket = \"127.0.0.1:{port}\"\npubky_listen_socket = \"127.0.0.1:0\"\n[limits]\nmax_connections = 2048\n[logging]\nlevel = \"warn\"\n"
+        ),
+    )
+    .expect("config");
+    let data = dir.path().join("data");
+    let info = Command::new(binary)
+        .args(["--config"])
+        .arg(&cfg)
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("info")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e} (build it with --release)", binary.display()));
+    let text = String::from_utf8_lossy(&info.stdout);
+    let key = text
+        .lines()
+        .find_map(|l| l.strip_prefix("public key:"))
+        .map(|k| PublicKey::parse_z32(k.trim()).expect("key"))
+        .expect("public key line");
+    let child = Command::new(binary)
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--data-dir")
+        .arg(&data)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn server");
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (
+        ServerProc {
+            child,
+            addr,
+            _dir: dir,
+        },
+        key,
+    )
+}
+
+fn rss_kib(pid: u32, field: &str) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_secs()
+}
+
+fn key() -> SigningKey {
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).expect("random");
+    SigningKey::from_bytes(&seed)
+}
+
+fn proof(user: &SigningKey, hs: PublicKey, client_id: &str, lifetime: u64) -> String {
+    let client = key();
+    let jti = GrantId::random();
+    let n = now_secs();
+    let grant = GrantClaims {
+        iss: PublicKey::from(user.verifying_key()),
+        client_id: client_id.into(),
+        caps: Capabilities::parse("/:rw").expect("caps"),
+        cnf: PublicKey::from(client.verifying_key()),
+        jti: jti.clone(),
+        iat: n,
+        exp: n + lifetime,
+    };
+    let pop = PopClaims {
+        aud: hs,
+        gid: jti,
+        nonce: GrantId::random(),
+        iat: n,
+    };
+    serde_json::json!({
+        "grant": jws::sign("pubky-grant", grant.to_json().as_bytes(), user),
+        "pop": jws::sign("pubky-pop", pop.to_json().as_bytes(), &client),
+    })
+    .to_string()
+}
+
+/// One keep-alive connection speaking just enough HTTP/1.1.
+struct Conn {
+    r: BufReader<TcpStream>,
+    w: TcpStream,
+}
+
+impl Conn {
+    fn open(addr: SocketAddr) -> Conn {
+        let s = TcpStream::connect(addr).expect("connect");
+        s.set_nodelay(true).expect("nodelay");
+        Conn {
+            r: BufReader::new(s.try_clone().expect("clone")),
+            w: s,
+        }
+    }
+
+    fn call(&mut self, method: &str, path: &str, extra: &str, body: &[u8]) -> (u16, Vec<u8>) {
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nhost: localhost\r\n{extra}content-length: {}\r\n\r\n",
+            body.len()
+        );
+        let mut msg = head.into_bytes();
+        msg.extend_from_slice(body);
+        self.w.write_all(&msg).expect("write");
+        let mut line = String::new();
+        self.r.read_line(&mut line).expect("status line");
+        let status: u16 = line.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status");
+        let mut len = 0usize;
+        loop {
+            line.clear();
+            self.r.read_line(&mut line).expect("header");
+            if line == "\r\n" || line.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = line.split_once(':') {
+                if k.eq_ignore_ascii_case("content-length") {
+                    len = v.trim().parse().expect("length");
+                }
+            }
+        }
+        let mut buf = vec![0; len];
+        self.r.read_exact(&mut buf).expect("body");
+        (status, buf)
+    }
+}
+
+struct Phase {
+    requests: usize,
+    errors: usize,
+    elapsed: Duration,
+    lat_us: Vec<u32>,
+}
+
+fn run_phase(addr: SocketAddr, conns: usize, secs: u64, op: &str, url: &str, auth: &str, body: &[u8]) -> Phase {
+    let stop = Arc::new(AtomicBool::new(false));
+    let start = Instant::now();
+    let handles: Vec<_> = (0..conns)
+        .map(|i| {
+            let stop = stop.clone();
+            let (op, url, auth, body) = (op.to_string(), url.to_string(), auth.to_string(), body.to_vec());
+            std::thread::spawn(move || {
+                let mut c = Conn::open(addr);
+                let mut lat = Vec::new();
+                let mut errors = 0;
+                let mut k = 0usize;
+                while !stop.load(Ordering::Relaxed) {
+                    let t = Instant::now();
+                    let (status, _) = if op == "get" {
+                        c.call("GET", &url, "", &[])
+                    } else {
+                        let p = format!("{url}/c{i}/f{}", k % 64);
+                        c.call("PUT", &p, &auth, &body)
+                    };
+                    k += 1;
+                    lat.push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                    if !(200..300).contains(&status) {
+                        errors += 1;
+                    }
+                }
+                (lat, errors)
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(secs));
+    stop.store(true, Ordering::Relaxed);
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for h in handles {
+        let (l, e) = h.join().expect("worker");
+        all.extend(l);
+        errors += e;
+    }
+    let elapsed = start.elapsed();
+    all.sort_unstable();
+    Phase {
+        requests: all.len(),
+        errors,
+        elapsed,
+        lat_us: all,
+    }
+}
+
+fn pct(v: &[u32], p: f64) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v[i] as f64 / 1000.0
+}
+
+fn main() {
+    let o = parse_opts();
+    let (server, hs) = start_server(&o.binary);
+    let pid = server.child.id();
+    let idle_rss = rss_kib(pid, "VmRSS:");
+    let user = key();
+    let pk = PublicKey::from(user.verifying_key());
+    let mut c = Conn::open(server.addr);
+    let ct = "content-type: application/json\r\n";
+    let (st, _) = c.call("POST", "/auth/grant/signup", ct, proof(&user, hs, "pubky.signup", 300).as_bytes());
+    assert_eq!(st, 204, "signup");
+    let (st, resp) = c.call("POST", "/auth/grant/session", ct, proof(&user, hs, "bench", 86400).as_bytes());
+    assert_eq!(st, 200, "session");
+    let v: serde_json::Value = serde_json::from_slice(&resp).expect("json");
+    let token = v["token"].as_str().expect("token").to_string();
+    let auth = format!("authorization: Bearer {token}\r\n");
+    let body = vec![b'x'; o.size];
+    let file = format!("/storage/{pk}/pub/bench/file");
+    let (st, _) = c.call("PUT", &file, &auth, &body);
+    assert_eq!(st, 201, "seed file");
+    drop(c);
+
+    println!("pubky-edge load: {} B bodies, {} s per phase, server pid {pid}", o.size, o.seconds);
+    println!("server RSS idle after start: {:.1} MiB", idle_rss as f64 / 1024.0);
+    println!("{:<5} {:>6} {:>10} {:>9} {:>9} {:>7} {:>10}", "op", "conns", "req/s", "p50 ms", "p99 ms", "errors", "peak MiB");
+    for op in &o.ops {
+        for &n in &o.conns {
+            let url = if op == "get" { file.clone() } else { format!("/storage/{pk}/pub/bench/put") };
+            let p = run_phase(server.addr, n, o.seconds, op, &url, &auth, &body);
+            let rps = p.requests as f64 / p.elapsed.as_secs_f64();
+            println!(
+                "{:<5} {:>6} {:>10.0} {:>9.2} {:>9.2} {:>7} {:>10.1}",
+                op,
+                n,
+                rps,
+                pct(&p.lat_us, 0.50),
+                pct(&p.lat_us, 0.99),
+                p.errors,
+                rss_kib(pid, "VmHWM:") as f64 / 1024.0
+            );
+        }
+    }
+    println!("server peak RSS (VmHWM): {:.1} MiB", rss_kib(pid, "VmHWM:") as f64 / 1024.0);
+}

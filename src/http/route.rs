@@ -1,0 +1,316 @@
+//! Routing: a request's method, path, query and host headers → one [`Endpoint`]. Pure: no
+//! I/O, no state. Resolves the tenant (path-addressed `/storage/<pk>/…` or legacy `Host` /
+//! `pubky-host` / `?pubky-host=`) and normalises the storage path before any auth runs; the
+//! dispatcher in `http::mod` then calls the endpoint's handler.
+
+use hyper::{HeaderMap, Method};
+
+use crate::pubkey::PublicKey;
+use crate::storage_path::{percent_decode, StoragePath};
+
+/// Methods allowed on storage routes (LOCK/UNLOCK are not implemented and not advertised).
+pub const STORAGE_ALLOW: &str = "GET, HEAD, PUT, DELETE";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Addressing {
+    /// `/storage/<pk>/<path>`: owner in the URL.
+    Path,
+    /// `/<path>` with the owner from `Host`, `pubky-host` or `?pubky-host=`.
+    Legacy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageOp {
+    Get,
+    Head,
+    Put,
+    Delete,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `GET /`
+    Root,
+    /// `GET /info`
+    Info,
+    /// Any `OPTIONS` request: CORS preflight.
+    Preflight,
+    /// Storage read/write. `tenant` is `None` only on the legacy form when nothing named one.
+    Storage {
+        op: StorageOp,
+        tenant: Option<PublicKey>,
+        path: StoragePath,
+        addressing: Addressing,
+    },
+    /// `POST /auth/grant/signup`
+    GrantSignup,
+    /// `POST /auth/grant/session`
+    GrantSessionCreate,
+    /// `GET /auth/grant/session`
+    GrantSessionGet,
+    /// `DELETE /auth/grant/session`
+    GrantSessionDelete,
+    /// `GET /auth/grant/sessions`
+    GrantList,
+    /// `DELETE /auth/grant/session/{gid}`
+    GrantRevoke { gid: String },
+    /// `GET /signup_tokens/{token}`
+    SignupTokenStatus { token: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteError {
+    /// 405 with this `Allow` header.
+    MethodNotAllowed(&'static str),
+    /// 400 with this body.
+    BadRequest(String),
+    /// 404
+    NotFound,
+}
+
+/// The tenant named by the request for legacy routes: `Host`, overridden by a parseable
+/// `pubky-host` header, else `?pubky-host=`. Values that are not keys are skipped.
+pub fn legacy_tenant(headers: &HeaderMap, query: Option<&str>) -> Option<PublicKey> {
+    let mut tenant = None;
+    for name in ["host", "pubky-host"] {
+        if let Some(k) = headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| PublicKey::parse_host(v).ok())
+        {
+            tenant = Some(k);
+        }
+    }
+    tenant.or_else(|| {
+        query_pairs(query?)
+            .find(|(k, _)| *k == "pubky-host")
+            .and_then(|(_, v)| PublicKey::parse_z32(v).ok())
+    })
+}
+
+/// Raw `key=value` pairs of a query string (not decoded).
+pub fn query_pairs(query: &str) -> impl Iterator<Item = (&str, &str)> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| p.split_once('=').unwrap_or((p, "")))
+}
+
+pub fn route(
+    method: &Method,
+    path: &str,
+    query: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<Endpoint, RouteError> {
+    if method == Method::OPTIONS {
+        return Ok(Endpoint::Preflight);
+    }
+    if path == "/storage" || path.starts_with("/storage/") {
+        return storage_path_addressed(method, path);
+    }
+    let only = |m: Method, allow: &'static str, ep: Endpoint| {
+        if *method == m {
+            Ok(ep)
+        } else {
+            Err(RouteError::MethodNotAllowed(allow))
+        }
+    };
+    match path {
+        "/" if method == Method::GET || method == Method::HEAD => return Ok(Endpoint::Root),
+        "/info" => return only(Method::GET, "GET", Endpoint::Info),
+        "/auth/grant/signup" => return only(Method::POST, "POST", Endpoint::GrantSignup),
+        "/auth/grant/sessions" => return only(Method::GET, "GET", Endpoint::GrantList),
+        "/auth/grant/session" => {
+            return match *method {
+                Method::POST => Ok(Endpoint::GrantSessionCreate),
+                Method::GET => Ok(Endpoint::GrantSessionGet),
+                Method::DELETE => Ok(Endpoint::GrantSessionDelete),
+                _ => Err(RouteError::MethodNotAllowed("GET, POST, DELETE")),
+            }
+        }
+        _ => {}
+    }
+    if let Some(gid) = path.strip_prefix("/auth/grant/session/") {
+        return only(
+            Method::DELETE,
+            "DELETE",
+            Endpoint::GrantRevoke {
+                gid: decode_segment(gid)?,
+            },
+        );
+    }
+    if let Some(token) = path.strip_prefix("/signup_tokens/") {
+        return only(
+            Method::GET,
+            "GET",
+            Endpoint::SignupTokenStatus {
+                token: decode_segment(token)?,
+            },
+        );
+    }
+    let op = storage_op(method)?;
+    let path = StoragePath::from_url_path(path)
+        .map_err(|e| RouteError::BadRequest(format!("Invalid storage path: {e}")))?;
+    Ok(Endpoint::Storage {
+        op,
+        tenant: legacy_tenant(headers, query),
+        path,
+        addressing: Addressing::Legacy,
+    })
+}
+
+fn storage_op(method: &Method) -> Result<StorageOp, RouteError> {
+    match *method {
+        Method::GET => Ok(StorageOp::Get),
+        Method::HEAD => Ok(StorageOp::Head),
+        Method::PUT => Ok(StorageOp::Put),
+        Method::DELETE => Ok(StorageOp::Delete),
+        _ => Err(RouteError::MethodNotAllowed(STORAGE_ALLOW)),
+    }
+}
+
+fn storage_path_addressed(method: &Method, path: &str) -> Result<Endpoint, RouteError> {
+    let bad = |m: &str| Err(RouteError::BadRequest(m.to_string()));
+    let rest = path.strip_prefix("/storage").unwrap_or("");
+    let rest = rest.strip_prefix('/').unwrap_or(rest);
+    if rest.is_empty() {
+        return bad("Missing storage owner or path");
+    }
+    let (owner, tail) = rest.split_once('/').unwrap_or((rest, ""));
+    let tenant = match PublicKey::parse_z32(owner) {
+        Ok(k) => k,
+        Err(_) => return bad("Invalid storage owner public key"),
+    };
+    if tail.is_empty() {
+        return bad("Missing storage path");
+    }
+    let op = storage_op(method)?;
+    let decoded = match percent_decode(tail) {
+        Ok(d) => d,
+        Err(_) => return bad("Storage path is not valid UTF-8"),
+    };
+    let path = StoragePath::normalize(&format!("/{decoded}"))
+        .map_err(|e| RouteError::BadRequest(format!("Invalid storage path: {e}")))?;
+    Ok(Endpoint::Storage {
+        op,
+        tenant: Some(tenant),
+        path,
+        addressing: Addressing::Path,
+    })
+}
+
+fn decode_segment(s: &str) -> Result<String, RouteError> {
+    percent_decode(s).map_err(|_| RouteError::BadRequest("Path is not valid UTF-8".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hyper::header::HeaderValue;
+
+    const PK: &str = "8pinxxgqs41n4aididenw5apqp1urfmzdztr8jt4abrkdn435ewo";
+    const PK2: &str = "yg4gxe7z1r7mr6orids9fh95y7gxhdsxjqi6nngsxxtakqaxr5no";
+
+    fn r(m: Method, p: &str, q: Option<&str>, h: &[(&str, &str)]) -> Result<Endpoint, RouteError> {
+        let mut map = HeaderMap::new();
+        for (k, v) in h {
+            map.insert(*k, HeaderValue::from_str(v).unwrap());
+        }
+        route(&m, p, q, &map)
+    }
+
+    fn storage(ep: Endpoint) -> (StorageOp, Option<String>, String, Addressing) {
+        match ep {
+            Endpoint::Storage {
+                op,
+                tenant,
+                path,
+                addressing,
+            } => (
+                op,
+                tenant.map(|t| t.to_z32()),
+                path.as_str().to_string(),
+                addressing,
+            ),
+            other => panic!("not storage: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn path_addressed() {
+        let ep = r(Method::PUT, &format!("/storage/{PK}/pub/foo.txt"), None, &[]).unwrap();
+        assert_eq!(
+            storage(ep),
+            (StorageOp::Put, Some(PK.into()), "/pub/foo.txt".into(), Addressing::Path)
+        );
+        // host headers are ignored on the path-addressed form
+        let ep = r(
+            Method::GET,
+            &format!("/storage/{PK}/pub/a%20b/"),
+            Some(&format!("pubky-host={PK2}")),
+            &[("pubky-host", PK2)],
+        )
+        .unwrap();
+        assert_eq!(storage(ep).1.unwrap(), PK);
+    }
+
+    #[test]
+    fn malformed_path_addressing() {
+        let bad = |p: &str| match r(Method::GET, p, None, &[]) {
+            Err(RouteError::BadRequest(m)) => m,
+            other => panic!("{p}: {other:?}"),
+        };
+        assert_eq!(bad("/storage"), "Missing storage owner or path");
+        assert_eq!(bad("/storage/"), "Missing storage owner or path");
+        assert_eq!(bad("/storage/short/pub/file.txt"), "Invalid storage owner public key");
+        assert_eq!(
+            bad(&format!("/storage/pubky{PK}/pub/file.txt")),
+            "Invalid storage owner public key"
+        );
+        assert_eq!(bad(&format!("/storage/{PK}/")), "Missing storage path");
+        assert_eq!(bad(&format!("/storage/{PK}")), "Missing storage path");
+        assert!(bad(&format!("/storage/{PK}/pub/%FF")).contains("UTF-8"));
+        assert!(bad(&format!("/storage/{PK}/pub/../..")).starts_with("Invalid storage path"));
+        assert!(bad(&format!("/storage/{PK}/pub/report%20")).contains("whitespace"));
+    }
+
+    #[test]
+    fn legacy_tenant_resolution() {
+        let t = |h: &[(&str, &str)], q: Option<&str>| {
+            storage(r(Method::GET, "/pub/x", q, h).unwrap()).1
+        };
+        assert_eq!(t(&[("host", &format!("_pubky.{PK}"))], None).unwrap(), PK);
+        assert_eq!(t(&[("host", PK), ("pubky-host", PK2)], None).unwrap(), PK2);
+        assert_eq!(t(&[("host", PK), ("pubky-host", "junk")], None).unwrap(), PK);
+        assert_eq!(
+            t(&[("host", "localhost:6286")], Some(&format!("a=1&pubky-host={PK2}"))).unwrap(),
+            PK2
+        );
+        assert_eq!(t(&[("pubky-host", &format!("pubky{PK}"))], None), None);
+        assert_eq!(t(&[("host", "localhost")], None), None);
+    }
+
+    #[test]
+    fn fixed_routes_and_methods() {
+        assert_eq!(r(Method::GET, "/info", None, &[]), Ok(Endpoint::Info));
+        assert_eq!(
+            r(Method::POST, "/info", None, &[]),
+            Err(RouteError::MethodNotAllowed("GET"))
+        );
+        assert_eq!(r(Method::OPTIONS, "/pub/x", None, &[]), Ok(Endpoint::Preflight));
+        assert_eq!(
+            r(Method::DELETE, "/auth/grant/session/abc", None, &[]),
+            Ok(Endpoint::GrantRevoke { gid: "abc".into() })
+        );
+        assert_eq!(
+            r(Method::POST, "/pub/x", None, &[]),
+            Err(RouteError::MethodNotAllowed(STORAGE_ALLOW))
+        );
+        assert_eq!(
+            r(Method::PATCH, &format!("/storage/{PK}/pub/x"), None, &[]),
+            Err(RouteError::MethodNotAllowed(STORAGE_ALLOW))
+        );
+        let (op, _, path, a) = storage(r(Method::DELETE, "/pub/a/../b", None, &[]).unwrap());
+        assert_eq!((op, path.as_str(), a), (StorageOp::Delete, "/pub/b", Addressing::Legacy));
+    }
+}

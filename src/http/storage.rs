@@ -1,0 +1,347 @@
+//! Storage endpoints: `GET`/`HEAD`/`PUT`/`DELETE` on `/storage/<pk>/<path>` and legacy
+//! `/<path>`. Authorisation follows the spec's check order; bodies stream from the request
+//! into `store::Upload` (hashed as they arrive) and from the store to the response.
+
+use bytes::Bytes;
+use hyper::body::Incoming;
+use hyper::{header, HeaderMap, Request, Response, StatusCode};
+
+use super::body::{next_chunk, Body};
+use super::error::ApiError;
+use super::listing;
+use super::route::{Addressing, StorageOp};
+use super::session::Session;
+use super::App;
+use crate::clock;
+use crate::pubkey::PublicKey;
+use crate::storage_path::StoragePath;
+use crate::store::Content;
+
+/// Runs one storage request and applies the spec's cache policy to the result.
+pub async fn handle(
+    app: &App,
+    req: Request<Incoming>,
+    op: StorageOp,
+    tenant: Option<PublicKey>,
+    path: StoragePath,
+    addressing: Addressing,
+) -> Response<Body> {
+    let result = match tenant {
+        None => Err(ApiError::bad_request("Missing request tenant")),
+        Some(tenant) => {
+            let session = Session::from_headers(app, req.headers());
+            match (session, op) {
+                (Err(e), _) => Err(e),
+                (Ok(s), StorageOp::Get | StorageOp::Head) => {
+                    read(app, &req, op, &tenant, &path, s.as_ref())
+                }
+                (Ok(s), StorageOp::Put) => put(app, req, &tenant, &path, s.as_ref()).await,
+                (Ok(s), StorageOp::Delete) => delete(app, &tenant, &path, s.as_ref()).await,
+            }
+        }
+    };
+    let mut resp = result.unwrap_or_else(ApiError::into_response);
+    cache_policy(&mut resp, &path, addressing);
+    resp
+}
+
+/// §3.10: validators and caching differ for public and private paths and by addressing.
+fn cache_policy(resp: &mut Response<Body>, path: &StoragePath, addressing: Addressing) {
+    let status = resp.status();
+    let h = resp.headers_mut();
+    if path.is_private() {
+        h.insert(header::CACHE_CONTROL, hv("no-store"));
+        let vary = match addressing {
+            Addressing::Path => "Authorization, Cookie",
+            Addressing::Legacy => "pubky-host, Authorization, Cookie",
+        };
+        h.append(header::VARY, hv(vary));
+        if status.as_u16() >= 400 {
+            h.remove(header::ETAG);
+            h.remove(header::LAST_MODIFIED);
+        }
+        return;
+    }
+    let file_ok = !path.is_dir() && (status == StatusCode::OK || status == StatusCode::NOT_MODIFIED);
+    if file_ok {
+        h.insert(header::CACHE_CONTROL, hv("private, must-revalidate"));
+    }
+    if addressing == Addressing::Legacy && (file_ok || status == StatusCode::OK) {
+        h.append(header::VARY, hv("pubky-host"));
+    }
+}
+
+fn hv(s: &'static str) -> header::HeaderValue {
+    header::HeaderValue::from_static(s)
+}
+
+/// §3.1 read checks: `/pub/` is public, `/priv/` needs the owner's session with `r`.
+fn authorize_read(
+    tenant: &PublicKey,
+    path: &StoragePath,
+    session: Option<&Session>,
+) -> Result<(), ApiError> {
+    if path.is_public() {
+        return Ok(());
+    }
+    if !path.is_private() {
+        return Err(ApiError::forbidden(
+            "Reading from directories other than '/pub/' and '/priv/' is forbidden",
+        ));
+    }
+    let s = session
+        .ok_or_else(|| ApiError::unauthorized("Authentication required to read private storage"))?;
+    if s.user != *tenant {
+        return Err(ApiError::forbidden("Session user does not match target tenant"));
+    }
+    if !s.caps.can_read(path) {
+        return Err(ApiError::forbidden("Session does not have read access to path"));
+    }
+    Ok(())
+}
+
+/// §3.1 write checks 1–7 (quota, collisions and existence follow in the store).
+fn authorize_write(
+    app: &App,
+    tenant: &PublicKey,
+    path: &StoragePath,
+    session: Option<&Session>,
+    is_put: bool,
+) -> Result<(), ApiError> {
+    let s = session.ok_or_else(ApiError::no_session)?;
+    if path.is_dir() {
+        return Err(ApiError::bad_request("Target path must be a file"));
+    }
+    if !path.is_public() && !path.is_private() {
+        return Err(ApiError::forbidden(
+            "Writing to directories other than '/pub/' and '/priv/' is forbidden",
+        ));
+    }
+    if s.user != *tenant {
+        return Err(ApiError::forbidden("Session user does not match target tenant"));
+    }
+    if !s.caps.can_write(path) {
+        return Err(ApiError::forbidden("Session does not have write access to path"));
+    }
+    let user = app.store.user(tenant)?.ok_or_else(ApiError::not_found)?;
+    if is_put && user.disabled {
+        return Err(ApiError::forbidden("User is disabled"));
+    }
+    Ok(())
+}
+
+fn read(
+    app: &App,
+    req: &Request<Incoming>,
+    op: StorageOp,
+    tenant: &PublicKey,
+    path: &StoragePath,
+    session: Option<&Session>,
+) -> Result<Response<Body>, ApiError> {
+    let query = listing::ListQuery::parse(req.uri().query())?;
+    authorize_read(tenant, path, session)?;
+    if path.is_dir() {
+        if op == StorageOp::Head {
+            return Err(ApiError::not_found());
+        }
+        return listing::respond(app, tenant, path, &query);
+    }
+    if op == StorageOp::Head && app.store.user(tenant)?.is_none() {
+        return Err(ApiError::not_found());
+    }
+    let meta = app.store.entry(tenant, path)?.ok_or_else(ApiError::not_found)?;
+    let etag = etag(&meta.hash);
+    let last_modified = httpdate::fmt_http_date(clock::system_time(meta.modified_at));
+    if op == StorageOp::Get && not_modified(req.headers(), &etag, meta.modified_at) {
+        return Ok(Response::builder()
+            .status(StatusCode::NOT_MODIFIED)
+            .header(header::ETAG, etag)
+            .header(header::LAST_MODIFIED, last_modified)
+            .body(Body::Empty)
+            .map_err(internal)?);
+    }
+    let body = if op == StorageOp::Head {
+        Body::Empty
+    } else {
+        match app.store.content(tenant, path, &meta)? {
+            Content::Inline(b) => Body::Full(b),
+            Content::File(f) => Body::file(f, meta.len),
+        }
+    };
+    let mut resp = Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, meta.content_type.as_str())
+        .header(header::ETAG, etag)
+        .header(header::LAST_MODIFIED, last_modified)
+        .body(body)
+        .map_err(internal)?;
+    // HEAD carries the entity's length; hyper keeps an explicit Content-Length on HEAD.
+    resp.headers_mut()
+        .insert(header::CONTENT_LENGTH, header::HeaderValue::from(meta.len));
+    Ok(resp)
+}
+
+/// `If-None-Match` (exact match of one listed ETag) wins; otherwise `If-Modified-Since`
+/// at second precision.
+fn not_modified(headers: &HeaderMap, etag: &str, modified_at_us: u64) -> bool {
+    if let Some(inm) = headers.get(header::IF_NONE_MATCH) {
+        let Ok(inm) = inm.to_str() else { return false };
+        return inm.split(',').any(|t| t.trim() == etag);
+    }
+    let Some(ims) = headers
+        .get(header::IF_MODIFIED_SINCE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| httpdate::parse_http_date(v).ok())
+    else {
+        return false;
+    };
+    let ims = ims
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    ims >= modified_at_us / 1_000_000
+}
+
+/// Quoted standard base64 of the BLAKE3 hash (44 characters inside the quotes).
+pub fn etag(hash: &[u8; 32]) -> String {
+    use base64::Engine;
+    format!(
+        "\"{}\"",
+        base64::engine::general_purpose::STANDARD.encode(hash)
+    )
+}
+
+async fn put(
+    app: &App,
+    req: Request<Incoming>,
+    tenant: &PublicKey,
+    path: &StoragePath,
+    session: Option<&Session>,
+) -> Result<Response<Body>, ApiError> {
+    authorize_write(app, tenant, path, session, true)?;
+    let max_upload = app.config.storage.max_upload_bytes();
+    let allowance = app.store.write_allowance(tenant, path)?;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(len) = declared {
+        if allowance.is_some_and(|a| len > a) {
+            return Err(quota_exceeded());
+        }
+        if len > max_upload {
+            return Err(too_large(max_upload));
+        }
+    }
+    let mut body = req.into_body();
+    let mut upload = app.store.upload();
+    while let Some(chunk) = next_chunk(&mut body).await {
+        let chunk: Bytes = chunk.map_err(|_| ApiError::bad_request("Stream broken"))?;
+        let after = upload.len() + chunk.len() as u64;
+        if allowance.is_some_and(|a| after > a) {
+            return Err(quota_exceeded());
+        }
+        if after > max_upload {
+            return Err(too_large(max_upload));
+        }
+        upload.write(&chunk).await?;
+    }
+    let content_type = sniff_content_type(upload.head(), path);
+    let staged = upload.finish().await?;
+    app.store
+        .put(tenant, path, staged, &content_type, clock::now_micros())
+        .await?;
+    Ok(empty(StatusCode::CREATED))
+}
+
+async fn delete(
+    app: &App,
+    tenant: &PublicKey,
+    path: &StoragePath,
+    session: Option<&Session>,
+) -> Result<Response<Body>, ApiError> {
+    authorize_write(app, tenant, path, session, false)?;
+    app.store
+        .delete(tenant, path, clock::now_micros())
+        .await?;
+    Ok(empty(StatusCode::NO_CONTENT))
+}
+
+/// §3.5: magic bytes of the start of the body win, then the path's extension.
+pub fn sniff_content_type(head: &[u8], path: &StoragePath) -> String {
+    if let Some(kind) = infer::get(head) {
+        return kind.mime_type().to_string();
+    }
+    mime_guess::from_path(path.as_str())
+        .first_raw()
+        .unwrap_or("application/octet-stream")
+        .to_string()
+}
+
+fn quota_exceeded() -> ApiError {
+    ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "Disk space quota exceeded")
+}
+
+fn too_large(max: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("Request body too large: the limit is {max} bytes"),
+    )
+}
+
+pub fn empty(status: StatusCode) -> Response<Body> {
+    let mut r = Response::new(Body::Empty);
+    *r.status_mut() = status;
+    r
+}
+
+pub fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("Internal error: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etag_vectors() {
+        let h = |b: &[u8]| *blake3::hash(b).as_bytes();
+        assert_eq!(etag(&h(b"")), "\"rxNJufX5oaagQE3qNtzJSZvLJcmtwRK3zJqTyuQfMmI=\"");
+        assert_eq!(etag(&h(b"hello")), "\"6o8WPbOGgpJeRJHF5Y1Ls1Bu+MFOt4qG6QjFYkpnIA8=\"");
+        assert_eq!(
+            etag(&h(&[0, 1, 2, 3, 4])),
+            "\"tAtE39l+eoSplqka+LhRiMZsEmlAunqtLnrms4VAKqI=\""
+        );
+        assert_eq!(etag(&h(&[0])), "\"LTre3/EbYfFMiG41r6A2c23Nh6dNJ7XBUQIl0PWS4hM=\"");
+    }
+
+    #[test]
+    fn content_types() {
+        let p = |s| StoragePath::strict(s).unwrap();
+        let png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR";
+        assert_eq!(sniff_content_type(png, &p("/pub/foo")), "image/png");
+        assert_eq!(sniff_content_type(b"hi", &p("/pub/text.txt")), "text/plain");
+        assert_eq!(sniff_content_type(&[0, 1, 2, 3, 4], &p("/pub/foo.txt")), "text/plain");
+        assert_eq!(sniff_content_type(b"{}", &p("/pub/x.json")), "application/json");
+        assert_eq!(sniff_content_type(b"{}", &p("/pub/x")), "application/octet-stream");
+    }
+
+    #[test]
+    fn conditional_requests() {
+        let mut h = HeaderMap::new();
+        let tag = "\"abc\"";
+        h.insert(header::IF_NONE_MATCH, hv("\"x\", \"abc\""));
+        assert!(not_modified(&h, tag, 0));
+        // If-None-Match present and not matching: If-Modified-Since is ignored
+        h.insert(header::IF_NONE_MATCH, hv("\"old\""));
+        h.insert(header::IF_MODIFIED_SINCE, hv("Sun, 06 Nov 2044 08:49:37 GMT"));
+        assert!(!not_modified(&h, tag, 1_000_000));
+        h.remove(header::IF_NONE_MATCH);
+        assert!(not_modified(&h, tag, 1_000_000));
+        h.insert(header::IF_MODIFIED_SINCE, hv("Sun, 06 Nov 1994 08:49:37 GMT"));
+        assert!(!not_modified(&h, tag, 2_000_000_000_000_000));
+        h.insert(header::IF_MODIFIED_SINCE, hv("garbage"));
+        assert!(!not_modified(&h, tag, 0));
+    }
+}

@@ -1,0 +1,333 @@
+//! Test harness: a real pubky-edge started in-process on 127.0.0.1:0 with a temp data
+//! directory, a plain blocking HTTP/1.1 client over std `TcpStream` (so tests can send
+//! exactly the bytes they mean, malformed ones included), and helpers that mint real
+//! grant/PoP JWS with fresh ed25519 keys.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ed25519_dalek::SigningKey;
+use pubky_edge::app::{self, Running};
+use pubky_edge::auth::grant::{GrantClaims, GrantId, PopClaims};
+use pubky_edge::auth::{capability::Capabilities, jws};
+use pubky_edge::config::Config;
+use pubky_edge::pubkey::PublicKey;
+
+pub struct Server {
+    pub addr: SocketAddr,
+    pub pk: PublicKey,
+    pub data_dir: PathBuf,
+    running: Option<Running>,
+    ex: Arc<smol::Executor<'static>>,
+    stop_tx: Option<smol::channel::Sender<()>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+/// Config text used by tests: open signup, ephemeral port, small limits where useful.
+pub const OPEN: &str = "[general]\nsignup_mode = \"open\"\n[drive]\nicann_listen_socket = \"127.0.0.1:0\"\npubky_listen_socket = \"127.0.0.1:0\"\n";
+
+impl Server {
+    pub fn start(extra_toml: &str) -> Server {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("data");
+        let mut s = Self::start_in(&dir, extra_toml);
+        s._tmp = Some(tmp);
+        s
+    }
+
+    /// Starts a server on an existing data directory (restart tests).
+    pub fn start_in(dir: &Path, extra_toml: &str) -> Server {
+        let config = Config::from_layers(&[("test", OPEN), ("extra", extra_toml)])
+            .unwrap()
+            .config;
+        let ex = Arc::new(smol::Executor::new());
+        let (stop_tx, stop_rx) = smol::channel::bounded::<()>(1);
+        let mut threads = Vec::new();
+        for _ in 0..2 {
+            let ex = ex.clone();
+            let rx = stop_rx.clone();
+            threads.push(std::thread::spawn(move || {
+                let _ = smol::block_on(ex.run(rx.recv()));
+            }));
+        }
+        let running = smol::block_on(ex.run(app::start(&ex, config, dir.to_path_buf()))).unwrap();
+        Server {
+            addr: running.icann_addr,
+            pk: running.public_key,
+            data_dir: dir.to_path_buf(),
+            running: Some(running),
+            ex,
+            stop_tx: Some(stop_tx),
+            threads,
+            _tmp: None,
+        }
+    }
+
+    /// Graceful stop; returns the temp dir guard so the data can be reopened.
+    pub fn stop(mut self) -> Option<tempfile::TempDir> {
+        self.shutdown();
+        self._tmp.take()
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(r) = self.running.take() {
+            let ex = self.ex.clone();
+            smol::block_on(ex.run(r.stop())).unwrap();
+        }
+        self.stop_tx.take();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+
+    pub fn req(&self, method: &str, path: &str) -> Req {
+        Req {
+            addr: self.addr,
+            method: method.into(),
+            path: path.into(),
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+
+    pub fn storage_url(&self, user: &PublicKey, path: &str) -> String {
+        format!("/storage/{user}{path}")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+pub struct Req {
+    addr: SocketAddr,
+    method: String,
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Req {
+    pub fn header(mut self, k: &str, v: &str) -> Req {
+        self.headers.push((k.into(), v.into()));
+        self
+    }
+    pub fn bearer(self, token: &str) -> Req {
+        self.header("authorization", &format!("Bearer {token}"))
+    }
+    pub fn body(mut self, b: impl Into<Vec<u8>>) -> Req {
+        self.body = b.into();
+        self
+    }
+    pub fn json(self, v: &serde_json::Value) -> Req {
+        self.header("content-type", "application/json")
+            .body(serde_json::to_vec(v).unwrap())
+    }
+    pub fn send(self) -> Resp {
+        let mut raw = format!("{} {} HTTP/1.1\r\nhost: localhost\r\n", self.method, self.path);
+        for (k, v) in &self.headers {
+            raw.push_str(&format!("{k}: {v}\r\n"));
+        }
+        raw.push_str(&format!(
+            "content-length: {}\r\nconnection: close\r\n\r\n",
+            self.body.len()
+        ));
+        let mut bytes = raw.into_bytes();
+        bytes.extend_from_slice(&self.body);
+        send_raw(self.addr, &bytes, self.method == "HEAD")
+    }
+}
+
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    pub fn lines(&self) -> Vec<String> {
+        self.text()
+            .split('\n')
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+/// Sends raw bytes on a fresh connection and reads the response until EOF.
+pub fn send_raw(addr: SocketAddr, bytes: &[u8], head: bool) -> Resp {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(bytes).unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).unwrap();
+    parse_response(&buf, head).unwrap_or_else(|| {
+        panic!("unparseable response: {:?}", String::from_utf8_lossy(&buf))
+    })
+}
+
+pub fn parse_response(buf: &[u8], head: bool) -> Option<Resp> {
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let text = std::str::from_utf8(&buf[..end]).ok()?;
+    let mut lines = text.split("\r\n");
+    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let rest = &buf[end + 4..];
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
+    let body = if head {
+        Vec::new()
+    } else if chunked {
+        dechunk(rest)?
+    } else {
+        rest.to_vec()
+    };
+    Some(Resp {
+        status,
+        headers,
+        body,
+    })
+}
+
+fn dechunk(mut b: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = b.windows(2).position(|w| w == b"\r\n")?;
+        let size = usize::from_str_radix(std::str::from_utf8(&b[..line_end]).ok()?.trim(), 16).ok()?;
+        b = &b[line_end + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(&b[..size]);
+        b = &b[size + 2..];
+    }
+}
+
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+pub fn random_key() -> SigningKey {
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).unwrap();
+    SigningKey::from_bytes(&seed)
+}
+
+pub fn pk_of(k: &SigningKey) -> PublicKey {
+    PublicKey::from(k.verifying_key())
+}
+
+/// A grant + PoP pair, with every field open to tampering by tests.
+pub struct GrantSpec {
+    pub user: SigningKey,
+    pub client: SigningKey,
+    pub client_id: String,
+    pub caps: String,
+    pub iat: u64,
+    pub exp: u64,
+    pub jti: String,
+    pub pop_iat: u64,
+    pub aud: PublicKey,
+}
+
+impl GrantSpec {
+    pub fn new(user: &SigningKey, hs: PublicKey, client_id: &str, caps: &str, lifetime: u64) -> Self {
+        let n = now();
+        GrantSpec {
+            user: user.clone(),
+            client: random_key(),
+            client_id: client_id.into(),
+            caps: caps.into(),
+            iat: n,
+            exp: n + lifetime,
+            jti: GrantId::random().as_str().to_string(),
+            pop_iat: n,
+            aud: hs,
+        }
+    }
+
+    pub fn grant_jws(&self) -> String {
+        let claims = GrantClaims {
+            iss: pk_of(&self.user),
+            client_id: self.client_id.clone(),
+            caps: Capabilities::parse(&self.caps).unwrap(),
+            cnf: pk_of(&self.client),
+            jti: GrantId::parse(&self.jti).unwrap(),
+            iat: self.iat,
+            exp: self.exp,
+        };
+        jws::sign("pubky-grant", claims.to_json().as_bytes(), &self.user)
+    }
+
+    pub fn pop_jws(&self) -> String {
+        let claims = PopClaims {
+            aud: self.aud,
+            gid: GrantId::parse(&self.jti).unwrap(),
+            nonce: GrantId::random(),
+            iat: self.pop_iat,
+        };
+        jws::sign("pubky-pop", claims.to_json().as_bytes(), &self.client)
+    }
+
+    pub fn body(&self) -> serde_json::Value {
+        serde_json::json!({ "grant": self.grant_jws(), "pop": self.pop_jws() })
+    }
+}
+
+/// Signs up `user` (open mode) and returns a root bearer session token.
+pub fn signup_and_signin(s: &Server, user: &SigningKey) -> String {
+    let g = GrantSpec::new(user, s.pk, "pubky.signup", "/:rw", 300);
+    let r = s.req("POST", "/auth/grant/signup").json(&g.body()).send();
+    assert_eq!(r.status, 204, "signup: {}", r.text());
+    signin(s, user, "/:rw")
+}
+
+/// Opens a session for `user` with the given capabilities; returns the bearer.
+pub fn signin(s: &Server, user: &SigningKey, caps: &str) -> String {
+    let g = GrantSpec::new(user, s.pk, "test.app", caps, 3600 * 24);
+    let r = s.req("POST", "/auth/grant/session").json(&g.body()).send();
+    assert_eq!(r.status, 200, "signin: {}", r.text());
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    v["token"].as_str().unwrap().to_string()
+}
+
+/// A signed-up user with a root session.
+pub struct User {
+    pub key: SigningKey,
+    pub pk: PublicKey,
+    pub token: String,
+}
+
+pub fn new_user(s: &Server) -> User {
+    let key = random_key();
+    let token = signup_and_signin(s, &key);
+    User {
+        pk: pk_of(&key),
+        key,
+        token,
+    }
+}
