@@ -1,0 +1,3 @@
+//! HTTP transport. So far only the hyper↔smol glue (`rt`).
+
+pub mod rt;
