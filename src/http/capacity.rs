@@ -1,0 +1,147 @@
+//! The connection cap: counting live connections and turning the overflow away.
+//!
+//! `server::serve` asks [`ConnStats::try_admit`] for every accepted socket. Admitted ones get a
+//! [`LiveGuard`] that lives as long as the connection task; refused ones go to
+//! [`refuse`], which answers a bare `503` and closes. The counters are read by the drain
+//! logic in `server.rs` and, later, by metrics.
+
+use std::net::Shutdown as NetShutdown;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use event_listener::Event;
+use smol::future::FutureExt;
+use smol::io::{AsyncReadExt, AsyncWriteExt};
+use smol::net::TcpStream;
+use smol::Executor;
+
+/// The whole answer to a connection over the cap. No body, no keep-alive.
+const BUSY_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+Retry-After: 1\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
+
+/// Refusals in progress beyond this are closed without an answer, so a flood cannot grow an
+/// unbounded set of refusal tasks.
+const MAX_REFUSING: usize = 32;
+
+/// How long a refusal may spend writing the 503 and draining what the client already sent.
+const REFUSE_BUDGET: Duration = Duration::from_secs(1);
+
+/// Bytes a refusal reads and discards before closing (see `refuse`).
+const REFUSE_DRAIN_BYTES: usize = 16 * 1024;
+
+/// Live and total connection counts for one `serve` call (one listener). Cheap to clone.
+#[derive(Clone, Default)]
+pub struct ConnStats {
+    inner: Arc<Counters>,
+}
+
+#[derive(Default)]
+struct Counters {
+    live: AtomicUsize,
+    accepted: AtomicU64,
+    refused: AtomicU64,
+    refusing: AtomicUsize,
+    /// Notified whenever a live connection ends.
+    closed: Event,
+}
+
+impl ConnStats {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Connections currently being served (including TLS handshakes in progress).
+    pub fn live(&self) -> usize {
+        self.inner.live.load(Ordering::SeqCst)
+    }
+
+    /// Connections admitted since start.
+    pub fn accepted(&self) -> u64 {
+        self.inner.accepted.load(Ordering::Relaxed)
+    }
+
+    /// Connections turned away because the cap was reached.
+    pub fn refused(&self) -> u64 {
+        self.inner.refused.load(Ordering::Relaxed)
+    }
+
+    /// Admits one more connection unless `max` are already live. Only the accept loop calls
+    /// this, so check-then-increment cannot race with another admission.
+    pub(crate) fn try_admit(&self, max: usize) -> Option<LiveGuard> {
+        if self.live() >= max {
+            self.inner.refused.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        self.inner.live.fetch_add(1, Ordering::SeqCst);
+        self.inner.accepted.fetch_add(1, Ordering::Relaxed);
+        Some(LiveGuard {
+            stats: self.clone(),
+        })
+    }
+
+    /// Resolves once no connection is live.
+    pub(crate) async fn wait_idle(&self) {
+        loop {
+            if self.live() == 0 {
+                return;
+            }
+            let listener = self.inner.closed.listen();
+            if self.live() == 0 {
+                return;
+            }
+            listener.await;
+        }
+    }
+}
+
+/// Held by a connection task; releases its slot when the task ends or is dropped.
+pub(crate) struct LiveGuard {
+    stats: ConnStats,
+}
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        self.stats.inner.live.fetch_sub(1, Ordering::SeqCst);
+        self.stats.inner.closed.notify(usize::MAX);
+    }
+}
+
+/// Answers an over-the-cap connection with `503` + `Retry-After: 1` and closes it, on its own
+/// short-lived task so the accept loop never waits on a client. TLS connections are closed
+/// without an answer: a handshake is exactly the work the cap exists to avoid.
+pub(crate) fn refuse(ex: &Executor<'static>, stats: &ConnStats, mut tcp: TcpStream, tls: bool) {
+    let counters = stats.inner.clone();
+    if tls || counters.refusing.load(Ordering::Relaxed) >= MAX_REFUSING {
+        return;
+    }
+    counters.refusing.fetch_add(1, Ordering::Relaxed);
+    ex.spawn(async move {
+        let answer = async {
+            tcp.write_all(BUSY_RESPONSE).await?;
+            tcp.flush().await?;
+            tcp.shutdown(NetShutdown::Write)?;
+            // Closing with unread request bytes in the socket makes the kernel send a reset,
+            // which can destroy the 503 before the client reads it. Read (a bounded amount)
+            // until the client closes its side.
+            let mut sink = [0u8; 1024];
+            let mut drained = 0;
+            while drained < REFUSE_DRAIN_BYTES {
+                match tcp.read(&mut sink).await? {
+                    0 => break,
+                    n => drained += n,
+                }
+            }
+            Ok::<(), std::io::Error>(())
+        };
+        let budget = async {
+            smol::Timer::after(REFUSE_BUDGET).await;
+            Ok(())
+        };
+        if let Err(e) = answer.or(budget).await {
+            tracing::debug!(error = %e, "refusal write failed");
+        }
+        counters.refusing.fetch_sub(1, Ordering::Relaxed);
+    })
+    .detach();
+}

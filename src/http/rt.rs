@@ -1,0 +1,168 @@
+//! The glue between hyper and smol: a timer and an IO wrapper.
+//!
+//! hyper is runtime-agnostic and asks for its own `rt` traits; this file owns the two adapters
+//! the HTTP/1 server needs. `server.rs` hands `SmolTimer` to every connection builder (header
+//! read timeouts run on it) and wraps each accepted stream, plain TCP or TLS, in `SmolIo`.
+//!
+//! No executor adapter lives here: the HTTP/1 server connection never spawns tasks (it is one
+//! future per connection, which `server.rs` spawns on the smol `Executor` itself). An adapter
+//! is only needed for HTTP/2 or hyper's client, neither of which this crate uses.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use hyper::rt::{ReadBufCursor, Sleep, Timer};
+use smol::io::{AsyncRead, AsyncWrite};
+
+/// `hyper::rt::Timer` backed by async-io's reactor timers (`smol::Timer`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SmolTimer;
+
+impl Timer for SmolTimer {
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn Sleep>> {
+        Box::pin(SmolSleep(smol::Timer::after(duration)))
+    }
+
+    fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn Sleep>> {
+        Box::pin(SmolSleep(smol::Timer::at(deadline)))
+    }
+
+    // hyper resets the header-read timer once per request on a keep-alive connection; moving
+    // the existing timer avoids a fresh allocation each time.
+    fn reset(&self, sleep: &mut Pin<Box<dyn Sleep>>, new_deadline: Instant) {
+        match sleep.as_mut().downcast_mut_pin::<SmolSleep>() {
+            Some(mut ours) => ours.0.set_at(new_deadline),
+            None => *sleep = self.sleep_until(new_deadline),
+        }
+    }
+}
+
+/// One pending sleep; completes with `()` as hyper expects.
+struct SmolSleep(smol::Timer);
+
+impl Future for SmolSleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        Pin::new(&mut self.0).poll(cx).map(|_fired_at| ())
+    }
+}
+
+impl Sleep for SmolSleep {}
+
+/// Any futures-io stream (smol `TcpStream`, a futures-rustls `TlsStream`, …) as hyper IO.
+#[derive(Debug)]
+pub struct SmolIo<T>(T);
+
+impl<T> SmolIo<T> {
+    pub fn new(io: T) -> Self {
+        SmolIo(io)
+    }
+
+    pub fn get_ref(&self) -> &T {
+        &self.0
+    }
+
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T: AsyncRead + Unpin> hyper::rt::Read for SmolIo<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        mut buf: ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        // futures-io reads into `&mut [u8]`, which must be initialised memory; hyper hands us a
+        // possibly uninitialised cursor. `initialize_unfilled` zeroes what is not yet
+        // initialised (safe, a memset of at most one read buffer) so no `&mut [u8]` ever
+        // points at uninitialised bytes.
+        let dst = buf.initialize_unfilled();
+        let n = match Pin::new(&mut self.get_mut().0).poll_read(cx, dst) {
+            Poll::Ready(Ok(n)) => n,
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => return Poll::Pending,
+        };
+        // A well-behaved reader never claims more than it was given; a broken one must not
+        // make us advance past the initialised region.
+        if n > buf.remaining() {
+            return Poll::Ready(Err(io::Error::other(
+                "reader reported more bytes than asked",
+            )));
+        }
+        // SAFETY: `advance` requires the next `n` bytes to be initialised. All `remaining()`
+        // bytes were initialised by `initialize_unfilled` above, and `n <= remaining()` was
+        // just checked; the reader also wrote them, so they hold the data read.
+        unsafe { buf.advance(n) };
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<T: AsyncWrite + Unpin> hyper::rt::Write for SmolIo<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().0).poll_write_vectored(cx, bufs)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_close(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hyper::rt::{Read, Write};
+    use smol::future::poll_fn;
+
+    #[test]
+    fn reads_and_writes_pass_through() {
+        smol::block_on(async {
+            let mut io = SmolIo::new(smol::io::Cursor::new(b"hello".to_vec()));
+            let mut storage = [std::mem::MaybeUninit::<u8>::uninit(); 3];
+            let mut rb = hyper::rt::ReadBuf::uninit(&mut storage);
+            poll_fn(|cx| Pin::new(&mut io).poll_read(cx, rb.unfilled()))
+                .await
+                .unwrap();
+            assert_eq!(rb.filled(), b"hel");
+
+            let mut out = SmolIo::new(smol::io::Cursor::new(Vec::new()));
+            let n = poll_fn(|cx| Pin::new(&mut out).poll_write(cx, b"abc"))
+                .await
+                .unwrap();
+            assert_eq!(n, 3);
+            assert_eq!(out.into_inner().into_inner(), b"abc");
+        });
+    }
+
+    #[test]
+    fn timer_sleeps_and_resets() {
+        smol::block_on(async {
+            let timer = SmolTimer;
+            let mut sleep = timer.sleep(Duration::from_secs(3600));
+            // Moving the deadline into the past must make the same sleep complete.
+            timer.reset(&mut sleep, Instant::now());
+            sleep.await;
+            timer.sleep_until(Instant::now()).await;
+        });
+    }
+}

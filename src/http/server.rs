@@ -1,0 +1,328 @@
+//! The accept loop: one task per connection, limits, per-request logging, graceful drain.
+//!
+//! `serve` takes sockets off a listener, admits them under the connection cap (`capacity`),
+//! runs the acceptor (identity for plain HTTP, a TLS handshake later) inside the connection's
+//! own task, and drives a hyper HTTP/1 connection whose service calls the application handler.
+//! The handler's `Response<Body>` goes back to hyper, which writes it; one log line per request
+//! is emitted when the handler returns. On shutdown the listener is closed first, live
+//! connections are asked to finish, and stragglers are dropped at the drain deadline.
+
+use std::cell::Cell;
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::{pin, Pin};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http_body::Body as _;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONNECTION};
+use hyper::server::conn::http1;
+use hyper::{Request, Response};
+use smol::future::FutureExt;
+use smol::io::{AsyncRead, AsyncWrite};
+use smol::net::{TcpListener, TcpStream};
+use smol::Executor;
+
+use super::body::Body;
+use super::capacity::{self, ConnStats, LiveGuard};
+use super::rt::{SmolIo, SmolTimer};
+use crate::shutdown::{Shutdown, ShutdownSignal};
+
+/// hyper refuses a read buffer smaller than this (`max_buf_size` panics below it).
+const HYPER_MIN_BUF: usize = 8192;
+
+/// Pause after a failed `accept` (e.g. EMFILE) so the loop does not spin on a full fd table.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Per-listener limits; values come from the config (board overlay).
+#[derive(Clone, Debug)]
+pub struct ServerLimits {
+    /// Connections served at once; the next one gets `503` and is closed.
+    pub max_connections: usize,
+    /// Request line + headers, in bytes; more gets `431` and the connection is closed.
+    pub max_header_bytes: usize,
+    /// Time allowed for a complete request head, counted from when the server starts waiting
+    /// for it, so it is also the idle timeout of a keep-alive connection. It also bounds the
+    /// acceptor (TLS handshake).
+    pub header_read_timeout: Duration,
+    pub keep_alive: bool,
+    /// The response to this request carries `Connection: close` (values below 1 act as 1).
+    pub max_requests_per_connection: u32,
+}
+
+/// Who is on the other end of a request's connection.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    pub tls: bool,
+}
+
+/// Turns an accepted TCP socket into the byte stream HTTP is spoken over. Runs inside the
+/// connection's task under `header_read_timeout`, never in the accept loop.
+pub trait Acceptor: Send + Sync + 'static {
+    type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+
+    fn is_tls(&self) -> bool;
+
+    fn accept(&self, tcp: TcpStream) -> impl Future<Output = io::Result<Self::Stream>> + Send;
+}
+
+/// Plain HTTP: the socket as is.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PlainTcp;
+
+impl Acceptor for PlainTcp {
+    type Stream = TcpStream;
+
+    fn is_tls(&self) -> bool {
+        false
+    }
+
+    async fn accept(&self, tcp: TcpStream) -> io::Result<TcpStream> {
+        Ok(tcp)
+    }
+}
+
+/// What every connection task of one `serve` call shares.
+struct Shared<A, H> {
+    acceptor: A,
+    handler: H,
+    builder: http1::Builder,
+    limits: ServerLimits,
+    shutdown: ShutdownSignal,
+    /// Raised at the drain deadline: connection tasks stop at once, dropping their sockets.
+    force: ShutdownSignal,
+}
+
+/// Serves HTTP/1.1 on `listener` until `shutdown` is triggered, then drains.
+///
+/// Connection tasks are spawned on `ex`, so the returned future must be driven while `ex` is
+/// running (e.g. `ex.run(serve(&ex, …))`). Accept errors are logged and retried after a short
+/// pause. Returns once every connection has ended, or once `shutdown.drain_timeout()` has
+/// passed and the remaining connections have been dropped. Use one `stats` per call.
+/// No accept error is treated as fatal today, so the result is always `Ok`.
+pub async fn serve<A, H, F>(
+    ex: &Executor<'static>,
+    listener: TcpListener,
+    acceptor: A,
+    limits: ServerLimits,
+    handler: H,
+    shutdown: ShutdownSignal,
+    stats: ConnStats,
+) -> io::Result<()>
+where
+    A: Acceptor,
+    H: Fn(Request<Incoming>, ConnInfo) -> F + Send + Sync + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+{
+    let tls = acceptor.is_tls();
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(SmolTimer)
+        .header_read_timeout(limits.header_read_timeout)
+        .max_header_size(limits.max_header_bytes)
+        .max_buf_size(limits.max_header_bytes.max(HYPER_MIN_BUF))
+        .keep_alive(limits.keep_alive)
+        // Vectored writes save a copy of each body chunk on TCP; TLS streams write one slice
+        // at a time anyway, so hyper should flatten for them.
+        .writev(!tls);
+    let force = Shutdown::new(Duration::ZERO);
+    let shared = Arc::new(Shared {
+        acceptor,
+        handler,
+        builder,
+        limits,
+        shutdown: shutdown.clone(),
+        force: force.signal(),
+    });
+
+    enum Step {
+        Accepted(io::Result<(TcpStream, SocketAddr)>),
+        Stop,
+    }
+    loop {
+        let step = async { Step::Accepted(listener.accept().await) }
+            .or(async {
+                shutdown.wait().await;
+                Step::Stop
+            })
+            .await;
+        let (tcp, peer) = match step {
+            Step::Stop => break,
+            Step::Accepted(Ok(conn)) => conn,
+            Step::Accepted(Err(e)) => {
+                tracing::warn!(error = %e, "accept failed; backing off");
+                smol::Timer::after(ACCEPT_BACKOFF)
+                    .or(async {
+                        shutdown.wait().await;
+                        Instant::now()
+                    })
+                    .await;
+                continue;
+            }
+        };
+        if shutdown.is_triggered() {
+            break;
+        }
+        let Some(live) = stats.try_admit(shared.limits.max_connections) else {
+            tracing::debug!(%peer, "connection cap reached; refusing");
+            capacity::refuse(ex, &stats, tcp, tls);
+            continue;
+        };
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(%peer, error = %e, "TCP_NODELAY failed");
+        }
+        ex.spawn(connection(shared.clone(), tcp, peer, live))
+            .detach();
+    }
+
+    // Closing the listener first makes new connects fail while the drain runs.
+    drop(listener);
+    let drain = shutdown.drain_timeout();
+    tracing::info!(live = stats.live(), ?drain, "stopped accepting; draining");
+    let drained = async {
+        stats.wait_idle().await;
+        true
+    }
+    .or(async {
+        smol::Timer::after(drain).await;
+        false
+    })
+    .await;
+    if !drained {
+        tracing::warn!(
+            live = stats.live(),
+            "drain deadline passed; dropping connections"
+        );
+        force.trigger();
+        stats.wait_idle().await;
+    }
+    Ok(())
+}
+
+/// One connection from accept to close. `_live` keeps its slot under the cap until the end.
+async fn connection<A, H, F>(
+    shared: Arc<Shared<A, H>>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    _live: LiveGuard,
+) where
+    A: Acceptor,
+    H: Fn(Request<Incoming>, ConnInfo) -> F + Send + Sync + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+{
+    let force = shared.force.clone();
+    let run = async {
+        let handshake = async { Some(shared.acceptor.accept(tcp).await) }
+            .or(async {
+                smol::Timer::after(shared.limits.header_read_timeout).await;
+                None
+            })
+            .or(async {
+                shared.shutdown.wait().await;
+                None
+            });
+        let stream = match handshake.await {
+            Some(Ok(stream)) => stream,
+            Some(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "acceptor failed");
+                return;
+            }
+            None => {
+                tracing::debug!(%peer, "acceptor timed out or shutdown began");
+                return;
+            }
+        };
+        let info = ConnInfo {
+            peer,
+            tls: shared.acceptor.is_tls(),
+        };
+        let service = RequestService {
+            shared: shared.clone(),
+            info,
+            served: Cell::new(0),
+        };
+        let mut conn = pin!(shared
+            .builder
+            .serve_connection(SmolIo::new(stream), service));
+        let finished = async { Some(conn.as_mut().await) }
+            .or(async {
+                shared.shutdown.wait().await;
+                None
+            })
+            .await;
+        let result = match finished {
+            Some(result) => result,
+            None => {
+                // In-flight requests finish; an idle keep-alive connection closes now.
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        };
+        if let Err(e) = result {
+            log_connection_error(peer, &e);
+        }
+    };
+    run.or(force.wait()).await;
+}
+
+fn log_connection_error(peer: SocketAddr, e: &hyper::Error) {
+    if e.is_parse() || e.is_parse_too_large() {
+        // hyper has already answered 400/414/431 and is closing; our handler never ran.
+        tracing::info!(%peer, error = %e, "rejected request head");
+    } else if e.is_timeout() {
+        tracing::debug!(%peer, "request head not received in time; closed");
+    } else {
+        tracing::debug!(%peer, error = %e, "connection ended with error");
+    }
+}
+
+/// The hyper service of one connection: counts requests, calls the handler, logs.
+struct RequestService<A, H> {
+    shared: Arc<Shared<A, H>>,
+    info: ConnInfo,
+    /// Requests seen on this connection; hyper calls the service one request at a time.
+    served: Cell<u32>,
+}
+
+impl<A, H, F> hyper::service::Service<Request<Incoming>> for RequestService<A, H>
+where
+    H: Fn(Request<Incoming>, ConnInfo) -> F + Send + Sync + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        let served = self.served.get().saturating_add(1);
+        self.served.set(served);
+        let last = served >= self.shared.limits.max_requests_per_connection;
+        let start = Instant::now();
+        let method = req.method().clone();
+        // The path only: query strings may carry tokens and must stay out of logs.
+        let path = req.uri().path().to_owned();
+        let response = (self.shared.handler)(req, self.info);
+        Box::pin(async move {
+            let mut response = response.await;
+            if last {
+                response
+                    .headers_mut()
+                    .insert(CONNECTION, HeaderValue::from_static("close"));
+            }
+            let micros = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
+            tracing::info!(
+                %method,
+                path = %path,
+                status = response.status().as_u16(),
+                bytes = response.body().size_hint().exact(),
+                us = micros,
+                "request"
+            );
+            Ok(response)
+        })
+    }
+}
