@@ -12,8 +12,7 @@ use anyhow::{Context, Result};
 use smol::{Executor, Task};
 
 use crate::config::{Config, DurabilityMode};
-use crate::http::server::{self, ServerLimits};
-use crate::http::App;
+use crate::http::{serve, App, ConnStats, PlainTcp, ServerLimits};
 use crate::identity::Identity;
 use crate::pubkey::PublicKey;
 use crate::shutdown::Shutdown;
@@ -92,14 +91,12 @@ pub async fn start(ex: &Arc<Executor<'static>>, config: Config, data_dir: PathBu
         let app = handler_app.clone();
         async move { crate::http::handle(&app, req).await }
     };
-    let task = ex.spawn(server::serve(
-        ex.clone(),
-        icann,
-        server::plain,
-        limits,
-        handler,
-        shutdown.signal(),
-    ));
+    let stats = ConnStats::new();
+    let ex2 = ex.clone();
+    let signal = shutdown.signal();
+    let task = ex.spawn(async move {
+        serve(&ex2, icann, PlainTcp, limits, handler, signal, stats).await
+    });
     tracing::info!(
         public_key = %public_key,
         http = %icann_addr,

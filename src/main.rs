@@ -127,8 +127,9 @@ fn run(config: Config, data_dir: PathBuf) -> anyhow::Result<()> {
         );
     }
     let result = smol::block_on(ex.run(async {
+        let signals = shutdown::on_signals()?;
         let running = app::start(&ex, config, data_dir).await?;
-        shutdown::on_signals().await;
+        signals.await;
         tracing::info!("shutting down");
         running.stop().await
     }));

@@ -91,6 +91,20 @@ impl std::str::FromStr for PublicKey {
     }
 }
 
+/// Stored as the 32 raw bytes (postcard values in the store).
+impl serde::Serialize for PublicKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for PublicKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let bytes = <[u8; 32]>::deserialize(d)?;
+        PublicKey::from_bytes(bytes).map_err(serde::de::Error::custom)
+    }
+}
+
 fn encode_z32(bytes: &[u8; 32]) -> String {
     let mut out = String::with_capacity(Z32_LEN);
     let mut acc: u32 = 0;

@@ -69,7 +69,7 @@ async fn read_proof(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("Request body too large: the limit is {limit} bytes"),
             ),
-            BodyError::Broken => ApiError::bad_request("Stream broken"),
+            BodyError::Broken(_) => ApiError::bad_request("Stream broken"),
         })?;
     if optional && body.is_empty() {
         return Ok(None);

@@ -1,9 +1,10 @@
-//! The client API over HTTP/1.1: `server` accepts connections (cap, timeouts, drain),
-//! `route` turns each request into an `Endpoint`, and the endpoint families (`storage`,
+//! The client API over HTTP/1.1: `server` accepts connections (cap, timeouts, drain;
+//! `capacity` counts them; `rt` is the hyper↔smol glue; `body` the bodies), `route` turns each request into an `Endpoint`, and the endpoint families (`storage`,
 //! `listing`, `grant`) do the work against the store. CORS is applied here, outermost,
 //! to every response.
 
 pub mod body;
+pub mod capacity;
 pub mod error;
 pub mod grant;
 pub mod listing;
@@ -19,7 +20,10 @@ use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 
-use self::body::Body;
+pub use body::{next_chunk, read_limited, Body, BodyError, FileBody};
+pub use capacity::ConnStats;
+pub use server::{serve, Acceptor, ConnInfo, PlainTcp, ServerLimits};
+
 use self::error::ApiError;
 use self::route::Endpoint;
 use crate::auth::token::is_signup_token;

@@ -214,7 +214,10 @@ mod tests {
     fn r(m: Method, p: &str, q: Option<&str>, h: &[(&str, &str)]) -> Result<Endpoint, RouteError> {
         let mut map = HeaderMap::new();
         for (k, v) in h {
-            map.insert(*k, HeaderValue::from_str(v).unwrap());
+            map.insert(
+                hyper::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
         }
         route(&m, p, q, &map)
     }

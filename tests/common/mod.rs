@@ -131,7 +131,10 @@ impl Req {
             .body(serde_json::to_vec(v).unwrap())
     }
     pub fn send(self) -> Resp {
-        let mut raw = format!("{} {} HTTP/1.1\r\nhost: localhost\r\n", self.method, self.path);
+        let mut raw = format!("{} {} HTTP/1.1\r\n", self.method, self.path);
+        if !self.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+            raw.push_str("host: localhost\r\n");
+        }
         for (k, v) in &self.headers {
             raw.push_str(&format!("{k}: {v}\r\n"));
         }

@@ -1,0 +1,145 @@
+//! Group commit: writers apply their transaction, take a ticket, and wait until a sled flush
+//! that started after their ticket has completed. One flusher thread runs flushes back to
+//! back while anyone waits, so concurrent writers share a flush instead of each paying one.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+
+use event_listener::Event;
+
+use super::StoreError;
+
+struct State {
+    /// Highest ticket someone waits for.
+    requested: u64,
+    /// Every ticket ≤ this is durable.
+    durable: u64,
+    /// The last failed flush covered tickets ≤ this; their waiters get the error.
+    failed: Option<(u64, String)>,
+    stopping: bool,
+}
+
+struct Shared {
+    issued: AtomicU64,
+    state: Mutex<State>,
+    wake_flusher: Condvar,
+    done: Event,
+}
+
+pub struct GroupCommit {
+    shared: Arc<Shared>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl GroupCommit {
+    pub fn start(db: sled::Db) -> GroupCommit {
+        let shared = Arc::new(Shared {
+            issued: AtomicU64::new(0),
+            state: Mutex::new(State {
+                requested: 0,
+                durable: 0,
+                failed: None,
+                stopping: false,
+            }),
+            wake_flusher: Condvar::new(),
+            done: Event::new(),
+        });
+        let s = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("store-flush".into())
+            .spawn(move || flusher(s, db))
+            // Invariant: spawning one thread at start-up only fails when the OS is out of
+            // resources, where the store cannot work anyway.
+            .expect("spawn the flusher thread");
+        GroupCommit {
+            shared,
+            thread: Mutex::new(Some(thread)),
+        }
+    }
+
+    /// Call after a transaction has been applied: the returned ticket is covered by the
+    /// next flush that starts.
+    pub fn ticket(&self) -> u64 {
+        self.shared.issued.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// Waits until `ticket` is durable.
+    pub async fn wait(&self, ticket: u64) -> Result<(), StoreError> {
+        loop {
+            let listener = self.shared.done.listen();
+            {
+                let mut st = lock(&self.shared.state);
+                if st.durable >= ticket {
+                    return Ok(());
+                }
+                if let Some((upto, msg)) = &st.failed {
+                    if *upto >= ticket {
+                        return Err(StoreError::Io(std::io::Error::other(format!(
+                            "flush failed: {msg}"
+                        ))));
+                    }
+                }
+                if st.requested < ticket {
+                    st.requested = ticket;
+                    self.shared.wake_flusher.notify_one();
+                }
+            }
+            listener.await;
+        }
+    }
+
+    /// Flushes whatever is pending and stops the thread.
+    pub fn stop(&self) {
+        {
+            let mut st = lock(&self.shared.state);
+            st.stopping = true;
+            st.requested = self.shared.issued.load(Ordering::SeqCst);
+            self.shared.wake_flusher.notify_one();
+        }
+        if let Some(t) = lock(&self.thread).take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding these locks leaves plain counters behind, which stay valid.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn flusher(s: Arc<Shared>, db: sled::Db) {
+    loop {
+        {
+            let mut st = lock(&s.state);
+            while st.durable >= st.requested && !st.stopping {
+                st = s.wake_flusher.wait(st).unwrap_or_else(|e| e.into_inner());
+            }
+            if st.stopping && st.durable >= st.requested {
+                return;
+            }
+        }
+        // Every ticket issued so far belongs to a transaction that is already applied.
+        let target = s.issued.load(Ordering::SeqCst);
+        let result = db.flush();
+        {
+            let mut st = lock(&s.state);
+            match result {
+                Ok(_) => {
+                    st.durable = st.durable.max(target);
+                    st.failed = None;
+                }
+                Err(e) => {
+                    tracing::error!("store flush failed: {e}");
+                    st.failed = Some((target, e.to_string()));
+                }
+            }
+        }
+        s.done.notify(usize::MAX);
+        let failed = lock(&s.state).failed.as_ref().is_some_and(|(t, _)| *t == target);
+        if failed {
+            // Waiters covered by the failure got their error; retry later, not in a spin.
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+}

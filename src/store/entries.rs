@@ -1,0 +1,266 @@
+//! Files: reading entries and bodies, and the write path. A PUT or DELETE checks
+//! collisions and quota under the writer lock, then commits entry, body (inline), blob
+//! reference count, event and quota usage in one transaction, then waits for durability.
+
+use sled::transaction::{ConflictableTransactionError, TransactionalTree};
+use sled::Transactional;
+
+use super::blobs::{Staged, StagedBody};
+use super::codec::{decode, encode};
+use super::{keys, tx_err, Content, EntryMeta, EventKind, EventRecord, Store, StoreError, User};
+use crate::pubkey::PublicKey;
+use crate::storage_path::StoragePath;
+
+/// Each file costs this much quota on top of its bytes.
+pub const FILE_OVERHEAD: u64 = 256;
+
+type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
+
+impl Store {
+    pub fn entry(&self, pk: &PublicKey, path: &StoragePath) -> Result<Option<EntryMeta>, StoreError> {
+        match self.0.t.entries.get(keys::entry(pk, path.as_str()))? {
+            Some(v) => decode("entry", &v).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    pub fn content(&self, pk: &PublicKey, path: &StoragePath, meta: &EntryMeta) -> Result<Content, StoreError> {
+        if meta.inline {
+            let v = self.0.t.content.get(keys::entry(pk, path.as_str()))?;
+            let v = v.ok_or_else(|| StoreError::Corrupt(format!("missing body of {path}")))?;
+            return Ok(Content::Inline(bytes::Bytes::copy_from_slice(&v)));
+        }
+        let f = std::fs::File::open(self.0.blobs.path(&meta.hash))
+            .map_err(|e| StoreError::Corrupt(format!("blob of {path}: {e}")))?;
+        Ok(Content::File(f))
+    }
+
+    pub fn user(&self, pk: &PublicKey) -> Result<Option<User>, StoreError> {
+        match self.0.t.users.get(pk.as_bytes())? {
+            Some(v) => decode("user", &v).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn quota_limit(&self, user: &User) -> Option<u64> {
+        user.quota_bytes.or(self.0.cfg.default_quota_bytes)
+    }
+
+    /// Largest body this PUT may have under the owner's quota (`None`: unlimited).
+    pub fn write_allowance(&self, pk: &PublicKey, path: &StoragePath) -> Result<Option<u64>, StoreError> {
+        let user = self.user(pk)?.ok_or(StoreError::UserNotFound)?;
+        let Some(limit) = self.quota_limit(&user) else {
+            return Ok(None);
+        };
+        let (freed, overhead) = match self.entry(pk, path)? {
+            Some(old) => (old.len, 0),
+            None => (0, FILE_OVERHEAD),
+        };
+        Ok(Some((limit + freed).saturating_sub(user.used_bytes + overhead)))
+    }
+
+    fn check_collisions(&self, pk: &PublicKey, path: &StoragePath) -> Result<(), StoreError> {
+        let below = keys::entry(pk, &format!("{}/", path.as_str()));
+        if self.0.t.entries.scan_prefix(below).next().transpose()?.is_some() {
+            return Err(StoreError::Collision);
+        }
+        for dir in path.ancestors() {
+            let file = keys::entry(pk, dir.trim_end_matches('/'));
+            if self.0.t.entries.contains_key(file)? {
+                return Err(StoreError::Collision);
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn put(
+        &self,
+        pk: &PublicKey,
+        path: &StoragePath,
+        staged: Staged,
+        content_type: &str,
+        now_us: u64,
+    ) -> Result<(), StoreError> {
+        let Staged { hash, len, body } = staged;
+        let (ticket, unlink) = match body {
+            StagedBody::Inline(bytes) => {
+                self.commit_put(pk, path, hash, len, content_type, now_us, Some(&bytes))?
+            }
+            StagedBody::File(mut tmp) => {
+                let store = self.clone();
+                let (pk, path, ct) = (*pk, path.clone(), content_type.to_string());
+                smol::unblock(move || {
+                    // Invariant: a staged file body always carries its temp path.
+                    let tmp_path = tmp.0.take().expect("staged temp file");
+                    let _g = store.0.blob_lock.lock().unwrap_or_else(|e| e.into_inner());
+                    if let Err(e) = store.0.blobs.place(&tmp_path, &hash) {
+                        let _ = std::fs::remove_file(&tmp_path);
+                        return Err(e);
+                    }
+                    let r = store.commit_put(&pk, &path, hash, len, &ct, now_us, None);
+                    if r.is_err() && !store.0.t.blob_refs.contains_key(hash)? {
+                        store.0.blobs.remove(&hash)?;
+                    }
+                    r
+                })
+                .await?
+            }
+        };
+        self.durable(ticket).await?;
+        self.unlink_unreferenced(unlink).await
+    }
+
+    /// Checks and commits a PUT; returns the durability ticket and a blob whose last
+    /// reference was dropped (to unlink once durable).
+    #[allow(clippy::too_many_arguments)]
+    fn commit_put(
+        &self,
+        pk: &PublicKey,
+        path: &StoragePath,
+        hash: [u8; 32],
+        len: u64,
+        content_type: &str,
+        now_us: u64,
+        inline: Option<&[u8]>,
+    ) -> Result<(u64, Option<[u8; 32]>), StoreError> {
+        let mut w = self.writer();
+        let mut user = self.user(pk)?.ok_or(StoreError::UserNotFound)?;
+        let old = self.entry(pk, path)?;
+        if old.is_none() {
+            self.check_collisions(pk, path)?;
+        }
+        let used = match &old {
+            Some(o) => user.used_bytes.saturating_sub(o.len) + len,
+            None => user.used_bytes + len + FILE_OVERHEAD,
+        };
+        if self.quota_limit(&user).is_some_and(|limit| used > limit) {
+            return Err(StoreError::QuotaExceeded);
+        }
+        user.used_bytes = used;
+        let meta = EntryMeta {
+            hash,
+            len,
+            content_type: content_type.to_string(),
+            created_at: old.as_ref().map_or(now_us, |o| o.created_at),
+            modified_at: now_us,
+            inline: inline.is_some(),
+        };
+        let event_id = w.last_event + 1;
+        let event = EventRecord {
+            user: *pk,
+            path: path.as_str().to_string(),
+            kind: EventKind::Put,
+            hash: Some(hash),
+            created_at: now_us,
+        };
+        let key = keys::entry(pk, path.as_str());
+        let t = &self.0.t;
+        let unlink = (&t.entries, &t.content, &t.blob_refs, &t.events, &t.meta, &t.users)
+            .transaction(|(entries, content, refs, events, meta_t, users)| {
+                entries.insert(key.as_slice(), encode(&meta))?;
+                match inline {
+                    Some(b) => content.insert(key.as_slice(), b)?,
+                    None => {
+                        add_ref(refs, &hash, 1)?;
+                        content.remove(key.as_slice())?
+                    }
+                };
+                let mut unlink = None;
+                if let Some(o) = old.as_ref().filter(|o| !o.inline) {
+                    if add_ref(refs, &o.hash, -1)? == 0 {
+                        unlink = Some(o.hash);
+                    }
+                }
+                events.insert(&keys::event(event_id), encode(&event))?;
+                meta_t.insert(b"event_seq", encode(&event_id))?;
+                users.insert(pk.as_bytes(), encode(&user))?;
+                Ok(unlink)
+            })
+            .map_err(tx_err)?;
+        w.last_event = event_id;
+        Ok((self.0.commit.ticket(), unlink))
+    }
+
+    pub async fn delete(&self, pk: &PublicKey, path: &StoragePath, now_us: u64) -> Result<(), StoreError> {
+        let (ticket, unlink) = {
+            let mut w = self.writer();
+            let old = self.entry(pk, path)?.ok_or(StoreError::NotFound)?;
+            let mut user = self.user(pk)?.ok_or(StoreError::UserNotFound)?;
+            user.used_bytes = user.used_bytes.saturating_sub(old.len + FILE_OVERHEAD);
+            let event_id = w.last_event + 1;
+            let event = EventRecord {
+                user: *pk,
+                path: path.as_str().to_string(),
+                kind: EventKind::Del,
+                hash: None,
+                created_at: now_us,
+            };
+            let key = keys::entry(pk, path.as_str());
+            let t = &self.0.t;
+            let unlink = (&t.entries, &t.content, &t.blob_refs, &t.events, &t.meta, &t.users)
+                .transaction(|(entries, content, refs, events, meta_t, users)| {
+                    entries.remove(key.as_slice())?;
+                    content.remove(key.as_slice())?;
+                    let mut unlink = None;
+                    if !old.inline && add_ref(refs, &old.hash, -1)? == 0 {
+                        unlink = Some(old.hash);
+                    }
+                    events.insert(&keys::event(event_id), encode(&event))?;
+                    meta_t.insert(b"event_seq", encode(&event_id))?;
+                    users.insert(pk.as_bytes(), encode(&user))?;
+                    Ok(unlink)
+                })
+                .map_err(tx_err)?;
+            w.last_event = event_id;
+            (self.0.commit.ticket(), unlink)
+        };
+        self.durable(ticket).await?;
+        self.unlink_unreferenced(unlink).await
+    }
+
+    /// Removes a blob file if (still) nothing references it.
+    async fn unlink_unreferenced(&self, hash: Option<[u8; 32]>) -> Result<(), StoreError> {
+        let Some(hash) = hash else { return Ok(()) };
+        let store = self.clone();
+        smol::unblock(move || {
+            let _g = store.0.blob_lock.lock().unwrap_or_else(|e| e.into_inner());
+            if !store.0.t.blob_refs.contains_key(hash)? {
+                store.0.blobs.remove(&hash)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Events with id > `cursor`, oldest first.
+    pub fn events_after(&self, cursor: u64, limit: usize) -> Result<Vec<(u64, EventRecord)>, StoreError> {
+        let start = keys::event(cursor.saturating_add(1));
+        let mut out = Vec::new();
+        for kv in self.0.t.events.range(start..).take(limit) {
+            let (k, v) = kv?;
+            let id = u64::from_be_bytes(
+                k.as_ref()
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("event key".into()))?,
+            );
+            out.push((id, decode("event", &v)?));
+        }
+        Ok(out)
+    }
+}
+
+/// Adds `delta` to a blob's reference count inside a transaction; returns the new count
+/// (a count of 0 removes the key).
+fn add_ref(refs: &TransactionalTree, hash: &[u8; 32], delta: i64) -> TxResult<u64> {
+    let cur = match refs.get(hash)? {
+        Some(v) => decode::<u64>("blob refcount", &v).map_err(ConflictableTransactionError::Abort)?,
+        None => 0,
+    };
+    let next = (cur as i64 + delta).max(0) as u64;
+    if next == 0 {
+        refs.remove(hash)?;
+    } else {
+        refs.insert(hash, encode(&next))?;
+    }
+    Ok(next)
+}

@@ -1,0 +1,329 @@
+//! The store: the only owner of disk state. Metadata, small bodies, events, accounts and
+//! sessions live in one sled database; bodies larger than `inline_max` are BLAKE3-addressed
+//! files. All writes go through one writer lock and one multi-tree transaction, and are
+//! acknowledged after the group flush that covers them (`commit`).
+//!
+//! | tree            | key                               | value (versioned postcard) |
+//! |-----------------|-----------------------------------|----------------------------|
+//! | `entries`       | user (32 B) ‖ path (UTF-8)        | [`EntryMeta`]              |
+//! | `content`       | user ‖ path                       | raw body bytes (inline bodies only) |
+//! | `users`         | user (32 B)                       | [`User`]                   |
+//! | `blob_refs`     | BLAKE3 hash (32 B)                | u64 reference count        |
+//! | `events`        | event id (u64 big-endian)         | [`EventRecord`]            |
+//! | `meta`          | `event_seq`                       | u64 last event id          |
+//! | `grants`        | grant id (UTF-8)                  | [`GrantRecord`]            |
+//! | `user_grants`   | user ‖ grant id                   | empty                      |
+//! | `sessions`      | SHA-256 of the bearer (32 B)      | [`SessionRecord`]          |
+//! | `nonces`        | PoP nonce (UTF-8)                 | u64 issued-at seconds      |
+//! | `signup_tokens` | token (UTF-8)                     | [`SignupToken`]            |
+//!
+//! Files: `<data>/db/` (sled), `<data>/blobs/xx/<hex>` (large bodies), `<data>/tmp/`
+//! (uploads in progress, cleared at open).
+
+mod accounts;
+mod blobs;
+mod codec;
+mod commit;
+mod entries;
+mod keys;
+mod list;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde::{Deserialize, Serialize};
+
+pub use blobs::{Staged, Upload};
+
+use crate::pubkey::PublicKey;
+
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub cache_capacity_bytes: u64,
+    pub inline_max: usize,
+    pub durability: Durability,
+    pub default_quota_bytes: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Acknowledge after the covering flush (the default).
+    Strict,
+    /// Acknowledge once applied in memory.
+    Relaxed,
+}
+
+#[derive(Debug)]
+pub enum StoreError {
+    Io(std::io::Error),
+    Db(String),
+    Corrupt(String),
+    NotFound,
+    Collision,
+    QuotaExceeded,
+    UserExists,
+    UserNotFound,
+    TokenUnknown,
+    TokenUsed,
+    GrantRevoked,
+    GrantExpired,
+    DiskFull,
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::Io(e) => write!(f, "I/O error: {e}"),
+            StoreError::Db(e) => write!(f, "database error: {e}"),
+            StoreError::Corrupt(e) => write!(f, "corrupt stored value: {e}"),
+            StoreError::NotFound => f.write_str("not found"),
+            StoreError::Collision => f.write_str("file/folder path collision"),
+            StoreError::QuotaExceeded => f.write_str("quota exceeded"),
+            StoreError::UserExists => f.write_str("user already exists"),
+            StoreError::UserNotFound => f.write_str("user not found"),
+            StoreError::TokenUnknown => f.write_str("unknown signup token"),
+            StoreError::TokenUsed => f.write_str("signup token already used"),
+            StoreError::GrantRevoked => f.write_str("grant has been revoked"),
+            StoreError::GrantExpired => f.write_str("grant has expired"),
+            StoreError::DiskFull => f.write_str("disk full"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl From<std::io::Error> for StoreError {
+    fn from(e: std::io::Error) -> Self {
+        if e.raw_os_error() == Some(28) {
+            StoreError::DiskFull
+        } else {
+            StoreError::Io(e)
+        }
+    }
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        match e {
+            sled::Error::Io(io) => io.into(),
+            sled::Error::Corruption { .. } => StoreError::Corrupt(e.to_string()),
+            other => StoreError::Db(other.to_string()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryMeta {
+    pub hash: [u8; 32],
+    pub len: u64,
+    pub content_type: String,
+    /// µs since the epoch
+    pub created_at: u64,
+    /// µs since the epoch
+    pub modified_at: u64,
+    /// Body is in the `content` tree (else a blob file).
+    pub inline: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    /// seconds since the epoch
+    pub created_at: u64,
+    pub disabled: bool,
+    /// Per-user override of the default quota.
+    pub quota_bytes: Option<u64>,
+    pub used_bytes: u64,
+    pub signup_token: Option<String>,
+}
+
+/// A stored body, ready to be sent.
+pub enum Content {
+    Inline(bytes::Bytes),
+    File(std::fs::File),
+}
+
+#[derive(Debug, Clone)]
+pub struct ListOptions {
+    pub limit: usize,
+    /// A canonical path; exclusive.
+    pub cursor: Option<String>,
+    pub reverse: bool,
+    pub shallow: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EventKind {
+    Put,
+    Del,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventRecord {
+    pub user: PublicKey,
+    pub path: String,
+    pub kind: EventKind,
+    pub hash: Option<[u8; 32]>,
+    /// µs since the epoch
+    pub created_at: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantRecord {
+    pub id: String,
+    pub user: PublicKey,
+    pub client_id: String,
+    pub caps: Vec<String>,
+    pub cnf: PublicKey,
+    pub issued_at: u64,
+    pub expires_at: u64,
+    /// When this homeserver first stored the grant (seconds).
+    pub created_at: u64,
+    pub revoked: bool,
+    /// The grant's current bearer session, if any.
+    pub bearer_hash: Option<[u8; 32]>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    pub grant_id: String,
+    pub user: PublicKey,
+    pub expires_at: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignupToken {
+    pub created_at: u64,
+    pub used_by: Option<PublicKey>,
+}
+
+struct Trees {
+    entries: sled::Tree,
+    content: sled::Tree,
+    users: sled::Tree,
+    blob_refs: sled::Tree,
+    events: sled::Tree,
+    meta: sled::Tree,
+    grants: sled::Tree,
+    user_grants: sled::Tree,
+    sessions: sled::Tree,
+    nonces: sled::Tree,
+    signup_tokens: sled::Tree,
+}
+
+struct Inner {
+    db: sled::Db,
+    t: Trees,
+    cfg: StoreConfig,
+    blobs: blobs::Blobs,
+    commit: commit::GroupCommit,
+    /// Serialises all metadata writes (each is one short transaction).
+    writer: Mutex<WriterState>,
+    /// Held from placing a blob file until its refcount is committed, and by unlinkers
+    /// while they re-check a zero count.
+    blob_lock: Mutex<()>,
+}
+
+struct WriterState {
+    last_event: u64,
+    last_nonce_gc: u64,
+}
+
+/// Handle to the store; cheap to clone.
+#[derive(Clone)]
+pub struct Store(Arc<Inner>);
+
+impl Store {
+    pub fn open(data_dir: &Path, cfg: StoreConfig) -> Result<Store, StoreError> {
+        let db = sled::Config::new()
+            .path(data_dir.join("db"))
+            .cache_capacity(cfg.cache_capacity_bytes)
+            .flush_every_ms(None)
+            .open()?;
+        let tree = |n: &str| db.open_tree(n);
+        let t = Trees {
+            entries: tree("entries")?,
+            content: tree("content")?,
+            users: tree("users")?,
+            blob_refs: tree("blob_refs")?,
+            events: tree("events")?,
+            meta: tree("meta")?,
+            grants: tree("grants")?,
+            user_grants: tree("user_grants")?,
+            sessions: tree("sessions")?,
+            nonces: tree("nonces")?,
+            signup_tokens: tree("signup_tokens")?,
+        };
+        let last_event = match t.meta.get(b"event_seq")? {
+            Some(v) => codec::decode::<u64>("event_seq", &v)?,
+            None => 0,
+        };
+        let blobs = blobs::Blobs::open(data_dir)?;
+        let commit = commit::GroupCommit::start(db.clone());
+        let store = Store(Arc::new(Inner {
+            db,
+            t,
+            cfg,
+            blobs,
+            commit,
+            writer: Mutex::new(WriterState {
+                last_event,
+                last_nonce_gc: 0,
+            }),
+            blob_lock: Mutex::new(()),
+        }));
+        store.sweep_orphans()?;
+        Ok(store)
+    }
+
+    /// Final flush; stops the flusher thread.
+    pub async fn close(&self) -> Result<(), StoreError> {
+        let inner = self.0.clone();
+        smol::unblock(move || {
+            inner.commit.stop();
+            inner.db.flush().map(|_| ())
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Removes blob files no entry references (left by a crash between placing a file and
+    /// committing, or between committing a delete and unlinking).
+    fn sweep_orphans(&self) -> Result<(), StoreError> {
+        let mut removed = 0;
+        for hash in self.0.blobs.all()? {
+            if !self.0.t.blob_refs.contains_key(hash)? {
+                self.0.blobs.remove(&hash)?;
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            tracing::info!(removed, "orphan blob files swept");
+        }
+        Ok(())
+    }
+
+    pub fn upload(&self) -> Upload {
+        Upload::new(self.0.blobs.tmp.clone(), self.0.cfg.inline_max)
+    }
+
+    fn writer(&self) -> MutexGuard<'_, WriterState> {
+        // The guarded state is two counters that stay valid after a panic elsewhere.
+        self.0.writer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits for `ticket` to be durable (not in relaxed mode).
+    async fn durable(&self, ticket: u64) -> Result<(), StoreError> {
+        match self.0.cfg.durability {
+            Durability::Strict => self.0.commit.wait(ticket).await,
+            Durability::Relaxed => Ok(()),
+        }
+    }
+}
+
+/// Turns a sled transaction error into ours.
+fn tx_err(e: sled::transaction::TransactionError<StoreError>) -> StoreError {
+    match e {
+        sled::transaction::TransactionError::Abort(e) => e,
+        sled::transaction::TransactionError::Storage(e) => e.into(),
+    }
+}
