@@ -90,7 +90,12 @@ fn start_server(binary: &PathBuf) -> (ServerProc, PublicKey) {
         .arg(&data)
         .arg("info")
         .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e} (build it with --release)", binary.display()));
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {}: {e} (build it with --release)",
+                binary.display()
+            )
+        });
     let text = String::from_utf8_lossy(&info.stdout);
     let key = text
         .lines()
@@ -130,7 +135,10 @@ fn rss_kib(pid: u32, field: &str) -> u64 {
 }
 
 fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
 }
 
 fn key() -> SigningKey {
@@ -191,7 +199,11 @@ impl Conn {
         self.w.write_all(&msg).expect("write");
         let mut line = String::new();
         self.r.read_line(&mut line).expect("status line");
-        let status: u16 = line.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status");
+        let status: u16 = line
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .expect("status");
         let mut len = 0usize;
         loop {
             line.clear();
@@ -218,13 +230,26 @@ struct Phase {
     lat_us: Vec<u32>,
 }
 
-fn run_phase(addr: SocketAddr, conns: usize, secs: u64, op: &str, url: &str, auth: &str, body: &[u8]) -> Phase {
+fn run_phase(
+    addr: SocketAddr,
+    conns: usize,
+    secs: u64,
+    op: &str,
+    url: &str,
+    auth: &str,
+    body: &[u8],
+) -> Phase {
     let stop = Arc::new(AtomicBool::new(false));
     let start = Instant::now();
     let handles: Vec<_> = (0..conns)
         .map(|i| {
             let stop = stop.clone();
-            let (op, url, auth, body) = (op.to_string(), url.to_string(), auth.to_string(), body.to_vec());
+            let (op, url, auth, body) = (
+                op.to_string(),
+                url.to_string(),
+                auth.to_string(),
+                body.to_vec(),
+            );
             std::thread::spawn(move || {
                 let mut c = Conn::open(addr);
                 let mut lat = Vec::new();
@@ -284,9 +309,19 @@ fn main() {
     let pk = PublicKey::from(user.verifying_key());
     let mut c = Conn::open(server.addr);
     let ct = "content-type: application/json\r\n";
-    let (st, _) = c.call("POST", "/auth/grant/signup", ct, proof(&user, hs, "pubky.signup", 300).as_bytes());
+    let (st, _) = c.call(
+        "POST",
+        "/auth/grant/signup",
+        ct,
+        proof(&user, hs, "pubky.signup", 300).as_bytes(),
+    );
     assert_eq!(st, 204, "signup");
-    let (st, resp) = c.call("POST", "/auth/grant/session", ct, proof(&user, hs, "bench", 86400).as_bytes());
+    let (st, resp) = c.call(
+        "POST",
+        "/auth/grant/session",
+        ct,
+        proof(&user, hs, "bench", 86400).as_bytes(),
+    );
     assert_eq!(st, 200, "session");
     let v: serde_json::Value = serde_json::from_slice(&resp).expect("json");
     let token = v["token"].as_str().expect("token").to_string();
@@ -297,12 +332,25 @@ fn main() {
     assert_eq!(st, 201, "seed file");
     drop(c);
 
-    println!("pubky-edge load: {} B bodies, {} s per phase, server pid {pid}", o.size, o.seconds);
-    println!("server RSS idle after start: {:.1} MiB", idle_rss as f64 / 1024.0);
-    println!("{:<5} {:>6} {:>10} {:>9} {:>9} {:>7} {:>10}", "op", "conns", "req/s", "p50 ms", "p99 ms", "errors", "peak MiB");
+    println!(
+        "pubky-edge load: {} B bodies, {} s per phase, server pid {pid}",
+        o.size, o.seconds
+    );
+    println!(
+        "server RSS idle after start: {:.1} MiB",
+        idle_rss as f64 / 1024.0
+    );
+    println!(
+        "{:<5} {:>6} {:>10} {:>9} {:>9} {:>7} {:>10}",
+        "op", "conns", "req/s", "p50 ms", "p99 ms", "errors", "peak MiB"
+    );
     for op in &o.ops {
         for &n in &o.conns {
-            let url = if op == "get" { file.clone() } else { format!("/storage/{pk}/pub/bench/put") };
+            let url = if op == "get" {
+                file.clone()
+            } else {
+                format!("/storage/{pk}/pub/bench/put")
+            };
             let p = run_phase(server.addr, n, o.seconds, op, &url, &auth, &body);
             let rps = p.requests as f64 / p.elapsed.as_secs_f64();
             println!(
@@ -317,5 +365,8 @@ fn main() {
             );
         }
     }
-    println!("server peak RSS (VmHWM): {:.1} MiB", rss_kib(pid, "VmHWM:") as f64 / 1024.0);
+    println!(
+        "server peak RSS (VmHWM): {:.1} MiB",
+        rss_kib(pid, "VmHWM:") as f64 / 1024.0
+    );
 }

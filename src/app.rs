@@ -55,14 +55,17 @@ pub fn store_config(config: &Config) -> StoreConfig {
 
 /// Starts the homeserver on `ex`. Listeners are bound before this returns, so the
 /// addresses in [`Running`] are live (port 0 in the config picks a free port).
-pub async fn start(ex: &Arc<Executor<'static>>, config: Config, data_dir: PathBuf) -> Result<Running> {
+pub async fn start(
+    ex: &Arc<Executor<'static>>,
+    config: Config,
+    data_dir: PathBuf,
+) -> Result<Running> {
     prepare_data_dir(&data_dir)?;
     let identity = Identity::load_or_create(&data_dir)?;
     let public_key = identity.public_key();
     let store = Store::open(&data_dir, store_config(&config))
         .map_err(|e| anyhow::anyhow!("cannot open the store in {}: {e}", data_dir.display()))?;
-    let imported =
-        crate::signup_tokens::import(&store, &data_dir, crate::clock::now_secs()).await;
+    let imported = crate::signup_tokens::import(&store, &data_dir, crate::clock::now_secs()).await;
     if imported > 0 {
         tracing::info!(imported, "signup tokens imported");
     }
@@ -94,9 +97,8 @@ pub async fn start(ex: &Arc<Executor<'static>>, config: Config, data_dir: PathBu
     let stats = ConnStats::new();
     let ex2 = ex.clone();
     let signal = shutdown.signal();
-    let task = ex.spawn(async move {
-        serve(&ex2, icann, PlainTcp, limits, handler, signal, stats).await
-    });
+    let task =
+        ex.spawn(async move { serve(&ex2, icann, PlainTcp, limits, handler, signal, stats).await });
     tracing::info!(
         public_key = %public_key,
         http = %icann_addr,

@@ -101,7 +101,9 @@ impl Config {
     /// The built-in defaults alone.
     pub fn defaults() -> Config {
         // Invariant: the embedded sample is checked by the `sample_is_valid` test.
-        Self::from_layers(&[]).expect("embedded default config is valid").config
+        Self::from_layers(&[])
+            .expect("embedded default config is valid")
+            .config
     }
 
     /// Loads defaults, then each `(name, toml text)` layer in order (board overlay, user file).
@@ -150,17 +152,29 @@ impl Config {
 
     fn validate(&self) -> Result<(), String> {
         let positive: [(&str, u64); 9] = [
-            ("storage.inline_max_bytes", self.storage.inline_max_bytes as u64),
+            (
+                "storage.inline_max_bytes",
+                self.storage.inline_max_bytes as u64,
+            ),
             ("storage.cache_capacity_mb", self.storage.cache_capacity_mb),
             ("storage.max_upload_mb", self.storage.max_upload_mb),
             ("limits.max_connections", self.limits.max_connections as u64),
-            ("limits.max_header_bytes", self.limits.max_header_bytes as u64),
-            ("limits.header_read_timeout_ms", self.limits.header_read_timeout_ms),
+            (
+                "limits.max_header_bytes",
+                self.limits.max_header_bytes as u64,
+            ),
+            (
+                "limits.header_read_timeout_ms",
+                self.limits.header_read_timeout_ms,
+            ),
             (
                 "limits.max_requests_per_connection",
                 self.limits.max_requests_per_connection as u64,
             ),
-            ("limits.max_json_body_bytes", self.limits.max_json_body_bytes as u64),
+            (
+                "limits.max_json_body_bytes",
+                self.limits.max_json_body_bytes as u64,
+            ),
             ("limits.shutdown_drain_ms", self.limits.shutdown_drain_ms),
         ];
         for (key, v) in positive {

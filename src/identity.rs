@@ -133,7 +133,9 @@ mod tests {
         assert_eq!(meta.permissions().mode() & 0o777, 0o600);
         let text = fs::read_to_string(&p).unwrap();
         assert_eq!(text.len(), 64);
-        assert!(text.bytes().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert!(text
+            .bytes()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
         let b = Identity::load_or_create(dir.path()).unwrap();
         assert_eq!(a.public_key(), b.public_key());
     }

@@ -45,25 +45,66 @@ fn signup_session_revalidate_signout() {
 
     // the session's capabilities are enforced
     let pk = pk_of(&key);
-    let ok = s.req("PUT", &s.storage_url(&pk, "/pub/app/x")).bearer(&token).body("1").send();
+    let ok = s
+        .req("PUT", &s.storage_url(&pk, "/pub/app/x"))
+        .bearer(&token)
+        .body("1")
+        .send();
     assert_eq!(ok.status, 201);
-    let r = s.req("PUT", &s.storage_url(&pk, "/pub/other/x")).bearer(&token).body("1").send();
-    assert_eq!((r.status, r.text().as_str()), (403, "Session does not have write access to path"));
-    let r = s.req("PUT", &s.storage_url(&pk, "/priv/app/x")).bearer(&token).body("1").send();
+    let r = s
+        .req("PUT", &s.storage_url(&pk, "/pub/other/x"))
+        .bearer(&token)
+        .body("1")
+        .send();
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (403, "Session does not have write access to path")
+    );
+    let r = s
+        .req("PUT", &s.storage_url(&pk, "/priv/app/x"))
+        .bearer(&token)
+        .body("1")
+        .send();
     assert_eq!(r.status, 403);
-    let r = s.req("PUT", &s.storage_url(&pk, "/pub/app-evil/x")).bearer(&token).body("1").send();
+    let r = s
+        .req("PUT", &s.storage_url(&pk, "/pub/app-evil/x"))
+        .bearer(&token)
+        .body("1")
+        .send();
     assert_eq!(r.status, 403);
 
     // bearer sign-out, then the token is dead; repeating is a 200 no-op
     let r = s.req("DELETE", "/auth/grant/session").bearer(&token).send();
     assert_eq!(r.status, 200);
-    assert_eq!(s.req("GET", "/auth/grant/session").bearer(&token).send().status, 401);
-    assert_eq!(s.req("DELETE", "/auth/grant/session").bearer(&token).send().status, 200);
-    let r = s.req("PUT", &s.storage_url(&pk, "/pub/app/y")).bearer(&token).body("1").send();
-    assert_eq!((r.status, r.text().as_str()), (401, "No authenticated session found"));
+    assert_eq!(
+        s.req("GET", "/auth/grant/session")
+            .bearer(&token)
+            .send()
+            .status,
+        401
+    );
+    assert_eq!(
+        s.req("DELETE", "/auth/grant/session")
+            .bearer(&token)
+            .send()
+            .status,
+        200
+    );
+    let r = s
+        .req("PUT", &s.storage_url(&pk, "/pub/app/y"))
+        .bearer(&token)
+        .body("1")
+        .send();
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (401, "No authenticated session found")
+    );
     // a revoked grant cannot mint a new session
     let r = s.req("POST", "/auth/grant/session").json(&g.body()).send();
-    assert_eq!((r.status, r.text().as_str()), (401, "Grant has been revoked"));
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (401, "Grant has been revoked")
+    );
 }
 
 #[test]
@@ -71,41 +112,96 @@ fn proof_signout_and_grant_management() {
     let s = Server::start("");
     let u = new_user(&s);
     let app = GrantSpec::new(&u.key, s.pk, "chat.app", "/pub/chat/:rw", 86400);
-    let r = s.req("POST", "/auth/grant/session").json(&app.body()).send();
+    let r = s
+        .req("POST", "/auth/grant/session")
+        .json(&app.body())
+        .send();
     assert_eq!(r.status, 200);
     let app_token = json_of(&r)["token"].as_str().unwrap().to_string();
     // a new session on the same grant replaces the previous bearer
-    let r = s.req("POST", "/auth/grant/session").json(&app.body()).send();
+    let r = s
+        .req("POST", "/auth/grant/session")
+        .json(&app.body())
+        .send();
     let app_token2 = json_of(&r)["token"].as_str().unwrap().to_string();
-    assert_eq!(s.req("GET", "/auth/grant/session").bearer(&app_token).send().status, 401);
-    assert_eq!(s.req("GET", "/auth/grant/session").bearer(&app_token2).send().status, 200);
+    assert_eq!(
+        s.req("GET", "/auth/grant/session")
+            .bearer(&app_token)
+            .send()
+            .status,
+        401
+    );
+    assert_eq!(
+        s.req("GET", "/auth/grant/session")
+            .bearer(&app_token2)
+            .send()
+            .status,
+        200
+    );
 
     let r = s.req("GET", "/auth/grant/sessions").bearer(&u.token).send();
     assert_eq!(r.status, 200);
     let list = json_of(&r);
-    let ids: Vec<&str> = list.as_array().unwrap().iter().map(|g| g["grant_id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["grant_id"].as_str().unwrap())
+        .collect();
     assert!(ids.contains(&app.jti.as_str()), "{list}");
-    let entry = list.as_array().unwrap().iter().find(|g| g["grant_id"] == app.jti).unwrap();
+    let entry = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["grant_id"] == app.jti)
+        .unwrap();
     assert_eq!(entry["capabilities"], "/pub/chat/:rw");
     assert_eq!(entry["client_id"], "chat.app");
     // a non-root session may not manage grants
-    let r = s.req("GET", "/auth/grant/sessions").bearer(&app_token2).send();
-    assert_eq!((r.status, r.text().as_str()), (403, "Root capability required"));
+    let r = s
+        .req("GET", "/auth/grant/sessions")
+        .bearer(&app_token2)
+        .send();
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (403, "Root capability required")
+    );
     // revoke by id
     let r = s
         .req("DELETE", &format!("/auth/grant/session/{}", app.jti))
         .bearer(&u.token)
         .send();
     assert_eq!(r.status, 200);
-    assert_eq!(s.req("GET", "/auth/grant/session").bearer(&app_token2).send().status, 401);
-    let r = s.req("DELETE", "/auth/grant/session/not.valid").bearer(&u.token).send();
-    assert_eq!((r.status, r.text().as_str()), (400, "Invalid grant ID format"));
-    let r = s.req("DELETE", "/auth/grant/session/AAAAAAAAAAAAAAAAAAAAAA").bearer(&u.token).send();
+    assert_eq!(
+        s.req("GET", "/auth/grant/session")
+            .bearer(&app_token2)
+            .send()
+            .status,
+        401
+    );
+    let r = s
+        .req("DELETE", "/auth/grant/session/not.valid")
+        .bearer(&u.token)
+        .send();
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (400, "Invalid grant ID format")
+    );
+    let r = s
+        .req("DELETE", "/auth/grant/session/AAAAAAAAAAAAAAAAAAAAAA")
+        .bearer(&u.token)
+        .send();
     assert_eq!(r.status, 404);
     // another user's grant
     let other = new_user(&s);
     let og = GrantSpec::new(&other.key, s.pk, "x.app", "/pub/x/:r", 86400);
-    assert_eq!(s.req("POST", "/auth/grant/session").json(&og.body()).send().status, 200);
+    assert_eq!(
+        s.req("POST", "/auth/grant/session")
+            .json(&og.body())
+            .send()
+            .status,
+        200
+    );
     let r = s
         .req("DELETE", &format!("/auth/grant/session/{}", og.jti))
         .bearer(&u.token)
@@ -118,10 +214,22 @@ fn proof_signout_and_grant_management() {
     let ptoken = json_of(&r)["token"].as_str().unwrap().to_string();
     let mut proof = p;
     proof.pop_iat = now();
-    let r = s.req("DELETE", "/auth/grant/session").json(&proof.body()).send();
+    let r = s
+        .req("DELETE", "/auth/grant/session")
+        .json(&proof.body())
+        .send();
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(s.req("GET", "/auth/grant/session").bearer(&ptoken).send().status, 401);
-    let r = s.req("DELETE", "/auth/grant/session").json(&proof.body()).send();
+    assert_eq!(
+        s.req("GET", "/auth/grant/session")
+            .bearer(&ptoken)
+            .send()
+            .status,
+        401
+    );
+    let r = s
+        .req("DELETE", "/auth/grant/session")
+        .json(&proof.body())
+        .send();
     assert_eq!(r.status, 200);
     // no credentials at all: 200 no-op
     assert_eq!(s.req("DELETE", "/auth/grant/session").send().status, 200);
@@ -146,46 +254,67 @@ fn forged_expired_replayed_and_misaddressed_proofs() {
         format!("{}.{}.{}", parts[0], parts[1], fparts[2])
     };
     let r = post(serde_json::json!({"grant": forged_jws, "pop": g.pop_jws()}));
-    assert_eq!((r.status, r.text().as_str()), (401, "Invalid grant: invalid grant signature"));
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (401, "Invalid grant: invalid grant signature")
+    );
 
     // expired grant
     let mut e = GrantSpec::new(&u.key, s.pk, "a.app", "/:rw", 3600);
     e.iat = now() - 7200;
     e.exp = now() - 10;
     let r = post(e.body());
-    assert_eq!((r.status, r.text().as_str()), (401, "Invalid grant: grant has expired"));
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (401, "Invalid grant: grant has expired")
+    );
 
     // PoP for another homeserver
     let mut a = GrantSpec::new(&u.key, s.pk, "a.app", "/:rw", 3600);
     a.aud = pk_of(&random_key());
     let r = post(a.body());
-    assert_eq!((r.status, r.text().as_str()), (401, "Invalid PoP proof: PoP audience mismatch"));
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (401, "Invalid PoP proof: PoP audience mismatch")
+    );
 
     // stale PoP
     let mut st = GrantSpec::new(&u.key, s.pk, "a.app", "/:rw", 3600);
     st.pop_iat = now() - 181;
     let r = post(st.body());
-    assert_eq!((r.status, r.text().as_str()), (401, "Invalid PoP proof: PoP timestamp out of range"));
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (401, "Invalid PoP proof: PoP timestamp out of range")
+    );
 
     // PoP signed by a key other than the grant's cnf
     let good = GrantSpec::new(&u.key, s.pk, "a.app", "/:rw", 3600);
     let mut wrong = GrantSpec::new(&u.key, s.pk, "a.app", "/:rw", 3600);
     wrong.jti = good.jti.clone();
     let r = post(serde_json::json!({"grant": good.grant_jws(), "pop": wrong.pop_jws()}));
-    assert_eq!((r.status, r.text().as_str()), (401, "Invalid PoP proof: invalid PoP signature"));
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (401, "Invalid PoP proof: invalid PoP signature")
+    );
 
     // replayed PoP: the same proof twice
     let body = good.body();
     assert_eq!(post(body.clone()).status, 200);
     let r = post(body);
-    assert_eq!((r.status, r.text().as_str()), (401, "PoP nonce already used"));
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (401, "PoP nonce already used")
+    );
 
     // session for an unknown user
     let stranger = GrantSpec::new(&random_key(), s.pk, "a.app", "/:rw", 3600);
     assert_eq!(post(stranger.body()).status, 404);
 
     // body shape errors
-    let r = s.req("POST", "/auth/grant/session").body("{\"grant\":1}").send();
+    let r = s
+        .req("POST", "/auth/grant/session")
+        .body("{\"grant\":1}")
+        .send();
     assert_eq!(r.status, 415);
     let r = s
         .req("POST", "/auth/grant/session")
@@ -196,7 +325,10 @@ fn forged_expired_replayed_and_misaddressed_proofs() {
     let r = post(serde_json::json!({"grant": "abc", "pop": "def"}));
     assert_eq!(r.status, 422);
     let r = post(serde_json::json!({"grant": "a.b.c", "pop": "d.e.f"}));
-    assert_eq!((r.status, r.text().as_str()), (400, "Invalid grant: invalid grant format"));
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (400, "Invalid grant: invalid grant format")
+    );
     let r = s
         .req("POST", "/auth/grant/session")
         .header("content-type", "application/json")
@@ -204,9 +336,15 @@ fn forged_expired_replayed_and_misaddressed_proofs() {
         .send();
     assert_eq!(r.status, 413);
     // garbage and unknown bearers are simply "no session"
-    let r = s.req("GET", "/auth/grant/session").bearer("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA").send();
+    let r = s
+        .req("GET", "/auth/grant/session")
+        .bearer("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
+        .send();
     assert_eq!(r.status, 401);
-    let r = s.req("GET", "/auth/grant/session").header("authorization", "Basic Zm9vOmJhcg==").send();
+    let r = s
+        .req("GET", "/auth/grant/session")
+        .header("authorization", "Basic Zm9vOmJhcg==")
+        .send();
     assert_eq!(r.status, 401);
 }
 
@@ -216,20 +354,39 @@ fn signup_grant_rules() {
     let post = |g: &GrantSpec| s.req("POST", "/auth/grant/signup").json(&g.body()).send();
     let k = random_key();
     let r = post(&GrantSpec::new(&k, s.pk, "not.signup", "/:rw", 300));
-    assert_eq!((r.status, r.text().as_str()), (400, "signup grants must use client_id pubky.signup"));
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (400, "signup grants must use client_id pubky.signup")
+    );
     let r = post(&GrantSpec::new(&k, s.pk, "pubky.signup", "/pub/:rw", 300));
-    assert_eq!((r.status, r.text().as_str()), (403, "Root capability required"));
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (403, "Root capability required")
+    );
     let r = post(&GrantSpec::new(&k, s.pk, "pubky.signup", "/:rw", 301));
-    assert_eq!((r.status, r.text().as_str()), (400, "signup grant lifetime exceeds 5 minutes"));
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (400, "signup grant lifetime exceeds 5 minutes")
+    );
     let r = s
         .req("POST", "/auth/grant/signup?signup_token=nope")
         .json(&GrantSpec::new(&k, s.pk, "pubky.signup", "/:rw", 300).body())
         .send();
     assert_eq!(r.status, 400);
-    assert!(r.text().starts_with("Invalid signup token format"), "{}", r.text());
+    assert!(
+        r.text().starts_with("Invalid signup token format"),
+        "{}",
+        r.text()
+    );
     // none of the rejected attempts created the account
     let g = GrantSpec::new(&k, s.pk, "test.app", "/:rw", 300);
-    assert_eq!(s.req("POST", "/auth/grant/session").json(&g.body()).send().status, 404);
+    assert_eq!(
+        s.req("POST", "/auth/grant/session")
+            .json(&g.body())
+            .send()
+            .status,
+        404
+    );
 }
 
 #[test]
@@ -238,7 +395,9 @@ fn token_required_signup() {
     let k = random_key();
     let signup = |q: &str| {
         let g = GrantSpec::new(&k, s.pk, "pubky.signup", "/:rw", 300);
-        s.req("POST", &format!("/auth/grant/signup{q}")).json(&g.body()).send()
+        s.req("POST", &format!("/auth/grant/signup{q}"))
+            .json(&g.body())
+            .send()
     };
     let r = signup("");
     assert_eq!((r.status, r.text().as_str()), (400, "Token required"));
@@ -261,7 +420,10 @@ fn token_required_signup() {
         .json(&g.body())
         .send();
     assert_eq!((r.status, r.text().as_str()), (401, "Token already used"));
-    assert_eq!(s.req("GET", "/signup_tokens/AAAA-BBBB-CCCC").send().status, 404);
+    assert_eq!(
+        s.req("GET", "/signup_tokens/AAAA-BBBB-CCCC").send().status,
+        404
+    );
     assert_eq!(s.req("GET", "/signup_tokens/bad").send().status, 400);
 }
 
@@ -281,13 +443,22 @@ fn info_root_cors_and_methods() {
         .req("OPTIONS", "/pub/x")
         .header("origin", "https://app.example")
         .header("access-control-request-method", "PUT")
-        .header("access-control-request-headers", "authorization, pubky-host")
+        .header(
+            "access-control-request-headers",
+            "authorization, pubky-host",
+        )
         .send();
     assert_eq!(r.status, 200);
-    assert_eq!(r.header("access-control-allow-origin"), Some("https://app.example"));
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("https://app.example")
+    );
     assert_eq!(r.header("access-control-allow-credentials"), Some("true"));
     assert_eq!(r.header("access-control-allow-methods"), Some("PUT"));
-    assert_eq!(r.header("access-control-allow-headers"), Some("authorization, pubky-host"));
+    assert_eq!(
+        r.header("access-control-allow-headers"),
+        Some("authorization, pubky-host")
+    );
     let r = s.req("PATCH", &s.storage_url(&s.pk, "/pub/x")).send();
     assert_eq!(r.status, 405);
     assert_eq!(r.header("allow"), Some("GET, HEAD, PUT, DELETE"));

@@ -33,7 +33,11 @@ fn upload_limit_is_enforced_while_streaming() {
     let s = Server::start("[storage]\nmax_upload_mb = 1\n");
     let u = new_user(&s);
     let url = s.storage_url(&u.pk, "/pub/big");
-    let r = s.req("PUT", &url).bearer(&u.token).body(vec![1u8; (1 << 20) + 1]).send();
+    let r = s
+        .req("PUT", &url)
+        .bearer(&u.token)
+        .body(vec![1u8; (1 << 20) + 1])
+        .send();
     assert_eq!(r.status, 413, "{}", r.text());
     // chunked upload without a length is cut off too
     let mut c = TcpStream::connect(s.addr).unwrap();
@@ -45,7 +49,8 @@ fn upload_limit_is_enforced_while_streaming() {
     c.write_all(head.as_bytes()).unwrap();
     let chunk = vec![b'z'; 64 * 1024];
     for _ in 0..20 {
-        if c.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).is_err()
+        if c.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+            .is_err()
             || c.write_all(&chunk).is_err()
             || c.write_all(b"\r\n").is_err()
         {
@@ -67,7 +72,8 @@ fn connection_cap_answers_503() {
     for _ in 0..2 {
         let mut c = TcpStream::connect(s.addr).unwrap();
         // a complete request keeps the connection registered and alive
-        c.write_all(b"GET /info HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
+        c.write_all(b"GET /info HTTP/1.1\r\nhost: x\r\n\r\n")
+            .unwrap();
         let mut buf = [0u8; 12];
         c.read_exact(&mut buf).unwrap();
         assert_eq!(&buf, b"HTTP/1.1 200");
@@ -93,12 +99,19 @@ fn slow_header_client_is_disconnected() {
     let s = Server::start("[limits]\nheader_read_timeout_ms = 300\n");
     let mut c = TcpStream::connect(s.addr).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    c.write_all(b"GET /info HTTP/1.1\r\nhost: x\r\nx-slow: ").unwrap();
+    c.write_all(b"GET /info HTTP/1.1\r\nhost: x\r\nx-slow: ")
+        .unwrap();
     let mut buf = Vec::new();
     let n = c.read_to_end(&mut buf);
-    assert!(n.is_ok(), "the server should close, not leave the client hanging");
+    assert!(
+        n.is_ok(),
+        "the server should close, not leave the client hanging"
+    );
     let text = String::from_utf8_lossy(&buf);
-    assert!(text.is_empty() || text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 408"),
+        "{text}"
+    );
     assert_eq!(s.req("GET", "/info").send().status, 200);
 }
 

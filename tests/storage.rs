@@ -66,11 +66,20 @@ fn missing_tenant_and_malformed_addressing() {
     for (p, msg) in [
         ("/storage".to_string(), "Missing storage owner or path"),
         ("/storage/".to_string(), "Missing storage owner or path"),
-        ("/storage/short/pub/file.txt".to_string(), "Invalid storage owner public key"),
-        (format!("/storage/pubky{pk}/pub/file.txt"), "Invalid storage owner public key"),
+        (
+            "/storage/short/pub/file.txt".to_string(),
+            "Invalid storage owner public key",
+        ),
+        (
+            format!("/storage/pubky{pk}/pub/file.txt"),
+            "Invalid storage owner public key",
+        ),
         (format!("/storage/{pk}/"), "Missing storage path"),
     ] {
-        let r = s.req("GET", &p).header("origin", "https://app.example").send();
+        let r = s
+            .req("GET", &p)
+            .header("origin", "https://app.example")
+            .send();
         assert_eq!(r.status, 400, "{p}");
         assert_eq!(r.text(), msg, "{p}");
         assert_eq!(
@@ -78,7 +87,10 @@ fn missing_tenant_and_malformed_addressing() {
             Some("https://app.example")
         );
     }
-    let r = s.req("PUT", &format!("/storage/{pk}/pub/file.txt")).body("x").send();
+    let r = s
+        .req("PUT", &format!("/storage/{pk}/pub/file.txt"))
+        .body("x")
+        .send();
     assert_eq!(r.status, 401);
 }
 
@@ -88,7 +100,11 @@ fn bad_paths_are_rejected_and_leave_data_untouched() {
     let u = new_user(&s);
     let good = s.storage_url(&u.pk, "/pub/report");
     assert_eq!(
-        s.req("PUT", &good).bearer(&u.token).body("original").send().status,
+        s.req("PUT", &good)
+            .bearer(&u.token)
+            .body("original")
+            .send()
+            .status,
         201
     );
     for alias in [
@@ -134,7 +150,10 @@ fn bad_paths_are_rejected_and_leave_data_untouched() {
         .body("y")
         .send();
     assert_eq!(r.status, 201);
-    assert_eq!(s.req("GET", &s.storage_url(&u.pk, "/pub/y")).send().text(), "y");
+    assert_eq!(
+        s.req("GET", &s.storage_url(&u.pk, "/pub/y")).send().text(),
+        "y"
+    );
 }
 
 #[test]
@@ -156,7 +175,12 @@ fn file_directory_collisions() {
     };
     assert_eq!(put("/pub/app/foo"), 201);
     assert_eq!(put("/pub/app/foo/bar.json"), 409);
-    assert_eq!(s.req("GET", &s.storage_url(&u.pk, "/pub/app/foo/bar.json")).send().status, 404);
+    assert_eq!(
+        s.req("GET", &s.storage_url(&u.pk, "/pub/app/foo/bar.json"))
+            .send()
+            .status,
+        404
+    );
     assert_eq!(del("/pub/app/foo"), 204);
     assert_eq!(put("/pub/app/foo/bar.json"), 201);
     assert_eq!(put("/pub/app/foo"), 409);
@@ -192,7 +216,10 @@ fn users_are_isolated() {
         .send();
     assert_eq!(r.status, 403);
     assert_eq!(
-        s.req("DELETE", &s.storage_url(&a.pk, path)).bearer(&a.token).send().status,
+        s.req("DELETE", &s.storage_url(&a.pk, path))
+            .bearer(&a.token)
+            .send()
+            .status,
         204
     );
     assert_eq!(
@@ -216,10 +243,19 @@ fn private_storage_rules() {
     let u = new_user(&s);
     let url = s.storage_url(&u.pk, "/priv/secret.txt");
     assert_eq!(
-        s.req("PUT", &url).bearer(&u.token).body("s3cret").send().status,
+        s.req("PUT", &url)
+            .bearer(&u.token)
+            .body("s3cret")
+            .send()
+            .status,
         201
     );
-    for (m, p) in [("GET", url.clone()), ("HEAD", url.clone()), ("GET", s.storage_url(&u.pk, "/priv/")), ("GET", s.storage_url(&u.pk, "/priv/missing"))] {
+    for (m, p) in [
+        ("GET", url.clone()),
+        ("HEAD", url.clone()),
+        ("GET", s.storage_url(&u.pk, "/priv/")),
+        ("GET", s.storage_url(&u.pk, "/priv/missing")),
+    ] {
         let r = s.req(m, &p).send();
         assert_eq!(r.status, 401, "{m} {p}");
         assert_eq!(r.header("cache-control"), Some("no-store"));
@@ -251,7 +287,10 @@ fn private_storage_rules() {
         .header("pubky-host", &u.pk.to_z32())
         .send();
     assert_eq!(r.status, 401);
-    assert!(r.header("vary").unwrap().contains("pubky-host, Authorization, Cookie"));
+    assert!(r
+        .header("vary")
+        .unwrap()
+        .contains("pubky-host, Authorization, Cookie"));
 }
 
 #[test]
@@ -310,7 +349,12 @@ fn listing_deep_with_limit_and_cursor() {
     );
     let pre = format!("pubky://{}/pub/example.com/", u.pk);
     let list = |q: &str| {
-        let r = s.req("GET", &format!("{}{q}", s.storage_url(&u.pk, "/pub/example.com/"))).send();
+        let r = s
+            .req(
+                "GET",
+                &format!("{}{q}", s.storage_url(&u.pk, "/pub/example.com/")),
+            )
+            .send();
         assert_eq!(r.status, 200, "{q}: {}", r.text());
         assert_eq!(r.header("content-type"), Some("text/plain"));
         assert!(!r.text().ends_with('\n'));
@@ -319,20 +363,36 @@ fn listing_deep_with_limit_and_cursor() {
             .map(|l| l.strip_prefix(&pre).unwrap().to_string())
             .collect::<Vec<_>>()
     };
-    assert_eq!(list(""), ["a.txt", "b.txt", "c.txt", "cc-nested/z.txt", "d.txt"]);
+    assert_eq!(
+        list(""),
+        ["a.txt", "b.txt", "c.txt", "cc-nested/z.txt", "d.txt"]
+    );
     assert_eq!(list("?limit=2"), ["a.txt", "b.txt"]);
     let c = format!("{}/pub/example.com/a.txt", u.pk);
     assert_eq!(list(&format!("?limit=2&cursor={c}")), ["b.txt", "c.txt"]);
-    assert_eq!(list(&format!("?limit=2&cursor=pubky://{c}")), ["b.txt", "c.txt"]);
-    assert_eq!(list("?reverse"), ["d.txt", "cc-nested/z.txt", "c.txt", "b.txt", "a.txt"]);
+    assert_eq!(
+        list(&format!("?limit=2&cursor=pubky://{c}")),
+        ["b.txt", "c.txt"]
+    );
+    assert_eq!(
+        list("?reverse"),
+        ["d.txt", "cc-nested/z.txt", "c.txt", "b.txt", "a.txt"]
+    );
     assert!(list("?limit=0").is_empty());
     // bad parameters
     let base = s.storage_url(&u.pk, "/pub/example.com/");
-    let r = s.req("GET", &format!("{base}?cursor=/pub/example.com/a.txt")).send();
+    let r = s
+        .req("GET", &format!("{base}?cursor=/pub/example.com/a.txt"))
+        .send();
     assert_eq!((r.status, r.text().as_str()), (400, "Invalid cursor"));
     let r = s.req("GET", &format!("{base}?reverse=perhaps")).send();
-    assert_eq!((r.status, r.text().as_str()), (400, "Invalid boolean parameter"));
-    let r = s.req("GET", &s.storage_url(&u.pk, "/pub/nothing-here/")).send();
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (400, "Invalid boolean parameter")
+    );
+    let r = s
+        .req("GET", &s.storage_url(&u.pk, "/pub/nothing-here/"))
+        .send();
     assert_eq!((r.status, r.text().as_str()), (404, "Directory Not Found"));
     assert_eq!(s.req("HEAD", &base).send().status, 404);
 }
@@ -357,7 +417,12 @@ fn listing_shallow() {
     );
     let pre = format!("pubky://{}/pub/", u.pk);
     let list = |q: &str| {
-        let r = s.req("GET", &format!("{}?shallow{q}", s.storage_url(&u.pk, "/pub/"))).send();
+        let r = s
+            .req(
+                "GET",
+                &format!("{}?shallow{q}", s.storage_url(&u.pk, "/pub/")),
+            )
+            .send();
         assert_eq!(r.status, 200);
         r.lines()
             .into_iter()
@@ -376,10 +441,19 @@ fn listing_shallow() {
     assert_eq!(list(""), all);
     assert_eq!(list("&limit=2"), all[..2]);
     let c = format!("{}/pub/example.com/", u.pk);
-    assert_eq!(list(&format!("&limit=2&cursor={c}")), ["example.con-file", "example.con/"]);
+    assert_eq!(
+        list(&format!("&limit=2&cursor={c}")),
+        ["example.con-file", "example.con/"]
+    );
     let c2 = format!("{}/pub/example.com/a.txt", u.pk);
-    assert_eq!(list(&format!("&limit=2&cursor={c2}")), ["example.con-file", "example.con/"]);
-    assert_eq!(list(&format!("&limit=3&cursor={c}")), ["example.con-file", "example.con/", "file"]);
+    assert_eq!(
+        list(&format!("&limit=2&cursor={c2}")),
+        ["example.con-file", "example.con/"]
+    );
+    assert_eq!(
+        list(&format!("&limit=3&cursor={c}")),
+        ["example.con-file", "example.con/", "file"]
+    );
     let mut rev = all.to_vec();
     rev.reverse();
     assert_eq!(list("&reverse=true"), rev);
@@ -398,12 +472,24 @@ fn quota_accounting() {
     assert_eq!(put("/pub/a", 600_000).status, 201);
     assert_eq!(put("/pub/a", 600_000).status, 201);
     let r = put("/pub/b", 600_000);
-    assert_eq!((r.status, r.text().as_str()), (507, "Disk space quota exceeded"));
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (507, "Disk space quota exceeded")
+    );
     assert_eq!(put("/pub/a", 1_100_000).status, 507);
     // the rejected overwrite left the old content in place
-    assert_eq!(s.req("GET", &s.storage_url(&u.pk, "/pub/a")).send().body.len(), 600_000);
     assert_eq!(
-        s.req("DELETE", &s.storage_url(&u.pk, "/pub/a")).bearer(&u.token).send().status,
+        s.req("GET", &s.storage_url(&u.pk, "/pub/a"))
+            .send()
+            .body
+            .len(),
+        600_000
+    );
+    assert_eq!(
+        s.req("DELETE", &s.storage_url(&u.pk, "/pub/a"))
+            .bearer(&u.token)
+            .send()
+            .status,
         204
     );
     assert_eq!(put("/pub/c", 1025 * 1024 - 256).status, 507);
@@ -416,10 +502,21 @@ fn large_bodies_stream_and_survive_restart() {
     let u = new_user(&s);
     let big: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
     let url = s.storage_url(&u.pk, "/pub/big.bin");
-    assert_eq!(s.req("PUT", &url).bearer(&u.token).body(big.clone()).send().status, 201);
+    assert_eq!(
+        s.req("PUT", &url)
+            .bearer(&u.token)
+            .body(big.clone())
+            .send()
+            .status,
+        201
+    );
     let small_url = s.storage_url(&u.pk, "/pub/small.json");
     assert_eq!(
-        s.req("PUT", &small_url).bearer(&u.token).body("{\"a\":1}").send().status,
+        s.req("PUT", &small_url)
+            .bearer(&u.token)
+            .body("{\"a\":1}")
+            .send()
+            .status,
         201
     );
     let r = s.req("GET", &url).send();
@@ -434,7 +531,9 @@ fn large_bodies_stream_and_survive_restart() {
     assert_eq!(s2.pk, hs, "the identity must survive a restart");
     let r = s2.req("GET", &s2.storage_url(&pk, "/pub/big.bin")).send();
     assert!(r.body == big);
-    let r = s2.req("GET", &s2.storage_url(&pk, "/pub/small.json")).send();
+    let r = s2
+        .req("GET", &s2.storage_url(&pk, "/pub/small.json"))
+        .send();
     assert_eq!(r.text(), "{\"a\":1}");
     assert_eq!(r.header("content-type"), Some("application/json"));
     // the session survived too

@@ -31,7 +31,9 @@ impl fmt::Display for CapabilityError {
             CapabilityError::ScopeDelimiter(c) => {
                 write!(f, "capability scope contains reserved delimiter `{c}`")
             }
-            CapabilityError::Format => f.write_str("capability must have format `<scope>:<actions>`"),
+            CapabilityError::Format => {
+                f.write_str("capability must have format `<scope>:<actions>`")
+            }
             CapabilityError::MissingActions => {
                 f.write_str("capability must contain at least one action")
             }
@@ -135,7 +137,9 @@ impl Capabilities {
         Self::collect(list.iter().map(String::as_str))
     }
 
-    fn collect<'a>(entries: impl Iterator<Item = &'a str>) -> Result<Capabilities, CapabilitiesError> {
+    fn collect<'a>(
+        entries: impl Iterator<Item = &'a str>,
+    ) -> Result<Capabilities, CapabilitiesError> {
         entries
             .enumerate()
             .map(|(i, e)| {
@@ -222,13 +226,22 @@ mod tests {
 
     #[test]
     fn parse_errors() {
-        assert_eq!(cap("not/abs:rw"), Err(CapabilityError::Scope(PathError::NotAbsolute)));
+        assert_eq!(
+            cap("not/abs:rw"),
+            Err(CapabilityError::Scope(PathError::NotAbsolute))
+        );
         assert_eq!(cap("/pub/my.app"), Err(CapabilityError::Format));
         assert_eq!(cap("/pub/my.app:"), Err(CapabilityError::MissingActions));
         assert_eq!(cap("/pub/my.app:rx"), Err(CapabilityError::Action('x')));
         assert_eq!(cap("/pub/a:b:rw"), Err(CapabilityError::Format));
-        assert_eq!(cap("/pub/a,b:rw"), Err(CapabilityError::ScopeDelimiter(',')));
-        assert_eq!(cap("/pub//my.app:rw"), Err(CapabilityError::Scope(PathError::EmptySegment)));
+        assert_eq!(
+            cap("/pub/a,b:rw"),
+            Err(CapabilityError::ScopeDelimiter(','))
+        );
+        assert_eq!(
+            cap("/pub//my.app:rw"),
+            Err(CapabilityError::Scope(PathError::EmptySegment))
+        );
         assert_eq!(
             cap("/priv/report :rw"),
             Err(CapabilityError::Scope(PathError::TrailingWhitespace))
@@ -253,10 +266,7 @@ mod tests {
         }
         let c = Capabilities::parse("/pub/my-cool-app/:rw,/pub/file.txt:r").unwrap();
         assert_eq!(c.to_string(), "/pub/my-cool-app/:rw,/pub/file.txt:r");
-        assert_eq!(
-            Capabilities::from_strings(&c.to_strings()).unwrap(),
-            c
-        );
+        assert_eq!(Capabilities::from_strings(&c.to_strings()).unwrap(), c);
     }
 
     #[test]
@@ -265,7 +275,10 @@ mod tests {
             "/pub/example.com/:r,/pub/example.com/:w,/pub/example.com/subfolder:w,/priv/other:r",
         )
         .unwrap();
-        assert_eq!(c.normalize().to_string(), "/pub/example.com/:rw,/priv/other:r");
+        assert_eq!(
+            c.normalize().to_string(),
+            "/pub/example.com/:rw,/priv/other:r"
+        );
         let c = Capabilities::parse("/pub/a/b/:r,/pub/:rw").unwrap();
         assert_eq!(c.normalize().to_string(), "/pub/:rw");
     }
@@ -283,6 +296,8 @@ mod tests {
         assert!(!c.can_read(&p("/pub/keys/k")));
         assert!(!c.can_write(&p("/pub/keys/k")));
         assert!(!c.is_root());
-        assert!(Capabilities::parse("/:rw").unwrap().can_write(&p("/priv/a")));
+        assert!(Capabilities::parse("/:rw")
+            .unwrap()
+            .can_write(&p("/priv/a")));
     }
 }

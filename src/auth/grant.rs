@@ -23,15 +23,12 @@ pub const SIGNUP_CLIENT_ID: &str = "pubky.signup";
 pub struct GrantId(String);
 
 impl GrantId {
-    pub fn parse(s: &str) -> Result<GrantId, ()> {
+    /// `None` unless `s` has the id shape.
+    pub fn parse(s: &str) -> Option<GrantId> {
         let ok = (1..=22).contains(&s.len())
             && s.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-        if ok {
-            Ok(GrantId(s.to_string()))
-        } else {
-            Err(())
-        }
+        ok.then(|| GrantId(s.to_string()))
     }
 
     /// 16 random bytes as base64url (22 characters).
@@ -96,7 +93,7 @@ impl GrantClaims {
             client_id: raw.client_id,
             caps: Capabilities::from_strings(&raw.caps).ok()?,
             cnf: PublicKey::parse_z32(&raw.cnf).ok()?,
-            jti: GrantId::parse(&raw.jti).ok()?,
+            jti: GrantId::parse(&raw.jti)?,
             iat: raw.iat,
             exp: raw.exp,
         })
@@ -123,8 +120,8 @@ impl PopClaims {
         let raw: RawPop = serde_json::from_slice(bytes).ok()?;
         Some(PopClaims {
             aud: PublicKey::parse_z32(&raw.aud).ok()?,
-            gid: GrantId::parse(&raw.gid).ok()?,
-            nonce: GrantId::parse(&raw.nonce).ok()?,
+            gid: GrantId::parse(&raw.gid)?,
+            nonce: GrantId::parse(&raw.nonce)?,
             iat: raw.iat,
         })
     }
@@ -184,7 +181,9 @@ impl std::fmt::Display for PopError {
         f.write_str(match self {
             PopError::Format => "Invalid PoP proof: invalid PoP format",
             PopError::Signature => "Invalid PoP proof: invalid PoP signature",
-            PopError::HeaderType => "Invalid PoP proof: invalid PoP header type, expected pubky-pop",
+            PopError::HeaderType => {
+                "Invalid PoP proof: invalid PoP header type, expected pubky-pop"
+            }
             PopError::Audience => "Invalid PoP proof: PoP audience mismatch",
             PopError::GrantId => "Invalid PoP proof: PoP grant ID mismatch",
             PopError::Timestamp => "Invalid PoP proof: PoP timestamp out of range",
@@ -337,12 +336,18 @@ mod tests {
     fn grant_rejections() {
         let c = claims();
         let good = sign(GRANT_TYP, c.to_json().as_bytes(), &key(0));
-        assert_eq!(verify_grant(&good, T + 3600, true), Err(GrantError::Expired));
+        assert_eq!(
+            verify_grant(&good, T + 3600, true),
+            Err(GrantError::Expired)
+        );
         assert!(verify_grant(&good, T + 3600, false).is_ok());
         let forged = sign(GRANT_TYP, c.to_json().as_bytes(), &key(9));
         assert_eq!(verify_grant(&forged, T, true), Err(GrantError::Signature));
         let wrong_typ = sign(POP_TYP, c.to_json().as_bytes(), &key(0));
-        assert_eq!(verify_grant(&wrong_typ, T, true), Err(GrantError::HeaderType));
+        assert_eq!(
+            verify_grant(&wrong_typ, T, true),
+            Err(GrantError::HeaderType)
+        );
         let bad_caps = c.to_json().replace("/:rw", "nope");
         let bad = sign(GRANT_TYP, bad_caps.as_bytes(), &key(0));
         assert_eq!(verify_grant(&bad, T, true), Err(GrantError::Format));
@@ -362,13 +367,25 @@ mod tests {
         p.gid = GrantId::parse("other").unwrap();
         assert_eq!(verify_pop(&pop(&p), &g, &pk(2), T), Err(PopError::GrantId));
         let p = pop_claims();
-        assert_eq!(verify_pop(&pop(&p), &g, &pk(2), T + 181), Err(PopError::Timestamp));
-        assert_eq!(verify_pop(&pop(&p), &g, &pk(2), T - 181), Err(PopError::Timestamp));
+        assert_eq!(
+            verify_pop(&pop(&p), &g, &pk(2), T + 181),
+            Err(PopError::Timestamp)
+        );
+        assert_eq!(
+            verify_pop(&pop(&p), &g, &pk(2), T - 181),
+            Err(PopError::Timestamp)
+        );
         assert!(verify_pop(&pop(&p), &g, &pk(2), T + 180).is_ok());
         let by_other = sign(POP_TYP, p.to_json().as_bytes(), &key(7));
-        assert_eq!(verify_pop(&by_other, &g, &pk(2), T), Err(PopError::Signature));
+        assert_eq!(
+            verify_pop(&by_other, &g, &pk(2), T),
+            Err(PopError::Signature)
+        );
         let wrong_typ = sign(GRANT_TYP, p.to_json().as_bytes(), &key(1));
-        assert_eq!(verify_pop(&wrong_typ, &g, &pk(2), T), Err(PopError::HeaderType));
+        assert_eq!(
+            verify_pop(&wrong_typ, &g, &pk(2), T),
+            Err(PopError::HeaderType)
+        );
     }
 
     #[test]
@@ -380,7 +397,10 @@ mod tests {
         g.exp = g.iat + 301;
         assert_eq!(check_signup_grant(&g, T), Err(SignupGrantError::Lifetime));
         g.exp = g.iat + 300;
-        assert_eq!(check_signup_grant(&g, T - 181), Err(SignupGrantError::IssuedInFuture));
+        assert_eq!(
+            check_signup_grant(&g, T - 181),
+            Err(SignupGrantError::IssuedInFuture)
+        );
         g.caps = Capabilities::parse("/pub/:rw").unwrap();
         assert_eq!(check_signup_grant(&g, T), Err(SignupGrantError::NotRoot));
         g.client_id = "x".into();
@@ -390,14 +410,25 @@ mod tests {
     #[test]
     fn grant_ids() {
         for ok in ["abc123", "AZaz09-_", "a"] {
-            assert!(GrantId::parse(ok).is_ok(), "{ok}");
+            assert!(GrantId::parse(ok).is_some(), "{ok}");
         }
         let long = "a".repeat(23);
-        for bad in [".", "..", "a/b", "a?b", "a#b", "a+b", "a=b", "a b", "", long.as_str()] {
-            assert!(GrantId::parse(bad).is_err(), "{bad:?}");
+        for bad in [
+            ".",
+            "..",
+            "a/b",
+            "a?b",
+            "a#b",
+            "a+b",
+            "a=b",
+            "a b",
+            "",
+            long.as_str(),
+        ] {
+            assert!(GrantId::parse(bad).is_none(), "{bad:?}");
         }
         let r = GrantId::random();
         assert_eq!(r.as_str().len(), 22);
-        assert!(GrantId::parse(r.as_str()).is_ok());
+        assert!(GrantId::parse(r.as_str()).is_some());
     }
 }

@@ -88,7 +88,10 @@ mod tests {
     #[test]
     fn authorization_header_forms() {
         let t = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
-        assert_eq!(bearer_from_header(format!("Bearer {t}").as_bytes()), Some(t));
+        assert_eq!(
+            bearer_from_header(format!("Bearer {t}").as_bytes()),
+            Some(t)
+        );
         assert_eq!(bearer_from_header(b"Bearer "), None);
         assert_eq!(bearer_from_header(b"Basic Zm9vOmJhcg=="), None);
         assert_eq!(bearer_from_header(format!("bearer {t}").as_bytes()), None);
@@ -99,7 +102,13 @@ mod tests {
     #[test]
     fn signup_tokens() {
         assert!(is_signup_token("JZY0-D6MY-ZFNG"));
-        for bad in ["JZY0D6MYZFNG", "jzy0-d6my-zfng", "JZY0-D6MY-ZFNI", "JZY0-D6MY-ZFN", ""] {
+        for bad in [
+            "JZY0D6MYZFNG",
+            "jzy0-d6my-zfng",
+            "JZY0-D6MY-ZFNI",
+            "JZY0-D6MY-ZFN",
+            "",
+        ] {
             assert!(!is_signup_token(bad), "{bad}");
         }
         let t = new_signup_token();

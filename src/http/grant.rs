@@ -82,7 +82,10 @@ async fn read_proof(
     }
     let proof: Proof = serde_json::from_slice(&body).map_err(|e| {
         if e.is_data() {
-            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("Invalid body: {e}"))
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("Invalid body: {e}"),
+            )
         } else {
             ApiError::bad_request(format!("Malformed JSON: {e}"))
         }
@@ -114,7 +117,9 @@ async fn check_pop(
 /// `POST /auth/grant/signup[?signup_token=…]`: creates the account; mints no session.
 pub async fn signup(app: &App, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
     let token = super::signup_token_param(req.uri().query())?;
-    let proof = read_proof(app, req, false).await?.ok_or_else(ApiError::no_session)?;
+    let proof = read_proof(app, req, false)
+        .await?
+        .ok_or_else(ApiError::no_session)?;
     let now = clock::now_secs();
     let claims = grant::verify_grant(&proof.grant, now, true)?;
     grant::check_signup_grant(&claims, now)?;
@@ -138,11 +143,10 @@ pub async fn signup(app: &App, req: Request<Incoming>) -> Result<Response<Body>,
 }
 
 /// `POST /auth/grant/session`: stores the grant (first copy wins) and mints a bearer.
-pub async fn create_session(
-    app: &App,
-    req: Request<Incoming>,
-) -> Result<Response<Body>, ApiError> {
-    let proof = read_proof(app, req, false).await?.ok_or_else(ApiError::no_session)?;
+pub async fn create_session(app: &App, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let proof = read_proof(app, req, false)
+        .await?
+        .ok_or_else(ApiError::no_session)?;
     let now = clock::now_secs();
     let claims = grant::verify_grant(&proof.grant, now, true)?;
     if app
@@ -172,7 +176,9 @@ pub async fn create_session(
     let expires = (now + BEARER_LIFETIME_SECS).min(claims.exp);
     let stored = app.store.open_session(record, hash, expires, now).await?;
     if stored.user != claims.iss || stored.cnf != claims.cnf {
-        return Err(ApiError::forbidden("Grant does not belong to authenticated user"));
+        return Err(ApiError::forbidden(
+            "Grant does not belong to authenticated user",
+        ));
     }
     let info = session_info(app, &stored, expires, now);
     json(
@@ -208,10 +214,7 @@ pub fn get_session(app: &App, req: &Request<Incoming>) -> Result<Response<Body>,
 
 /// `DELETE /auth/grant/session`: revoke by JSON proof (preferred) or by bearer; without
 /// credentials it is a no-op, so repeated sign-outs succeed.
-pub async fn delete_session(
-    app: &App,
-    req: Request<Incoming>,
-) -> Result<Response<Body>, ApiError> {
+pub async fn delete_session(app: &App, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
     let session = Session::from_headers(app, req.headers())?;
     if let Some(proof) = read_proof(app, req, true).await? {
         let now = clock::now_secs();
@@ -222,7 +225,9 @@ pub async fn delete_session(
             .grant(claims.jti.as_str())?
             .ok_or_else(ApiError::not_found)?;
         if stored.user != claims.iss || stored.cnf != claims.cnf {
-            return Err(ApiError::forbidden("Grant does not belong to authenticated user"));
+            return Err(ApiError::forbidden(
+                "Grant does not belong to authenticated user",
+            ));
         }
         app.store.revoke_grant(&stored.id).await?;
     } else if let Some(s) = session {
@@ -265,10 +270,16 @@ pub async fn revoke(
     gid: &str,
 ) -> Result<Response<Body>, ApiError> {
     let s = root_session(app, req)?;
-    let gid = GrantId::parse(gid).map_err(|_| ApiError::bad_request("Invalid grant ID format"))?;
-    let g = app.store.grant(gid.as_str())?.ok_or_else(ApiError::not_found)?;
+    let gid =
+        GrantId::parse(gid).ok_or_else(|| ApiError::bad_request("Invalid grant ID format"))?;
+    let g = app
+        .store
+        .grant(gid.as_str())?
+        .ok_or_else(ApiError::not_found)?;
     if g.user != s.user {
-        return Err(ApiError::forbidden("Grant does not belong to authenticated user"));
+        return Err(ApiError::forbidden(
+            "Grant does not belong to authenticated user",
+        ));
     }
     app.store.revoke_grant(&g.id).await?;
     Ok(empty(StatusCode::OK))

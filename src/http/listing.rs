@@ -75,7 +75,9 @@ pub fn parse_cursor(c: &str) -> Option<String> {
     }
     let (key, path) = c.split_at(Z32_LEN);
     PublicKey::parse_z32(key).ok()?;
-    StoragePath::strict(path).ok().map(|p| p.as_str().to_string())
+    StoragePath::strict(path)
+        .ok()
+        .map(|p| p.as_str().to_string())
 }
 
 pub fn respond(
@@ -145,15 +147,27 @@ mod tests {
         let q = ListQuery::parse(Some("reverse&shallow&limit=2")).unwrap();
         assert_eq!((q.reverse, q.shallow, q.limit), (true, true, 2));
         let q = ListQuery::parse(Some("reverse=No&shallow=YES&limit=")).unwrap();
-        assert_eq!((q.reverse, q.shallow, q.limit), (false, true, DEFAULT_LIMIT));
-        assert_eq!(ListQuery::parse(Some("limit=70000")).unwrap().limit, DEFAULT_LIMIT);
-        assert_eq!(ListQuery::parse(Some("limit=5000")).unwrap().limit, MAX_LIMIT);
+        assert_eq!(
+            (q.reverse, q.shallow, q.limit),
+            (false, true, DEFAULT_LIMIT)
+        );
+        assert_eq!(
+            ListQuery::parse(Some("limit=70000")).unwrap().limit,
+            DEFAULT_LIMIT
+        );
+        assert_eq!(
+            ListQuery::parse(Some("limit=5000")).unwrap().limit,
+            MAX_LIMIT
+        );
         assert_eq!(ListQuery::parse(Some("limit=0")).unwrap().limit, 0);
         assert_eq!(ListQuery::parse(Some("cursor=")).unwrap().cursor, None);
         assert!(ListQuery::parse(Some("reverse=maybe")).is_err());
         assert!(ListQuery::parse(Some("shallow=2")).is_err());
         assert_eq!(
-            ListQuery::parse(Some("cursor=a+b%2Fc")).unwrap().cursor.unwrap(),
+            ListQuery::parse(Some("cursor=a+b%2Fc"))
+                .unwrap()
+                .cursor
+                .unwrap(),
             "a b/c"
         );
     }
@@ -162,7 +176,10 @@ mod tests {
     fn cursors() {
         let want = Some("/pub/example.com/a.txt".to_string());
         assert_eq!(parse_cursor(&format!("{PK}/pub/example.com/a.txt")), want);
-        assert_eq!(parse_cursor(&format!("pubky://{PK}/pub/example.com/a.txt")), want);
+        assert_eq!(
+            parse_cursor(&format!("pubky://{PK}/pub/example.com/a.txt")),
+            want
+        );
         assert_eq!(parse_cursor("/pub/example.com/a.txt"), None);
         assert_eq!(parse_cursor(&format!("{PK}/pub//a")), None);
         assert_eq!(parse_cursor(&format!("{PK}pub/a")), None);

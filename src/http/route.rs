@@ -241,10 +241,21 @@ mod tests {
 
     #[test]
     fn path_addressed() {
-        let ep = r(Method::PUT, &format!("/storage/{PK}/pub/foo.txt"), None, &[]).unwrap();
+        let ep = r(
+            Method::PUT,
+            &format!("/storage/{PK}/pub/foo.txt"),
+            None,
+            &[],
+        )
+        .unwrap();
         assert_eq!(
             storage(ep),
-            (StorageOp::Put, Some(PK.into()), "/pub/foo.txt".into(), Addressing::Path)
+            (
+                StorageOp::Put,
+                Some(PK.into()),
+                "/pub/foo.txt".into(),
+                Addressing::Path
+            )
         );
         // host headers are ignored on the path-addressed form
         let ep = r(
@@ -265,7 +276,10 @@ mod tests {
         };
         assert_eq!(bad("/storage"), "Missing storage owner or path");
         assert_eq!(bad("/storage/"), "Missing storage owner or path");
-        assert_eq!(bad("/storage/short/pub/file.txt"), "Invalid storage owner public key");
+        assert_eq!(
+            bad("/storage/short/pub/file.txt"),
+            "Invalid storage owner public key"
+        );
         assert_eq!(
             bad(&format!("/storage/pubky{PK}/pub/file.txt")),
             "Invalid storage owner public key"
@@ -284,9 +298,16 @@ mod tests {
         };
         assert_eq!(t(&[("host", &format!("_pubky.{PK}"))], None).unwrap(), PK);
         assert_eq!(t(&[("host", PK), ("pubky-host", PK2)], None).unwrap(), PK2);
-        assert_eq!(t(&[("host", PK), ("pubky-host", "junk")], None).unwrap(), PK);
         assert_eq!(
-            t(&[("host", "localhost:6286")], Some(&format!("a=1&pubky-host={PK2}"))).unwrap(),
+            t(&[("host", PK), ("pubky-host", "junk")], None).unwrap(),
+            PK
+        );
+        assert_eq!(
+            t(
+                &[("host", "localhost:6286")],
+                Some(&format!("a=1&pubky-host={PK2}"))
+            )
+            .unwrap(),
             PK2
         );
         assert_eq!(t(&[("pubky-host", &format!("pubky{PK}"))], None), None);
@@ -300,7 +321,10 @@ mod tests {
             r(Method::POST, "/info", None, &[]),
             Err(RouteError::MethodNotAllowed("GET"))
         );
-        assert_eq!(r(Method::OPTIONS, "/pub/x", None, &[]), Ok(Endpoint::Preflight));
+        assert_eq!(
+            r(Method::OPTIONS, "/pub/x", None, &[]),
+            Ok(Endpoint::Preflight)
+        );
         assert_eq!(
             r(Method::DELETE, "/auth/grant/session/abc", None, &[]),
             Ok(Endpoint::GrantRevoke { gid: "abc".into() })
@@ -314,6 +338,9 @@ mod tests {
             Err(RouteError::MethodNotAllowed(STORAGE_ALLOW))
         );
         let (op, _, path, a) = storage(r(Method::DELETE, "/pub/a/../b", None, &[]).unwrap());
-        assert_eq!((op, path.as_str(), a), (StorageOp::Delete, "/pub/b", Addressing::Legacy));
+        assert_eq!(
+            (op, path.as_str(), a),
+            (StorageOp::Delete, "/pub/b", Addressing::Legacy)
+        );
     }
 }

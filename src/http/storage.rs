@@ -62,7 +62,8 @@ fn cache_policy(resp: &mut Response<Body>, path: &StoragePath, addressing: Addre
         }
         return;
     }
-    let file_ok = !path.is_dir() && (status == StatusCode::OK || status == StatusCode::NOT_MODIFIED);
+    let file_ok =
+        !path.is_dir() && (status == StatusCode::OK || status == StatusCode::NOT_MODIFIED);
     if file_ok {
         h.insert(header::CACHE_CONTROL, hv("private, must-revalidate"));
     }
@@ -92,10 +93,14 @@ fn authorize_read(
     let s = session
         .ok_or_else(|| ApiError::unauthorized("Authentication required to read private storage"))?;
     if s.user != *tenant {
-        return Err(ApiError::forbidden("Session user does not match target tenant"));
+        return Err(ApiError::forbidden(
+            "Session user does not match target tenant",
+        ));
     }
     if !s.caps.can_read(path) {
-        return Err(ApiError::forbidden("Session does not have read access to path"));
+        return Err(ApiError::forbidden(
+            "Session does not have read access to path",
+        ));
     }
     Ok(())
 }
@@ -118,10 +123,14 @@ fn authorize_write(
         ));
     }
     if s.user != *tenant {
-        return Err(ApiError::forbidden("Session user does not match target tenant"));
+        return Err(ApiError::forbidden(
+            "Session user does not match target tenant",
+        ));
     }
     if !s.caps.can_write(path) {
-        return Err(ApiError::forbidden("Session does not have write access to path"));
+        return Err(ApiError::forbidden(
+            "Session does not have write access to path",
+        ));
     }
     let user = app.store.user(tenant)?.ok_or_else(ApiError::not_found)?;
     if is_put && user.disabled {
@@ -149,16 +158,19 @@ fn read(
     if op == StorageOp::Head && app.store.user(tenant)?.is_none() {
         return Err(ApiError::not_found());
     }
-    let meta = app.store.entry(tenant, path)?.ok_or_else(ApiError::not_found)?;
+    let meta = app
+        .store
+        .entry(tenant, path)?
+        .ok_or_else(ApiError::not_found)?;
     let etag = etag(&meta.hash);
     let last_modified = httpdate::fmt_http_date(clock::system_time(meta.modified_at));
     if op == StorageOp::Get && not_modified(req.headers(), &etag, meta.modified_at) {
-        return Ok(Response::builder()
+        return Response::builder()
             .status(StatusCode::NOT_MODIFIED)
             .header(header::ETAG, etag)
             .header(header::LAST_MODIFIED, last_modified)
             .body(Body::Empty)
-            .map_err(internal)?);
+            .map_err(internal);
     }
     let body = if op == StorageOp::Head {
         Body::Empty
@@ -262,9 +274,7 @@ async fn delete(
     session: Option<&Session>,
 ) -> Result<Response<Body>, ApiError> {
     authorize_write(app, tenant, path, session, false)?;
-    app.store
-        .delete(tenant, path, clock::now_micros())
-        .await?;
+    app.store.delete(tenant, path, clock::now_micros()).await?;
     Ok(empty(StatusCode::NO_CONTENT))
 }
 
@@ -280,7 +290,10 @@ pub fn sniff_content_type(head: &[u8], path: &StoragePath) -> String {
 }
 
 fn quota_exceeded() -> ApiError {
-    ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "Disk space quota exceeded")
+    ApiError::new(
+        StatusCode::INSUFFICIENT_STORAGE,
+        "Disk space quota exceeded",
+    )
 }
 
 fn too_large(max: u64) -> ApiError {
@@ -297,7 +310,10 @@ pub fn empty(status: StatusCode) -> Response<Body> {
 }
 
 pub fn internal(e: impl std::fmt::Display) -> ApiError {
-    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("Internal error: {e}"))
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("Internal error: {e}"),
+    )
 }
 
 #[cfg(test)]
@@ -307,13 +323,22 @@ mod tests {
     #[test]
     fn etag_vectors() {
         let h = |b: &[u8]| *blake3::hash(b).as_bytes();
-        assert_eq!(etag(&h(b"")), "\"rxNJufX5oaagQE3qNtzJSZvLJcmtwRK3zJqTyuQfMmI=\"");
-        assert_eq!(etag(&h(b"hello")), "\"6o8WPbOGgpJeRJHF5Y1Ls1Bu+MFOt4qG6QjFYkpnIA8=\"");
+        assert_eq!(
+            etag(&h(b"")),
+            "\"rxNJufX5oaagQE3qNtzJSZvLJcmtwRK3zJqTyuQfMmI=\""
+        );
+        assert_eq!(
+            etag(&h(b"hello")),
+            "\"6o8WPbOGgpJeRJHF5Y1Ls1Bu+MFOt4qG6QjFYkpnIA8=\""
+        );
         assert_eq!(
             etag(&h(&[0, 1, 2, 3, 4])),
             "\"tAtE39l+eoSplqka+LhRiMZsEmlAunqtLnrms4VAKqI=\""
         );
-        assert_eq!(etag(&h(&[0])), "\"LTre3/EbYfFMiG41r6A2c23Nh6dNJ7XBUQIl0PWS4hM=\"");
+        assert_eq!(
+            etag(&h(&[0])),
+            "\"LTre3/EbYfFMiG41r6A2c23Nh6dNJ7XBUQIl0PWS4hM=\""
+        );
     }
 
     #[test]
@@ -322,9 +347,18 @@ mod tests {
         let png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR";
         assert_eq!(sniff_content_type(png, &p("/pub/foo")), "image/png");
         assert_eq!(sniff_content_type(b"hi", &p("/pub/text.txt")), "text/plain");
-        assert_eq!(sniff_content_type(&[0, 1, 2, 3, 4], &p("/pub/foo.txt")), "text/plain");
-        assert_eq!(sniff_content_type(b"{}", &p("/pub/x.json")), "application/json");
-        assert_eq!(sniff_content_type(b"{}", &p("/pub/x")), "application/octet-stream");
+        assert_eq!(
+            sniff_content_type(&[0, 1, 2, 3, 4], &p("/pub/foo.txt")),
+            "text/plain"
+        );
+        assert_eq!(
+            sniff_content_type(b"{}", &p("/pub/x.json")),
+            "application/json"
+        );
+        assert_eq!(
+            sniff_content_type(b"{}", &p("/pub/x")),
+            "application/octet-stream"
+        );
     }
 
     #[test]
@@ -335,11 +369,17 @@ mod tests {
         assert!(not_modified(&h, tag, 0));
         // If-None-Match present and not matching: If-Modified-Since is ignored
         h.insert(header::IF_NONE_MATCH, hv("\"old\""));
-        h.insert(header::IF_MODIFIED_SINCE, hv("Sun, 06 Nov 2044 08:49:37 GMT"));
+        h.insert(
+            header::IF_MODIFIED_SINCE,
+            hv("Sun, 06 Nov 2044 08:49:37 GMT"),
+        );
         assert!(!not_modified(&h, tag, 1_000_000));
         h.remove(header::IF_NONE_MATCH);
         assert!(not_modified(&h, tag, 1_000_000));
-        h.insert(header::IF_MODIFIED_SINCE, hv("Sun, 06 Nov 1994 08:49:37 GMT"));
+        h.insert(
+            header::IF_MODIFIED_SINCE,
+            hv("Sun, 06 Nov 1994 08:49:37 GMT"),
+        );
         assert!(!not_modified(&h, tag, 2_000_000_000_000_000));
         h.insert(header::IF_MODIFIED_SINCE, hv("garbage"));
         assert!(!not_modified(&h, tag, 0));

@@ -12,7 +12,12 @@ pub const NONCE_TTL_SECS: u64 = 360;
 
 impl Store {
     /// Creates an account, consuming `token` when given (atomically with the account).
-    pub async fn create_user(&self, pk: &PublicKey, token: Option<&str>, now_secs: u64) -> Result<(), StoreError> {
+    pub async fn create_user(
+        &self,
+        pk: &PublicKey,
+        token: Option<&str>,
+        now_secs: u64,
+    ) -> Result<(), StoreError> {
         let ticket = {
             let _w = self.writer();
             let t = &self.0.t;
@@ -58,7 +63,10 @@ impl Store {
                 created_at: now_secs,
                 used_by: None,
             };
-            self.0.t.signup_tokens.insert(token.as_bytes(), encode(&st))?;
+            self.0
+                .t
+                .signup_tokens
+                .insert(token.as_bytes(), encode(&st))?;
             self.0.commit.ticket()
         };
         self.durable(ticket).await
@@ -82,7 +90,8 @@ impl Store {
         let mut out = Vec::new();
         for kv in self.0.t.user_grants.scan_prefix(pk.as_bytes()) {
             let (k, _) = kv?;
-            let id = std::str::from_utf8(&k[32..]).map_err(|_| StoreError::Corrupt("grant index".into()))?;
+            let id = std::str::from_utf8(&k[32..])
+                .map_err(|_| StoreError::Corrupt("grant index".into()))?;
             if let Some(g) = self.grant(id)? {
                 out.push(g);
             }
@@ -133,7 +142,11 @@ impl Store {
 
     /// The live session of a bearer hash with its grant; `None` when unknown, expired or
     /// revoked.
-    pub fn session(&self, bearer_hash: &[u8; 32], now_secs: u64) -> Result<Option<(SessionRecord, GrantRecord)>, StoreError> {
+    pub fn session(
+        &self,
+        bearer_hash: &[u8; 32],
+        now_secs: u64,
+    ) -> Result<Option<(SessionRecord, GrantRecord)>, StoreError> {
         let Some(v) = self.0.t.sessions.get(bearer_hash)? else {
             return Ok(None);
         };
@@ -142,7 +155,9 @@ impl Store {
             return Ok(None);
         }
         match self.grant(&s.grant_id)? {
-            Some(g) if !g.revoked && g.expires_at > now_secs && g.bearer_hash == Some(*bearer_hash) => {
+            Some(g)
+                if !g.revoked && g.expires_at > now_secs && g.bearer_hash == Some(*bearer_hash) =>
+            {
                 Ok(Some((s, g)))
             }
             _ => Ok(None),

@@ -18,8 +18,9 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 
 pub fn decode<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
     match bytes.split_first() {
-        Some((&VERSION, rest)) => postcard::from_bytes(rest)
-            .map_err(|e| StoreError::Corrupt(format!("{what}: {e}"))),
+        Some((&VERSION, rest)) => {
+            postcard::from_bytes(rest).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+        }
         Some((v, _)) => Err(StoreError::Corrupt(format!("{what}: unknown version {v}"))),
         None => Err(StoreError::Corrupt(format!("{what}: empty value"))),
     }
@@ -43,10 +44,19 @@ mod tests {
         let b = encode(&m);
         assert_eq!(b[0], VERSION);
         assert_eq!(decode::<EntryMeta>("entry", &b).unwrap(), m);
-        assert!(matches!(decode::<EntryMeta>("entry", &[]), Err(StoreError::Corrupt(_))));
-        assert!(matches!(decode::<EntryMeta>("entry", &[9, 1, 2]), Err(StoreError::Corrupt(_))));
+        assert!(matches!(
+            decode::<EntryMeta>("entry", &[]),
+            Err(StoreError::Corrupt(_))
+        ));
+        assert!(matches!(
+            decode::<EntryMeta>("entry", &[9, 1, 2]),
+            Err(StoreError::Corrupt(_))
+        ));
         for cut in 1..b.len() {
-            assert!(decode::<EntryMeta>("entry", &b[..cut]).is_err(), "cut {cut}");
+            assert!(
+                decode::<EntryMeta>("entry", &b[..cut]).is_err(),
+                "cut {cut}"
+            );
         }
         let garbage: Vec<u8> = (0..200u32).map(|i| (i * 37 % 256) as u8).collect();
         let mut g = vec![VERSION];

@@ -136,7 +136,10 @@ fn flusher(s: Arc<Shared>, db: sled::Db) {
             }
         }
         s.done.notify(usize::MAX);
-        let failed = lock(&s.state).failed.as_ref().is_some_and(|(t, _)| *t == target);
+        let failed = lock(&s.state)
+            .failed
+            .as_ref()
+            .is_some_and(|(t, _)| *t == target);
         if failed {
             // Waiters covered by the failure got their error; retry later, not in a spin.
             std::thread::sleep(std::time::Duration::from_millis(100));

@@ -17,14 +17,23 @@ pub const FILE_OVERHEAD: u64 = 256;
 type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
 
 impl Store {
-    pub fn entry(&self, pk: &PublicKey, path: &StoragePath) -> Result<Option<EntryMeta>, StoreError> {
+    pub fn entry(
+        &self,
+        pk: &PublicKey,
+        path: &StoragePath,
+    ) -> Result<Option<EntryMeta>, StoreError> {
         match self.0.t.entries.get(keys::entry(pk, path.as_str()))? {
             Some(v) => decode("entry", &v).map(Some),
             None => Ok(None),
         }
     }
 
-    pub fn content(&self, pk: &PublicKey, path: &StoragePath, meta: &EntryMeta) -> Result<Content, StoreError> {
+    pub fn content(
+        &self,
+        pk: &PublicKey,
+        path: &StoragePath,
+        meta: &EntryMeta,
+    ) -> Result<Content, StoreError> {
         if meta.inline {
             let v = self.0.t.content.get(keys::entry(pk, path.as_str()))?;
             let v = v.ok_or_else(|| StoreError::Corrupt(format!("missing body of {path}")))?;
@@ -47,7 +56,11 @@ impl Store {
     }
 
     /// Largest body this PUT may have under the owner's quota (`None`: unlimited).
-    pub fn write_allowance(&self, pk: &PublicKey, path: &StoragePath) -> Result<Option<u64>, StoreError> {
+    pub fn write_allowance(
+        &self,
+        pk: &PublicKey,
+        path: &StoragePath,
+    ) -> Result<Option<u64>, StoreError> {
         let user = self.user(pk)?.ok_or(StoreError::UserNotFound)?;
         let Some(limit) = self.quota_limit(&user) else {
             return Ok(None);
@@ -56,12 +69,22 @@ impl Store {
             Some(old) => (old.len, 0),
             None => (0, FILE_OVERHEAD),
         };
-        Ok(Some((limit + freed).saturating_sub(user.used_bytes + overhead)))
+        Ok(Some(
+            (limit + freed).saturating_sub(user.used_bytes + overhead),
+        ))
     }
 
     fn check_collisions(&self, pk: &PublicKey, path: &StoragePath) -> Result<(), StoreError> {
         let below = keys::entry(pk, &format!("{}/", path.as_str()));
-        if self.0.t.entries.scan_prefix(below).next().transpose()?.is_some() {
+        if self
+            .0
+            .t
+            .entries
+            .scan_prefix(below)
+            .next()
+            .transpose()?
+            .is_some()
+        {
             return Err(StoreError::Collision);
         }
         for dir in path.ancestors() {
@@ -155,7 +178,14 @@ impl Store {
         };
         let key = keys::entry(pk, path.as_str());
         let t = &self.0.t;
-        let unlink = (&t.entries, &t.content, &t.blob_refs, &t.events, &t.meta, &t.users)
+        let unlink = (
+            &t.entries,
+            &t.content,
+            &t.blob_refs,
+            &t.events,
+            &t.meta,
+            &t.users,
+        )
             .transaction(|(entries, content, refs, events, meta_t, users)| {
                 entries.insert(key.as_slice(), encode(&meta))?;
                 match inline {
@@ -181,7 +211,12 @@ impl Store {
         Ok((self.0.commit.ticket(), unlink))
     }
 
-    pub async fn delete(&self, pk: &PublicKey, path: &StoragePath, now_us: u64) -> Result<(), StoreError> {
+    pub async fn delete(
+        &self,
+        pk: &PublicKey,
+        path: &StoragePath,
+        now_us: u64,
+    ) -> Result<(), StoreError> {
         let (ticket, unlink) = {
             let mut w = self.writer();
             let old = self.entry(pk, path)?.ok_or(StoreError::NotFound)?;
@@ -197,7 +232,14 @@ impl Store {
             };
             let key = keys::entry(pk, path.as_str());
             let t = &self.0.t;
-            let unlink = (&t.entries, &t.content, &t.blob_refs, &t.events, &t.meta, &t.users)
+            let unlink = (
+                &t.entries,
+                &t.content,
+                &t.blob_refs,
+                &t.events,
+                &t.meta,
+                &t.users,
+            )
                 .transaction(|(entries, content, refs, events, meta_t, users)| {
                     entries.remove(key.as_slice())?;
                     content.remove(key.as_slice())?;
@@ -233,7 +275,11 @@ impl Store {
     }
 
     /// Events with id > `cursor`, oldest first.
-    pub fn events_after(&self, cursor: u64, limit: usize) -> Result<Vec<(u64, EventRecord)>, StoreError> {
+    pub fn events_after(
+        &self,
+        cursor: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, EventRecord)>, StoreError> {
         let start = keys::event(cursor.saturating_add(1));
         let mut out = Vec::new();
         for kv in self.0.t.events.range(start..).take(limit) {
@@ -253,7 +299,9 @@ impl Store {
 /// (a count of 0 removes the key).
 fn add_ref(refs: &TransactionalTree, hash: &[u8; 32], delta: i64) -> TxResult<u64> {
     let cur = match refs.get(hash)? {
-        Some(v) => decode::<u64>("blob refcount", &v).map_err(ConflictableTransactionError::Abort)?,
+        Some(v) => {
+            decode::<u64>("blob refcount", &v).map_err(ConflictableTransactionError::Abort)?
+        }
         None => 0,
     };
     let next = (cur as i64 + delta).max(0) as u64;

@@ -49,7 +49,8 @@ mod tests {
 
     #[test]
     fn ordering() {
-        let u = PublicKey::parse_z32("8pinxxgqs41n4aididenw5apqp1urfmzdztr8jt4abrkdn435ewo").unwrap();
+        let u =
+            PublicKey::parse_z32("8pinxxgqs41n4aididenw5apqp1urfmzdztr8jt4abrkdn435ewo").unwrap();
         let a = entry(&u, "/pub/a/");
         assert!(entry(&u, "/pub/a/zzz") < after_prefix(&a));
         assert!(entry(&u, "/pub/a0") >= after_prefix(&a));

@@ -10,7 +10,12 @@ impl Store {
     /// Paths under `dir` (canonical, shallow child directories end in `/`), ordered
     /// bytewise, after (or, reversed, before) the exclusive cursor. `NotFound` when the
     /// user has no file under `dir`.
-    pub fn list(&self, pk: &PublicKey, dir: &StoragePath, opts: &ListOptions) -> Result<Vec<String>, StoreError> {
+    pub fn list(
+        &self,
+        pk: &PublicKey,
+        dir: &StoragePath,
+        opts: &ListOptions,
+    ) -> Result<Vec<String>, StoreError> {
         let prefix = keys::entry(pk, dir.as_str());
         let entries = &self.0.t.entries;
         if entries.scan_prefix(&prefix).next().transpose()?.is_none() {
@@ -98,7 +103,13 @@ impl Store {
         .min(end);
         let mut out = Vec::new();
         while out.len() < limit && stop > prefix {
-            let Some(kv) = self.0.t.entries.range(prefix.clone()..stop.clone()).next_back() else {
+            let Some(kv) = self
+                .0
+                .t
+                .entries
+                .range(prefix.clone()..stop.clone())
+                .next_back()
+            else {
                 break;
             };
             let (k, _) = kv?;

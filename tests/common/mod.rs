@@ -132,7 +132,11 @@ impl Req {
     }
     pub fn send(self) -> Resp {
         let mut raw = format!("{} {} HTTP/1.1\r\n", self.method, self.path);
-        if !self.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        if !self
+            .headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("host"))
+        {
             raw.push_str("host: localhost\r\n");
         }
         for (k, v) in &self.headers {
@@ -181,9 +185,8 @@ pub fn send_raw(addr: SocketAddr, bytes: &[u8], head: bool) -> Resp {
     s.write_all(bytes).unwrap();
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).unwrap();
-    parse_response(&buf, head).unwrap_or_else(|| {
-        panic!("unparseable response: {:?}", String::from_utf8_lossy(&buf))
-    })
+    parse_response(&buf, head)
+        .unwrap_or_else(|| panic!("unparseable response: {:?}", String::from_utf8_lossy(&buf)))
 }
 
 pub fn parse_response(buf: &[u8], head: bool) -> Option<Resp> {
@@ -217,7 +220,8 @@ fn dechunk(mut b: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::new();
     loop {
         let line_end = b.windows(2).position(|w| w == b"\r\n")?;
-        let size = usize::from_str_radix(std::str::from_utf8(&b[..line_end]).ok()?.trim(), 16).ok()?;
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&b[..line_end]).ok()?.trim(), 16).ok()?;
         b = &b[line_end + 2..];
         if size == 0 {
             return Some(out);
@@ -258,7 +262,13 @@ pub struct GrantSpec {
 }
 
 impl GrantSpec {
-    pub fn new(user: &SigningKey, hs: PublicKey, client_id: &str, caps: &str, lifetime: u64) -> Self {
+    pub fn new(
+        user: &SigningKey,
+        hs: PublicKey,
+        client_id: &str,
+        caps: &str,
+        lifetime: u64,
+    ) -> Self {
         let n = now();
         GrantSpec {
             user: user.clone(),
