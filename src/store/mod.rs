@@ -27,6 +27,8 @@ mod commit;
 mod entries;
 mod keys;
 mod list;
+#[cfg(test)]
+mod tests;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -1,0 +1,288 @@
+//! Store tests on a real sled database in a temp directory: refcounted blobs, orphan
+//! sweep, reopen, corruption, concurrent group-committed writes, quota and listings.
+
+use std::path::Path;
+
+use super::*;
+use crate::storage_path::StoragePath;
+
+fn cfg(inline_max: usize, quota: Option<u64>) -> StoreConfig {
+    StoreConfig {
+        cache_capacity_bytes: 4 << 20,
+        inline_max,
+        durability: Durability::Strict,
+        default_quota_bytes: quota,
+    }
+}
+
+fn pk(b: u8) -> PublicKey {
+    PublicKey::from(ed25519_dalek::SigningKey::from_bytes(&[b; 32]).verifying_key())
+}
+
+fn p(s: &str) -> StoragePath {
+    StoragePath::strict(s).unwrap()
+}
+
+async fn put(s: &Store, u: &PublicKey, path: &str, body: &[u8]) -> Result<(), StoreError> {
+    let mut up = s.upload();
+    for chunk in body.chunks(1000) {
+        up.write(chunk).await?;
+    }
+    let staged = up.finish().await?;
+    s.put(u, &p(path), staged, "application/octet-stream", 1)
+        .await
+}
+
+fn blob_files(dir: &Path) -> usize {
+    walk(&dir.join("blobs"))
+}
+
+fn walk(d: &Path) -> usize {
+    std::fs::read_dir(d)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| {
+                    if e.path().is_dir() {
+                        walk(&e.path())
+                    } else {
+                        1
+                    }
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+fn read_all(s: &Store, u: &PublicKey, path: &str) -> Vec<u8> {
+    let meta = s.entry(u, &p(path)).unwrap().unwrap();
+    match s.content(u, &p(path), &meta).unwrap() {
+        Content::Inline(b) => b.to_vec(),
+        Content::File(mut f) => {
+            let mut v = Vec::new();
+            std::io::Read::read_to_end(&mut f, &mut v).unwrap();
+            v
+        }
+    }
+}
+
+#[test]
+fn blobs_are_deduplicated_and_reference_counted() {
+    smol::block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), cfg(16, None)).unwrap();
+        let u = pk(1);
+        s.create_user(&u, None, 0).await.unwrap();
+        let body = vec![5u8; 5000];
+        put(&s, &u, "/pub/a", &body).await.unwrap();
+        put(&s, &u, "/pub/b", &body).await.unwrap();
+        assert_eq!(blob_files(dir.path()), 1);
+        assert_eq!(read_all(&s, &u, "/pub/b"), body);
+        s.delete(&u, &p("/pub/a"), 2).await.unwrap();
+        assert_eq!(blob_files(dir.path()), 1);
+        // overwrite with small (inline) content drops the last reference
+        put(&s, &u, "/pub/b", b"tiny").await.unwrap();
+        assert_eq!(blob_files(dir.path()), 0);
+        assert_eq!(read_all(&s, &u, "/pub/b"), b"tiny");
+        assert!(matches!(
+            s.delete(&u, &p("/pub/a"), 3).await,
+            Err(StoreError::NotFound)
+        ));
+        // a rejected write (collision) leaves no blob behind
+        put(&s, &u, "/pub/dir/x", b"x").await.unwrap();
+        assert!(matches!(
+            put(&s, &u, "/pub/dir", &body).await,
+            Err(StoreError::Collision)
+        ));
+        assert_eq!(blob_files(dir.path()), 0);
+        // unfinished uploads leave no temp file
+        let mut up = s.upload();
+        up.write(&body).await.unwrap();
+        drop(up);
+        assert_eq!(walk(&dir.path().join("tmp")), 0);
+        s.close().await.unwrap();
+    });
+}
+
+#[test]
+fn orphans_swept_and_data_survives_reopen() {
+    smol::block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let u = pk(2);
+        let big: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
+        {
+            let s = Store::open(dir.path(), cfg(1024, None)).unwrap();
+            s.create_user(&u, None, 0).await.unwrap();
+            put(&s, &u, "/pub/big", &big).await.unwrap();
+            put(&s, &u, "/priv/small", b"hello").await.unwrap();
+            s.close().await.unwrap();
+        }
+        // a blob nothing references and a leftover temp file, as after a crash
+        let orphan = dir.path().join("blobs/ab").join("ab".repeat(32));
+        std::fs::create_dir_all(orphan.parent().unwrap()).unwrap();
+        std::fs::write(&orphan, b"orphan").unwrap();
+        std::fs::write(dir.path().join("tmp/partial"), b"x").unwrap();
+        let s = Store::open(dir.path(), cfg(1024, None)).unwrap();
+        assert!(!orphan.exists());
+        assert_eq!(walk(&dir.path().join("tmp")), 0);
+        assert_eq!(read_all(&s, &u, "/pub/big"), big);
+        assert_eq!(read_all(&s, &u, "/priv/small"), b"hello");
+        let user = s.user(&u).unwrap().unwrap();
+        assert_eq!(user.used_bytes, big.len() as u64 + 5 + 2 * 256);
+        let ev = s.events_after(0, 10).unwrap();
+        assert_eq!(ev.len(), 2);
+        assert_eq!(ev[1].1.path, "/priv/small");
+        s.close().await.unwrap();
+    });
+}
+
+#[test]
+fn corrupt_values_are_errors() {
+    smol::block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), cfg(1024, None)).unwrap();
+        let u = pk(3);
+        s.0.t
+            .users
+            .insert(u.as_bytes(), &[1u8, 0xff, 0xff][..])
+            .unwrap();
+        assert!(matches!(s.user(&u), Err(StoreError::Corrupt(_))));
+        s.0.t
+            .entries
+            .insert(keys::entry(&u, "/pub/x"), &[7u8][..])
+            .unwrap();
+        assert!(matches!(
+            s.entry(&u, &p("/pub/x")),
+            Err(StoreError::Corrupt(_))
+        ));
+        s.close().await.unwrap();
+    });
+}
+
+#[test]
+fn concurrent_writes_are_all_durable_with_ordered_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let u = pk(4);
+    let ex = smol::Executor::new();
+    smol::block_on(ex.run(async {
+        let s = Store::open(dir.path(), cfg(1024, None)).unwrap();
+        s.create_user(&u, None, 0).await.unwrap();
+        let tasks: Vec<_> = (0..16)
+            .map(|t| {
+                let s = s.clone();
+                ex.spawn(async move {
+                    for i in 0..25 {
+                        put(
+                            &s,
+                            &u,
+                            &format!("/pub/t{t}/f{i}"),
+                            format!("{t}-{i}").as_bytes(),
+                        )
+                        .await
+                        .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await;
+        }
+        let ev = s.events_after(0, 1000).unwrap();
+        assert_eq!(ev.len(), 400);
+        for (i, (id, _)) in ev.iter().enumerate() {
+            assert_eq!(*id, i as u64 + 1, "event ids have no gaps and increase");
+        }
+        s.close().await.unwrap();
+    }));
+    let s = Store::open(dir.path(), cfg(1024, None)).unwrap();
+    let all = s
+        .list(
+            &u,
+            &p("/pub/"),
+            &ListOptions {
+                limit: 1000,
+                cursor: None,
+                reverse: false,
+                shallow: false,
+            },
+        )
+        .unwrap();
+    assert_eq!(all.len(), 400);
+}
+
+#[test]
+fn quota_and_allowance() {
+    smol::block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), cfg(1024, Some(10_000))).unwrap();
+        let u = pk(5);
+        s.create_user(&u, None, 0).await.unwrap();
+        assert_eq!(
+            s.write_allowance(&u, &p("/pub/a")).unwrap(),
+            Some(10_000 - 256)
+        );
+        put(&s, &u, "/pub/a", &[0u8; 4000]).await.unwrap();
+        assert_eq!(
+            s.write_allowance(&u, &p("/pub/a")).unwrap(),
+            Some(10_000 - 256)
+        );
+        assert_eq!(
+            s.write_allowance(&u, &p("/pub/b")).unwrap(),
+            Some(10_000 - 4256 - 256)
+        );
+        assert!(matches!(
+            put(&s, &u, "/pub/b", &[0u8; 5489]).await,
+            Err(StoreError::QuotaExceeded)
+        ));
+        put(&s, &u, "/pub/b", &[0u8; 5488]).await.unwrap();
+        assert_eq!(s.user(&u).unwrap().unwrap().used_bytes, 10_000);
+        assert!(matches!(
+            put(&s, &pk(6), "/pub/x", b"x").await,
+            Err(StoreError::UserNotFound)
+        ));
+        s.close().await.unwrap();
+    });
+}
+
+#[test]
+fn shallow_reverse_with_cursor_inside_a_directory() {
+    smol::block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), cfg(1024, None)).unwrap();
+        let u = pk(7);
+        s.create_user(&u, None, 0).await.unwrap();
+        for f in ["/pub/a", "/pub/b/x", "/pub/b/y", "/pub/c"] {
+            put(&s, &u, f, b"1").await.unwrap();
+        }
+        let list = |cursor: Option<&str>, reverse| {
+            s.list(
+                &u,
+                &p("/pub/"),
+                &ListOptions {
+                    limit: 10,
+                    cursor: cursor.map(String::from),
+                    reverse,
+                    shallow: true,
+                },
+            )
+            .unwrap()
+        };
+        assert_eq!(list(None, false), ["/pub/a", "/pub/b/", "/pub/c"]);
+        assert_eq!(list(Some("/pub/b/y"), true), ["/pub/b/", "/pub/a"]);
+        assert_eq!(list(Some("/pub/b/"), true), ["/pub/a"]);
+        assert_eq!(list(Some("/pub/b/x"), false), ["/pub/c"]);
+        assert!(matches!(
+            s.list(
+                &u,
+                &p("/pub/none/"),
+                &ListOptions {
+                    limit: 0,
+                    cursor: None,
+                    reverse: false,
+                    shallow: false
+                }
+            ),
+            Err(StoreError::NotFound)
+        ));
+        s.close().await.unwrap();
+    });
+}
