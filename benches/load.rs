@@ -175,6 +175,7 @@ fn proof(user: &SigningKey, hs: PublicKey, client_id: &str, lifetime: u64) -> St
 
 /// One keep-alive connection speaking just enough HTTP/1.1.
 struct Conn {
+    addr: SocketAddr,
     r: BufReader<TcpStream>,
     w: TcpStream,
 }
@@ -184,6 +185,7 @@ impl Conn {
         let s = TcpStream::connect(addr).expect("connect");
         s.set_nodelay(true).expect("nodelay");
         Conn {
+            addr,
             r: BufReader::new(s.try_clone().expect("clone")),
             w: s,
         }
@@ -205,6 +207,7 @@ impl Conn {
             .and_then(|s| s.parse().ok())
             .expect("status");
         let mut len = 0usize;
+        let mut close = false;
         loop {
             line.clear();
             self.r.read_line(&mut line).expect("header");
@@ -215,10 +218,17 @@ impl Conn {
                 if k.eq_ignore_ascii_case("content-length") {
                     len = v.trim().parse().expect("length");
                 }
+                if k.eq_ignore_ascii_case("connection") && v.trim().eq_ignore_ascii_case("close") {
+                    close = true;
+                }
             }
         }
         let mut buf = vec![0; len];
         self.r.read_exact(&mut buf).expect("body");
+        if close {
+            // the server ends keep-alive connections after a number of requests
+            *self = Conn::open(self.addr);
+        }
         (status, buf)
     }
 }
