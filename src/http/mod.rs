@@ -8,11 +8,13 @@ pub mod capacity;
 pub mod error;
 pub mod grant;
 pub mod listing;
+pub mod relay;
 pub mod route;
 pub mod rt;
 pub mod server;
 pub mod session;
 pub mod storage;
+pub mod tls;
 
 use std::path::PathBuf;
 
@@ -37,6 +39,8 @@ pub struct App {
     pub config: Config,
     pub homeserver: PublicKey,
     pub data_dir: PathBuf,
+    /// The pkarr relay (`/pkarr/<z32>`), unless disabled.
+    pub relay: Option<crate::announce::relay::Relay>,
 }
 
 /// Features advertised in `/info`: only what is implemented.
@@ -45,14 +49,7 @@ pub const FEATURES: &[&str] = &["path-addressed-storage", "grant-proof-logout"];
 /// Handles one client request end to end.
 pub async fn handle(app: &App, req: Request<Incoming>) -> Response<Body> {
     let origin = req.headers().get(header::ORIGIN).cloned();
-    let preflight = (
-        req.headers()
-            .get(header::ACCESS_CONTROL_REQUEST_METHOD)
-            .cloned(),
-        req.headers()
-            .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
-            .cloned(),
-    );
+    let preflight = preflight_headers(&req);
     let routed = route::route(
         req.method(),
         req.uri().path(),
@@ -67,6 +64,19 @@ pub async fn handle(app: &App, req: Request<Incoming>) -> Response<Body> {
     };
     cors(&mut resp, origin, preflight);
     resp
+}
+
+type Preflight = (Option<HeaderValue>, Option<HeaderValue>);
+
+fn preflight_headers(req: &Request<Incoming>) -> Preflight {
+    (
+        req.headers()
+            .get(header::ACCESS_CONTROL_REQUEST_METHOD)
+            .cloned(),
+        req.headers()
+            .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
+            .cloned(),
+    )
 }
 
 async fn dispatch(
@@ -96,6 +106,7 @@ async fn dispatch(
         Endpoint::GrantList => grant::list_grants(app, &req),
         Endpoint::GrantRevoke { gid } => grant::revoke(app, &req, &gid).await,
         Endpoint::SignupTokenStatus { token } => token_status(app, &token).await,
+        Endpoint::Relay { key, put } => relay::handle(app.relay.as_ref(), req, key, put).await,
     }
 }
 
@@ -153,11 +164,7 @@ pub fn text(status: StatusCode, s: &'static str) -> Response<Body> {
 
 /// Very permissive CORS with credentials: mirror the origin, and on preflight the requested
 /// method and headers.
-fn cors(
-    resp: &mut Response<Body>,
-    origin: Option<HeaderValue>,
-    preflight: (Option<HeaderValue>, Option<HeaderValue>),
-) {
+fn cors(resp: &mut Response<Body>, origin: Option<HeaderValue>, preflight: Preflight) {
     let h = resp.headers_mut();
     h.append(
         header::VARY,

@@ -56,6 +56,23 @@ pub enum Endpoint {
     GrantRevoke { gid: String },
     /// `GET /signup_tokens/{token}`
     SignupTokenStatus { token: String },
+    /// `GET`/`PUT /pkarr/<z32>`: the pkarr relay.
+    Relay { key: PublicKey, put: bool },
+}
+
+/// Where the pkarr relay lives on the client listeners (`<base>/<z32>` as relays serve it).
+pub const RELAY_PREFIX: &str = "/pkarr/";
+
+/// The relay route: `GET`/`HEAD`/`PUT` of a bare z32 key.
+pub fn relay(method: &Method, key: &str) -> Result<Endpoint, RouteError> {
+    let put = match *method {
+        Method::GET | Method::HEAD => false,
+        Method::PUT => true,
+        _ => return Err(RouteError::MethodNotAllowed("GET, HEAD, PUT")),
+    };
+    let key = PublicKey::parse_z32(key)
+        .map_err(|_| RouteError::BadRequest("Invalid public key".into()))?;
+    Ok(Endpoint::Relay { key, put })
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,6 +155,9 @@ pub fn route(
                 gid: decode_segment(gid)?,
             },
         );
+    }
+    if let Some(key) = path.strip_prefix(RELAY_PREFIX) {
+        return relay(method, key);
     }
     if let Some(token) = path.strip_prefix("/signup_tokens/") {
         return only(

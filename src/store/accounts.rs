@@ -56,6 +56,23 @@ impl Store {
         self.durable(ticket).await
     }
 
+    /// Keys of all accounts, in key order (the users' republisher walks them).
+    pub fn user_keys(&self) -> Result<Vec<PublicKey>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.0.t.users.iter() {
+            let (k, _) = kv?;
+            let bytes: [u8; 32] = k
+                .as_ref()
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("user key is not 32 bytes".into()))?;
+            out.push(
+                PublicKey::from_bytes(bytes)
+                    .map_err(|_| StoreError::Corrupt("user key is not a valid key".into()))?,
+            );
+        }
+        Ok(out)
+    }
+
     pub async fn create_signup_token(&self, token: &str, now_secs: u64) -> Result<(), StoreError> {
         let ticket = {
             let _w = self.writer();
