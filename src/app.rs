@@ -48,6 +48,8 @@ pub struct Running {
     pub publish_attempted: Arc<Event>,
     /// Notified after every pass of the users' republisher.
     pub users_republished: Arc<Event>,
+    /// What the users' republisher's last pass did.
+    pub users_report: Arc<Mutex<Option<crate::announce::users::PassReport>>>,
     shutdown: Shutdown,
     app: Arc<App>,
     tasks: Vec<Task<std::io::Result<()>>>,
@@ -197,6 +199,7 @@ pub async fn start(
     let publish_status = Arc::new(Mutex::new(PublishStatus::default()));
     let publish_attempted = Arc::new(Event::new());
     let users_republished = Arc::new(Event::new());
+    let users_report = Arc::new(Mutex::new(None));
     if let Some(dht) = &dht {
         let publisher = Publisher {
             seed: identity.signing_key().to_bytes(),
@@ -222,6 +225,7 @@ pub async fn start(
                 first_delay: users_first,
                 interval: users_interval,
                 passed: users_republished.clone(),
+                last: users_report.clone(),
             };
             let signal = shutdown.signal();
             tasks.push(ex.spawn(async move {
@@ -250,6 +254,7 @@ pub async fn start(
         publish_status,
         publish_attempted,
         users_republished,
+        users_report,
         shutdown,
         app,
         tasks,

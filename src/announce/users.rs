@@ -35,6 +35,8 @@ pub struct UsersRepublisher {
     pub interval: Duration,
     /// Notified after every pass (tests wait on it).
     pub passed: Arc<Event>,
+    /// What the last pass did.
+    pub last: Arc<std::sync::Mutex<Option<PassReport>>>,
 }
 
 impl UsersRepublisher {
@@ -62,6 +64,7 @@ impl UsersRepublisher {
                 failed = report.failed,
                 "users' records republished"
             );
+            *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(report);
             self.passed.notify(usize::MAX);
             wait = self.interval;
         }

@@ -1,0 +1,211 @@
+//! PubkyTLS against a real rustls client that, like the SDK, accepts only a raw public key
+//! equal to the one it expects; and the listener's behaviour under bad handshakes.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::Server;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{verify_tls13_signature_with_raw_key, CryptoProvider};
+use rustls::pki_types::{CertificateDer, ServerName, SubjectPublicKeyInfoDer, UnixTime};
+use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme};
+
+/// Accepts exactly one raw ed25519 key, as the SDK's pkarr verifier does.
+#[derive(Debug)]
+struct ExpectKey {
+    spki: Vec<u8>,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for ExpectKey {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if intermediates.is_empty() && end_entity.as_ref() == self.spki.as_slice() {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::UnknownIssuer,
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _m: &[u8],
+        _c: &CertificateDer<'_>,
+        _d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::General("TLS 1.2 is not used".into()))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature_with_raw_key(
+            message,
+            &SubjectPublicKeyInfoDer::from(cert.as_ref()),
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        vec![SignatureScheme::ED25519]
+    }
+
+    fn requires_raw_public_keys(&self) -> bool {
+        true
+    }
+}
+
+fn client_config(key: &[u8; 32]) -> Arc<ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(ExpectKey {
+            spki: pubky_edge::http::tls::ed25519_spki(key),
+            provider,
+        }))
+        .with_no_client_auth();
+    Arc::new(cfg)
+}
+
+/// One HTTP/1.1 request over PubkyTLS; the whole response as text.
+fn tls_request(
+    addr: SocketAddr,
+    key: &[u8; 32],
+    sni: &str,
+    request: &str,
+) -> Result<String, std::io::Error> {
+    let name = ServerName::try_from(sni.to_string()).unwrap();
+    let conn = ClientConnection::new(client_config(key), name).unwrap();
+    let tcp = TcpStream::connect(addr)?;
+    tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    tls.write_all(request.as_bytes())?;
+    let mut out = Vec::new();
+    tls.read_to_end(&mut out)?;
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+fn get(path: &str, host: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
+}
+
+#[test]
+fn serves_http_over_tls_with_the_homeserver_key_for_the_sdk_server_names() {
+    let s = Server::start("");
+    let key = *s.pk.as_bytes();
+    let hs = s.pk.to_string();
+    let r = tls_request(s.tls_addr, &key, &hs, &get("/info", &hs)).unwrap();
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    assert!(r.contains("path-addressed-storage"), "{r}");
+
+    // A user-addressed request: SNI and Host `_pubky.<user>`.
+    let u = common::new_user(&s);
+    s.req("PUT", &s.storage_url(&u.pk, "/pub/a.txt"))
+        .bearer(&u.token)
+        .body("over tls")
+        .send();
+    let host = format!("_pubky.{}", u.pk);
+    let r = tls_request(s.tls_addr, &key, &host, &get("/pub/a.txt", &host)).unwrap();
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    assert!(r.ends_with("over tls"), "{r}");
+}
+
+#[test]
+fn a_client_expecting_another_key_refuses_the_server() {
+    let s = Server::start("");
+    let other = *common::pk_of(&common::random_key()).as_bytes();
+    let hs = s.pk.to_string();
+    let e = tls_request(s.tls_addr, &other, &hs, &get("/info", &hs)).unwrap_err();
+    assert!(
+        e.to_string().contains("certificate") || e.to_string().contains("Certificate"),
+        "{e}"
+    );
+}
+
+#[test]
+fn wrong_server_names_are_refused_in_the_handshake() {
+    let s = Server::start("");
+    let key = *s.pk.as_bytes();
+    for sni in [
+        "example.com",
+        &common::pk_of(&common::random_key()).to_string(),
+        &format!("www.{}", s.pk),
+    ] {
+        let e = tls_request(s.tls_addr, &key, sni, &get("/info", sni));
+        assert!(e.is_err(), "{sni} must be refused: {e:?}");
+    }
+    // And the listener is unaffected.
+    let hs = s.pk.to_string();
+    let r = tls_request(s.tls_addr, &key, &hs, &get("/", &hs)).unwrap();
+    assert!(r.contains("Pubky Homeserver"), "{r}");
+}
+
+#[test]
+fn garbage_and_stalled_handshakes_do_not_affect_other_connections() {
+    let s = Server::start("[limits]\nheader_read_timeout_ms = 1500\n");
+    let key = *s.pk.as_bytes();
+    let hs = s.pk.to_string();
+
+    // A connection that never sends a ClientHello, held open throughout.
+    let stalled = TcpStream::connect(s.tls_addr).unwrap();
+    // Plain HTTP and random bytes on the TLS port are answered with a close.
+    for junk in [
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+        (0..600u32).map(|i| (i * 7919 % 251) as u8).collect(),
+        vec![0x16, 0x03, 0x01, 0xff, 0xff, 0x01],
+    ] {
+        let mut c = TcpStream::connect(s.tls_addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        c.write_all(&junk).unwrap();
+        let started = Instant::now();
+        let mut buf = [0u8; 512];
+        let n = loop {
+            match c.read(&mut buf) {
+                Ok(0) => break 0,
+                Ok(n) => {
+                    // A TLS alert record (content type 21) may precede the close.
+                    assert_eq!(buf[0], 21, "only an alert may be sent back");
+                    let _ = n;
+                    continue;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break 0,
+                Err(e) => panic!("connection not closed: {e}"),
+            }
+        };
+        assert_eq!(n, 0);
+        assert!(started.elapsed() < Duration::from_secs(4));
+    }
+    // Others are served meanwhile.
+    for _ in 0..5 {
+        let r = tls_request(s.tls_addr, &key, &hs, &get("/info", &hs)).unwrap();
+        assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    }
+    // The stalled one is closed after the handshake timeout.
+    let mut stalled = stalled;
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 16];
+    let n = stalled.read(&mut buf).unwrap_or(0);
+    assert_eq!(n, 0);
+    assert!(started.elapsed() < Duration::from_secs(9));
+}
