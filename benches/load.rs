@@ -3,7 +3,11 @@
 //! connections doing 1 KiB GETs and 1 KiB durable PUTs. Prints requests/s, p50/p99 latency
 //! and the server's RSS (idle after start, and peak as the kernel's VmHWM).
 //!
-//! `cargo bench --bench load -- [--conns 1,16,256] [--seconds 5] [--size 1024] [--ops get,put]`
+//! `--ops tls-get,tls-hs` measures PubkyTLS: `tls-get` is the same 1 KiB GET over keep-alive
+//! TLS connections, `tls-hs` opens a fresh TLS connection (full TLS 1.3 handshake with the
+//! raw-key check) for every request, so its rate is the handshake rate.
+//!
+//! `cargo bench --bench load -- [--conns 1,16,256] [--seconds 5] [--size 1024] [--ops get,put,tls-get,tls-hs]`
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -56,6 +60,7 @@ fn parse_opts() -> Opts {
 struct ServerProc {
     child: Child,
     addr: SocketAddr,
+    tls_addr: SocketAddr,
     _dir: tempfile::TempDir,
 }
 
@@ -74,11 +79,12 @@ fn free_port() -> u16 {
 fn start_server(binary: &PathBuf) -> (ServerProc, PublicKey) {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
+    let tls_port = free_port();
     let cfg = dir.path().join("bench.toml");
     std::fs::write(
         &cfg,
         format!(
-            "[general]\nsignup_mode = \"open\"\n[drive]\nicann_listen_socket = \"127.0.0.1:{port}\"\npubky_listen_socket = \"127.0.0.1:0\"\n[pkdns]\ndht = false\n[limits]\nmax_connections = 2048\n[logging]\nlevel = \"warn\"\n"
+            "[general]\nsignup_mode = \"open\"\n[drive]\nicann_listen_socket = \"127.0.0.1:{port}\"\npubky_listen_socket = \"127.0.0.1:{tls_port}\"\n[pkdns]\ndht = false\n[limits]\nmax_connections = 2048\n[logging]\nlevel = \"warn\"\n"
         ),
     )
     .expect("config");
@@ -120,6 +126,7 @@ fn start_server(binary: &PathBuf) -> (ServerProc, PublicKey) {
         ServerProc {
             child,
             addr,
+            tls_addr: format!("127.0.0.1:{tls_port}").parse().expect("addr"),
             _dir: dir,
         },
         key,
@@ -174,20 +181,71 @@ fn proof(user: &SigningKey, hs: PublicKey, client_id: &str, lifetime: u64) -> St
 }
 
 /// One keep-alive connection speaking just enough HTTP/1.1.
+/// Plain TCP or PubkyTLS (verifying the homeserver's raw key like the SDK does).
+enum Stream {
+    Tcp(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
+        }
+    }
+}
+
 struct Conn {
     addr: SocketAddr,
-    r: BufReader<TcpStream>,
-    w: TcpStream,
+    tls: Option<PublicKey>,
+    io: BufReader<Stream>,
 }
 
 impl Conn {
     fn open(addr: SocketAddr) -> Conn {
+        Self::connect(addr, None)
+    }
+
+    fn connect(addr: SocketAddr, tls: Option<PublicKey>) -> Conn {
         let s = TcpStream::connect(addr).expect("connect");
         s.set_nodelay(true).expect("nodelay");
+        let stream = match &tls {
+            None => Stream::Tcp(s),
+            Some(key) => {
+                let name = rustls::pki_types::ServerName::try_from(key.to_string()).expect("name");
+                let conn =
+                    rustls::ClientConnection::new(pubky_edge::http::tls::client_config(key), name)
+                        .expect("tls client");
+                let mut tls = rustls::StreamOwned::new(conn, s);
+                // Complete the handshake now, so `tls-hs` measures it in full.
+                while tls.conn.is_handshaking() {
+                    tls.conn
+                        .complete_io(&mut tls.sock)
+                        .expect("PubkyTLS handshake");
+                }
+                Stream::Tls(Box::new(tls))
+            }
+        };
         Conn {
             addr,
-            r: BufReader::new(s.try_clone().expect("clone")),
-            w: s,
+            tls,
+            io: BufReader::new(stream),
         }
     }
 
@@ -198,9 +256,9 @@ impl Conn {
         );
         let mut msg = head.into_bytes();
         msg.extend_from_slice(body);
-        self.w.write_all(&msg).expect("write");
+        self.io.get_mut().write_all(&msg).expect("write");
         let mut line = String::new();
-        self.r.read_line(&mut line).expect("status line");
+        self.io.read_line(&mut line).expect("status line");
         let status: u16 = line
             .split(' ')
             .nth(1)
@@ -210,7 +268,7 @@ impl Conn {
         let mut close = false;
         loop {
             line.clear();
-            self.r.read_line(&mut line).expect("header");
+            self.io.read_line(&mut line).expect("header");
             if line == "\r\n" || line.is_empty() {
                 break;
             }
@@ -224,10 +282,10 @@ impl Conn {
             }
         }
         let mut buf = vec![0; len];
-        self.r.read_exact(&mut buf).expect("body");
+        self.io.read_exact(&mut buf).expect("body");
         if close {
             // the server ends keep-alive connections after a number of requests
-            *self = Conn::open(self.addr);
+            *self = Conn::connect(self.addr, self.tls);
         }
         (status, buf)
     }
@@ -240,8 +298,10 @@ struct Phase {
     lat_us: Vec<u32>,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_phase(
     addr: SocketAddr,
+    tls: Option<PublicKey>,
     conns: usize,
     secs: u64,
     op: &str,
@@ -261,13 +321,17 @@ fn run_phase(
                 body.to_vec(),
             );
             std::thread::spawn(move || {
-                let mut c = Conn::open(addr);
+                let mut c = Conn::connect(addr, tls);
                 let mut lat = Vec::new();
                 let mut errors = 0;
                 let mut k = 0usize;
                 while !stop.load(Ordering::Relaxed) {
                     let t = Instant::now();
-                    let (status, _) = if op == "get" {
+                    let (status, _) = if op == "tls-hs" {
+                        // A new connection per request: handshake + GET + close.
+                        let mut fresh = Conn::connect(addr, tls);
+                        fresh.call("GET", &url, "connection: close\r\n", &[])
+                    } else if op == "get" || op == "tls-get" {
                         c.call("GET", &url, "", &[])
                     } else {
                         let p = format!("{url}/c{i}/f{}", k % 64);
@@ -351,20 +415,25 @@ fn main() {
         idle_rss as f64 / 1024.0
     );
     println!(
-        "{:<5} {:>6} {:>10} {:>9} {:>9} {:>7} {:>10}",
+        "{:<7} {:>6} {:>10} {:>9} {:>9} {:>7} {:>10}",
         "op", "conns", "req/s", "p50 ms", "p99 ms", "errors", "peak MiB"
     );
     for op in &o.ops {
         for &n in &o.conns {
-            let url = if op == "get" {
-                file.clone()
-            } else {
+            let url = if op == "put" {
                 format!("/storage/{pk}/pub/bench/put")
+            } else {
+                file.clone()
             };
-            let p = run_phase(server.addr, n, o.seconds, op, &url, &auth, &body);
+            let (addr, tls) = if op.starts_with("tls-") {
+                (server.tls_addr, Some(hs))
+            } else {
+                (server.addr, None)
+            };
+            let p = run_phase(addr, tls, n, o.seconds, op, &url, &auth, &body);
             let rps = p.requests as f64 / p.elapsed.as_secs_f64();
             println!(
-                "{:<5} {:>6} {:>10.0} {:>9.2} {:>9.2} {:>7} {:>10.1}",
+                "{:<7} {:>6} {:>10.0} {:>9.2} {:>9.2} {:>7} {:>10.1}",
                 op,
                 n,
                 rps,

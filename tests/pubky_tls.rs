@@ -1,89 +1,18 @@
 //! PubkyTLS against a real rustls client that, like the SDK, accepts only a raw public key
-//! equal to the one it expects; and the listener's behaviour under bad handshakes.
+//! equal to the one it expects (`http::tls::client_config`); and the listener's behaviour
+//! under bad handshakes.
 
 mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::Server;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{verify_tls13_signature_with_raw_key, CryptoProvider};
-use rustls::pki_types::{CertificateDer, ServerName, SubjectPublicKeyInfoDer, UnixTime};
-use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme};
-
-/// Accepts exactly one raw ed25519 key, as the SDK's pkarr verifier does.
-#[derive(Debug)]
-struct ExpectKey {
-    spki: Vec<u8>,
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for ExpectKey {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        _name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        if intermediates.is_empty() && end_entity.as_ref() == self.spki.as_slice() {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::UnknownIssuer,
-            ))
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        _m: &[u8],
-        _c: &CertificateDer<'_>,
-        _d: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::General("TLS 1.2 is not used".into()))
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature_with_raw_key(
-            message,
-            &SubjectPublicKeyInfoDer::from(cert.as_ref()),
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        vec![SignatureScheme::ED25519]
-    }
-
-    fn requires_raw_public_keys(&self) -> bool {
-        true
-    }
-}
-
-fn client_config(key: &[u8; 32]) -> Arc<ClientConfig> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let cfg = ClientConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .unwrap()
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(ExpectKey {
-            spki: pubky_edge::http::tls::ed25519_spki(key),
-            provider,
-        }))
-        .with_no_client_auth();
-    Arc::new(cfg)
-}
+use pubky_edge::http::tls::client_config;
+use pubky_edge::pubkey::PublicKey;
+use rustls::pki_types::ServerName;
+use rustls::ClientConnection;
 
 /// One HTTP/1.1 request over PubkyTLS; the whole response as text.
 fn tls_request(
@@ -93,7 +22,8 @@ fn tls_request(
     request: &str,
 ) -> Result<String, std::io::Error> {
     let name = ServerName::try_from(sni.to_string()).unwrap();
-    let conn = ClientConnection::new(client_config(key), name).unwrap();
+    let expected = PublicKey::from_bytes(*key).unwrap();
+    let conn = ClientConnection::new(client_config(&expected), name).unwrap();
     let tcp = TcpStream::connect(addr)?;
     tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut tls = rustls::StreamOwned::new(conn, tcp);
