@@ -20,11 +20,13 @@ use crate::shutdown::ShutdownSignal;
 
 pub const STATUS_FILE: &str = "announce.json";
 
-/// The address the record announces. The configured value, or (later) what the router
-/// reports; every change wakes the publisher.
+/// The address the record announces. The configured value, or what the router reports
+/// over UPnP, and the external PubkyTLS port when the router mapped a different one; every
+/// change wakes the publisher.
 #[derive(Debug, Default)]
 pub struct PublicAddress {
     ip: Mutex<Option<IpAddr>>,
+    pubky_tls_port: Mutex<Option<u16>>,
     changed: Event,
 }
 
@@ -32,6 +34,7 @@ impl PublicAddress {
     pub fn new(ip: Option<IpAddr>) -> Arc<PublicAddress> {
         Arc::new(PublicAddress {
             ip: Mutex::new(ip),
+            pubky_tls_port: Mutex::new(None),
             changed: Event::new(),
         })
     }
@@ -45,6 +48,27 @@ impl PublicAddress {
         let mut cur = self.ip.lock().unwrap_or_else(|e| e.into_inner());
         if *cur != Some(ip) {
             *cur = Some(ip);
+            drop(cur);
+            self.changed.notify(usize::MAX);
+        }
+    }
+
+    /// The external PubkyTLS port, when it differs from the configured/bound one.
+    pub fn pubky_tls_port(&self) -> Option<u16> {
+        *self
+            .pubky_tls_port
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sets the external PubkyTLS port (a router mapping); republishes on change.
+    pub fn set_pubky_tls_port(&self, port: u16) {
+        let mut cur = self
+            .pubky_tls_port
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if *cur != Some(port) {
+            *cur = Some(port);
             drop(cur);
             self.changed.notify(usize::MAX);
         }
@@ -105,6 +129,7 @@ pub struct Publisher {
 impl Publisher {
     pub async fn run(self, shutdown: ShutdownSignal) {
         let mut packet: Option<SignedPacket> = None;
+        let mut signed_port = 0u16;
         let mut failures = 0u32;
         loop {
             let changed = self.address.changed.listen();
@@ -115,13 +140,20 @@ impl Publisher {
                     self.interval
                 }
                 Some(ip) => {
-                    let stale = packet.as_ref().map(|p| published_ip(p) != Some(ip));
+                    let port = self
+                        .address
+                        .pubky_tls_port()
+                        .unwrap_or(self.spec.pubky_tls_port);
+                    let stale = packet
+                        .as_ref()
+                        .map(|p| published_ip(p) != Some(ip) || signed_port != port);
                     if stale != Some(false) {
-                        packet = self.sign(ip);
+                        packet = self.sign(ip, port);
+                        signed_port = port;
                     }
                     match &packet {
                         Some(p) => {
-                            if self.publish(p, ip).await {
+                            if self.publish(p, ip, port).await {
                                 failures = 0;
                                 self.interval
                             } else {
@@ -152,9 +184,10 @@ impl Publisher {
         }
     }
 
-    fn sign(&self, ip: IpAddr) -> Option<SignedPacket> {
+    fn sign(&self, ip: IpAddr, pubky_tls_port: u16) -> Option<SignedPacket> {
         let spec = RecordSpec {
             public_ip: ip,
+            pubky_tls_port,
             ..self.spec.clone()
         };
         match homeserver_packet(&self.seed, &spec, crate::clock::now_micros()) {
@@ -166,14 +199,14 @@ impl Publisher {
         }
     }
 
-    async fn publish(&self, packet: &SignedPacket, ip: IpAddr) -> bool {
+    async fn publish(&self, packet: &SignedPacket, ip: IpAddr, port: u16) -> bool {
         let result = self.dht.put(packet).await;
         let now = crate::clock::now_secs();
         let snapshot = {
             let mut st = self.status.lock().unwrap_or_else(|e| e.into_inner());
             st.last_attempt_secs = now;
             st.published_ip = Some(ip.to_string());
-            st.pubky_tls_port = self.spec.pubky_tls_port;
+            st.pubky_tls_port = port;
             st.packet_timestamp_us = packet.timestamp().as_u64();
             match &result {
                 Ok(n) => {
@@ -188,7 +221,7 @@ impl Publisher {
         snapshot.save(&self.data_dir);
         match &result {
             Ok(n) => {
-                tracing::info!(%ip, port = self.spec.pubky_tls_port, nodes = n, "published the homeserver record")
+                tracing::info!(%ip, port, nodes = n, "published the homeserver record")
             }
             Err(e) => {
                 tracing::warn!(%ip, error = %e, "publishing the homeserver record failed; will retry")
