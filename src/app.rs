@@ -50,6 +50,8 @@ pub struct Running {
     pub users_republished: Arc<Event>,
     /// What the users' republisher's last pass did.
     pub users_report: Arc<Mutex<Option<crate::announce::users::PassReport>>>,
+    /// UPnP port mapping and mDNS announcement.
+    pub household: Option<crate::announce::household::Household>,
     shutdown: Shutdown,
     app: Arc<App>,
     tasks: Vec<Task<std::io::Result<()>>>,
@@ -234,6 +236,19 @@ pub async fn start(
             }));
         }
     }
+    let household = crate::announce::household::Household::start(
+        ex,
+        &app.config,
+        &public_key,
+        crate::announce::household::Listeners {
+            pubky_tls: pubky_addr,
+            http: icann_addr,
+            relay: relay_addr,
+        },
+        &public_address,
+        &data_dir,
+        shutdown.signal(),
+    );
     tracing::info!(
         public_key = %public_key,
         http = %icann_addr,
@@ -255,6 +270,7 @@ pub async fn start(
         publish_attempted,
         users_republished,
         users_report,
+        household: Some(household),
         shutdown,
         app,
         tasks,
@@ -290,8 +306,11 @@ pub fn auto_public_ip(listen: IpAddr) -> Option<IpAddr> {
 impl Running {
     /// Stops accepting, lets in-flight requests finish (up to the drain deadline), then
     /// flushes and closes the store.
-    pub async fn stop(self) -> Result<()> {
+    pub async fn stop(mut self) -> Result<()> {
         self.shutdown.trigger();
+        if let Some(h) = self.household.take() {
+            h.stop().await;
+        }
         for t in self.tasks {
             if let Err(e) = t.await {
                 tracing::warn!("listener ended with an error: {e}");

@@ -1,0 +1,638 @@
+//! Opens the device's ports on the household router with UPnP IGD: finds the gateway, maps
+//! the PubkyTLS port (and the plain HTTP port when configured), reads the external address,
+//! renews leases at half-life and removes the mappings on a clean stop. What the router says
+//! feeds [`PublicAddress`] (so the pkarr record follows the external address and the mapped
+//! port) and `<data>/upnp.json` (so `pubky-edge status` can report it).
+//!
+//! The decisions (which port to try next, when to renew, what an external address means) are
+//! pure functions; the gateway calls are `igd-next`'s blocking client run in `smol::unblock`.
+//! A failure never stops the server: it is reported and retried with backoff.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use event_listener::Event;
+use igd_next::{AddPortError, Gateway, PortMappingProtocol, SearchOptions};
+use serde::{Deserialize, Serialize};
+use smol::future::FutureExt;
+
+use super::publisher::{backoff, PublicAddress};
+use crate::shutdown::ShutdownSignal;
+
+pub const STATE_FILE: &str = "upnp.json";
+
+/// Timing and policy of the port mapper (from `[upnp]`).
+#[derive(Debug, Clone)]
+pub struct UpnpSettings {
+    /// Lease asked for; renewed at half of it. Rounded up to whole seconds.
+    pub lease: Duration,
+    /// How often the external address is read again.
+    pub check_interval: Duration,
+    pub discovery_timeout: Duration,
+    pub retry_min: Duration,
+    pub retry_max: Duration,
+    /// Other external ports tried when the wanted one is held by another host.
+    pub alternative_ports: u16,
+    pub description: String,
+}
+
+/// One listener to expose.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortRequest {
+    /// "pubky_tls" or "http"; the PubkyTLS one's external port goes into the record.
+    pub name: String,
+    pub internal_port: u16,
+    /// External port asked for first.
+    pub external_port: u16,
+}
+
+/// What kind of address the router sees outside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NatKind {
+    /// A public address: inbound connections through the mapping can work.
+    Public,
+    /// 100.64.0.0/10: the ISP's carrier-grade NAT; the mapping does not reach the internet.
+    Cgnat,
+    /// A private or otherwise non-public address: another router sits in front (double NAT).
+    DoubleNat,
+    /// The router answers but names no usable external address (miniupnpd does this when
+    /// its own WAN address is private or carrier-grade; also when its WAN link is down).
+    NoPublicAddress,
+}
+
+/// Classifies the router's external address.
+pub fn classify(ip: IpAddr) -> NatKind {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            if a == 100 && (64..128).contains(&b) {
+                NatKind::Cgnat
+            } else if v4.is_private()
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+                || a == 0
+            {
+                NatKind::DoubleNat
+            } else {
+                NatKind::Public
+            }
+        }
+        IpAddr::V6(v6) => {
+            let first = v6.segments()[0];
+            let unique_local = (first & 0xfe00) == 0xfc00;
+            let link_local = (first & 0xffc0) == 0xfe80;
+            if v6.is_loopback() || v6.is_unspecified() || unique_local || link_local {
+                NatKind::DoubleNat
+            } else {
+                NatKind::Public
+            }
+        }
+    }
+}
+
+/// The gateway's answer to AddPortMapping, reduced to what decides the next step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AddOutcome {
+    Mapped,
+    /// Error 718: another host holds the external port.
+    InUse,
+    /// Error 725: the router only accepts permanent leases.
+    OnlyPermanent,
+    Refused(String),
+}
+
+impl From<Result<(), AddPortError>> for AddOutcome {
+    fn from(r: Result<(), AddPortError>) -> AddOutcome {
+        match r {
+            Ok(()) => AddOutcome::Mapped,
+            Err(AddPortError::PortInUse) => AddOutcome::InUse,
+            Err(AddPortError::OnlyPermanentLeasesSupported) => AddOutcome::OnlyPermanent,
+            Err(e) => AddOutcome::Refused(e.to_string()),
+        }
+    }
+}
+
+/// One AddPortMapping attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attempt {
+    pub external_port: u16,
+    /// Seconds; 0 = permanent.
+    pub lease_secs: u32,
+    /// Alternative ports tried so far.
+    pub alternatives: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Next {
+    Done(Attempt),
+    Retry(Attempt),
+    GiveUp(String),
+}
+
+/// Pure step of the mapping negotiation: what to do after `outcome` of `attempt`.
+pub fn after_add(req: &PortRequest, attempt: Attempt, outcome: AddOutcome, max_alt: u16) -> Next {
+    match outcome {
+        AddOutcome::Mapped => Next::Done(attempt),
+        AddOutcome::OnlyPermanent if attempt.lease_secs != 0 => Next::Retry(Attempt {
+            lease_secs: 0,
+            ..attempt
+        }),
+        AddOutcome::OnlyPermanent => Next::GiveUp("the router refused a permanent lease".into()),
+        AddOutcome::InUse if attempt.alternatives < max_alt => {
+            let k = attempt.alternatives + 1;
+            Next::Retry(Attempt {
+                external_port: alternative_port(req.external_port, k),
+                alternatives: k,
+                ..attempt
+            })
+        }
+        AddOutcome::InUse => Next::GiveUp(format!(
+            "external port {} and {max_alt} alternatives are held by other hosts",
+            req.external_port
+        )),
+        AddOutcome::Refused(e) => Next::GiveUp(e),
+    }
+}
+
+/// The k-th other external port to try: the ports just above the wanted one (below it near
+/// the top of the range).
+pub fn alternative_port(wanted: u16, k: u16) -> u16 {
+    wanted
+        .checked_add(k)
+        .unwrap_or_else(|| wanted.saturating_sub(k).max(1))
+}
+
+/// Whether a mapping renewed `since` ago with `lease_secs` should be renewed now
+/// (half-life; permanent mappings are re-asserted at every check).
+pub fn renew_due(lease_secs: u32, since: Duration) -> bool {
+    lease_secs == 0 || since >= Duration::from_secs(u64::from(lease_secs)) / 2
+}
+
+/// A mapping the gateway accepted, as reported in `upnp.json`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MappingState {
+    pub name: String,
+    pub internal: String,
+    pub external_port: u16,
+    /// 0 = permanent.
+    pub lease_secs: u32,
+    pub renewed_secs: u64,
+    pub renewals: u32,
+}
+
+/// What the port mapper knows; persisted for `pubky-edge status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpnpState {
+    /// "searching", "mapped", "no_gateway", "refused", "error", "stopped", "off"
+    pub state: String,
+    pub gateway: Option<String>,
+    pub local_ip: Option<String>,
+    pub external_ip: Option<String>,
+    pub nat: Option<NatKind>,
+    pub mappings: Vec<MappingState>,
+    pub last_error: Option<String>,
+    pub updated_secs: u64,
+}
+
+impl UpnpState {
+    pub fn load(data_dir: &std::path::Path) -> Option<UpnpState> {
+        let text = std::fs::read_to_string(data_dir.join(STATE_FILE)).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+}
+
+/// Writes a small JSON state file atomically (best effort: it is informational).
+pub fn save_json<T: Serialize>(data_dir: &std::path::Path, name: &str, value: &T) {
+    let path = data_dir.join(name);
+    let tmp = path.with_extension("json.tmp");
+    let Ok(text) = serde_json::to_string_pretty(value) else {
+        return;
+    };
+    if std::fs::write(&tmp, text).is_ok() {
+        let _ = std::fs::rename(&tmp, &path);
+    }
+}
+
+struct Held {
+    req: PortRequest,
+    attempt: Attempt,
+    renewed: Instant,
+    state: MappingState,
+}
+
+pub struct PortMapper {
+    pub settings: UpnpSettings,
+    pub ports: Vec<PortRequest>,
+    /// The listeners' own address when it is a specific one (else the route to the gateway
+    /// decides which local address the router forwards to).
+    pub listen_ip: IpAddr,
+    pub address: Arc<PublicAddress>,
+    pub data_dir: PathBuf,
+    pub state: Arc<Mutex<UpnpState>>,
+    /// Notified after every round.
+    pub changed: Arc<Event>,
+}
+
+impl PortMapper {
+    pub async fn run(self, shutdown: ShutdownSignal) {
+        let mut gateway: Option<Gateway> = None;
+        let mut held: Vec<Held> = Vec::new();
+        let mut failures = 0u32;
+        loop {
+            let ok = self.round(&mut gateway, &mut held).await;
+            failures = if ok { 0 } else { failures + 1 };
+            let wait = if ok {
+                self.next_check(&held)
+            } else {
+                backoff(failures, self.settings.retry_min, self.settings.retry_max)
+            };
+            self.changed.notify(usize::MAX);
+            let stop = async {
+                smol::Timer::after(wait).await;
+                false
+            }
+            .or(async {
+                shutdown.wait().await;
+                true
+            })
+            .await;
+            if stop {
+                break;
+            }
+        }
+        self.remove_all(gateway, held).await;
+        self.changed.notify(usize::MAX);
+    }
+
+    fn next_check(&self, held: &[Held]) -> Duration {
+        held.iter()
+            .filter(|h| h.attempt.lease_secs != 0)
+            .map(|h| {
+                let half = Duration::from_secs(u64::from(h.attempt.lease_secs)) / 2;
+                half.saturating_sub(h.renewed.elapsed())
+            })
+            .fold(self.settings.check_interval, Duration::min)
+    }
+
+    fn update(&self, f: impl FnOnce(&mut UpnpState)) {
+        let snapshot = {
+            let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            f(&mut st);
+            st.updated_secs = crate::clock::now_secs();
+            st.clone()
+        };
+        save_json(&self.data_dir, STATE_FILE, &snapshot);
+    }
+
+    fn fail(&self, state: &str, error: String) {
+        tracing::warn!(upnp = state, "UPnP: {error}; will retry");
+        self.update(|st| {
+            st.state = state.into();
+            st.last_error = Some(error);
+        });
+    }
+
+    /// One pass: find the gateway if needed, read the external address, map or renew.
+    /// Returns false when something failed (the caller backs off).
+    async fn round(&self, gateway: &mut Option<Gateway>, held: &mut Vec<Held>) -> bool {
+        let gw = match gateway.clone() {
+            Some(gw) => gw,
+            None => {
+                self.update(|st| st.state = "searching".into());
+                let timeout = self.settings.discovery_timeout;
+                let found = smol::unblock(move || {
+                    igd_next::search_gateway(SearchOptions {
+                        timeout: Some(timeout),
+                        single_search_timeout: Some(timeout),
+                        ..Default::default()
+                    })
+                })
+                .await;
+                match found {
+                    Ok(gw) => {
+                        tracing::info!(gateway = %gw.addr, "UPnP gateway found");
+                        held.clear();
+                        *gateway = Some(gw.clone());
+                        gw
+                    }
+                    Err(e) => {
+                        self.fail("no_gateway", format!("no UPnP gateway found ({e})"));
+                        return false;
+                    }
+                }
+            }
+        };
+        let Some(local_ip) = local_ip_towards(self.listen_ip, gw.addr) else {
+            self.fail("error", format!("no local address towards {}", gw.addr));
+            return false;
+        };
+        let g = gw.clone();
+        let external = smol::unblock(move || g.get_external_ip()).await;
+        let (external_ip, nat) = match external {
+            Ok(ip) if !ip.is_unspecified() => (Some(ip), Some(classify(ip))),
+            Ok(_) => (None, Some(NatKind::NoPublicAddress)),
+            Err(igd_next::GetExternalIpError::RequestError(
+                igd_next::RequestError::ErrorCode(..) | igd_next::RequestError::InvalidResponse(_),
+            )) => {
+                // The router answered, with an error or an empty address.
+                (None, Some(NatKind::NoPublicAddress))
+            }
+            Err(e) => {
+                *gateway = None;
+                self.fail("error", format!("the gateway stopped answering ({e})"));
+                return false;
+            }
+        };
+        let (known_ip, known_nat) = {
+            let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            (st.external_ip.clone(), st.nat)
+        };
+        match (external_ip, nat) {
+            (Some(ip), Some(NatKind::Public)) => self.address.set(ip),
+            // Said once per change, not every round.
+            (ip, Some(kind))
+                if (ip.map(|i| i.to_string()), Some(kind)) != (known_ip, known_nat) =>
+            {
+                tracing::warn!(
+                    external = ?ip,
+                    nat = ?kind,
+                    "UPnP: the router has no public external address (carrier-grade or double NAT): inbound connections from the internet will not arrive"
+                )
+            }
+            _ => {}
+        }
+        let mut errors = Vec::new();
+        for req in &self.ports {
+            let pos = held.iter().position(|h| h.req == *req);
+            let due = pos
+                .is_none_or(|i| renew_due(held[i].attempt.lease_secs, held[i].renewed.elapsed()));
+            if !due {
+                continue;
+            }
+            let start = match pos {
+                Some(i) => held[i].attempt,
+                None => Attempt {
+                    external_port: req.external_port,
+                    lease_secs: lease_secs(self.settings.lease),
+                    alternatives: 0,
+                },
+            };
+            let internal = SocketAddr::new(local_ip, req.internal_port);
+            match self.negotiate(&gw, req, internal, start).await {
+                Ok(attempt) => {
+                    let renewals = pos.map_or(0, |i| held[i].state.renewals + 1);
+                    let state = MappingState {
+                        name: req.name.clone(),
+                        internal: internal.to_string(),
+                        external_port: attempt.external_port,
+                        lease_secs: attempt.lease_secs,
+                        renewed_secs: crate::clock::now_secs(),
+                        renewals,
+                    };
+                    if pos.is_none() {
+                        tracing::info!(
+                            name = %req.name, %internal, external = attempt.external_port,
+                            lease_secs = attempt.lease_secs, "UPnP port mapped"
+                        );
+                    }
+                    if req.name == "pubky_tls" {
+                        self.address.set_pubky_tls_port(attempt.external_port);
+                    }
+                    let h = Held {
+                        req: req.clone(),
+                        attempt,
+                        renewed: Instant::now(),
+                        state,
+                    };
+                    match pos {
+                        Some(i) => held[i] = h,
+                        None => held.push(h),
+                    }
+                }
+                Err(e) => {
+                    if let Some(i) = pos {
+                        held.remove(i);
+                    }
+                    errors.push(format!("{}: {e}", req.name));
+                }
+            }
+        }
+        let mappings = held.iter().map(|h| h.state.clone()).collect();
+        let gw_text = gw.to_string();
+        let error = (!errors.is_empty()).then(|| format!("mapping refused: {}", errors.join("; ")));
+        if let Some(e) = &error {
+            tracing::warn!("UPnP: {e}; will retry");
+        }
+        self.update(|st| {
+            st.state = if error.is_some() { "refused" } else { "mapped" }.into();
+            st.gateway = Some(gw_text);
+            st.local_ip = Some(local_ip.to_string());
+            st.external_ip = external_ip.map(|ip| ip.to_string());
+            st.nat = nat;
+            st.mappings = mappings;
+            st.last_error = error.clone();
+        });
+        error.is_none()
+    }
+
+    /// AddPortMapping until the pure step says done or give up.
+    async fn negotiate(
+        &self,
+        gw: &Gateway,
+        req: &PortRequest,
+        internal: SocketAddr,
+        mut attempt: Attempt,
+    ) -> Result<Attempt, String> {
+        loop {
+            let (g, desc) = (gw.clone(), self.settings.description.clone());
+            let outcome: AddOutcome = smol::unblock(move || {
+                g.add_port(
+                    PortMappingProtocol::TCP,
+                    attempt.external_port,
+                    internal,
+                    attempt.lease_secs,
+                    &desc,
+                )
+            })
+            .await
+            .into();
+            if outcome != AddOutcome::Mapped {
+                tracing::debug!(
+                    port = attempt.external_port,
+                    ?outcome,
+                    "UPnP AddPortMapping"
+                );
+            }
+            match after_add(req, attempt, outcome, self.settings.alternative_ports) {
+                Next::Done(a) => return Ok(a),
+                Next::Retry(a) => attempt = a,
+                Next::GiveUp(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Deletes our mappings (bounded in time so a vanished router cannot hold up the stop).
+    async fn remove_all(&self, gateway: Option<Gateway>, held: Vec<Held>) {
+        let Some(gw) = gateway else {
+            self.update(|st| st.state = "stopped".into());
+            return;
+        };
+        for h in held {
+            let g = gw.clone();
+            let port = h.attempt.external_port;
+            let removed = smol::unblock(move || g.remove_port(PortMappingProtocol::TCP, port))
+                .or(async {
+                    smol::Timer::after(Duration::from_secs(3)).await;
+                    Err(igd_next::RemovePortError::RequestError(
+                        igd_next::RequestError::InvalidResponse("timed out".into()),
+                    ))
+                })
+                .await;
+            match removed {
+                Ok(()) => tracing::info!(port, "UPnP mapping removed"),
+                Err(e) => tracing::warn!(port, "UPnP: could not remove the mapping: {e}"),
+            }
+        }
+        self.update(|st| {
+            st.state = "stopped".into();
+            st.mappings.clear();
+        });
+    }
+}
+
+fn lease_secs(lease: Duration) -> u32 {
+    let secs = lease.as_millis().div_ceil(1000);
+    u32::try_from(secs).unwrap_or(u32::MAX).max(1)
+}
+
+/// The local address the router should forward to: the listener's own when it is a specific
+/// address, else the source address of the route to the gateway (a UDP `connect` sends
+/// nothing).
+pub fn local_ip_towards(listen_ip: IpAddr, gateway: SocketAddr) -> Option<IpAddr> {
+    if !listen_ip.is_unspecified() {
+        return Some(listen_ip);
+    }
+    let probe = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).ok()?;
+    probe.connect(gateway).ok()?;
+    Some(probe.local_addr().ok()?.ip()).filter(|ip| !ip.is_unspecified())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req() -> PortRequest {
+        PortRequest {
+            name: "pubky_tls".into(),
+            internal_port: 6287,
+            external_port: 6287,
+        }
+    }
+
+    fn first() -> Attempt {
+        Attempt {
+            external_port: 6287,
+            lease_secs: 3600,
+            alternatives: 0,
+        }
+    }
+
+    #[test]
+    fn addresses_are_classified() {
+        for (ip, kind) in [
+            ("100.64.0.1", NatKind::Cgnat),
+            ("100.127.255.254", NatKind::Cgnat),
+            ("100.128.0.1", NatKind::Public),
+            ("192.168.1.2", NatKind::DoubleNat),
+            ("10.1.2.3", NatKind::DoubleNat),
+            ("172.16.0.1", NatKind::DoubleNat),
+            ("169.254.1.1", NatKind::DoubleNat),
+            ("11.0.0.1", NatKind::Public),
+            ("84.12.3.4", NatKind::Public),
+            ("fd00::1", NatKind::DoubleNat),
+            ("2a01:4f8::1", NatKind::Public),
+        ] {
+            assert_eq!(classify(ip.parse().unwrap()), kind, "{ip}");
+        }
+    }
+
+    #[test]
+    fn a_taken_port_moves_to_the_next_ones_then_gives_up() {
+        let r = req();
+        let Next::Retry(a) = after_add(&r, first(), AddOutcome::InUse, 2) else {
+            panic!()
+        };
+        assert_eq!(
+            (a.external_port, a.alternatives, a.lease_secs),
+            (6288, 1, 3600)
+        );
+        let Next::Retry(b) = after_add(&r, a, AddOutcome::InUse, 2) else {
+            panic!()
+        };
+        assert_eq!(b.external_port, 6289);
+        assert!(matches!(
+            after_add(&r, b, AddOutcome::InUse, 2),
+            Next::GiveUp(_)
+        ));
+        assert_eq!(after_add(&r, b, AddOutcome::Mapped, 2), Next::Done(b));
+        assert_eq!(alternative_port(65535, 1), 65534);
+    }
+
+    #[test]
+    fn permanent_only_routers_get_a_permanent_lease_once() {
+        let Next::Retry(a) = after_add(&req(), first(), AddOutcome::OnlyPermanent, 8) else {
+            panic!()
+        };
+        assert_eq!((a.external_port, a.lease_secs), (6287, 0));
+        assert!(matches!(
+            after_add(&req(), a, AddOutcome::OnlyPermanent, 8),
+            Next::GiveUp(_)
+        ));
+        assert!(matches!(
+            after_add(&req(), first(), AddOutcome::Refused("606".into()), 8),
+            Next::GiveUp(e) if e == "606"
+        ));
+    }
+
+    #[test]
+    fn leases_renew_at_half_life_and_round_up() {
+        assert!(!renew_due(3600, Duration::from_secs(1799)));
+        assert!(renew_due(3600, Duration::from_secs(1800)));
+        assert!(renew_due(0, Duration::ZERO));
+        assert_eq!(lease_secs(Duration::from_millis(1500)), 2);
+        assert_eq!(lease_secs(Duration::from_millis(1)), 1);
+        assert_eq!(lease_secs(Duration::from_secs(3600)), 3600);
+    }
+
+    #[test]
+    fn outcomes_come_from_the_gateway_errors() {
+        assert_eq!(AddOutcome::from(Ok(())), AddOutcome::Mapped);
+        assert_eq!(
+            AddOutcome::from(Err(AddPortError::PortInUse)),
+            AddOutcome::InUse
+        );
+        assert_eq!(
+            AddOutcome::from(Err(AddPortError::OnlyPermanentLeasesSupported)),
+            AddOutcome::OnlyPermanent
+        );
+        assert!(matches!(
+            AddOutcome::from(Err(AddPortError::ActionNotAuthorized)),
+            AddOutcome::Refused(_)
+        ));
+    }
+
+    #[test]
+    fn a_specific_listener_address_is_used_as_is() {
+        let ip: IpAddr = "192.168.1.5".parse().unwrap();
+        assert_eq!(
+            local_ip_towards(ip, "192.168.1.1:5000".parse().unwrap()),
+            Some(ip)
+        );
+    }
+}
