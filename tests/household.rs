@@ -337,7 +337,12 @@ impl Device {
         let z = text
             .lines()
             .find_map(|l| l.strip_prefix("public key:"))
-            .unwrap_or_else(|| panic!("no key in `info`: {text}"))
+            .unwrap_or_else(|| {
+                panic!(
+                    "no key in `info`: {text}{}",
+                    String::from_utf8_lossy(&info.stderr)
+                )
+            })
             .trim();
         let key = PublicKey::parse_z32(z).unwrap();
         let log = std::fs::File::create(net.tmp.path().join("device.log")).unwrap();
@@ -621,7 +626,7 @@ fn a_port_held_by_another_host_moves_and_the_record_says_so_and_cgnat_is_reporte
 }
 
 #[test]
-fn mdns_announces_the_service_and_says_goodbye() {
+fn mdns_announces_follows_addresses_and_says_goodbye_and_a_missing_router_is_reported() {
     let net = match Net::create("c", false) {
         Ok(n) => n,
         Err(e) if skip(&e) => return,
@@ -645,7 +650,14 @@ fn mdns_announces_the_service_and_says_goodbye() {
             let _ = daemon.shutdown();
         })
     });
-    let device = Device::start(&net, "[pkdns]\ndht = false\n[upnp]\nenabled = false\n");
+    // No router runs UPnP in this topology: the mapper must say so, not fail the server.
+    let device = Device::start(
+        &net,
+        &format!(
+            "[pkdns]\ndht = false\n{}",
+            FAST_UPNP.replace("discovery_timeout_ms = 2000", "discovery_timeout_ms = 500")
+        ),
+    );
     let z = device.key.to_z32();
     let fullname = format!("{z}.{}", pubky_edge::announce::mdns::SERVICE_TYPE);
     let resolved = loop {
@@ -670,9 +682,43 @@ fn mdns_announces_the_service_and_says_goodbye() {
     assert!(addrs.contains(&LAN_IP.parse().unwrap()), "{addrs:?}");
     assert!(!addrs.iter().any(|a| a.is_loopback()), "{addrs:?}");
 
+    // A new address on the device's interface is announced (mdns-sd checks every 5 s).
+    sh(&[
+        "ip",
+        "-n",
+        &net.ns("lan"),
+        "addr",
+        "add",
+        "192.168.77.20/24",
+        "dev",
+        "eth0",
+    ])
+    .unwrap();
+    loop {
+        let ev = rx
+            .recv_timeout(SAFETY)
+            .expect("the new address is announced");
+        if let mdns_sd::ServiceEvent::ServiceResolved(s) = ev {
+            if s.get_addresses_v4()
+                .contains(&"192.168.77.20".parse().unwrap())
+            {
+                break;
+            }
+        }
+    }
+
+    eventually("the missing router to be reported", || {
+        (device.upnp()?.state == "no_gateway").then_some(())
+    });
     let status = device.status();
+    println!("{status}");
     assert!(
         status.contains(&format!("mdns:          {fullname} on pubky-")),
+        "{status}"
+    );
+    assert!(status.contains("upnp:          no_gateway"), "{status}");
+    assert!(
+        status.contains("upnp error:    no UPnP gateway found"),
         "{status}"
     );
 

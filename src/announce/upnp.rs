@@ -322,7 +322,18 @@ impl PortMapper {
                         gw
                     }
                     Err(e) => {
-                        self.fail("no_gateway", format!("no UPnP gateway found ({e})"));
+                        let why = match e {
+                            igd_next::SearchError::IoError(io)
+                                if matches!(
+                                    io.kind(),
+                                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                                ) =>
+                            {
+                                format!("nothing answered within {timeout:?}; is UPnP on in the router?")
+                            }
+                            e => e.to_string(),
+                        };
+                        self.fail("no_gateway", format!("no UPnP gateway found ({why})"));
                         return false;
                     }
                 }
