@@ -614,7 +614,7 @@ fn a_port_held_by_another_host_moves_and_the_record_says_so_and_cgnat_is_reporte
     net.set_router_wan(ROUTER_WAN, "100.64.0.1");
     let st = eventually("the CGNAT report", || {
         let st = device.upnp()?;
-        (st.nat != Some(pubky_edge::announce::upnp::NatKind::Public)).then_some(st)
+        (st.nat != Some(pubky_edge::announce::mapping::NatKind::Public)).then_some(st)
     });
     println!("{st:?}");
     let status = device.status();

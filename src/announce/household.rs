@@ -13,8 +13,9 @@ use std::time::Duration;
 use event_listener::Event;
 use smol::{Executor, Task};
 
+use super::mapping::PortRequest;
 use super::mdns::{Announcer, MdnsSettings, Ports};
-use super::upnp::{save_json, PortMapper, PortRequest, UpnpSettings, UpnpState};
+use super::upnp::{save_json, PortMapper, UpnpSettings, UpnpState};
 use super::PublicAddress;
 use crate::config::Config;
 use crate::pubkey::PublicKey;

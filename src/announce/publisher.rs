@@ -286,6 +286,29 @@ mod tests {
     }
 
     #[test]
+    fn a_mapped_port_is_kept_and_notifies_once() {
+        let a = PublicAddress::new(None);
+        assert_eq!(a.pubky_tls_port(), None);
+        let l = a.changed.listen();
+        a.set_pubky_tls_port(6288);
+        assert_eq!(a.pubky_tls_port(), Some(6288));
+        smol::block_on(l);
+        let l2 = a.changed.listen();
+        a.set_pubky_tls_port(6288);
+        let fired = smol::block_on(
+            async {
+                l2.await;
+                true
+            }
+            .or(async {
+                smol::Timer::after(Duration::from_millis(50)).await;
+                false
+            }),
+        );
+        assert!(!fired);
+    }
+
+    #[test]
     fn status_round_trips_through_the_file() {
         let dir = tempfile::tempdir().unwrap();
         assert!(PublishStatus::load(dir.path()).is_none());

@@ -10,8 +10,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::household::mdns_settings;
+use super::mapping::NatKind;
 use super::mdns::{lan_addresses, MdnsState};
-use super::upnp::{NatKind, UpnpState};
+use super::upnp::UpnpState;
 use super::{DhtClient, DhtSettings, PublishStatus};
 use crate::clock::rfc3339;
 use crate::config::Config;

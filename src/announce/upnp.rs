@@ -5,7 +5,8 @@
 //! port) and `<data>/upnp.json` (so `pubky-edge status` can report it).
 //!
 //! The decisions (which port to try next, when to renew, what an external address means) are
-//! pure functions; the gateway calls are `igd-next`'s blocking client run in `smol::unblock`.
+//! the pure functions of `mapping`; the gateway calls are `igd-next`'s blocking client run in
+//! `smol::unblock`.
 //! A failure never stops the server: it is reported and retried with backoff.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
@@ -14,10 +15,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use event_listener::Event;
-use igd_next::{AddPortError, Gateway, PortMappingProtocol, SearchOptions};
+use igd_next::{Gateway, PortMappingProtocol, SearchOptions};
 use serde::{Deserialize, Serialize};
 use smol::future::FutureExt;
 
+use super::mapping::{
+    after_add, classify, lease_secs, renew_due, AddOutcome, Attempt, NatKind, Next, PortRequest,
+};
 use super::publisher::{backoff, PublicAddress};
 use crate::shutdown::ShutdownSignal;
 
@@ -36,142 +40,6 @@ pub struct UpnpSettings {
     /// Other external ports tried when the wanted one is held by another host.
     pub alternative_ports: u16,
     pub description: String,
-}
-
-/// One listener to expose.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PortRequest {
-    /// "pubky_tls" or "http"; the PubkyTLS one's external port goes into the record.
-    pub name: String,
-    pub internal_port: u16,
-    /// External port asked for first.
-    pub external_port: u16,
-}
-
-/// What kind of address the router sees outside.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum NatKind {
-    /// A public address: inbound connections through the mapping can work.
-    Public,
-    /// 100.64.0.0/10: the ISP's carrier-grade NAT; the mapping does not reach the internet.
-    Cgnat,
-    /// A private or otherwise non-public address: another router sits in front (double NAT).
-    DoubleNat,
-    /// The router answers but names no usable external address (miniupnpd does this when
-    /// its own WAN address is private or carrier-grade; also when its WAN link is down).
-    NoPublicAddress,
-}
-
-/// Classifies the router's external address.
-pub fn classify(ip: IpAddr) -> NatKind {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            if a == 100 && (64..128).contains(&b) {
-                NatKind::Cgnat
-            } else if v4.is_private()
-                || v4.is_loopback()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_documentation()
-                || a == 0
-            {
-                NatKind::DoubleNat
-            } else {
-                NatKind::Public
-            }
-        }
-        IpAddr::V6(v6) => {
-            let first = v6.segments()[0];
-            let unique_local = (first & 0xfe00) == 0xfc00;
-            let link_local = (first & 0xffc0) == 0xfe80;
-            if v6.is_loopback() || v6.is_unspecified() || unique_local || link_local {
-                NatKind::DoubleNat
-            } else {
-                NatKind::Public
-            }
-        }
-    }
-}
-
-/// The gateway's answer to AddPortMapping, reduced to what decides the next step.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AddOutcome {
-    Mapped,
-    /// Error 718: another host holds the external port.
-    InUse,
-    /// Error 725: the router only accepts permanent leases.
-    OnlyPermanent,
-    Refused(String),
-}
-
-impl From<Result<(), AddPortError>> for AddOutcome {
-    fn from(r: Result<(), AddPortError>) -> AddOutcome {
-        match r {
-            Ok(()) => AddOutcome::Mapped,
-            Err(AddPortError::PortInUse) => AddOutcome::InUse,
-            Err(AddPortError::OnlyPermanentLeasesSupported) => AddOutcome::OnlyPermanent,
-            Err(e) => AddOutcome::Refused(e.to_string()),
-        }
-    }
-}
-
-/// One AddPortMapping attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Attempt {
-    pub external_port: u16,
-    /// Seconds; 0 = permanent.
-    pub lease_secs: u32,
-    /// Alternative ports tried so far.
-    pub alternatives: u16,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Next {
-    Done(Attempt),
-    Retry(Attempt),
-    GiveUp(String),
-}
-
-/// Pure step of the mapping negotiation: what to do after `outcome` of `attempt`.
-pub fn after_add(req: &PortRequest, attempt: Attempt, outcome: AddOutcome, max_alt: u16) -> Next {
-    match outcome {
-        AddOutcome::Mapped => Next::Done(attempt),
-        AddOutcome::OnlyPermanent if attempt.lease_secs != 0 => Next::Retry(Attempt {
-            lease_secs: 0,
-            ..attempt
-        }),
-        AddOutcome::OnlyPermanent => Next::GiveUp("the router refused a permanent lease".into()),
-        AddOutcome::InUse if attempt.alternatives < max_alt => {
-            let k = attempt.alternatives + 1;
-            Next::Retry(Attempt {
-                external_port: alternative_port(req.external_port, k),
-                alternatives: k,
-                ..attempt
-            })
-        }
-        AddOutcome::InUse => Next::GiveUp(format!(
-            "external port {} and {max_alt} alternatives are held by other hosts",
-            req.external_port
-        )),
-        AddOutcome::Refused(e) => Next::GiveUp(e),
-    }
-}
-
-/// The k-th other external port to try: the ports just above the wanted one (below it near
-/// the top of the range).
-pub fn alternative_port(wanted: u16, k: u16) -> u16 {
-    wanted
-        .checked_add(k)
-        .unwrap_or_else(|| wanted.saturating_sub(k).max(1))
-}
-
-/// Whether a mapping renewed `since` ago with `lease_secs` should be renewed now
-/// (half-life; permanent mappings are re-asserted at every check).
-pub fn renew_due(lease_secs: u32, since: Duration) -> bool {
-    lease_secs == 0 || since >= Duration::from_secs(u64::from(lease_secs)) / 2
 }
 
 /// A mapping the gateway accepted, as reported in `upnp.json`.
@@ -303,61 +171,96 @@ impl PortMapper {
     async fn round(&self, gateway: &mut Option<Gateway>, held: &mut Vec<Held>) -> bool {
         let gw = match gateway.clone() {
             Some(gw) => gw,
-            None => {
-                self.update(|st| st.state = "searching".into());
-                let timeout = self.settings.discovery_timeout;
-                let found = smol::unblock(move || {
-                    igd_next::search_gateway(SearchOptions {
-                        timeout: Some(timeout),
-                        single_search_timeout: Some(timeout),
-                        ..Default::default()
-                    })
-                })
-                .await;
-                match found {
-                    Ok(gw) => {
-                        tracing::info!(gateway = %gw.addr, "UPnP gateway found");
-                        held.clear();
-                        *gateway = Some(gw.clone());
-                        gw
-                    }
-                    Err(e) => {
-                        let why = match e {
-                            igd_next::SearchError::IoError(io)
-                                if matches!(
-                                    io.kind(),
-                                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                                ) =>
-                            {
-                                format!("nothing answered within {timeout:?}; is UPnP on in the router?")
-                            }
-                            e => e.to_string(),
-                        };
-                        self.fail("no_gateway", format!("no UPnP gateway found ({why})"));
-                        return false;
-                    }
+            None => match self.search().await {
+                Some(gw) => {
+                    held.clear();
+                    *gateway = Some(gw.clone());
+                    gw
                 }
-            }
+                None => return false,
+            },
         };
         let Some(local_ip) = local_ip_towards(self.listen_ip, gw.addr) else {
             self.fail("error", format!("no local address towards {}", gw.addr));
             return false;
         };
-        let g = gw.clone();
-        let external = smol::unblock(move || g.get_external_ip()).await;
-        let (external_ip, nat) = match external {
-            Ok(ip) if !ip.is_unspecified() => (Some(ip), Some(classify(ip))),
-            Ok(_) => (None, Some(NatKind::NoPublicAddress)),
-            Err(igd_next::GetExternalIpError::RequestError(
-                igd_next::RequestError::ErrorCode(..) | igd_next::RequestError::InvalidResponse(_),
-            )) => {
-                // The router answered, with an error or an empty address.
-                (None, Some(NatKind::NoPublicAddress))
+        let Some((external_ip, nat)) = self.external(&gw).await else {
+            *gateway = None;
+            return false;
+        };
+        let mut errors = Vec::new();
+        for req in &self.ports {
+            if let Err(e) = self.keep_mapped(&gw, local_ip, req, held).await {
+                errors.push(format!("{}: {e}", req.name));
+            }
+        }
+        let mappings = held.iter().map(|h| h.state.clone()).collect();
+        let gw_text = gw.to_string();
+        let error = (!errors.is_empty()).then(|| format!("mapping refused: {}", errors.join("; ")));
+        if let Some(e) = &error {
+            tracing::warn!("UPnP: {e}; will retry");
+        }
+        self.update(|st| {
+            st.state = if error.is_some() { "refused" } else { "mapped" }.into();
+            st.gateway = Some(gw_text);
+            st.local_ip = Some(local_ip.to_string());
+            st.external_ip = external_ip.map(|ip| ip.to_string());
+            st.nat = nat;
+            st.mappings = mappings;
+            st.last_error = error.clone();
+        });
+        error.is_none()
+    }
+
+    /// SSDP discovery of the router.
+    async fn search(&self) -> Option<Gateway> {
+        self.update(|st| st.state = "searching".into());
+        let timeout = self.settings.discovery_timeout;
+        let found = smol::unblock(move || {
+            igd_next::search_gateway(SearchOptions {
+                timeout: Some(timeout),
+                single_search_timeout: Some(timeout),
+                ..Default::default()
+            })
+        })
+        .await;
+        match found {
+            Ok(gw) => {
+                tracing::info!(gateway = %gw.addr, "UPnP gateway found");
+                Some(gw)
             }
             Err(e) => {
-                *gateway = None;
+                let why = match e {
+                    igd_next::SearchError::IoError(io)
+                        if matches!(
+                            io.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) =>
+                    {
+                        format!("nothing answered within {timeout:?}; is UPnP on in the router?")
+                    }
+                    e => e.to_string(),
+                };
+                self.fail("no_gateway", format!("no UPnP gateway found ({why})"));
+                None
+            }
+        }
+    }
+
+    /// Reads the external address; a public one becomes the record's address. `None` when
+    /// the gateway stopped answering (it is searched again).
+    async fn external(&self, gw: &Gateway) -> Option<(Option<IpAddr>, Option<NatKind>)> {
+        let g = gw.clone();
+        let (external_ip, nat) = match smol::unblock(move || g.get_external_ip()).await {
+            Ok(ip) if !ip.is_unspecified() => (Some(ip), Some(classify(ip))),
+            Ok(_) => (None, Some(NatKind::NoPublicAddress)),
+            // The router answered, with an error or an empty address.
+            Err(igd_next::GetExternalIpError::RequestError(
+                igd_next::RequestError::ErrorCode(..) | igd_next::RequestError::InvalidResponse(_),
+            )) => (None, Some(NatKind::NoPublicAddress)),
+            Err(e) => {
                 self.fail("error", format!("the gateway stopped answering ({e})"));
-                return false;
+                return None;
             }
         };
         let (known_ip, known_nat) = {
@@ -378,78 +281,68 @@ impl PortMapper {
             }
             _ => {}
         }
-        let mut errors = Vec::new();
-        for req in &self.ports {
-            let pos = held.iter().position(|h| h.req == *req);
-            let due = pos
-                .is_none_or(|i| renew_due(held[i].attempt.lease_secs, held[i].renewed.elapsed()));
-            if !due {
-                continue;
-            }
-            let start = match pos {
-                Some(i) => held[i].attempt,
-                None => Attempt {
-                    external_port: req.external_port,
-                    lease_secs: lease_secs(self.settings.lease),
-                    alternatives: 0,
-                },
-            };
-            let internal = SocketAddr::new(local_ip, req.internal_port);
-            match self.negotiate(&gw, req, internal, start).await {
-                Ok(attempt) => {
-                    let renewals = pos.map_or(0, |i| held[i].state.renewals + 1);
-                    let state = MappingState {
-                        name: req.name.clone(),
-                        internal: internal.to_string(),
-                        external_port: attempt.external_port,
-                        lease_secs: attempt.lease_secs,
-                        renewed_secs: crate::clock::now_secs(),
-                        renewals,
-                    };
-                    if pos.is_none() {
-                        tracing::info!(
-                            name = %req.name, %internal, external = attempt.external_port,
-                            lease_secs = attempt.lease_secs, "UPnP port mapped"
-                        );
-                    }
-                    if req.name == "pubky_tls" {
-                        self.address.set_pubky_tls_port(attempt.external_port);
-                    }
-                    let h = Held {
-                        req: req.clone(),
-                        attempt,
-                        renewed: Instant::now(),
-                        state,
-                    };
-                    match pos {
-                        Some(i) => held[i] = h,
-                        None => held.push(h),
-                    }
-                }
-                Err(e) => {
-                    if let Some(i) = pos {
-                        held.remove(i);
-                    }
-                    errors.push(format!("{}: {e}", req.name));
-                }
+        Some((external_ip, nat))
+    }
+
+    /// Maps `req` if it is not mapped yet, renews it when its lease is at half-life.
+    async fn keep_mapped(
+        &self,
+        gw: &Gateway,
+        local_ip: IpAddr,
+        req: &PortRequest,
+        held: &mut Vec<Held>,
+    ) -> Result<(), String> {
+        let pos = held.iter().position(|h| h.req == *req);
+        if let Some(i) = pos {
+            if !renew_due(held[i].attempt.lease_secs, held[i].renewed.elapsed()) {
+                return Ok(());
             }
         }
-        let mappings = held.iter().map(|h| h.state.clone()).collect();
-        let gw_text = gw.to_string();
-        let error = (!errors.is_empty()).then(|| format!("mapping refused: {}", errors.join("; ")));
-        if let Some(e) = &error {
-            tracing::warn!("UPnP: {e}; will retry");
+        let start = match pos {
+            Some(i) => held[i].attempt,
+            None => Attempt {
+                external_port: req.external_port,
+                lease_secs: lease_secs(self.settings.lease),
+                alternatives: 0,
+            },
+        };
+        let internal = SocketAddr::new(local_ip, req.internal_port);
+        let attempt = match self.negotiate(gw, req, internal, start).await {
+            Ok(a) => a,
+            Err(e) => {
+                if let Some(i) = pos {
+                    held.remove(i);
+                }
+                return Err(e);
+            }
+        };
+        if pos.is_none() {
+            tracing::info!(
+                name = %req.name, %internal, external = attempt.external_port,
+                lease_secs = attempt.lease_secs, "UPnP port mapped"
+            );
         }
-        self.update(|st| {
-            st.state = if error.is_some() { "refused" } else { "mapped" }.into();
-            st.gateway = Some(gw_text);
-            st.local_ip = Some(local_ip.to_string());
-            st.external_ip = external_ip.map(|ip| ip.to_string());
-            st.nat = nat;
-            st.mappings = mappings;
-            st.last_error = error.clone();
-        });
-        error.is_none()
+        if req.name == "pubky_tls" {
+            self.address.set_pubky_tls_port(attempt.external_port);
+        }
+        let h = Held {
+            req: req.clone(),
+            attempt,
+            renewed: Instant::now(),
+            state: MappingState {
+                name: req.name.clone(),
+                internal: internal.to_string(),
+                external_port: attempt.external_port,
+                lease_secs: attempt.lease_secs,
+                renewed_secs: crate::clock::now_secs(),
+                renewals: pos.map_or(0, |i| held[i].state.renewals + 1),
+            },
+        };
+        match pos {
+            Some(i) => held[i] = h,
+            None => held.push(h),
+        }
+        Ok(())
     }
 
     /// AddPortMapping until the pure step says done or give up.
@@ -517,11 +410,6 @@ impl PortMapper {
     }
 }
 
-fn lease_secs(lease: Duration) -> u32 {
-    let secs = lease.as_millis().div_ceil(1000);
-    u32::try_from(secs).unwrap_or(u32::MAX).max(1)
-}
-
 /// The local address the router should forward to: the listener's own when it is a specific
 /// address, else the source address of the route to the gateway (a UDP `connect` sends
 /// nothing).
@@ -537,106 +425,6 @@ pub fn local_ip_towards(listen_ip: IpAddr, gateway: SocketAddr) -> Option<IpAddr
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn req() -> PortRequest {
-        PortRequest {
-            name: "pubky_tls".into(),
-            internal_port: 6287,
-            external_port: 6287,
-        }
-    }
-
-    fn first() -> Attempt {
-        Attempt {
-            external_port: 6287,
-            lease_secs: 3600,
-            alternatives: 0,
-        }
-    }
-
-    #[test]
-    fn addresses_are_classified() {
-        for (ip, kind) in [
-            ("100.64.0.1", NatKind::Cgnat),
-            ("100.127.255.254", NatKind::Cgnat),
-            ("100.128.0.1", NatKind::Public),
-            ("192.168.1.2", NatKind::DoubleNat),
-            ("10.1.2.3", NatKind::DoubleNat),
-            ("172.16.0.1", NatKind::DoubleNat),
-            ("169.254.1.1", NatKind::DoubleNat),
-            ("11.0.0.1", NatKind::Public),
-            ("84.12.3.4", NatKind::Public),
-            ("fd00::1", NatKind::DoubleNat),
-            ("2a01:4f8::1", NatKind::Public),
-        ] {
-            assert_eq!(classify(ip.parse().unwrap()), kind, "{ip}");
-        }
-    }
-
-    #[test]
-    fn a_taken_port_moves_to_the_next_ones_then_gives_up() {
-        let r = req();
-        let Next::Retry(a) = after_add(&r, first(), AddOutcome::InUse, 2) else {
-            panic!()
-        };
-        assert_eq!(
-            (a.external_port, a.alternatives, a.lease_secs),
-            (6288, 1, 3600)
-        );
-        let Next::Retry(b) = after_add(&r, a, AddOutcome::InUse, 2) else {
-            panic!()
-        };
-        assert_eq!(b.external_port, 6289);
-        assert!(matches!(
-            after_add(&r, b, AddOutcome::InUse, 2),
-            Next::GiveUp(_)
-        ));
-        assert_eq!(after_add(&r, b, AddOutcome::Mapped, 2), Next::Done(b));
-        assert_eq!(alternative_port(65535, 1), 65534);
-    }
-
-    #[test]
-    fn permanent_only_routers_get_a_permanent_lease_once() {
-        let Next::Retry(a) = after_add(&req(), first(), AddOutcome::OnlyPermanent, 8) else {
-            panic!()
-        };
-        assert_eq!((a.external_port, a.lease_secs), (6287, 0));
-        assert!(matches!(
-            after_add(&req(), a, AddOutcome::OnlyPermanent, 8),
-            Next::GiveUp(_)
-        ));
-        assert!(matches!(
-            after_add(&req(), first(), AddOutcome::Refused("606".into()), 8),
-            Next::GiveUp(e) if e == "606"
-        ));
-    }
-
-    #[test]
-    fn leases_renew_at_half_life_and_round_up() {
-        assert!(!renew_due(3600, Duration::from_secs(1799)));
-        assert!(renew_due(3600, Duration::from_secs(1800)));
-        assert!(renew_due(0, Duration::ZERO));
-        assert_eq!(lease_secs(Duration::from_millis(1500)), 2);
-        assert_eq!(lease_secs(Duration::from_millis(1)), 1);
-        assert_eq!(lease_secs(Duration::from_secs(3600)), 3600);
-    }
-
-    #[test]
-    fn outcomes_come_from_the_gateway_errors() {
-        assert_eq!(AddOutcome::from(Ok(())), AddOutcome::Mapped);
-        assert_eq!(
-            AddOutcome::from(Err(AddPortError::PortInUse)),
-            AddOutcome::InUse
-        );
-        assert_eq!(
-            AddOutcome::from(Err(AddPortError::OnlyPermanentLeasesSupported)),
-            AddOutcome::OnlyPermanent
-        );
-        assert!(matches!(
-            AddOutcome::from(Err(AddPortError::ActionNotAuthorized)),
-            AddOutcome::Refused(_)
-        ));
-    }
 
     #[test]
     fn a_specific_listener_address_is_used_as_is() {
