@@ -35,9 +35,13 @@ fn skip(why: &str) -> bool {
     if std::env::var("PUBKY_EDGE_REQUIRE_NETNS").as_deref() == Ok("1") {
         panic!("household test cannot run: {why}");
     }
-    eprintln!("\n************************************************************");
-    eprintln!("SKIPPED household test: {why}");
-    eprintln!("************************************************************\n");
+    // Straight to the stderr handle: libtest captures `eprintln!` of passing tests, and a
+    // skip must be seen.
+    let banner = "*".repeat(72);
+    let _ = writeln!(
+        std::io::stderr(),
+        "\n{banner}\nSKIPPED household test: {why}\n{banner}\n"
+    );
     true
 }
 

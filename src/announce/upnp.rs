@@ -113,7 +113,17 @@ impl PortMapper {
         let mut held: Vec<Held> = Vec::new();
         let mut failures = 0u32;
         loop {
-            let ok = self.round(&mut gateway, &mut held).await;
+            // A round waiting on a silent router must not hold up the stop. A mapping made
+            // in an interrupted round is not removed; its lease ends it.
+            let round = async { Some(self.round(&mut gateway, &mut held).await) }
+                .or(async {
+                    shutdown.wait().await;
+                    None
+                })
+                .await;
+            let Some(ok) = round else {
+                break;
+            };
             failures = if ok { 0 } else { failures + 1 };
             let wait = if ok {
                 self.next_check(&held)
