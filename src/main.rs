@@ -112,7 +112,7 @@ fn real_main() -> anyhow::Result<()> {
             }
             print_publish_status(&config, &data_dir);
             let not_checked = Resolution::NotChecked("see `pubky-edge status`".into());
-            for line in reachability::report(&config, &data_dir, &not_checked) {
+            for line in reachability::report(&config, &data_dir, &not_checked, false) {
                 println!("{line}");
             }
             for w in &loaded.warnings {
@@ -126,7 +126,7 @@ fn real_main() -> anyhow::Result<()> {
             println!("public key:    {key}");
             let timeout = std::time::Duration::from_secs(15);
             let resolution = smol::block_on(reachability::resolve(&config, &key, timeout));
-            for line in reachability::report(&config, &data_dir, &resolution) {
+            for line in reachability::report(&config, &data_dir, &resolution, true) {
                 println!("{line}");
             }
             Ok(())

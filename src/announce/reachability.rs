@@ -84,8 +84,14 @@ pub fn current_address(
     })
 }
 
-/// The report, one `label: value` line each.
-pub fn report(config: &Config, data_dir: &Path, resolution: &Resolution) -> Vec<String> {
+/// The report, one `label: value` line each; `with_publish` adds the last DHT publish (`info`
+/// prints that line itself).
+pub fn report(
+    config: &Config,
+    data_dir: &Path,
+    resolution: &Resolution,
+    with_publish: bool,
+) -> Vec<String> {
     let mut out = Vec::new();
     let lan: Vec<String> = lan_addresses(&mdns_settings(config))
         .into_iter()
@@ -123,7 +129,11 @@ pub fn report(config: &Config, data_dir: &Path, resolution: &Resolution) -> Vec<
                 .as_deref()
                 .map(|g| format!(" via {g}"))
                 .unwrap_or_default();
-            out.push(format!("upnp:          {}{via}", u.state));
+            out.push(format!(
+                "upnp:          {}{via} (as of {})",
+                u.state,
+                rfc3339(u.updated_secs)
+            ));
             for m in &u.mappings {
                 let lease = if m.lease_secs == 0 {
                     "permanent".to_string()
@@ -166,7 +176,7 @@ pub fn report(config: &Config, data_dir: &Path, resolution: &Resolution) -> Vec<
         }
     ));
     let publish = PublishStatus::load(data_dir);
-    out.push(match &publish {
+    let publish_line = match &publish {
         _ if !config.pkdns.dht => "dht publish:   off (pkdns.dht = false)".into(),
         None => "dht publish:   not attempted yet".into(),
         Some(p) => match (&p.last_error, p.last_success_secs) {
@@ -183,7 +193,10 @@ pub fn report(config: &Config, data_dir: &Path, resolution: &Resolution) -> Vec<
             ),
             (None, None) => "dht publish:   not attempted yet".into(),
         },
-    });
+    };
+    if with_publish {
+        out.push(publish_line);
+    }
     let current = current_address(upnp.as_ref(), publish.as_ref());
     out.push(match (resolution, current) {
         (Resolution::NotChecked(why), _) => format!("record:        not checked ({why})"),
