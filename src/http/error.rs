@@ -93,6 +93,9 @@ impl From<StoreError> for ApiError {
             StoreError::TokenUnknown => ApiError::unauthorized("Invalid token"),
             StoreError::TokenUsed => ApiError::unauthorized("Token already used"),
             StoreError::GrantRevoked => ApiError::unauthorized("Grant has been revoked"),
+            StoreError::GrantConflict => {
+                ApiError::forbidden("Grant does not belong to authenticated user")
+            }
             StoreError::GrantExpired => ApiError::unauthorized("Grant has expired"),
             other => ApiError::new(S::INTERNAL_SERVER_ERROR, format!("Storage error: {other}")),
         }

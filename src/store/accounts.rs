@@ -117,7 +117,9 @@ impl Store {
     }
 
     /// Stores `grant` unless a copy exists (the first stored copy wins), refuses revoked or
-    /// expired grants, and makes `bearer_hash` the grant's only session.
+    /// expired grants and a stored grant of the same id that belongs to another user or
+    /// client key (so nobody can unbind someone else's session by reusing its id), and makes
+    /// `bearer_hash` the grant's only session.
     pub async fn open_session(
         &self,
         grant: GrantRecord,
@@ -129,6 +131,9 @@ impl Store {
             let _w = self.writer();
             let mut stored = match self.grant(&grant.id)? {
                 Some(g) if g.revoked => return Err(StoreError::GrantRevoked),
+                Some(g) if g.user != grant.user || g.cnf != grant.cnf => {
+                    return Err(StoreError::GrantConflict)
+                }
                 Some(g) if g.expires_at <= now_secs => return Err(StoreError::GrantExpired),
                 Some(g) => g,
                 None => grant,

@@ -68,6 +68,8 @@ pub enum StoreError {
     TokenUnknown,
     TokenUsed,
     GrantRevoked,
+    /// A grant with this id is stored for another user or client key.
+    GrantConflict,
     GrantExpired,
     DiskFull,
 }
@@ -86,6 +88,7 @@ impl std::fmt::Display for StoreError {
             StoreError::TokenUnknown => f.write_str("unknown signup token"),
             StoreError::TokenUsed => f.write_str("signup token already used"),
             StoreError::GrantRevoked => f.write_str("grant has been revoked"),
+            StoreError::GrantConflict => f.write_str("grant id belongs to another grant"),
             StoreError::GrantExpired => f.write_str("grant has expired"),
             StoreError::DiskFull => f.write_str("disk full"),
         }
