@@ -158,10 +158,21 @@ fn read(
     if op == StorageOp::Head && app.store.user(tenant)?.is_none() {
         return Err(ApiError::not_found());
     }
-    let meta = app
-        .store
-        .entry(tenant, path)?
-        .ok_or_else(ApiError::not_found)?;
+    // GET takes entry and body as one consistent pair (a concurrent overwrite can never
+    // pair new bytes with the old ETag); HEAD and 304 need only the entry.
+    let (meta, content) = if op == StorageOp::Get {
+        let (m, c) = app
+            .store
+            .read(tenant, path)?
+            .ok_or_else(ApiError::not_found)?;
+        (m, Some(c))
+    } else {
+        let m = app
+            .store
+            .entry(tenant, path)?
+            .ok_or_else(ApiError::not_found)?;
+        (m, None)
+    };
     let etag = etag(&meta.hash);
     let last_modified = httpdate::fmt_http_date(clock::system_time(meta.modified_at));
     if op == StorageOp::Get && not_modified(req.headers(), &etag, meta.modified_at) {
@@ -172,13 +183,10 @@ fn read(
             .body(Body::Empty)
             .map_err(internal);
     }
-    let body = if op == StorageOp::Head {
-        Body::Empty
-    } else {
-        match app.store.content(tenant, path, &meta)? {
-            Content::Inline(b) => Body::Full(b),
-            Content::File(f) => Body::file(f, meta.len),
-        }
+    let body = match content {
+        None => Body::Empty,
+        Some(Content::Inline(b)) => Body::Full(b),
+        Some(Content::File(f)) => Body::file(f, meta.len),
     };
     let mut resp = Response::builder()
         .status(StatusCode::OK)

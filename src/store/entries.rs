@@ -44,6 +44,48 @@ impl Store {
         Ok(Content::File(f))
     }
 
+    /// The entry and its body as one consistent pair, even while the path is being
+    /// overwritten or deleted: the entry and an inline body come from one transaction, and
+    /// a blob that vanished between reading the entry and opening the file means the entry
+    /// changed, so the read starts over.
+    pub fn read(
+        &self,
+        pk: &PublicKey,
+        path: &StoragePath,
+    ) -> Result<Option<(EntryMeta, Content)>, StoreError> {
+        let key = keys::entry(pk, path.as_str());
+        let t = &self.0.t;
+        for _ in 0..16 {
+            let (raw_meta, raw_body) = (&t.entries, &t.content)
+                .transaction(|(entries, content)| Ok((entries.get(&key)?, content.get(&key)?)))
+                .map_err(tx_err)?;
+            let Some(raw_meta) = raw_meta else {
+                return Ok(None);
+            };
+            let meta: EntryMeta = decode("entry", &raw_meta)?;
+            if meta.inline {
+                let body = raw_body
+                    .ok_or_else(|| StoreError::Corrupt(format!("missing body of {path}")))?;
+                let body = bytes::Bytes::copy_from_slice(&body);
+                return Ok(Some((meta, Content::Inline(body))));
+            }
+            match std::fs::File::open(self.0.blobs.path(&meta.hash)) {
+                // Blobs are never rewritten in place, so an open file stays this version.
+                Ok(f) => return Ok(Some((meta, Content::File(f)))),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    let now = self.entry(pk, path)?;
+                    if now.as_ref().map(|m| m.hash) == Some(meta.hash) {
+                        return Err(StoreError::Corrupt(format!("blob of {path}: {e}")));
+                    }
+                }
+                Err(e) => return Err(StoreError::Corrupt(format!("blob of {path}: {e}"))),
+            }
+        }
+        Err(StoreError::Corrupt(format!(
+            "{path} changed on every read attempt"
+        )))
+    }
+
     pub fn user(&self, pk: &PublicKey) -> Result<Option<User>, StoreError> {
         match self.0.t.users.get(pk.as_bytes())? {
             Some(v) => decode("user", &v).map(Some),

@@ -286,3 +286,49 @@ fn shallow_reverse_with_cursor_inside_a_directory() {
         s.close().await.unwrap();
     });
 }
+
+#[test]
+fn reads_stay_consistent_while_a_path_is_overwritten_and_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path(), cfg(64, None)).unwrap();
+    let u = pk(4);
+    smol::block_on(s.create_user(&u, None, 0)).unwrap();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (s, u, done) = (s.clone(), u, done.clone());
+        std::thread::spawn(move || {
+            smol::block_on(async {
+                for i in 0..150u32 {
+                    // Alternate inline and blob bodies of different content, and deletes.
+                    match i % 3 {
+                        0 => put(&s, &u, "/pub/race", &[i as u8; 10]).await.unwrap(),
+                        1 => put(&s, &u, "/pub/race", &vec![i as u8; 3000])
+                            .await
+                            .unwrap(),
+                        _ => s.delete(&u, &p("/pub/race"), 1).await.unwrap(),
+                    }
+                }
+            });
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+        })
+    };
+    let (mut seen_inline, mut seen_blob) = (0, 0);
+    while !done.load(std::sync::atomic::Ordering::SeqCst) {
+        match s.read(&u, &p("/pub/race")).unwrap() {
+            None => {}
+            Some((meta, Content::Inline(b))) => {
+                assert_eq!(*blake3::hash(&b).as_bytes(), meta.hash);
+                seen_inline += 1;
+            }
+            Some((meta, Content::File(mut f))) => {
+                let mut v = Vec::new();
+                std::io::Read::read_to_end(&mut f, &mut v).unwrap();
+                assert_eq!(v.len() as u64, meta.len);
+                assert_eq!(*blake3::hash(&v).as_bytes(), meta.hash);
+                seen_blob += 1;
+            }
+        }
+    }
+    writer.join().unwrap();
+    assert!(seen_inline + seen_blob > 0, "the reader saw some versions");
+}
