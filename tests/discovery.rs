@@ -176,7 +176,6 @@ fn record_is_published_and_follows_the_public_address() {
     assert_eq!(saved.published_ip.as_deref(), Some("127.0.0.1"));
 
     // The router reports a new address: a newer record follows without waiting an interval.
-    let started = Instant::now();
     let new_ip: IpAddr = "192.0.2.77".parse().unwrap();
     let attempted = s.running().publish_attempted.listen();
     s.running().public_address.set(new_ip);
@@ -186,7 +185,6 @@ fn record_is_published_and_follows_the_public_address() {
     let st = s.running().publish_status.lock().unwrap().clone();
     assert_eq!(st.published_ip.as_deref(), Some("192.0.2.77"), "{st:?}");
     assert!(st.packet_timestamp_us > p.timestamp().as_u64());
-    assert!(started.elapsed() < Duration::from_secs(20));
     let p2 = smol::block_on(reader.get(&s.pk)).unwrap();
     assert_eq!(apex_ip(&p2), Some(new_ip));
 }
