@@ -138,10 +138,25 @@ fn dedicated_relay_listener_serves_the_relay_at_its_root() {
     assert_eq!(off.req("GET", &format!("/pkarr{path}")).send().status, 404);
 }
 
+/// A DHT client of the test's own, ready (bootstrapped) before it is used.
+fn dht_client(bootstrap: &[String]) -> DhtClient {
+    let c = DhtClient::start(&DhtSettings {
+        bootstrap: bootstrap.to_vec(),
+        request_timeout: Duration::from_millis(1000),
+        port: None,
+    })
+    .unwrap();
+    assert!(
+        smol::block_on(c.bootstrapped()),
+        "test DHT client bootstrapped"
+    );
+    c
+}
+
 fn dht_toml(bootstrap: &[String], extra: &str) -> String {
     let nodes: Vec<String> = bootstrap.iter().map(|b| format!("{b:?}")).collect();
     format!(
-        "[pkdns]\ndht = true\npublic_ip = \"127.0.0.1\"\ndht_request_timeout_ms = 300\n\
+        "[pkdns]\ndht = true\npublic_ip = \"127.0.0.1\"\ndht_request_timeout_ms = 1000\n\
          publish_retry_min_ms = 100\ndht_bootstrap_nodes = [{}]\n{extra}",
         nodes.join(", ")
     )
@@ -160,12 +175,7 @@ fn record_is_published_and_follows_the_public_address() {
     let (_nodes, bootstrap) = local_testnet(0, 4).unwrap();
     let s = Server::start(&dht_toml(&bootstrap, ""));
     s.wait_published(20);
-    let reader = DhtClient::start(&DhtSettings {
-        bootstrap: bootstrap.clone(),
-        request_timeout: Duration::from_millis(300),
-        port: None,
-    })
-    .unwrap();
+    let reader = dht_client(&bootstrap);
     let p = smol::block_on(reader.get(&s.pk)).expect("record on the DHT");
     assert_eq!(apex_ip(&p), Some("127.0.0.1".parse().unwrap()));
     let st = s.running().publish_status.lock().unwrap().clone();
@@ -221,12 +231,7 @@ fn publish_failures_are_reported_and_retried() {
 fn relay_forwards_to_the_dht_and_looks_packets_up_there() {
     let (_nodes, bootstrap) = local_testnet(0, 4).unwrap();
     let s = Server::start(&dht_toml(&bootstrap, ""));
-    let other = DhtClient::start(&DhtSettings {
-        bootstrap: bootstrap.clone(),
-        request_timeout: Duration::from_millis(300),
-        port: None,
-    })
-    .unwrap();
+    let other = dht_client(&bootstrap);
     // PUT through the relay → on the DHT.
     let a = Keypair::random();
     let pa = user_packet(&a, "x", now_us());
@@ -256,12 +261,7 @@ fn users_records_are_republished_never_forged() {
         &bootstrap,
         "user_keys_republish_first_ms = 200\nuser_keys_republish_interval_ms = 200\n",
     ));
-    let dht = DhtClient::start(&DhtSettings {
-        bootstrap: bootstrap.clone(),
-        request_timeout: Duration::from_millis(300),
-        port: None,
-    })
-    .unwrap();
+    let dht = dht_client(&bootstrap);
     // Three accounts: one pointing here, one that moved elsewhere, one with no record.
     let mut seeds = Vec::new();
     for _ in 0..3 {
