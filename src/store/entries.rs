@@ -130,7 +130,7 @@ impl Store {
             }
         };
         self.durable(ticket).await?;
-        self.unlink_unreferenced(unlink).await
+        self.unlink_unreferenced(unlink, ticket).await
     }
 
     /// Checks and commits a PUT; returns the durability ticket and a blob whose last
@@ -257,12 +257,20 @@ impl Store {
             (self.0.commit.ticket(), unlink)
         };
         self.durable(ticket).await?;
-        self.unlink_unreferenced(unlink).await
+        self.unlink_unreferenced(unlink, ticket).await
     }
 
-    /// Removes a blob file if (still) nothing references it.
-    async fn unlink_unreferenced(&self, hash: Option<[u8; 32]>) -> Result<(), StoreError> {
+    /// Removes a blob file if (still) nothing references it, once the change that dropped
+    /// its last reference (`ticket`) is on disk. Even in relaxed mode: unlinking earlier lets
+    /// a crash bring the reference back without its file, turning a lost recent write into
+    /// a damaged older one.
+    async fn unlink_unreferenced(
+        &self,
+        hash: Option<[u8; 32]>,
+        ticket: u64,
+    ) -> Result<(), StoreError> {
         let Some(hash) = hash else { return Ok(()) };
+        self.0.commit.wait(ticket).await?;
         let store = self.clone();
         smol::unblock(move || {
             let _g = store.0.blob_lock.lock().unwrap_or_else(|e| e.into_inner());
