@@ -22,7 +22,8 @@
 
 mod accounts;
 mod blobs;
-mod codec;
+mod check;
+pub mod codec;
 mod commit;
 mod entries;
 mod keys;
@@ -36,6 +37,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde::{Deserialize, Serialize};
 
 pub use blobs::{Staged, Upload};
+pub use check::CheckReport;
 
 use crate::pubkey::PublicKey;
 
