@@ -7,7 +7,9 @@ use sled::Transactional;
 
 use super::blobs::{Staged, StagedBody};
 use super::codec::{decode, encode};
-use super::{keys, tx_err, Content, EntryMeta, EventKind, EventRecord, Store, StoreError, User};
+use super::{
+    keys, space, tx_err, Content, EntryMeta, EventKind, EventRecord, Store, StoreError, User,
+};
 use crate::pubkey::PublicKey;
 use crate::storage_path::StoragePath;
 
@@ -146,6 +148,8 @@ impl Store {
         now_us: u64,
         inline: Option<&[u8]>,
     ) -> Result<(u64, Option<[u8; 32]>), StoreError> {
+        let inline_len = inline.map_or(0, |b| b.len() as u64);
+        space::ensure(&self.0.blobs.root, inline_len, space::RESERVE_BYTES)?;
         let mut w = self.writer();
         let mut user = self.user(pk)?.ok_or(StoreError::UserNotFound)?;
         let old = self.entry(pk, path)?;
@@ -217,6 +221,7 @@ impl Store {
         path: &StoragePath,
         now_us: u64,
     ) -> Result<(), StoreError> {
+        space::ensure(&self.0.blobs.root, 0, space::DELETE_RESERVE_BYTES)?;
         let (ticket, unlink) = {
             let mut w = self.writer();
             let old = self.entry(pk, path)?.ok_or(StoreError::NotFound)?;

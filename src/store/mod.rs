@@ -28,6 +28,7 @@ mod commit;
 mod entries;
 mod keys;
 mod list;
+mod space;
 #[cfg(test)]
 mod tests;
 

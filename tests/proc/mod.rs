@@ -194,9 +194,15 @@ pub fn request(
     )
     .into_bytes();
     msg.extend_from_slice(body);
-    s.write_all(&msg)?;
+    // A server may answer (413, 507) and close before reading the whole body; the answer
+    // is still worth reading then.
+    let written = s.write_all(&msg);
     let mut buf = Vec::new();
-    s.read_to_end(&mut buf)?;
+    let read = s.read_to_end(&mut buf);
+    if buf.is_empty() {
+        written?;
+        read?;
+    }
     let resp = parse_response(&buf, method == "HEAD")
         .ok_or_else(|| std::io::Error::other("incomplete response"))?;
     // A response cut short by a kill must not pass for a complete one.
@@ -291,4 +297,18 @@ pub fn hex(b: &[u8]) -> String {
 
 pub fn random_key() -> ed25519_dalek::SigningKey {
     common::random_key()
+}
+
+/// Bytes available on the filesystem holding `path` (from `df`).
+pub fn free_bytes(path: &Path) -> u64 {
+    let out = Command::new("df")
+        .args(["--output=avail", "-B1"])
+        .arg(path)
+        .output()
+        .expect("df");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse().ok())
+        .expect("df output")
 }
