@@ -4,7 +4,9 @@
 use sled::Transactional;
 
 use super::codec::{decode, encode};
-use super::{keys, tx_err, GrantRecord, SessionRecord, SignupToken, Store, StoreError, User};
+use super::{
+    keys, space, tx_err, GrantRecord, SessionRecord, SignupToken, Store, StoreError, User,
+};
 use crate::pubkey::PublicKey;
 
 /// PoP nonces are remembered this long (twice the allowed clock skew).
@@ -18,6 +20,7 @@ impl Store {
         token: Option<&str>,
         now_secs: u64,
     ) -> Result<(), StoreError> {
+        self.ensure_space()?;
         let ticket = {
             let _w = self.writer();
             let t = &self.0.t;
@@ -74,6 +77,7 @@ impl Store {
     }
 
     pub async fn create_signup_token(&self, token: &str, now_secs: u64) -> Result<(), StoreError> {
+        self.ensure_space()?;
         let ticket = {
             let _w = self.writer();
             let st = SignupToken {
@@ -127,6 +131,7 @@ impl Store {
         session_expires_at: u64,
         now_secs: u64,
     ) -> Result<GrantRecord, StoreError> {
+        self.ensure_space()?;
         let (ticket, stored) = {
             let _w = self.writer();
             let mut stored = match self.grant(&grant.id)? {
@@ -188,6 +193,8 @@ impl Store {
 
     /// Revokes a grant and drops its session; revoking twice is fine.
     pub async fn revoke_grant(&self, id: &str) -> Result<(), StoreError> {
+        // Signing out only shrinks the store, so it may use the deletes' share of the reserve.
+        space::ensure(&self.0.blobs.root, 0, space::DELETE_RESERVE_BYTES)?;
         let ticket = {
             let _w = self.writer();
             let Some(mut g) = self.grant(id)? else {
@@ -213,6 +220,7 @@ impl Store {
     /// Records a PoP nonce; `false` if it was seen within the last 6 minutes. The write
     /// becomes durable with the session or account change that follows it.
     pub async fn use_nonce(&self, nonce: &str, now_secs: u64) -> Result<bool, StoreError> {
+        self.ensure_space()?;
         let mut w = self.writer();
         let nonces = &self.0.t.nonces;
         if now_secs.saturating_sub(w.last_nonce_gc) >= 60 {
@@ -234,5 +242,12 @@ impl Store {
         nonces.insert(nonce.as_bytes(), encode(&now_secs))?;
         self.0.commit.ticket();
         Ok(true)
+    }
+}
+
+impl Store {
+    /// `DiskFull` while the data filesystem is inside the reserve (see `space`).
+    fn ensure_space(&self) -> Result<(), StoreError> {
+        space::ensure(&self.0.blobs.root, 0, space::RESERVE_BYTES)
     }
 }

@@ -7,7 +7,9 @@ use sled::Transactional;
 
 use super::blobs::{Staged, StagedBody};
 use super::codec::{decode, encode};
-use super::{keys, tx_err, Content, EntryMeta, EventKind, EventRecord, Store, StoreError, User};
+use super::{
+    keys, space, tx_err, Content, EntryMeta, EventKind, EventRecord, Store, StoreError, User,
+};
 use crate::pubkey::PublicKey;
 use crate::storage_path::StoragePath;
 
@@ -172,7 +174,7 @@ impl Store {
             }
         };
         self.durable(ticket).await?;
-        self.unlink_unreferenced(unlink).await
+        self.unlink_unreferenced(unlink, ticket).await
     }
 
     /// Checks and commits a PUT; returns the durability ticket and a blob whose last
@@ -188,6 +190,8 @@ impl Store {
         now_us: u64,
         inline: Option<&[u8]>,
     ) -> Result<(u64, Option<[u8; 32]>), StoreError> {
+        let inline_len = inline.map_or(0, |b| b.len() as u64);
+        space::ensure(&self.0.blobs.root, inline_len, space::RESERVE_BYTES)?;
         let mut w = self.writer();
         let mut user = self.user(pk)?.ok_or(StoreError::UserNotFound)?;
         let old = self.entry(pk, path)?;
@@ -259,6 +263,7 @@ impl Store {
         path: &StoragePath,
         now_us: u64,
     ) -> Result<(), StoreError> {
+        space::ensure(&self.0.blobs.root, 0, space::DELETE_RESERVE_BYTES)?;
         let (ticket, unlink) = {
             let mut w = self.writer();
             let old = self.entry(pk, path)?.ok_or(StoreError::NotFound)?;
@@ -299,12 +304,20 @@ impl Store {
             (self.0.commit.ticket(), unlink)
         };
         self.durable(ticket).await?;
-        self.unlink_unreferenced(unlink).await
+        self.unlink_unreferenced(unlink, ticket).await
     }
 
-    /// Removes a blob file if (still) nothing references it.
-    async fn unlink_unreferenced(&self, hash: Option<[u8; 32]>) -> Result<(), StoreError> {
+    /// Removes a blob file if (still) nothing references it, once the change that dropped
+    /// its last reference (`ticket`) is on disk. Even in relaxed mode: unlinking earlier lets
+    /// a crash bring the reference back without its file, turning a lost recent write into
+    /// a damaged older one.
+    async fn unlink_unreferenced(
+        &self,
+        hash: Option<[u8; 32]>,
+        ticket: u64,
+    ) -> Result<(), StoreError> {
         let Some(hash) = hash else { return Ok(()) };
+        self.0.commit.wait(ticket).await?;
         let store = self.clone();
         smol::unblock(move || {
             let _g = store.0.blob_lock.lock().unwrap_or_else(|e| e.into_inner());

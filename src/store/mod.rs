@@ -22,11 +22,13 @@
 
 mod accounts;
 mod blobs;
-mod codec;
+mod check;
+pub mod codec;
 mod commit;
 mod entries;
 mod keys;
 mod list;
+mod space;
 #[cfg(test)]
 mod tests;
 
@@ -36,6 +38,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde::{Deserialize, Serialize};
 
 pub use blobs::{Staged, Upload};
+pub use check::CheckReport;
 
 use crate::pubkey::PublicKey;
 
