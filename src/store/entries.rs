@@ -105,7 +105,7 @@ impl Store {
         now_us: u64,
     ) -> Result<(), StoreError> {
         let Staged { hash, len, body } = staged;
-        let (ticket, unlink) = match body {
+        let (ticket, event_id, unlink) = match body {
             StagedBody::Inline(bytes) => {
                 self.commit_put(pk, path, hash, len, content_type, now_us, Some(&bytes))?
             }
@@ -130,11 +130,12 @@ impl Store {
             }
         };
         self.durable(ticket).await?;
+        self.0.feed.publish(event_id);
         self.unlink_unreferenced(unlink).await
     }
 
-    /// Checks and commits a PUT; returns the durability ticket and a blob whose last
-    /// reference was dropped (to unlink once durable).
+    /// Checks and commits a PUT; returns the durability ticket, the event id and a blob
+    /// whose last reference was dropped (to unlink once durable).
     #[allow(clippy::too_many_arguments)]
     fn commit_put(
         &self,
@@ -145,7 +146,7 @@ impl Store {
         content_type: &str,
         now_us: u64,
         inline: Option<&[u8]>,
-    ) -> Result<(u64, Option<[u8; 32]>), StoreError> {
+    ) -> Result<(u64, u64, Option<[u8; 32]>), StoreError> {
         let mut w = self.writer();
         let mut user = self.user(pk)?.ok_or(StoreError::UserNotFound)?;
         let old = self.entry(pk, path)?;
@@ -185,8 +186,9 @@ impl Store {
             &t.events,
             &t.meta,
             &t.users,
+            &t.user_events,
         )
-            .transaction(|(entries, content, refs, events, meta_t, users)| {
+            .transaction(|(entries, content, refs, events, meta_t, users, by_user)| {
                 entries.insert(key.as_slice(), encode(&meta))?;
                 match inline {
                     Some(b) => content.insert(key.as_slice(), b)?,
@@ -202,13 +204,14 @@ impl Store {
                     }
                 }
                 events.insert(&keys::event(event_id), encode(&event))?;
+                by_user.insert(keys::user_event(pk, event_id), &[] as &[u8])?;
                 meta_t.insert(b"event_seq", encode(&event_id))?;
                 users.insert(pk.as_bytes(), encode(&user))?;
                 Ok(unlink)
             })
             .map_err(tx_err)?;
         w.last_event = event_id;
-        Ok((self.0.commit.ticket(), unlink))
+        Ok((self.0.commit.ticket(), event_id, unlink))
     }
 
     pub async fn delete(
@@ -217,7 +220,7 @@ impl Store {
         path: &StoragePath,
         now_us: u64,
     ) -> Result<(), StoreError> {
-        let (ticket, unlink) = {
+        let (ticket, event_id, unlink) = {
             let mut w = self.writer();
             let old = self.entry(pk, path)?.ok_or(StoreError::NotFound)?;
             let mut user = self.user(pk)?.ok_or(StoreError::UserNotFound)?;
@@ -239,8 +242,9 @@ impl Store {
                 &t.events,
                 &t.meta,
                 &t.users,
+                &t.user_events,
             )
-                .transaction(|(entries, content, refs, events, meta_t, users)| {
+                .transaction(|(entries, content, refs, events, meta_t, users, by_user)| {
                     entries.remove(key.as_slice())?;
                     content.remove(key.as_slice())?;
                     let mut unlink = None;
@@ -248,15 +252,17 @@ impl Store {
                         unlink = Some(old.hash);
                     }
                     events.insert(&keys::event(event_id), encode(&event))?;
+                    by_user.insert(keys::user_event(pk, event_id), &[] as &[u8])?;
                     meta_t.insert(b"event_seq", encode(&event_id))?;
                     users.insert(pk.as_bytes(), encode(&user))?;
                     Ok(unlink)
                 })
                 .map_err(tx_err)?;
             w.last_event = event_id;
-            (self.0.commit.ticket(), unlink)
+            (self.0.commit.ticket(), event_id, unlink)
         };
         self.durable(ticket).await?;
+        self.0.feed.publish(event_id);
         self.unlink_unreferenced(unlink).await
     }
 
@@ -272,26 +278,6 @@ impl Store {
             Ok(())
         })
         .await
-    }
-
-    /// Events with id > `cursor`, oldest first.
-    pub fn events_after(
-        &self,
-        cursor: u64,
-        limit: usize,
-    ) -> Result<Vec<(u64, EventRecord)>, StoreError> {
-        let start = keys::event(cursor.saturating_add(1));
-        let mut out = Vec::new();
-        for kv in self.0.t.events.range(start..).take(limit) {
-            let (k, v) = kv?;
-            let id = u64::from_be_bytes(
-                k.as_ref()
-                    .try_into()
-                    .map_err(|_| StoreError::Corrupt("event key".into()))?,
-            );
-            out.push((id, decode("event", &v)?));
-        }
-        Ok(out)
     }
 }
 
