@@ -80,13 +80,20 @@ pub async fn start(
         header_read_timeout: config.limits.header_read_timeout(),
         keep_alive: true,
         max_requests_per_connection: config.limits.max_requests_per_connection,
+        write_stall_timeout: config.limits.write_stall_timeout(),
     };
     let drain = config.limits.shutdown_drain();
+    let limiter = crate::ratelimit::Limiter::from_config(&config.drive.rate_limits)
+        .map_err(anyhow::Error::msg)?;
     let app = Arc::new(App {
         store,
+        streams: crate::http::events::Streams::new(config.events.max_streams),
         config,
         homeserver: public_key,
         data_dir: data_dir.clone(),
+        metrics: Arc::new(crate::metrics::Metrics::new()),
+        replay: Default::default(),
+        limiter,
     });
     let shutdown = Shutdown::new(drain);
     let handler_app = app.clone();
@@ -119,6 +126,9 @@ impl Running {
     /// Stops accepting, lets in-flight requests finish (up to the drain deadline), then
     /// flushes and closes the store.
     pub async fn stop(self) -> Result<()> {
+        // Event streams never finish on their own; end them so the drain does not wait.
+        self.app.streams.close_all();
+        self.app.store.wake_subscribers();
         self.shutdown.trigger();
         for t in self.tasks {
             if let Err(e) = t.await {

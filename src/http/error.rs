@@ -17,6 +17,8 @@ pub struct ApiError {
     pub message: Cow<'static, str>,
     /// `Allow` header for 405 responses.
     pub allow: Option<&'static str>,
+    /// `Retry-After` seconds for 429 and 503 responses.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -25,6 +27,14 @@ impl ApiError {
             status,
             message: message.into(),
             allow: None,
+            retry_after: None,
+        }
+    }
+    /// 429 "Rate limit exceeded" with `Retry-After`.
+    pub fn rate_limited(secs: u64) -> Self {
+        ApiError {
+            retry_after: Some(secs.max(1)),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, "Rate limit exceeded")
         }
     }
     pub fn bad_request(m: impl Into<Cow<'static, str>>) -> Self {
@@ -53,8 +63,14 @@ impl ApiError {
         if let Some(allow) = self.allow {
             b = b.header(header::ALLOW, allow);
         }
-        if self.status == StatusCode::TOO_MANY_REQUESTS {
-            b = b.header(header::RETRY_AFTER, "1");
+        match self.retry_after {
+            Some(secs) => b = b.header(header::RETRY_AFTER, secs),
+            None if self.status == StatusCode::TOO_MANY_REQUESTS
+                || self.status == StatusCode::SERVICE_UNAVAILABLE =>
+            {
+                b = b.header(header::RETRY_AFTER, "1")
+            }
+            None => {}
         }
         let body = Bytes::from(self.message.into_owned());
         // Invariant: status and static header values above are always valid.
@@ -69,6 +85,7 @@ impl From<RouteError> for ApiError {
                 status: StatusCode::METHOD_NOT_ALLOWED,
                 message: "Method Not Allowed".into(),
                 allow: Some(allow),
+                retry_after: None,
             },
             RouteError::BadRequest(m) => ApiError::bad_request(m),
             RouteError::NotFound => ApiError::not_found(),

@@ -10,7 +10,7 @@ use super::body::{next_chunk, Body};
 use super::error::ApiError;
 use super::listing;
 use super::route::{Addressing, StorageOp};
-use super::session::Session;
+use super::session::{AuthMethod, Caller, CookiePolicy};
 use super::App;
 use crate::clock;
 use crate::pubkey::PublicKey;
@@ -29,7 +29,9 @@ pub async fn handle(
     let result = match tenant {
         None => Err(ApiError::bad_request("Missing request tenant")),
         Some(tenant) => {
-            let session = Session::from_headers(app, req.headers());
+            let session =
+                Caller::resolve(app, req.headers(), Some(&tenant), CookiePolicy::Fallback);
+            count_request(app, &req, &tenant, addressing, &session);
             match (session, op) {
                 (Err(e), _) => Err(e),
                 (Ok(s), StorageOp::Get | StorageOp::Head) => {
@@ -43,6 +45,40 @@ pub async fn handle(
     let mut resp = result.unwrap_or_else(ApiError::into_response);
     cache_policy(&mut resp, &path, addressing);
     resp
+}
+
+/// `storage_request_count_total` labels for one request.
+fn count_request(
+    app: &App,
+    req: &Request<Incoming>,
+    tenant: &PublicKey,
+    addressing: Addressing,
+    session: &Result<Option<Caller>, ApiError>,
+) {
+    let host_header = match req
+        .headers()
+        .get("pubky-host")
+        .and_then(|v| v.to_str().ok())
+    {
+        None => 0,
+        Some(v) if v == tenant.to_z32() => 1,
+        Some(_) => 2,
+    };
+    let host_query = req
+        .uri()
+        .query()
+        .is_some_and(|q| super::route::query_pairs(q).any(|(k, _)| k == "pubky-host"));
+    let auth = match session {
+        Ok(Some(c)) if c.method == AuthMethod::Cookie => 1,
+        Ok(Some(_)) => 2,
+        _ => 0,
+    };
+    app.metrics.storage_request(crate::metrics::StorageRequest {
+        addressing: usize::from(addressing == Addressing::Legacy),
+        host_header,
+        host_query: usize::from(host_query),
+        auth,
+    });
 }
 
 /// §3.10: validators and caching differ for public and private paths and by addressing.
@@ -80,7 +116,7 @@ fn hv(s: &'static str) -> header::HeaderValue {
 fn authorize_read(
     tenant: &PublicKey,
     path: &StoragePath,
-    session: Option<&Session>,
+    session: Option<&Caller>,
 ) -> Result<(), ApiError> {
     if path.is_public() {
         return Ok(());
@@ -110,7 +146,7 @@ fn authorize_write(
     app: &App,
     tenant: &PublicKey,
     path: &StoragePath,
-    session: Option<&Session>,
+    session: Option<&Caller>,
     is_put: bool,
 ) -> Result<(), ApiError> {
     let s = session.ok_or_else(ApiError::no_session)?;
@@ -145,7 +181,7 @@ fn read(
     op: StorageOp,
     tenant: &PublicKey,
     path: &StoragePath,
-    session: Option<&Session>,
+    session: Option<&Caller>,
 ) -> Result<Response<Body>, ApiError> {
     let query = listing::ListQuery::parse(req.uri().query())?;
     authorize_read(tenant, path, session)?;
@@ -228,7 +264,7 @@ async fn put(
     req: Request<Incoming>,
     tenant: &PublicKey,
     path: &StoragePath,
-    session: Option<&Session>,
+    session: Option<&Caller>,
 ) -> Result<Response<Body>, ApiError> {
     authorize_write(app, tenant, path, session, true)?;
     let max_upload = app.config.storage.max_upload_bytes();
@@ -271,7 +307,7 @@ async fn delete(
     app: &App,
     tenant: &PublicKey,
     path: &StoragePath,
-    session: Option<&Session>,
+    session: Option<&Caller>,
 ) -> Result<Response<Body>, ApiError> {
     authorize_write(app, tenant, path, session, false)?;
     app.store.delete(tenant, path, clock::now_micros()).await?;

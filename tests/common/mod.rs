@@ -4,6 +4,8 @@
 //! grant/PoP JWS with fresh ed25519 keys.
 #![allow(dead_code)]
 
+pub mod sse;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
