@@ -35,18 +35,29 @@ impl Store {
                     Some((tok, st))
                 }
             };
-            let user = User {
+            let mut user = User {
                 created_at: now_secs,
                 disabled: false,
                 quota_bytes: None,
                 used_bytes: 0,
                 signup_token: token.map(str::to_string),
             };
-            (&t.users, &t.signup_tokens)
-                .transaction(|(users, tokens)| {
+            // A token minted with a quota hands it to the account it creates.
+            let quota = match token {
+                Some(tok) => self.token_quota(tok)?,
+                None => None,
+            };
+            if let Some(q) = &quota {
+                super::operator::apply(&mut user, q);
+            }
+            (&t.users, &t.signup_tokens, &t.user_quotas)
+                .transaction(|(users, tokens, quotas)| {
                     users.insert(pk.as_bytes(), encode(&user))?;
                     if let Some((tok, st)) = &used_token {
                         tokens.insert(tok.as_bytes(), encode(st))?;
+                    }
+                    if let Some(q) = &quota {
+                        quotas.insert(pk.as_bytes(), encode(q))?;
                     }
                     Ok(())
                 })

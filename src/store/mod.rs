@@ -18,6 +18,8 @@
 //! | `nonces`        | PoP nonce (UTF-8)                 | u64 issued-at seconds      |
 //! | `signup_tokens` | token (UTF-8)                     | [`SignupToken`]            |
 //! | `cookie_sessions` | cookie secret (26 chars)        | [`CookieSession`]          |
+//! | `user_quotas`   | user (32 B)                       | [`QuotaOverrides`] (admin-set) |
+//! | `token_quotas`  | signup token (UTF-8)              | [`QuotaOverrides`] for its redeemer |
 //!
 //! Files: `<data>/db/` (sled), `<data>/blobs/xx/<hex>` (large bodies), `<data>/tmp/`
 //! (uploads in progress, cleared at open).
@@ -31,6 +33,7 @@ mod entries;
 mod events;
 mod keys;
 mod list;
+mod operator;
 #[cfg(test)]
 mod tests;
 
@@ -42,6 +45,7 @@ use serde::{Deserialize, Serialize};
 pub use blobs::{Staged, Upload};
 pub use cookies::CookieSession;
 pub use events::Scan;
+pub use operator::{Limit, QuotaOverrides};
 
 use crate::pubkey::PublicKey;
 
@@ -218,6 +222,8 @@ struct Trees {
     nonces: sled::Tree,
     signup_tokens: sled::Tree,
     cookie_sessions: sled::Tree,
+    user_quotas: sled::Tree,
+    token_quotas: sled::Tree,
 }
 
 struct Inner {
@@ -266,6 +272,8 @@ impl Store {
             nonces: tree("nonces")?,
             signup_tokens: tree("signup_tokens")?,
             cookie_sessions: tree("cookie_sessions")?,
+            user_quotas: tree("user_quotas")?,
+            token_quotas: tree("token_quotas")?,
         };
         let last_event = match t.meta.get(b"event_seq")? {
             Some(v) => codec::decode::<u64>("event_seq", &v)?,
