@@ -21,6 +21,10 @@ use crate::store::{Durability, Store, StoreConfig};
 /// A running homeserver.
 pub struct Running {
     pub icann_addr: SocketAddr,
+    /// The admin API, when enabled.
+    pub admin_addr: Option<SocketAddr>,
+    /// `GET /metrics`, when enabled.
+    pub metrics_addr: Option<SocketAddr>,
     pub public_key: PublicKey,
     pub data_dir: PathBuf,
     shutdown: Shutdown,
@@ -102,23 +106,31 @@ pub async fn start(
         async move { crate::http::handle(&app, req).await }
     };
     let stats = ConnStats::new();
+    let operator =
+        crate::http::operator::start(ex, &app, &limits, &shutdown.signal(), stats.clone()).await?;
     let ex2 = ex.clone();
     let signal = shutdown.signal();
     let task =
         ex.spawn(async move { serve(&ex2, icann, PlainTcp, limits, handler, signal, stats).await });
+    let mut tasks = vec![task];
+    tasks.extend(operator.tasks);
     tracing::info!(
         public_key = %public_key,
         http = %icann_addr,
+        admin = ?operator.admin_addr,
+        metrics = ?operator.metrics_addr,
         data = %data_dir.display(),
         "pubky-edge is serving"
     );
     Ok(Running {
         icann_addr,
+        admin_addr: operator.admin_addr,
+        metrics_addr: operator.metrics_addr,
         public_key,
         data_dir,
         shutdown,
         app,
-        tasks: vec![task],
+        tasks,
     })
 }
 

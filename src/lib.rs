@@ -16,6 +16,7 @@
 //! past `inline_max_bytes`) → `Store::put` commits entry, event and quota usage in one
 //! transaction and waits for the group flush that covers it → `201 Created`.
 
+pub mod admin_client;
 pub mod app;
 pub mod auth;
 pub mod clock;

@@ -18,6 +18,7 @@ COMMANDS:
     run          run the homeserver (the default)
     info         print the homeserver's public key and where its data lives
     token new    create a signup token (for signup_mode = \"token_required\")
+    admin …      operate the running server through its admin API (`admin help`)
 
 OPTIONS:
     -c, --config FILE     configuration file (TOML), merged over the built-in defaults
@@ -55,7 +56,10 @@ fn parse_args() -> Result<Option<Args>, String> {
             "-d" | "--data-dir" => args.data_dir = Some(value("--data-dir")?.into()),
             s if s.starts_with("--config=") => args.config = Some(s[9..].into()),
             s if s.starts_with("--data-dir=") => args.data_dir = Some(s[11..].into()),
-            s if s.starts_with('-') => return Err(format!("unknown option {s} (see --help)")),
+            // `admin …` subcommands take their own options.
+            s if s.starts_with('-') && args.command.first().is_none_or(|c| c != "admin") => {
+                return Err(format!("unknown option {s} (see --help)"))
+            }
             s => args.command.push(s.to_string()),
         }
     }
@@ -108,6 +112,11 @@ fn real_main() -> anyhow::Result<()> {
             println!("{token}");
             Ok(())
         }
+        ["admin", "help"] | ["admin"] => {
+            print!("{}", pubky_edge::admin_client::USAGE);
+            Ok(())
+        }
+        ["admin", rest @ ..] => pubky_edge::admin_client::run(&config, rest),
         other => anyhow::bail!("unknown command `{}` (see --help)", other.join(" ")),
     }
 }

@@ -11,6 +11,8 @@ pub mod error;
 pub mod events;
 pub mod grant;
 pub mod listing;
+pub mod operator;
+pub mod quota;
 pub mod route;
 pub mod rt;
 pub mod server;
@@ -241,7 +243,7 @@ pub fn text(status: StatusCode, s: &'static str) -> Response<Body> {
 
 /// Very permissive CORS with credentials: mirror the origin, and on preflight the requested
 /// method and headers.
-fn cors(
+pub(crate) fn cors(
     resp: &mut Response<Body>,
     origin: Option<HeaderValue>,
     preflight: (Option<HeaderValue>, Option<HeaderValue>),

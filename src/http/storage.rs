@@ -282,6 +282,7 @@ async fn put(
             return Err(too_large(max_upload));
         }
     }
+    check_allowed_paths(app, tenant, path)?;
     let mut body = req.into_body();
     let mut upload = app.store.upload();
     while let Some(chunk) = next_chunk(&mut body).await {
@@ -310,8 +311,21 @@ async fn delete(
     session: Option<&Caller>,
 ) -> Result<Response<Body>, ApiError> {
     authorize_write(app, tenant, path, session, false)?;
+    if app.store.entry(tenant, path)?.is_none() {
+        return Err(ApiError::not_found());
+    }
+    check_allowed_paths(app, tenant, path)?;
     app.store.delete(tenant, path, clock::now_micros()).await?;
     Ok(empty(StatusCode::NO_CONTENT))
+}
+
+/// §3.1 check 10: the operator may restrict a user to some paths.
+fn check_allowed_paths(app: &App, tenant: &PublicKey, path: &StoragePath) -> Result<(), ApiError> {
+    let q = app.store.quota_overrides(tenant)?;
+    if !super::quota::write_allowed(&q, path.as_str()) {
+        return Err(ApiError::forbidden("Write to this path is not allowed"));
+    }
+    Ok(())
 }
 
 /// §3.5: magic bytes of the start of the body win, then the path's extension.

@@ -198,4 +198,11 @@ impl Sse {
         assert!(self.closed, "stream did not end");
         out
     }
+
+    /// The next `n` events (panics if they do not arrive).
+    pub fn collect_n(&mut self, n: usize) -> Vec<SseEvent> {
+        (0..n)
+            .map(|_| self.next_event(Duration::from_secs(10)).expect("event"))
+            .collect()
+    }
 }
