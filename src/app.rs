@@ -98,6 +98,7 @@ pub async fn start(
         metrics: Arc::new(crate::metrics::Metrics::new()),
         replay: Default::default(),
         limiter,
+        throttle: Default::default(),
     });
     let shutdown = Shutdown::new(drain);
     let handler_app = app.clone();

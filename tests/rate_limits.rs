@@ -77,3 +77,42 @@ fn invalid_rules_stop_start_up() {
         );
     }
 }
+
+#[test]
+fn bandwidth_overrides_slow_transfers_down() {
+    let s = Server::start("[default_quotas]\nunauthenticated_ip_rate_read = \"2kb/s\"\n");
+    let u = new_user(&s);
+    let body: Vec<u8> = (0..3 * 1024).map(|i| (i % 251) as u8).collect();
+    let url = s.storage_url(&u.pk, "/pub/three");
+    let r = s
+        .admin("PATCH", &format!("/users/{}/quota", u.pk))
+        .json(&serde_json::json!({"rate_read": "1kb/s", "rate_write": "1kb/s"}))
+        .send();
+    assert_eq!(r.status, 200);
+    let t = std::time::Instant::now();
+    let put = s
+        .req("PUT", &url)
+        .bearer(&u.token)
+        .body(body.clone())
+        .send();
+    assert_eq!(put.status, 201);
+    assert!(
+        t.elapsed() >= std::time::Duration::from_secs(2),
+        "{:?}",
+        t.elapsed()
+    );
+    let t = std::time::Instant::now();
+    let get = s.req("GET", &url).bearer(&u.token).send();
+    assert!(
+        t.elapsed() >= std::time::Duration::from_secs(2),
+        "{:?}",
+        t.elapsed()
+    );
+    assert_eq!(get.body, body);
+    assert_eq!(get.header("content-length"), Some("3072"));
+    // anonymous readers share their IP's budget (2 KiB/s here): still slowed, still whole
+    let t = std::time::Instant::now();
+    let anon = s.req("GET", &url).send();
+    assert_eq!(anon.body, body);
+    assert!(t.elapsed() >= std::time::Duration::from_millis(400));
+}

@@ -4,6 +4,7 @@
 //! to every response.
 
 pub mod admin;
+pub mod bandwidth;
 pub mod body;
 pub mod capacity;
 pub mod cookie;
@@ -54,6 +55,8 @@ pub struct App {
     pub replay: ReplayGuard,
     /// Request-count limits.
     pub limiter: Limiter,
+    /// Bandwidth buckets.
+    pub throttle: Arc<crate::ratelimit::Throttle>,
 }
 
 /// Features advertised in `/info`: only what is implemented.

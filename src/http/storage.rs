@@ -6,6 +6,7 @@ use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::{header, HeaderMap, Request, Response, StatusCode};
 
+use super::bandwidth;
 use super::body::{next_chunk, Body};
 use super::error::ApiError;
 use super::listing;
@@ -211,9 +212,17 @@ fn read(
     let body = if op == StorageOp::Head {
         Body::Empty
     } else {
-        match app.store.content(tenant, path, &meta)? {
+        let body = match app.store.content(tenant, path, &meta)? {
             Content::Inline(b) => Body::Full(b),
             Content::File(f) => Body::file(f, meta.len),
+        };
+        let ip = req
+            .extensions()
+            .get::<super::ConnInfo>()
+            .map(|c| c.peer.ip());
+        match bandwidth::read_budget(app, session.map(|s| &s.user), ip)? {
+            Some(b) => bandwidth::paced(body, app.throttle.clone(), b),
+            None => body,
         }
     };
     let mut resp = Response::builder()
@@ -283,6 +292,7 @@ async fn put(
         }
     }
     check_allowed_paths(app, tenant, path)?;
+    let budget = bandwidth::write_budget(app, tenant)?;
     let mut body = req.into_body();
     let mut upload = app.store.upload();
     while let Some(chunk) = next_chunk(&mut body).await {
@@ -295,6 +305,9 @@ async fn put(
             return Err(too_large(max_upload));
         }
         upload.write(&chunk).await?;
+        if let Some(b) = &budget {
+            bandwidth::pace(&app.throttle, b, chunk.len()).await;
+        }
     }
     let content_type = sniff_content_type(upload.head(), path);
     let staged = upload.finish().await?;
