@@ -341,3 +341,27 @@ fn stalled_reader_is_dropped_without_holding_writers() {
     }
     assert!(total < big.len(), "the stalled connection was not dropped");
 }
+
+#[test]
+fn private_stream_closes_when_its_grant_is_revoked() {
+    let s = Server::start("");
+    let u = new_user(&s);
+    let other = signin(&s, &u.key, "/:rw");
+    let auth = format!("Bearer {other}");
+    let mut live = Sse::open(
+        s.addr,
+        &format!("/events-stream?user={}&path=/priv/&live=true", u.pk),
+        &[("authorization", &auth)],
+    );
+    assert_eq!(live.status, 200);
+    put(&s, &u, "/priv/a", b"x");
+    assert_eq!(live.next_event(WAIT).unwrap().kind, "PUT");
+    let r = s.req("DELETE", "/auth/grant/session").bearer(&other).send();
+    assert_eq!(r.status, 200);
+    assert!(live.next(WAIT).is_none());
+    assert!(live.closed, "stream still open after revocation");
+    // a public stream is not tied to credentials
+    let mut public = sse(&s, &format!("user={}&live=true", u.pk));
+    put(&s, &u, "/pub/b", b"x");
+    assert_eq!(public.next_event(WAIT).unwrap().kind, "PUT");
+}

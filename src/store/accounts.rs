@@ -196,7 +196,10 @@ impl Store {
                 .map_err(tx_err)?;
             self.0.commit.ticket()
         };
-        self.durable(ticket).await
+        self.durable(ticket).await?;
+        // Private event streams re-check their credential when woken.
+        self.wake_subscribers();
+        Ok(())
     }
 
     /// Records a PoP nonce; `false` if it was seen within the last 6 minutes. The write

@@ -45,6 +45,9 @@ impl Store {
             self.0.t.cookie_sessions.remove(secret.as_bytes())?;
             self.0.commit.ticket()
         };
-        self.durable(ticket).await
+        self.durable(ticket).await?;
+        // Private event streams re-check their credential when woken.
+        self.wake_subscribers();
+        Ok(())
     }
 }
