@@ -91,7 +91,7 @@ pub async fn start(
         .map_err(anyhow::Error::msg)?;
     let app = Arc::new(App {
         store,
-        streams: crate::http::events::Streams::new(config.events.max_streams),
+        streams: crate::http::event_stream::Streams::new(config.events.max_streams),
         config,
         homeserver: public_key,
         data_dir: data_dir.clone(),

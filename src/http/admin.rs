@@ -13,7 +13,8 @@ use sha2::{Digest, Sha256};
 
 use super::body::{read_limited, Body};
 use super::error::ApiError;
-use super::events::{self, Source, StreamQuery};
+use super::event_stream::{self, Source};
+use super::events::StreamQuery;
 use super::grant::json as json_response;
 use super::listing::form_decode;
 use super::quota;
@@ -390,7 +391,7 @@ fn stream(app: &App, query: Option<&str>) -> Result<Response<Body>, ApiError> {
         users: q.users.iter().map(|(pk, _)| *pk).collect(),
         cursor,
     };
-    events::open(app, source, q.paths.clone(), &q, None)
+    event_stream::open(app, source, q.paths.clone(), &q, None)
 }
 
 #[cfg(test)]

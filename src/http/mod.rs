@@ -9,6 +9,7 @@ pub mod body;
 pub mod capacity;
 pub mod cookie;
 pub mod error;
+pub mod event_stream;
 pub mod events;
 pub mod grant;
 pub mod listing;
@@ -50,7 +51,7 @@ pub struct App {
     /// Counters and gauges for `/metrics`.
     pub metrics: Arc<Metrics>,
     /// Open event streams (cap and shutdown).
-    pub streams: Arc<events::Streams>,
+    pub streams: Arc<event_stream::Streams>,
     /// Spent AuthTokens (cookie sign-in is single use).
     pub replay: ReplayGuard,
     /// Request-count limits.
