@@ -15,7 +15,10 @@ use crate::pubkey::PublicKey;
 /// Buckets kept per limiter; beyond this, idle full buckets are dropped first.
 const MAX_BUCKETS: usize = 20_000;
 
+/// One `[[drive.rate_limits]]` entry. Unknown keys are an error here (a typo would
+/// otherwise silently widen the rule).
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RuleConfig {
     pub path: String,
     pub method: Option<String>,

@@ -399,3 +399,32 @@ fn metrics_text() {
     let r = s.admin_raw("GET", "/").send();
     assert_eq!(r.status, 200);
 }
+
+#[test]
+fn oversized_and_misdirected_operator_requests() {
+    let s = Server::start("[limits]\nmax_json_body_bytes = 1024\n");
+    let u = new_user(&s);
+    let big = format!(
+        "{{\"allowed_write_paths\": [\"/pub/{}/\"]}}",
+        "a".repeat(2000)
+    );
+    let r = s
+        .admin("PATCH", &format!("/users/{}/quota", u.pk))
+        .header("content-type", "application/json")
+        .body(big)
+        .send();
+    assert_eq!(r.status, 413);
+    let metrics = s.metrics_addr.unwrap();
+    let r = send_raw(
+        metrics,
+        b"GET /other HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+        false,
+    );
+    assert_eq!(r.status, 404);
+    let r = send_raw(
+        metrics,
+        b"POST /metrics HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+        false,
+    );
+    assert_eq!(r.status, 405);
+}

@@ -365,3 +365,14 @@ fn private_stream_closes_when_its_grant_is_revoked() {
     put(&s, &u, "/pub/b", b"x");
     assert_eq!(public.next_event(WAIT).unwrap().kind, "PUT");
 }
+
+#[test]
+fn shutdown_ends_live_streams_cleanly() {
+    let s = Server::start("[limits]\nshutdown_drain_ms = 60000\n");
+    let u = new_user(&s);
+    let mut live = sse(&s, &format!("user={}&live=true", u.pk));
+    assert_eq!(live.status, 200);
+    let _dir = s.stop();
+    assert!(live.next(WAIT).is_none());
+    assert!(live.ended_cleanly, "the stream was cut, not ended");
+}

@@ -70,6 +70,7 @@ fn invalid_rules_stop_start_up() {
         "[[drive.rate_limits]]\npath = \"/x\"\nquota = \"1r/m\"\nkey = \"host\"\n",
         "[[drive.rate_limits]]\npath = \"/x\"\nquota = \"1r/m\"\nkey = \"ip\"\nwhitelist = [\"nope\"]\n",
         "[default_quotas]\nrate_read = \"fast\"\n",
+        "[[drive.rate_limits]]\npath = \"/x\"\nquota = \"1r/m\"\nkey = \"ip\"\nmethd = \"GET\"\n",
     ] {
         assert!(
             pubky_edge::config::Config::from_layers(&[("t", bad)]).is_err(),

@@ -38,6 +38,8 @@ pub struct Sse {
     raw: Vec<u8>,
     text: String,
     pub closed: bool,
+    /// The server sent the final chunk (a clean end, not a dropped connection).
+    pub ended_cleanly: bool,
 }
 
 impl Sse {
@@ -85,6 +87,7 @@ impl Sse {
             raw: rest,
             text: String::new(),
             closed: false,
+            ended_cleanly: false,
         };
         if status != 200 {
             let len: usize = sse.header("content-length").unwrap_or("0").parse().unwrap();
@@ -119,6 +122,7 @@ impl Sse {
                     .unwrap();
             if size == 0 {
                 self.closed = true;
+                self.ended_cleanly = true;
                 self.raw.clear();
                 return;
             }
