@@ -97,3 +97,17 @@ fn default_password_is_refused_beyond_loopback() {
     assert!(err.contains("default admin password is refused"), "{err}");
     assert!(!err.contains("password = "), "{err}");
 }
+
+#[test]
+fn spooled_tokens_show_up_in_the_admin_api() {
+    let s = Server::start("[general]\nsignup_mode = \"token_required\"\n");
+    let o = Command::new(env!("CARGO_BIN_EXE_pubky-edge"))
+        .arg("--data-dir")
+        .arg(&s.data_dir)
+        .args(["token", "new"])
+        .output()
+        .unwrap();
+    let token = stdout(&o).trim().to_string();
+    let list = stdout(&admin(&s, "test-admin", &["token", "list"]));
+    assert!(list.contains(&token), "{list}");
+}

@@ -135,10 +135,8 @@ async fn read_token(app: &App, req: Request<Incoming>) -> Result<AuthToken, ApiE
             BodyError::Broken(_) => ApiError::bad_request("Stream broken"),
         })?;
     let now = clock::now_micros();
-    let token = auth_token::verify(&body, now).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    app.replay
-        .check(&token, now)
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let token = auth_token::verify(&body, now)?;
+    app.replay.check(&token, now)?;
     Ok(token)
 }
 

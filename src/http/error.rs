@@ -8,6 +8,7 @@ use hyper::{header, Response, StatusCode};
 
 use super::body::Body;
 use super::route::RouteError;
+use crate::auth::auth_token::AuthTokenError;
 use crate::auth::grant::{GrantError, PopError, SignupGrantError};
 use crate::store::StoreError;
 
@@ -139,5 +140,12 @@ impl From<SignupGrantError> for ApiError {
             _ => StatusCode::BAD_REQUEST,
         };
         ApiError::new(status, e.to_string())
+    }
+}
+
+impl From<AuthTokenError> for ApiError {
+    /// Every AuthToken problem is the client's: 400 with the reference's wording.
+    fn from(e: AuthTokenError) -> Self {
+        ApiError::bad_request(e.to_string())
     }
 }
