@@ -36,6 +36,10 @@ pub struct Running {
     pub pubky_addr: SocketAddr,
     /// The dedicated pkarr relay listener, when configured.
     pub relay_addr: Option<SocketAddr>,
+    /// The admin API, when enabled.
+    pub admin_addr: Option<SocketAddr>,
+    /// `GET /metrics`, when enabled.
+    pub metrics_addr: Option<SocketAddr>,
     pub public_key: PublicKey,
     pub data_dir: PathBuf,
     /// The address the record announces; setting it republishes.
@@ -116,6 +120,7 @@ pub async fn start(
         header_read_timeout: config.limits.header_read_timeout(),
         keep_alive: true,
         max_requests_per_connection: config.limits.max_requests_per_connection,
+        write_stall_timeout: config.limits.write_stall_timeout(),
     };
 
     let pk = &config.pkdns;
@@ -149,12 +154,19 @@ pub async fn start(
     let users_first = Duration::from_millis(pk.user_keys_republish_first_ms);
 
     let drain = config.limits.shutdown_drain();
+    let limiter = crate::ratelimit::Limiter::from_config(&config.drive.rate_limits)
+        .map_err(anyhow::Error::msg)?;
     let app = Arc::new(App {
         store,
+        streams: crate::http::event_stream::Streams::new(config.events.max_streams),
         config,
         homeserver: public_key,
         data_dir: data_dir.clone(),
         relay,
+        metrics: Arc::new(crate::metrics::Metrics::new()),
+        replay: Default::default(),
+        limiter,
+        throttle: Default::default(),
     });
     let shutdown = Shutdown::new(drain);
     let mut tasks = Vec::new();
@@ -163,17 +175,17 @@ pub async fn start(
         let app = handler_app.clone();
         async move { crate::http::handle(&app, req).await }
     };
+    let stats = ConnStats::new();
+    let operator =
+        crate::http::operator::start(ex, &app, &limits, &shutdown.signal(), stats.clone()).await?;
+    tasks.extend(operator.tasks);
     let (ex2, signal) = (ex.clone(), shutdown.signal());
-    let (h, l) = (handler.clone(), limits.clone());
-    tasks.push(
-        ex.spawn(async move { serve(&ex2, icann, PlainTcp, l, h, signal, ConnStats::new()).await }),
-    );
+    let (h, l, st) = (handler.clone(), limits.clone(), stats.clone());
+    tasks.push(ex.spawn(async move { serve(&ex2, icann, PlainTcp, l, h, signal, st).await }));
     let (ex2, signal) = (ex.clone(), shutdown.signal());
     let acceptor = PubkyTls::new(tls);
-    let l = limits.clone();
-    tasks.push(ex.spawn(async move {
-        serve(&ex2, pubky, acceptor, l, handler, signal, ConnStats::new()).await
-    }));
+    let (l, st) = (limits.clone(), stats.clone());
+    tasks.push(ex.spawn(async move { serve(&ex2, pubky, acceptor, l, handler, signal, st).await }));
     if let Some(listener) = relay_listener {
         let relay_app = app.clone();
         let relay_handler = move |req, _conn| {
@@ -189,7 +201,7 @@ pub async fn start(
                 limits,
                 relay_handler,
                 signal,
-                ConnStats::new(),
+                stats,
             )
             .await
         }));
@@ -211,6 +223,7 @@ pub async fn start(
             retry_min,
             status: publish_status.clone(),
             attempted: publish_attempted.clone(),
+            metrics: app.metrics.clone(),
         };
         let signal = shutdown.signal();
         tasks.push(ex.spawn(async move {
@@ -238,6 +251,8 @@ pub async fn start(
         public_key = %public_key,
         http = %icann_addr,
         pubky_tls = %pubky_addr,
+        admin = ?operator.admin_addr,
+        metrics = ?operator.metrics_addr,
         relay = ?relay_addr,
         dht = dht.is_some(),
         data = %data_dir.display(),
@@ -247,6 +262,8 @@ pub async fn start(
         icann_addr,
         pubky_addr,
         relay_addr,
+        admin_addr: operator.admin_addr,
+        metrics_addr: operator.metrics_addr,
         public_key,
         data_dir,
         public_address,
@@ -291,6 +308,9 @@ impl Running {
     /// Stops accepting, lets in-flight requests finish (up to the drain deadline), then
     /// flushes and closes the store.
     pub async fn stop(self) -> Result<()> {
+        // Event streams never finish on their own; end them so the drain does not wait.
+        self.app.streams.close_all();
+        self.app.store.wake_subscribers();
         self.shutdown.trigger();
         for t in self.tasks {
             if let Err(e) = t.await {

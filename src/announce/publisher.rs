@@ -100,6 +100,8 @@ pub struct Publisher {
     pub status: Arc<Mutex<PublishStatus>>,
     /// Notified after every attempt (tests and `info` wait on it).
     pub attempted: Arc<Event>,
+    /// `pubky_edge_dht_last_publish_timestamp_seconds` follows successful publishes.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Publisher {
@@ -177,6 +179,7 @@ impl Publisher {
             st.packet_timestamp_us = packet.timestamp().as_u64();
             match &result {
                 Ok(n) => {
+                    self.metrics.set_dht_last_publish(now);
                     st.last_success_secs = Some(now);
                     st.last_error = None;
                     st.stored_at_nodes = *n;

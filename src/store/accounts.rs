@@ -38,18 +38,29 @@ impl Store {
                     Some((tok, st))
                 }
             };
-            let user = User {
+            let mut user = User {
                 created_at: now_secs,
                 disabled: false,
                 quota_bytes: None,
                 used_bytes: 0,
                 signup_token: token.map(str::to_string),
             };
-            (&t.users, &t.signup_tokens)
-                .transaction(|(users, tokens)| {
+            // A token minted with a quota hands it to the account it creates.
+            let quota = match token {
+                Some(tok) => self.token_quota(tok)?,
+                None => None,
+            };
+            if let Some(q) = &quota {
+                super::operator::apply(&mut user, q);
+            }
+            (&t.users, &t.signup_tokens, &t.user_quotas)
+                .transaction(|(users, tokens, quotas)| {
                     users.insert(pk.as_bytes(), encode(&user))?;
                     if let Some((tok, st)) = &used_token {
                         tokens.insert(tok.as_bytes(), encode(st))?;
+                    }
+                    if let Some(q) = &quota {
+                        quotas.insert(pk.as_bytes(), encode(q))?;
                     }
                     Ok(())
                 })
@@ -214,7 +225,10 @@ impl Store {
                 .map_err(tx_err)?;
             self.0.commit.ticket()
         };
-        self.durable(ticket).await
+        self.durable(ticket).await?;
+        // Private event streams re-check their credential when woken.
+        self.wake_subscribers();
+        Ok(())
     }
 
     /// Records a PoP nonce; `false` if it was seen within the last 6 minutes. The write

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Runs the official JS SDK (npm @synonymdev/pubky, version pinned in package.json) against a
+# fresh pubky-edge on loopback, resolving through the loopback relay in relay.mjs.
+# Needs node ≥ 18 and network access for `npm install` the first time.
+set -euo pipefail
+cd "$(dirname "$0")"
+[ -d node_modules ] || npm install --no-audit --no-fund
+bin="${PUBKY_EDGE_BIN:-../../target/debug/pubky-edge}"
+tmp="$(mktemp -d)"
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$tmp"' EXIT
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+cat > "$tmp/c.toml" <<TOML
+[general]
+signup_mode = "open"
+[drive]
+icann_listen_socket = "127.0.0.1:$port"
+pubky_listen_socket = "127.0.0.1:0"
+[admin]
+listen_socket = "127.0.0.1:0"
+[metrics]
+enabled = false
+TOML
+"$bin" --config "$tmp/c.toml" --data-dir "$tmp/data" info > "$tmp/info"
+hs=$(sed -n 's/^public key: *//p' "$tmp/info")
+"$bin" --config "$tmp/c.toml" --data-dir "$tmp/data" > "$tmp/server.log" 2>&1 &
+node relay.mjs 15411 "$(cat "$tmp/data/secret")" "$port" &
+sleep 1
+node client.mjs "$hs"
+echo "== requests the SDK made (method, path, status):"
+sed -n 's/.*method=\([A-Z]*\) path=\([^ ]*\) status=\([0-9]*\).*/\1 \2 \3/p' "$tmp/server.log" \
+  | sed -E 's#/[a-z0-9]{52}/#/<pk>/#' | sort | uniq -c
