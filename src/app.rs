@@ -137,7 +137,7 @@ pub async fn start(
     let relay = config
         .pkarr_relay
         .enabled
-        .then(|| Relay::new(dht.clone(), config.pkarr_relay.cache_entries));
+        .then(|| Arc::new(Relay::new(dht.clone(), config.pkarr_relay.cache_entries)));
     let public_address = PublicAddress::new(
         pk.public_ip()
             .or_else(|| auto_public_ip(config.drive.pubky_listen_socket.ip())),
@@ -212,12 +212,13 @@ pub async fn start(
     let publish_attempted = Arc::new(Event::new());
     let users_republished = Arc::new(Event::new());
     let users_report = Arc::new(Mutex::new(None));
-    if let Some(dht) = &dht {
+    if dht.is_some() || app.relay.is_some() {
         let publisher = Publisher {
             seed: identity.signing_key().to_bytes(),
             spec,
             address: public_address.clone(),
             dht: dht.clone(),
+            relay: app.relay.clone(),
             data_dir: data_dir.clone(),
             interval: publish_interval,
             retry_min,
@@ -230,6 +231,8 @@ pub async fn start(
             publisher.run(signal).await;
             Ok(())
         }));
+    }
+    if let Some(dht) = &dht {
         if !users_interval.is_zero() {
             let users = UsersRepublisher {
                 store: app.store.clone(),

@@ -302,3 +302,42 @@ fn users_records_are_republished_never_forged() {
     let got = smol::block_on(dht.get(&key_of(&here))).unwrap();
     assert_eq!(got.as_bytes(), p_here.as_bytes());
 }
+
+#[test]
+fn the_relay_serves_the_homeserver_record_even_without_a_dht() {
+    let s = Server::start("[pkdns]\npublic_ip = \"192.0.2.9\"\nicann_domain = \"localhost\"\n");
+    let path = format!("/pkarr/{}", s.pk);
+    let r = s.running();
+    let mut got = None;
+    for _ in 0..10 {
+        let l = r.publish_attempted.listen();
+        let resp = s.req("GET", &path).send();
+        if resp.status == 200 {
+            got = Some(resp.body);
+            break;
+        }
+        smol::block_on(smol::future::or(l, async {
+            smol::Timer::after(Duration::from_secs(2)).await;
+        }));
+    }
+    let payload = got.expect("the homeserver record in the device's relay");
+    let key = pkarr::PublicKey::try_from(s.pk.as_bytes()).unwrap();
+    let p = SignedPacket::from_relay_payload(&key, &payload.into()).unwrap();
+    assert_eq!(apex_ip(&p), Some("192.0.2.9".parse().unwrap()));
+    // The browser endpoint: `localhost` with the HTTP port in SvcParam 65280.
+    let z = s.pk.to_string();
+    let icann = p
+        .resource_records(&z)
+        .find_map(|rr| match &rr.rdata {
+            RData::HTTPS(h) if h.0.target.to_string() == "localhost" => Some(h.0.clone()),
+            _ => None,
+        })
+        .expect("localhost record");
+    let port = match icann.get_param(0xff00) {
+        Some(pkarr::dns::rdata::SVCParam::Unknown(_, v)) => u16::from_be_bytes([v[0], v[1]]),
+        other => panic!("no http port param: {other:?}"),
+    };
+    assert_eq!(port, s.addr.port());
+    // Nothing was published to a DHT (there is none); the status says so.
+    assert!(r.publish_status.lock().unwrap().last_success_secs.is_none());
+}

@@ -1,5 +1,5 @@
 // The official JS SDK, unmodified, against pubky-edge: sign up, write, read, list, delete.
-// Usage: node client.mjs <homeserver z32>   (the relay from relay.mjs must be running)
+// Usage: node client.mjs <homeserver z32>   (run by run.sh, which starts the server and its relay)
 import { Pubky, Keypair, PublicKey } from "@synonymdev/pubky";
 
 const hs = PublicKey.from(process.argv[2]);

@@ -93,7 +93,11 @@ pub struct Publisher {
     /// Ports and domain; `public_ip` is replaced by the current [`PublicAddress`].
     pub spec: RecordSpec,
     pub address: Arc<PublicAddress>,
-    pub dht: DhtClient,
+    /// Where the record goes: the DHT (if on) ...
+    pub dht: Option<DhtClient>,
+    /// ... and the device's own pkarr relay (if on), so LAN clients resolve the device
+    /// through it even with the DHT off or unreachable.
+    pub relay: Option<Arc<super::relay::Relay>>,
     pub data_dir: PathBuf,
     pub interval: Duration,
     pub retry_min: Duration,
@@ -169,7 +173,14 @@ impl Publisher {
     }
 
     async fn publish(&self, packet: &SignedPacket, ip: IpAddr) -> bool {
-        let result = self.dht.put(packet).await;
+        if let Some(relay) = &self.relay {
+            relay.remember(packet);
+        }
+        let Some(dht) = &self.dht else {
+            self.attempted.notify(usize::MAX);
+            return true;
+        };
+        let result = dht.put(packet).await;
         let now = crate::clock::now_secs();
         let snapshot = {
             let mut st = self.status.lock().unwrap_or_else(|e| e.into_inner());

@@ -51,7 +51,7 @@ pub struct App {
     pub homeserver: PublicKey,
     pub data_dir: PathBuf,
     /// The pkarr relay (`/pkarr/<z32>`), unless disabled.
-    pub relay: Option<crate::announce::relay::Relay>,
+    pub relay: Option<Arc<crate::announce::relay::Relay>>,
     /// Counters and gauges for `/metrics`.
     pub metrics: Arc<Metrics>,
     /// Open event streams (cap and shutdown).
@@ -194,7 +194,7 @@ async fn dispatch(
         Endpoint::GrantList => grant::list_grants(app, &req),
         Endpoint::GrantRevoke { gid } => grant::revoke(app, &req, &gid).await,
         Endpoint::SignupTokenStatus { token } => token_status(app, &token).await,
-        Endpoint::Relay { key, put } => relay::handle(app.relay.as_ref(), req, key, put).await,
+        Endpoint::Relay { key, put } => relay::handle(app.relay.as_deref(), req, key, put).await,
         Endpoint::EventFeed => events::feed(app, req.uri().query()),
         Endpoint::EventStream => events::stream(app, &req),
         Endpoint::CookieSignup => cookie::signup(app, req).await,
