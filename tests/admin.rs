@@ -115,6 +115,15 @@ fn signup_tokens_create_list_and_redeem() {
     assert_eq!(info["num_signup_codes"], json!(2));
     assert_eq!(info["num_unused_signup_codes"], json!(1));
     assert_eq!(info["public_key"], json!(s.pk.to_z32()));
+    // Listen ports are 0 in tests, and no ICANN domain is set: both are null.
+    assert_eq!(info["pkarr_pubky_address"], json!(null));
+    assert_eq!(info["pkarr_icann_domain"], json!(null));
+    let s2 = Server::start(
+        "[pkdns]\npublic_ip = \"192.0.2.3\"\npublic_pubky_tls_port = 443\npublic_icann_http_port = 80\nicann_domain = \"hs.example.org\"\n",
+    );
+    let info = js(&s2.admin("GET", "/info").send());
+    assert_eq!(info["pkarr_pubky_address"], json!("192.0.2.3:443"));
+    assert_eq!(info["pkarr_icann_domain"], json!("hs.example.org:80"));
 }
 
 #[test]

@@ -202,7 +202,20 @@ fn info(app: &App) -> Result<Response<Body>, ApiError> {
     let users = app.store.users()?;
     let tokens = app.store.signup_tokens()?;
     let used: u64 = users.iter().map(|(_, u)| u.used_bytes).sum();
-    let pubky = app.config.drive.pubky_listen_socket;
+    // §8: the announced endpoints (configured public values, else the listen ports).
+    let pk = &app.config.pkdns;
+    let or = |public: u16, listen: u16| if public != 0 { public } else { listen };
+    let tls_port = or(
+        pk.public_pubky_tls_port,
+        app.config.drive.pubky_listen_socket.port(),
+    );
+    let http_port = or(
+        pk.public_icann_http_port,
+        app.config.drive.icann_listen_socket.port(),
+    );
+    let ip = pk
+        .public_ip()
+        .unwrap_or(app.config.drive.pubky_listen_socket.ip());
     json_response(
         StatusCode::OK,
         &json!({
@@ -212,8 +225,12 @@ fn info(app: &App) -> Result<Response<Body>, ApiError> {
             "num_signup_codes": tokens.len(),
             "num_unused_signup_codes": tokens.iter().filter(|(_, t, _)| t.used_by.is_none()).count(),
             "public_key": app.homeserver.to_z32(),
-            "pkarr_pubky_address": (pubky.port() != 0).then(|| pubky.to_string()),
-            "pkarr_icann_domain": format!("localhost:{}", app.config.drive.icann_listen_socket.port()),
+            "pkarr_pubky_address": (tls_port != 0)
+                .then(|| std::net::SocketAddr::new(ip, tls_port).to_string()),
+            "pkarr_icann_domain": pk
+                .icann_domain()
+                .filter(|_| http_port != 0)
+                .map(|d| format!("{d}:{http_port}")),
             "version": env!("CARGO_PKG_VERSION"),
         }),
     )
