@@ -84,7 +84,7 @@ fn start_server(binary: &PathBuf) -> (ServerProc, PublicKey) {
     std::fs::write(
         &cfg,
         format!(
-            "[general]\nsignup_mode = \"open\"\n[drive]\nicann_listen_socket = \"127.0.0.1:{port}\"\npubky_listen_socket = \"127.0.0.1:{tls_port}\"\n[pkdns]\ndht = false\n[limits]\nmax_connections = 2048\n[logging]\nlevel = \"warn\"\n"
+            "[general]\nsignup_mode = \"open\"\n[drive]\nicann_listen_socket = \"127.0.0.1:{port}\"\npubky_listen_socket = \"127.0.0.1:{tls_port}\"\n[pkdns]\ndht = false\n[admin]\nlisten_socket = \"127.0.0.1:0\"\n[metrics]\nlisten_socket = \"127.0.0.1:0\"\n[limits]\nmax_connections = 2048\n[logging]\nlevel = \"warn\"\n"
         ),
     )
     .expect("config");

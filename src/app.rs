@@ -36,6 +36,10 @@ pub struct Running {
     pub pubky_addr: SocketAddr,
     /// The dedicated pkarr relay listener, when configured.
     pub relay_addr: Option<SocketAddr>,
+    /// The admin API, when enabled.
+    pub admin_addr: Option<SocketAddr>,
+    /// `GET /metrics`, when enabled.
+    pub metrics_addr: Option<SocketAddr>,
     pub public_key: PublicKey,
     pub data_dir: PathBuf,
     /// The address the record announces; setting it republishes.
@@ -118,6 +122,7 @@ pub async fn start(
         header_read_timeout: config.limits.header_read_timeout(),
         keep_alive: true,
         max_requests_per_connection: config.limits.max_requests_per_connection,
+        write_stall_timeout: config.limits.write_stall_timeout(),
     };
 
     let pk = &config.pkdns;
@@ -134,7 +139,7 @@ pub async fn start(
     let relay = config
         .pkarr_relay
         .enabled
-        .then(|| Relay::new(dht.clone(), config.pkarr_relay.cache_entries));
+        .then(|| Arc::new(Relay::new(dht.clone(), config.pkarr_relay.cache_entries)));
     let public_address = PublicAddress::new(
         pk.public_ip()
             .or_else(|| auto_public_ip(config.drive.pubky_listen_socket.ip())),
@@ -151,12 +156,19 @@ pub async fn start(
     let users_first = Duration::from_millis(pk.user_keys_republish_first_ms);
 
     let drain = config.limits.shutdown_drain();
+    let limiter = crate::ratelimit::Limiter::from_config(&config.drive.rate_limits)
+        .map_err(anyhow::Error::msg)?;
     let app = Arc::new(App {
         store,
+        streams: crate::http::event_stream::Streams::new(config.events.max_streams),
         config,
         homeserver: public_key,
         data_dir: data_dir.clone(),
         relay,
+        metrics: Arc::new(crate::metrics::Metrics::new()),
+        replay: Default::default(),
+        limiter,
+        throttle: Default::default(),
     });
     let shutdown = Shutdown::new(drain);
     let mut tasks = Vec::new();
@@ -165,17 +177,17 @@ pub async fn start(
         let app = handler_app.clone();
         async move { crate::http::handle(&app, req).await }
     };
+    let stats = ConnStats::new();
+    let operator =
+        crate::http::operator::start(ex, &app, &limits, &shutdown.signal(), stats.clone()).await?;
+    tasks.extend(operator.tasks);
     let (ex2, signal) = (ex.clone(), shutdown.signal());
-    let (h, l) = (handler.clone(), limits.clone());
-    tasks.push(
-        ex.spawn(async move { serve(&ex2, icann, PlainTcp, l, h, signal, ConnStats::new()).await }),
-    );
+    let (h, l, st) = (handler.clone(), limits.clone(), stats.clone());
+    tasks.push(ex.spawn(async move { serve(&ex2, icann, PlainTcp, l, h, signal, st).await }));
     let (ex2, signal) = (ex.clone(), shutdown.signal());
     let acceptor = PubkyTls::new(tls);
-    let l = limits.clone();
-    tasks.push(ex.spawn(async move {
-        serve(&ex2, pubky, acceptor, l, handler, signal, ConnStats::new()).await
-    }));
+    let (l, st) = (limits.clone(), stats.clone());
+    tasks.push(ex.spawn(async move { serve(&ex2, pubky, acceptor, l, handler, signal, st).await }));
     if let Some(listener) = relay_listener {
         let relay_app = app.clone();
         let relay_handler = move |req, _conn| {
@@ -191,7 +203,7 @@ pub async fn start(
                 limits,
                 relay_handler,
                 signal,
-                ConnStats::new(),
+                stats,
             )
             .await
         }));
@@ -202,23 +214,27 @@ pub async fn start(
     let publish_attempted = Arc::new(Event::new());
     let users_republished = Arc::new(Event::new());
     let users_report = Arc::new(Mutex::new(None));
-    if let Some(dht) = &dht {
+    if dht.is_some() || app.relay.is_some() {
         let publisher = Publisher {
             seed: identity.signing_key().to_bytes(),
             spec,
             address: public_address.clone(),
             dht: dht.clone(),
+            relay: app.relay.clone(),
             data_dir: data_dir.clone(),
             interval: publish_interval,
             retry_min,
             status: publish_status.clone(),
             attempted: publish_attempted.clone(),
+            metrics: app.metrics.clone(),
         };
         let signal = shutdown.signal();
         tasks.push(ex.spawn(async move {
             publisher.run(signal).await;
             Ok(())
         }));
+    }
+    if let Some(dht) = &dht {
         if !users_interval.is_zero() {
             let users = UsersRepublisher {
                 store: app.store.clone(),
@@ -253,6 +269,8 @@ pub async fn start(
         public_key = %public_key,
         http = %icann_addr,
         pubky_tls = %pubky_addr,
+        admin = ?operator.admin_addr,
+        metrics = ?operator.metrics_addr,
         relay = ?relay_addr,
         dht = dht.is_some(),
         data = %data_dir.display(),
@@ -262,6 +280,8 @@ pub async fn start(
         icann_addr,
         pubky_addr,
         relay_addr,
+        admin_addr: operator.admin_addr,
+        metrics_addr: operator.metrics_addr,
         public_key,
         data_dir,
         public_address,
@@ -307,6 +327,9 @@ impl Running {
     /// Stops accepting, lets in-flight requests finish (up to the drain deadline), then
     /// flushes and closes the store.
     pub async fn stop(mut self) -> Result<()> {
+        // Event streams never finish on their own; end them so the drain does not wait.
+        self.app.streams.close_all();
+        self.app.store.wake_subscribers();
         self.shutdown.trigger();
         if let Some(h) = self.household.take() {
             h.stop().await;

@@ -36,6 +36,10 @@ pub struct Config {
     pub pkdns: Pkdns,
     pub pkarr_relay: PkarrRelay,
     pub logging: Logging,
+    pub events: crate::http::events::EventsConfig,
+    pub admin: crate::http::admin::AdminConfig,
+    pub metrics: crate::metrics::MetricsConfig,
+    pub default_quotas: crate::ratelimit::BandwidthConfig,
     pub upnp: Upnp,
     pub mdns: Mdns,
 }
@@ -89,6 +93,8 @@ pub struct General {
 pub struct Drive {
     pub icann_listen_socket: SocketAddr,
     pub pubky_listen_socket: SocketAddr,
+    /// Request-rate rules (`[[drive.rate_limits]]`, see `ratelimit`).
+    pub rate_limits: Vec<crate::ratelimit::RuleConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -108,6 +114,7 @@ pub struct Limits {
     pub max_requests_per_connection: u32,
     pub max_json_body_bytes: usize,
     pub shutdown_drain_ms: u64,
+    pub write_stall_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -143,6 +150,9 @@ impl Limits {
     }
     pub fn shutdown_drain(&self) -> Duration {
         Duration::from_millis(self.shutdown_drain_ms)
+    }
+    pub fn write_stall_timeout(&self) -> Duration {
+        Duration::from_millis(self.write_stall_timeout_ms)
     }
 }
 
@@ -216,7 +226,7 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), String> {
-        let positive: [(&str, u64); 9] = [
+        let positive: [(&str, u64); 10] = [
             (
                 "storage.inline_max_bytes",
                 self.storage.inline_max_bytes as u64,
@@ -241,6 +251,10 @@ impl Config {
                 self.limits.max_json_body_bytes as u64,
             ),
             ("limits.shutdown_drain_ms", self.limits.shutdown_drain_ms),
+            (
+                "limits.write_stall_timeout_ms",
+                self.limits.write_stall_timeout_ms,
+            ),
         ];
         for (key, v) in positive {
             if v == 0 {
@@ -259,6 +273,9 @@ impl Config {
             return Err("drive.icann_listen_socket and drive.pubky_listen_socket are equal".into());
         }
         self.validate_discovery()?;
+        self.events.validate()?;
+        self.admin.validate()?;
+        crate::ratelimit::validate(&self.drive.rate_limits, &self.default_quotas)?;
         self.validate_household()?;
         const LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
         if !LEVELS.contains(&self.logging.level.as_str()) {
@@ -393,7 +410,15 @@ fn merge(base: &mut Table, layer: Table) {
 /// Keys the defaults do not know. Optional keys that are commented out in the sample are
 /// listed in `OPTIONAL` so they are not reported.
 fn unknown_keys(known: &Table, layer: &Table, prefix: &str, file: &str, out: &mut Vec<String>) {
-    const OPTIONAL: &[&str] = &["storage.default_quota_mb"];
+    const OPTIONAL: &[&str] = &[
+        "storage.default_quota_mb",
+        "admin.password_file",
+        "default_quotas.rate_read",
+        "default_quotas.rate_write",
+        "default_quotas.rate_read_burst",
+        "default_quotas.rate_write_burst",
+        "default_quotas.unauthenticated_ip_rate_read",
+    ];
     for (k, v) in layer {
         let full = if prefix.is_empty() {
             k.clone()

@@ -25,6 +25,7 @@ COMMANDS:
     testnet      run a local development network on loopback: a small Mainline DHT
                  (bootstrap 127.0.0.1:6881), a pkarr relay (127.0.0.1:15411) and this
                  homeserver (HTTP 6286, PubkyTLS 6287), as the SDKs' `testnet()` expects
+    admin …      operate the running server through its admin API (`admin help`)
 
 OPTIONS:
     -c, --config FILE     configuration file (TOML), merged over the built-in defaults
@@ -62,7 +63,10 @@ fn parse_args() -> Result<Option<Args>, String> {
             "-d" | "--data-dir" => args.data_dir = Some(value("--data-dir")?.into()),
             s if s.starts_with("--config=") => args.config = Some(s[9..].into()),
             s if s.starts_with("--data-dir=") => args.data_dir = Some(s[11..].into()),
-            s if s.starts_with('-') => return Err(format!("unknown option {s} (see --help)")),
+            // `admin …` subcommands take their own options.
+            s if s.starts_with('-') && args.command.first().is_none_or(|c| c != "admin") => {
+                return Err(format!("unknown option {s} (see --help)"))
+            }
             s => args.command.push(s.to_string()),
         }
     }
@@ -138,6 +142,11 @@ fn real_main() -> anyhow::Result<()> {
             println!("{token}");
             Ok(())
         }
+        ["admin", "help"] | ["admin"] => {
+            print!("{}", pubky_edge::admin_client::USAGE);
+            Ok(())
+        }
+        ["admin", rest @ ..] => pubky_edge::admin_client::run(&config, rest),
         other => anyhow::bail!("unknown command `{}` (see --help)", other.join(" ")),
     }
 }

@@ -40,7 +40,7 @@ fn server_toml(net: &Net, extra: &str) -> String {
     let nodes: Vec<String> = net.bootstrap.iter().map(|b| format!("{b:?}")).collect();
     format!(
         "[drive]\nicann_listen_socket = \"127.0.0.1:{}\"\npubky_listen_socket = \"127.0.0.1:{}\"\n\
-         [pkdns]\ndht = true\npublic_ip = \"127.0.0.1\"\ndht_request_timeout_ms = 300\n\
+         [pkdns]\ndht = true\npublic_ip = \"127.0.0.1\"\ndht_request_timeout_ms = 1000\n\
          publish_retry_min_ms = 100\ndht_bootstrap_nodes = [{}]\n{extra}",
         free_port(),
         free_port(),

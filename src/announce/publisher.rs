@@ -117,13 +117,19 @@ pub struct Publisher {
     /// Ports and domain; `public_ip` is replaced by the current [`PublicAddress`].
     pub spec: RecordSpec,
     pub address: Arc<PublicAddress>,
-    pub dht: DhtClient,
+    /// Where the record goes: the DHT (if on) ...
+    pub dht: Option<DhtClient>,
+    /// ... and the device's own pkarr relay (if on), so LAN clients resolve the device
+    /// through it even with the DHT off or unreachable.
+    pub relay: Option<Arc<super::relay::Relay>>,
     pub data_dir: PathBuf,
     pub interval: Duration,
     pub retry_min: Duration,
     pub status: Arc<Mutex<PublishStatus>>,
     /// Notified after every attempt (tests and `info` wait on it).
     pub attempted: Arc<Event>,
+    /// `pubky_edge_dht_last_publish_timestamp_seconds` follows successful publishes.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Publisher {
@@ -200,7 +206,14 @@ impl Publisher {
     }
 
     async fn publish(&self, packet: &SignedPacket, ip: IpAddr, port: u16) -> bool {
-        let result = self.dht.put(packet).await;
+        if let Some(relay) = &self.relay {
+            relay.remember(packet);
+        }
+        let Some(dht) = &self.dht else {
+            self.attempted.notify(usize::MAX);
+            return true;
+        };
+        let result = dht.put(packet).await;
         let now = crate::clock::now_secs();
         let snapshot = {
             let mut st = self.status.lock().unwrap_or_else(|e| e.into_inner());
@@ -210,6 +223,7 @@ impl Publisher {
             st.packet_timestamp_us = packet.timestamp().as_u64();
             match &result {
                 Ok(n) => {
+                    self.metrics.set_dht_last_publish(now);
                     st.last_success_secs = Some(now);
                     st.last_error = None;
                     st.stored_at_nodes = *n;

@@ -106,7 +106,8 @@ impl Relay {
         c.map.get(key).cloned()
     }
 
-    fn remember(&self, p: &SignedPacket) {
+    /// Keeps `p` in the cache unless a more recent packet of its key is already there.
+    pub fn remember(&self, p: &SignedPacket) {
         let key = super::packet::packet_key(p);
         let mut c = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         match c.map.get(&key) {

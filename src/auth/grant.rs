@@ -83,7 +83,7 @@ struct RawPop {
 }
 
 impl GrantClaims {
-    fn from_json(bytes: &[u8]) -> Option<GrantClaims> {
+    pub fn from_json(bytes: &[u8]) -> Option<GrantClaims> {
         let raw: RawGrant = serde_json::from_slice(bytes).ok()?;
         if raw.client_id.is_empty() || raw.client_id.len() > 253 {
             return None;
@@ -116,7 +116,7 @@ impl GrantClaims {
 }
 
 impl PopClaims {
-    fn from_json(bytes: &[u8]) -> Option<PopClaims> {
+    pub fn from_json(bytes: &[u8]) -> Option<PopClaims> {
         let raw: RawPop = serde_json::from_slice(bytes).ok()?;
         Some(PopClaims {
             aud: PublicKey::parse_z32(&raw.aud).ok()?,

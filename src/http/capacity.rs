@@ -2,12 +2,15 @@
 //!
 //! `server::serve` asks [`ConnStats::try_admit`] for every accepted socket. Admitted ones get a
 //! [`LiveGuard`] that lives as long as the connection task; refused ones go to
-//! [`refuse`], which answers a bare `503` and closes. The counters are read by the drain
+//! [`refuse`], which answers a bare `503` and closes. At the cap, a connection that has not
+//! yet sent a complete request head (the oldest such) is evicted to make room, so a flood of
+//! idle or slowloris connections cannot lock normal clients out until the header timeout. The counters are read by the drain
 //! logic in `server.rs` and, later, by metrics.
 
+use std::collections::BTreeMap;
 use std::net::Shutdown as NetShutdown;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use event_listener::Event;
@@ -42,8 +45,35 @@ struct Counters {
     accepted: AtomicU64,
     refused: AtomicU64,
     refusing: AtomicUsize,
+    evicted: AtomicU64,
     /// Notified whenever a live connection ends.
     closed: Event,
+    next_id: AtomicU64,
+    /// Live connections that have not sent a complete request head yet, oldest first.
+    fresh: Mutex<BTreeMap<u64, Arc<Slot>>>,
+}
+
+/// One admitted connection's eviction flag.
+pub(crate) struct Slot {
+    id: u64,
+    evicted: AtomicBool,
+    wake: Event,
+}
+
+impl Slot {
+    /// Resolves once the connection has been chosen for eviction.
+    pub(crate) async fn evicted(&self) {
+        loop {
+            if self.evicted.load(Ordering::SeqCst) {
+                return;
+            }
+            let listener = self.wake.listen();
+            if self.evicted.load(Ordering::SeqCst) {
+                return;
+            }
+            listener.await;
+        }
+    }
 }
 
 impl ConnStats {
@@ -66,18 +96,42 @@ impl ConnStats {
         self.inner.refused.load(Ordering::Relaxed)
     }
 
-    /// Admits one more connection unless `max` are already live. Only the accept loop calls
-    /// this, so check-then-increment cannot race with another admission.
+    /// Connections evicted at the cap before they sent a request head.
+    pub fn evicted(&self) -> u64 {
+        self.inner.evicted.load(Ordering::Relaxed)
+    }
+
+    /// Admits one more connection unless `max` are already live and none of them is still
+    /// waiting for its first request head; if one is, the oldest is told to close and the
+    /// newcomer takes its place (live may exceed `max` until it has gone). Only the accept
+    /// loop calls this, so check-then-increment cannot race with another admission.
     pub(crate) fn try_admit(&self, max: usize) -> Option<LiveGuard> {
-        if self.live() >= max {
+        if self.live() >= max && !self.evict_oldest_fresh() {
             self.inner.refused.fetch_add(1, Ordering::Relaxed);
             return None;
         }
         self.inner.live.fetch_add(1, Ordering::SeqCst);
         self.inner.accepted.fetch_add(1, Ordering::Relaxed);
+        let slot = Arc::new(Slot {
+            id: self.inner.next_id.fetch_add(1, Ordering::Relaxed),
+            evicted: AtomicBool::new(false),
+            wake: Event::new(),
+        });
+        lock(&self.inner.fresh).insert(slot.id, slot.clone());
         Some(LiveGuard {
             stats: self.clone(),
+            slot,
         })
+    }
+
+    fn evict_oldest_fresh(&self) -> bool {
+        let Some((_, slot)) = lock(&self.inner.fresh).pop_first() else {
+            return false;
+        };
+        slot.evicted.store(true, Ordering::SeqCst);
+        slot.wake.notify(usize::MAX);
+        self.inner.evicted.fetch_add(1, Ordering::Relaxed);
+        true
     }
 
     /// Resolves once no connection is live.
@@ -95,13 +149,31 @@ impl ConnStats {
     }
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // The map stays valid after a panic elsewhere: entries are inserted and removed whole.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Held by a connection task; releases its slot when the task ends or is dropped.
 pub(crate) struct LiveGuard {
     stats: ConnStats,
+    slot: Arc<Slot>,
+}
+
+impl LiveGuard {
+    pub(crate) fn slot(&self) -> Arc<Slot> {
+        self.slot.clone()
+    }
+
+    /// The connection delivered a request head: it is no longer a candidate for eviction.
+    pub(crate) fn mark_active(stats: &ConnStats, slot: &Slot) {
+        lock(&stats.inner.fresh).remove(&slot.id);
+    }
 }
 
 impl Drop for LiveGuard {
     fn drop(&mut self) {
+        lock(&self.stats.inner.fresh).remove(&self.slot.id);
         self.stats.inner.live.fetch_sub(1, Ordering::SeqCst);
         self.stats.inner.closed.notify(usize::MAX);
     }

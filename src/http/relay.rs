@@ -131,7 +131,7 @@ pub async fn handle_root(app: &App, req: Request<Incoming>) -> Response<Body> {
         let key = req.uri().path().trim_start_matches('/').to_string();
         match route::relay(req.method(), &key) {
             Ok(route::Endpoint::Relay { key, put }) => {
-                handle(app.relay.as_ref(), req, key, put).await
+                handle(app.relay.as_deref(), req, key, put).await
             }
             Ok(_) => Err(ApiError::not_found()),
             Err(e) => Err(ApiError::from(e)),

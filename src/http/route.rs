@@ -56,6 +56,18 @@ pub enum Endpoint {
     GrantRevoke { gid: String },
     /// `GET /signup_tokens/{token}`
     SignupTokenStatus { token: String },
+    /// `GET /events/`
+    EventFeed,
+    /// `GET /events-stream`
+    EventStream,
+    /// `POST /signup` (AuthToken, cookie session)
+    CookieSignup,
+    /// `POST /session`
+    CookieSessionCreate,
+    /// `GET /session`
+    CookieSessionGet,
+    /// `DELETE /session`
+    CookieSessionDelete,
     /// `GET`/`PUT /pkarr/<z32>`: the pkarr relay.
     Relay { key: PublicKey, put: bool },
 }
@@ -137,6 +149,17 @@ pub fn route(
         "/info" => return only(Method::GET, "GET", Endpoint::Info),
         "/auth/grant/signup" => return only(Method::POST, "POST", Endpoint::GrantSignup),
         "/auth/grant/sessions" => return only(Method::GET, "GET", Endpoint::GrantList),
+        "/events/" => return only(Method::GET, "GET", Endpoint::EventFeed),
+        "/events-stream" => return only(Method::GET, "GET", Endpoint::EventStream),
+        "/signup" => return only(Method::POST, "POST", Endpoint::CookieSignup),
+        "/session" => {
+            return match *method {
+                Method::POST => Ok(Endpoint::CookieSessionCreate),
+                Method::GET => Ok(Endpoint::CookieSessionGet),
+                Method::DELETE => Ok(Endpoint::CookieSessionDelete),
+                _ => Err(RouteError::MethodNotAllowed("GET, POST, DELETE")),
+            }
+        }
         "/auth/grant/session" => {
             return match *method {
                 Method::POST => Ok(Endpoint::GrantSessionCreate),

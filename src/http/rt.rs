@@ -54,20 +54,65 @@ impl Future for SmolSleep {
 impl Sleep for SmolSleep {}
 
 /// Any futures-io stream (smol `TcpStream`, a futures-rustls `TlsStream`, …) as hyper IO.
+///
+/// With a write-stall limit, a write that makes no progress for that long fails with
+/// `TimedOut`, so hyper drops a connection whose peer stopped reading (a stalled download or
+/// event stream) instead of holding it forever.
 #[derive(Debug)]
-pub struct SmolIo<T>(T);
+pub struct SmolIo<T> {
+    io: T,
+    stall_limit: Option<Duration>,
+    /// Running while writes are blocked; cleared by any progress.
+    stalled: Option<smol::Timer>,
+}
 
 impl<T> SmolIo<T> {
     pub fn new(io: T) -> Self {
-        SmolIo(io)
+        SmolIo {
+            io,
+            stall_limit: None,
+            stalled: None,
+        }
+    }
+
+    /// Fails writes that make no progress for `limit`.
+    pub fn with_write_stall(mut self, limit: Duration) -> Self {
+        self.stall_limit = Some(limit);
+        self
     }
 
     pub fn get_ref(&self) -> &T {
-        &self.0
+        &self.io
     }
 
     pub fn into_inner(self) -> T {
-        self.0
+        self.io
+    }
+
+    /// Passes a ready write result through (clearing the stall timer); turns a pending
+    /// one into `TimedOut` once the stall limit has passed.
+    fn watch<R>(&mut self, cx: &mut Context<'_>, r: Poll<io::Result<R>>) -> Poll<io::Result<R>> {
+        match r {
+            Poll::Ready(r) => {
+                self.stalled = None;
+                Poll::Ready(r)
+            }
+            Poll::Pending => {
+                let Some(limit) = self.stall_limit else {
+                    return Poll::Pending;
+                };
+                let timer = self
+                    .stalled
+                    .get_or_insert_with(|| smol::Timer::after(limit));
+                match Pin::new(timer).poll(cx) {
+                    Poll::Ready(_) => Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "peer stopped reading",
+                    ))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
     }
 }
 
@@ -82,7 +127,7 @@ impl<T: AsyncRead + Unpin> hyper::rt::Read for SmolIo<T> {
         // initialised (safe, a memset of at most one read buffer) so no `&mut [u8]` ever
         // points at uninitialised bytes.
         let dst = buf.initialize_unfilled();
-        let n = match Pin::new(&mut self.get_mut().0).poll_read(cx, dst) {
+        let n = match Pin::new(&mut self.get_mut().io).poll_read(cx, dst) {
             Poll::Ready(Ok(n)) => n,
             Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
             Poll::Pending => return Poll::Pending,
@@ -108,7 +153,9 @@ impl<T: AsyncWrite + Unpin> hyper::rt::Write for SmolIo<T> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.io).poll_write(cx, buf);
+        this.watch(cx, r)
     }
 
     fn poll_write_vectored(
@@ -116,15 +163,21 @@ impl<T: AsyncWrite + Unpin> hyper::rt::Write for SmolIo<T> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().0).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        this.watch(cx, r)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().0).poll_flush(cx)
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.io).poll_flush(cx);
+        this.watch(cx, r)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().0).poll_close(cx)
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.io).poll_close(cx);
+        this.watch(cx, r)
     }
 }
 

@@ -27,7 +27,7 @@ use smol::net::{TcpListener, TcpStream};
 use smol::Executor;
 
 use super::body::Body;
-use super::capacity::{self, ConnStats, LiveGuard};
+use super::capacity::{self, ConnStats, LiveGuard, Slot};
 use super::rt::{SmolIo, SmolTimer};
 use crate::shutdown::{Shutdown, ShutdownSignal};
 
@@ -51,6 +51,8 @@ pub struct ServerLimits {
     pub keep_alive: bool,
     /// The response to this request carries `Connection: close` (values below 1 act as 1).
     pub max_requests_per_connection: u32,
+    /// A connection whose peer accepts no response bytes for this long is dropped.
+    pub write_stall_timeout: Duration,
 }
 
 /// Who is on the other end of a request's connection.
@@ -175,7 +177,7 @@ where
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(%peer, error = %e, "TCP_NODELAY failed");
         }
-        ex.spawn(connection(shared.clone(), tcp, peer, live))
+        ex.spawn(connection(shared.clone(), tcp, peer, live, stats.clone()))
             .detach();
     }
 
@@ -203,18 +205,21 @@ where
     Ok(())
 }
 
-/// One connection from accept to close. `_live` keeps its slot under the cap until the end.
+/// One connection from accept to close. `live` keeps its slot under the cap until the end;
+/// the connection is dropped early if it is evicted before its first request head.
 async fn connection<A, H, F>(
     shared: Arc<Shared<A, H>>,
     tcp: TcpStream,
     peer: SocketAddr,
-    _live: LiveGuard,
+    live: LiveGuard,
+    stats: ConnStats,
 ) where
     A: Acceptor,
     H: Fn(Request<Incoming>, ConnInfo) -> F + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
     let force = shared.force.clone();
+    let slot = live.slot();
     let run = async {
         let handshake = async { Some(shared.acceptor.accept(tcp).await) }
             .or(async {
@@ -244,10 +249,13 @@ async fn connection<A, H, F>(
             shared: shared.clone(),
             info,
             served: Cell::new(0),
+            stats,
+            slot: slot.clone(),
         };
-        let mut conn = pin!(shared
-            .builder
-            .serve_connection(SmolIo::new(stream), service));
+        let mut conn = pin!(shared.builder.serve_connection(
+            SmolIo::new(stream).with_write_stall(shared.limits.write_stall_timeout),
+            service,
+        ));
         let finished = async { Some(conn.as_mut().await) }
             .or(async {
                 shared.shutdown.wait().await;
@@ -266,7 +274,12 @@ async fn connection<A, H, F>(
             log_connection_error(peer, &e);
         }
     };
-    run.or(force.wait()).await;
+    let evicted = async {
+        slot.evicted().await;
+        tracing::debug!(%peer, "idle connection evicted at the connection cap");
+    };
+    run.or(force.wait()).or(evicted).await;
+    drop(live);
 }
 
 fn log_connection_error(peer: SocketAddr, e: &hyper::Error) {
@@ -286,6 +299,8 @@ struct RequestService<A, H> {
     info: ConnInfo,
     /// Requests seen on this connection; hyper calls the service one request at a time.
     served: Cell<u32>,
+    stats: ConnStats,
+    slot: Arc<Slot>,
 }
 
 impl<A, H, F> hyper::service::Service<Request<Incoming>> for RequestService<A, H>
@@ -297,9 +312,14 @@ where
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
 
-    fn call(&self, req: Request<Incoming>) -> Self::Future {
+    fn call(&self, mut req: Request<Incoming>) -> Self::Future {
+        // Handlers that need the peer (rate limits per IP) read it from the extensions.
+        req.extensions_mut().insert(self.info);
         let served = self.served.get().saturating_add(1);
         self.served.set(served);
+        if served == 1 {
+            LiveGuard::mark_active(&self.stats, &self.slot);
+        }
         let last = served >= self.shared.limits.max_requests_per_connection;
         let start = Instant::now();
         let method = req.method().clone();

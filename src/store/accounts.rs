@@ -4,7 +4,9 @@
 use sled::Transactional;
 
 use super::codec::{decode, encode};
-use super::{keys, tx_err, GrantRecord, SessionRecord, SignupToken, Store, StoreError, User};
+use super::{
+    keys, space, tx_err, GrantRecord, SessionRecord, SignupToken, Store, StoreError, User,
+};
 use crate::pubkey::PublicKey;
 
 /// PoP nonces are remembered this long (twice the allowed clock skew).
@@ -18,6 +20,7 @@ impl Store {
         token: Option<&str>,
         now_secs: u64,
     ) -> Result<(), StoreError> {
+        self.ensure_space()?;
         let ticket = {
             let _w = self.writer();
             let t = &self.0.t;
@@ -35,18 +38,29 @@ impl Store {
                     Some((tok, st))
                 }
             };
-            let user = User {
+            let mut user = User {
                 created_at: now_secs,
                 disabled: false,
                 quota_bytes: None,
                 used_bytes: 0,
                 signup_token: token.map(str::to_string),
             };
-            (&t.users, &t.signup_tokens)
-                .transaction(|(users, tokens)| {
+            // A token minted with a quota hands it to the account it creates.
+            let quota = match token {
+                Some(tok) => self.token_quota(tok)?,
+                None => None,
+            };
+            if let Some(q) = &quota {
+                super::operator::apply(&mut user, q);
+            }
+            (&t.users, &t.signup_tokens, &t.user_quotas)
+                .transaction(|(users, tokens, quotas)| {
                     users.insert(pk.as_bytes(), encode(&user))?;
                     if let Some((tok, st)) = &used_token {
                         tokens.insert(tok.as_bytes(), encode(st))?;
+                    }
+                    if let Some(q) = &quota {
+                        quotas.insert(pk.as_bytes(), encode(q))?;
                     }
                     Ok(())
                 })
@@ -74,6 +88,7 @@ impl Store {
     }
 
     pub async fn create_signup_token(&self, token: &str, now_secs: u64) -> Result<(), StoreError> {
+        self.ensure_space()?;
         let ticket = {
             let _w = self.writer();
             let st = SignupToken {
@@ -117,7 +132,9 @@ impl Store {
     }
 
     /// Stores `grant` unless a copy exists (the first stored copy wins), refuses revoked or
-    /// expired grants, and makes `bearer_hash` the grant's only session.
+    /// expired grants and a stored grant of the same id that belongs to another user or
+    /// client key (so nobody can unbind someone else's session by reusing its id), and makes
+    /// `bearer_hash` the grant's only session.
     pub async fn open_session(
         &self,
         grant: GrantRecord,
@@ -125,10 +142,14 @@ impl Store {
         session_expires_at: u64,
         now_secs: u64,
     ) -> Result<GrantRecord, StoreError> {
+        self.ensure_space()?;
         let (ticket, stored) = {
             let _w = self.writer();
             let mut stored = match self.grant(&grant.id)? {
                 Some(g) if g.revoked => return Err(StoreError::GrantRevoked),
+                Some(g) if g.user != grant.user || g.cnf != grant.cnf => {
+                    return Err(StoreError::GrantConflict)
+                }
                 Some(g) if g.expires_at <= now_secs => return Err(StoreError::GrantExpired),
                 Some(g) => g,
                 None => grant,
@@ -183,6 +204,8 @@ impl Store {
 
     /// Revokes a grant and drops its session; revoking twice is fine.
     pub async fn revoke_grant(&self, id: &str) -> Result<(), StoreError> {
+        // Signing out only shrinks the store, so it may use the deletes' share of the reserve.
+        space::ensure(&self.0.blobs.root, 0, space::DELETE_RESERVE_BYTES)?;
         let ticket = {
             let _w = self.writer();
             let Some(mut g) = self.grant(id)? else {
@@ -202,12 +225,16 @@ impl Store {
                 .map_err(tx_err)?;
             self.0.commit.ticket()
         };
-        self.durable(ticket).await
+        self.durable(ticket).await?;
+        // Private event streams re-check their credential when woken.
+        self.wake_subscribers();
+        Ok(())
     }
 
     /// Records a PoP nonce; `false` if it was seen within the last 6 minutes. The write
     /// becomes durable with the session or account change that follows it.
     pub async fn use_nonce(&self, nonce: &str, now_secs: u64) -> Result<bool, StoreError> {
+        self.ensure_space()?;
         let mut w = self.writer();
         let nonces = &self.0.t.nonces;
         if now_secs.saturating_sub(w.last_nonce_gc) >= 60 {
@@ -229,5 +256,12 @@ impl Store {
         nonces.insert(nonce.as_bytes(), encode(&now_secs))?;
         self.0.commit.ticket();
         Ok(true)
+    }
+}
+
+impl Store {
+    /// `DiskFull` while the data filesystem is inside the reserve (see `space`).
+    fn ensure_space(&self) -> Result<(), StoreError> {
+        space::ensure(&self.0.blobs.root, 0, space::RESERVE_BYTES)
     }
 }

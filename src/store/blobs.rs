@@ -176,6 +176,15 @@ impl Upload {
             self.buf.extend_from_slice(chunk);
             return Ok(());
         }
+        // A spilled upload must not eat the reserve the database needs: check free space
+        // when the file starts and at each MiB it grows.
+        if self.file.is_none() || (self.len - chunk.len() as u64) >> 20 != self.len >> 20 {
+            super::space::ensure(
+                &self.tmp_dir,
+                chunk.len() as u64,
+                super::space::RESERVE_BYTES,
+            )?;
+        }
         if self.file.is_none() {
             let mut name = [0u8; 12];
             getrandom::fill(&mut name).map_err(|e| std::io::Error::other(e.to_string()))?;

@@ -15,8 +15,9 @@ struct State {
     requested: u64,
     /// Every ticket ≤ this is durable.
     durable: u64,
-    /// The last failed flush covered tickets ≤ this; their waiters get the error.
-    failed: Option<(u64, String)>,
+    /// The last failed flush covered tickets ≤ this; their waiters get the error (as
+    /// `DiskFull` when the disk was full).
+    failed: Option<(u64, String, bool)>,
     stopping: bool,
 }
 
@@ -73,8 +74,11 @@ impl GroupCommit {
                 if st.durable >= ticket {
                     return Ok(());
                 }
-                if let Some((upto, msg)) = &st.failed {
+                if let Some((upto, msg, disk_full)) = &st.failed {
                     if *upto >= ticket {
+                        if *disk_full {
+                            return Err(StoreError::DiskFull);
+                        }
                         return Err(StoreError::Io(std::io::Error::other(format!(
                             "flush failed: {msg}"
                         ))));
@@ -131,7 +135,8 @@ fn flusher(s: Arc<Shared>, db: sled::Db) {
                 }
                 Err(e) => {
                     tracing::error!("store flush failed: {e}");
-                    st.failed = Some((target, e.to_string()));
+                    let disk_full = matches!(StoreError::from(e.clone()), StoreError::DiskFull);
+                    st.failed = Some((target, e.to_string(), disk_full));
                 }
             }
         }
@@ -139,7 +144,7 @@ fn flusher(s: Arc<Shared>, db: sled::Db) {
         let failed = lock(&s.state)
             .failed
             .as_ref()
-            .is_some_and(|(t, _)| *t == target);
+            .is_some_and(|(t, _, _)| *t == target);
         if failed {
             // Waiters covered by the failure got their error; retry later, not in a spin.
             std::thread::sleep(std::time::Duration::from_millis(100));

@@ -1,0 +1,151 @@
+//! Consistency check of the store's cross-tree invariants, for crash and disk-full tests
+//! and for diagnosing a data directory: every entry has its body (inline content or an
+//! intact blob file), blob reference counts equal the entries that use them, no blob file
+//! is unreferenced, and each user's quota usage equals the sum over their files.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+
+use super::codec::decode;
+use super::entries::FILE_OVERHEAD;
+use super::{blobs, keys, EntryMeta, Store, StoreError, User};
+
+/// What [`Store::check`] found. `problems` is empty for a consistent store.
+#[derive(Debug, Default)]
+pub struct CheckReport {
+    pub entries: usize,
+    pub blob_files: usize,
+    /// Quota usage per user (32-byte key), as stored.
+    pub used_bytes: BTreeMap<[u8; 32], u64>,
+    pub problems: Vec<String>,
+}
+
+impl Store {
+    /// Walks every entry, blob reference and blob file (reading each blob to verify its
+    /// hash), so it costs a full read of the data: meant for tests and offline checks.
+    pub fn check(&self) -> Result<CheckReport, StoreError> {
+        let t = &self.0.t;
+        let mut report = CheckReport::default();
+        let mut usage: BTreeMap<[u8; 32], u64> = BTreeMap::new();
+        let mut refs: BTreeMap<[u8; 32], u64> = BTreeMap::new();
+        for kv in t.entries.iter() {
+            let (k, v) = kv?;
+            report.entries += 1;
+            let path = keys::entry_path(&k).unwrap_or("<bad key>").to_string();
+            let user: [u8; 32] = k
+                .get(..32)
+                .and_then(|u| u.try_into().ok())
+                .ok_or_else(|| StoreError::Corrupt(format!("entry key of {path}")))?;
+            let meta: EntryMeta = decode("entry", &v)?;
+            *usage.entry(user).or_default() += meta.len + FILE_OVERHEAD;
+            if meta.inline {
+                match t.content.get(&k)? {
+                    None => report.problems.push(format!("{path}: inline body missing")),
+                    Some(b)
+                        if b.len() as u64 != meta.len
+                            || *blake3::hash(&b).as_bytes() != meta.hash =>
+                    {
+                        report
+                            .problems
+                            .push(format!("{path}: inline body does not match its entry"))
+                    }
+                    Some(_) => {}
+                }
+            } else {
+                *refs.entry(meta.hash).or_default() += 1;
+                if t.content.contains_key(&k)? {
+                    report
+                        .problems
+                        .push(format!("{path}: blob entry also has inline content"));
+                }
+            }
+        }
+        for kv in t.content.iter() {
+            let (k, _) = kv?;
+            if !t.entries.contains_key(&k)? {
+                let path = keys::entry_path(&k).unwrap_or("<bad key>");
+                report
+                    .problems
+                    .push(format!("{path}: inline content without entry"));
+            }
+        }
+        for kv in t.blob_refs.iter() {
+            let (k, v) = kv?;
+            let hash: [u8; 32] = k
+                .as_ref()
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("blob ref key".into()))?;
+            let stored: u64 = decode("blob refcount", &v)?;
+            let counted = refs.remove(&hash).unwrap_or(0);
+            if stored != counted {
+                report.problems.push(format!(
+                    "blob {}: refcount {stored}, entries using it {counted}",
+                    blobs::to_hex(&hash)
+                ));
+            }
+        }
+        for (hash, n) in refs {
+            report.problems.push(format!(
+                "blob {}: used by {n} entries but has no refcount",
+                blobs::to_hex(&hash)
+            ));
+        }
+        let on_disk = self.0.blobs.all()?;
+        report.blob_files = on_disk.len();
+        for hash in &on_disk {
+            if !t.blob_refs.contains_key(hash)? {
+                report
+                    .problems
+                    .push(format!("blob {}: orphan file", blobs::to_hex(hash)));
+            }
+            let mut f = std::fs::File::open(self.0.blobs.path(hash))?;
+            let mut h = blake3::Hasher::new();
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                match f.read(&mut buf)? {
+                    0 => break,
+                    n => h.update(&buf[..n]),
+                };
+            }
+            if h.finalize().as_bytes() != hash {
+                report.problems.push(format!(
+                    "blob {}: content does not match its name",
+                    blobs::to_hex(hash)
+                ));
+            }
+        }
+        for kv in t.blob_refs.iter() {
+            let (k, _) = kv?;
+            if !on_disk.iter().any(|h| h[..] == k[..]) {
+                report.problems.push(format!(
+                    "blob {}: referenced but no file",
+                    blobs::to_hex(&k)
+                ));
+            }
+        }
+        for kv in t.users.iter() {
+            let (k, v) = kv?;
+            let user: [u8; 32] = k
+                .as_ref()
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("user key".into()))?;
+            let u: User = decode("user", &v)?;
+            let counted = usage.remove(&user).unwrap_or(0);
+            if u.used_bytes != counted {
+                report.problems.push(format!(
+                    "user {}: used_bytes {} but files sum to {counted}",
+                    blobs::to_hex(&user),
+                    u.used_bytes
+                ));
+            }
+            report.used_bytes.insert(user, u.used_bytes);
+        }
+        for user in usage.keys() {
+            report.problems.push(format!(
+                "user {}: has files but no account",
+                blobs::to_hex(user)
+            ));
+        }
+        Ok(report)
+    }
+}
