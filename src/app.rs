@@ -144,6 +144,9 @@ pub async fn start(
         pk.public_ip()
             .or_else(|| auto_public_ip(config.drive.pubky_listen_socket.ip())),
     );
+    if crate::announce::household::router_decides_address(&config) {
+        public_address.hold();
+    }
     let spec = RecordSpec {
         public_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         pubky_tls_port: nonzero_or(pk.public_pubky_tls_port, pubky_addr.port()),

@@ -540,6 +540,18 @@ fn upnp_maps_forwards_renews_follows_the_address_and_cleans_up() {
             .then_some(())
     });
 
+    // The LAN address was never published: the record waited for the router's answer.
+    let log = std::fs::read_to_string(net.tmp.path().join("device.log")).unwrap();
+    let published: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("published the homeserver record"))
+        .collect();
+    assert!(!published.is_empty(), "{log}");
+    assert!(
+        published.iter().all(|l| l.contains("ip=11.0.0.")),
+        "{published:#?}"
+    );
+
     let status = device.status();
     println!("{status}");
     assert!(

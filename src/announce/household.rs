@@ -46,6 +46,15 @@ pub fn mdns_settings(config: &Config) -> MdnsSettings {
     }
 }
 
+/// Whether the router will be asked for the public address: UPnP on, a LAN-reachable
+/// PubkyTLS listener and no configured `pkdns.public_ip`. The address is then held back
+/// until the port mapper's first answer.
+pub fn router_decides_address(config: &Config) -> bool {
+    config.upnp.enabled
+        && !config.drive.pubky_listen_socket.ip().is_loopback()
+        && config.pkdns.public_ip().is_none()
+}
+
 impl Household {
     pub fn start(
         ex: &Executor<'static>,

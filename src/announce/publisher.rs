@@ -6,6 +6,7 @@
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,11 +23,13 @@ pub const STATUS_FILE: &str = "announce.json";
 
 /// The address the record announces. The configured value, or what the router reports
 /// over UPnP, and the external PubkyTLS port when the router mapped a different one; every
-/// change wakes the publisher.
+/// change wakes the publisher. While *held* (the router is about to be asked) it reads as
+/// unknown, so a LAN address is never published ahead of the router's answer.
 #[derive(Debug, Default)]
 pub struct PublicAddress {
     ip: Mutex<Option<IpAddr>>,
     pubky_tls_port: Mutex<Option<u16>>,
+    held: AtomicBool,
     changed: Event,
 }
 
@@ -35,22 +38,45 @@ impl PublicAddress {
         Arc::new(PublicAddress {
             ip: Mutex::new(ip),
             pubky_tls_port: Mutex::new(None),
+            held: AtomicBool::new(false),
             changed: Event::new(),
         })
     }
 
+    /// The address to publish; `None` while unknown or held.
     pub fn get(&self) -> Option<IpAddr> {
+        if self.is_held() {
+            return None;
+        }
         *self.ip.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Sets the address; the publisher republishes if it differs from the current one.
+    /// Sets the address (and releases a hold); the publisher republishes if it differs.
     pub fn set(&self, ip: IpAddr) {
         let mut cur = self.ip.lock().unwrap_or_else(|e| e.into_inner());
-        if *cur != Some(ip) {
+        let was_held = self.held.swap(false, Ordering::SeqCst);
+        if *cur != Some(ip) || was_held {
             *cur = Some(ip);
             drop(cur);
             self.changed.notify(usize::MAX);
         }
+    }
+
+    /// Keeps the current address unpublished until [`set`](Self::set) or
+    /// [`release`](Self::release).
+    pub fn hold(&self) {
+        self.held.store(true, Ordering::SeqCst);
+    }
+
+    /// Ends a hold: the address known so far is published after all.
+    pub fn release(&self) {
+        if self.held.swap(false, Ordering::SeqCst) {
+            self.changed.notify(usize::MAX);
+        }
+    }
+
+    pub fn is_held(&self) -> bool {
+        self.held.load(Ordering::SeqCst)
     }
 
     /// The external PubkyTLS port, when it differs from the configured/bound one.
@@ -141,6 +167,10 @@ impl Publisher {
             let changed = self.address.changed.listen();
             let ip = self.address.get();
             let wait = match ip {
+                None if self.address.is_held() => {
+                    tracing::debug!("waiting for the router's external address before publishing");
+                    self.interval
+                }
                 None => {
                     tracing::warn!("no public address known; the pkarr record is not published");
                     self.interval
@@ -320,6 +350,24 @@ mod tests {
             }),
         );
         assert!(!fired);
+    }
+
+    #[test]
+    fn a_held_address_reads_unknown_until_set_or_released() {
+        let ip: IpAddr = "192.168.1.5".parse().unwrap();
+        let a = PublicAddress::new(Some(ip));
+        a.hold();
+        assert_eq!(a.get(), None);
+        let l = a.changed.listen();
+        a.release();
+        smol::block_on(l);
+        assert_eq!(a.get(), Some(ip));
+        a.hold();
+        let l = a.changed.listen();
+        a.set(ip);
+        smol::block_on(l);
+        assert!(!a.is_held());
+        assert_eq!(a.get(), Some(ip));
     }
 
     #[test]

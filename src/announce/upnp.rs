@@ -124,6 +124,9 @@ impl PortMapper {
             let Some(ok) = round else {
                 break;
             };
+            // Whatever the router said, the publisher waits no longer: without a public
+            // address from the router, the configured or local one is announced.
+            self.address.release();
             failures = if ok { 0 } else { failures + 1 };
             let wait = if ok {
                 self.next_check(&held)
@@ -204,6 +207,10 @@ impl PortMapper {
                 errors.push(format!("{}: {e}", req.name));
             }
         }
+        // After the mappings, so the first record carries the mapped port too.
+        if let (Some(ip), Some(NatKind::Public)) = (external_ip, nat) {
+            self.address.set(ip);
+        }
         let mappings = held.iter().map(|h| h.state.clone()).collect();
         let gw_text = gw.to_string();
         let error = (!errors.is_empty()).then(|| format!("mapping refused: {}", errors.join("; ")));
@@ -278,7 +285,7 @@ impl PortMapper {
             (st.external_ip.clone(), st.nat)
         };
         match (external_ip, nat) {
-            (Some(ip), Some(NatKind::Public)) => self.address.set(ip),
+            (Some(_), Some(NatKind::Public)) => {}
             // Said once per change, not every round.
             (ip, Some(kind))
                 if (ip.map(|i| i.to_string()), Some(kind)) != (known_ip, known_nat) =>
