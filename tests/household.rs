@@ -605,9 +605,11 @@ fn a_port_held_by_another_host_moves_and_the_record_says_so_and_cgnat_is_reporte
     let (_nodes, bootstrap, dht) = lan_dht(&net.ns("lan"));
     let device = Device::start(
         &net,
+        // A long lease: a mapping that comes back below was not merely renewed.
         &format!(
-            "{}{FAST_UPNP}[mdns]\nenabled = false\n",
-            dht_toml(&bootstrap)
+            "{}{}[mdns]\nenabled = false\n",
+            dht_toml(&bootstrap),
+            FAST_UPNP.replace("lease_ms = 4000", "lease_ms = 600000")
         ),
     );
     eventually("the record to announce the alternative port", || {
@@ -625,6 +627,26 @@ fn a_port_held_by_another_host_moves_and_the_record_says_so_and_cgnat_is_reporte
             .any(|(e, ip, _, _)| *e == 6287 && ip == "192.168.77.11"),
         "{m:?}"
     );
+
+    // The router forgets the mapping (as after a reboot): it is made again long before
+    // the lease's half-life.
+    in_ns(&net.ns("lan"), || {
+        let gw = igd_next::search_gateway(igd_next::SearchOptions {
+            timeout: Some(Duration::from_secs(3)),
+            ..Default::default()
+        })
+        .unwrap();
+        gw.remove_port(igd_next::PortMappingProtocol::TCP, 6288)
+            .unwrap();
+    });
+    eventually("the lost mapping to be made again", || {
+        let m = gateway_mappings(&net.ns("lan2"));
+        m.iter()
+            .any(|(e, ip, _, lease)| *e == 6288 && ip == LAN_IP && *lease > 500)
+            .then_some(())
+    });
+    let log = std::fs::read_to_string(net.tmp.path().join("device.log")).unwrap();
+    assert!(log.contains("the router lost the mapping"), "{log}");
 
     // The router's own WAN address becomes a carrier-grade NAT one.
     net.set_router_wan(ROUTER_WAN, "100.64.0.1");

@@ -311,8 +311,17 @@ impl PortMapper {
     ) -> Result<(), String> {
         let pos = held.iter().position(|h| h.req == *req);
         if let Some(i) = pos {
-            if !renew_due(held[i].attempt.lease_secs, held[i].renewed.elapsed()) {
-                return Ok(());
+            let h = &held[i];
+            if !renew_due(h.attempt.lease_secs, h.renewed.elapsed()) {
+                let internal = SocketAddr::new(local_ip, req.internal_port);
+                if still_mapped(gw, h.attempt.external_port, internal).await {
+                    return Ok(());
+                }
+                // A router that rebooted (households pull plugs) forgets its mappings.
+                tracing::warn!(
+                    port = h.attempt.external_port,
+                    "UPnP: the router lost the mapping; mapping again"
+                );
             }
         }
         let start = match pos {
@@ -426,6 +435,34 @@ impl PortMapper {
         });
     }
 }
+
+/// Whether the router still lists our mapping of `external_port` (read-only, so renewals
+/// stay at half-life). A router that cannot list mappings is trusted until the renewal.
+async fn still_mapped(gw: &Gateway, external_port: u16, internal: SocketAddr) -> bool {
+    use igd_next::GetGenericPortMappingEntryError as E;
+    let g = gw.clone();
+    smol::unblock(move || {
+        for i in 0..MAX_LISTED {
+            match g.get_generic_port_mapping_entry(i) {
+                Ok(e)
+                    if e.external_port == external_port
+                        && e.protocol == PortMappingProtocol::TCP =>
+                {
+                    return e.internal_client == internal.ip().to_string()
+                        && e.internal_port == internal.port();
+                }
+                Ok(_) => {}
+                Err(E::SpecifiedArrayIndexInvalid) => return false,
+                Err(_) => return true,
+            }
+        }
+        true
+    })
+    .await
+}
+
+/// Router table entries read when looking for our mapping.
+const MAX_LISTED: u32 = 128;
 
 /// The local address the router should forward to: the listener's own when it is a specific
 /// address, else the source address of the route to the gateway (a UDP `connect` sends
