@@ -5,17 +5,15 @@
 //! port) and `<data>/upnp.json` (so `pubky-edge status` can report it).
 //!
 //! The decisions (which port to try next, when to renew, what an external address means) are
-//! the pure functions of `mapping`; the gateway calls are `igd-next`'s blocking client run in
-//! `smol::unblock`.
+//! the pure functions of `mapping`; the calls to the router are in `router`.
 //! A failure never stops the server: it is reported and retried with backoff.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use event_listener::Event;
-use igd_next::{Gateway, PortMappingProtocol, SearchOptions};
 use serde::{Deserialize, Serialize};
 use smol::future::FutureExt;
 
@@ -23,6 +21,7 @@ use super::mapping::{
     after_add, classify, lease_secs, renew_due, AddOutcome, Attempt, NatKind, Next, PortRequest,
 };
 use super::publisher::{backoff, PublicAddress};
+use super::router::{local_ip_towards, External, Router};
 use crate::shutdown::ShutdownSignal;
 
 pub const STATE_FILE: &str = "upnp.json";
@@ -109,7 +108,7 @@ pub struct PortMapper {
 
 impl PortMapper {
     pub async fn run(self, shutdown: ShutdownSignal) {
-        let mut gateway: Option<Gateway> = None;
+        let mut gateway: Option<Router> = None;
         let mut held: Vec<Held> = Vec::new();
         let mut failures = 0u32;
         loop {
@@ -181,7 +180,7 @@ impl PortMapper {
 
     /// One pass: find the gateway if needed, read the external address, map or renew.
     /// Returns false when something failed (the caller backs off).
-    async fn round(&self, gateway: &mut Option<Gateway>, held: &mut Vec<Held>) -> bool {
+    async fn round(&self, gateway: &mut Option<Router>, held: &mut Vec<Held>) -> bool {
         let gw = match gateway.clone() {
             Some(gw) => gw,
             None => match self.search().await {
@@ -193,8 +192,8 @@ impl PortMapper {
                 None => return false,
             },
         };
-        let Some(local_ip) = local_ip_towards(self.listen_ip, gw.addr) else {
-            self.fail("error", format!("no local address towards {}", gw.addr));
+        let Some(local_ip) = local_ip_towards(self.listen_ip, gw.addr()) else {
+            self.fail("error", format!("no local address towards {}", gw.addr()));
             return false;
         };
         let Some((external_ip, nat)) = self.external(&gw).await else {
@@ -230,34 +229,14 @@ impl PortMapper {
     }
 
     /// SSDP discovery of the router.
-    async fn search(&self) -> Option<Gateway> {
+    async fn search(&self) -> Option<Router> {
         self.update(|st| st.state = "searching".into());
-        let timeout = self.settings.discovery_timeout;
-        let found = smol::unblock(move || {
-            igd_next::search_gateway(SearchOptions {
-                timeout: Some(timeout),
-                single_search_timeout: Some(timeout),
-                ..Default::default()
-            })
-        })
-        .await;
-        match found {
-            Ok(gw) => {
-                tracing::info!(gateway = %gw.addr, "UPnP gateway found");
-                Some(gw)
+        match Router::search(self.settings.discovery_timeout).await {
+            Ok(r) => {
+                tracing::info!(gateway = %r.addr(), "UPnP gateway found");
+                Some(r)
             }
-            Err(e) => {
-                let why = match e {
-                    igd_next::SearchError::IoError(io)
-                        if matches!(
-                            io.kind(),
-                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                        ) =>
-                    {
-                        format!("nothing answered within {timeout:?}; is UPnP on in the router?")
-                    }
-                    e => e.to_string(),
-                };
+            Err(why) => {
                 self.fail("no_gateway", format!("no UPnP gateway found ({why})"));
                 None
             }
@@ -266,15 +245,10 @@ impl PortMapper {
 
     /// Reads the external address; a public one becomes the record's address. `None` when
     /// the gateway stopped answering (it is searched again).
-    async fn external(&self, gw: &Gateway) -> Option<(Option<IpAddr>, Option<NatKind>)> {
-        let g = gw.clone();
-        let (external_ip, nat) = match smol::unblock(move || g.get_external_ip()).await {
-            Ok(ip) if !ip.is_unspecified() => (Some(ip), Some(classify(ip))),
-            Ok(_) => (None, Some(NatKind::NoPublicAddress)),
-            // The router answered, with an error or an empty address.
-            Err(igd_next::GetExternalIpError::RequestError(
-                igd_next::RequestError::ErrorCode(..) | igd_next::RequestError::InvalidResponse(_),
-            )) => (None, Some(NatKind::NoPublicAddress)),
+    async fn external(&self, gw: &Router) -> Option<(Option<IpAddr>, Option<NatKind>)> {
+        let (external_ip, nat) = match gw.external().await {
+            Ok(External::Address(ip)) => (Some(ip), Some(classify(ip))),
+            Ok(External::NoneNamed) => (None, Some(NatKind::NoPublicAddress)),
             Err(e) => {
                 self.fail("error", format!("the gateway stopped answering ({e})"));
                 return None;
@@ -304,7 +278,7 @@ impl PortMapper {
     /// Maps `req` if it is not mapped yet, renews it when its lease is at half-life.
     async fn keep_mapped(
         &self,
-        gw: &Gateway,
+        gw: &Router,
         local_ip: IpAddr,
         req: &PortRequest,
         held: &mut Vec<Held>,
@@ -314,7 +288,7 @@ impl PortMapper {
             let h = &held[i];
             if !renew_due(h.attempt.lease_secs, h.renewed.elapsed()) {
                 let internal = SocketAddr::new(local_ip, req.internal_port);
-                if still_mapped(gw, h.attempt.external_port, internal).await {
+                if gw.still_mapped(h.attempt.external_port, internal).await {
                     return Ok(());
                 }
                 // A router that rebooted (households pull plugs) forgets its mappings.
@@ -374,24 +348,20 @@ impl PortMapper {
     /// AddPortMapping until the pure step says done or give up.
     async fn negotiate(
         &self,
-        gw: &Gateway,
+        gw: &Router,
         req: &PortRequest,
         internal: SocketAddr,
         mut attempt: Attempt,
     ) -> Result<Attempt, String> {
         loop {
-            let (g, desc) = (gw.clone(), self.settings.description.clone());
-            let outcome: AddOutcome = smol::unblock(move || {
-                g.add_port(
-                    PortMappingProtocol::TCP,
+            let outcome = gw
+                .add(
                     attempt.external_port,
                     internal,
                     attempt.lease_secs,
-                    &desc,
+                    &self.settings.description,
                 )
-            })
-            .await
-            .into();
+                .await;
             if outcome != AddOutcome::Mapped {
                 tracing::debug!(
                     port = attempt.external_port,
@@ -408,23 +378,14 @@ impl PortMapper {
     }
 
     /// Deletes our mappings (bounded in time so a vanished router cannot hold up the stop).
-    async fn remove_all(&self, gateway: Option<Gateway>, held: Vec<Held>) {
+    async fn remove_all(&self, gateway: Option<Router>, held: Vec<Held>) {
         let Some(gw) = gateway else {
             self.update(|st| st.state = "stopped".into());
             return;
         };
         for h in held {
-            let g = gw.clone();
             let port = h.attempt.external_port;
-            let removed = smol::unblock(move || g.remove_port(PortMappingProtocol::TCP, port))
-                .or(async {
-                    smol::Timer::after(Duration::from_secs(3)).await;
-                    Err(igd_next::RemovePortError::RequestError(
-                        igd_next::RequestError::InvalidResponse("timed out".into()),
-                    ))
-                })
-                .await;
-            match removed {
+            match gw.remove(port).await {
                 Ok(()) => tracing::info!(port, "UPnP mapping removed"),
                 Err(e) => tracing::warn!(port, "UPnP: could not remove the mapping: {e}"),
             }
@@ -433,59 +394,5 @@ impl PortMapper {
             st.state = "stopped".into();
             st.mappings.clear();
         });
-    }
-}
-
-/// Whether the router still lists our mapping of `external_port` (read-only, so renewals
-/// stay at half-life). A router that cannot list mappings is trusted until the renewal.
-async fn still_mapped(gw: &Gateway, external_port: u16, internal: SocketAddr) -> bool {
-    use igd_next::GetGenericPortMappingEntryError as E;
-    let g = gw.clone();
-    smol::unblock(move || {
-        for i in 0..MAX_LISTED {
-            match g.get_generic_port_mapping_entry(i) {
-                Ok(e)
-                    if e.external_port == external_port
-                        && e.protocol == PortMappingProtocol::TCP =>
-                {
-                    return e.internal_client == internal.ip().to_string()
-                        && e.internal_port == internal.port();
-                }
-                Ok(_) => {}
-                Err(E::SpecifiedArrayIndexInvalid) => return false,
-                Err(_) => return true,
-            }
-        }
-        true
-    })
-    .await
-}
-
-/// Router table entries read when looking for our mapping.
-const MAX_LISTED: u32 = 128;
-
-/// The local address the router should forward to: the listener's own when it is a specific
-/// address, else the source address of the route to the gateway (a UDP `connect` sends
-/// nothing).
-pub fn local_ip_towards(listen_ip: IpAddr, gateway: SocketAddr) -> Option<IpAddr> {
-    if !listen_ip.is_unspecified() {
-        return Some(listen_ip);
-    }
-    let probe = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).ok()?;
-    probe.connect(gateway).ok()?;
-    Some(probe.local_addr().ok()?.ip()).filter(|ip| !ip.is_unspecified())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_specific_listener_address_is_used_as_is() {
-        let ip: IpAddr = "192.168.1.5".parse().unwrap();
-        assert_eq!(
-            local_ip_towards(ip, "192.168.1.1:5000".parse().unwrap()),
-            Some(ip)
-        );
     }
 }
