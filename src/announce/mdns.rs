@@ -13,6 +13,7 @@
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -116,6 +117,7 @@ pub struct Announcer {
     state: Arc<Mutex<MdnsState>>,
     data_dir: PathBuf,
     monitor: Option<std::thread::JoinHandle<()>>,
+    stopping: Arc<AtomicBool>,
 }
 
 impl Announcer {
@@ -184,12 +186,20 @@ impl Announcer {
         save(data_dir, &state);
         tracing::info!(instance = %fullname, %host, "announcing on mDNS");
         let (st, dir, sel) = (state.clone(), data_dir.to_path_buf(), settings.clone());
+        let stopping = Arc::new(AtomicBool::new(false));
+        let stop_flag = stopping.clone();
         // Address changes are re-announced by mdns-sd itself; this thread keeps the report
         // current and logs them. It ends when the daemon shuts down.
         let monitor = std::thread::Builder::new()
             .name("mdns-monitor".into())
             .spawn(move || {
-                while let Ok(ev) = monitor.recv() {
+                // Polls the flag too, so a stop never waits on a channel that stays open.
+                while !stop_flag.load(Ordering::SeqCst) {
+                    let ev = match monitor.recv_timeout(Duration::from_millis(500)) {
+                        Ok(ev) => ev,
+                        Err(mdns_sd::RecvTimeoutError::Timeout) => continue,
+                        Err(mdns_sd::RecvTimeoutError::Disconnected) => break,
+                    };
                     match ev {
                         DaemonEvent::IpAdd(ip) | DaemonEvent::IpDel(ip) => {
                             tracing::info!(%ip, "mDNS: interface address changed; re-announcing");
@@ -213,6 +223,7 @@ impl Announcer {
             state,
             data_dir: data_dir.to_path_buf(),
             monitor: Some(monitor),
+            stopping,
         })
     }
 
@@ -230,6 +241,7 @@ impl Announcer {
         if let Ok(rx) = self.daemon.shutdown() {
             let _ = rx.recv_timeout(Duration::from_secs(3));
         }
+        self.stopping.store(true, Ordering::SeqCst);
         if let Some(t) = self.monitor.take() {
             let _ = t.join();
         }
