@@ -54,6 +54,8 @@ pub struct Running {
     pub users_republished: Arc<Event>,
     /// What the users' republisher's last pass did.
     pub users_report: Arc<Mutex<Option<crate::announce::users::PassReport>>>,
+    /// UPnP port mapping and mDNS announcement.
+    pub household: Option<crate::announce::household::Household>,
     shutdown: Shutdown,
     app: Arc<App>,
     tasks: Vec<Task<std::io::Result<()>>>,
@@ -142,6 +144,9 @@ pub async fn start(
         pk.public_ip()
             .or_else(|| auto_public_ip(config.drive.pubky_listen_socket.ip())),
     );
+    if crate::announce::household::router_decides_address(&config) {
+        public_address.hold();
+    }
     let spec = RecordSpec {
         public_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         pubky_tls_port: nonzero_or(pk.public_pubky_tls_port, pubky_addr.port()),
@@ -250,6 +255,19 @@ pub async fn start(
             }));
         }
     }
+    let household = crate::announce::household::Household::start(
+        ex,
+        &app.config,
+        &public_key,
+        crate::announce::household::Listeners {
+            pubky_tls: pubky_addr,
+            http: icann_addr,
+            relay: relay_addr,
+        },
+        &public_address,
+        &data_dir,
+        shutdown.signal(),
+    );
     tracing::info!(
         public_key = %public_key,
         http = %icann_addr,
@@ -275,6 +293,7 @@ pub async fn start(
         publish_attempted,
         users_republished,
         users_report,
+        household: Some(household),
         shutdown,
         app,
         tasks,
@@ -310,11 +329,14 @@ pub fn auto_public_ip(listen: IpAddr) -> Option<IpAddr> {
 impl Running {
     /// Stops accepting, lets in-flight requests finish (up to the drain deadline), then
     /// flushes and closes the store.
-    pub async fn stop(self) -> Result<()> {
+    pub async fn stop(mut self) -> Result<()> {
         // Event streams never finish on their own; end them so the drain does not wait.
         self.app.streams.close_all();
         self.app.store.wake_subscribers();
         self.shutdown.trigger();
+        if let Some(h) = self.household.take() {
+            h.stop().await;
+        }
         for t in self.tasks {
             if let Err(e) = t.await {
                 tracing::warn!("listener ended with an error: {e}");

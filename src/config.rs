@@ -40,6 +40,8 @@ pub struct Config {
     pub admin: crate::http::admin::AdminConfig,
     pub metrics: crate::metrics::MetricsConfig,
     pub default_quotas: crate::ratelimit::BandwidthConfig,
+    pub upnp: Upnp,
+    pub mdns: Mdns,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -118,6 +120,28 @@ pub struct Limits {
 #[derive(Debug, Clone, Deserialize)]
 pub struct Logging {
     pub level: String,
+}
+
+/// `[upnp]`: the router port mapping.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Upnp {
+    pub enabled: bool,
+    pub map_http_port: bool,
+    pub lease_ms: u64,
+    pub check_interval_ms: u64,
+    pub discovery_timeout_ms: u64,
+    pub retry_min_ms: u64,
+    pub retry_max_ms: u64,
+    pub alternative_ports: u16,
+    pub description: String,
+}
+
+/// `[mdns]`: the LAN announcement.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Mdns {
+    pub enabled: bool,
+    pub interfaces: Vec<String>,
+    pub skip_interfaces: Vec<String>,
 }
 
 impl Limits {
@@ -252,6 +276,7 @@ impl Config {
         self.events.validate()?;
         self.admin.validate()?;
         crate::ratelimit::validate(&self.drive.rate_limits, &self.default_quotas)?;
+        self.validate_household()?;
         const LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
         if !LEVELS.contains(&self.logging.level.as_str()) {
             return Err(format!(
@@ -313,6 +338,37 @@ impl Config {
             return Err(format!(
                 "pkarr_relay.listen_socket {relay:?} is not an address like 127.0.0.1:15411"
             ));
+        }
+        Ok(())
+    }
+
+    fn validate_household(&self) -> Result<(), String> {
+        let u = &self.upnp;
+        for (key, v) in [
+            ("upnp.lease_ms", u.lease_ms),
+            ("upnp.check_interval_ms", u.check_interval_ms),
+            ("upnp.discovery_timeout_ms", u.discovery_timeout_ms),
+            ("upnp.retry_min_ms", u.retry_min_ms),
+            ("upnp.retry_max_ms", u.retry_max_ms),
+        ] {
+            if v == 0 {
+                return Err(format!("{key} must be greater than 0"));
+            }
+        }
+        if u.retry_max_ms < u.retry_min_ms {
+            return Err("upnp.retry_max_ms must be at least upnp.retry_min_ms".into());
+        }
+        if u.description.is_empty() || u.description.len() > 64 {
+            return Err("upnp.description must be 1 to 64 characters".into());
+        }
+        if let Some(n) = self
+            .mdns
+            .interfaces
+            .iter()
+            .chain(&self.mdns.skip_interfaces)
+            .find(|n| n.is_empty())
+        {
+            return Err(format!("mdns: empty interface name {n:?}"));
         }
         Ok(())
     }
@@ -471,6 +527,33 @@ mod tests {
                 "[pkarr_relay]\nlisten_socket = \"x\"",
                 "pkarr_relay.listen_socket",
             ),
+        ] {
+            let e = load(text).unwrap_err();
+            assert!(e.starts_with(key), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn household_settings_are_checked() {
+        let d = Config::defaults();
+        assert!(d.upnp.enabled && d.mdns.enabled);
+        assert!(!d.upnp.map_http_port);
+        assert_eq!(d.upnp.lease_ms, 3_600_000);
+        assert!(d.mdns.skip_interfaces.iter().any(|s| s == "docker"));
+        let off =
+            load("[upnp]\nenabled = false\n[mdns]\nenabled = false\ninterfaces = [\"wlan0\"]\n")
+                .unwrap()
+                .config;
+        assert!(!off.upnp.enabled && !off.mdns.enabled);
+        assert_eq!(off.mdns.interfaces, vec!["wlan0".to_string()]);
+        for (text, key) in [
+            ("[upnp]\nlease_ms = 0", "upnp.lease_ms"),
+            (
+                "[upnp]\nretry_min_ms = 10\nretry_max_ms = 5",
+                "upnp.retry_max_ms",
+            ),
+            ("[upnp]\ndescription = \"\"", "upnp.description"),
+            ("[mdns]\nskip_interfaces = [\"\"]", "mdns"),
         ] {
             let e = load(text).unwrap_err();
             assert!(e.starts_with(key), "{text}: {e}");

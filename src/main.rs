@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use pubky_edge::announce::reachability::{self, Resolution};
 use pubky_edge::announce::PublishStatus;
 use pubky_edge::config::Config;
 use pubky_edge::{app, identity::Identity, shutdown, signup_tokens};
@@ -18,6 +19,8 @@ USAGE:
 COMMANDS:
     run          run the homeserver (the default)
     info         print the homeserver's public key and where its data lives
+    status       reachability: LAN addresses, mDNS name, UPnP mapping, external address,
+                 CGNAT, last DHT publish and whether the record resolves to this device
     token new    create a signup token (for signup_mode = \"token_required\")
     testnet      run a local development network on loopback: a small Mainline DHT
                  (bootstrap 127.0.0.1:6881), a pkarr relay (127.0.0.1:15411) and this
@@ -112,8 +115,23 @@ fn real_main() -> anyhow::Result<()> {
                 println!("pkarr relay: /pkarr/<key> on the http listener");
             }
             print_publish_status(&config, &data_dir);
+            let not_checked = Resolution::NotChecked("see `pubky-edge status`".into());
+            for line in reachability::report(&config, &data_dir, &not_checked, false) {
+                println!("{line}");
+            }
             for w in &loaded.warnings {
                 println!("warning:     {w}");
+            }
+            Ok(())
+        }
+        ["status"] => {
+            app::prepare_data_dir(&data_dir)?;
+            let key = Identity::load_or_create(&data_dir)?.public_key();
+            println!("public key:    {key}");
+            let timeout = std::time::Duration::from_secs(15);
+            let resolution = smol::block_on(reachability::resolve(&config, &key, timeout));
+            for line in reachability::report(&config, &data_dir, &resolution, true) {
+                println!("{line}");
             }
             Ok(())
         }

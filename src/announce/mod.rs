@@ -1,11 +1,21 @@
 //! Making the device findable: the homeserver's pkarr record on the Mainline DHT
 //! (`packet` builds it, `publisher` keeps it there), the users' records kept alive
 //! (`users`), and the DHT client they share (`dht`), which the pkarr relay endpoint uses too.
+//! In the household: the router port mapping (`upnp`, its rules in `mapping`, the
+//! calls to the router in `router`), the LAN announcement (`mdns`), both
+//! started and stopped by `household`, and the report `pubky-edge status` prints
+//! (`reachability`).
 
 pub mod dht;
+pub mod household;
+pub mod mapping;
+pub mod mdns;
 pub mod packet;
 pub mod publisher;
+pub mod reachability;
 pub mod relay;
+pub mod router;
+pub mod upnp;
 pub mod users;
 
 pub use dht::{DhtClient, DhtSettings};

@@ -73,6 +73,28 @@ pub fn homeserver_packet(
         .map_err(|e| PacketError(e.to_string()))
 }
 
+/// The address and PubkyTLS port a homeserver packet announces: the apex A/AAAA and the
+/// `port` of the priority-1 HTTPS record.
+pub fn direct_endpoint(packet: &SignedPacket) -> (Option<IpAddr>, Option<u16>) {
+    let z = packet.public_key().to_z32();
+    let mut ip = None;
+    let mut port = None;
+    for rr in packet.resource_records(&z) {
+        match &rr.rdata {
+            RData::A(a) => ip = ip.or(Some(IpAddr::from(std::net::Ipv4Addr::from(a.address)))),
+            RData::AAAA(a) => ip = ip.or(Some(IpAddr::from(std::net::Ipv6Addr::from(a.address)))),
+            RData::HTTPS(h) if h.0.priority == 1 => {
+                port = port.or(h.0.iter_params().find_map(|p| match p {
+                    SVCParam::Port(p) => Some(*p),
+                    _ => None,
+                }))
+            }
+            _ => {}
+        }
+    }
+    (ip, port)
+}
+
 /// The homeserver a user's packet points to: the target of the first `HTTPS`/`SVCB` record
 /// at `_pubky.<user>`, if it is a key.
 pub fn homeserver_of(packet: &SignedPacket) -> Option<PublicKey> {
@@ -162,6 +184,15 @@ mod tests {
             .collect();
         assert_eq!(a, vec![Ipv4Addr::LOCALHOST]);
         assert!(p.all_resource_records().all(|rr| rr.ttl == TTL_SECS));
+    }
+
+    #[test]
+    fn direct_endpoint_reads_address_and_port() {
+        let p = homeserver_packet(&[0; 32], &spec(Some("localhost")), 1).unwrap();
+        assert_eq!(
+            direct_endpoint(&p),
+            (Some(IpAddr::V4(Ipv4Addr::LOCALHOST)), Some(6287))
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,11 +21,15 @@ use crate::shutdown::ShutdownSignal;
 
 pub const STATUS_FILE: &str = "announce.json";
 
-/// The address the record announces. The configured value, or (later) what the router
-/// reports; every change wakes the publisher.
+/// The address the record announces. The configured value, or what the router reports
+/// over UPnP, and the external PubkyTLS port when the router mapped a different one; every
+/// change wakes the publisher. While *held* (the router is about to be asked) it reads as
+/// unknown, so a LAN address is never published ahead of the router's answer.
 #[derive(Debug, Default)]
 pub struct PublicAddress {
     ip: Mutex<Option<IpAddr>>,
+    pubky_tls_port: Mutex<Option<u16>>,
+    held: AtomicBool,
     changed: Event,
 }
 
@@ -32,19 +37,64 @@ impl PublicAddress {
     pub fn new(ip: Option<IpAddr>) -> Arc<PublicAddress> {
         Arc::new(PublicAddress {
             ip: Mutex::new(ip),
+            pubky_tls_port: Mutex::new(None),
+            held: AtomicBool::new(false),
             changed: Event::new(),
         })
     }
 
+    /// The address to publish; `None` while unknown or held.
     pub fn get(&self) -> Option<IpAddr> {
+        if self.is_held() {
+            return None;
+        }
         *self.ip.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Sets the address; the publisher republishes if it differs from the current one.
+    /// Sets the address (and releases a hold); the publisher republishes if it differs.
     pub fn set(&self, ip: IpAddr) {
         let mut cur = self.ip.lock().unwrap_or_else(|e| e.into_inner());
-        if *cur != Some(ip) {
+        let was_held = self.held.swap(false, Ordering::SeqCst);
+        if *cur != Some(ip) || was_held {
             *cur = Some(ip);
+            drop(cur);
+            self.changed.notify(usize::MAX);
+        }
+    }
+
+    /// Keeps the current address unpublished until [`set`](Self::set) or
+    /// [`release`](Self::release).
+    pub fn hold(&self) {
+        self.held.store(true, Ordering::SeqCst);
+    }
+
+    /// Ends a hold: the address known so far is published after all.
+    pub fn release(&self) {
+        if self.held.swap(false, Ordering::SeqCst) {
+            self.changed.notify(usize::MAX);
+        }
+    }
+
+    pub fn is_held(&self) -> bool {
+        self.held.load(Ordering::SeqCst)
+    }
+
+    /// The external PubkyTLS port, when it differs from the configured/bound one.
+    pub fn pubky_tls_port(&self) -> Option<u16> {
+        *self
+            .pubky_tls_port
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sets the external PubkyTLS port (a router mapping); republishes on change.
+    pub fn set_pubky_tls_port(&self, port: u16) {
+        let mut cur = self
+            .pubky_tls_port
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if *cur != Some(port) {
+            *cur = Some(port);
             drop(cur);
             self.changed.notify(usize::MAX);
         }
@@ -111,23 +161,35 @@ pub struct Publisher {
 impl Publisher {
     pub async fn run(self, shutdown: ShutdownSignal) {
         let mut packet: Option<SignedPacket> = None;
+        let mut signed_port = 0u16;
         let mut failures = 0u32;
         loop {
             let changed = self.address.changed.listen();
             let ip = self.address.get();
             let wait = match ip {
+                None if self.address.is_held() => {
+                    tracing::debug!("waiting for the router's external address before publishing");
+                    self.interval
+                }
                 None => {
                     tracing::warn!("no public address known; the pkarr record is not published");
                     self.interval
                 }
                 Some(ip) => {
-                    let stale = packet.as_ref().map(|p| published_ip(p) != Some(ip));
+                    let port = self
+                        .address
+                        .pubky_tls_port()
+                        .unwrap_or(self.spec.pubky_tls_port);
+                    let stale = packet
+                        .as_ref()
+                        .map(|p| published_ip(p) != Some(ip) || signed_port != port);
                     if stale != Some(false) {
-                        packet = self.sign(ip);
+                        packet = self.sign(ip, port);
+                        signed_port = port;
                     }
                     match &packet {
                         Some(p) => {
-                            if self.publish(p, ip).await {
+                            if self.publish(p, ip, port).await {
                                 failures = 0;
                                 self.interval
                             } else {
@@ -158,9 +220,10 @@ impl Publisher {
         }
     }
 
-    fn sign(&self, ip: IpAddr) -> Option<SignedPacket> {
+    fn sign(&self, ip: IpAddr, pubky_tls_port: u16) -> Option<SignedPacket> {
         let spec = RecordSpec {
             public_ip: ip,
+            pubky_tls_port,
             ..self.spec.clone()
         };
         match homeserver_packet(&self.seed, &spec, crate::clock::now_micros()) {
@@ -172,7 +235,7 @@ impl Publisher {
         }
     }
 
-    async fn publish(&self, packet: &SignedPacket, ip: IpAddr) -> bool {
+    async fn publish(&self, packet: &SignedPacket, ip: IpAddr, port: u16) -> bool {
         if let Some(relay) = &self.relay {
             relay.remember(packet);
         }
@@ -186,7 +249,7 @@ impl Publisher {
             let mut st = self.status.lock().unwrap_or_else(|e| e.into_inner());
             st.last_attempt_secs = now;
             st.published_ip = Some(ip.to_string());
-            st.pubky_tls_port = self.spec.pubky_tls_port;
+            st.pubky_tls_port = port;
             st.packet_timestamp_us = packet.timestamp().as_u64();
             match &result {
                 Ok(n) => {
@@ -202,7 +265,7 @@ impl Publisher {
         snapshot.save(&self.data_dir);
         match &result {
             Ok(n) => {
-                tracing::info!(%ip, port = self.spec.pubky_tls_port, nodes = n, "published the homeserver record")
+                tracing::info!(%ip, port, nodes = n, "published the homeserver record")
             }
             Err(e) => {
                 tracing::warn!(%ip, error = %e, "publishing the homeserver record failed; will retry")
@@ -264,6 +327,47 @@ mod tests {
             }),
         );
         assert!(!fired);
+    }
+
+    #[test]
+    fn a_mapped_port_is_kept_and_notifies_once() {
+        let a = PublicAddress::new(None);
+        assert_eq!(a.pubky_tls_port(), None);
+        let l = a.changed.listen();
+        a.set_pubky_tls_port(6288);
+        assert_eq!(a.pubky_tls_port(), Some(6288));
+        smol::block_on(l);
+        let l2 = a.changed.listen();
+        a.set_pubky_tls_port(6288);
+        let fired = smol::block_on(
+            async {
+                l2.await;
+                true
+            }
+            .or(async {
+                smol::Timer::after(Duration::from_millis(50)).await;
+                false
+            }),
+        );
+        assert!(!fired);
+    }
+
+    #[test]
+    fn a_held_address_reads_unknown_until_set_or_released() {
+        let ip: IpAddr = "192.168.1.5".parse().unwrap();
+        let a = PublicAddress::new(Some(ip));
+        a.hold();
+        assert_eq!(a.get(), None);
+        let l = a.changed.listen();
+        a.release();
+        smol::block_on(l);
+        assert_eq!(a.get(), Some(ip));
+        a.hold();
+        let l = a.changed.listen();
+        a.set(ip);
+        smol::block_on(l);
+        assert!(!a.is_held());
+        assert_eq!(a.get(), Some(ip));
     }
 
     #[test]

@@ -1,0 +1,179 @@
+//! The household side of start-up and teardown: the UPnP port mapper and the mDNS
+//! announcement, started from `[upnp]`/`[mdns]` once the listeners are bound, and stopped
+//! first on shutdown (goodbye and mapping removal before the listeners drain).
+//!
+//! Both only make sense when the PubkyTLS listener can be reached from the LAN: with a
+//! loopback listener (the default config) neither runs, and the report says why.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use event_listener::Event;
+use smol::{Executor, Task};
+
+use super::mapping::PortRequest;
+use super::mdns::{Announcer, MdnsSettings, Ports};
+use super::upnp::{save_json, PortMapper, UpnpSettings, UpnpState};
+use super::PublicAddress;
+use crate::config::Config;
+use crate::pubkey::PublicKey;
+use crate::shutdown::ShutdownSignal;
+
+/// The bound listeners, as the household workers need them.
+#[derive(Debug, Clone, Copy)]
+pub struct Listeners {
+    pub pubky_tls: SocketAddr,
+    pub http: SocketAddr,
+    pub relay: Option<SocketAddr>,
+}
+
+/// The running household workers.
+pub struct Household {
+    upnp: Option<Task<()>>,
+    mdns: Option<Announcer>,
+    /// What the port mapper knows (also in `<data>/upnp.json`).
+    pub upnp_state: Arc<Mutex<UpnpState>>,
+    /// Notified after every port mapper round.
+    pub upnp_changed: Arc<Event>,
+}
+
+pub fn mdns_settings(config: &Config) -> MdnsSettings {
+    MdnsSettings {
+        interfaces: config.mdns.interfaces.clone(),
+        skip_interfaces: config.mdns.skip_interfaces.clone(),
+    }
+}
+
+/// Whether the router will be asked for the public address: UPnP on, a LAN-reachable
+/// PubkyTLS listener and no configured `pkdns.public_ip`. The address is then held back
+/// until the port mapper's first answer.
+pub fn router_decides_address(config: &Config) -> bool {
+    config.upnp.enabled
+        && !config.drive.pubky_listen_socket.ip().is_loopback()
+        && config.pkdns.public_ip().is_none()
+}
+
+impl Household {
+    pub fn start(
+        ex: &Executor<'static>,
+        config: &Config,
+        key: &PublicKey,
+        listeners: Listeners,
+        address: &Arc<PublicAddress>,
+        data_dir: &Path,
+        shutdown: ShutdownSignal,
+    ) -> Household {
+        let listen_ip = listeners.pubky_tls.ip();
+        let reachable = !listen_ip.is_loopback();
+        let upnp_state = Arc::new(Mutex::new(UpnpState::default()));
+        let upnp_changed = Arc::new(Event::new());
+        let u = &config.upnp;
+        let upnp = if u.enabled && reachable {
+            let pk = &config.pkdns;
+            let mut ports = vec![PortRequest {
+                name: "pubky_tls".into(),
+                internal_port: listeners.pubky_tls.port(),
+                external_port: nonzero_or(pk.public_pubky_tls_port, listeners.pubky_tls.port()),
+            }];
+            if u.map_http_port && !listeners.http.ip().is_loopback() {
+                ports.push(PortRequest {
+                    name: "http".into(),
+                    internal_port: listeners.http.port(),
+                    external_port: nonzero_or(pk.public_icann_http_port, listeners.http.port()),
+                });
+            }
+            let mapper = PortMapper {
+                settings: UpnpSettings {
+                    lease: Duration::from_millis(u.lease_ms),
+                    check_interval: Duration::from_millis(u.check_interval_ms),
+                    discovery_timeout: Duration::from_millis(u.discovery_timeout_ms),
+                    retry_min: Duration::from_millis(u.retry_min_ms),
+                    retry_max: Duration::from_millis(u.retry_max_ms),
+                    alternative_ports: u.alternative_ports,
+                    description: u.description.clone(),
+                },
+                ports,
+                listen_ip,
+                address: address.clone(),
+                data_dir: data_dir.to_path_buf(),
+                state: upnp_state.clone(),
+                changed: upnp_changed.clone(),
+            };
+            Some(ex.spawn(mapper.run(shutdown)))
+        } else {
+            let why = if u.enabled {
+                "off: the PubkyTLS listener is on loopback"
+            } else {
+                "off: upnp.enabled = false"
+            };
+            let st = UpnpState {
+                state: why.into(),
+                updated_secs: crate::clock::now_secs(),
+                ..Default::default()
+            };
+            save_json(data_dir, super::upnp::STATE_FILE, &st);
+            *upnp_state.lock().unwrap_or_else(|e| e.into_inner()) = st;
+            None
+        };
+        let mdns = if config.mdns.enabled && reachable {
+            let ports = Ports {
+                pubky_tls: listeners.pubky_tls.port(),
+                http: listeners.http.port(),
+                relay: listeners.relay.map(|r| r.port()),
+            };
+            match Announcer::start(&mdns_settings(config), key, ports, listen_ip, data_dir) {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    tracing::warn!("mDNS announcement not started: {e}");
+                    record_mdns_off(data_dir, &e);
+                    None
+                }
+            }
+        } else {
+            let why = if config.mdns.enabled {
+                "off: the PubkyTLS listener is on loopback"
+            } else {
+                "off: mdns.enabled = false"
+            };
+            record_mdns_off(data_dir, why);
+            None
+        };
+        Household {
+            upnp,
+            mdns,
+            upnp_state,
+            upnp_changed,
+        }
+    }
+
+    /// Says goodbye on mDNS and removes the router mappings. The shutdown signal must have
+    /// been triggered (the port mapper ends on it).
+    pub async fn stop(self) {
+        let mdns = self.mdns.map(|a| smol::unblock(move || a.stop()));
+        if let Some(t) = self.upnp {
+            t.await;
+        }
+        if let Some(m) = mdns {
+            m.await;
+        }
+    }
+}
+
+fn record_mdns_off(data_dir: &Path, why: &str) {
+    let st = super::mdns::MdnsState {
+        state: why.into(),
+        updated_secs: crate::clock::now_secs(),
+        ..Default::default()
+    };
+    save_json(data_dir, super::mdns::STATE_FILE, &st);
+}
+
+fn nonzero_or(configured: u16, bound: u16) -> u16 {
+    if configured == 0 {
+        bound
+    } else {
+        configured
+    }
+}

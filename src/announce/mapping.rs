@@ -1,0 +1,257 @@
+//! The rules of a router port mapping, free of the network: what the router's external
+//! address means for reachability, which external port to ask for next when one is taken or
+//! a lease kind is refused, and when a lease is due for renewal. `upnp` asks the router and
+//! follows these answers.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use igd_next::AddPortError;
+use serde::{Deserialize, Serialize};
+
+/// One listener to expose.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortRequest {
+    /// "pubky_tls" or "http"; the PubkyTLS one's external port goes into the record.
+    pub name: String,
+    pub internal_port: u16,
+    /// External port asked for first.
+    pub external_port: u16,
+}
+
+/// What kind of address the router sees outside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NatKind {
+    /// A public address: inbound connections through the mapping can work.
+    Public,
+    /// 100.64.0.0/10: the ISP's carrier-grade NAT; the mapping does not reach the internet.
+    Cgnat,
+    /// A private or otherwise non-public address: another router sits in front (double NAT).
+    DoubleNat,
+    /// The router answers but names no usable external address (miniupnpd does this when
+    /// its own WAN address is private or carrier-grade; also when its WAN link is down).
+    NoPublicAddress,
+}
+
+/// Classifies the router's external address.
+pub fn classify(ip: IpAddr) -> NatKind {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            if a == 100 && (64..128).contains(&b) {
+                NatKind::Cgnat
+            } else if v4.is_private()
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+                || a == 0
+            {
+                NatKind::DoubleNat
+            } else {
+                NatKind::Public
+            }
+        }
+        IpAddr::V6(v6) => {
+            let first = v6.segments()[0];
+            let unique_local = (first & 0xfe00) == 0xfc00;
+            let link_local = (first & 0xffc0) == 0xfe80;
+            if v6.is_loopback() || v6.is_unspecified() || unique_local || link_local {
+                NatKind::DoubleNat
+            } else {
+                NatKind::Public
+            }
+        }
+    }
+}
+
+/// The gateway's answer to AddPortMapping, reduced to what decides the next step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AddOutcome {
+    Mapped,
+    /// Error 718: another host holds the external port.
+    InUse,
+    /// Error 725: the router only accepts permanent leases.
+    OnlyPermanent,
+    Refused(String),
+}
+
+impl From<Result<(), AddPortError>> for AddOutcome {
+    fn from(r: Result<(), AddPortError>) -> AddOutcome {
+        match r {
+            Ok(()) => AddOutcome::Mapped,
+            Err(AddPortError::PortInUse) => AddOutcome::InUse,
+            Err(AddPortError::OnlyPermanentLeasesSupported) => AddOutcome::OnlyPermanent,
+            Err(e) => AddOutcome::Refused(e.to_string()),
+        }
+    }
+}
+
+/// One AddPortMapping attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attempt {
+    pub external_port: u16,
+    /// Seconds; 0 = permanent.
+    pub lease_secs: u32,
+    /// Alternative ports tried so far.
+    pub alternatives: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Next {
+    Done(Attempt),
+    Retry(Attempt),
+    GiveUp(String),
+}
+
+/// Pure step of the mapping negotiation: what to do after `outcome` of `attempt`.
+pub fn after_add(req: &PortRequest, attempt: Attempt, outcome: AddOutcome, max_alt: u16) -> Next {
+    match outcome {
+        AddOutcome::Mapped => Next::Done(attempt),
+        AddOutcome::OnlyPermanent if attempt.lease_secs != 0 => Next::Retry(Attempt {
+            lease_secs: 0,
+            ..attempt
+        }),
+        AddOutcome::OnlyPermanent => Next::GiveUp("the router refused a permanent lease".into()),
+        AddOutcome::InUse if attempt.alternatives < max_alt => {
+            let k = attempt.alternatives + 1;
+            Next::Retry(Attempt {
+                external_port: alternative_port(req.external_port, k),
+                alternatives: k,
+                ..attempt
+            })
+        }
+        AddOutcome::InUse => Next::GiveUp(format!(
+            "external port {} and {max_alt} alternatives are held by other hosts",
+            req.external_port
+        )),
+        AddOutcome::Refused(e) => Next::GiveUp(e),
+    }
+}
+
+/// The k-th other external port to try: the ports just above the wanted one (below it near
+/// the top of the range).
+pub fn alternative_port(wanted: u16, k: u16) -> u16 {
+    wanted
+        .checked_add(k)
+        .unwrap_or_else(|| wanted.saturating_sub(k).max(1))
+}
+
+/// Whether a mapping renewed `since` ago with `lease_secs` should be renewed now
+/// (half-life; permanent mappings are re-asserted at every check).
+pub fn renew_due(lease_secs: u32, since: Duration) -> bool {
+    lease_secs == 0 || since >= Duration::from_secs(u64::from(lease_secs)) / 2
+}
+
+/// The lease to ask for, in whole seconds (at least 1; 0 would mean permanent).
+pub fn lease_secs(lease: Duration) -> u32 {
+    let secs = lease.as_millis().div_ceil(1000);
+    u32::try_from(secs).unwrap_or(u32::MAX).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req() -> PortRequest {
+        PortRequest {
+            name: "pubky_tls".into(),
+            internal_port: 6287,
+            external_port: 6287,
+        }
+    }
+
+    fn first() -> Attempt {
+        Attempt {
+            external_port: 6287,
+            lease_secs: 3600,
+            alternatives: 0,
+        }
+    }
+
+    #[test]
+    fn addresses_are_classified() {
+        for (ip, kind) in [
+            ("100.64.0.1", NatKind::Cgnat),
+            ("100.127.255.254", NatKind::Cgnat),
+            ("100.128.0.1", NatKind::Public),
+            ("192.168.1.2", NatKind::DoubleNat),
+            ("10.1.2.3", NatKind::DoubleNat),
+            ("172.16.0.1", NatKind::DoubleNat),
+            ("169.254.1.1", NatKind::DoubleNat),
+            ("11.0.0.1", NatKind::Public),
+            ("84.12.3.4", NatKind::Public),
+            ("fd00::1", NatKind::DoubleNat),
+            ("2a01:4f8::1", NatKind::Public),
+        ] {
+            assert_eq!(classify(ip.parse().unwrap()), kind, "{ip}");
+        }
+    }
+
+    #[test]
+    fn a_taken_port_moves_to_the_next_ones_then_gives_up() {
+        let r = req();
+        let Next::Retry(a) = after_add(&r, first(), AddOutcome::InUse, 2) else {
+            panic!()
+        };
+        assert_eq!(
+            (a.external_port, a.alternatives, a.lease_secs),
+            (6288, 1, 3600)
+        );
+        let Next::Retry(b) = after_add(&r, a, AddOutcome::InUse, 2) else {
+            panic!()
+        };
+        assert_eq!(b.external_port, 6289);
+        assert!(matches!(
+            after_add(&r, b, AddOutcome::InUse, 2),
+            Next::GiveUp(_)
+        ));
+        assert_eq!(after_add(&r, b, AddOutcome::Mapped, 2), Next::Done(b));
+        assert_eq!(alternative_port(65535, 1), 65534);
+    }
+
+    #[test]
+    fn permanent_only_routers_get_a_permanent_lease_once() {
+        let Next::Retry(a) = after_add(&req(), first(), AddOutcome::OnlyPermanent, 8) else {
+            panic!()
+        };
+        assert_eq!((a.external_port, a.lease_secs), (6287, 0));
+        assert!(matches!(
+            after_add(&req(), a, AddOutcome::OnlyPermanent, 8),
+            Next::GiveUp(_)
+        ));
+        assert!(matches!(
+            after_add(&req(), first(), AddOutcome::Refused("606".into()), 8),
+            Next::GiveUp(e) if e == "606"
+        ));
+    }
+
+    #[test]
+    fn leases_renew_at_half_life_and_round_up() {
+        assert!(!renew_due(3600, Duration::from_secs(1799)));
+        assert!(renew_due(3600, Duration::from_secs(1800)));
+        assert!(renew_due(0, Duration::ZERO));
+        assert_eq!(lease_secs(Duration::from_millis(1500)), 2);
+        assert_eq!(lease_secs(Duration::from_millis(1)), 1);
+        assert_eq!(lease_secs(Duration::from_secs(3600)), 3600);
+    }
+
+    #[test]
+    fn outcomes_come_from_the_gateway_errors() {
+        assert_eq!(AddOutcome::from(Ok(())), AddOutcome::Mapped);
+        assert_eq!(
+            AddOutcome::from(Err(AddPortError::PortInUse)),
+            AddOutcome::InUse
+        );
+        assert_eq!(
+            AddOutcome::from(Err(AddPortError::OnlyPermanentLeasesSupported)),
+            AddOutcome::OnlyPermanent
+        );
+        assert!(matches!(
+            AddOutcome::from(Err(AddPortError::ActionNotAuthorized)),
+            AddOutcome::Refused(_)
+        ));
+    }
+}

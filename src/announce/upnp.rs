@@ -1,0 +1,398 @@
+//! Opens the device's ports on the household router with UPnP IGD: finds the gateway, maps
+//! the PubkyTLS port (and the plain HTTP port when configured), reads the external address,
+//! renews leases at half-life and removes the mappings on a clean stop. What the router says
+//! feeds [`PublicAddress`] (so the pkarr record follows the external address and the mapped
+//! port) and `<data>/upnp.json` (so `pubky-edge status` can report it).
+//!
+//! The decisions (which port to try next, when to renew, what an external address means) are
+//! the pure functions of `mapping`; the calls to the router are in `router`.
+//! A failure never stops the server: it is reported and retried with backoff.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use event_listener::Event;
+use serde::{Deserialize, Serialize};
+use smol::future::FutureExt;
+
+use super::mapping::{
+    after_add, classify, lease_secs, renew_due, AddOutcome, Attempt, NatKind, Next, PortRequest,
+};
+use super::publisher::{backoff, PublicAddress};
+use super::router::{local_ip_towards, External, Router};
+use crate::shutdown::ShutdownSignal;
+
+pub const STATE_FILE: &str = "upnp.json";
+
+/// Timing and policy of the port mapper (from `[upnp]`).
+#[derive(Debug, Clone)]
+pub struct UpnpSettings {
+    /// Lease asked for; renewed at half of it. Rounded up to whole seconds.
+    pub lease: Duration,
+    /// How often the external address is read again.
+    pub check_interval: Duration,
+    pub discovery_timeout: Duration,
+    pub retry_min: Duration,
+    pub retry_max: Duration,
+    /// Other external ports tried when the wanted one is held by another host.
+    pub alternative_ports: u16,
+    pub description: String,
+}
+
+/// A mapping the gateway accepted, as reported in `upnp.json`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MappingState {
+    pub name: String,
+    pub internal: String,
+    pub external_port: u16,
+    /// 0 = permanent.
+    pub lease_secs: u32,
+    pub renewed_secs: u64,
+    pub renewals: u32,
+}
+
+/// What the port mapper knows; persisted for `pubky-edge status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpnpState {
+    /// "searching", "mapped", "no_gateway", "refused", "error", "stopped", "off"
+    pub state: String,
+    pub gateway: Option<String>,
+    pub local_ip: Option<String>,
+    pub external_ip: Option<String>,
+    pub nat: Option<NatKind>,
+    pub mappings: Vec<MappingState>,
+    pub last_error: Option<String>,
+    pub updated_secs: u64,
+}
+
+impl UpnpState {
+    pub fn load(data_dir: &std::path::Path) -> Option<UpnpState> {
+        let text = std::fs::read_to_string(data_dir.join(STATE_FILE)).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+}
+
+/// Writes a small JSON state file atomically (best effort: it is informational).
+pub fn save_json<T: Serialize>(data_dir: &std::path::Path, name: &str, value: &T) {
+    let path = data_dir.join(name);
+    let tmp = path.with_extension("json.tmp");
+    let Ok(text) = serde_json::to_string_pretty(value) else {
+        return;
+    };
+    if std::fs::write(&tmp, text).is_ok() {
+        let _ = std::fs::rename(&tmp, &path);
+    }
+}
+
+struct Held {
+    req: PortRequest,
+    attempt: Attempt,
+    renewed: Instant,
+    state: MappingState,
+}
+
+pub struct PortMapper {
+    pub settings: UpnpSettings,
+    pub ports: Vec<PortRequest>,
+    /// The listeners' own address when it is a specific one (else the route to the gateway
+    /// decides which local address the router forwards to).
+    pub listen_ip: IpAddr,
+    pub address: Arc<PublicAddress>,
+    pub data_dir: PathBuf,
+    pub state: Arc<Mutex<UpnpState>>,
+    /// Notified after every round.
+    pub changed: Arc<Event>,
+}
+
+impl PortMapper {
+    pub async fn run(self, shutdown: ShutdownSignal) {
+        let mut gateway: Option<Router> = None;
+        let mut held: Vec<Held> = Vec::new();
+        let mut failures = 0u32;
+        loop {
+            // A round waiting on a silent router must not hold up the stop. A mapping made
+            // in an interrupted round is not removed; its lease ends it.
+            let round = async { Some(self.round(&mut gateway, &mut held).await) }
+                .or(async {
+                    shutdown.wait().await;
+                    None
+                })
+                .await;
+            let Some(ok) = round else {
+                break;
+            };
+            // Whatever the router said, the publisher waits no longer: without a public
+            // address from the router, the configured or local one is announced.
+            self.address.release();
+            failures = if ok { 0 } else { failures + 1 };
+            let wait = if ok {
+                self.next_check(&held)
+            } else {
+                backoff(failures, self.settings.retry_min, self.settings.retry_max)
+            };
+            self.changed.notify(usize::MAX);
+            let stop = async {
+                smol::Timer::after(wait).await;
+                false
+            }
+            .or(async {
+                shutdown.wait().await;
+                true
+            })
+            .await;
+            if stop {
+                break;
+            }
+        }
+        self.remove_all(gateway, held).await;
+        self.changed.notify(usize::MAX);
+    }
+
+    fn next_check(&self, held: &[Held]) -> Duration {
+        held.iter()
+            .filter(|h| h.attempt.lease_secs != 0)
+            .map(|h| {
+                let half = Duration::from_secs(u64::from(h.attempt.lease_secs)) / 2;
+                half.saturating_sub(h.renewed.elapsed())
+            })
+            .fold(self.settings.check_interval, Duration::min)
+    }
+
+    fn update(&self, f: impl FnOnce(&mut UpnpState)) {
+        let snapshot = {
+            let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            f(&mut st);
+            st.updated_secs = crate::clock::now_secs();
+            st.clone()
+        };
+        save_json(&self.data_dir, STATE_FILE, &snapshot);
+    }
+
+    fn fail(&self, state: &str, error: String) {
+        tracing::warn!(upnp = state, "UPnP: {error}; will retry");
+        self.update(|st| {
+            st.state = state.into();
+            st.last_error = Some(error);
+        });
+    }
+
+    /// One pass: find the gateway if needed, read the external address, map or renew.
+    /// Returns false when something failed (the caller backs off).
+    async fn round(&self, gateway: &mut Option<Router>, held: &mut Vec<Held>) -> bool {
+        let gw = match gateway.clone() {
+            Some(gw) => gw,
+            None => match self.search().await {
+                Some(gw) => {
+                    held.clear();
+                    *gateway = Some(gw.clone());
+                    gw
+                }
+                None => return false,
+            },
+        };
+        let Some(local_ip) = local_ip_towards(self.listen_ip, gw.addr()) else {
+            self.fail("error", format!("no local address towards {}", gw.addr()));
+            return false;
+        };
+        let Some((external_ip, nat)) = self.external(&gw).await else {
+            *gateway = None;
+            return false;
+        };
+        let mut errors = Vec::new();
+        for req in &self.ports {
+            if let Err(e) = self.keep_mapped(&gw, local_ip, req, held).await {
+                errors.push(format!("{}: {e}", req.name));
+            }
+        }
+        // After the mappings, so the first record carries the mapped port too.
+        if let (Some(ip), Some(NatKind::Public)) = (external_ip, nat) {
+            self.address.set(ip);
+        }
+        let mappings = held.iter().map(|h| h.state.clone()).collect();
+        let gw_text = gw.to_string();
+        let error = (!errors.is_empty()).then(|| format!("mapping refused: {}", errors.join("; ")));
+        if let Some(e) = &error {
+            tracing::warn!("UPnP: {e}; will retry");
+        }
+        self.update(|st| {
+            st.state = if error.is_some() { "refused" } else { "mapped" }.into();
+            st.gateway = Some(gw_text);
+            st.local_ip = Some(local_ip.to_string());
+            st.external_ip = external_ip.map(|ip| ip.to_string());
+            st.nat = nat;
+            st.mappings = mappings;
+            st.last_error = error.clone();
+        });
+        error.is_none()
+    }
+
+    /// SSDP discovery of the router.
+    async fn search(&self) -> Option<Router> {
+        self.update(|st| st.state = "searching".into());
+        match Router::search(self.settings.discovery_timeout).await {
+            Ok(r) => {
+                tracing::info!(gateway = %r.addr(), "UPnP gateway found");
+                Some(r)
+            }
+            Err(why) => {
+                self.fail("no_gateway", format!("no UPnP gateway found ({why})"));
+                None
+            }
+        }
+    }
+
+    /// Reads the external address; a public one becomes the record's address. `None` when
+    /// the gateway stopped answering (it is searched again).
+    async fn external(&self, gw: &Router) -> Option<(Option<IpAddr>, Option<NatKind>)> {
+        let (external_ip, nat) = match gw.external().await {
+            Ok(External::Address(ip)) => (Some(ip), Some(classify(ip))),
+            Ok(External::NoneNamed) => (None, Some(NatKind::NoPublicAddress)),
+            Err(e) => {
+                self.fail("error", format!("the gateway stopped answering ({e})"));
+                return None;
+            }
+        };
+        let (known_ip, known_nat) = {
+            let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            (st.external_ip.clone(), st.nat)
+        };
+        match (external_ip, nat) {
+            (Some(_), Some(NatKind::Public)) => {}
+            // Said once per change, not every round.
+            (ip, Some(kind))
+                if (ip.map(|i| i.to_string()), Some(kind)) != (known_ip, known_nat) =>
+            {
+                tracing::warn!(
+                    external = ?ip,
+                    nat = ?kind,
+                    "UPnP: the router has no public external address (carrier-grade or double NAT): inbound connections from the internet will not arrive"
+                )
+            }
+            _ => {}
+        }
+        Some((external_ip, nat))
+    }
+
+    /// Maps `req` if it is not mapped yet, renews it when its lease is at half-life.
+    async fn keep_mapped(
+        &self,
+        gw: &Router,
+        local_ip: IpAddr,
+        req: &PortRequest,
+        held: &mut Vec<Held>,
+    ) -> Result<(), String> {
+        let pos = held.iter().position(|h| h.req == *req);
+        if let Some(i) = pos {
+            let h = &held[i];
+            if !renew_due(h.attempt.lease_secs, h.renewed.elapsed()) {
+                let internal = SocketAddr::new(local_ip, req.internal_port);
+                if gw.still_mapped(h.attempt.external_port, internal).await {
+                    return Ok(());
+                }
+                // A router that rebooted (households pull plugs) forgets its mappings.
+                tracing::warn!(
+                    port = h.attempt.external_port,
+                    "UPnP: the router lost the mapping; mapping again"
+                );
+            }
+        }
+        let start = match pos {
+            Some(i) => held[i].attempt,
+            None => Attempt {
+                external_port: req.external_port,
+                lease_secs: lease_secs(self.settings.lease),
+                alternatives: 0,
+            },
+        };
+        let internal = SocketAddr::new(local_ip, req.internal_port);
+        let attempt = match self.negotiate(gw, req, internal, start).await {
+            Ok(a) => a,
+            Err(e) => {
+                if let Some(i) = pos {
+                    held.remove(i);
+                }
+                return Err(e);
+            }
+        };
+        if pos.is_none() {
+            tracing::info!(
+                name = %req.name, %internal, external = attempt.external_port,
+                lease_secs = attempt.lease_secs, "UPnP port mapped"
+            );
+        }
+        if req.name == "pubky_tls" {
+            self.address.set_pubky_tls_port(attempt.external_port);
+        }
+        let h = Held {
+            req: req.clone(),
+            attempt,
+            renewed: Instant::now(),
+            state: MappingState {
+                name: req.name.clone(),
+                internal: internal.to_string(),
+                external_port: attempt.external_port,
+                lease_secs: attempt.lease_secs,
+                renewed_secs: crate::clock::now_secs(),
+                renewals: pos.map_or(0, |i| held[i].state.renewals + 1),
+            },
+        };
+        match pos {
+            Some(i) => held[i] = h,
+            None => held.push(h),
+        }
+        Ok(())
+    }
+
+    /// AddPortMapping until the pure step says done or give up.
+    async fn negotiate(
+        &self,
+        gw: &Router,
+        req: &PortRequest,
+        internal: SocketAddr,
+        mut attempt: Attempt,
+    ) -> Result<Attempt, String> {
+        loop {
+            let outcome = gw
+                .add(
+                    attempt.external_port,
+                    internal,
+                    attempt.lease_secs,
+                    &self.settings.description,
+                )
+                .await;
+            if outcome != AddOutcome::Mapped {
+                tracing::debug!(
+                    port = attempt.external_port,
+                    ?outcome,
+                    "UPnP AddPortMapping"
+                );
+            }
+            match after_add(req, attempt, outcome, self.settings.alternative_ports) {
+                Next::Done(a) => return Ok(a),
+                Next::Retry(a) => attempt = a,
+                Next::GiveUp(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Deletes our mappings (bounded in time so a vanished router cannot hold up the stop).
+    async fn remove_all(&self, gateway: Option<Router>, held: Vec<Held>) {
+        let Some(gw) = gateway else {
+            self.update(|st| st.state = "stopped".into());
+            return;
+        };
+        for h in held {
+            let port = h.attempt.external_port;
+            match gw.remove(port).await {
+                Ok(()) => tracing::info!(port, "UPnP mapping removed"),
+                Err(e) => tracing::warn!(port, "UPnP: could not remove the mapping: {e}"),
+            }
+        }
+        self.update(|st| {
+            st.state = "stopped".into();
+            st.mappings.clear();
+        });
+    }
+}

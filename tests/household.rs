@@ -1,0 +1,775 @@
+//! Household networking against real peers in network namespaces these tests create:
+//!
+//! ```text
+//!   WAN ns (11.0.0.2) ── router ns: wan 11.0.0.1 │ br0 192.168.77.1, miniupnpd, nftables NAT
+//!                                                 ├── LAN ns  192.168.77.10: pubky-edge, DHT testnet
+//!                                                 └── LAN2 ns 192.168.77.11: mDNS browser, "other host"
+//! ```
+//!
+//! The real `pubky-edge` binary runs inside the LAN namespace (`ip netns exec`); test code
+//! that must act from a namespace runs on a thread that entered it with `setns`.
+//!
+//! Needs root (namespaces), `ip`, and for the UPnP tests Debian's `miniupnpd` (nftables
+//! backend) and `nft`. Where those are missing every test prints a loud SKIPPED line and
+//! returns, unless `PUBKY_EDGE_REQUIRE_NETNS=1` (set by `.ci/household`), which turns the
+//! skip into a failure. Run: `sudo cargo test --test household -- --nocapture`.
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use pubky_edge::announce::dht::local_testnet;
+use pubky_edge::announce::packet::direct_endpoint;
+use pubky_edge::announce::upnp::UpnpState;
+use pubky_edge::announce::{DhtClient, DhtSettings};
+use pubky_edge::pubkey::PublicKey;
+
+/// Upper bound on every wait, so a bug fails the test instead of hanging it.
+const SAFETY: Duration = Duration::from_secs(30);
+const ROUTER_WAN: &str = "11.0.0.1";
+const LAN_IP: &str = "192.168.77.10";
+
+fn skip(why: &str) -> bool {
+    if std::env::var("PUBKY_EDGE_REQUIRE_NETNS").as_deref() == Ok("1") {
+        panic!("household test cannot run: {why}");
+    }
+    // Straight to the stderr handle: libtest captures `eprintln!` of passing tests, and a
+    // skip must be seen.
+    let banner = "*".repeat(72);
+    let _ = writeln!(
+        std::io::stderr(),
+        "\n{banner}\nSKIPPED household test: {why}\n{banner}\n"
+    );
+    true
+}
+
+fn sh(args: &[&str]) -> Result<(), String> {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .map_err(|e| format!("{}: {e}", args.join(" ")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+fn which(bin: &str) -> bool {
+    ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]
+        .iter()
+        .any(|d| Path::new(d).join(bin).exists())
+}
+
+/// The four namespaces; deleted (and the daemons in them stopped) on drop.
+struct Net {
+    prefix: String,
+    miniupnpd: Option<Child>,
+    tmp: tempfile::TempDir,
+}
+
+impl Net {
+    fn ns(&self, role: &str) -> String {
+        format!("{}-{role}", self.prefix)
+    }
+
+    /// Builds the topology, or says why it cannot (the caller skips).
+    fn create(tag: &str, with_router: bool) -> Result<Net, String> {
+        if !which("ip") {
+            return Err("`ip` (iproute2) is not installed".into());
+        }
+        if with_router && !(which("miniupnpd") && which("nft")) {
+            return Err("miniupnpd or nft is missing (apt-get install miniupnpd miniupnpd-nftables nftables)".into());
+        }
+        let net = Net {
+            prefix: format!("pe{}{tag}", std::process::id() % 100_000),
+            miniupnpd: None,
+            tmp: tempfile::tempdir().map_err(|e| e.to_string())?,
+        };
+        sh(&["ip", "netns", "add", &net.ns("rt")])
+            .map_err(|e| format!("cannot create network namespaces ({e})"))?;
+        net.build().map_err(|e| format!("topology: {e}"))?;
+        Ok(net)
+    }
+
+    fn build(&self) -> Result<(), String> {
+        let (rt, wan, lan, lan2) = (
+            self.ns("rt"),
+            self.ns("wan"),
+            self.ns("lan"),
+            self.ns("lan2"),
+        );
+        for n in [&wan, &lan, &lan2] {
+            sh(&["ip", "netns", "add", n])?;
+        }
+        for n in [&rt, &wan, &lan, &lan2] {
+            sh(&["ip", "-n", n, "link", "set", "lo", "up"])?;
+        }
+        sh(&[
+            "ip", "link", "add", "w0", "netns", &wan, "type", "veth", "peer", "name", "wan",
+            "netns", &rt,
+        ])?;
+        sh(&["ip", "-n", &rt, "link", "add", "br0", "type", "bridge"])?;
+        for (n, port) in [(&lan, "p1"), (&lan2, "p2")] {
+            sh(&[
+                "ip", "link", "add", "eth0", "netns", n, "type", "veth", "peer", "name", port,
+                "netns", &rt,
+            ])?;
+            sh(&["ip", "-n", &rt, "link", "set", port, "master", "br0"])?;
+            sh(&["ip", "-n", &rt, "link", "set", port, "up"])?;
+        }
+        sh(&[
+            "ip",
+            "-n",
+            &rt,
+            "addr",
+            "add",
+            "192.168.77.1/24",
+            "dev",
+            "br0",
+        ])?;
+        sh(&[
+            "ip",
+            "-n",
+            &rt,
+            "addr",
+            "add",
+            &format!("{ROUTER_WAN}/24"),
+            "dev",
+            "wan",
+        ])?;
+        sh(&["ip", "-n", &rt, "link", "set", "br0", "up"])?;
+        sh(&["ip", "-n", &rt, "link", "set", "wan", "up"])?;
+        sh(&["ip", "-n", &wan, "addr", "add", "11.0.0.2/24", "dev", "w0"])?;
+        sh(&["ip", "-n", &wan, "link", "set", "w0", "up"])?;
+        for (n, ip) in [
+            (&lan, format!("{LAN_IP}/24")),
+            (&lan2, "192.168.77.11/24".into()),
+        ] {
+            sh(&["ip", "-n", n, "addr", "add", &ip, "dev", "eth0"])?;
+            sh(&["ip", "-n", n, "link", "set", "eth0", "up"])?;
+            sh(&[
+                "ip",
+                "-n",
+                n,
+                "route",
+                "add",
+                "default",
+                "via",
+                "192.168.77.1",
+            ])?;
+        }
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &rt,
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_forward=1",
+        ])
+    }
+
+    /// Starts miniupnpd on the router with the nftables chains it fills.
+    fn start_router(&mut self) -> Result<(), String> {
+        let dir = self.tmp.path();
+        let rules = dir.join("rules.nft");
+        std::fs::write(
+            &rules,
+            "table inet filter {\n\
+             chain forward { type filter hook forward priority 0; policy drop; ct state established,related accept; iifname \"br0\" accept; jump miniupnpd; }\n\
+             chain miniupnpd { }\n\
+             chain prerouting { type nat hook prerouting priority -100; policy accept; jump prerouting_miniupnpd; }\n\
+             chain postrouting { type nat hook postrouting priority 100; policy accept; jump postrouting_miniupnpd; oifname \"wan\" masquerade; }\n\
+             chain prerouting_miniupnpd { }\n\
+             chain postrouting_miniupnpd { }\n}\n",
+        )
+        .map_err(|e| e.to_string())?;
+        let rt = self.ns("rt");
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &rt,
+            "nft",
+            "-f",
+            rules.to_str().unwrap(),
+        ])
+        .map_err(|e| format!("nftables in the router namespace: {e}"))?;
+        let conf = dir.join("miniupnpd.conf");
+        std::fs::write(
+            &conf,
+            "ext_ifname=wan\nlistening_ip=br0\nenable_natpmp=no\nenable_upnp=yes\nsecure_mode=yes\n\
+             system_uptime=yes\nuuid=3e1f8b3c-3f4e-4e3a-9d41-6a1c0b2f7e55\n\
+             allow 1024-65535 192.168.77.0/24 1024-65535\ndeny 0-65535 0.0.0.0/0 0-65535\n",
+        )
+        .map_err(|e| e.to_string())?;
+        let log = std::fs::File::create(dir.join("miniupnpd.log")).map_err(|e| e.to_string())?;
+        let child = Command::new("ip")
+            .args(["netns", "exec", &rt, "miniupnpd", "-d", "-f"])
+            .arg(&conf)
+            .arg("-P")
+            .arg(dir.join("miniupnpd.pid"))
+            .stdout(log.try_clone().map_err(|e| e.to_string())?)
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("miniupnpd: {e}"))?;
+        self.miniupnpd = Some(child);
+        Ok(())
+    }
+
+    /// The ISP's DHCP hands the router a new WAN address (old one gone first, as on a
+    /// real lease change).
+    fn set_router_wan(&self, old: &str, new: &str) {
+        let rt = self.ns("rt");
+        let (old, new) = (format!("{old}/24"), format!("{new}/24"));
+        sh(&["ip", "-n", &rt, "addr", "del", &old, "dev", "wan"]).unwrap();
+        sh(&["ip", "-n", &rt, "addr", "add", &new, "dev", "wan"]).unwrap();
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            // What the device and the router said, for the failure report.
+            for log in ["device.log", "miniupnpd.log"] {
+                let text = std::fs::read_to_string(self.tmp.path().join(log)).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                eprintln!("---- last lines of {log}");
+                for l in &lines[lines.len().saturating_sub(60)..] {
+                    eprintln!("{l}");
+                }
+            }
+        }
+        if let Some(mut c) = self.miniupnpd.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for role in ["lan", "lan2", "wan", "rt"] {
+            let _ = sh(&["ip", "netns", "del", &self.ns(role)]);
+        }
+    }
+}
+
+/// Runs `f` on a thread inside network namespace `ns` (threads it starts stay there).
+fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let path = format!("/var/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(&path).unwrap();
+        use std::os::fd::AsRawFd;
+        // SAFETY: setns on a valid namespace fd only changes this thread's network namespace.
+        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+        f()
+    })
+    .join()
+    .unwrap()
+}
+
+/// Polls `f` until it returns `Some` (each probe is a real query; no fixed sleeps decide).
+fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + SAFETY;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The gateway's mapping table, read over UPnP from `ns`.
+fn gateway_mappings(ns: &str) -> Vec<(u16, String, u16, u32)> {
+    in_ns(ns, || {
+        let gw = igd_next::search_gateway(igd_next::SearchOptions {
+            timeout: Some(Duration::from_secs(3)),
+            ..Default::default()
+        })
+        .expect("the router answers UPnP discovery");
+        let mut out = Vec::new();
+        for i in 0.. {
+            match gw.get_generic_port_mapping_entry(i) {
+                Ok(e) => out.push((
+                    e.external_port,
+                    e.internal_client,
+                    e.internal_port,
+                    e.lease_duration,
+                )),
+                Err(_) => break,
+            }
+        }
+        out
+    })
+}
+
+/// The pubky-edge binary running in the LAN namespace.
+struct Device {
+    child: Child,
+    config: PathBuf,
+    data: PathBuf,
+    ns: String,
+    key: PublicKey,
+}
+
+impl Device {
+    fn start(net: &Net, extra: &str) -> Device {
+        let data = net.tmp.path().join("data");
+        let config = net.tmp.path().join("device.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[general]\nsignup_mode = \"open\"\n[drive]\nicann_listen_socket = \"0.0.0.0:6286\"\n\
+                 pubky_listen_socket = \"0.0.0.0:6287\"\n[logging]\nlevel = \"debug\"\n{extra}"
+            ),
+        )
+        .unwrap();
+        let info = Command::new(env!("CARGO_BIN_EXE_pubky-edge"))
+            .arg("-c")
+            .arg(&config)
+            .arg("-d")
+            .arg(&data)
+            .arg("info")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&info.stdout).into_owned();
+        let z = text
+            .lines()
+            .find_map(|l| l.strip_prefix("public key:"))
+            .unwrap_or_else(|| {
+                panic!(
+                    "no key in `info`: {text}{}",
+                    String::from_utf8_lossy(&info.stderr)
+                )
+            })
+            .trim();
+        let key = PublicKey::parse_z32(z).unwrap();
+        let log = std::fs::File::create(net.tmp.path().join("device.log")).unwrap();
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &net.ns("lan"),
+                env!("CARGO_BIN_EXE_pubky-edge"),
+            ])
+            .arg("-c")
+            .arg(&config)
+            .arg("-d")
+            .arg(&data)
+            .arg("run")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        Device {
+            child,
+            config,
+            data,
+            ns: net.ns("lan"),
+            key,
+        }
+    }
+
+    fn upnp(&self) -> Option<UpnpState> {
+        UpnpState::load(&self.data)
+    }
+
+    /// `pubky-edge status`, run in the LAN namespace like on the device.
+    fn status(&self) -> String {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.ns, env!("CARGO_BIN_EXE_pubky-edge")])
+            .arg("-c")
+            .arg(&self.config)
+            .arg("-d")
+            .arg(&self.data)
+            .arg("status")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    fn stop(mut self) {
+        sh(&["kill", "-TERM", &self.child.id().to_string()]).unwrap();
+        let deadline = Instant::now() + SAFETY;
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                assert!(st.success(), "pubky-edge exited with {st}");
+                return;
+            }
+            assert!(Instant::now() < deadline, "pubky-edge did not stop");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Device {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A Mainline testnet inside the LAN namespace, and a client there that reads records.
+fn lan_dht(ns: &str) -> (Vec<mainline::async_dht::AsyncDht>, String, DhtClient) {
+    in_ns(ns, || {
+        let (nodes, bootstrap) = local_testnet(0, 3).unwrap();
+        let client = DhtClient::start(&DhtSettings {
+            bootstrap: bootstrap.clone(),
+            request_timeout: Duration::from_millis(500),
+            port: None,
+        })
+        .unwrap();
+        (nodes, bootstrap[0].clone(), client)
+    })
+}
+
+fn record(dht: &DhtClient, key: &PublicKey) -> Option<(Option<IpAddr>, Option<u16>)> {
+    smol::block_on(dht.get(key)).map(|p| direct_endpoint(&p))
+}
+
+fn dht_toml(bootstrap: &str) -> String {
+    format!(
+        "[pkdns]\ndht = true\ndht_bootstrap_nodes = [\"{bootstrap}\"]\ndht_request_timeout_ms = 500\n\
+         publish_retry_min_ms = 200\nuser_keys_republish_interval_ms = 0\n"
+    )
+}
+
+const FAST_UPNP: &str =
+    "[upnp]\nlease_ms = 4000\ncheck_interval_ms = 500\ndiscovery_timeout_ms = 2000\n\
+                         retry_min_ms = 300\nretry_max_ms = 2000\n";
+
+#[test]
+fn upnp_maps_forwards_renews_follows_the_address_and_cleans_up() {
+    let mut net = match Net::create("a", true) {
+        Ok(n) => n,
+        Err(e) if skip(&e) => return,
+        Err(e) => panic!("{e}"),
+    };
+    net.start_router().unwrap();
+    let (_nodes, bootstrap, dht) = lan_dht(&net.ns("lan"));
+    let device = Device::start(
+        &net,
+        &format!(
+            "{}{FAST_UPNP}map_http_port = true\n[mdns]\nenabled = false\n",
+            dht_toml(&bootstrap)
+        ),
+    );
+    let lan2 = net.ns("lan2");
+
+    // Both listeners are mapped at the gateway, to the device's LAN address.
+    let mappings = eventually("both mappings at the gateway", || {
+        let m = gateway_mappings(&lan2);
+        (m.len() == 2).then_some(m)
+    });
+    for port in [6286, 6287] {
+        assert!(
+            mappings.iter().any(|(ext, ip, int, lease)| *ext == port
+                && ip == LAN_IP
+                && *int == port
+                && *lease <= 4),
+            "{mappings:?}"
+        );
+    }
+
+    // From the internet side, both ports reach the device through the router.
+    let wan_http = in_ns(&net.ns("wan"), || {
+        let mut s =
+            TcpStream::connect_timeout(&format!("{ROUTER_WAN}:6286").parse().unwrap(), SAFETY)
+                .unwrap();
+        s.set_read_timeout(Some(SAFETY)).unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    });
+    assert!(wan_http.starts_with("HTTP/1.1 200"), "{wan_http}");
+    let key = device.key;
+    let wan_tls = in_ns(&net.ns("wan"), move || {
+        let addr: SocketAddr = format!("{ROUTER_WAN}:6287").parse().unwrap();
+        let name = rustls::pki_types::ServerName::try_from(key.to_z32()).unwrap();
+        let conn = rustls::ClientConnection::new(pubky_edge::http::tls::client_config(&key), name)
+            .unwrap();
+        let tcp = TcpStream::connect_timeout(&addr, SAFETY).unwrap();
+        tcp.set_read_timeout(Some(SAFETY)).unwrap();
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        tls.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut out = Vec::new();
+        let _ = tls.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    });
+    assert!(
+        wan_tls.starts_with("HTTP/1.1 200"),
+        "PubkyTLS through the mapping: {wan_tls}"
+    );
+
+    // The record announces the router's external address and the mapped port.
+    eventually("the record to announce the external address", || {
+        (record(&dht, &device.key) == Some((Some(ROUTER_WAN.parse().unwrap()), Some(6287))))
+            .then_some(())
+    });
+
+    // Leases of 4 s are renewed at half-life: after two renewals (more than one lease
+    // later) the gateway still holds the mappings.
+    eventually("two lease renewals", || {
+        let st = device.upnp()?;
+        st.mappings.iter().all(|m| m.renewals >= 2).then_some(())
+    });
+    assert_eq!(
+        gateway_mappings(&lan2).len(),
+        2,
+        "mappings survived past their first lease"
+    );
+
+    // The ISP hands the router a new address: the record follows.
+    net.set_router_wan(ROUTER_WAN, "11.0.0.9");
+    eventually("the record to follow the new external address", || {
+        (record(&dht, &device.key) == Some((Some("11.0.0.9".parse().unwrap()), Some(6287))))
+            .then_some(())
+    });
+
+    // The LAN address was never published: the record waited for the router's answer.
+    let log = std::fs::read_to_string(net.tmp.path().join("device.log")).unwrap();
+    let published: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("published the homeserver record"))
+        .collect();
+    assert!(!published.is_empty(), "{log}");
+    assert!(
+        published.iter().all(|l| l.contains("ip=11.0.0.")),
+        "{published:#?}"
+    );
+
+    let status = device.status();
+    println!("{status}");
+    assert!(
+        status.contains("external ip:   11.0.0.9 (from the router)"),
+        "{status}"
+    );
+    assert!(status.contains("cgnat:         no"), "{status}");
+    assert!(
+        status.contains("upnp mapping:  pubky_tls external port 6287 -> 192.168.77.10:6287"),
+        "{status}"
+    );
+    assert!(
+        status.contains("record:        resolves to 11.0.0.9:6287, the current address"),
+        "{status}"
+    );
+
+    // A clean stop removes both mappings.
+    device.stop();
+    assert!(
+        gateway_mappings(&lan2).is_empty(),
+        "mappings left at the gateway"
+    );
+}
+
+#[test]
+fn a_port_held_by_another_host_moves_and_the_record_says_so_and_cgnat_is_reported() {
+    let mut net = match Net::create("b", true) {
+        Ok(n) => n,
+        Err(e) if skip(&e) => return,
+        Err(e) => panic!("{e}"),
+    };
+    net.start_router().unwrap();
+    // Another device on the LAN already holds external port 6287.
+    in_ns(&net.ns("lan2"), || {
+        let gw = eventually("the router", || {
+            igd_next::search_gateway(igd_next::SearchOptions {
+                timeout: Some(Duration::from_secs(2)),
+                ..Default::default()
+            })
+            .ok()
+        });
+        gw.add_port(
+            igd_next::PortMappingProtocol::TCP,
+            6287,
+            "192.168.77.11:6287".parse().unwrap(),
+            0,
+            "other host",
+        )
+        .unwrap();
+    });
+    let (_nodes, bootstrap, dht) = lan_dht(&net.ns("lan"));
+    let device = Device::start(
+        &net,
+        // A long lease: a mapping that comes back below was not merely renewed.
+        &format!(
+            "{}{}[mdns]\nenabled = false\n",
+            dht_toml(&bootstrap),
+            FAST_UPNP.replace("lease_ms = 4000", "lease_ms = 600000")
+        ),
+    );
+    eventually("the record to announce the alternative port", || {
+        (record(&dht, &device.key) == Some((Some(ROUTER_WAN.parse().unwrap()), Some(6288))))
+            .then_some(())
+    });
+    let m = gateway_mappings(&net.ns("lan2"));
+    assert!(
+        m.iter()
+            .any(|(e, ip, i, _)| *e == 6288 && ip == LAN_IP && *i == 6287),
+        "{m:?}"
+    );
+    assert!(
+        m.iter()
+            .any(|(e, ip, _, _)| *e == 6287 && ip == "192.168.77.11"),
+        "{m:?}"
+    );
+
+    // The router forgets the mapping (as after a reboot): it is made again long before
+    // the lease's half-life.
+    in_ns(&net.ns("lan"), || {
+        let gw = igd_next::search_gateway(igd_next::SearchOptions {
+            timeout: Some(Duration::from_secs(3)),
+            ..Default::default()
+        })
+        .unwrap();
+        gw.remove_port(igd_next::PortMappingProtocol::TCP, 6288)
+            .unwrap();
+    });
+    eventually("the lost mapping to be made again", || {
+        let m = gateway_mappings(&net.ns("lan2"));
+        m.iter()
+            .any(|(e, ip, _, lease)| *e == 6288 && ip == LAN_IP && *lease > 500)
+            .then_some(())
+    });
+    let log = std::fs::read_to_string(net.tmp.path().join("device.log")).unwrap();
+    assert!(log.contains("the router lost the mapping"), "{log}");
+
+    // The router's own WAN address becomes a carrier-grade NAT one.
+    net.set_router_wan(ROUTER_WAN, "100.64.0.1");
+    let st = eventually("the CGNAT report", || {
+        let st = device.upnp()?;
+        (st.nat != Some(pubky_edge::announce::mapping::NatKind::Public)).then_some(st)
+    });
+    println!("{st:?}");
+    let status = device.status();
+    println!("{status}");
+    assert!(status.contains("cgnat:         YES"), "{status}");
+    device.stop();
+    let m = gateway_mappings(&net.ns("lan2"));
+    assert_eq!(m.len(), 1, "only the other host's mapping is left: {m:?}");
+}
+
+#[test]
+fn mdns_announces_follows_addresses_and_says_goodbye_and_a_missing_router_is_reported() {
+    let net = match Net::create("c", false) {
+        Ok(n) => n,
+        Err(e) if skip(&e) => return,
+        Err(e) => panic!("{e}"),
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let lan2 = net.ns("lan2");
+    // The browser lives in the second LAN namespace for the whole test.
+    let browser = std::thread::spawn(move || {
+        in_ns(&lan2, move || {
+            let daemon = mdns_sd::ServiceDaemon::new().unwrap();
+            let events = daemon
+                .browse(pubky_edge::announce::mdns::SERVICE_TYPE)
+                .unwrap();
+            while let Ok(ev) = events.recv_timeout(SAFETY * 2) {
+                let done = matches!(ev, mdns_sd::ServiceEvent::ServiceRemoved(..));
+                if tx.send(ev).is_err() || done {
+                    break;
+                }
+            }
+            let _ = daemon.shutdown();
+        })
+    });
+    // No router runs UPnP in this topology: the mapper must say so, not fail the server.
+    let device = Device::start(
+        &net,
+        &format!(
+            "[pkdns]\ndht = false\n{}",
+            FAST_UPNP.replace("discovery_timeout_ms = 2000", "discovery_timeout_ms = 500")
+        ),
+    );
+    let z = device.key.to_z32();
+    let fullname = format!("{z}.{}", pubky_edge::announce::mdns::SERVICE_TYPE);
+    let resolved = loop {
+        match rx
+            .recv_timeout(SAFETY)
+            .expect("the service is found on the LAN")
+        {
+            mdns_sd::ServiceEvent::ServiceResolved(s) if s.get_fullname() == fullname => break s,
+            _ => {}
+        }
+    };
+    assert_eq!(resolved.get_hostname(), format!("pubky-{}.local.", &z[..4]));
+    assert_eq!(resolved.get_port(), 6287);
+    assert_eq!(resolved.get_property_val_str("pk"), Some(z.as_str()));
+    assert_eq!(resolved.get_property_val_str("pubky_tls"), Some("6287"));
+    assert_eq!(resolved.get_property_val_str("http"), Some("6286"));
+    assert_eq!(
+        resolved.get_property_val_str("version"),
+        Some(env!("CARGO_PKG_VERSION"))
+    );
+    let addrs = resolved.get_addresses_v4();
+    assert!(addrs.contains(&LAN_IP.parse().unwrap()), "{addrs:?}");
+    assert!(!addrs.iter().any(|a| a.is_loopback()), "{addrs:?}");
+
+    // A new address on the device's interface is announced (mdns-sd checks every 5 s).
+    sh(&[
+        "ip",
+        "-n",
+        &net.ns("lan"),
+        "addr",
+        "add",
+        "192.168.77.20/24",
+        "dev",
+        "eth0",
+    ])
+    .unwrap();
+    loop {
+        let ev = rx
+            .recv_timeout(SAFETY)
+            .expect("the new address is announced");
+        if let mdns_sd::ServiceEvent::ServiceResolved(s) = ev {
+            if s.get_addresses_v4()
+                .contains(&"192.168.77.20".parse().unwrap())
+            {
+                break;
+            }
+        }
+    }
+
+    eventually("the missing router to be reported", || {
+        (device.upnp()?.state == "no_gateway").then_some(())
+    });
+    let status = device.status();
+    println!("{status}");
+    assert!(
+        status.contains(&format!("mdns:          {fullname} on pubky-")),
+        "{status}"
+    );
+    assert!(status.contains("upnp:          no_gateway"), "{status}");
+    assert!(
+        status.contains("upnp error:    no UPnP gateway found"),
+        "{status}"
+    );
+
+    // Shutdown sends the goodbye: the browser sees the service removed.
+    device.stop();
+    let removed = loop {
+        let ev = rx
+            .recv_timeout(SAFETY)
+            .expect("the goodbye reaches the browser");
+        if let mdns_sd::ServiceEvent::ServiceRemoved(_, name) = ev {
+            break name;
+        }
+    };
+    assert_eq!(removed, fullname);
+    browser.join().unwrap();
+}
