@@ -6,8 +6,12 @@
 //! the same run (write + fsync of the same size into the data directory's filesystem).
 //! Prints one table: requests/s, MiB/s, p50/p99 latency and the server's peak RSS (VmHWM).
 //!
+//! `--ops tls-get,tls-hs` measures PubkyTLS: `tls-get` is the same 1 KiB GET over keep-alive
+//! TLS connections, `tls-hs` opens a fresh TLS connection (full TLS 1.3 handshake with the
+//! raw-key check) for every request, so its rate is the handshake rate.
+//!
 //! `cargo bench --bench load -- [--conns 1,16,256] [--seconds 5] [--size 1024]
-//!  [--ops get,put,list,del,large] [--large-mib 64]`
+//!  [--ops get,put,list,del,large,tls-get,tls-hs] [--large-mib 64]`
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -37,7 +41,7 @@ fn parse_opts() -> Opts {
         conns: vec![1, 16, 256],
         seconds: 5,
         size: 1024,
-        ops: ["get", "put", "list", "del", "large"]
+        ops: ["get", "put", "list", "del", "tls-get", "tls-hs", "large"]
             .map(String::from)
             .to_vec(),
         large_mib: 64,
@@ -65,6 +69,7 @@ fn parse_opts() -> Opts {
 struct ServerProc {
     child: Child,
     addr: SocketAddr,
+    tls_addr: SocketAddr,
     dir: tempfile::TempDir,
 }
 
@@ -83,11 +88,12 @@ fn free_port() -> u16 {
 fn start_server(binary: &PathBuf) -> (ServerProc, PublicKey) {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
+    let tls_port = free_port();
     let cfg = dir.path().join("bench.toml");
     std::fs::write(
         &cfg,
         format!(
-            "[general]\nsignup_mode = \"open\"\n[drive]\nicann_listen_socket = \"127.0.0.1:{port}\"\npubky_listen_socket = \"127.0.0.1:0\"\n[limits]\nmax_connections = 2048\n[logging]\nlevel = \"warn\"\n"
+            "[general]\nsignup_mode = \"open\"\n[drive]\nicann_listen_socket = \"127.0.0.1:{port}\"\npubky_listen_socket = \"127.0.0.1:{tls_port}\"\n[pkdns]\ndht = false\n[admin]\nlisten_socket = \"127.0.0.1:0\"\n[metrics]\nlisten_socket = \"127.0.0.1:0\"\n[limits]\nmax_connections = 2048\n[logging]\nlevel = \"warn\"\n"
         ),
     )
     .expect("config");
@@ -125,7 +131,15 @@ fn start_server(binary: &PathBuf) -> (ServerProc, PublicKey) {
         assert!(Instant::now() < deadline, "server did not start");
         std::thread::sleep(Duration::from_millis(20));
     }
-    (ServerProc { child, addr, dir }, key)
+    (
+        ServerProc {
+            child,
+            addr,
+            tls_addr: format!("127.0.0.1:{tls_port}").parse().expect("addr"),
+            dir,
+        },
+        key,
+    )
 }
 
 fn rss_kib(pid: u32, field: &str) -> u64 {
@@ -176,20 +190,71 @@ fn proof(user: &SigningKey, hs: PublicKey, client_id: &str, lifetime: u64) -> St
 }
 
 /// One keep-alive connection speaking just enough HTTP/1.1.
+/// Plain TCP or PubkyTLS (verifying the homeserver's raw key like the SDK does).
+enum Stream {
+    Tcp(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
+        }
+    }
+}
+
 struct Conn {
     addr: SocketAddr,
-    r: BufReader<TcpStream>,
-    w: TcpStream,
+    tls: Option<PublicKey>,
+    io: BufReader<Stream>,
 }
 
 impl Conn {
     fn open(addr: SocketAddr) -> Conn {
+        Self::connect(addr, None)
+    }
+
+    fn connect(addr: SocketAddr, tls: Option<PublicKey>) -> Conn {
         let s = TcpStream::connect(addr).expect("connect");
         s.set_nodelay(true).expect("nodelay");
+        let stream = match &tls {
+            None => Stream::Tcp(s),
+            Some(key) => {
+                let name = rustls::pki_types::ServerName::try_from(key.to_string()).expect("name");
+                let conn =
+                    rustls::ClientConnection::new(pubky_edge::http::tls::client_config(key), name)
+                        .expect("tls client");
+                let mut tls = rustls::StreamOwned::new(conn, s);
+                // Complete the handshake now, so `tls-hs` measures it in full.
+                while tls.conn.is_handshaking() {
+                    tls.conn
+                        .complete_io(&mut tls.sock)
+                        .expect("PubkyTLS handshake");
+                }
+                Stream::Tls(Box::new(tls))
+            }
+        };
         Conn {
             addr,
-            r: BufReader::new(s.try_clone().expect("clone")),
-            w: s,
+            tls,
+            io: BufReader::new(stream),
         }
     }
 
@@ -200,9 +265,9 @@ impl Conn {
         );
         let mut msg = head.into_bytes();
         msg.extend_from_slice(body);
-        self.w.write_all(&msg).expect("write");
+        self.io.get_mut().write_all(&msg).expect("write");
         let mut line = String::new();
-        self.r.read_line(&mut line).expect("status line");
+        self.io.read_line(&mut line).expect("status line");
         let status: u16 = line
             .split(' ')
             .nth(1)
@@ -212,7 +277,7 @@ impl Conn {
         let mut close = false;
         loop {
             line.clear();
-            self.r.read_line(&mut line).expect("header");
+            self.io.read_line(&mut line).expect("header");
             if line == "\r\n" || line.is_empty() {
                 break;
             }
@@ -226,10 +291,10 @@ impl Conn {
             }
         }
         let mut buf = vec![0; len];
-        self.r.read_exact(&mut buf).expect("body");
+        self.io.read_exact(&mut buf).expect("body");
         if close {
             // the server ends keep-alive connections after a number of requests
-            *self = Conn::open(self.addr);
+            *self = Conn::connect(self.addr, self.tls);
         }
         (status, buf)
     }
@@ -242,8 +307,10 @@ struct Phase {
     lat_us: Vec<u32>,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_phase(
     addr: SocketAddr,
+    tls: Option<PublicKey>,
     conns: usize,
     secs: u64,
     op: &str,
@@ -263,7 +330,7 @@ fn run_phase(
                 body.to_vec(),
             );
             std::thread::spawn(move || {
-                let mut c = Conn::open(addr);
+                let mut c = Conn::connect(addr, tls);
                 let mut lat = Vec::new();
                 let mut errors = 0;
                 let mut k = 0usize;
@@ -271,7 +338,12 @@ fn run_phase(
                 while !stop.load(Ordering::Relaxed) {
                     let t = Instant::now();
                     let (status, _) = match op.as_str() {
-                        "get" | "list" => c.call("GET", &url, "", &[]),
+                        "tls-hs" => {
+                            // A new connection per request: handshake + GET + close.
+                            let mut fresh = Conn::connect(addr, tls);
+                            fresh.call("GET", &url, "connection: close\r\n", &[])
+                        }
+                        "get" | "tls-get" | "list" => c.call("GET", &url, "", &[]),
                         "put" => c.call("PUT", &format!("{url}/c{i}/f{k}"), &auth, &body),
                         _ => c.call("DELETE", &format!("{url}/c{i}/f{k}"), &auth, &[]),
                     };
@@ -379,14 +451,19 @@ fn main() {
     for op in o.ops.iter().filter(|op| *op != "large") {
         for &n in &o.conns {
             let url = match op.as_str() {
-                "get" => file.clone(),
                 "list" => format!("/storage/{pk}/pub/bench/list/"),
                 // PUT creates new files; DELETE removes the ones the PUT phase created
-                _ => format!("/storage/{pk}/pub/bench/put{n}"),
+                "put" | "del" => format!("/storage/{pk}/pub/bench/put{n}"),
+                _ => file.clone(),
             };
-            let p = run_phase(server.addr, n, o.seconds, op, &url, &auth, &body);
+            let (addr, tls) = if op.starts_with("tls-") {
+                (server.tls_addr, Some(hs))
+            } else {
+                (server.addr, None)
+            };
+            let p = run_phase(addr, tls, n, o.seconds, op, &url, &auth, &body);
             let rps = p.requests as f64 / p.elapsed.as_secs_f64().max(1e-9);
-            let mibs = if op == "put" || op == "get" {
+            let mibs = if matches!(op.as_str(), "put" | "get" | "tls-get") {
                 format!("{:.1}", rps * o.size as f64 / 1048576.0)
             } else {
                 "-".into()

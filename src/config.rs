@@ -33,7 +33,52 @@ pub struct Config {
     pub drive: Drive,
     pub storage: Storage,
     pub limits: Limits,
+    pub pkdns: Pkdns,
+    pub pkarr_relay: PkarrRelay,
     pub logging: Logging,
+    pub events: crate::http::events::EventsConfig,
+    pub admin: crate::http::admin::AdminConfig,
+    pub metrics: crate::metrics::MetricsConfig,
+    pub default_quotas: crate::ratelimit::BandwidthConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Pkdns {
+    pub dht: bool,
+    pub public_ip: String,
+    pub public_pubky_tls_port: u16,
+    pub public_icann_http_port: u16,
+    pub icann_domain: String,
+    pub dht_bootstrap_nodes: Vec<String>,
+    pub dht_request_timeout_ms: u64,
+    pub republish_interval_ms: u64,
+    pub publish_retry_min_ms: u64,
+    pub user_keys_republish_interval_ms: u64,
+    pub user_keys_republish_first_ms: u64,
+}
+
+impl Pkdns {
+    /// The configured public address, if one is set (validated at load).
+    pub fn public_ip(&self) -> Option<std::net::IpAddr> {
+        self.public_ip.parse().ok()
+    }
+    pub fn icann_domain(&self) -> Option<&str> {
+        Some(self.icann_domain.as_str()).filter(|d| !d.is_empty())
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct PkarrRelay {
+    pub enabled: bool,
+    pub listen_socket: String,
+    pub cache_entries: usize,
+}
+
+impl PkarrRelay {
+    /// The dedicated relay listener, if configured (validated at load).
+    pub fn listen_socket(&self) -> Option<SocketAddr> {
+        self.listen_socket.parse().ok()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -46,6 +91,8 @@ pub struct General {
 pub struct Drive {
     pub icann_listen_socket: SocketAddr,
     pub pubky_listen_socket: SocketAddr,
+    /// Request-rate rules (`[[drive.rate_limits]]`, see `ratelimit`).
+    pub rate_limits: Vec<crate::ratelimit::RuleConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -65,6 +112,7 @@ pub struct Limits {
     pub max_requests_per_connection: u32,
     pub max_json_body_bytes: usize,
     pub shutdown_drain_ms: u64,
+    pub write_stall_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -78,6 +126,9 @@ impl Limits {
     }
     pub fn shutdown_drain(&self) -> Duration {
         Duration::from_millis(self.shutdown_drain_ms)
+    }
+    pub fn write_stall_timeout(&self) -> Duration {
+        Duration::from_millis(self.write_stall_timeout_ms)
     }
 }
 
@@ -151,7 +202,7 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), String> {
-        let positive: [(&str, u64); 9] = [
+        let positive: [(&str, u64); 10] = [
             (
                 "storage.inline_max_bytes",
                 self.storage.inline_max_bytes as u64,
@@ -176,6 +227,10 @@ impl Config {
                 self.limits.max_json_body_bytes as u64,
             ),
             ("limits.shutdown_drain_ms", self.limits.shutdown_drain_ms),
+            (
+                "limits.write_stall_timeout_ms",
+                self.limits.write_stall_timeout_ms,
+            ),
         ];
         for (key, v) in positive {
             if v == 0 {
@@ -193,12 +248,70 @@ impl Config {
         {
             return Err("drive.icann_listen_socket and drive.pubky_listen_socket are equal".into());
         }
+        self.validate_discovery()?;
+        self.events.validate()?;
+        self.admin.validate()?;
+        crate::ratelimit::validate(&self.drive.rate_limits, &self.default_quotas)?;
         const LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
         if !LEVELS.contains(&self.logging.level.as_str()) {
             return Err(format!(
                 "logging.level must be one of {}, not {:?}",
                 LEVELS.join(", "),
                 self.logging.level
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_discovery(&self) -> Result<(), String> {
+        let p = &self.pkdns;
+        if !p.public_ip.is_empty() && p.public_ip.parse::<std::net::IpAddr>().is_err() {
+            return Err(format!(
+                "pkdns.public_ip {:?} is not an IP address",
+                p.public_ip
+            ));
+        }
+        let domain_ok = |d: &str| {
+            d.len() <= 253
+                && d.split('.').all(|l| {
+                    !l.is_empty()
+                        && l.len() <= 63
+                        && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                })
+        };
+        if !p.icann_domain.is_empty() && !domain_ok(&p.icann_domain) {
+            return Err(format!(
+                "pkdns.icann_domain {:?} is not a domain name",
+                p.icann_domain
+            ));
+        }
+        for n in &p.dht_bootstrap_nodes {
+            let port_ok = n
+                .rsplit_once(':')
+                .is_some_and(|(h, port)| !h.is_empty() && port.parse::<u16>().is_ok());
+            if !port_ok {
+                return Err(format!(
+                    "pkdns.dht_bootstrap_nodes: {n:?} is not \"host:port\""
+                ));
+            }
+        }
+        for (key, v) in [
+            ("pkdns.dht_request_timeout_ms", p.dht_request_timeout_ms),
+            ("pkdns.republish_interval_ms", p.republish_interval_ms),
+            ("pkdns.publish_retry_min_ms", p.publish_retry_min_ms),
+            (
+                "pkarr_relay.cache_entries",
+                self.pkarr_relay.cache_entries as u64,
+            ),
+        ] {
+            if v == 0 {
+                return Err(format!("{key} must be greater than 0"));
+            }
+        }
+        let relay = &self.pkarr_relay.listen_socket;
+        if !relay.is_empty() && relay.parse::<SocketAddr>().is_err() {
+            return Err(format!(
+                "pkarr_relay.listen_socket {relay:?} is not an address like 127.0.0.1:15411"
             ));
         }
         Ok(())
@@ -241,7 +354,15 @@ fn merge(base: &mut Table, layer: Table) {
 /// Keys the defaults do not know. Optional keys that are commented out in the sample are
 /// listed in `OPTIONAL` so they are not reported.
 fn unknown_keys(known: &Table, layer: &Table, prefix: &str, file: &str, out: &mut Vec<String>) {
-    const OPTIONAL: &[&str] = &["storage.default_quota_mb"];
+    const OPTIONAL: &[&str] = &[
+        "storage.default_quota_mb",
+        "admin.password_file",
+        "default_quotas.rate_read",
+        "default_quotas.rate_write",
+        "default_quotas.rate_read_burst",
+        "default_quotas.rate_write_burst",
+        "default_quotas.unauthenticated_ip_rate_read",
+    ];
     for (k, v) in layer {
         let full = if prefix.is_empty() {
             k.clone()
@@ -311,6 +432,49 @@ mod tests {
         assert!(e.contains("logging.level"), "{e}");
         let e = load("[limits]\nmax_connections = -3\n").unwrap_err();
         assert!(!e.is_empty());
+    }
+
+    #[test]
+    fn discovery_settings_are_checked() {
+        let ok = load(
+            "[pkdns]\npublic_ip = \"192.0.2.4\"\nicann_domain = \"hs.example.org\"\ndht_bootstrap_nodes = [\"127.0.0.1:6881\", \"router.example:6881\"]\n[pkarr_relay]\nlisten_socket = \"127.0.0.1:15411\"\n",
+        )
+        .unwrap()
+        .config;
+        assert_eq!(ok.pkdns.public_ip(), Some("192.0.2.4".parse().unwrap()));
+        assert_eq!(ok.pkdns.icann_domain(), Some("hs.example.org"));
+        assert_eq!(
+            ok.pkarr_relay.listen_socket(),
+            Some("127.0.0.1:15411".parse().unwrap())
+        );
+        let d = Config::defaults();
+        assert!(d.pkdns.dht);
+        assert_eq!(d.pkdns.public_ip(), None);
+        assert_eq!(d.pkdns.icann_domain(), None);
+        assert_eq!(d.pkarr_relay.listen_socket(), None);
+        for (text, key) in [
+            ("[pkdns]\npublic_ip = \"1.2.3\"", "pkdns.public_ip"),
+            ("[pkdns]\nicann_domain = \"a b\"", "pkdns.icann_domain"),
+            (
+                "[pkdns]\ndht_bootstrap_nodes = [\"nohost\"]",
+                "pkdns.dht_bootstrap_nodes",
+            ),
+            (
+                "[pkdns]\nrepublish_interval_ms = 0",
+                "pkdns.republish_interval_ms",
+            ),
+            (
+                "[pkarr_relay]\ncache_entries = 0",
+                "pkarr_relay.cache_entries",
+            ),
+            (
+                "[pkarr_relay]\nlisten_socket = \"x\"",
+                "pkarr_relay.listen_socket",
+            ),
+        ] {
+            let e = load(text).unwrap_err();
+            assert!(e.starts_with(key), "{text}: {e}");
+        }
     }
 
     #[test]

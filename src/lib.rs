@@ -5,7 +5,10 @@
 //!   brings the pieces up in order: data directory, [`identity`], [`store`], listeners.
 //! - [`http`] accepts connections (`http::server`), routes each request to an endpoint
 //!   (`http::route`, pure), checks who is asking (`http::session` → [`auth`]) and runs the
-//!   endpoint family (`http::storage`, `http::listing`, `http::grant`).
+//!   endpoint family (`http::storage`, `http::listing`, `http::grant`, `http::cookie`,
+//!   `http::events` with `http::event_stream`). `http::operator` runs the admin API
+//!   (`http::admin`) and Prometheus [`metrics`] on their own listeners; [`ratelimit`] holds
+//!   the request-count and bandwidth buckets checked before and during each request.
 //! - [`auth`] holds the pure protocol checks: capabilities, grant/PoP JWS, tokens.
 //! - [`store`] is the only owner of disk state: sled trees for metadata, sessions and events,
 //!   BLAKE3-addressed blob files for large bodies, group-committed flushes.
@@ -16,6 +19,8 @@
 //! past `inline_max_bytes`) → `Store::put` commits entry, event and quota usage in one
 //! transaction and waits for the group flush that covers it → `201 Created`.
 
+pub mod admin_client;
+pub mod announce;
 pub mod app;
 pub mod auth;
 pub mod clock;
@@ -23,7 +28,9 @@ pub mod config;
 pub mod http;
 pub mod identity;
 pub mod logging;
+pub mod metrics;
 pub mod pubkey;
+pub mod ratelimit;
 pub mod shutdown;
 pub mod signup_tokens;
 pub mod storage_path;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use pubky_edge::announce::PublishStatus;
 use pubky_edge::config::Config;
 use pubky_edge::{app, identity::Identity, shutdown, signup_tokens};
 
@@ -18,6 +19,10 @@ COMMANDS:
     run          run the homeserver (the default)
     info         print the homeserver's public key and where its data lives
     token new    create a signup token (for signup_mode = \"token_required\")
+    testnet      run a local development network on loopback: a small Mainline DHT
+                 (bootstrap 127.0.0.1:6881), a pkarr relay (127.0.0.1:15411) and this
+                 homeserver (HTTP 6286, PubkyTLS 6287), as the SDKs' `testnet()` expects
+    admin …      operate the running server through its admin API (`admin help`)
 
 OPTIONS:
     -c, --config FILE     configuration file (TOML), merged over the built-in defaults
@@ -55,7 +60,10 @@ fn parse_args() -> Result<Option<Args>, String> {
             "-d" | "--data-dir" => args.data_dir = Some(value("--data-dir")?.into()),
             s if s.starts_with("--config=") => args.config = Some(s[9..].into()),
             s if s.starts_with("--data-dir=") => args.data_dir = Some(s[11..].into()),
-            s if s.starts_with('-') => return Err(format!("unknown option {s} (see --help)")),
+            // `admin …` subcommands take their own options.
+            s if s.starts_with('-') && args.command.first().is_none_or(|c| c != "admin") => {
+                return Err(format!("unknown option {s} (see --help)"))
+            }
             s => args.command.push(s.to_string()),
         }
     }
@@ -76,6 +84,9 @@ fn real_main() -> anyhow::Result<()> {
     let Some(args) = parse_args().map_err(anyhow::Error::msg)? else {
         return Ok(());
     };
+    if args.command.first().map(String::as_str) == Some("testnet") {
+        return testnet(&args);
+    }
     let loaded = Config::load(args.config.as_deref(), None).map_err(anyhow::Error::msg)?;
     let config = loaded.config;
     let data_dir = config
@@ -88,7 +99,7 @@ fn real_main() -> anyhow::Result<()> {
             for w in &loaded.warnings {
                 tracing::warn!("{w}");
             }
-            run(config, data_dir)
+            run(config, data_dir, |_| Box::pin(async { Ok(()) }))
         }
         ["info"] => {
             app::prepare_data_dir(&data_dir)?;
@@ -96,6 +107,11 @@ fn real_main() -> anyhow::Result<()> {
             println!("public key:  {}", id.public_key());
             println!("data dir:    {}", data_dir.display());
             println!("http:        {}", config.drive.icann_listen_socket);
+            println!("pubky tls:   {}", config.drive.pubky_listen_socket);
+            if config.pkarr_relay.enabled {
+                println!("pkarr relay: /pkarr/<key> on the http listener");
+            }
+            print_publish_status(&config, &data_dir);
             for w in &loaded.warnings {
                 println!("warning:     {w}");
             }
@@ -108,11 +124,168 @@ fn real_main() -> anyhow::Result<()> {
             println!("{token}");
             Ok(())
         }
+        ["admin", "help"] | ["admin"] => {
+            print!("{}", pubky_edge::admin_client::USAGE);
+            Ok(())
+        }
+        ["admin", rest @ ..] => pubky_edge::admin_client::run(&config, rest),
         other => anyhow::bail!("unknown command `{}` (see --help)", other.join(" ")),
     }
 }
 
-fn run(config: Config, data_dir: PathBuf) -> anyhow::Result<()> {
+fn print_publish_status(config: &Config, data_dir: &std::path::Path) {
+    if !config.pkdns.dht {
+        println!("dht publish: off (pkdns.dht = false)");
+        return;
+    }
+    let Some(st) = PublishStatus::load(data_dir) else {
+        println!("dht publish: not attempted yet");
+        return;
+    };
+    let addr = format!(
+        "{}:{}",
+        st.published_ip.as_deref().unwrap_or("?"),
+        st.pubky_tls_port
+    );
+    match (&st.last_error, st.last_success_secs) {
+        (None, Some(ok)) => println!(
+            "dht publish: ok at {} ({addr}, stored on {} nodes)",
+            pubky_edge::clock::rfc3339(ok),
+            st.stored_at_nodes
+        ),
+        (Some(e), ok) => {
+            println!(
+                "dht publish: FAILED at {} ({addr}): {e}",
+                pubky_edge::clock::rfc3339(st.last_attempt_secs)
+            );
+            if let Some(ok) = ok {
+                println!(
+                    "             last success {}",
+                    pubky_edge::clock::rfc3339(ok)
+                );
+            }
+        }
+        (None, None) => println!("dht publish: not attempted yet"),
+    }
+}
+
+/// Fixed loopback ports of the local network, the ones the SDKs' `testnet()` presets use.
+const TESTNET_DHT_PORT: u16 = 6881;
+const TESTNET_RELAY: &str = "127.0.0.1:15411";
+
+fn testnet(args: &Args) -> anyhow::Result<()> {
+    if args.command.len() > 1 {
+        anyhow::bail!("`testnet` takes no arguments (see --help)");
+    }
+    // A small Mainline network on loopback whose first node holds the well-known port.
+    let (nodes, first) =
+        pubky_edge::announce::dht::local_testnet(TESTNET_DHT_PORT, 3).map_err(|e| {
+            anyhow::anyhow!("cannot start the local DHT on UDP 127.0.0.1:{TESTNET_DHT_PORT}: {e}")
+        })?;
+    let bootstrap: Vec<String> = first;
+    let layer = format!(
+        "[drive]\nicann_listen_socket = \"127.0.0.1:6286\"\npubky_listen_socket = \"127.0.0.1:6287\"\n\
+         [pkdns]\ndht = true\npublic_ip = \"127.0.0.1\"\nicann_domain = \"localhost\"\n\
+         dht_request_timeout_ms = 500\npublish_retry_min_ms = 200\n\
+         user_keys_republish_first_ms = 5000\nuser_keys_republish_interval_ms = 1800000\n\
+         dht_bootstrap_nodes = [{}]\n\
+         [pkarr_relay]\nenabled = true\nlisten_socket = \"{TESTNET_RELAY}\"\n",
+        bootstrap
+            .iter()
+            .map(|b| format!("{b:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let user = match &args.config {
+        Some(p) => Some((
+            p.display().to_string(),
+            std::fs::read_to_string(p)
+                .map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", p.display()))?,
+        )),
+        None => None,
+    };
+    let mut layers = vec![("testnet", layer.as_str())];
+    if let Some((name, text)) = &user {
+        layers.push((name.as_str(), text.as_str()));
+    }
+    let loaded = Config::from_layers(&layers).map_err(anyhow::Error::msg)?;
+    let config = loaded.config;
+    let (data_dir, temporary) = match args
+        .data_dir
+        .clone()
+        .or_else(|| Some(config.general.data_dir.clone()).filter(|d| !d.as_os_str().is_empty()))
+    {
+        Some(d) => (d, false),
+        None => (
+            std::env::temp_dir().join(format!("pubky-edge-testnet-{}", std::process::id())),
+            true,
+        ),
+    };
+    pubky_edge::logging::init(&config.logging.level);
+    for w in &loaded.warnings {
+        tracing::warn!("{w}");
+    }
+    let bootstrap_text = bootstrap.join(", ");
+    let result = run(config, data_dir.clone(), move |running| {
+        Box::pin(async move {
+            let token = pubky_edge::auth::token::new_signup_token();
+            running
+                .store()
+                .create_signup_token(&token, pubky_edge::clock::now_secs())
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot create a signup token: {e}"))?;
+            // Wait (bounded) for the first publish so the printed network is usable at once.
+            let attempted = running.publish_attempted.listen();
+            let published = running
+                .publish_status
+                .lock()
+                .map(|s| s.last_success_secs.is_some())
+                .unwrap_or(false);
+            if !published {
+                smol::future::or(
+                    async {
+                        attempted.await;
+                    },
+                    async {
+                        smol::Timer::after(std::time::Duration::from_secs(10)).await;
+                    },
+                )
+                .await;
+            }
+            println!("pubky-edge testnet: everything on loopback; Ctrl-C stops it");
+            println!("  dht bootstrap:  {bootstrap_text}");
+            println!("  homeserver:     {}", running.public_key);
+            println!("  http (icann):   http://{}", running.icann_addr);
+            println!("  pubky tls:      {}", running.pubky_addr);
+            if let Some(r) = running.relay_addr {
+                println!(
+                    "  pkarr relay:    http://{r}  (also http://{}/pkarr)",
+                    running.icann_addr
+                );
+            }
+            println!("  signup token:   {token}");
+            println!("  data dir:       {}", running.data_dir.display());
+            use std::io::Write;
+            let _ = std::io::stdout().flush();
+            Ok(())
+        })
+    });
+    drop(nodes);
+    if temporary {
+        let _ = std::fs::remove_dir_all(&data_dir);
+    }
+    result
+}
+
+/// What runs once the listeners are up.
+type Started<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + 'a>>;
+
+/// Runs the homeserver until SIGTERM/SIGINT; `started` runs once the listeners are up.
+fn run(
+    config: Config,
+    data_dir: PathBuf,
+    started: impl for<'a> FnOnce(&'a app::Running) -> Started<'a>,
+) -> anyhow::Result<()> {
     let ex = Arc::new(smol::Executor::new());
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let (stop_tx, stop_rx) = smol::channel::bounded::<()>(1);
@@ -129,6 +302,10 @@ fn run(config: Config, data_dir: PathBuf) -> anyhow::Result<()> {
     let result = smol::block_on(ex.run(async {
         let signals = shutdown::on_signals()?;
         let running = app::start(&ex, config, data_dir).await?;
+        if let Err(e) = started(&running).await {
+            let _ = running.stop().await;
+            return Err(e);
+        }
         signals.await;
         tracing::info!("shutting down");
         running.stop().await

@@ -464,3 +464,41 @@ fn info_root_cors_and_methods() {
     assert_eq!(r.header("allow"), Some("GET, HEAD, PUT, DELETE"));
     assert_eq!(s.req("POST", "/info").send().status, 405);
 }
+
+#[test]
+fn a_grant_id_reused_by_someone_else_does_not_touch_the_owners_session() {
+    let s = Server::start("");
+    let victim = new_user(&s);
+    // The victim's app session, under grant id X.
+    let g = GrantSpec::new(&victim.key, s.pk, "victim.app", "/pub/:rw", 3600);
+    let r = s.req("POST", "/auth/grant/session").json(&g.body()).send();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    let bearer = v["token"].as_str().unwrap().to_string();
+
+    // Another user signs a grant of their own with the same id X.
+    let attacker = new_user(&s);
+    let mut forged = GrantSpec::new(&attacker.key, s.pk, "evil.app", "/pub/:rw", 3600);
+    forged.jti = g.jti.clone();
+    let r = s
+        .req("POST", "/auth/grant/session")
+        .json(&forged.body())
+        .send();
+    assert_eq!(r.status, 403, "{}", r.text());
+    // The same user, but another client key, is refused too.
+    let mut other_client = GrantSpec::new(&victim.key, s.pk, "victim.app", "/pub/:rw", 3600);
+    other_client.jti = g.jti.clone();
+    let r = s
+        .req("POST", "/auth/grant/session")
+        .json(&other_client.body())
+        .send();
+    assert_eq!(r.status, 403, "{}", r.text());
+
+    // The victim's session is untouched.
+    let r = s
+        .req("PUT", &s.storage_url(&victim.pk, "/pub/still.txt"))
+        .bearer(&bearer)
+        .body("mine")
+        .send();
+    assert_eq!(r.status, 201, "{}", r.text());
+}

@@ -11,6 +11,7 @@
 //! then carry `Authorization: Bearer …` and are checked against the grant's
 //! [`capability::Capabilities`].
 
+pub mod auth_token;
 pub mod capability;
 pub mod grant;
 pub mod jws;

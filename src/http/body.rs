@@ -22,11 +22,15 @@ use smol::Task;
 /// Bytes read from disk per frame.
 const FILE_CHUNK: u64 = 64 * 1024;
 
-/// A response body with a length known up front.
+/// A stream of chunks of unknown total length (event streams); sent chunked.
+pub type ChunkStream = Pin<Box<dyn smol::stream::Stream<Item = io::Result<Bytes>> + Send>>;
+
+/// A response body: with a length known up front, or an open-ended stream.
 pub enum Body {
     Empty,
     Full(Bytes),
     File(FileBody),
+    Stream(ChunkStream),
 }
 
 impl Body {
@@ -76,6 +80,10 @@ impl http_body::Body for Body {
                 _ => Poll::Ready(None),
             },
             Body::File(f) => f.poll_chunk(cx).map(|c| c.map(|r| r.map(Frame::data))),
+            Body::Stream(s) => s
+                .as_mut()
+                .poll_next(cx)
+                .map(|c| c.map(|r| r.map(Frame::data))),
         }
     }
 
@@ -84,6 +92,7 @@ impl http_body::Body for Body {
             Body::Empty => true,
             Body::Full(b) => b.is_empty(),
             Body::File(f) => f.remaining == 0,
+            Body::Stream(_) => false,
         }
     }
 
@@ -92,6 +101,7 @@ impl http_body::Body for Body {
             Body::Empty => SizeHint::with_exact(0),
             Body::Full(b) => SizeHint::with_exact(b.len() as u64),
             Body::File(f) => SizeHint::with_exact(f.remaining),
+            Body::Stream(_) => SizeHint::default(),
         }
     }
 }

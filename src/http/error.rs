@@ -8,6 +8,7 @@ use hyper::{header, Response, StatusCode};
 
 use super::body::Body;
 use super::route::RouteError;
+use crate::auth::auth_token::AuthTokenError;
 use crate::auth::grant::{GrantError, PopError, SignupGrantError};
 use crate::store::StoreError;
 
@@ -17,6 +18,8 @@ pub struct ApiError {
     pub message: Cow<'static, str>,
     /// `Allow` header for 405 responses.
     pub allow: Option<&'static str>,
+    /// `Retry-After` seconds for 429 and 503 responses.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -25,6 +28,14 @@ impl ApiError {
             status,
             message: message.into(),
             allow: None,
+            retry_after: None,
+        }
+    }
+    /// 429 "Rate limit exceeded" with `Retry-After`.
+    pub fn rate_limited(secs: u64) -> Self {
+        ApiError {
+            retry_after: Some(secs.max(1)),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, "Rate limit exceeded")
         }
     }
     pub fn bad_request(m: impl Into<Cow<'static, str>>) -> Self {
@@ -53,8 +64,14 @@ impl ApiError {
         if let Some(allow) = self.allow {
             b = b.header(header::ALLOW, allow);
         }
-        if self.status == StatusCode::TOO_MANY_REQUESTS {
-            b = b.header(header::RETRY_AFTER, "1");
+        match self.retry_after {
+            Some(secs) => b = b.header(header::RETRY_AFTER, secs),
+            None if self.status == StatusCode::TOO_MANY_REQUESTS
+                || self.status == StatusCode::SERVICE_UNAVAILABLE =>
+            {
+                b = b.header(header::RETRY_AFTER, "1")
+            }
+            None => {}
         }
         let body = Bytes::from(self.message.into_owned());
         // Invariant: status and static header values above are always valid.
@@ -69,6 +86,7 @@ impl From<RouteError> for ApiError {
                 status: StatusCode::METHOD_NOT_ALLOWED,
                 message: "Method Not Allowed".into(),
                 allow: Some(allow),
+                retry_after: None,
             },
             RouteError::BadRequest(m) => ApiError::bad_request(m),
             RouteError::NotFound => ApiError::not_found(),
@@ -93,6 +111,9 @@ impl From<StoreError> for ApiError {
             StoreError::TokenUnknown => ApiError::unauthorized("Invalid token"),
             StoreError::TokenUsed => ApiError::unauthorized("Token already used"),
             StoreError::GrantRevoked => ApiError::unauthorized("Grant has been revoked"),
+            StoreError::GrantConflict => {
+                ApiError::forbidden("Grant does not belong to authenticated user")
+            }
             StoreError::GrantExpired => ApiError::unauthorized("Grant has expired"),
             other => ApiError::new(S::INTERNAL_SERVER_ERROR, format!("Storage error: {other}")),
         }
@@ -122,5 +143,12 @@ impl From<SignupGrantError> for ApiError {
             _ => StatusCode::BAD_REQUEST,
         };
         ApiError::new(status, e.to_string())
+    }
+}
+
+impl From<AuthTokenError> for ApiError {
+    /// Every AuthToken problem is the client's: 400 with the reference's wording.
+    fn from(e: AuthTokenError) -> Self {
+        ApiError::bad_request(e.to_string())
     }
 }

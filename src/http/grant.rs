@@ -138,6 +138,7 @@ pub async fn signup(app: &App, req: Request<Incoming>) -> Result<Response<Body>,
     app.store
         .create_user(&claims.iss, token.as_deref(), now)
         .await?;
+    app.metrics.signup();
     tracing::info!(user = %claims.iss, "signed up");
     Ok(empty(StatusCode::NO_CONTENT))
 }
@@ -157,8 +158,10 @@ pub async fn create_session(app: &App, req: Request<Incoming>) -> Result<Respons
         return Err(ApiError::unauthorized("Grant has been revoked"));
     }
     check_pop(app, &proof, &claims, now).await?;
-    if app.store.user(&claims.iss)?.is_none() {
-        return Err(ApiError::not_found());
+    match app.store.user(&claims.iss)? {
+        None => return Err(ApiError::not_found()),
+        Some(u) if u.disabled => return Err(ApiError::forbidden("User is disabled")),
+        Some(_) => {}
     }
     let record = GrantRecord {
         id: claims.jti.as_str().to_string(),

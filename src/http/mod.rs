@@ -3,18 +3,28 @@
 //! `listing`, `grant`) do the work against the store. CORS is applied here, outermost,
 //! to every response.
 
+pub mod admin;
+pub mod bandwidth;
 pub mod body;
 pub mod capacity;
+pub mod cookie;
 pub mod error;
+pub mod event_stream;
+pub mod events;
 pub mod grant;
 pub mod listing;
+pub mod operator;
+pub mod quota;
+pub mod relay;
 pub mod route;
 pub mod rt;
 pub mod server;
 pub mod session;
 pub mod storage;
+pub mod tls;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
@@ -26,9 +36,12 @@ pub use server::{serve, Acceptor, ConnInfo, PlainTcp, ServerLimits};
 
 use self::error::ApiError;
 use self::route::Endpoint;
+use crate::auth::auth_token::ReplayGuard;
 use crate::auth::token::is_signup_token;
 use crate::config::{Config, SignupMode};
+use crate::metrics::{Metrics, RouteClass};
 use crate::pubkey::PublicKey;
+use crate::ratelimit::{Limiter, Verdict};
 use crate::store::Store;
 
 /// Everything a request handler may touch.
@@ -37,6 +50,18 @@ pub struct App {
     pub config: Config,
     pub homeserver: PublicKey,
     pub data_dir: PathBuf,
+    /// The pkarr relay (`/pkarr/<z32>`), unless disabled.
+    pub relay: Option<Arc<crate::announce::relay::Relay>>,
+    /// Counters and gauges for `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// Open event streams (cap and shutdown).
+    pub streams: Arc<event_stream::Streams>,
+    /// Spent AuthTokens (cookie sign-in is single use).
+    pub replay: ReplayGuard,
+    /// Request-count limits.
+    pub limiter: Limiter,
+    /// Bandwidth buckets.
+    pub throttle: Arc<crate::ratelimit::Throttle>,
 }
 
 /// Features advertised in `/info`: only what is implemented.
@@ -45,28 +70,101 @@ pub const FEATURES: &[&str] = &["path-addressed-storage", "grant-proof-logout"];
 /// Handles one client request end to end.
 pub async fn handle(app: &App, req: Request<Incoming>) -> Response<Body> {
     let origin = req.headers().get(header::ORIGIN).cloned();
-    let preflight = (
-        req.headers()
-            .get(header::ACCESS_CONTROL_REQUEST_METHOD)
-            .cloned(),
-        req.headers()
-            .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
-            .cloned(),
-    );
+    let preflight = preflight_headers(&req);
     let routed = route::route(
         req.method(),
         req.uri().path(),
         req.uri().query(),
         req.headers(),
     );
+    let start = std::time::Instant::now();
+    let class = routed.as_ref().map_or(RouteClass::Other, route_class);
     let mut resp = match routed {
         Err(e) => ApiError::from(e).into_response(),
-        Ok(ep) => dispatch(app, req, ep)
-            .await
-            .unwrap_or_else(ApiError::into_response),
+        Ok(ep) => match rate_limit(app, &req, &ep) {
+            Err(e) => e.into_response(),
+            Ok(()) => dispatch(app, req, ep)
+                .await
+                .unwrap_or_else(ApiError::into_response),
+        },
     };
+    app.metrics
+        .request(class, resp.status().as_u16(), start.elapsed());
     cors(&mut resp, origin, preflight);
     resp
+}
+
+type Preflight = (Option<HeaderValue>, Option<HeaderValue>);
+
+fn preflight_headers(req: &Request<Incoming>) -> Preflight {
+    (
+        req.headers()
+            .get(header::ACCESS_CONTROL_REQUEST_METHOD)
+            .cloned(),
+        req.headers()
+            .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
+            .cloned(),
+    )
+}
+
+fn route_class(ep: &Endpoint) -> RouteClass {
+    match ep {
+        Endpoint::Storage { op, .. } => match op {
+            route::StorageOp::Get | route::StorageOp::Head => RouteClass::StorageRead,
+            _ => RouteClass::StorageWrite,
+        },
+        Endpoint::EventFeed | Endpoint::EventStream => RouteClass::Events,
+        Endpoint::GrantSignup
+        | Endpoint::GrantSessionCreate
+        | Endpoint::GrantSessionGet
+        | Endpoint::GrantSessionDelete
+        | Endpoint::GrantList
+        | Endpoint::GrantRevoke { .. }
+        | Endpoint::CookieSignup
+        | Endpoint::CookieSessionCreate
+        | Endpoint::CookieSessionGet
+        | Endpoint::CookieSessionDelete => RouteClass::Auth,
+        _ => RouteClass::Other,
+    }
+}
+
+/// §10.1: request-count limits, checked after routing (the tenant is known) and before
+/// any work. `/info` and preflights are exempt.
+fn rate_limit(app: &App, req: &Request<Incoming>, ep: &Endpoint) -> Result<(), ApiError> {
+    let (path, tenant) = match ep {
+        Endpoint::Info | Endpoint::Preflight => return Ok(()),
+        Endpoint::Storage {
+            path,
+            tenant,
+            addressing: route::Addressing::Path,
+            ..
+        } => (path.as_str(), *tenant),
+        Endpoint::Storage { tenant, .. } => (req.uri().path(), *tenant),
+        _ => (
+            req.uri().path(),
+            route::legacy_tenant(req.headers(), req.uri().query()),
+        ),
+    };
+    let ip = req
+        .extensions()
+        .get::<ConnInfo>()
+        .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |c| c.peer.ip());
+    let r = crate::ratelimit::Request {
+        method: req.method().as_str(),
+        path,
+        ip,
+        tenant,
+    };
+    match app.limiter.check(&r, std::time::Instant::now()) {
+        Verdict::Allow => Ok(()),
+        Verdict::NoUser => Err(ApiError::bad_request(
+            "Failed to extract user for rate limiting",
+        )),
+        Verdict::Limited(secs) => {
+            app.metrics.rate_limited();
+            Err(ApiError::rate_limited(secs))
+        }
+    }
 }
 
 async fn dispatch(
@@ -96,6 +194,13 @@ async fn dispatch(
         Endpoint::GrantList => grant::list_grants(app, &req),
         Endpoint::GrantRevoke { gid } => grant::revoke(app, &req, &gid).await,
         Endpoint::SignupTokenStatus { token } => token_status(app, &token).await,
+        Endpoint::Relay { key, put } => relay::handle(app.relay.as_deref(), req, key, put).await,
+        Endpoint::EventFeed => events::feed(app, req.uri().query()),
+        Endpoint::EventStream => events::stream(app, &req),
+        Endpoint::CookieSignup => cookie::signup(app, req).await,
+        Endpoint::CookieSessionCreate => cookie::create(app, req).await,
+        Endpoint::CookieSessionGet => cookie::get(app, &req),
+        Endpoint::CookieSessionDelete => cookie::delete(app, &req).await,
     }
 }
 
@@ -153,11 +258,7 @@ pub fn text(status: StatusCode, s: &'static str) -> Response<Body> {
 
 /// Very permissive CORS with credentials: mirror the origin, and on preflight the requested
 /// method and headers.
-fn cors(
-    resp: &mut Response<Body>,
-    origin: Option<HeaderValue>,
-    preflight: (Option<HeaderValue>, Option<HeaderValue>),
-) {
+pub(crate) fn cors(resp: &mut Response<Body>, origin: Option<HeaderValue>, preflight: Preflight) {
     let h = resp.headers_mut();
     h.append(
         header::VARY,

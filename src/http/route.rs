@@ -56,6 +56,35 @@ pub enum Endpoint {
     GrantRevoke { gid: String },
     /// `GET /signup_tokens/{token}`
     SignupTokenStatus { token: String },
+    /// `GET /events/`
+    EventFeed,
+    /// `GET /events-stream`
+    EventStream,
+    /// `POST /signup` (AuthToken, cookie session)
+    CookieSignup,
+    /// `POST /session`
+    CookieSessionCreate,
+    /// `GET /session`
+    CookieSessionGet,
+    /// `DELETE /session`
+    CookieSessionDelete,
+    /// `GET`/`PUT /pkarr/<z32>`: the pkarr relay.
+    Relay { key: PublicKey, put: bool },
+}
+
+/// Where the pkarr relay lives on the client listeners (`<base>/<z32>` as relays serve it).
+pub const RELAY_PREFIX: &str = "/pkarr/";
+
+/// The relay route: `GET`/`HEAD`/`PUT` of a bare z32 key.
+pub fn relay(method: &Method, key: &str) -> Result<Endpoint, RouteError> {
+    let put = match *method {
+        Method::GET | Method::HEAD => false,
+        Method::PUT => true,
+        _ => return Err(RouteError::MethodNotAllowed("GET, HEAD, PUT")),
+    };
+    let key = PublicKey::parse_z32(key)
+        .map_err(|_| RouteError::BadRequest("Invalid public key".into()))?;
+    Ok(Endpoint::Relay { key, put })
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,6 +149,17 @@ pub fn route(
         "/info" => return only(Method::GET, "GET", Endpoint::Info),
         "/auth/grant/signup" => return only(Method::POST, "POST", Endpoint::GrantSignup),
         "/auth/grant/sessions" => return only(Method::GET, "GET", Endpoint::GrantList),
+        "/events/" => return only(Method::GET, "GET", Endpoint::EventFeed),
+        "/events-stream" => return only(Method::GET, "GET", Endpoint::EventStream),
+        "/signup" => return only(Method::POST, "POST", Endpoint::CookieSignup),
+        "/session" => {
+            return match *method {
+                Method::POST => Ok(Endpoint::CookieSessionCreate),
+                Method::GET => Ok(Endpoint::CookieSessionGet),
+                Method::DELETE => Ok(Endpoint::CookieSessionDelete),
+                _ => Err(RouteError::MethodNotAllowed("GET, POST, DELETE")),
+            }
+        }
         "/auth/grant/session" => {
             return match *method {
                 Method::POST => Ok(Endpoint::GrantSessionCreate),
@@ -138,6 +178,9 @@ pub fn route(
                 gid: decode_segment(gid)?,
             },
         );
+    }
+    if let Some(key) = path.strip_prefix(RELAY_PREFIX) {
+        return relay(method, key);
     }
     if let Some(token) = path.strip_prefix("/signup_tokens/") {
         return only(

@@ -57,9 +57,16 @@ impl Sleep for SmolSleep {}
 const MIN_READ_WINDOW: usize = 1024;
 
 /// Any futures-io stream (smol `TcpStream`, a futures-rustls `TlsStream`, …) as hyper IO.
+///
+/// With a write-stall limit, a write that makes no progress for that long fails with
+/// `TimedOut`, so hyper drops a connection whose peer stopped reading (a stalled download or
+/// event stream) instead of holding it forever.
 #[derive(Debug)]
 pub struct SmolIo<T> {
     io: T,
+    stall_limit: Option<Duration>,
+    /// Running while writes are blocked; cleared by any progress.
+    stalled: Option<smol::Timer>,
     /// Bytes offered to the next read. Each read must zero what it offers (hyper's buffer is
     /// uninitialised every time), so offering hyper's whole spare capacity cost a memset of
     /// 8+ KiB per read, even for a 200-byte request head or a read that finds nothing. The
@@ -71,8 +78,16 @@ impl<T> SmolIo<T> {
     pub fn new(io: T) -> Self {
         SmolIo {
             io,
+            stall_limit: None,
+            stalled: None,
             window: MIN_READ_WINDOW,
         }
+    }
+
+    /// Fails writes that make no progress for `limit`.
+    pub fn with_write_stall(mut self, limit: Duration) -> Self {
+        self.stall_limit = Some(limit);
+        self
     }
 
     pub fn get_ref(&self) -> &T {
@@ -81,6 +96,32 @@ impl<T> SmolIo<T> {
 
     pub fn into_inner(self) -> T {
         self.io
+    }
+
+    /// Passes a ready write result through (clearing the stall timer); turns a pending
+    /// one into `TimedOut` once the stall limit has passed.
+    fn watch<R>(&mut self, cx: &mut Context<'_>, r: Poll<io::Result<R>>) -> Poll<io::Result<R>> {
+        match r {
+            Poll::Ready(r) => {
+                self.stalled = None;
+                Poll::Ready(r)
+            }
+            Poll::Pending => {
+                let Some(limit) = self.stall_limit else {
+                    return Poll::Pending;
+                };
+                let timer = self
+                    .stalled
+                    .get_or_insert_with(|| smol::Timer::after(limit));
+                match Pin::new(timer).poll(cx) {
+                    Poll::Ready(_) => Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "peer stopped reading",
+                    ))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
     }
 }
 
@@ -128,7 +169,9 @@ impl<T: AsyncWrite + Unpin> hyper::rt::Write for SmolIo<T> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.io).poll_write(cx, buf);
+        this.watch(cx, r)
     }
 
     fn poll_write_vectored(
@@ -136,15 +179,21 @@ impl<T: AsyncWrite + Unpin> hyper::rt::Write for SmolIo<T> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        this.watch(cx, r)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.io).poll_flush(cx);
+        this.watch(cx, r)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_close(cx)
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.io).poll_close(cx);
+        this.watch(cx, r)
     }
 }
 

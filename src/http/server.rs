@@ -51,6 +51,8 @@ pub struct ServerLimits {
     pub keep_alive: bool,
     /// The response to this request carries `Connection: close` (values below 1 act as 1).
     pub max_requests_per_connection: u32,
+    /// A connection whose peer accepts no response bytes for this long is dropped.
+    pub write_stall_timeout: Duration,
 }
 
 /// Who is on the other end of a request's connection.
@@ -250,9 +252,10 @@ async fn connection<A, H, F>(
             stats,
             slot: slot.clone(),
         };
-        let mut conn = pin!(shared
-            .builder
-            .serve_connection(SmolIo::new(stream), service));
+        let mut conn = pin!(shared.builder.serve_connection(
+            SmolIo::new(stream).with_write_stall(shared.limits.write_stall_timeout),
+            service,
+        ));
         let finished = async { Some(conn.as_mut().await) }
             .or(async {
                 shared.shutdown.wait().await;
@@ -309,7 +312,9 @@ where
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
 
-    fn call(&self, req: Request<Incoming>) -> Self::Future {
+    fn call(&self, mut req: Request<Incoming>) -> Self::Future {
+        // Handlers that need the peer (rate limits per IP) read it from the extensions.
+        req.extensions_mut().insert(self.info);
         let served = self.served.get().saturating_add(1);
         self.served.set(served);
         if served == 1 {

@@ -6,11 +6,12 @@ use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::{header, HeaderMap, Request, Response, StatusCode};
 
+use super::bandwidth;
 use super::body::{next_chunk, Body};
 use super::error::ApiError;
 use super::listing;
 use super::route::{Addressing, StorageOp};
-use super::session::Session;
+use super::session::{AuthMethod, Caller, CookiePolicy};
 use super::App;
 use crate::clock;
 use crate::pubkey::PublicKey;
@@ -29,7 +30,9 @@ pub async fn handle(
     let result = match tenant {
         None => Err(ApiError::bad_request("Missing request tenant")),
         Some(tenant) => {
-            let session = Session::from_headers(app, req.headers());
+            let session =
+                Caller::resolve(app, req.headers(), Some(&tenant), CookiePolicy::Fallback);
+            count_request(app, &req, &tenant, addressing, &session);
             match (session, op) {
                 (Err(e), _) => Err(e),
                 (Ok(s), StorageOp::Get | StorageOp::Head) => {
@@ -43,6 +46,40 @@ pub async fn handle(
     let mut resp = result.unwrap_or_else(ApiError::into_response);
     cache_policy(&mut resp, &path, addressing);
     resp
+}
+
+/// `storage_request_count_total` labels for one request.
+fn count_request(
+    app: &App,
+    req: &Request<Incoming>,
+    tenant: &PublicKey,
+    addressing: Addressing,
+    session: &Result<Option<Caller>, ApiError>,
+) {
+    let host_header = match req
+        .headers()
+        .get("pubky-host")
+        .and_then(|v| v.to_str().ok())
+    {
+        None => 0,
+        Some(v) if v == tenant.to_z32() => 1,
+        Some(_) => 2,
+    };
+    let host_query = req
+        .uri()
+        .query()
+        .is_some_and(|q| super::route::query_pairs(q).any(|(k, _)| k == "pubky-host"));
+    let auth = match session {
+        Ok(Some(c)) if c.method == AuthMethod::Cookie => 1,
+        Ok(Some(_)) => 2,
+        _ => 0,
+    };
+    app.metrics.storage_request(crate::metrics::StorageRequest {
+        addressing: usize::from(addressing == Addressing::Legacy),
+        host_header,
+        host_query: usize::from(host_query),
+        auth,
+    });
 }
 
 /// §3.10: validators and caching differ for public and private paths and by addressing.
@@ -80,7 +117,7 @@ fn hv(s: &'static str) -> header::HeaderValue {
 fn authorize_read(
     tenant: &PublicKey,
     path: &StoragePath,
-    session: Option<&Session>,
+    session: Option<&Caller>,
 ) -> Result<(), ApiError> {
     if path.is_public() {
         return Ok(());
@@ -110,7 +147,7 @@ fn authorize_write(
     app: &App,
     tenant: &PublicKey,
     path: &StoragePath,
-    session: Option<&Session>,
+    session: Option<&Caller>,
     is_put: bool,
 ) -> Result<(), ApiError> {
     let s = session.ok_or_else(ApiError::no_session)?;
@@ -145,7 +182,7 @@ fn read(
     op: StorageOp,
     tenant: &PublicKey,
     path: &StoragePath,
-    session: Option<&Session>,
+    session: Option<&Caller>,
 ) -> Result<Response<Body>, ApiError> {
     let query = listing::ListQuery::parse(req.uri().query())?;
     authorize_read(tenant, path, session)?;
@@ -158,10 +195,21 @@ fn read(
     if op == StorageOp::Head && app.store.user(tenant)?.is_none() {
         return Err(ApiError::not_found());
     }
-    let meta = app
-        .store
-        .entry(tenant, path)?
-        .ok_or_else(ApiError::not_found)?;
+    // GET takes entry and body as one consistent pair (a concurrent overwrite can never
+    // pair new bytes with the old ETag); HEAD and 304 need only the entry.
+    let (meta, content) = if op == StorageOp::Get {
+        let (m, c) = app
+            .store
+            .read(tenant, path)?
+            .ok_or_else(ApiError::not_found)?;
+        (m, Some(c))
+    } else {
+        let m = app
+            .store
+            .entry(tenant, path)?
+            .ok_or_else(ApiError::not_found)?;
+        (m, None)
+    };
     let etag = etag(&meta.hash);
     let last_modified = httpdate::fmt_http_date(clock::system_time(meta.modified_at));
     if op == StorageOp::Get && not_modified(req.headers(), &etag, meta.modified_at) {
@@ -172,12 +220,21 @@ fn read(
             .body(Body::Empty)
             .map_err(internal);
     }
-    let body = if op == StorageOp::Head {
-        Body::Empty
-    } else {
-        match app.store.content(tenant, path, &meta)? {
-            Content::Inline(b) => Body::Full(b),
-            Content::File(f) => Body::file(f, meta.len),
+    let body = match content {
+        None => Body::Empty,
+        Some(c) => {
+            let body = match c {
+                Content::Inline(b) => Body::Full(b),
+                Content::File(f) => Body::file(f, meta.len),
+            };
+            let ip = req
+                .extensions()
+                .get::<super::ConnInfo>()
+                .map(|c| c.peer.ip());
+            match bandwidth::read_budget(app, session.map(|s| &s.user), ip)? {
+                Some(b) => bandwidth::paced(body, app.throttle.clone(), b),
+                None => body,
+            }
         }
     };
     let mut resp = Response::builder()
@@ -228,7 +285,7 @@ async fn put(
     req: Request<Incoming>,
     tenant: &PublicKey,
     path: &StoragePath,
-    session: Option<&Session>,
+    session: Option<&Caller>,
 ) -> Result<Response<Body>, ApiError> {
     authorize_write(app, tenant, path, session, true)?;
     let max_upload = app.config.storage.max_upload_bytes();
@@ -246,6 +303,8 @@ async fn put(
             return Err(too_large(max_upload));
         }
     }
+    check_allowed_paths(app, tenant, path)?;
+    let budget = bandwidth::write_budget(app, tenant)?;
     let mut body = req.into_body();
     let mut upload = app.store.upload();
     while let Some(chunk) = next_chunk(&mut body).await {
@@ -258,6 +317,9 @@ async fn put(
             return Err(too_large(max_upload));
         }
         upload.write(&chunk).await?;
+        if let Some(b) = &budget {
+            bandwidth::pace(&app.throttle, b, chunk.len()).await;
+        }
     }
     let content_type = sniff_content_type(upload.head(), path);
     let staged = upload.finish().await?;
@@ -271,11 +333,24 @@ async fn delete(
     app: &App,
     tenant: &PublicKey,
     path: &StoragePath,
-    session: Option<&Session>,
+    session: Option<&Caller>,
 ) -> Result<Response<Body>, ApiError> {
     authorize_write(app, tenant, path, session, false)?;
+    if app.store.entry(tenant, path)?.is_none() {
+        return Err(ApiError::not_found());
+    }
+    check_allowed_paths(app, tenant, path)?;
     app.store.delete(tenant, path, clock::now_micros()).await?;
     Ok(empty(StatusCode::NO_CONTENT))
+}
+
+/// §3.1 check 10: the operator may restrict a user to some paths.
+fn check_allowed_paths(app: &App, tenant: &PublicKey, path: &StoragePath) -> Result<(), ApiError> {
+    let q = app.store.quota_overrides(tenant)?;
+    if !super::quota::write_allowed(&q, path.as_str()) {
+        return Err(ApiError::forbidden("Write to this path is not allowed"));
+    }
+    Ok(())
 }
 
 /// §3.5: magic bytes of the start of the body win, then the path's extension.

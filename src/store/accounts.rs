@@ -38,18 +38,29 @@ impl Store {
                     Some((tok, st))
                 }
             };
-            let user = User {
+            let mut user = User {
                 created_at: now_secs,
                 disabled: false,
                 quota_bytes: None,
                 used_bytes: 0,
                 signup_token: token.map(str::to_string),
             };
-            (&t.users, &t.signup_tokens)
-                .transaction(|(users, tokens)| {
+            // A token minted with a quota hands it to the account it creates.
+            let quota = match token {
+                Some(tok) => self.token_quota(tok)?,
+                None => None,
+            };
+            if let Some(q) = &quota {
+                super::operator::apply(&mut user, q);
+            }
+            (&t.users, &t.signup_tokens, &t.user_quotas)
+                .transaction(|(users, tokens, quotas)| {
                     users.insert(pk.as_bytes(), encode(&user))?;
                     if let Some((tok, st)) = &used_token {
                         tokens.insert(tok.as_bytes(), encode(st))?;
+                    }
+                    if let Some(q) = &quota {
+                        quotas.insert(pk.as_bytes(), encode(q))?;
                     }
                     Ok(())
                 })
@@ -57,6 +68,23 @@ impl Store {
             self.0.commit.ticket()
         };
         self.durable(ticket).await
+    }
+
+    /// Keys of all accounts, in key order (the users' republisher walks them).
+    pub fn user_keys(&self) -> Result<Vec<PublicKey>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.0.t.users.iter() {
+            let (k, _) = kv?;
+            let bytes: [u8; 32] = k
+                .as_ref()
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("user key is not 32 bytes".into()))?;
+            out.push(
+                PublicKey::from_bytes(bytes)
+                    .map_err(|_| StoreError::Corrupt("user key is not a valid key".into()))?,
+            );
+        }
+        Ok(out)
     }
 
     pub async fn create_signup_token(&self, token: &str, now_secs: u64) -> Result<(), StoreError> {
@@ -104,7 +132,9 @@ impl Store {
     }
 
     /// Stores `grant` unless a copy exists (the first stored copy wins), refuses revoked or
-    /// expired grants, and makes `bearer_hash` the grant's only session.
+    /// expired grants and a stored grant of the same id that belongs to another user or
+    /// client key (so nobody can unbind someone else's session by reusing its id), and makes
+    /// `bearer_hash` the grant's only session.
     pub async fn open_session(
         &self,
         grant: GrantRecord,
@@ -117,6 +147,9 @@ impl Store {
             let _w = self.writer();
             let mut stored = match self.grant(&grant.id)? {
                 Some(g) if g.revoked => return Err(StoreError::GrantRevoked),
+                Some(g) if g.user != grant.user || g.cnf != grant.cnf => {
+                    return Err(StoreError::GrantConflict)
+                }
                 Some(g) if g.expires_at <= now_secs => return Err(StoreError::GrantExpired),
                 Some(g) => g,
                 None => grant,
@@ -192,7 +225,10 @@ impl Store {
                 .map_err(tx_err)?;
             self.0.commit.ticket()
         };
-        self.durable(ticket).await
+        self.durable(ticket).await?;
+        // Private event streams re-check their credential when woken.
+        self.wake_subscribers();
+        Ok(())
     }
 
     /// Records a PoP nonce; `false` if it was seen within the last 6 minutes. The write

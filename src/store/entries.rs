@@ -46,6 +46,48 @@ impl Store {
         Ok(Content::File(f))
     }
 
+    /// The entry and its body as one consistent pair, even while the path is being
+    /// overwritten or deleted: the entry and an inline body come from one transaction, and
+    /// a blob that vanished between reading the entry and opening the file means the entry
+    /// changed, so the read starts over.
+    pub fn read(
+        &self,
+        pk: &PublicKey,
+        path: &StoragePath,
+    ) -> Result<Option<(EntryMeta, Content)>, StoreError> {
+        let key = keys::entry(pk, path.as_str());
+        let t = &self.0.t;
+        for _ in 0..16 {
+            let (raw_meta, raw_body) = (&t.entries, &t.content)
+                .transaction(|(entries, content)| Ok((entries.get(&key)?, content.get(&key)?)))
+                .map_err(tx_err)?;
+            let Some(raw_meta) = raw_meta else {
+                return Ok(None);
+            };
+            let meta: EntryMeta = decode("entry", &raw_meta)?;
+            if meta.inline {
+                let body = raw_body
+                    .ok_or_else(|| StoreError::Corrupt(format!("missing body of {path}")))?;
+                let body = bytes::Bytes::copy_from_slice(&body);
+                return Ok(Some((meta, Content::Inline(body))));
+            }
+            match std::fs::File::open(self.0.blobs.path(&meta.hash)) {
+                // Blobs are never rewritten in place, so an open file stays this version.
+                Ok(f) => return Ok(Some((meta, Content::File(f)))),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    let now = self.entry(pk, path)?;
+                    if now.as_ref().map(|m| m.hash) == Some(meta.hash) {
+                        return Err(StoreError::Corrupt(format!("blob of {path}: {e}")));
+                    }
+                }
+                Err(e) => return Err(StoreError::Corrupt(format!("blob of {path}: {e}"))),
+            }
+        }
+        Err(StoreError::Corrupt(format!(
+            "{path} changed on every read attempt"
+        )))
+    }
+
     pub fn user(&self, pk: &PublicKey) -> Result<Option<User>, StoreError> {
         match self.0.t.users.get(pk.as_bytes())? {
             Some(v) => decode("user", &v).map(Some),
@@ -107,7 +149,7 @@ impl Store {
         now_us: u64,
     ) -> Result<(), StoreError> {
         let Staged { hash, len, body } = staged;
-        let (ticket, unlink) = match body {
+        let (ticket, event_id, unlink) = match body {
             StagedBody::Inline(bytes) => {
                 self.commit_put(pk, path, hash, len, content_type, now_us, Some(&bytes))?
             }
@@ -132,11 +174,12 @@ impl Store {
             }
         };
         self.durable(ticket).await?;
+        self.0.feed.publish(event_id);
         self.unlink_unreferenced(unlink, ticket).await
     }
 
-    /// Checks and commits a PUT; returns the durability ticket and a blob whose last
-    /// reference was dropped (to unlink once durable).
+    /// Checks and commits a PUT; returns the durability ticket, the event id and a blob
+    /// whose last reference was dropped (to unlink once durable).
     #[allow(clippy::too_many_arguments)]
     fn commit_put(
         &self,
@@ -147,7 +190,7 @@ impl Store {
         content_type: &str,
         now_us: u64,
         inline: Option<&[u8]>,
-    ) -> Result<(u64, Option<[u8; 32]>), StoreError> {
+    ) -> Result<(u64, u64, Option<[u8; 32]>), StoreError> {
         let inline_len = inline.map_or(0, |b| b.len() as u64);
         space::ensure(&self.0.blobs.root, inline_len, space::RESERVE_BYTES)?;
         let mut w = self.writer();
@@ -189,8 +232,9 @@ impl Store {
             &t.events,
             &t.meta,
             &t.users,
+            &t.user_events,
         )
-            .transaction(|(entries, content, refs, events, meta_t, users)| {
+            .transaction(|(entries, content, refs, events, meta_t, users, by_user)| {
                 entries.insert(key.as_slice(), encode(&meta))?;
                 match inline {
                     Some(b) => content.insert(key.as_slice(), b)?,
@@ -206,13 +250,14 @@ impl Store {
                     }
                 }
                 events.insert(&keys::event(event_id), encode(&event))?;
+                by_user.insert(keys::user_event(pk, event_id), &[] as &[u8])?;
                 meta_t.insert(b"event_seq", encode(&event_id))?;
                 users.insert(pk.as_bytes(), encode(&user))?;
                 Ok(unlink)
             })
             .map_err(tx_err)?;
         w.last_event = event_id;
-        Ok((self.0.commit.ticket(), unlink))
+        Ok((self.0.commit.ticket(), event_id, unlink))
     }
 
     pub async fn delete(
@@ -222,7 +267,7 @@ impl Store {
         now_us: u64,
     ) -> Result<(), StoreError> {
         space::ensure(&self.0.blobs.root, 0, space::DELETE_RESERVE_BYTES)?;
-        let (ticket, unlink) = {
+        let (ticket, event_id, unlink) = {
             let mut w = self.writer();
             let old = self.entry(pk, path)?.ok_or(StoreError::NotFound)?;
             let mut user = self.user(pk)?.ok_or(StoreError::UserNotFound)?;
@@ -244,8 +289,9 @@ impl Store {
                 &t.events,
                 &t.meta,
                 &t.users,
+                &t.user_events,
             )
-                .transaction(|(entries, content, refs, events, meta_t, users)| {
+                .transaction(|(entries, content, refs, events, meta_t, users, by_user)| {
                     entries.remove(key.as_slice())?;
                     content.remove(key.as_slice())?;
                     let mut unlink = None;
@@ -253,15 +299,17 @@ impl Store {
                         unlink = Some(old.hash);
                     }
                     events.insert(&keys::event(event_id), encode(&event))?;
+                    by_user.insert(keys::user_event(pk, event_id), &[] as &[u8])?;
                     meta_t.insert(b"event_seq", encode(&event_id))?;
                     users.insert(pk.as_bytes(), encode(&user))?;
                     Ok(unlink)
                 })
                 .map_err(tx_err)?;
             w.last_event = event_id;
-            (self.0.commit.ticket(), unlink)
+            (self.0.commit.ticket(), event_id, unlink)
         };
         self.durable(ticket).await?;
+        self.0.feed.publish(event_id);
         self.unlink_unreferenced(unlink, ticket).await
     }
 
@@ -285,26 +333,6 @@ impl Store {
             Ok(())
         })
         .await
-    }
-
-    /// Events with id > `cursor`, oldest first.
-    pub fn events_after(
-        &self,
-        cursor: u64,
-        limit: usize,
-    ) -> Result<Vec<(u64, EventRecord)>, StoreError> {
-        let start = keys::event(cursor.saturating_add(1));
-        let mut out = Vec::new();
-        for kv in self.0.t.events.range(start..).take(limit) {
-            let (k, v) = kv?;
-            let id = u64::from_be_bytes(
-                k.as_ref()
-                    .try_into()
-                    .map_err(|_| StoreError::Corrupt("event key".into()))?,
-            );
-            out.push((id, decode("event", &v)?));
-        }
-        Ok(out)
     }
 }
 

@@ -38,6 +38,14 @@ pub fn user_grant(user: &PublicKey, grant_id: &str) -> Vec<u8> {
     entry(user, grant_id)
 }
 
+/// `user ‖ event id`: index of a user's events.
+pub fn user_event(user: &PublicKey, id: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(40);
+    k.extend_from_slice(user.as_bytes());
+    k.extend_from_slice(&event(id));
+    k
+}
+
 /// Event ids as big-endian so they sort numerically.
 pub fn event(id: u64) -> [u8; 8] {
     id.to_be_bytes()

@@ -10,12 +10,16 @@
 //! | `users`         | user (32 B)                       | [`User`]                   |
 //! | `blob_refs`     | BLAKE3 hash (32 B)                | u64 reference count        |
 //! | `events`        | event id (u64 big-endian)         | [`EventRecord`]            |
+//! | `user_events`   | user ‖ event id                   | empty (per-user event index) |
 //! | `meta`          | `event_seq`                       | u64 last event id          |
 //! | `grants`        | grant id (UTF-8)                  | [`GrantRecord`]            |
 //! | `user_grants`   | user ‖ grant id                   | empty                      |
 //! | `sessions`      | SHA-256 of the bearer (32 B)      | [`SessionRecord`]          |
 //! | `nonces`        | PoP nonce (UTF-8)                 | u64 issued-at seconds      |
 //! | `signup_tokens` | token (UTF-8)                     | [`SignupToken`]            |
+//! | `cookie_sessions` | cookie secret (26 chars)        | [`CookieSession`]          |
+//! | `user_quotas`   | user (32 B)                       | [`QuotaOverrides`] (admin-set) |
+//! | `token_quotas`  | signup token (UTF-8)              | [`QuotaOverrides`] for its redeemer |
 //!
 //! Files: `<data>/db/` (sled), `<data>/blobs/xx/<hex>` (large bodies), `<data>/tmp/`
 //! (uploads in progress, cleared at open).
@@ -25,9 +29,12 @@ mod blobs;
 mod check;
 pub mod codec;
 mod commit;
+mod cookies;
 mod entries;
+mod events;
 mod keys;
 mod list;
+mod operator;
 mod space;
 #[cfg(test)]
 mod tests;
@@ -39,6 +46,9 @@ use serde::{Deserialize, Serialize};
 
 pub use blobs::{Staged, Upload};
 pub use check::CheckReport;
+pub use cookies::CookieSession;
+pub use events::Scan;
+pub use operator::{Limit, QuotaOverrides};
 
 use crate::pubkey::PublicKey;
 
@@ -71,6 +81,8 @@ pub enum StoreError {
     TokenUnknown,
     TokenUsed,
     GrantRevoked,
+    /// A grant with this id is stored for another user or client key.
+    GrantConflict,
     GrantExpired,
     DiskFull,
 }
@@ -89,6 +101,7 @@ impl std::fmt::Display for StoreError {
             StoreError::TokenUnknown => f.write_str("unknown signup token"),
             StoreError::TokenUsed => f.write_str("signup token already used"),
             StoreError::GrantRevoked => f.write_str("grant has been revoked"),
+            StoreError::GrantConflict => f.write_str("grant id belongs to another grant"),
             StoreError::GrantExpired => f.write_str("grant has expired"),
             StoreError::DiskFull => f.write_str("disk full"),
         }
@@ -207,12 +220,16 @@ struct Trees {
     users: sled::Tree,
     blob_refs: sled::Tree,
     events: sled::Tree,
+    user_events: sled::Tree,
     meta: sled::Tree,
     grants: sled::Tree,
     user_grants: sled::Tree,
     sessions: sled::Tree,
     nonces: sled::Tree,
     signup_tokens: sled::Tree,
+    cookie_sessions: sled::Tree,
+    user_quotas: sled::Tree,
+    token_quotas: sled::Tree,
 }
 
 struct Inner {
@@ -221,6 +238,8 @@ struct Inner {
     cfg: StoreConfig,
     blobs: blobs::Blobs,
     commit: commit::GroupCommit,
+    /// Published end of the event log; wakes live subscribers.
+    feed: events::Feed,
     /// Serialises all metadata writes (each is one short transaction).
     writer: Mutex<WriterState>,
     /// Held from placing a blob file until its refcount is committed, and by unlinkers
@@ -251,12 +270,16 @@ impl Store {
             users: tree("users")?,
             blob_refs: tree("blob_refs")?,
             events: tree("events")?,
+            user_events: tree("user_events")?,
             meta: tree("meta")?,
             grants: tree("grants")?,
             user_grants: tree("user_grants")?,
             sessions: tree("sessions")?,
             nonces: tree("nonces")?,
             signup_tokens: tree("signup_tokens")?,
+            cookie_sessions: tree("cookie_sessions")?,
+            user_quotas: tree("user_quotas")?,
+            token_quotas: tree("token_quotas")?,
         };
         let last_event = match t.meta.get(b"event_seq")? {
             Some(v) => codec::decode::<u64>("event_seq", &v)?,
@@ -270,6 +293,7 @@ impl Store {
             cfg,
             blobs,
             commit,
+            feed: events::Feed::new(last_event),
             writer: Mutex::new(WriterState {
                 last_event,
                 last_nonce_gc: 0,
@@ -277,6 +301,7 @@ impl Store {
             blob_lock: Mutex::new(()),
         }));
         store.sweep_orphans()?;
+        store.index_user_events()?;
         Ok(store)
     }
 

@@ -4,6 +4,8 @@
 //! grant/PoP JWS with fresh ed25519 keys.
 #![allow(dead_code)]
 
+pub mod sse;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -19,6 +21,9 @@ use pubky_edge::pubkey::PublicKey;
 
 pub struct Server {
     pub addr: SocketAddr,
+    pub tls_addr: SocketAddr,
+    pub admin_addr: Option<SocketAddr>,
+    pub metrics_addr: Option<SocketAddr>,
     pub pk: PublicKey,
     pub data_dir: PathBuf,
     running: Option<Running>,
@@ -28,8 +33,9 @@ pub struct Server {
     _tmp: Option<tempfile::TempDir>,
 }
 
-/// Config text used by tests: open signup, ephemeral port, small limits where useful.
-pub const OPEN: &str = "[general]\nsignup_mode = \"open\"\n[drive]\nicann_listen_socket = \"127.0.0.1:0\"\npubky_listen_socket = \"127.0.0.1:0\"\n";
+/// Config text used by tests: open signup, ephemeral ports, no DHT (tests that need one
+/// start a local testnet and pass its bootstrap nodes).
+pub const OPEN: &str = "[general]\nsignup_mode = \"open\"\n[drive]\nicann_listen_socket = \"127.0.0.1:0\"\npubky_listen_socket = \"127.0.0.1:0\"\n[pkdns]\ndht = false\n[admin]\nlisten_socket = \"127.0.0.1:0\"\npassword = \"test-admin\"\n[metrics]\nlisten_socket = \"127.0.0.1:0\"\n";
 
 impl Server {
     pub fn start(extra_toml: &str) -> Server {
@@ -58,6 +64,9 @@ impl Server {
         let running = smol::block_on(ex.run(app::start(&ex, config, dir.to_path_buf()))).unwrap();
         Server {
             addr: running.icann_addr,
+            tls_addr: running.pubky_addr,
+            admin_addr: running.admin_addr,
+            metrics_addr: running.metrics_addr,
             pk: running.public_key,
             data_dir: dir.to_path_buf(),
             running: Some(running),
@@ -65,6 +74,30 @@ impl Server {
             stop_tx: Some(stop_tx),
             threads,
             _tmp: None,
+        }
+    }
+
+    pub fn running(&self) -> &Running {
+        // Invariant: `running` is only taken by `stop`/drop, which consume the server.
+        self.running.as_ref().expect("server is running")
+    }
+
+    /// Waits until the homeserver record has been published to the DHT (or panics after
+    /// `secs`). Event-driven: each publish attempt wakes the wait.
+    pub fn wait_published(&self, secs: u64) {
+        let r = self.running();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        loop {
+            let attempted = r.publish_attempted.listen();
+            let st = r.publish_status.lock().unwrap().clone();
+            if st.last_success_secs.is_some() && st.last_error.is_none() {
+                return;
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            assert!(!left.is_zero(), "not published within {secs}s: {st:?}");
+            smol::block_on(smol::future::or(attempted, async {
+                smol::Timer::after(left).await;
+            }));
         }
     }
 
@@ -93,6 +126,37 @@ impl Server {
             headers: Vec::new(),
             body: Vec::new(),
         }
+    }
+
+    /// A request to the admin listener, without the password header.
+    pub fn admin_raw(&self, method: &str, path: &str) -> Req {
+        Req {
+            addr: self.admin_addr.expect("admin listener enabled"),
+            method: method.into(),
+            path: path.into(),
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+
+    /// A request to the admin listener with the test password.
+    pub fn admin(&self, method: &str, path: &str) -> Req {
+        self.admin_raw(method, path)
+            .header("x-admin-password", "test-admin")
+    }
+
+    /// The Prometheus text of the metrics listener.
+    pub fn metrics(&self) -> String {
+        let r = Req {
+            addr: self.metrics_addr.expect("metrics listener enabled"),
+            method: "GET".into(),
+            path: "/metrics".into(),
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+        .send();
+        assert_eq!(r.status, 200);
+        r.text()
     }
 
     pub fn storage_url(&self, user: &PublicKey, path: &str) -> String {

@@ -42,7 +42,7 @@ impl Node {
         std::fs::write(
             &config,
             format!(
-                "{extra_toml}\n[general]\nsignup_mode = \"open\"\n[drive]\nicann_listen_socket = \"127.0.0.1:{port}\"\npubky_listen_socket = \"127.0.0.1:0\"\n[logging]\nlevel = \"warn\"\n"
+                "{extra_toml}\n[general]\nsignup_mode = \"open\"\n[drive]\nicann_listen_socket = \"127.0.0.1:{port}\"\npubky_listen_socket = \"127.0.0.1:0\"\n[pkdns]\ndht = false\n[admin]\nlisten_socket = \"127.0.0.1:0\"\n[metrics]\nlisten_socket = \"127.0.0.1:0\"\n[logging]\nlevel = \"warn\"\n"
             ),
         )
         .expect("write config");

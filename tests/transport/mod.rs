@@ -24,6 +24,7 @@ pub fn limits() -> ServerLimits {
         header_read_timeout: Duration::from_secs(5),
         keep_alive: true,
         max_requests_per_connection: 100,
+        write_stall_timeout: Duration::from_secs(30),
     }
 }
 

@@ -1,0 +1,309 @@
+//! Cookie sessions for older clients (§4.3 of the auth spec): `POST /signup` and
+//! `POST /session` take an AuthToken and answer a CookieSessionRecord plus a cookie named
+//! after the user; `GET`/`DELETE /session` read or end it. The cookie is then accepted on
+//! storage routes like a bearer (`session::Caller`).
+
+use bytes::Bytes;
+use hyper::body::Incoming;
+use hyper::{header, HeaderMap, Request, Response, StatusCode};
+
+use super::body::{read_limited, Body, BodyError};
+use super::error::ApiError;
+use super::route::legacy_tenant;
+use super::session::{cookie_caller, Session};
+use super::App;
+use crate::auth::auth_token::{self, AuthToken};
+use crate::clock;
+use crate::config::SignupMode;
+use crate::pubkey::PublicKey;
+use crate::store::CookieSession;
+
+const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+/// Length of a cookie secret: 16 bytes in Crockford base32.
+pub const SECRET_LEN: usize = 26;
+const MAX_AGE_SECS: u64 = 31_536_000;
+
+/// Crockford base32, upper case, no padding.
+fn base32(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 8 / 5 + 1);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for b in bytes {
+        acc = (acc << 8) | u32::from(*b);
+        bits += 8;
+        while bits >= 5 {
+            bits -= 5;
+            out.push(CROCKFORD[((acc >> bits) & 31) as usize] as char);
+        }
+    }
+    if bits > 0 {
+        out.push(CROCKFORD[((acc << (5 - bits)) & 31) as usize] as char);
+    }
+    out
+}
+
+fn new_secret() -> String {
+    let mut b = [0u8; 16];
+    // Invariant: the OS random source is available on every supported platform.
+    getrandom::fill(&mut b).expect("OS randomness");
+    base32(&b)
+}
+
+/// The value of cookie `name` if it has the shape of a session secret.
+pub fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, v)| *k == name && v.len() == SECRET_LEN)
+        .map(|(_, v)| v.to_string())
+}
+
+/// `Secure; SameSite=None` only for hosts a browser reaches over HTTPS: a key or a dotted
+/// domain, not an IP address, `localhost` or a bare name.
+pub fn is_secure(host: &str) -> bool {
+    let name = if host.starts_with('[') {
+        return false;
+    } else {
+        host.rsplit_once(':').map_or(host, |(h, _)| h)
+    };
+    if name.is_empty() || name.parse::<std::net::IpAddr>().is_ok() {
+        return false;
+    }
+    PublicKey::parse_z32(name).is_ok() || name.contains('.')
+}
+
+fn set_cookie(name: &str, value: &str, host: &str, remove: bool) -> String {
+    let (age, expires) = if remove {
+        (0, std::time::UNIX_EPOCH)
+    } else {
+        (
+            MAX_AGE_SECS,
+            std::time::SystemTime::now() + std::time::Duration::from_secs(MAX_AGE_SECS),
+        )
+    };
+    let mut c = format!(
+        "{name}={value}; Path=/; HttpOnly; Max-Age={age}; Expires={}",
+        httpdate::fmt_http_date(expires)
+    );
+    if is_secure(host) {
+        c.push_str("; Secure; SameSite=None");
+    }
+    c
+}
+
+/// CookieSessionRecord (postcard): version, key, created_at, name, user agent, caps.
+pub fn session_record(user: &PublicKey, created_at: u64, caps: &[String]) -> Vec<u8> {
+    fn varint(out: &mut Vec<u8>, mut n: u64) {
+        loop {
+            let b = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(b);
+                return;
+            }
+            out.push(b | 0x80);
+        }
+    }
+    let mut out = vec![0];
+    out.extend_from_slice(user.as_bytes());
+    varint(&mut out, created_at);
+    out.extend_from_slice(&[0, 0]);
+    varint(&mut out, caps.len() as u64);
+    for c in caps {
+        varint(&mut out, c.len() as u64);
+        out.extend_from_slice(c.as_bytes());
+    }
+    out
+}
+
+fn host(headers: &HeaderMap) -> String {
+    headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string()
+}
+
+/// Reads and verifies the AuthToken body, then spends it (single use).
+async fn read_token(app: &App, req: Request<Incoming>) -> Result<AuthToken, ApiError> {
+    let body = read_limited(req.into_body(), app.config.limits.max_json_body_bytes)
+        .await
+        .map_err(|e| match e {
+            BodyError::TooLarge => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "Body too large"),
+            BodyError::Broken(_) => ApiError::bad_request("Stream broken"),
+        })?;
+    let now = clock::now_micros();
+    let token = auth_token::verify(&body, now)?;
+    app.replay.check(&token, now)?;
+    Ok(token)
+}
+
+/// Opens a cookie session for the token's user and builds the 200 answer.
+async fn open(app: &App, token: &AuthToken, host: &str) -> Result<Response<Body>, ApiError> {
+    let secret = new_secret();
+    let caps: Vec<String> = if token.caps_text.is_empty() {
+        Vec::new()
+    } else {
+        token.caps_text.split(',').map(str::to_string).collect()
+    };
+    let session = CookieSession {
+        user: token.user,
+        caps: caps.clone(),
+        created_at: clock::now_secs(),
+    };
+    app.store.create_cookie_session(&secret, &session).await?;
+    let record = session_record(&token.user, clock::now_micros(), &caps);
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/octet-stream")
+        .header(
+            header::SET_COOKIE,
+            set_cookie(&token.user.to_z32(), &secret, host, false),
+        )
+        .body(Body::Full(Bytes::from(record)))
+        .map_err(super::storage::internal)
+}
+
+/// `POST /signup[?signup_token=…]`: creates the account and signs it in with a cookie.
+pub async fn signup(app: &App, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let signup_token = super::signup_token_param(req.uri().query())?;
+    let host = host(req.headers());
+    let token = read_token(app, req).await?;
+    if app.store.user(&token.user)?.is_some() {
+        return Err(ApiError::new(StatusCode::CONFLICT, "User already exists"));
+    }
+    let now = clock::now_secs();
+    let signup_token = match app.config.general.signup_mode {
+        SignupMode::Open => None,
+        SignupMode::TokenRequired => {
+            let t = signup_token.ok_or_else(|| ApiError::bad_request("Token required"))?;
+            crate::signup_tokens::import(&app.store, &app.data_dir, now).await;
+            Some(t)
+        }
+    };
+    app.store
+        .create_user(&token.user, signup_token.as_deref(), now)
+        .await?;
+    app.metrics.signup();
+    tracing::info!(user = %token.user, "signed up (cookie)");
+    open(app, &token, &host).await
+}
+
+/// `POST /session`: signs an existing account in with a cookie.
+pub async fn create(app: &App, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let host = host(req.headers());
+    let token = read_token(app, req).await?;
+    let user = app
+        .store
+        .user(&token.user)?
+        .ok_or_else(ApiError::not_found)?;
+    if user.disabled {
+        return Err(ApiError::forbidden("User is disabled"));
+    }
+    open(app, &token, &host).await
+}
+
+/// `GET /session`: the tenant's cookie session (a grant bearer does not count).
+pub fn get(app: &App, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let tenant = legacy_tenant(req.headers(), req.uri().query())
+        .ok_or_else(|| ApiError::bad_request("Missing request tenant"))?;
+    if Session::from_headers(app, req.headers())?.is_some() {
+        return Err(ApiError::no_session());
+    }
+    let c = cookie_caller(&app.store, req.headers(), &tenant)?.ok_or_else(ApiError::no_session)?;
+    let secret = cookie_value(req.headers(), &tenant.to_z32()).unwrap_or_default();
+    let created = app
+        .store
+        .cookie_session(&secret)?
+        .map_or(0, |s| s.created_at);
+    let record = session_record(&c.user, created, &c.caps.to_strings());
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/octet-stream")
+        .body(Body::Full(Bytes::from(record)))
+        .map_err(super::storage::internal)
+}
+
+/// `DELETE /session`: ends the tenant's cookie session (if any) and clears the cookie.
+pub async fn delete(app: &App, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let tenant = legacy_tenant(req.headers(), req.uri().query())
+        .ok_or_else(|| ApiError::bad_request("Missing request tenant"))?;
+    let name = tenant.to_z32();
+    if let Some(secret) = cookie_value(req.headers(), &name) {
+        if app
+            .store
+            .cookie_session(&secret)?
+            .is_some_and(|s| s.user == tenant)
+        {
+            app.store.delete_cookie_session(&secret).await?;
+        }
+    }
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(
+            header::SET_COOKIE,
+            set_cookie(&name, "", &host(req.headers()), true),
+        )
+        .body(Body::Empty)
+        .map_err(super::storage::internal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PK: &str = "8pinxxgqs41n4aididenw5apqp1urfmzdztr8jt4abrkdn435ewo";
+
+    #[test]
+    fn secrets_and_records() {
+        assert_eq!(base32(&[0; 16]), "00000000000000000000000000");
+        let seq: Vec<u8> = (0..16).collect();
+        assert_eq!(base32(&seq), "000G40R40M30E209185GR38E1W");
+        assert_eq!(new_secret().len(), SECRET_LEN);
+        let user = PublicKey::parse_z32(PK).unwrap();
+        let mut want = vec![0u8];
+        want.extend_from_slice(user.as_bytes());
+        want.extend_from_slice(&[0, 0, 0, 1, 4, 47, 58, 114, 119]);
+        assert_eq!(session_record(&user, 0, &["/:rw".to_string()]), want);
+    }
+
+    #[test]
+    fn secure_hosts() {
+        for h in [
+            "",
+            "127.0.0.1",
+            "homeserver",
+            "testnet",
+            "167.86.102.121",
+            "[2001:0db8:0000:0000:0000:ff00:0042:8329]",
+            "localhost",
+            "localhost:23423",
+        ] {
+            assert!(!is_secure(h), "{h}");
+        }
+        assert!(is_secure(PK));
+        assert!(is_secure("example.com"));
+        assert!(is_secure("example.com:443"));
+    }
+
+    #[test]
+    fn cookie_lookup() {
+        let mut h = HeaderMap::new();
+        let secret = "000G40R40M30E209185GR38E1W";
+        h.append(
+            header::COOKIE,
+            format!("other=1; {PK}={secret}").parse().unwrap(),
+        );
+        assert_eq!(cookie_value(&h, PK).as_deref(), Some(secret));
+        assert_eq!(cookie_value(&h, "other"), None);
+        let c = set_cookie(PK, secret, "localhost:6286", false);
+        assert!(c.starts_with(&format!(
+            "{PK}={secret}; Path=/; HttpOnly; Max-Age=31536000; Expires="
+        )));
+        assert!(!c.contains("Secure"));
+        let c = set_cookie(PK, "", "example.com", true);
+        assert!(c.contains("Max-Age=0") && c.ends_with("; Secure; SameSite=None"));
+    }
+}

@@ -1,0 +1,343 @@
+//! Events over HTTP: the plain-text `GET /events/` feed, and `GET /events-stream` (Server-
+//! Sent Events): its query rules and the checks that run, in the spec's order, before
+//! `event_stream::open` starts the stream (the admin listener opens it with wider rights).
+
+use std::time::Instant;
+
+use hyper::body::Incoming;
+use hyper::{header, Request, Response, StatusCode};
+use serde::Deserialize;
+
+use super::body::Body;
+use super::error::ApiError;
+use super::event_stream::{open, Revocation, Source};
+use super::listing::{form_decode, ListQuery};
+use super::route::query_pairs;
+use super::session::{Caller, CookiePolicy};
+use super::App;
+use crate::pubkey::PublicKey;
+use crate::storage_path::StoragePath;
+use crate::store::{EventKind, Scan};
+
+/// Most users one stream may follow.
+pub const MAX_USERS: usize = 50;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct EventsConfig {
+    pub max_streams: usize,
+    pub keep_alive_ms: u64,
+    pub max_lag: u64,
+}
+
+impl EventsConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        for (k, v) in [
+            ("events.max_streams", self.max_streams as u64),
+            ("events.keep_alive_ms", self.keep_alive_ms),
+            ("events.max_lag", self.max_lag),
+        ] {
+            if v == 0 {
+                return Err(format!("{k} must be greater than 0"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `GET /events/`: public events of all users after `cursor`, as text lines.
+pub fn feed(app: &App, query: Option<&str>) -> Result<Response<Body>, ApiError> {
+    let q = ListQuery::parse(query)?;
+    let cursor = match q.cursor.as_deref() {
+        None => 0,
+        Some(c) => c
+            .parse::<u64>()
+            .map_err(|_| ApiError::bad_request("Invalid cursor"))?,
+    };
+    let start = Instant::now();
+    let scan = Scan {
+        cursor: Some(cursor),
+        reverse: false,
+        limit: q.limit,
+    };
+    let events = app
+        .store
+        .scan_events(scan, |e| e.path.starts_with("/pub/"))?;
+    app.metrics.events_query(start.elapsed());
+    let mut out = String::with_capacity(events.len() * 100);
+    for (_, e) in &events {
+        let kind = match e.kind {
+            EventKind::Put => "PUT",
+            EventKind::Del => "DEL",
+        };
+        out.push_str(&format!("{kind} pubky://{}{}\n", e.user, e.path));
+    }
+    if let Some((last, _)) = events.last() {
+        out.push_str(&format!("cursor: {last}"));
+    }
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "text/plain")
+        .body(Body::from(out))
+        .map_err(super::storage::internal)
+}
+
+/// The parameters of `GET /events-stream` after §6.1's parsing rules.
+#[derive(Debug, Default)]
+pub struct StreamQuery {
+    /// Users in request order (duplicates collapsed) with their raw cursors.
+    pub users: Vec<(PublicKey, Option<String>)>,
+    pub limit: Option<usize>,
+    pub live: bool,
+    pub reverse: bool,
+    pub paths: Vec<StoragePath>,
+    /// Admin form: one cursor for the whole stream.
+    pub cursor: Option<String>,
+}
+
+fn sse_bool(v: &str) -> bool {
+    v == "true" || v == "1"
+}
+
+impl StreamQuery {
+    /// Parses the query; `admin` allows no `user` and a global `cursor`, and forbids
+    /// per-user cursors.
+    pub fn parse(query: Option<&str>, admin: bool) -> Result<StreamQuery, ApiError> {
+        let mut q = StreamQuery::default();
+        let mut user_values = 0usize;
+        for (k, raw) in query_pairs(query.unwrap_or("")) {
+            let v = form_decode(raw);
+            match k {
+                "user" if !v.is_empty() => {
+                    user_values += 1;
+                    let (key, cursor) = match v.split_once(':') {
+                        Some((k, c)) if !admin => (k, Some(c.to_string())),
+                        _ => (v.as_str(), None),
+                    };
+                    let pk = PublicKey::parse_z32(key)
+                        .map_err(|_| ApiError::bad_request(format!("Invalid public key: {v}")))?;
+                    if !q.users.iter().any(|(u, _)| *u == pk) {
+                        q.users.push((pk, cursor));
+                    }
+                }
+                "limit" => {
+                    let n: u16 = v
+                        .parse()
+                        .map_err(|_| ApiError::bad_request(format!("Invalid limit: {v}")))?;
+                    if n == 0 {
+                        return Err(ApiError::bad_request("limit must be at least 1"));
+                    }
+                    q.limit = Some(n as usize);
+                }
+                "live" => q.live = sse_bool(&v),
+                "reverse" => q.reverse = sse_bool(&v),
+                "cursor" if admin && !v.is_empty() => q.cursor = Some(v),
+                "path" if !v.is_empty() => {
+                    let p = if v.starts_with('/') {
+                        v.clone()
+                    } else {
+                        format!("/{v}")
+                    };
+                    let p = StoragePath::normalize(&p)
+                        .map_err(|e| ApiError::bad_request(format!("Invalid path: {e}")))?;
+                    if !q.paths.contains(&p) {
+                        q.paths.push(p);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let distinct = if admin { q.users.len() } else { user_values };
+        if q.users.is_empty() && !admin {
+            return Err(ApiError::bad_request("user parameter is required"));
+        }
+        if distinct > MAX_USERS {
+            return Err(ApiError::bad_request(format!(
+                "Too many users. Maximum allowed: {MAX_USERS}"
+            )));
+        }
+        if q.live && q.reverse {
+            return Err(ApiError::bad_request(
+                "Cannot use live mode with reverse ordering",
+            ));
+        }
+        Ok(q)
+    }
+}
+
+/// §3.1's read check applied to a stream filter; `tenant` is the single user, if one.
+fn authorize_filter(
+    filter: &StoragePath,
+    caller: Option<&Caller>,
+    tenant: Option<&PublicKey>,
+) -> Result<(), ApiError> {
+    if filter.is_public() {
+        return Ok(());
+    }
+    if !filter.is_private() {
+        return Err(ApiError::forbidden(
+            "Reading from directories other than '/pub/' and '/priv/' is forbidden",
+        ));
+    }
+    let c = caller
+        .ok_or_else(|| ApiError::unauthorized("Authentication required to read private storage"))?;
+    let tenant = tenant
+        .ok_or_else(|| ApiError::forbidden("A private read must be scoped to exactly one user"))?;
+    if c.user != *tenant {
+        return Err(ApiError::forbidden(
+            "Session user does not match target tenant",
+        ));
+    }
+    if !c.caps.can_read(filter) {
+        return Err(ApiError::forbidden(
+            "Session does not have read access to path",
+        ));
+    }
+    Ok(())
+}
+
+fn parse_event_cursor(c: &str) -> Result<u64, ApiError> {
+    c.parse::<u64>()
+        .map_err(|_| ApiError::bad_request(format!("Invalid cursor: {c}")))
+}
+
+/// `GET /events-stream`: validates in the spec's order, then opens the stream.
+pub fn stream(app: &App, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let q = StreamQuery::parse(req.uri().query(), false)?;
+    let tenant = (q.users.len() == 1).then(|| q.users[0].0);
+    let caller = Caller::resolve(
+        app,
+        req.headers(),
+        tenant.as_ref(),
+        CookiePolicy::OnlyWithoutBearer,
+    )?;
+    let filters = if q.paths.is_empty() {
+        // Invariant: "/pub/" is a canonical directory path.
+        vec![StoragePath::strict("/pub/").expect("canonical")]
+    } else {
+        q.paths.clone()
+    };
+    for f in &filters {
+        authorize_filter(f, caller.as_ref(), tenant.as_ref())?;
+    }
+    let mut users = Vec::with_capacity(q.users.len());
+    for (pk, _) in &q.users {
+        if app.store.user(pk)?.is_none() {
+            return Err(ApiError::not_found());
+        }
+    }
+    for (pk, c) in &q.users {
+        users.push((*pk, c.as_deref().map(parse_event_cursor).transpose()?));
+    }
+    // A private stream ends when the credential that opened it stops resolving.
+    let guard = match (&caller, filters.iter().any(StoragePath::is_private), tenant) {
+        (Some(c), true, Some(t)) => Some(Revocation {
+            headers: req.headers().clone(),
+            tenant: t,
+            user: c.user,
+        }),
+        _ => None,
+    };
+    let source = Source::Users(users);
+    open(app, source, filters, &q, guard)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::event_stream::{covers, format_event};
+    use crate::store::EventRecord;
+
+    const PK: &str = "8pinxxgqs41n4aididenw5apqp1urfmzdztr8jt4abrkdn435ewo";
+    const PK2: &str = "yg4gxe7z1r7mr6orids9fh95y7gxhdsxjqi6nngsxxtakqaxr5no";
+
+    fn err(q: &str) -> String {
+        StreamQuery::parse(Some(q), false)
+            .map(|_| ())
+            .unwrap_err()
+            .message
+            .into_owned()
+    }
+
+    #[test]
+    fn stream_query_rules() {
+        let q = StreamQuery::parse(
+            Some(&format!(
+                "user={PK}:42&user={PK2}&user={PK}&user=&live=1&limit=5&path=pub/a/&path="
+            )),
+            false,
+        )
+        .unwrap();
+        assert_eq!(q.users.len(), 2);
+        assert_eq!(q.users[0].1.as_deref(), Some("42"));
+        assert_eq!(q.users[1].1, None);
+        assert!(q.live && !q.reverse);
+        assert_eq!(q.limit, Some(5));
+        assert_eq!(q.paths[0].as_str(), "/pub/a/");
+        assert!(
+            !StreamQuery::parse(Some(&format!("user={PK}&live")), false)
+                .unwrap()
+                .live
+        );
+        assert_eq!(err(""), "user parameter is required");
+        assert_eq!(err("user="), "user parameter is required");
+        assert_eq!(err("user=abc"), "Invalid public key: abc");
+        assert_eq!(
+            err(&format!("user=pubky{PK}")),
+            format!("Invalid public key: pubky{PK}")
+        );
+        assert_eq!(
+            err(&format!("user={PK}&live=true&reverse=true")),
+            "Cannot use live mode with reverse ordering"
+        );
+        assert_eq!(
+            err(&format!("user={PK}&limit=0")),
+            "limit must be at least 1"
+        );
+        assert_eq!(err(&format!("user={PK}&limit=x")), "Invalid limit: x");
+        assert_eq!(
+            err(&format!("user={PK}&limit=70000")),
+            "Invalid limit: 70000"
+        );
+        assert!(err(&format!("user={PK}&path=/pub/../..")).starts_with("Invalid path"));
+        let many: String = (0..51).map(|_| format!("user={PK}&")).collect();
+        assert_eq!(err(&many), "Too many users. Maximum allowed: 50");
+        // admin form: no user needed, `:` is part of nothing, global cursor
+        let a = StreamQuery::parse(Some("cursor=7"), true).unwrap();
+        assert_eq!(a.cursor.as_deref(), Some("7"));
+        assert!(a.users.is_empty());
+    }
+
+    #[test]
+    fn filters_and_format() {
+        let d = StoragePath::strict("/pub/my_folder/").unwrap();
+        assert!(covers(&d, "/pub/my_folder/file.txt"));
+        assert!(!covers(&d, "/pub/myfolder/file.txt"));
+        let f = StoragePath::strict("/pub/test.txt").unwrap();
+        assert!(covers(&f, "/pub/test.txt") && !covers(&f, "/pub/test.txt2"));
+        let user = PublicKey::parse_z32(PK).unwrap();
+        let mut out = String::new();
+        let e = EventRecord {
+            user,
+            path: "/pub/a.txt".into(),
+            kind: EventKind::Put,
+            hash: Some(*blake3::hash(b"hello").as_bytes()),
+            created_at: 0,
+        };
+        format_event(&mut out, 42, &e);
+        assert_eq!(
+            out,
+            format!("event: PUT\ndata: pubky://{PK}/pub/a.txt\ndata: cursor: 42\ndata: content_hash: 6o8WPbOGgpJeRJHF5Y1Ls1Bu+MFOt4qG6QjFYkpnIA8=\n\n")
+        );
+        out.clear();
+        let e = EventRecord {
+            kind: EventKind::Del,
+            hash: None,
+            ..e
+        };
+        format_event(&mut out, 43, &e);
+        assert_eq!(
+            out,
+            format!("event: DEL\ndata: pubky://{PK}/pub/a.txt\ndata: cursor: 43\n\n")
+        );
+    }
+}

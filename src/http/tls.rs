@@ -1,0 +1,253 @@
+//! PubkyTLS: TLS 1.3 where the server's "certificate" is an RFC 7250 raw public key, the
+//! homeserver's own ed25519 key. Native SDKs resolve the homeserver through pkarr and accept
+//! the handshake only if the presented key is the one the record was signed with, so no CA
+//! is involved. rustls with the ring provider; no ALPN, so clients speak HTTP/1.1.
+//!
+//! Server names: none, the homeserver key, or `_pubky.<user key>` (the forms the SDK sends).
+//! Anything else is refused during the handshake, before any HTTP is read.
+
+use std::io;
+use std::sync::Arc;
+
+use ed25519_dalek::pkcs8::EncodePrivateKey;
+use ed25519_dalek::SigningKey;
+use futures_rustls::server::TlsStream;
+use futures_rustls::TlsAcceptor;
+use rustls::crypto::ring::sign::any_eddsa_type;
+use rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls::ServerConfig;
+use smol::net::TcpStream;
+
+use super::server::Acceptor;
+use crate::pubkey::PublicKey;
+
+/// DER prefix of an ed25519 SubjectPublicKeyInfo (RFC 8410): SEQUENCE { SEQUENCE { OID
+/// 1.3.101.112 }, BIT STRING (0 unused bits) }, followed by the 32 key bytes.
+const ED25519_SPKI_PREFIX: [u8; 12] = [
+    0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+];
+
+/// The 44-byte SubjectPublicKeyInfo of an ed25519 public key: what PubkyTLS presents.
+pub fn ed25519_spki(key: &[u8; 32]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(44);
+    v.extend_from_slice(&ED25519_SPKI_PREFIX);
+    v.extend_from_slice(key);
+    v
+}
+
+#[derive(Debug)]
+pub struct TlsConfigError(String);
+
+impl std::fmt::Display for TlsConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PubkyTLS configuration: {}", self.0)
+    }
+}
+
+impl std::error::Error for TlsConfigError {}
+
+/// Presents the homeserver key for acceptable server names, nothing otherwise.
+#[derive(Debug)]
+struct RawKeyResolver {
+    key: Arc<CertifiedKey>,
+    homeserver: PublicKey,
+}
+
+/// Whether a PubkyTLS client may ask for `name` (the SNI): absent, the homeserver's key,
+/// or `_pubky.<key>` of any user (users are addressed through their `_pubky` record).
+pub fn server_name_allowed(name: Option<&str>, homeserver: &PublicKey) -> bool {
+    let Some(name) = name else {
+        return true;
+    };
+    let name = name.strip_suffix('.').unwrap_or(name);
+    if PublicKey::parse_z32(name).ok().as_ref() == Some(homeserver) {
+        return true;
+    }
+    match name.strip_prefix("_pubky.") {
+        Some(user) => PublicKey::parse_z32(user).is_ok(),
+        None => false,
+    }
+}
+
+impl ResolvesServerCert for RawKeyResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        if server_name_allowed(hello.server_name(), &self.homeserver) {
+            Some(self.key.clone())
+        } else {
+            tracing::debug!(sni = ?hello.server_name(), "PubkyTLS: unknown server name refused");
+            None
+        }
+    }
+
+    fn only_raw_public_keys(&self) -> bool {
+        true
+    }
+}
+
+/// The rustls server configuration for PubkyTLS with `signing` as the raw public key.
+pub fn server_config(signing: &SigningKey) -> Result<Arc<ServerConfig>, TlsConfigError> {
+    let err = |e: &dyn std::fmt::Display| TlsConfigError(e.to_string());
+    let pkcs8 = signing.to_pkcs8_der().map_err(|e| err(&e))?;
+    let der = PrivatePkcs8KeyDer::from(pkcs8.as_bytes().to_vec());
+    let signer = any_eddsa_type(&der).map_err(|e| err(&e))?;
+    let spki = ed25519_spki(signing.verifying_key().as_bytes());
+    let certified = CertifiedKey::new(vec![CertificateDer::from(spki)], signer);
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| err(&e))?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(RawKeyResolver {
+            key: Arc::new(certified),
+            homeserver: PublicKey::from(signing.verifying_key()),
+        }));
+    Ok(Arc::new(config))
+}
+
+/// The accept-side of PubkyTLS for [`super::serve`]: the handshake runs in the connection's
+/// own task under the header-read timeout, so a stalled or malformed handshake costs one
+/// connection slot for a bounded time and nothing else.
+#[derive(Clone)]
+pub struct PubkyTls {
+    acceptor: TlsAcceptor,
+}
+
+impl PubkyTls {
+    pub fn new(config: Arc<ServerConfig>) -> PubkyTls {
+        PubkyTls {
+            acceptor: TlsAcceptor::from(config),
+        }
+    }
+}
+
+impl Acceptor for PubkyTls {
+    type Stream = TlsStream<TcpStream>;
+
+    fn is_tls(&self) -> bool {
+        true
+    }
+
+    async fn accept(&self, tcp: TcpStream) -> io::Result<Self::Stream> {
+        self.acceptor.accept(tcp).await
+    }
+}
+
+/// Client side of PubkyTLS: accepts exactly the raw key `expected` (what the SDK does after
+/// resolving the record), TLS 1.3 only. Used by `pubky-edge` to check itself, by the load
+/// generator and by tests.
+pub fn client_config(expected: &PublicKey) -> Arc<rustls::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = ExpectKey {
+        spki: ed25519_spki(expected.as_bytes()),
+        provider: provider.clone(),
+    };
+    // Invariant: ring supports TLS 1.3, so the version selection cannot fail.
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("ring provides TLS 1.3")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    Arc::new(config)
+}
+
+#[derive(Debug)]
+struct ExpectKey {
+    spki: Vec<u8>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for ExpectKey {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _name: &rustls::pki_types::ServerName<'_>,
+        _ocsp: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        if intermediates.is_empty() && end_entity.as_ref() == self.spki.as_slice() {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::UnknownIssuer,
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::PeerIncompatible(
+            rustls::PeerIncompatible::Tls12NotOffered,
+        ))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature_with_raw_key(
+            message,
+            &rustls::pki_types::SubjectPublicKeyInfoDer::from(cert.as_ref()),
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        vec![rustls::SignatureScheme::ED25519]
+    }
+
+    fn requires_raw_public_keys(&self) -> bool {
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spki_is_the_rfc8410_encoding() {
+        // The test key of RFC 8410 §10.1.
+        let key: [u8; 32] = [
+            0x19, 0xbf, 0x44, 0x09, 0x69, 0x84, 0xcd, 0xfe, 0x85, 0x41, 0xba, 0xc1, 0x67, 0xdc,
+            0x3b, 0x96, 0xc8, 0x50, 0x86, 0xaa, 0x30, 0xb6, 0xb6, 0xcb, 0x0c, 0x5c, 0x38, 0xad,
+            0x70, 0x31, 0x66, 0xe1,
+        ];
+        let spki = ed25519_spki(&key);
+        assert_eq!(spki.len(), 44);
+        // Same bytes as the key's own DER encoder produces.
+        use ed25519_dalek::pkcs8::EncodePublicKey;
+        let vk = ed25519_dalek::VerifyingKey::from_bytes(&key).unwrap();
+        assert_eq!(spki, vk.to_public_key_der().unwrap().as_bytes());
+    }
+
+    #[test]
+    fn server_names() {
+        let hs = PublicKey::from(SigningKey::from_bytes(&[0; 32]).verifying_key());
+        let user = PublicKey::from(SigningKey::from_bytes(&[1; 32]).verifying_key());
+        assert!(server_name_allowed(None, &hs));
+        assert!(server_name_allowed(Some(&hs.to_string()), &hs));
+        assert!(server_name_allowed(Some(&format!("{hs}.")), &hs));
+        assert!(server_name_allowed(Some(&format!("_pubky.{user}")), &hs));
+        assert!(!server_name_allowed(Some(&user.to_string()), &hs));
+        assert!(!server_name_allowed(Some("example.com"), &hs));
+        assert!(!server_name_allowed(Some("_pubky.example"), &hs));
+        assert!(!server_name_allowed(Some(&format!("www.{hs}")), &hs));
+    }
+
+    #[test]
+    fn config_builds_for_tls13_only() {
+        let cfg = server_config(&SigningKey::from_bytes(&[7; 32])).unwrap();
+        assert!(cfg.alpn_protocols.is_empty());
+    }
+}

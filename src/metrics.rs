@@ -1,0 +1,466 @@
+//! Metrics: counters, gauges and histograms the server updates as it works (plain atomics,
+//! nothing on the request path allocates or locks), rendered as Prometheus text by
+//! `GET /metrics` on the metrics listener (`http::ops`). The series named after the
+//! reference homeserver keep its names and its `otel_scope_name` label so existing
+//! dashboards work; device health series are prefixed `pubky_edge_`.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct MetricsConfig {
+    pub enabled: bool,
+    pub listen_socket: SocketAddr,
+}
+
+/// The label the reference homeserver's exporter puts on each of its series.
+const SCOPE: &str = "otel_scope_name=\"pubky_homeserver\"";
+
+/// What a request was for, as a small fixed label set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteClass {
+    StorageRead,
+    StorageWrite,
+    Events,
+    Auth,
+    Admin,
+    Other,
+}
+
+impl RouteClass {
+    const ALL: [RouteClass; 6] = [
+        RouteClass::StorageRead,
+        RouteClass::StorageWrite,
+        RouteClass::Events,
+        RouteClass::Auth,
+        RouteClass::Admin,
+        RouteClass::Other,
+    ];
+    fn label(self) -> &'static str {
+        match self {
+            RouteClass::StorageRead => "storage_read",
+            RouteClass::StorageWrite => "storage_write",
+            RouteClass::Events => "events",
+            RouteClass::Auth => "auth",
+            RouteClass::Admin => "admin",
+            RouteClass::Other => "other",
+        }
+    }
+}
+
+/// A fixed-bucket histogram of millisecond values.
+pub struct Histogram {
+    bounds: &'static [u64],
+    buckets: Vec<AtomicU64>,
+    count: AtomicU64,
+    /// Sum in microseconds, so sub-millisecond requests still add up.
+    sum_us: AtomicU64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [u64]) -> Histogram {
+        Histogram {
+            bounds,
+            buckets: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
+            count: AtomicU64::new(0),
+            sum_us: AtomicU64::new(0),
+        }
+    }
+
+    pub fn observe(&self, d: Duration) {
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        for (b, le) in self.buckets.iter().zip(self.bounds) {
+            if us <= le * 1000 {
+                b.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        for (b, le) in self.buckets.iter().zip(self.bounds) {
+            let n = b.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {n}");
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let sum = self.sum_us.load(Ordering::Relaxed) as f64 / 1000.0;
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
+        let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
+    }
+}
+
+const LATENCY_MS: &[u64] = &[1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000];
+const STREAM_LIFETIME_MS: &[u64] = &[10, 100, 1000, 10000, 100000];
+const QUERY_MS: &[u64] = &[1, 5, 10, 50, 100, 500, 1000];
+
+/// Labels of `storage_request_count_total`, each as an index.
+#[derive(Debug, Clone, Copy)]
+pub struct StorageRequest {
+    /// 0 = path, 1 = legacy
+    pub addressing: usize,
+    /// 0 = absent, 1 = matching, 2 = other
+    pub host_header: usize,
+    /// 0 = false, 1 = true
+    pub host_query: usize,
+    /// 0 = none, 1 = cookie, 2 = grant
+    pub auth: usize,
+}
+
+pub struct Metrics {
+    requests: Vec<AtomicU64>,
+    latency: Vec<Histogram>,
+    rate_limited: AtomicU64,
+    signups: AtomicU64,
+    storage_requests: Vec<AtomicU64>,
+    events_query: Histogram,
+    stream_query: Histogram,
+    stream_lifetime: Histogram,
+    streams_active: AtomicI64,
+    pub(crate) streams_lagged: AtomicU64,
+    streams_refused: AtomicU64,
+    dht_last_publish: AtomicU64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let n = RouteClass::ALL.len();
+        Metrics {
+            requests: (0..n * 5).map(|_| AtomicU64::new(0)).collect(),
+            latency: (0..n).map(|_| Histogram::new(LATENCY_MS)).collect(),
+            rate_limited: AtomicU64::new(0),
+            signups: AtomicU64::new(0),
+            storage_requests: (0..36).map(|_| AtomicU64::new(0)).collect(),
+            events_query: Histogram::new(QUERY_MS),
+            stream_query: Histogram::new(QUERY_MS),
+            stream_lifetime: Histogram::new(STREAM_LIFETIME_MS),
+            streams_active: AtomicI64::new(0),
+            streams_lagged: AtomicU64::new(0),
+            streams_refused: AtomicU64::new(0),
+            dht_last_publish: AtomicU64::new(0),
+        }
+    }
+
+    /// One finished request: its class, status and time spent in the handler.
+    pub fn request(&self, class: RouteClass, status: u16, took: Duration) {
+        let i = RouteClass::ALL
+            .iter()
+            .position(|c| *c == class)
+            .unwrap_or(0);
+        let s = usize::from((status / 100).clamp(1, 5)) - 1;
+        self.requests[i * 5 + s].fetch_add(1, Ordering::Relaxed);
+        self.latency[i].observe(took);
+    }
+
+    pub fn rate_limited(&self) {
+        self.rate_limited.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn signup(&self) {
+        self.signups.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn storage_request(&self, r: StorageRequest) {
+        let i = ((r.addressing * 3 + r.host_header) * 2 + r.host_query) * 3 + r.auth;
+        if let Some(c) = self.storage_requests.get(i) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    pub fn events_query(&self, d: Duration) {
+        self.events_query.observe(d);
+    }
+    pub fn stream_query(&self, d: Duration) {
+        self.stream_query.observe(d);
+    }
+    pub fn stream_opened(&self) {
+        self.streams_active.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn stream_closed(&self, lifetime: Duration) {
+        self.streams_active.fetch_sub(1, Ordering::Relaxed);
+        self.stream_lifetime.observe(lifetime);
+    }
+    pub fn stream_lagged(&self) {
+        self.streams_lagged.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn stream_refused(&self) {
+        self.streams_refused.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn streams_active(&self) -> i64 {
+        self.streams_active.load(Ordering::Relaxed)
+    }
+
+    /// Called by the DHT publisher after each successful publish (Unix seconds).
+    pub fn set_dht_last_publish(&self, unix_secs: u64) {
+        self.dht_last_publish.store(unix_secs, Ordering::Relaxed);
+    }
+
+    /// The whole exposition. `device` carries the gauges read at scrape time.
+    pub fn render(&self, device: &Device) -> String {
+        let mut o = String::with_capacity(8192);
+        let g = |o: &mut String, name: &str, kind: &str, help: &str| {
+            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        };
+        g(
+            &mut o,
+            "signup_count_total",
+            "counter",
+            "Successful signups",
+        );
+        let n = self.signups.load(Ordering::Relaxed);
+        let _ = writeln!(o, "signup_count_total{{{SCOPE}}} {n}");
+        g(
+            &mut o,
+            "storage_request_count_total",
+            "counter",
+            "Storage requests by addressing and auth",
+        );
+        for (i, c) in self.storage_requests.iter().enumerate() {
+            let n = c.load(Ordering::Relaxed);
+            if n == 0 {
+                continue;
+            }
+            let auth = ["none", "cookie", "grant"][i % 3];
+            let query = ["false", "true"][(i / 3) % 2];
+            let header = ["absent", "matching", "other"][(i / 6) % 3];
+            let mode = ["path", "legacy"][(i / 18) % 2];
+            let _ = writeln!(o, "storage_request_count_total{{addressing_mode=\"{mode}\",auth_method=\"{auth}\",{SCOPE},pubky_host_header=\"{header}\",pubky_host_query=\"{query}\"}} {n}");
+        }
+        g(
+            &mut o,
+            "events_db_query_duration_ms",
+            "histogram",
+            "/events/ query time",
+        );
+        self.events_query
+            .render(&mut o, "events_db_query_duration_ms", SCOPE);
+        g(
+            &mut o,
+            "event_stream_db_query_duration_ms",
+            "histogram",
+            "Event stream batch query time",
+        );
+        self.stream_query
+            .render(&mut o, "event_stream_db_query_duration_ms", SCOPE);
+        g(
+            &mut o,
+            "event_stream_connection_duration_ms",
+            "histogram",
+            "Event stream lifetime",
+        );
+        self.stream_lifetime
+            .render(&mut o, "event_stream_connection_duration_ms", SCOPE);
+        g(
+            &mut o,
+            "event_stream_active_connections",
+            "gauge",
+            "Open event streams",
+        );
+        let _ = writeln!(
+            o,
+            "event_stream_active_connections{{{SCOPE}}} {}",
+            self.streams_active()
+        );
+        g(
+            &mut o,
+            "event_stream_broadcast_lagged_count_total",
+            "counter",
+            "Live subscribers disconnected for falling behind",
+        );
+        let n = self.streams_lagged.load(Ordering::Relaxed);
+        let _ = writeln!(
+            o,
+            "event_stream_broadcast_lagged_count_total{{{SCOPE}}} {n}"
+        );
+
+        g(
+            &mut o,
+            "pubky_edge_http_requests_total",
+            "counter",
+            "Requests by route class and status class",
+        );
+        for (i, class) in RouteClass::ALL.iter().enumerate() {
+            for s in 0..5 {
+                let n = self.requests[i * 5 + s].load(Ordering::Relaxed);
+                let _ = writeln!(
+                    o,
+                    "pubky_edge_http_requests_total{{route=\"{}\",status=\"{}xx\"}} {n}",
+                    class.label(),
+                    s + 1
+                );
+            }
+        }
+        g(
+            &mut o,
+            "pubky_edge_http_request_duration_ms",
+            "histogram",
+            "Handler time by route class (event streams: until the stream starts)",
+        );
+        for (i, class) in RouteClass::ALL.iter().enumerate() {
+            let labels = format!("route=\"{}\"", class.label());
+            self.latency[i].render(&mut o, "pubky_edge_http_request_duration_ms", &labels);
+        }
+        let gauges: [(&str, &str, &str, u64); 9] = [
+            (
+                "pubky_edge_rate_limited_total",
+                "counter",
+                "Requests answered 429",
+                self.rate_limited.load(Ordering::Relaxed),
+            ),
+            (
+                "pubky_edge_event_streams_refused_total",
+                "counter",
+                "Event streams refused because the cap was reached",
+                self.streams_refused.load(Ordering::Relaxed),
+            ),
+            (
+                "pubky_edge_active_connections",
+                "gauge",
+                "Open client connections",
+                device.connections,
+            ),
+            (
+                "pubky_edge_event_streams",
+                "gauge",
+                "Open event streams (client and admin)",
+                self.streams_active().max(0) as u64,
+            ),
+            (
+                "pubky_edge_process_resident_memory_bytes",
+                "gauge",
+                "Resident set size of the server process",
+                device.rss_bytes,
+            ),
+            (
+                "pubky_edge_store_disk_bytes",
+                "gauge",
+                "Bytes the data directory occupies on disk",
+                device.store_bytes,
+            ),
+            (
+                "pubky_edge_disk_free_bytes",
+                "gauge",
+                "Free bytes on the data directory's file system (for unprivileged users)",
+                device.disk_free_bytes,
+            ),
+            (
+                "pubky_edge_users",
+                "gauge",
+                "Accounts on this homeserver",
+                device.users,
+            ),
+            (
+                "pubky_edge_dht_last_publish_timestamp_seconds",
+                "gauge",
+                "Unix time of the last successful DHT publish (0 = never)",
+                self.dht_last_publish.load(Ordering::Relaxed),
+            ),
+        ];
+        for (name, kind, help, v) in gauges {
+            g(&mut o, name, kind, help);
+            let _ = writeln!(o, "{name} {v}");
+        }
+        o
+    }
+}
+
+/// Gauges read at scrape time.
+#[derive(Debug, Default, Clone)]
+pub struct Device {
+    pub connections: u64,
+    pub rss_bytes: u64,
+    pub store_bytes: u64,
+    pub disk_free_bytes: u64,
+    pub users: u64,
+}
+
+/// `VmRSS` of this process from `/proc/self/status`, in bytes (0 where unavailable).
+pub fn rss_bytes() -> u64 {
+    let Ok(s) = std::fs::read_to_string("/proc/self/status") else {
+        return 0;
+    };
+    parse_vm_rss(&s).unwrap_or(0)
+}
+
+fn parse_vm_rss(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Bytes available to unprivileged users on the file system holding `dir`.
+pub fn disk_free_bytes(dir: &Path) -> u64 {
+    match rustix::fs::statvfs(dir) {
+        Ok(s) => s.f_bavail.saturating_mul(s.f_frsize),
+        Err(_) => 0,
+    }
+}
+
+/// Allocated bytes of every file under `dir` (blocking; call off the executor).
+pub fn dir_bytes(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    rd.flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.blocks() * 512,
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reference_names_and_labels() {
+        let m = Metrics::new();
+        m.signup();
+        m.signup();
+        m.request(RouteClass::StorageRead, 200, Duration::from_micros(1500));
+        m.storage_request(StorageRequest {
+            addressing: 1,
+            host_header: 2,
+            host_query: 0,
+            auth: 2,
+        });
+        m.set_dht_last_publish(1_700_000_000);
+        let out = m.render(&Device::default());
+        assert!(out.contains("signup_count_total{otel_scope_name=\"pubky_homeserver\"} 2\n"));
+        assert!(out
+            .contains("pubky_edge_http_requests_total{route=\"storage_read\",status=\"2xx\"} 1\n"));
+        assert!(out.contains(
+            "pubky_edge_http_request_duration_ms_bucket{route=\"storage_read\",le=\"1\"} 0\n"
+        ));
+        assert!(out.contains(
+            "pubky_edge_http_request_duration_ms_bucket{route=\"storage_read\",le=\"5\"} 1\n"
+        ));
+        assert!(out.contains("addressing_mode=\"legacy\",auth_method=\"grant\""));
+        assert!(out.contains("pubky_host_header=\"other\",pubky_host_query=\"false\"} 1"));
+        assert!(out.contains("pubky_edge_dht_last_publish_timestamp_seconds 1700000000\n"));
+    }
+
+    #[test]
+    fn rss_line() {
+        assert_eq!(
+            parse_vm_rss("Name:\tx\nVmRSS:\t   1234 kB\n"),
+            Some(1234 * 1024)
+        );
+        assert_eq!(parse_vm_rss("Name: x\n"), None);
+        assert!(rss_bytes() > 0);
+        assert!(disk_free_bytes(Path::new("/")) > 0);
+    }
+}

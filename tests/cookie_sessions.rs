@@ -1,0 +1,224 @@
+//! Cookie sessions (AuthToken sign-in) against a real server: signup, session create/get/
+//! delete, cookie attributes, the time window, replay protection, and the cookie acting as
+//! a credential on storage routes and private event streams.
+
+mod common;
+
+use common::sse::Sse;
+use common::*;
+use pubky_edge::auth::auth_token;
+
+/// Microseconds, so two tokens signed in a row differ (the replay id is timestamp + key).
+fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64
+}
+
+fn token(key: &ed25519_dalek::SigningKey, caps: &str) -> Vec<u8> {
+    auth_token::sign(key, now_us(), caps)
+}
+
+/// `(cookie name=value, response)`
+fn cookie_of(r: &Resp) -> String {
+    let c = r.header("set-cookie").expect("set-cookie");
+    c.split(';').next().unwrap().to_string()
+}
+
+#[test]
+fn signup_session_and_storage_with_a_cookie() {
+    let s = Server::start("");
+    let key = random_key();
+    let pk = pk_of(&key).to_z32();
+    let r = s.req("POST", "/signup").body(token(&key, "/:rw")).send();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("content-type"), Some("application/octet-stream"));
+    assert_eq!(r.body[0], 0);
+    assert_eq!(&r.body[1..33], pk_of(&key).as_bytes());
+    assert!(r.body.ends_with(&[1, 4, b'/', b':', b'r', b'w']));
+    let set = r.header("set-cookie").unwrap();
+    assert!(set.starts_with(&format!("{pk}=")));
+    assert!(set.contains("; Path=/; HttpOnly; Max-Age=31536000; Expires="));
+    assert!(!set.contains("Secure"), "localhost is not secure: {set}");
+    let cookie = cookie_of(&r);
+    assert_eq!(cookie.len(), 52 + 1 + 26);
+
+    // the cookie writes like a bearer, on both addressing forms
+    let put = s
+        .req("PUT", "/pub/hello.txt")
+        .header("pubky-host", &pk)
+        .header("cookie", &cookie)
+        .body(b"hi".to_vec())
+        .send();
+    assert_eq!(put.status, 201, "{}", put.text());
+    let put = s
+        .req("PUT", &format!("/storage/{pk}/priv/x"))
+        .header("cookie", &format!("other=1; {cookie}"))
+        .body(b"hi".to_vec())
+        .send();
+    assert_eq!(put.status, 201);
+
+    let get = s
+        .req("GET", "/session")
+        .header("pubky-host", &pk)
+        .header("cookie", &cookie)
+        .send();
+    assert_eq!(get.status, 200);
+    assert_eq!(&get.body[1..33], pk_of(&key).as_bytes());
+    assert_eq!(
+        s.req("GET", "/session")
+            .header("pubky-host", &pk)
+            .send()
+            .status,
+        401
+    );
+    assert_eq!(s.req("GET", "/session").send().status, 400);
+
+    // a second sign-in with a fresh token works; the replayed first token does not
+    let t = token(&key, "/pub/app/:rw");
+    let r = s.req("POST", "/session").body(t.clone()).send();
+    assert_eq!(r.status, 200);
+    let narrow = cookie_of(&r);
+    let r = s.req("POST", "/session").body(t).send();
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (400, "AuthToken already used")
+    );
+    let put = s
+        .req("PUT", "/pub/other.txt")
+        .header("pubky-host", &pk)
+        .header("cookie", &narrow)
+        .body(b"x".to_vec())
+        .send();
+    assert_eq!(put.status, 403);
+
+    // sign out: the cookie is cleared and no longer works
+    let del = s
+        .req("DELETE", "/session")
+        .header("pubky-host", &pk)
+        .header("cookie", &cookie)
+        .send();
+    assert_eq!(del.status, 200);
+    assert!(del.header("set-cookie").unwrap().contains("Max-Age=0"));
+    let put = s
+        .req("PUT", "/pub/hello.txt")
+        .header("pubky-host", &pk)
+        .header("cookie", &cookie)
+        .body(b"x".to_vec())
+        .send();
+    assert_eq!(put.status, 401);
+    assert_eq!(
+        s.req("DELETE", "/session")
+            .header("pubky-host", &pk)
+            .send()
+            .status,
+        200
+    );
+    assert_eq!(s.req("DELETE", "/session").send().status, 400);
+}
+
+#[test]
+fn bad_tokens_and_account_rules() {
+    let s = Server::start("");
+    let key = random_key();
+    let old = auth_token::sign(&key, now_us() - 200_000_000, "/:rw");
+    let r = s.req("POST", "/signup").body(old).send();
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("more than 3 minutes in the past"));
+    let future = auth_token::sign(&key, now_us() + 200_000_000, "/:rw");
+    assert_eq!(s.req("POST", "/signup").body(future).send().status, 400);
+    assert_eq!(
+        s.req("POST", "/signup").body(vec![0u8; 40]).send().status,
+        400
+    );
+    let mut forged = token(&key, "/:rw");
+    forged[5] ^= 1;
+    let r = s.req("POST", "/signup").body(forged).send();
+    assert_eq!((r.status, r.text().as_str()), (400, "Invalid Signature"));
+    let r = s.req("POST", "/session").body(token(&key, "/:rw")).send();
+    assert_eq!(r.status, 404);
+    assert_eq!(
+        s.req("POST", "/signup")
+            .body(token(&key, "/:rw"))
+            .send()
+            .status,
+        200
+    );
+    let r = s.req("POST", "/signup").body(token(&key, "/:rw")).send();
+    assert_eq!((r.status, r.text().as_str()), (409, "User already exists"));
+    let r = s
+        .req("POST", "/signup?signup_token=bad")
+        .body(token(&random_key(), "/:rw"))
+        .send();
+    assert_eq!(r.status, 400);
+    assert_eq!(s.req("PUT", "/session").send().status, 405);
+    let big = vec![0u8; 200_000];
+    assert_eq!(s.req("POST", "/session").body(big).send().status, 413);
+}
+
+#[test]
+fn token_required_signup_and_cookie_precedence() {
+    let s = Server::start("[general]\nsignup_mode = \"token_required\"\n");
+    let key = random_key();
+    let r = s.req("POST", "/signup").body(token(&key, "/:rw")).send();
+    assert_eq!((r.status, r.text().as_str()), (400, "Token required"));
+    let t = s.admin("GET", "/generate_signup_token").send().text();
+    let r = s
+        .req("POST", &format!("/signup?signup_token={t}"))
+        .body(token(&key, "/:rw"))
+        .send();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let cookie = cookie_of(&r);
+    let pk = pk_of(&key);
+    // another user's cookie is never selected
+    let other = random_key();
+    let t2 = s.admin("GET", "/generate_signup_token").send().text();
+    let r2 = s
+        .req("POST", &format!("/signup?signup_token={t2}"))
+        .body(token(&other, "/:rw"))
+        .send();
+    let other_cookie = cookie_of(&r2);
+    let put = s
+        .req("PUT", &format!("/storage/{pk}/pub/x"))
+        .header("cookie", &other_cookie)
+        .body(b"x".to_vec())
+        .send();
+    assert_eq!(put.status, 401);
+    // private event stream: the cookie authenticates a single-user stream …
+    let q = format!("/events-stream?user={pk}&path=/priv/");
+    let ok = Sse::open(s.addr, &q, &[("cookie", cookie.as_str())]);
+    assert_eq!(ok.status, 200);
+    // … but any bearer, even an invalid one, disables it
+    let bearer = "Bearer abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
+    let no = Sse::open(
+        s.addr,
+        &q,
+        &[("cookie", cookie.as_str()), ("authorization", bearer)],
+    );
+    assert_eq!(no.status, 401);
+    // on storage an invalid bearer falls back to the cookie
+    let put = s
+        .req("PUT", &format!("/storage/{pk}/pub/y"))
+        .header("cookie", &cookie)
+        .header("authorization", bearer)
+        .body(b"x".to_vec())
+        .send();
+    assert_eq!(put.status, 201);
+}
+
+#[test]
+fn secure_cookie_for_domains() {
+    let s = Server::start("");
+    let key = random_key();
+    let r = s
+        .req("POST", "/signup")
+        .header("host", "example.com")
+        .body(token(&key, "/:rw"))
+        .send();
+    assert_eq!(r.status, 200);
+    assert!(r
+        .header("set-cookie")
+        .unwrap()
+        .ends_with("; Secure; SameSite=None"));
+}
