@@ -2,6 +2,7 @@
 //! (52 characters, no padding). Used for tenants, grant issuers, cookie names and listing
 //! lines; the binary form goes into store keys.
 
+use std::cell::RefCell;
 use std::fmt;
 
 const ALPHABET: &[u8; 32] = b"ybndrfg8ejkmcpqxot1uwisza345h769";
@@ -31,10 +32,48 @@ impl fmt::Display for KeyError {
 
 impl std::error::Error for KeyError {}
 
+/// Keys this thread recently proved to be points. Decompressing a point costs a field
+/// square root (~40k instructions, most of a small GET's CPU); a request names the same few
+/// keys again and again (tenant in the URL, user and client key in the stored session and
+/// grant). Only proven-valid keys are kept, so a hit is as good as the check.
+const RECENT_KEYS: usize = 8;
+
+thread_local! {
+    static RECENT: RefCell<RecentKeys> = const {
+        RefCell::new(RecentKeys { keys: [[0; 32]; RECENT_KEYS], filled: 0, next: 0 })
+    };
+}
+
+struct RecentKeys {
+    keys: [[u8; 32]; RECENT_KEYS],
+    filled: usize,
+    next: usize,
+}
+
+fn recently_validated(bytes: &[u8; 32]) -> bool {
+    RECENT.with(|r| {
+        let r = r.borrow();
+        r.keys[..r.filled].contains(bytes)
+    })
+}
+
+fn remember_valid(bytes: [u8; 32]) {
+    RECENT.with(|r| {
+        let mut r = r.borrow_mut();
+        let i = r.next;
+        r.keys[i] = bytes;
+        r.next = (i + 1) % RECENT_KEYS;
+        r.filled = (r.filled + 1).min(RECENT_KEYS);
+    });
+}
+
 impl PublicKey {
     /// Wraps raw bytes after checking they are a valid ed25519 point.
     pub fn from_bytes(bytes: [u8; 32]) -> Result<Self, KeyError> {
-        ed25519_dalek::VerifyingKey::from_bytes(&bytes).map_err(|_| KeyError::NotAPoint)?;
+        if !recently_validated(&bytes) {
+            ed25519_dalek::VerifyingKey::from_bytes(&bytes).map_err(|_| KeyError::NotAPoint)?;
+            remember_valid(bytes);
+        }
         Ok(PublicKey(bytes))
     }
 
@@ -216,5 +255,30 @@ mod tests {
         assert_eq!(decode_z32(&bad), Err(KeyError::Encoding));
         assert_eq!(decode_z32(&"0".repeat(52)), Err(KeyError::Encoding));
         assert_eq!(decode_z32(&"Y".repeat(52)), Err(KeyError::Encoding));
+    }
+
+    #[test]
+    fn recent_key_memory_never_admits_a_non_point() {
+        let not_a_point = (2u8..=255)
+            .map(|i| {
+                let mut b = [0u8; 32];
+                b[0] = i;
+                b
+            })
+            .find(|b| ed25519_dalek::VerifyingKey::from_bytes(b).is_err())
+            .expect("some small y is not on the curve");
+        let valid = *PublicKey::parse_z32("8pinxxgqs41n4aididenw5apqp1urfmzdztr8jt4abrkdn435ewo")
+            .unwrap()
+            .as_bytes();
+        for _ in 0..3 {
+            assert!(PublicKey::from_bytes(valid).is_ok());
+            assert_eq!(PublicKey::from_bytes(not_a_point), Err(KeyError::NotAPoint));
+        }
+        // more distinct keys than the memory holds: old entries rotate out, all stay valid
+        for seed in 0..20u8 {
+            let k = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]).verifying_key();
+            assert!(PublicKey::from_bytes(k.to_bytes()).is_ok());
+        }
+        assert_eq!(PublicKey::from_bytes(not_a_point), Err(KeyError::NotAPoint));
     }
 }

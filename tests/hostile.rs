@@ -1,9 +1,8 @@
 //! Hostile load against the real binary: a normal client must still be served promptly
 //! (each request within `PROMPT`) while the server faces 1,000 idle connections (twice its
-//! connection cap), slowloris clients trickling header bytes, and bodies over the upload
-//! limit; the server's peak RSS (VmHWM) stays under `RSS_BOUND_KIB` throughout.
-//!
-//! Per-IP rate limiting and SSE subscribers that never read are not covered here yet.
+//! connection cap), slowloris clients trickling header bytes, bodies over the upload limit,
+//! a request flood from one IP (rate-limited) and event-stream subscribers that never read;
+//! the server's peak RSS (VmHWM) stays under `RSS_BOUND_KIB` throughout.
 
 mod common;
 mod proc;
@@ -193,4 +192,95 @@ fn bodies_over_the_limit_are_refused_promptly() {
     f.normal_get("after oversized bodies");
     let rss = f.peak_rss_kib();
     assert!(rss < RSS_BOUND_KIB, "peak RSS {rss} KiB");
+}
+
+#[test]
+fn flood_from_one_ip_is_rate_limited() {
+    let f = fixture(
+        "[[drive.rate_limits]]\npath = \"/events/\"\nmethod = \"GET\"\nquota = \"20r/s\"\nkey = \"ip\"\n",
+    );
+    let addr = f.node.addr;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flooders: Vec<_> = (0..4)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let (mut ok, mut limited) = (0u32, 0u32);
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    match request(addr, "GET", "/events/", "", &[]).map(|r| r.status) {
+                        Ok(200) => ok += 1,
+                        Ok(429) => limited += 1,
+                        other => panic!("flood request: {other:?}"),
+                    }
+                }
+                (ok, limited)
+            })
+        })
+        .collect();
+    for i in 0..10 {
+        std::thread::sleep(Duration::from_millis(200));
+        f.normal_get(&format!("during the flood, request {i}"));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut ok, mut limited) = (0, 0);
+    for h in flooders {
+        let (o, l) = h.join().unwrap();
+        ok += o;
+        limited += l;
+    }
+    eprintln!("flood: {ok} served, {limited} refused with 429");
+    assert!(
+        limited > ok,
+        "the flood was not limited: {ok} served, {limited} refused"
+    );
+    assert!(ok <= 2 * 20 * 3, "more than the quota got through: {ok}");
+    let rss = f.peak_rss_kib();
+    assert!(rss < RSS_BOUND_KIB, "peak RSS {rss} KiB");
+}
+
+#[test]
+fn event_subscribers_that_never_read() {
+    let f = fixture("[limits]\nwrite_stall_timeout_ms = 1000\n");
+    let auth = bearer(&f.token);
+    let dir = f.file_url.replace("hello.txt", "");
+    let user = dir
+        .trim_start_matches("/storage/")
+        .trim_end_matches("/pub/")
+        .to_string();
+    // 200 live subscribers that send their request and then never read a byte.
+    let subscribers: Vec<TcpStream> = (0..200)
+        .map(|_| {
+            let mut s = TcpStream::connect(f.node.addr).unwrap();
+            write!(
+                s,
+                "GET /events-stream?user={user}&live=true HTTP/1.1\r\nhost: x\r\n\r\n"
+            )
+            .unwrap();
+            s
+        })
+        .collect();
+    // Writers keep producing events (with long paths, so the unread streams fill up).
+    let long = "x".repeat(200);
+    let t = Instant::now();
+    let mut n = 0;
+    while t.elapsed() < Duration::from_secs(3) {
+        let path = format!("{dir}{long}/{n}");
+        let w = Instant::now();
+        let r = request(f.node.addr, "PUT", &path, &auth, b"event").unwrap();
+        assert_eq!(r.status, 201, "{}", r.text());
+        assert!(
+            w.elapsed() < PROMPT,
+            "a write waited {:?} on stalled readers",
+            w.elapsed()
+        );
+        n += 1;
+        if n % 50 == 0 {
+            f.normal_get(&format!("200 stalled subscribers, {n} writes"));
+        }
+    }
+    f.normal_get("after the writes");
+    let rss = f.peak_rss_kib();
+    eprintln!("peak RSS with 200 unread event streams and {n} writes: {rss} KiB");
+    assert!(rss < RSS_BOUND_KIB, "peak RSS {rss} KiB");
+    drop(subscribers);
 }

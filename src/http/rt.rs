@@ -53,6 +53,9 @@ impl Future for SmolSleep {
 
 impl Sleep for SmolSleep {}
 
+/// Smallest and first read window (see `SmolIo::window`).
+const MIN_READ_WINDOW: usize = 1024;
+
 /// Any futures-io stream (smol `TcpStream`, a futures-rustls `TlsStream`, …) as hyper IO.
 ///
 /// With a write-stall limit, a write that makes no progress for that long fails with
@@ -64,6 +67,11 @@ pub struct SmolIo<T> {
     stall_limit: Option<Duration>,
     /// Running while writes are blocked; cleared by any progress.
     stalled: Option<smol::Timer>,
+    /// Bytes offered to the next read. Each read must zero what it offers (hyper's buffer is
+    /// uninitialised every time), so offering hyper's whole spare capacity cost a memset of
+    /// 8+ KiB per read, even for a 200-byte request head or a read that finds nothing. The
+    /// window doubles while reads fill it and falls back to twice the last read otherwise.
+    window: usize,
 }
 
 impl<T> SmolIo<T> {
@@ -72,6 +80,7 @@ impl<T> SmolIo<T> {
             io,
             stall_limit: None,
             stalled: None,
+            window: MIN_READ_WINDOW,
         }
     }
 
@@ -123,24 +132,31 @@ impl<T: AsyncRead + Unpin> hyper::rt::Read for SmolIo<T> {
         mut buf: ReadBufCursor<'_>,
     ) -> Poll<io::Result<()>> {
         // futures-io reads into `&mut [u8]`, which must be initialised memory; hyper hands us a
-        // possibly uninitialised cursor. `initialize_unfilled` zeroes what is not yet
-        // initialised (safe, a memset of at most one read buffer) so no `&mut [u8]` ever
-        // points at uninitialised bytes.
-        let dst = buf.initialize_unfilled();
-        let n = match Pin::new(&mut self.get_mut().io).poll_read(cx, dst) {
+        // possibly uninitialised cursor. `initialize_unfilled_to` zeroes the offered window
+        // (safe, a memset of at most one window) so no `&mut [u8]` ever points at
+        // uninitialised bytes.
+        let this = self.get_mut();
+        let offered = this.window.min(buf.remaining());
+        let dst = buf.initialize_unfilled_to(offered);
+        let n = match Pin::new(&mut this.io).poll_read(cx, dst) {
             Poll::Ready(Ok(n)) => n,
             Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
             Poll::Pending => return Poll::Pending,
         };
+        this.window = if n == offered {
+            this.window.saturating_mul(2)
+        } else {
+            n.saturating_mul(2).max(MIN_READ_WINDOW)
+        };
         // A well-behaved reader never claims more than it was given; a broken one must not
         // make us advance past the initialised region.
-        if n > buf.remaining() {
+        if n > offered {
             return Poll::Ready(Err(io::Error::other(
                 "reader reported more bytes than asked",
             )));
         }
-        // SAFETY: `advance` requires the next `n` bytes to be initialised. All `remaining()`
-        // bytes were initialised by `initialize_unfilled` above, and `n <= remaining()` was
+        // SAFETY: `advance` requires the next `n` bytes to be initialised. The first `offered`
+        // bytes were initialised by `initialize_unfilled_to` above, and `n <= offered` was
         // just checked; the reader also wrote them, so they hold the data read.
         unsafe { buf.advance(n) };
         Poll::Ready(Ok(()))

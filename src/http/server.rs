@@ -325,7 +325,9 @@ where
         let method = req.method().clone();
         // The path only: query strings may carry tokens and must stay out of logs.
         let path = req.uri().path().to_owned();
-        let response = (self.shared.handler)(req, self.info);
+        // Boxed at once: the handler's future is large, and moving it by value into the
+        // outer future and then into that future's box cost several KiB of copying per request.
+        let response = Box::pin((self.shared.handler)(req, self.info));
         Box::pin(async move {
             let mut response = response.await;
             if last {

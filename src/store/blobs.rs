@@ -7,8 +7,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use smol::io::AsyncWriteExt;
-use smol::Unblock;
+use std::io::Write;
+
+use smol::Task;
 
 use super::StoreError;
 
@@ -105,16 +106,79 @@ fn from_hex(s: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
+/// Bytes handed to the disk writer at a time: large enough that the per-write hand-off to
+/// the blocking pool is noise, small enough that an upload holds at most two of them.
+const SPILL_BATCH: usize = 1 << 20;
+
+/// After this many bytes, writeback of what is written so far is started, so the disk works
+/// while the body still arrives and the final fsync has little left to do.
+const WRITEBACK_EVERY: u64 = 8 << 20;
+
 /// A body being received.
 pub struct Upload {
     tmp_dir: PathBuf,
     inline_max: usize,
-    hasher: blake3::Hasher,
     len: u64,
     head: Vec<u8>,
+    /// The whole body while it fits inline; then the batch being filled for the writer.
     buf: Vec<u8>,
-    file: Option<(PathBuf, Unblock<fs::File>)>,
+    spill: Option<Spill>,
 }
+
+/// A body past `inline_max`: batches go to a temp file on the blocking pool, one write in
+/// flight while the next batch fills. The writer hashes what it writes, in order.
+struct Spill {
+    path: PathBuf,
+    /// The writer while no write is in flight.
+    idle: Option<SpillWriter>,
+    inflight: Option<Task<std::io::Result<SpillWriter>>>,
+}
+
+struct SpillWriter {
+    file: fs::File,
+    hasher: blake3::Hasher,
+    written: u64,
+    writeback_from: u64,
+    /// The previous batch's buffer, handed back for reuse.
+    spare: Vec<u8>,
+}
+
+impl SpillWriter {
+    fn write_batch(&mut self, mut batch: Vec<u8>) -> std::io::Result<()> {
+        self.hasher.update(&batch);
+        self.file.write_all(&batch)?;
+        self.written += batch.len() as u64;
+        if self.written - self.writeback_from >= WRITEBACK_EVERY {
+            start_writeback(
+                &self.file,
+                self.writeback_from,
+                self.written - self.writeback_from,
+            );
+            self.writeback_from = self.written;
+        }
+        batch.clear();
+        self.spare = batch;
+        Ok(())
+    }
+}
+
+/// Asks the kernel to start writing a range of `file` back to disk without waiting for it
+/// (durability still comes from the fsync at the end).
+#[cfg(target_os = "linux")]
+fn start_writeback(file: &fs::File, offset: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return;
+    };
+    // SAFETY: a valid open descriptor and a plain range; the call only schedules writeback
+    // and its failure is harmless (fsync follows).
+    unsafe {
+        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn start_writeback(_file: &fs::File, _offset: u64, _len: u64) {}
 
 /// A fully received, hashed body: in memory, or an fsync'd temp file.
 pub struct Staged {
@@ -144,11 +208,10 @@ impl Upload {
         Upload {
             tmp_dir,
             inline_max,
-            hasher: blake3::Hasher::new(),
             len: 0,
             head: Vec::new(),
             buf: Vec::new(),
-            file: None,
+            spill: None,
         }
     }
 
@@ -166,67 +229,121 @@ impl Upload {
     }
 
     pub async fn write(&mut self, chunk: &[u8]) -> Result<(), StoreError> {
-        self.hasher.update(chunk);
         self.len += chunk.len() as u64;
         if self.head.len() < HEAD_LEN {
             let take = (HEAD_LEN - self.head.len()).min(chunk.len());
             self.head.extend_from_slice(&chunk[..take]);
         }
-        if self.file.is_none() && self.buf.len() + chunk.len() <= self.inline_max {
+        if self.spill.is_none() && self.buf.len() + chunk.len() <= self.inline_max {
             self.buf.extend_from_slice(chunk);
             return Ok(());
         }
-        // A spilled upload must not eat the reserve the database needs: check free space
-        // when the file starts and at each MiB it grows.
-        if self.file.is_none() || (self.len - chunk.len() as u64) >> 20 != self.len >> 20 {
-            super::space::ensure(
-                &self.tmp_dir,
-                chunk.len() as u64,
-                super::space::RESERVE_BYTES,
-            )?;
+        if self.spill.is_none() {
+            self.start_spill()?;
         }
-        if self.file.is_none() {
-            let mut name = [0u8; 12];
-            getrandom::fill(&mut name).map_err(|e| std::io::Error::other(e.to_string()))?;
-            let path = self.tmp_dir.join(to_hex(&name));
-            let f = fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&path)?;
-            let mut w = Unblock::new(f);
-            let pending = std::mem::take(&mut self.buf);
-            let res = w.write_all(&pending).await;
-            self.file = Some((path, w));
-            res?;
-        }
-        if let Some((_, w)) = self.file.as_mut() {
-            w.write_all(chunk).await?;
+        self.buf.extend_from_slice(chunk);
+        if self.buf.len() >= SPILL_BATCH {
+            self.send_batch().await?;
         }
         Ok(())
     }
 
-    /// Completes the body: hashes it and, for spilled bodies, flushes and fsyncs the file.
-    pub async fn finish(mut self) -> Result<Staged, StoreError> {
-        let hash = *self.hasher.finalize().as_bytes();
-        let len = self.len;
-        let body = match self.file.take() {
-            None => StagedBody::Inline(Bytes::from(std::mem::take(&mut self.buf))),
-            Some((path, mut w)) => {
-                let guard = TempFile(Some(path));
-                w.flush().await?;
-                let f = w.into_inner().await;
-                smol::unblock(move || f.sync_all()).await?;
-                StagedBody::File(guard)
-            }
+    fn start_spill(&mut self) -> Result<(), StoreError> {
+        // A spilled upload must not eat the reserve the database needs; checked again at
+        // every batch.
+        super::space::ensure(
+            &self.tmp_dir,
+            SPILL_BATCH as u64,
+            super::space::RESERVE_BYTES,
+        )?;
+        let mut name = [0u8; 12];
+        getrandom::fill(&mut name).map_err(|e| std::io::Error::other(e.to_string()))?;
+        let path = self.tmp_dir.join(to_hex(&name));
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        self.spill = Some(Spill {
+            path,
+            idle: Some(SpillWriter {
+                file,
+                hasher: blake3::Hasher::new(),
+                written: 0,
+                writeback_from: 0,
+                spare: Vec::with_capacity(SPILL_BATCH),
+            }),
+            inflight: None,
+        });
+        self.buf.reserve(SPILL_BATCH.saturating_sub(self.buf.len()));
+        Ok(())
+    }
+
+    /// Waits for the write in flight (if any), then hands the filled batch to the writer.
+    async fn send_batch(&mut self) -> Result<(), StoreError> {
+        let Some(spill) = self.spill.as_mut() else {
+            return Ok(());
         };
-        Ok(Staged { hash, len, body })
+        let mut writer = match spill.inflight.take() {
+            Some(task) => task.await?,
+            // Invariant: the writer is idle exactly when no write is in flight.
+            None => spill.idle.take().expect("spill writer idle"),
+        };
+        super::space::ensure(
+            &self.tmp_dir,
+            self.buf.len() as u64,
+            super::space::RESERVE_BYTES,
+        )?;
+        let batch = std::mem::replace(&mut self.buf, std::mem::take(&mut writer.spare));
+        spill.inflight = Some(smol::unblock(move || {
+            writer.write_batch(batch)?;
+            Ok(writer)
+        }));
+        Ok(())
+    }
+
+    /// Completes the body: hashes it and, for spilled bodies, writes the rest and fsyncs.
+    pub async fn finish(mut self) -> Result<Staged, StoreError> {
+        let len = self.len;
+        if self.spill.is_none() {
+            let body = std::mem::take(&mut self.buf);
+            let hash = *blake3::hash(&body).as_bytes();
+            let body = StagedBody::Inline(Bytes::from(body));
+            return Ok(Staged { hash, len, body });
+        }
+        if !self.buf.is_empty() {
+            self.send_batch().await?;
+        }
+        let Some(mut spill) = self.spill.take() else {
+            return Err(StoreError::Io(std::io::Error::other(
+                "upload lost its spill file",
+            )));
+        };
+        let guard = TempFile(Some(std::mem::take(&mut spill.path)));
+        let writer = match spill.inflight.take() {
+            Some(task) => task.await?,
+            // Invariant: the writer is idle exactly when no write is in flight.
+            None => spill.idle.take().expect("spill writer idle"),
+        };
+        let hash = smol::unblock(move || {
+            writer.file.sync_all()?;
+            Ok::<_, std::io::Error>(*writer.hasher.finalize().as_bytes())
+        })
+        .await?;
+        Ok(Staged {
+            hash,
+            len,
+            body: StagedBody::File(guard),
+        })
     }
 }
 
 impl Drop for Upload {
     fn drop(&mut self) {
-        if let Some((p, _)) = self.file.take() {
-            let _ = fs::remove_file(p);
+        // A write still in flight finishes into the unlinked file, which then goes away.
+        if let Some(spill) = self.spill.take() {
+            if !spill.path.as_os_str().is_empty() {
+                let _ = fs::remove_file(&spill.path);
+            }
         }
     }
 }
