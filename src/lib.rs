@@ -18,12 +18,14 @@
 
 pub mod app;
 pub mod auth;
+pub mod board;
 pub mod clock;
 pub mod config;
 pub mod http;
 pub mod identity;
 pub mod logging;
 pub mod pubkey;
+pub mod sd_notify;
 pub mod shutdown;
 pub mod signup_tokens;
 pub mod storage_path;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use pubky_edge::config::Config;
-use pubky_edge::{app, identity::Identity, shutdown, signup_tokens};
+use pubky_edge::{app, board, identity::Identity, sd_notify, shutdown, signup_tokens};
 
 const USAGE: &str = "\
 pubky-edge — a Pubky Core homeserver for a small box at home
@@ -21,6 +21,9 @@ COMMANDS:
 
 OPTIONS:
     -c, --config FILE     configuration file (TOML), merged over the built-in defaults
+    -b, --board NAME      board overlay between the defaults and --config: pi-zero,
+                          pi-zero-2w, pi3, pi4, pi5, generic-arm64, qemu-virt, auto
+                          (detect from the device tree) or a FILE
     -d, --data-dir DIR    data directory (default: general.data_dir, else
                           $XDG_DATA_HOME/pubky-edge or ~/.local/share/pubky-edge)
     -h, --help            print this help
@@ -29,6 +32,7 @@ OPTIONS:
 
 struct Args {
     config: Option<PathBuf>,
+    board: Option<String>,
     data_dir: Option<PathBuf>,
     command: Vec<String>,
 }
@@ -36,6 +40,7 @@ struct Args {
 fn parse_args() -> Result<Option<Args>, String> {
     let mut args = Args {
         config: None,
+        board: None,
         data_dir: None,
         command: Vec::new(),
     };
@@ -52,6 +57,8 @@ fn parse_args() -> Result<Option<Args>, String> {
                 return Ok(None);
             }
             "-c" | "--config" => args.config = Some(value("--config")?.into()),
+            "-b" | "--board" => args.board = Some(value("--board")?),
+            s if s.starts_with("--board=") => args.board = Some(s[8..].into()),
             "-d" | "--data-dir" => args.data_dir = Some(value("--data-dir")?.into()),
             s if s.starts_with("--config=") => args.config = Some(s[9..].into()),
             s if s.starts_with("--data-dir=") => args.data_dir = Some(s[11..].into()),
@@ -76,7 +83,12 @@ fn real_main() -> anyhow::Result<()> {
     let Some(args) = parse_args().map_err(anyhow::Error::msg)? else {
         return Ok(());
     };
-    let loaded = Config::load(args.config.as_deref(), None).map_err(anyhow::Error::msg)?;
+    let overlay = match &args.board {
+        Some(b) => board::resolve(b).map_err(anyhow::Error::msg)?,
+        None => None,
+    };
+    let overlay_layer = overlay.as_ref().map(|o| (o.name.as_str(), o.toml.as_str()));
+    let loaded = Config::load(args.config.as_deref(), overlay_layer).map_err(anyhow::Error::msg)?;
     let config = loaded.config;
     let data_dir = config
         .data_dir(args.data_dir.as_deref())
@@ -88,6 +100,9 @@ fn real_main() -> anyhow::Result<()> {
             for w in &loaded.warnings {
                 tracing::warn!("{w}");
             }
+            if let Some(o) = &overlay {
+                tracing::info!(overlay = %o.name, "board overlay applied");
+            }
             run(config, data_dir)
         }
         ["info"] => {
@@ -96,6 +111,9 @@ fn real_main() -> anyhow::Result<()> {
             println!("public key:  {}", id.public_key());
             println!("data dir:    {}", data_dir.display());
             println!("http:        {}", config.drive.icann_listen_socket);
+            if let Some(o) = &overlay {
+                println!("board:       {}", o.name);
+            }
             for w in &loaded.warnings {
                 println!("warning:     {w}");
             }
@@ -114,7 +132,7 @@ fn real_main() -> anyhow::Result<()> {
 
 fn run(config: Config, data_dir: PathBuf) -> anyhow::Result<()> {
     let ex = Arc::new(smol::Executor::new());
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = config.worker_threads();
     let (stop_tx, stop_rx) = smol::channel::bounded::<()>(1);
     let mut workers = Vec::new();
     for i in 1..threads {
@@ -129,8 +147,13 @@ fn run(config: Config, data_dir: PathBuf) -> anyhow::Result<()> {
     let result = smol::block_on(ex.run(async {
         let signals = shutdown::on_signals()?;
         let running = app::start(&ex, config, data_dir).await?;
+        // Listeners are bound: tell systemd (Type=notify) and keep its watchdog fed.
+        sd_notify::notify("READY=1");
+        let _watchdog =
+            sd_notify::watchdog_interval().map(|every| ex.spawn(sd_notify::watchdog(every)));
         signals.await;
         tracing::info!("shutting down");
+        sd_notify::notify("STOPPING=1");
         running.stop().await
     }));
     drop(stop_tx);
