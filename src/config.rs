@@ -87,6 +87,7 @@ impl PkarrRelay {
 pub struct General {
     pub signup_mode: SignupMode,
     pub data_dir: PathBuf,
+    pub worker_threads: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -371,6 +372,14 @@ impl Config {
             return Err(format!("mdns: empty interface name {n:?}"));
         }
         Ok(())
+    }
+
+    /// Executor threads: `general.worker_threads`, or one per CPU core when it is 0.
+    pub fn worker_threads(&self) -> usize {
+        match self.general.worker_threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
     }
 
     /// The data directory: `--data-dir`, else `general.data_dir`, else the per-user default.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use pubky_edge::announce::reachability::{self, Resolution};
 use pubky_edge::announce::PublishStatus;
 use pubky_edge::config::Config;
-use pubky_edge::{app, identity::Identity, shutdown, signup_tokens};
+use pubky_edge::{app, board, identity::Identity, sd_notify, shutdown, signup_tokens};
 
 const USAGE: &str = "\
 pubky-edge — a Pubky Core homeserver for a small box at home
@@ -29,6 +29,9 @@ COMMANDS:
 
 OPTIONS:
     -c, --config FILE     configuration file (TOML), merged over the built-in defaults
+    -b, --board NAME      board overlay between the defaults and --config: pi-zero,
+                          pi-zero-2w, pi3, pi4, pi5, generic-arm64, qemu-virt, auto
+                          (detect from the device tree) or a FILE
     -d, --data-dir DIR    data directory (default: general.data_dir, else
                           $XDG_DATA_HOME/pubky-edge or ~/.local/share/pubky-edge)
     -h, --help            print this help
@@ -37,6 +40,7 @@ OPTIONS:
 
 struct Args {
     config: Option<PathBuf>,
+    board: Option<String>,
     data_dir: Option<PathBuf>,
     command: Vec<String>,
 }
@@ -44,6 +48,7 @@ struct Args {
 fn parse_args() -> Result<Option<Args>, String> {
     let mut args = Args {
         config: None,
+        board: None,
         data_dir: None,
         command: Vec::new(),
     };
@@ -60,6 +65,8 @@ fn parse_args() -> Result<Option<Args>, String> {
                 return Ok(None);
             }
             "-c" | "--config" => args.config = Some(value("--config")?.into()),
+            "-b" | "--board" => args.board = Some(value("--board")?),
+            s if s.starts_with("--board=") => args.board = Some(s[8..].into()),
             "-d" | "--data-dir" => args.data_dir = Some(value("--data-dir")?.into()),
             s if s.starts_with("--config=") => args.config = Some(s[9..].into()),
             s if s.starts_with("--data-dir=") => args.data_dir = Some(s[11..].into()),
@@ -90,7 +97,12 @@ fn real_main() -> anyhow::Result<()> {
     if args.command.first().map(String::as_str) == Some("testnet") {
         return testnet(&args);
     }
-    let loaded = Config::load(args.config.as_deref(), None).map_err(anyhow::Error::msg)?;
+    let overlay = match &args.board {
+        Some(b) => board::resolve(b).map_err(anyhow::Error::msg)?,
+        None => None,
+    };
+    let overlay_layer = overlay.as_ref().map(|o| (o.name.as_str(), o.toml.as_str()));
+    let loaded = Config::load(args.config.as_deref(), overlay_layer).map_err(anyhow::Error::msg)?;
     let config = loaded.config;
     let data_dir = config
         .data_dir(args.data_dir.as_deref())
@@ -101,6 +113,9 @@ fn real_main() -> anyhow::Result<()> {
             pubky_edge::logging::init(&config.logging.level);
             for w in &loaded.warnings {
                 tracing::warn!("{w}");
+            }
+            if let Some(o) = &overlay {
+                tracing::info!(overlay = %o.name, "board overlay applied");
             }
             run(config, data_dir, |_| Box::pin(async { Ok(()) }))
         }
@@ -118,6 +133,9 @@ fn real_main() -> anyhow::Result<()> {
             let not_checked = Resolution::NotChecked("see `pubky-edge status`".into());
             for line in reachability::report(&config, &data_dir, &not_checked, false) {
                 println!("{line}");
+            }
+            if let Some(o) = &overlay {
+                println!("board:       {}", o.name);
             }
             for w in &loaded.warnings {
                 println!("warning:     {w}");
@@ -305,7 +323,7 @@ fn run(
     started: impl for<'a> FnOnce(&'a app::Running) -> Started<'a>,
 ) -> anyhow::Result<()> {
     let ex = Arc::new(smol::Executor::new());
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = config.worker_threads();
     let (stop_tx, stop_rx) = smol::channel::bounded::<()>(1);
     let mut workers = Vec::new();
     for i in 1..threads {
@@ -324,8 +342,13 @@ fn run(
             let _ = running.stop().await;
             return Err(e);
         }
+        // Listeners are bound: tell systemd (Type=notify) and keep its watchdog fed.
+        sd_notify::notify("READY=1");
+        let _watchdog =
+            sd_notify::watchdog_interval().map(|every| ex.spawn(sd_notify::watchdog(every)));
         signals.await;
         tracing::info!("shutting down");
+        sd_notify::notify("STOPPING=1");
         running.stop().await
     }));
     drop(stop_tx);

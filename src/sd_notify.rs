@@ -1,0 +1,132 @@
+//! The service manager's notification protocol (`Type=notify` in systemd): `READY=1` once the
+//! listeners are bound, `STOPPING=1` when the drain starts, and `WATCHDOG=1` pings at half the
+//! interval systemd asks for. One datagram per message to the socket named in
+//! `$NOTIFY_SOCKET` (a path, or an abstract name written with a leading `@`). Outside systemd
+//! the variable is unset and every call is a no-op. `main` calls it around `app::start`.
+
+use std::ffi::OsStr;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::UnixDatagram;
+use std::time::Duration;
+
+/// Sends `state` (e.g. `"READY=1"`) to `$NOTIFY_SOCKET`. Returns whether a message was sent;
+/// failures are logged and otherwise ignored, since the service runs fine without them.
+pub fn notify(state: &str) -> bool {
+    let Some(socket) = std::env::var_os("NOTIFY_SOCKET") else {
+        return false;
+    };
+    match send(&socket, state) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(error = %e, state, "sd_notify failed");
+            false
+        }
+    }
+}
+
+/// Sends one notification datagram to `socket` (a path or `@abstract-name`).
+pub fn send(socket: &OsStr, state: &str) -> io::Result<()> {
+    let sock = UnixDatagram::unbound()?;
+    let bytes = socket.as_bytes();
+    match bytes.first() {
+        Some(b'@') => send_abstract(&sock, &bytes[1..], state),
+        Some(b'/') => sock.send_to(state.as_bytes(), socket).map(drop),
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "NOTIFY_SOCKET is neither a path nor an @abstract name",
+        )),
+    }
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn send_abstract(sock: &UnixDatagram, name: &[u8], state: &str) -> io::Result<()> {
+    #[cfg(target_os = "android")]
+    use std::os::android::net::SocketAddrExt;
+    #[cfg(target_os = "linux")]
+    use std::os::linux::net::SocketAddrExt;
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
+    sock.send_to_addr(state.as_bytes(), &addr).map(drop)
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn send_abstract(_: &UnixDatagram, _: &[u8], _: &str) -> io::Result<()> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "abstract sockets are Linux-only",
+    ))
+}
+
+/// How often to ping the watchdog, if systemd asked for pings: half of `$WATCHDOG_USEC`, and
+/// only when `$WATCHDOG_PID` is unset or names this process.
+pub fn watchdog_interval() -> Option<Duration> {
+    let usec = std::env::var("WATCHDOG_USEC").ok();
+    let pid = std::env::var("WATCHDOG_PID").ok();
+    watchdog_interval_from(usec.as_deref(), pid.as_deref(), std::process::id())
+}
+
+/// The pure part of [`watchdog_interval`].
+pub fn watchdog_interval_from(usec: Option<&str>, pid: Option<&str>, me: u32) -> Option<Duration> {
+    if let Some(pid) = pid {
+        if pid.trim().parse::<u32>().ok()? != me {
+            return None;
+        }
+    }
+    let usec: u64 = usec?.trim().parse().ok().filter(|&u| u > 0)?;
+    Some(Duration::from_micros(usec / 2))
+}
+
+/// Pings the watchdog every `every` until dropped. Runs on the server's executor, so a
+/// wedged executor stops the pings and systemd restarts the service.
+pub async fn watchdog(every: Duration) {
+    loop {
+        notify("WATCHDOG=1");
+        smol::Timer::after(every).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sends_to_a_path_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify");
+        let rx = UnixDatagram::bind(&path).unwrap();
+        send(path.as_os_str(), "READY=1").unwrap();
+        let mut buf = [0u8; 64];
+        let n = rx.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"READY=1");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn sends_to_an_abstract_socket() {
+        use std::os::linux::net::SocketAddrExt;
+        let name = format!("pubky-edge-test-{}", std::process::id());
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+        let rx = UnixDatagram::bind_addr(&addr).unwrap();
+        send(OsStr::new(&format!("@{name}")), "STOPPING=1").unwrap();
+        let mut buf = [0u8; 64];
+        let n = rx.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"STOPPING=1");
+    }
+
+    #[test]
+    fn rejects_relative_names() {
+        assert!(send(OsStr::new("relative"), "READY=1").is_err());
+        assert!(send(OsStr::new(""), "READY=1").is_err());
+    }
+
+    #[test]
+    fn watchdog_interval_is_half_and_respects_pid() {
+        let half = Some(Duration::from_secs(15));
+        assert_eq!(watchdog_interval_from(Some("30000000"), None, 7), half);
+        assert_eq!(watchdog_interval_from(Some("30000000"), Some("7"), 7), half);
+        assert_eq!(watchdog_interval_from(Some("30000000"), Some("8"), 7), None);
+        assert_eq!(watchdog_interval_from(None, None, 7), None);
+        assert_eq!(watchdog_interval_from(Some("0"), None, 7), None);
+        assert_eq!(watchdog_interval_from(Some("soon"), None, 7), None);
+    }
+}
