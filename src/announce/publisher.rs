@@ -120,15 +120,8 @@ impl PublishStatus {
     }
 
     fn save(&self, data_dir: &Path) {
-        let path = data_dir.join(STATUS_FILE);
-        let tmp = path.with_extension("json.tmp");
         // Best effort: the status is informational and rewritten on every attempt.
-        let Ok(text) = serde_json::to_string_pretty(self) else {
-            return;
-        };
-        if std::fs::write(&tmp, text).is_ok() {
-            let _ = std::fs::rename(&tmp, &path);
-        }
+        super::upnp::save_json(data_dir, STATUS_FILE, self);
     }
 }
 
