@@ -22,6 +22,10 @@ COMMANDS:
     status       reachability: LAN addresses, mDNS name, UPnP mapping, external address,
                  CGNAT, last DHT publish and whether the record resolves to this device
     token new    create a signup token (for signup_mode = \"token_required\")
+    check        verify the stored data offline (stop the server first): every file has
+                 its body, blob files match their hashes and reference counts, no orphan
+                 blob is left and each user's quota usage equals the sum of their files;
+                 exits 1 and lists the problems if any is found
     testnet      run a local development network on loopback: a small Mainline DHT
                  (bootstrap 127.0.0.1:6881), a pkarr relay (127.0.0.1:15411) and this
                  homeserver (HTTP 6286, PubkyTLS 6287), as the SDKs' `testnet()` expects
@@ -160,6 +164,7 @@ fn real_main() -> anyhow::Result<()> {
             println!("{token}");
             Ok(())
         }
+        ["check"] => check(&config, &data_dir),
         ["admin", "help"] | ["admin"] => {
             print!("{}", pubky_edge::admin_client::USAGE);
             Ok(())
@@ -167,6 +172,47 @@ fn real_main() -> anyhow::Result<()> {
         ["admin", rest @ ..] => pubky_edge::admin_client::run(&config, rest),
         other => anyhow::bail!("unknown command `{}` (see --help)", other.join(" ")),
     }
+}
+
+/// `pubky-edge check`: opens the store as the server would (which also sweeps what a crash
+/// can leave behind) and runs its full consistency check.
+fn check(config: &Config, data_dir: &std::path::Path) -> anyhow::Result<()> {
+    use anyhow::Context;
+    anyhow::ensure!(
+        data_dir.join("db").is_dir(),
+        "no store in {} (nothing has been stored there yet, or --data-dir is wrong)",
+        data_dir.display()
+    );
+    let store =
+        pubky_edge::store::Store::open(data_dir, app::store_config(config)).with_context(|| {
+            format!(
+                "cannot open the store in {} (is the server still running?)",
+                data_dir.display()
+            )
+        })?;
+    let report = store
+        .check()
+        .context("the check could not read the store")?;
+    smol::block_on(store.close()).context("closing the store")?;
+    println!("files:       {}", report.entries);
+    println!("blob files:  {}", report.blob_files);
+    for (user, used) in &report.used_bytes {
+        let who = pubky_edge::pubkey::PublicKey::from_bytes(*user)
+            .map_or_else(|_| "<invalid key>".to_string(), |k| k.to_string());
+        println!("user {who}: {used} bytes used");
+    }
+    if report.problems.is_empty() {
+        println!("store is consistent");
+        return Ok(());
+    }
+    for p in &report.problems {
+        println!("problem:     {p}");
+    }
+    anyhow::bail!(
+        "{} problem(s) found in {}",
+        report.problems.len(),
+        data_dir.display()
+    )
 }
 
 fn print_publish_status(config: &Config, data_dir: &std::path::Path) {

@@ -1,5 +1,5 @@
-//! The real binary: `--version`, `--help`, `info`, `token new`, bad configuration and a
-//! refused secret file, each with the exit code and the one-line reason a user sees.
+//! The real binary: `--version`, `--help`, `info`, `token new`, `check`, bad configuration
+//! and a refused secret file, each with the exit code and the one-line reason a user sees.
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Output};
@@ -100,4 +100,108 @@ fn bad_config_and_secret_are_refused_with_a_reason() {
     let o = run(&["--data-dir", data.to_str().unwrap(), "info"]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("chmod 600"), "{}", stderr(&o));
+}
+
+/// A store with one inline file and one blob-sized file, written through the library.
+fn store_with_two_files(data: &std::path::Path) -> pubky_edge::pubkey::PublicKey {
+    use pubky_edge::store::{Durability, Store, StoreConfig};
+    let store = Store::open(
+        data,
+        StoreConfig {
+            cache_capacity_bytes: 4 << 20,
+            inline_max: 1024,
+            durability: Durability::Strict,
+            default_quota_bytes: None,
+        },
+    )
+    .unwrap();
+    let user = pubky_edge::pubkey::PublicKey::from(
+        ed25519_dalek::SigningKey::from_bytes(&[7; 32]).verifying_key(),
+    );
+    smol::block_on(async {
+        store.create_user(&user, None, 0).await.unwrap();
+        for (path, len) in [("/pub/a/small", 10usize), ("/pub/a/big", 50_000)] {
+            let mut up = store.upload();
+            up.write(&vec![b'x'; len]).await.unwrap();
+            let staged = up.finish().await.unwrap();
+            let path = pubky_edge::storage_path::StoragePath::strict(path).unwrap();
+            store
+                .put(&user, &path, staged, "text/plain", 1)
+                .await
+                .unwrap();
+        }
+        store.close().await.unwrap();
+    });
+    user
+}
+
+#[test]
+fn check_reports_a_consistent_store_and_names_each_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let d = data.to_str().unwrap();
+    let o = run(&["--data-dir", d, "check"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("no store in"), "{}", stderr(&o));
+
+    let user = store_with_two_files(&data);
+    let o = run(&["--data-dir", d, "check"]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let text = stdout(&o);
+    assert!(text.contains("files:       2"), "{text}");
+    assert!(text.contains("blob files:  1"), "{text}");
+    // quota usage: both bodies plus 256 bytes of per-file overhead each
+    let used = 10 + 50_000 + 2 * 256;
+    assert!(
+        text.contains(&format!("user {user}: {used} bytes used")),
+        "{text}"
+    );
+    assert!(text.contains("store is consistent"), "{text}");
+
+    // While something holds the store open, check refuses with the likely reason.
+    let held = pubky_edge::store::Store::open(
+        &data,
+        pubky_edge::store::StoreConfig {
+            cache_capacity_bytes: 4 << 20,
+            inline_max: 1024,
+            durability: pubky_edge::store::Durability::Strict,
+            default_quota_bytes: None,
+        },
+    )
+    .unwrap();
+    let o = run(&["--data-dir", d, "check"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("is the server still running?"),
+        "{}",
+        stderr(&o)
+    );
+    smol::block_on(held.close()).unwrap();
+    drop(held);
+
+    // A blob file whose bytes changed on disk.
+    let blob = walk_files(&data.join("blobs"))
+        .pop()
+        .expect("one blob file");
+    std::fs::write(&blob, b"not the stored bytes").unwrap();
+    let o = run(&["--data-dir", d, "check"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o).contains("content does not match its name"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(stderr(&o).contains("1 problem(s) found"), "{}", stderr(&o));
+}
+
+fn walk_files(d: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
+        if e.path().is_dir() {
+            out.extend(walk_files(&e.path()));
+        } else {
+            out.push(e.path());
+        }
+    }
+    out
 }
