@@ -64,9 +64,14 @@ pub struct StoreConfig {
 pub enum Durability {
     /// Acknowledge after the covering flush (the default).
     Strict,
-    /// Acknowledge once applied in memory.
+    /// Acknowledge once applied in memory; a background flush every
+    /// [`RELAXED_FLUSH_MS`] bounds what a power cut can take.
     Relaxed,
 }
+
+/// How often relaxed mode flushes: at most this much acknowledged work is lost to a power
+/// cut (what `storage.durability = "relaxed"` promises).
+pub const RELAXED_FLUSH_MS: u64 = 1000;
 
 #[derive(Debug)]
 pub enum StoreError {
@@ -258,10 +263,16 @@ pub struct Store(Arc<Inner>);
 
 impl Store {
     pub fn open(data_dir: &Path, cfg: StoreConfig) -> Result<Store, StoreError> {
+        // Strict: the group committer flushes for the writers that wait. Relaxed: nobody
+        // waits, so sled's own timer flushes, or nothing would reach the disk before close.
+        let flush_every = match cfg.durability {
+            Durability::Strict => None,
+            Durability::Relaxed => Some(RELAXED_FLUSH_MS),
+        };
         let db = sled::Config::new()
             .path(data_dir.join("db"))
             .cache_capacity(cfg.cache_capacity_bytes)
-            .flush_every_ms(None)
+            .flush_every_ms(flush_every)
             .open()?;
         let tree = |n: &str| db.open_tree(n);
         let t = Trees {

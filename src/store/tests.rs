@@ -2,6 +2,7 @@
 //! sweep, reopen, corruption, concurrent group-committed writes, quota and listings.
 
 use std::path::Path;
+use std::time::Duration;
 
 use super::*;
 use crate::storage_path::StoragePath;
@@ -131,6 +132,39 @@ fn orphans_swept_and_data_survives_reopen() {
         let ev = s.events_after(0, 10).unwrap();
         assert_eq!(ev.len(), 2);
         assert_eq!(ev[1].1.path, "/priv/small");
+        s.close().await.unwrap();
+    });
+}
+
+/// Relaxed mode answers before any flush, so a timer must flush: a copy of the data
+/// directory taken while the store is still open (what a power cut would leave, minus the
+/// page cache) holds a write once the flush interval has passed.
+#[test]
+fn relaxed_writes_reach_the_files_within_the_flush_interval() {
+    smol::block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let u = pk(9);
+        let relaxed = StoreConfig {
+            durability: Durability::Relaxed,
+            ..cfg(1024, None)
+        };
+        let s = Store::open(&data, relaxed.clone()).unwrap();
+        s.create_user(&u, None, 0).await.unwrap();
+        put(&s, &u, "/pub/relaxed", b"acknowledged").await.unwrap();
+        smol::Timer::after(Duration::from_millis(RELAXED_FLUSH_MS + 1500)).await;
+        let copy = dir.path().join("copy");
+        let ok = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(&data)
+            .arg(&copy)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+        let c = Store::open(&copy, relaxed).unwrap();
+        assert_eq!(read_all(&c, &u, "/pub/relaxed"), b"acknowledged");
+        c.close().await.unwrap();
         s.close().await.unwrap();
     });
 }
