@@ -95,6 +95,7 @@ fn main() -> ExitCode {
 }
 
 fn real_main() -> anyhow::Result<()> {
+    pubky_edge::store::recovery::install_panic_note();
     let Some(args) = parse_args().map_err(anyhow::Error::msg)? else {
         return Ok(());
     };
@@ -184,11 +185,14 @@ fn check(config: &Config, data_dir: &std::path::Path) -> anyhow::Result<()> {
         data_dir.display()
     );
     let store =
-        pubky_edge::store::Store::open(data_dir, app::store_config(config)).with_context(|| {
-            format!(
-                "cannot open the store in {} (is the server still running?)",
-                data_dir.display()
-            )
+        pubky_edge::store::Store::open(data_dir, app::store_config(config)).map_err(|e| {
+            // sled reports a held database lock as a plain I/O error with this text.
+            let hint = if e.to_string().contains("could not acquire lock") {
+                " (is the server still running?)"
+            } else {
+                ""
+            };
+            anyhow::anyhow!("cannot open the store in {}{hint}: {e}", data_dir.display())
         })?;
     let report = store
         .check()

@@ -35,6 +35,7 @@ mod events;
 mod keys;
 mod list;
 mod operator;
+pub mod recovery;
 mod space;
 #[cfg(test)]
 mod tests;
@@ -90,6 +91,8 @@ pub enum StoreError {
     GrantConflict,
     GrantExpired,
     DiskFull,
+    /// The database cannot be opened (its log could not be replayed).
+    Unrecoverable(String),
 }
 
 impl std::fmt::Display for StoreError {
@@ -109,6 +112,7 @@ impl std::fmt::Display for StoreError {
             StoreError::GrantConflict => f.write_str("grant id belongs to another grant"),
             StoreError::GrantExpired => f.write_str("grant has expired"),
             StoreError::DiskFull => f.write_str("disk full"),
+            StoreError::Unrecoverable(e) => f.write_str(e),
         }
     }
 }
@@ -269,11 +273,12 @@ impl Store {
             Durability::Strict => None,
             Durability::Relaxed => Some(RELAXED_FLUSH_MS),
         };
-        let db = sled::Config::new()
-            .path(data_dir.join("db"))
+        let db_dir = data_dir.join("db");
+        let sled_cfg = sled::Config::new()
+            .path(&db_dir)
             .cache_capacity(cfg.cache_capacity_bytes)
-            .flush_every_ms(flush_every)
-            .open()?;
+            .flush_every_ms(flush_every);
+        let db = recovery::open_db(&db_dir, || sled_cfg.open())?;
         let tree = |n: &str| db.open_tree(n);
         let t = Trees {
             entries: tree("entries")?,
