@@ -243,6 +243,8 @@ struct Trees {
 
 struct Inner {
     db: sled::Db,
+    /// What a sled flush leaves unsynced; synced after each flush (see `commit`).
+    files: Arc<commit::SledFiles>,
     t: Trees,
     cfg: StoreConfig,
     blobs: blobs::Blobs,
@@ -302,9 +304,11 @@ impl Store {
             None => 0,
         };
         let blobs = blobs::Blobs::open(data_dir)?;
-        let commit = commit::GroupCommit::start(db.clone());
+        let files = Arc::new(commit::SledFiles::open(&db_dir)?);
+        let commit = commit::GroupCommit::start(db.clone(), files.clone());
         let store = Store(Arc::new(Inner {
             db,
+            files,
             t,
             cfg,
             blobs,
@@ -326,7 +330,8 @@ impl Store {
         let inner = self.0.clone();
         smol::unblock(move || {
             inner.commit.stop();
-            inner.db.flush().map(|_| ())
+            inner.db.flush()?;
+            inner.files.sync().map_err(StoreError::from)
         })
         .await?;
         Ok(())
