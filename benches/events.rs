@@ -7,18 +7,18 @@
 //!
 //! `cargo bench --bench events -- [--subs 100] [--writes 200] [--idle 1000] [--pace-ms 20]`
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
-use pubky_edge::auth::capability::Capabilities;
-use pubky_edge::auth::grant::{GrantClaims, GrantId, PopClaims};
-use pubky_edge::auth::jws;
 use pubky_edge::pubkey::PublicKey;
+
+use common::{key, proof, rss_kib, start_server, ServerProc};
 
 struct Opts {
     subs: usize,
@@ -54,117 +54,17 @@ fn opts() -> Opts {
     o
 }
 
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-    hs: PublicKey,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(binary: &PathBuf, streams: usize) -> Server {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port();
-    let cfg = dir.path().join("bench.toml");
+/// The server with room for `streams` event streams (and the other connections).
+fn start(binary: &Path, streams: usize) -> ServerProc {
     let conns = streams + 64;
-    std::fs::write(
-        &cfg,
-        format!(
-            "[general]\nsignup_mode = \"open\"\n[drive]\nicann_listen_socket = \"127.0.0.1:{port}\"\n\
-             pubky_listen_socket = \"127.0.0.1:0\"\n[admin]\nlisten_socket = \"127.0.0.1:0\"\n\
-             [metrics]\nlisten_socket = \"127.0.0.1:0\"\n[limits]\nmax_connections = {conns}\n\
-             [events]\nmax_streams = {streams}\n[logging]\nlevel = \"warn\"\n"
-        ),
+    start_server(
+        binary,
+        &format!("[limits]\nmax_connections = {conns}\n[events]\nmax_streams = {streams}\n"),
     )
-    .expect("config");
-    let data = dir.path().join("data");
-    let info = Command::new(binary)
-        .arg("--config")
-        .arg(&cfg)
-        .arg("--data-dir")
-        .arg(&data)
-        .arg("info")
-        .output()
-        .expect("run the binary");
-    let text = String::from_utf8_lossy(&info.stdout);
-    let hs = text
-        .lines()
-        .find_map(|l| l.strip_prefix("public key:"))
-        .map(|k| PublicKey::parse_z32(k.trim()).expect("key"))
-        .expect("public key line");
-    let child = Command::new(binary)
-        .arg("--config")
-        .arg(&cfg)
-        .arg("--data-dir")
-        .arg(&data)
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(addr).is_err() {
-        assert!(Instant::now() < deadline, "server did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Server {
-        child,
-        addr,
-        hs,
-        _dir: dir,
-    }
 }
 
 fn rss_mib(pid: u32) -> f64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .unwrap_or(0.0)
-        / 1024.0
-}
-
-fn key() -> SigningKey {
-    let mut seed = [0u8; 32];
-    getrandom::fill(&mut seed).expect("random");
-    SigningKey::from_bytes(&seed)
-}
-
-fn proof(user: &SigningKey, hs: PublicKey, client_id: &str, lifetime: u64) -> String {
-    let client = key();
-    let jti = GrantId::random();
-    let n = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_secs();
-    let grant = GrantClaims {
-        iss: PublicKey::from(user.verifying_key()),
-        client_id: client_id.into(),
-        caps: Capabilities::parse("/:rw").expect("caps"),
-        cnf: PublicKey::from(client.verifying_key()),
-        jti: jti.clone(),
-        iat: n,
-        exp: n + lifetime,
-    };
-    let pop = PopClaims {
-        aud: hs,
-        gid: jti,
-        nonce: GrantId::random(),
-        iat: n,
-    };
-    serde_json::json!({
-        "grant": jws::sign("pubky-grant", grant.to_json().as_bytes(), user),
-        "pop": jws::sign("pubky-pop", pop.to_json().as_bytes(), &client),
-    })
-    .to_string()
+    rss_kib(pid, "VmRSS:") as f64 / 1024.0
 }
 
 /// One request on a keep-alive connection; returns status and body.
@@ -199,15 +99,15 @@ fn call(s: &mut BufReader<TcpStream>, method: &str, path: &str, extra: &str, bod
     status
 }
 
-fn session(server: &Server, user: &SigningKey) -> String {
+fn session(server: &ServerProc, user: &SigningKey) -> String {
     let mut c = BufReader::new(TcpStream::connect(server.addr).expect("connect"));
     let ct = "content-type: application/json\r\n";
-    let p = proof(user, server.hs, "pubky.signup", 300);
+    let p = proof(user, server.key, "pubky.signup", 300);
     assert_eq!(
         call(&mut c, "POST", "/auth/grant/signup", ct, p.as_bytes()),
         204
     );
-    let p = proof(user, server.hs, "bench", 86400);
+    let p = proof(user, server.key, "bench", 86400);
     let head = format!(
         "POST /auth/grant/session HTTP/1.1\r\nhost: x\r\n{ct}content-length: {}\r\nconnection: close\r\n\r\n{p}",
         p.len()

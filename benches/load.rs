@@ -13,19 +13,18 @@
 //! `cargo bench --bench load -- [--conns 1,16,256] [--seconds 5] [--size 1024]
 //!  [--ops get,put,list,del,large,tls-get,tls-hs] [--large-mib 64]`
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use ed25519_dalek::SigningKey;
-use pubky_edge::auth::capability::Capabilities;
-use pubky_edge::auth::grant::{GrantClaims, GrantId, PopClaims};
-use pubky_edge::auth::jws;
 use pubky_edge::pubkey::PublicKey;
+
+use common::{key, proof, rss_kib, start_server, ServerProc};
 
 struct Opts {
     conns: Vec<usize>,
@@ -64,129 +63,6 @@ fn parse_opts() -> Opts {
         }
     }
     o
-}
-
-struct ServerProc {
-    child: Child,
-    addr: SocketAddr,
-    tls_addr: SocketAddr,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for ServerProc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
-fn start_server(binary: &PathBuf) -> (ServerProc, PublicKey) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
-    let tls_port = free_port();
-    let cfg = dir.path().join("bench.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[general]\nsignup_mode = \"open\"\n[drive]\nicann_listen_socket = \"127.0.0.1:{port}\"\npubky_listen_socket = \"127.0.0.1:{tls_port}\"\n[pkdns]\ndht = false\n[admin]\nlisten_socket = \"127.0.0.1:0\"\n[metrics]\nlisten_socket = \"127.0.0.1:0\"\n[limits]\nmax_connections = 2048\n[logging]\nlevel = \"warn\"\n"
-        ),
-    )
-    .expect("config");
-    let data = dir.path().join("data");
-    let info = Command::new(binary)
-        .args(["--config"])
-        .arg(&cfg)
-        .arg("--data-dir")
-        .arg(&data)
-        .arg("info")
-        .output()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot run {}: {e} (build it with --release)",
-                binary.display()
-            )
-        });
-    let text = String::from_utf8_lossy(&info.stdout);
-    let key = text
-        .lines()
-        .find_map(|l| l.strip_prefix("public key:"))
-        .map(|k| PublicKey::parse_z32(k.trim()).expect("key"))
-        .expect("public key line");
-    let child = Command::new(binary)
-        .arg("--config")
-        .arg(&cfg)
-        .arg("--data-dir")
-        .arg(&data)
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn server");
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(addr).is_err() {
-        assert!(Instant::now() < deadline, "server did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    (
-        ServerProc {
-            child,
-            addr,
-            tls_addr: format!("127.0.0.1:{tls_port}").parse().expect("addr"),
-            dir,
-        },
-        key,
-    )
-}
-
-fn rss_kib(pid: u32, field: &str) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    s.lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
-}
-
-fn key() -> SigningKey {
-    let mut seed = [0u8; 32];
-    getrandom::fill(&mut seed).expect("random");
-    SigningKey::from_bytes(&seed)
-}
-
-fn proof(user: &SigningKey, hs: PublicKey, client_id: &str, lifetime: u64) -> String {
-    let client = key();
-    let jti = GrantId::random();
-    let n = now_secs();
-    let grant = GrantClaims {
-        iss: PublicKey::from(user.verifying_key()),
-        client_id: client_id.into(),
-        caps: Capabilities::parse("/:rw").expect("caps"),
-        cnf: PublicKey::from(client.verifying_key()),
-        jti: jti.clone(),
-        iat: n,
-        exp: n + lifetime,
-    };
-    let pop = PopClaims {
-        aud: hs,
-        gid: jti,
-        nonce: GrantId::random(),
-        iat: n,
-    };
-    serde_json::json!({
-        "grant": jws::sign("pubky-grant", grant.to_json().as_bytes(), user),
-        "pop": jws::sign("pubky-pop", pop.to_json().as_bytes(), &client),
-    })
-    .to_string()
 }
 
 /// One keep-alive connection speaking just enough HTTP/1.1.
@@ -393,7 +269,8 @@ fn pct(v: &[u32], p: f64) -> f64 {
 
 fn main() {
     let o = parse_opts();
-    let (server, hs) = start_server(&o.binary);
+    let server = start_server(&o.binary, "[limits]\nmax_connections = 2048\n");
+    let hs = server.key;
     let pid = server.child.id();
     let idle_rss = rss_kib(pid, "VmRSS:");
     let user = key();

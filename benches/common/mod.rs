@@ -1,0 +1,141 @@
+//! What both benchmarks need: the release server started on loopback ports with a temp
+//! data directory (DHT off, admin and metrics on ephemeral loopback ports, so nothing leaves
+//! the machine), its memory from /proc, and grant + proof bodies for signup and sessions.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ed25519_dalek::SigningKey;
+use pubky_edge::auth::capability::Capabilities;
+use pubky_edge::auth::grant::{GrantClaims, GrantId, PopClaims};
+use pubky_edge::auth::jws;
+use pubky_edge::pubkey::PublicKey;
+
+// Each benchmark reads some of the fields; `dir` keeps the data directory alive.
+#[allow(dead_code)]
+pub struct ServerProc {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub tls_addr: SocketAddr,
+    /// The homeserver's public key.
+    pub key: PublicKey,
+    pub dir: tempfile::TempDir,
+}
+
+impl Drop for ServerProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// Starts `binary` with open signup and `extra_toml` appended to the config; returns once
+/// the HTTP listener accepts.
+pub fn start_server(binary: &Path, extra_toml: &str) -> ServerProc {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let tls_port = free_port();
+    let cfg = dir.path().join("bench.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[general]\nsignup_mode = \"open\"\n[drive]\nicann_listen_socket = \"127.0.0.1:{port}\"\n\
+             pubky_listen_socket = \"127.0.0.1:{tls_port}\"\n[pkdns]\ndht = false\n\
+             [admin]\nlisten_socket = \"127.0.0.1:0\"\n[metrics]\nlisten_socket = \"127.0.0.1:0\"\n\
+             [logging]\nlevel = \"warn\"\n{extra_toml}"
+        ),
+    )
+    .expect("config");
+    let data = dir.path().join("data");
+    let command = || {
+        let mut c = Command::new(binary);
+        c.arg("--config").arg(&cfg).arg("--data-dir").arg(&data);
+        c
+    };
+    let info = command().arg("info").output().unwrap_or_else(|e| {
+        panic!(
+            "cannot run {}: {e} (build it with --release)",
+            binary.display()
+        )
+    });
+    let text = String::from_utf8_lossy(&info.stdout);
+    let key = text
+        .lines()
+        .find_map(|l| l.strip_prefix("public key:"))
+        .map(|k| PublicKey::parse_z32(k.trim()).expect("key"))
+        .expect("public key line");
+    let child = command()
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn server");
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    ServerProc {
+        child,
+        addr,
+        tls_addr: format!("127.0.0.1:{tls_port}").parse().expect("addr"),
+        key,
+        dir,
+    }
+}
+
+/// A `/proc/<pid>/status` memory field (`VmRSS:`, `VmHWM:`) in KiB.
+pub fn rss_kib(pid: u32, field: &str) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
+
+pub fn key() -> SigningKey {
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).expect("random");
+    SigningKey::from_bytes(&seed)
+}
+
+/// The JSON body of a grant from `user` (all of `/`, read-write) to a fresh client key,
+/// with that client's proof for homeserver `hs`.
+pub fn proof(user: &SigningKey, hs: PublicKey, client_id: &str, lifetime: u64) -> String {
+    let client = key();
+    let jti = GrantId::random();
+    let n = now_secs();
+    let grant = GrantClaims {
+        iss: PublicKey::from(user.verifying_key()),
+        client_id: client_id.into(),
+        caps: Capabilities::parse("/:rw").expect("caps"),
+        cnf: PublicKey::from(client.verifying_key()),
+        jti: jti.clone(),
+        iat: n,
+        exp: n + lifetime,
+    };
+    let pop = PopClaims {
+        aud: hs,
+        gid: jti,
+        nonce: GrantId::random(),
+        iat: n,
+    };
+    serde_json::json!({
+        "grant": jws::sign("pubky-grant", grant.to_json().as_bytes(), user),
+        "pop": jws::sign("pubky-pop", pop.to_json().as_bytes(), &client),
+    })
+    .to_string()
+}
