@@ -21,8 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ed25519_dalek::SigningKey;
-use pubky_edge::auth::grant::{GrantClaims, GrantId, PopClaims};
-use pubky_edge::auth::{capability::Capabilities, jws};
+use pubky_edge::auth::{capability::Capabilities, grant};
 use pubky_edge::pubkey::PublicKey;
 use serde::{Deserialize, Serialize};
 
@@ -131,7 +130,8 @@ fn expect(got: u16, want: u16, what: &str, body: &str) -> Result<(), String> {
     }
 }
 
-/// A grant from `user` to a fresh client key, with the client's proof for homeserver `hs`.
+/// A grant from `user` (all of `/`, read-write) to a fresh client key, with the client's
+/// proof for homeserver `hs`.
 fn grant_body(user: &SigningKey, hs: PublicKey, client_id: &str, lifetime: u64) -> Vec<u8> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -140,28 +140,9 @@ fn grant_body(user: &SigningKey, hs: PublicKey, client_id: &str, lifetime: u64) 
     // Invariant: the OS random source is available on every supported platform.
     getrandom::fill(&mut seed).expect("OS randomness");
     let client = SigningKey::from_bytes(&seed);
-    let jti = GrantId::random();
-    let grant = GrantClaims {
-        iss: PublicKey::from(user.verifying_key()),
-        client_id: client_id.into(),
-        // Invariant: a constant, valid capability string.
-        caps: Capabilities::parse("/:rw").expect("valid caps"),
-        cnf: PublicKey::from(client.verifying_key()),
-        jti: jti.clone(),
-        iat: now,
-        exp: now + lifetime,
-    };
-    let pop = PopClaims {
-        aud: hs,
-        gid: jti,
-        nonce: GrantId::random(),
-        iat: now,
-    };
-    serde_json::to_vec(&serde_json::json!({
-        "grant": jws::sign("pubky-grant", grant.to_json().as_bytes(), user),
-        "pop": jws::sign("pubky-pop", pop.to_json().as_bytes(), &client),
-    }))
-    .expect("JSON of strings")
+    // Invariant: a constant, valid capability string.
+    let caps = Capabilities::parse("/:rw").expect("valid caps");
+    grant::client_request_body(user, &client, hs, client_id, caps, now, lifetime).into_bytes()
 }
 
 /// One HTTP/1.1 request on a fresh connection; returns the status and the body as text.

@@ -9,8 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ed25519_dalek::SigningKey;
 use pubky_edge::auth::capability::Capabilities;
-use pubky_edge::auth::grant::{GrantClaims, GrantId, PopClaims};
-use pubky_edge::auth::jws;
+use pubky_edge::auth::grant;
 use pubky_edge::pubkey::PublicKey;
 
 // Each benchmark reads some of the fields; `dir` keeps the data directory alive.
@@ -115,27 +114,6 @@ pub fn key() -> SigningKey {
 /// The JSON body of a grant from `user` (all of `/`, read-write) to a fresh client key,
 /// with that client's proof for homeserver `hs`.
 pub fn proof(user: &SigningKey, hs: PublicKey, client_id: &str, lifetime: u64) -> String {
-    let client = key();
-    let jti = GrantId::random();
-    let n = now_secs();
-    let grant = GrantClaims {
-        iss: PublicKey::from(user.verifying_key()),
-        client_id: client_id.into(),
-        caps: Capabilities::parse("/:rw").expect("caps"),
-        cnf: PublicKey::from(client.verifying_key()),
-        jti: jti.clone(),
-        iat: n,
-        exp: n + lifetime,
-    };
-    let pop = PopClaims {
-        aud: hs,
-        gid: jti,
-        nonce: GrantId::random(),
-        iat: n,
-    };
-    serde_json::json!({
-        "grant": jws::sign("pubky-grant", grant.to_json().as_bytes(), user),
-        "pop": jws::sign("pubky-pop", pop.to_json().as_bytes(), &client),
-    })
-    .to_string()
+    let caps = Capabilities::parse("/:rw").expect("caps");
+    grant::client_request_body(user, &key(), hs, client_id, caps, now_secs(), lifetime)
 }

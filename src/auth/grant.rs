@@ -280,6 +280,42 @@ pub fn check_signup_grant(grant: &GrantClaims, now: u64) -> Result<(), SignupGra
     Ok(())
 }
 
+/// The JSON body a client sends to `/auth/grant/signup` or `/auth/grant/session`: a grant
+/// from `user` to `client` for `caps`, valid `lifetime` seconds from `now`, with the
+/// client's proof for homeserver `hs` (fresh grant id and nonce). For the tools, examples
+/// and benchmarks that act as a client; the server itself only verifies.
+pub fn client_request_body(
+    user: &ed25519_dalek::SigningKey,
+    client: &ed25519_dalek::SigningKey,
+    hs: PublicKey,
+    client_id: &str,
+    caps: Capabilities,
+    now: u64,
+    lifetime: u64,
+) -> String {
+    let jti = GrantId::random();
+    let grant = GrantClaims {
+        iss: PublicKey::from(user.verifying_key()),
+        client_id: client_id.into(),
+        caps,
+        cnf: PublicKey::from(client.verifying_key()),
+        jti: jti.clone(),
+        iat: now,
+        exp: now + lifetime,
+    };
+    let pop = PopClaims {
+        aud: hs,
+        gid: jti,
+        nonce: GrantId::random(),
+        iat: now,
+    };
+    serde_json::json!({
+        "grant": super::jws::sign("pubky-grant", grant.to_json().as_bytes(), user),
+        "pop": super::jws::sign("pubky-pop", pop.to_json().as_bytes(), client),
+    })
+    .to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,6 +330,29 @@ mod tests {
     }
     fn pk(b: u8) -> PublicKey {
         PublicKey::from(key(b).verifying_key())
+    }
+
+    #[test]
+    fn a_client_request_body_verifies_as_grant_and_proof() {
+        let hs = pk(9);
+        let body = client_request_body(
+            &key(1),
+            &key(2),
+            hs,
+            "app",
+            Capabilities::parse("/pub/:rw").unwrap(),
+            T,
+            60,
+        );
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let grant = verify_grant(v["grant"].as_str().unwrap(), T + 30, true).unwrap();
+        assert_eq!(grant.iss, pk(1));
+        assert_eq!(grant.cnf, pk(2));
+        assert_eq!(grant.client_id, "app");
+        assert_eq!(grant.exp, T + 60);
+        assert!(verify_grant(v["grant"].as_str().unwrap(), T + 61, true).is_err());
+        verify_pop(v["pop"].as_str().unwrap(), &grant, &hs, T).unwrap();
+        assert!(verify_pop(v["pop"].as_str().unwrap(), &grant, &pk(8), T).is_err());
     }
 
     fn claims() -> GrantClaims {
