@@ -89,29 +89,16 @@ impl Store {
         scan: Scan,
         keep: impl Fn(&EventRecord) -> bool,
     ) -> Result<Vec<(u64, EventRecord)>, StoreError> {
-        let head = self.event_head();
-        let (lo, hi) = bounds(scan, head);
-        let mut out = Vec::new();
+        let (lo, hi) = bounds(scan, self.event_head());
         if lo > hi || scan.limit == 0 {
-            return Ok(out);
+            return Ok(Vec::new());
         }
         let range = self.0.t.events.range(keys::event(lo)..=keys::event(hi));
-        let iter: Box<dyn Iterator<Item = _>> = if scan.reverse {
-            Box::new(range.rev())
-        } else {
-            Box::new(range)
-        };
-        for kv in iter {
+        let events = range.map(|kv| {
             let (k, v) = kv?;
-            let ev: EventRecord = decode("event", &v)?;
-            if keep(&ev) {
-                out.push((event_id(&k)?, ev));
-                if out.len() >= scan.limit {
-                    break;
-                }
-            }
-        }
-        Ok(out)
+            Ok((event_id(&k)?, decode("event", &v)?))
+        });
+        take_kept(events, scan, keep)
     }
 
     /// Visible events of one user that pass `keep`, in id order per `scan`.
@@ -121,38 +108,24 @@ impl Store {
         scan: Scan,
         keep: impl Fn(&EventRecord) -> bool,
     ) -> Result<Vec<(u64, EventRecord)>, StoreError> {
-        let head = self.event_head();
-        let (lo, hi) = bounds(scan, head);
-        let mut out = Vec::new();
+        let (lo, hi) = bounds(scan, self.event_head());
         if lo > hi || scan.limit == 0 {
-            return Ok(out);
+            return Ok(Vec::new());
         }
-        let key = |id: u64| {
-            let mut k = user.as_bytes().to_vec();
-            k.extend_from_slice(&keys::event(id));
-            k
-        };
-        let range = self.0.t.user_events.range(key(lo)..=key(hi));
-        let iter: Box<dyn Iterator<Item = _>> = if scan.reverse {
-            Box::new(range.rev())
-        } else {
-            Box::new(range)
-        };
-        for kv in iter {
+        let range = self
+            .0
+            .t
+            .user_events
+            .range(keys::user_event(user, lo)..=keys::user_event(user, hi));
+        let events = range.map(|kv| {
             let (k, _) = kv?;
             let id = event_id(k.get(32..).unwrap_or_default())?;
             let Some(v) = self.0.t.events.get(keys::event(id))? else {
                 return Err(StoreError::Corrupt(format!("event {id} missing")));
             };
-            let ev: EventRecord = decode("event", &v)?;
-            if keep(&ev) {
-                out.push((id, ev));
-                if out.len() >= scan.limit {
-                    break;
-                }
-            }
-        }
-        Ok(out)
+            Ok((id, decode("event", &v)?))
+        });
+        take_kept(events, scan, keep)
     }
 
     /// Builds the per-user index from the log when it is missing (a data directory written
@@ -170,7 +143,7 @@ impl Store {
                 .insert(keys::user_event(&ev.user, event_id(&k)?), &[] as &[u8])?;
             n += 1;
         }
-        self.0.db.flush()?;
+        self.flush_durably()?;
         tracing::info!(events = n, "per-user event index built");
         Ok(())
     }
@@ -184,6 +157,31 @@ fn bounds(scan: Scan, head: u64) -> (u64, u64) {
         (true, Some(c)) => (1, c.saturating_sub(1).min(head)),
         (true, None) => (1, head),
     }
+}
+
+/// Walks `events` (ascending ids) in `scan`'s direction and keeps up to `scan.limit` of the
+/// ones that pass `keep`.
+fn take_kept(
+    events: impl DoubleEndedIterator<Item = Result<(u64, EventRecord), StoreError>>,
+    scan: Scan,
+    keep: impl Fn(&EventRecord) -> bool,
+) -> Result<Vec<(u64, EventRecord)>, StoreError> {
+    let iter: Box<dyn Iterator<Item = _>> = if scan.reverse {
+        Box::new(events.rev())
+    } else {
+        Box::new(events)
+    };
+    let mut out = Vec::new();
+    for item in iter {
+        let (id, ev) = item?;
+        if keep(&ev) {
+            out.push((id, ev));
+            if out.len() >= scan.limit {
+                break;
+            }
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -330,10 +330,15 @@ impl Store {
         let inner = self.0.clone();
         smol::unblock(move || {
             inner.commit.stop();
-            inner.db.flush()?;
-            inner.files.sync().map_err(StoreError::from)
+            Store(inner).flush_durably()
         })
-        .await?;
+        .await
+    }
+
+    /// A sled flush made durable (see `commit`), outside the group committer.
+    fn flush_durably(&self) -> Result<(), StoreError> {
+        self.0.db.flush()?;
+        self.0.files.sync()?;
         Ok(())
     }
 
