@@ -50,14 +50,7 @@ pub async fn start(
             async move {
                 let start = std::time::Instant::now();
                 let origin = req.headers().get(header::ORIGIN).cloned();
-                let pre = (
-                    req.headers()
-                        .get(header::ACCESS_CONTROL_REQUEST_METHOD)
-                        .cloned(),
-                    req.headers()
-                        .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
-                        .cloned(),
-                );
+                let pre = super::preflight_headers(&req);
                 let mut resp = if req.method() == Method::OPTIONS {
                     super::storage::empty(StatusCode::OK)
                 } else {
