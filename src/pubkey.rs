@@ -145,19 +145,24 @@ impl<'de> serde::Deserialize<'de> for PublicKey {
 }
 
 fn encode_z32(bytes: &[u8; 32]) -> String {
-    let mut out = String::with_capacity(Z32_LEN);
-    let mut acc: u32 = 0;
-    let mut bits = 0;
+    base32_with(ALPHABET, bytes)
+}
+
+/// Base32 of `bytes` with `alphabet`, most significant bits first, no padding (z-base-32
+/// here; the cookie secrets use Crockford's alphabet).
+pub(crate) fn base32_with(alphabet: &[u8; 32], bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 8 / 5 + 1);
+    let (mut acc, mut bits) = (0u32, 0u32);
     for &b in bytes {
-        acc = (acc << 8) | b as u32;
+        acc = (acc << 8) | u32::from(b);
         bits += 8;
         while bits >= 5 {
             bits -= 5;
-            out.push(ALPHABET[((acc >> bits) & 31) as usize] as char);
+            out.push(alphabet[((acc >> bits) & 31) as usize] as char);
         }
     }
     if bits > 0 {
-        out.push(ALPHABET[((acc << (5 - bits)) & 31) as usize] as char);
+        out.push(alphabet[((acc << (5 - bits)) & 31) as usize] as char);
     }
     out
 }

@@ -25,20 +25,7 @@ const MAX_AGE_SECS: u64 = 31_536_000;
 
 /// Crockford base32, upper case, no padding.
 fn base32(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 8 / 5 + 1);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for b in bytes {
-        acc = (acc << 8) | u32::from(*b);
-        bits += 8;
-        while bits >= 5 {
-            bits -= 5;
-            out.push(CROCKFORD[((acc >> bits) & 31) as usize] as char);
-        }
-    }
-    if bits > 0 {
-        out.push(CROCKFORD[((acc << (5 - bits)) & 31) as usize] as char);
-    }
-    out
+    crate::pubkey::base32_with(CROCKFORD, bytes)
 }
 
 fn new_secret() -> String {
