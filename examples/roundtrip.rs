@@ -7,7 +7,9 @@
 //!   server stops answering, then saves to STATE, per path, the last acknowledged value and
 //!   the operation that was in flight; `verify STATE` (after the reboot) checks that every
 //!   path holds its acknowledged value or its in-flight one, and that the listing names
-//!   exactly the files that exist, then saves what it saw for the next round.
+//!   exactly the files that exist, then saves what it saw for the next round. With
+//!   `CHURN_LOG=FILE`, `churn` also logs every operation's send and acknowledgement times
+//!   (for `scripts/power-cut-sim`).
 //!
 //! Grants and proofs are minted with the crate's own `auth` code, as the integration tests do.
 //!
@@ -353,12 +355,14 @@ fn churn(s: &Session, state_file: &str) -> Result<(), String> {
     let seed = u64::from_le_bytes(seed);
     eprintln!("churn: round {} started (seed {seed})", state.rounds);
     let model = Arc::new(Mutex::new(state));
+    let log = OpLog::from_env()?;
     let started = std::time::Instant::now();
     let workers: Vec<_> = all_paths()
         .into_iter()
         .enumerate()
         .map(|(w, mine)| {
             let model = model.clone();
+            let log = log.clone();
             let (host, auth) = (s.host.clone(), s.token.clone());
             let user = s.user;
             let mut rng = Rng(seed ^ (w as u64 + 1).wrapping_mul(0x1234_5678_9abc_def1));
@@ -377,6 +381,7 @@ fn churn(s: &Session, state_file: &str) -> Result<(), String> {
                         })
                     });
                     let url = format!("/storage/{user}{path}");
+                    let op = log.sent(path, &value);
                     let (method, sent) = match &body {
                         Some(b) => ("PUT", http_bytes(&host, "PUT", &url, Some(&auth), b)),
                         None => (
@@ -392,6 +397,7 @@ fn churn(s: &Session, state_file: &str) -> Result<(), String> {
                     if !matches!((method, status), ("PUT", 201) | ("DELETE", 204 | 404)) {
                         return Err(format!("{method} {path}: HTTP {status}"));
                     }
+                    log.acked(op);
                     set(&mut model.lock().unwrap(), &|p| {
                         p.acked = value.clone();
                         p.in_flight = None;
@@ -432,6 +438,50 @@ fn churn(s: &Session, state_file: &str) -> Result<(), String> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// With `CHURN_LOG=FILE`, `churn` appends one JSON line per operation as it is sent
+/// (`{"op","path","value","sent_us"}`) and one as it is acknowledged (`{"op","acked_us"}`),
+/// in microseconds of the wall clock. `scripts/powercut-sim` matches them against the
+/// server's traced system calls to know which operations a simulated power cut must keep.
+#[derive(Clone, Default)]
+struct OpLog(Option<Arc<Mutex<(std::fs::File, u64)>>>);
+
+impl OpLog {
+    fn from_env() -> Result<OpLog, String> {
+        let Some(file) = std::env::var_os("CHURN_LOG") else {
+            return Ok(OpLog::default());
+        };
+        let f =
+            std::fs::File::create(&file).map_err(|e| format!("{}: {e}", file.to_string_lossy()))?;
+        Ok(OpLog(Some(Arc::new(Mutex::new((f, 0))))))
+    }
+
+    fn now_us() -> u128 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_micros()
+    }
+
+    fn sent(&self, path: &str, value: &Value) -> u64 {
+        let Some(log) = &self.0 else { return 0 };
+        let mut log = log.lock().unwrap();
+        log.1 += 1;
+        let line = serde_json::json!({
+            "op": log.1, "path": path, "value": value, "sent_us": Self::now_us(),
+        });
+        let op = log.1;
+        let _ = writeln!(log.0, "{line}");
+        op
+    }
+
+    fn acked(&self, op: u64) {
+        let Some(log) = &self.0 else { return };
+        let now = Self::now_us();
+        let mut log = log.lock().unwrap();
+        let _ = writeln!(log.0, "{}", serde_json::json!({"op": op, "acked_us": now}));
+    }
 }
 
 fn verify(s: &Session, state_file: &str) -> Result<(), String> {
