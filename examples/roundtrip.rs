@@ -11,10 +11,14 @@
 //!   `CHURN_LOG=FILE`, `churn` also logs every operation's send and acknowledgement times
 //!   (for `scripts/power-cut-sim`).
 //!
+//! - `upload MIB` PUTs a file of MIB MiB, GETs it back, and prints both rates (the boot
+//!   test's upload measurement on a throttled disk).
+//!
 //! Grants and proofs are minted with the crate's own `auth` code, as the integration tests do.
 //!
 //! cargo run --example roundtrip -- URL HOMESERVER_PUBKEY KEY_FILE write|check [SIGNUP_TOKEN]
 //! cargo run --example roundtrip -- URL HOMESERVER_PUBKEY KEY_FILE churn|verify STATE
+//! cargo run --example roundtrip -- URL HOMESERVER_PUBKEY KEY_FILE upload MIB
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
@@ -28,7 +32,7 @@ use pubky_edge::pubkey::PublicKey;
 use serde::{Deserialize, Serialize};
 
 const PATH: &str = "/pub/boot-test/hello.txt";
-const USAGE: &str = "usage: roundtrip URL HOMESERVER_PUBKEY KEY_FILE write|check [SIGNUP_TOKEN]\n       roundtrip URL HOMESERVER_PUBKEY KEY_FILE churn|verify STATE";
+const USAGE: &str = "usage: roundtrip URL HOMESERVER_PUBKEY KEY_FILE write|check [SIGNUP_TOKEN]\n       roundtrip URL HOMESERVER_PUBKEY KEY_FILE churn|verify STATE\n       roundtrip URL HOMESERVER_PUBKEY KEY_FILE upload MIB";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -39,7 +43,8 @@ fn main() {
     let result = match (args[3].as_str(), args.get(4)) {
         ("churn", Some(state)) => session_of(&args).and_then(|s| churn(&s, state)),
         ("verify", Some(state)) => session_of(&args).and_then(|s| verify(&s, state)),
-        ("churn" | "verify", None) => Err(USAGE.into()),
+        ("upload", Some(mib)) => session_of(&args).and_then(|s| upload(&s, mib)),
+        ("churn" | "verify" | "upload", None) => Err(USAGE.into()),
         _ => run(&args),
     };
     if let Err(e) = result {
@@ -436,6 +441,31 @@ fn churn(s: &Session, state_file: &str) -> Result<(), String> {
     println!(
         "churn: {acked} operations acknowledged in {:.1} s, {in_flight} in flight when the server went away ({why})",
         started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn upload(s: &Session, mib: &str) -> Result<(), String> {
+    let mib: usize = mib.parse().map_err(|e| format!("MIB: {e}"))?;
+    let body: Vec<u8> = (0..mib << 20).map(|i| (i * 7 % 251) as u8).collect();
+    let url = format!("/storage/{}/pub/boot-test/large", s.user);
+    let t = std::time::Instant::now();
+    let (status, _) = http_bytes(&s.host, "PUT", &url, Some(&s.token), &body)?;
+    let up = t.elapsed().as_secs_f64();
+    if status != 201 {
+        return Err(format!("PUT: HTTP {status}"));
+    }
+    let t = std::time::Instant::now();
+    let (status, got) = http_bytes(&s.host, "GET", &url, Some(&s.token), b"")?;
+    let down = t.elapsed().as_secs_f64();
+    if status != 200 || value_of(&got) != value_of(&body) {
+        return Err(format!("GET: HTTP {status}, {} bytes back", got.len()));
+    }
+    let mibf = mib as f64;
+    println!(
+        "upload: {mib} MiB in {up:.2} s = {:.1} MiB/s; download {down:.2} s = {:.1} MiB/s",
+        mibf / up,
+        mibf / down
     );
     Ok(())
 }
