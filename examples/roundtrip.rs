@@ -472,7 +472,7 @@ fn upload(s: &Session, mib: &str) -> Result<(), String> {
 
 /// With `CHURN_LOG=FILE`, `churn` appends one JSON line per operation as it is sent
 /// (`{"op","path","value","sent_us"}`) and one as it is acknowledged (`{"op","acked_us"}`),
-/// in microseconds of the wall clock. `scripts/powercut-sim` matches them against the
+/// in microseconds of the wall clock. `scripts/power-cut-sim` matches them against the
 /// server's traced system calls to know which operations a simulated power cut must keep.
 #[derive(Clone, Default)]
 struct OpLog(Option<Arc<Mutex<(std::fs::File, u64)>>>);
