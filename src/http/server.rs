@@ -31,8 +31,12 @@ use super::capacity::{self, ConnStats, LiveGuard, Slot};
 use super::rt::{SmolIo, SmolTimer};
 use crate::shutdown::{Shutdown, ShutdownSignal};
 
-/// hyper refuses a read buffer smaller than this (`max_buf_size` panics below it).
-const HYPER_MIN_BUF: usize = 8192;
+/// How far hyper's read buffer may grow. It starts at 8 KiB and only doubles while reads fill
+/// it, so idle and slow connections stay small; a fast body (an upload over loopback or a
+/// LAN) is read in chunks of up to this size. Raising it from 16 KiB made 64 MiB uploads
+/// 5-11% faster (`benches/load.rs --ops large`, alternated runs) for about 1 MiB more peak
+/// RSS. Request heads stay limited by `max_header_bytes` (hyper's `max_header_size`).
+const READ_BUF_MAX: usize = 256 * 1024;
 
 /// Pause after a failed `accept` (e.g. EMFILE) so the loop does not spin on a full fd table.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -126,7 +130,7 @@ where
         .timer(SmolTimer)
         .header_read_timeout(limits.header_read_timeout)
         .max_header_size(limits.max_header_bytes)
-        .max_buf_size(limits.max_header_bytes.max(HYPER_MIN_BUF))
+        .max_buf_size(limits.max_header_bytes.max(READ_BUF_MAX))
         .keep_alive(limits.keep_alive)
         // Vectored writes save a copy of each body chunk on TCP; TLS streams write one slice
         // at a time anyway, so hyper should flatten for them.

@@ -188,6 +188,26 @@ fn corrupt_values_are_errors() {
             s.entry(&u, &p("/pub/x")),
             Err(StoreError::Corrupt(_))
         ));
+        // An inline body that is not the one its entry describes, or none at all, is
+        // reported (reads pair them by hash, not by transaction).
+        let u = pk(9);
+        s.create_user(&u, None, 0).await.unwrap();
+        put(&s, &u, "/pub/y", b"hello").await.unwrap();
+        let key = keys::entry(&u, "/pub/y");
+        assert!(matches!(
+            s.read(&u, &p("/pub/y")).unwrap(),
+            Some((_, Content::Inline(b))) if &b[..] == b"hello"
+        ));
+        s.0.t.content.insert(&key, &b"jello"[..]).unwrap();
+        match s.read(&u, &p("/pub/y")) {
+            Err(StoreError::Corrupt(m)) => assert!(m.contains("does not match"), "{m}"),
+            other => panic!("expected corruption, got {:?}", other.map(|o| o.is_some())),
+        }
+        s.0.t.content.remove(&key).unwrap();
+        match s.read(&u, &p("/pub/y")) {
+            Err(StoreError::Corrupt(m)) => assert!(m.contains("missing body"), "{m}"),
+            other => panic!("expected corruption, got {:?}", other.map(|o| o.is_some())),
+        }
         s.close().await.unwrap();
     });
 }
