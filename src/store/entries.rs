@@ -30,22 +30,6 @@ impl Store {
         }
     }
 
-    pub fn content(
-        &self,
-        pk: &PublicKey,
-        path: &StoragePath,
-        meta: &EntryMeta,
-    ) -> Result<Content, StoreError> {
-        if meta.inline {
-            let v = self.0.t.content.get(keys::entry(pk, path.as_str()))?;
-            let v = v.ok_or_else(|| StoreError::Corrupt(format!("missing body of {path}")))?;
-            return Ok(Content::Inline(bytes::Bytes::copy_from_slice(&v)));
-        }
-        let f = std::fs::File::open(self.0.blobs.path(&meta.hash))
-            .map_err(|e| StoreError::Corrupt(format!("blob of {path}: {e}")))?;
-        Ok(Content::File(f))
-    }
-
     /// The entry and its body as one consistent pair, even while the path is being
     /// overwritten or deleted. No sled transaction: in sled 0.34 even a read-only one takes
     /// the global transaction lock and appends a batch marker to the log, which made every

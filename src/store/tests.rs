@@ -55,8 +55,7 @@ fn walk(d: &Path) -> usize {
 }
 
 fn read_all(s: &Store, u: &PublicKey, path: &str) -> Vec<u8> {
-    let meta = s.entry(u, &p(path)).unwrap().unwrap();
-    match s.content(u, &p(path), &meta).unwrap() {
+    match s.read(u, &p(path)).unwrap().unwrap().1 {
         Content::Inline(b) => b.to_vec(),
         Content::File(mut f) => {
             let mut v = Vec::new();
