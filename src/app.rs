@@ -13,7 +13,6 @@ use smol::{Executor, Task};
 
 use std::net::{IpAddr, Ipv4Addr, UdpSocket};
 use std::sync::Mutex;
-use std::time::Duration;
 
 use event_listener::Event;
 
@@ -22,13 +21,13 @@ use crate::announce::relay::Relay;
 use crate::announce::{
     DhtClient, DhtSettings, PublicAddress, PublishStatus, Publisher, UsersRepublisher,
 };
-use crate::config::{Config, DurabilityMode};
+use crate::config::Config;
 use crate::http::tls::{server_config, PubkyTls};
 use crate::http::{serve, App, ConnStats, PlainTcp, ServerLimits};
 use crate::identity::Identity;
 use crate::pubkey::PublicKey;
 use crate::shutdown::Shutdown;
-use crate::store::{Durability, Store, StoreConfig};
+use crate::store::{Store, StoreConfig};
 
 /// A running homeserver.
 pub struct Running {
@@ -76,12 +75,9 @@ pub fn prepare_data_dir(dir: &Path) -> Result<()> {
 
 pub fn store_config(config: &Config) -> StoreConfig {
     StoreConfig {
-        cache_capacity_bytes: config.storage.cache_capacity_mb << 20,
+        cache_capacity_bytes: config.storage.cache_capacity_bytes,
         inline_max: config.storage.inline_max_bytes,
-        durability: match config.storage.durability {
-            DurabilityMode::Strict => Durability::Strict,
-            DurabilityMode::Relaxed => Durability::Relaxed,
-        },
+        durability: config.storage.durability,
         default_quota_bytes: config.storage.default_quota_bytes(),
     }
 }
@@ -107,7 +103,7 @@ pub async fn start(
     let icann_addr = icann.local_addr()?;
     let pubky = bind(config.drive.pubky_listen_socket).await?;
     let pubky_addr = pubky.local_addr()?;
-    let relay_listener = match config.pkarr_relay.listen_socket() {
+    let relay_listener = match config.pkarr_relay.listen_socket {
         Some(a) if config.pkarr_relay.enabled => Some(bind(a).await?),
         _ => None,
     };
@@ -119,17 +115,17 @@ pub async fn start(
     let limits = ServerLimits {
         max_connections: config.limits.max_connections,
         max_header_bytes: config.limits.max_header_bytes,
-        header_read_timeout: config.limits.header_read_timeout(),
+        header_read_timeout: config.limits.header_read_timeout,
         keep_alive: true,
         max_requests_per_connection: config.limits.max_requests_per_connection,
-        write_stall_timeout: config.limits.write_stall_timeout(),
+        write_stall_timeout: config.limits.write_stall_timeout,
     };
 
     let pk = &config.pkdns;
     let dht = if pk.dht {
         let settings = DhtSettings {
             bootstrap: pk.dht_bootstrap_nodes.clone(),
-            request_timeout: Duration::from_millis(pk.dht_request_timeout_ms),
+            request_timeout: pk.dht_request_timeout,
             port: None,
         };
         Some(DhtClient::start(&settings).context("cannot start the DHT client")?)
@@ -141,7 +137,7 @@ pub async fn start(
         .enabled
         .then(|| Arc::new(Relay::new(dht.clone(), config.pkarr_relay.cache_entries)));
     let public_address = PublicAddress::new(
-        pk.public_ip()
+        pk.public_ip
             .or_else(|| auto_public_ip(config.drive.pubky_listen_socket.ip())),
     );
     if crate::announce::household::router_decides_address(&config) {
@@ -151,19 +147,18 @@ pub async fn start(
         public_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         pubky_tls_port: nonzero_or(pk.public_pubky_tls_port, pubky_addr.port()),
         icann_http_port: nonzero_or(pk.public_icann_http_port, icann_addr.port()),
-        icann_domain: pk.icann_domain().map(str::to_string),
+        icann_domain: pk.icann_domain.clone(),
     };
-    let publish_interval = Duration::from_millis(pk.republish_interval_ms);
-    let retry_min = Duration::from_millis(pk.publish_retry_min_ms);
-    let users_interval = Duration::from_millis(pk.user_keys_republish_interval_ms);
-    let users_first = Duration::from_millis(pk.user_keys_republish_first_ms);
+    let publish_interval = pk.republish_interval;
+    let retry_min = pk.publish_retry_min;
+    let users_interval = pk.user_keys_republish_interval;
+    let users_first = pk.user_keys_republish_first;
 
-    let drain = config.limits.shutdown_drain();
-    let limiter = crate::ratelimit::Limiter::from_config(&config.drive.rate_limits)
-        .map_err(anyhow::Error::msg)?;
+    let drain = config.limits.shutdown_drain;
+    let limiter = crate::limits::rate::Limiter::new(config.drive.rate_limits.clone());
     let app = Arc::new(App {
         store,
-        streams: crate::http::event_stream::Streams::new(config.events.max_streams),
+        streams: crate::limits::streams::Streams::new(config.events.max_streams),
         config,
         homeserver: public_key,
         data_dir: data_dir.clone(),

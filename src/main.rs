@@ -8,7 +8,7 @@ use std::sync::Arc;
 use pubky_edge::announce::reachability::{self, Resolution};
 use pubky_edge::announce::PublishStatus;
 use pubky_edge::config::Config;
-use pubky_edge::{app, board, identity::Identity, sd_notify, shutdown, signup_tokens};
+use pubky_edge::{app, identity::Identity, sd_notify, shutdown, signup_tokens};
 
 const USAGE: &str = "\
 pubky-edge — a Pubky Core homeserver for a small box at home
@@ -103,7 +103,7 @@ fn real_main() -> anyhow::Result<()> {
         return testnet(&args);
     }
     let overlay = match &args.board {
-        Some(b) => board::resolve(b).map_err(anyhow::Error::msg)?,
+        Some(b) => pubky_edge::config::board::resolve(b).map_err(anyhow::Error::msg)?,
         None => None,
     };
     let overlay_layer = overlay.as_ref().map(|o| (o.name.as_str(), o.toml.as_str()));

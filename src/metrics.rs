@@ -1,22 +1,13 @@
 //! Metrics: counters, gauges and histograms the server updates as it works (plain atomics,
 //! nothing on the request path allocates or locks), rendered as Prometheus text by
-//! `GET /metrics` on the metrics listener (`http::ops`). The series named after the
+//! `GET /metrics` on the metrics listener (`http::admin::scrape`). The series named after the
 //! reference homeserver keep its names and its `otel_scope_name` label so existing
 //! dashboards work; device health series are prefixed `pubky_edge_`.
 
 use std::fmt::Write as _;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
-
-use serde::Deserialize;
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct MetricsConfig {
-    pub enabled: bool,
-    pub listen_socket: SocketAddr,
-}
 
 /// The label the reference homeserver's exporter puts on each of its series.
 const SCOPE: &str = "otel_scope_name=\"pubky_homeserver\"";

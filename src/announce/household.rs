@@ -8,7 +8,6 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use event_listener::Event;
 use smol::{Executor, Task};
@@ -52,7 +51,7 @@ pub fn mdns_settings(config: &Config) -> MdnsSettings {
 pub fn router_decides_address(config: &Config) -> bool {
     config.upnp.enabled
         && !config.drive.pubky_listen_socket.ip().is_loopback()
-        && config.pkdns.public_ip().is_none()
+        && config.pkdns.public_ip.is_none()
 }
 
 impl Household {
@@ -86,11 +85,11 @@ impl Household {
             }
             let mapper = PortMapper {
                 settings: UpnpSettings {
-                    lease: Duration::from_millis(u.lease_ms),
-                    check_interval: Duration::from_millis(u.check_interval_ms),
-                    discovery_timeout: Duration::from_millis(u.discovery_timeout_ms),
-                    retry_min: Duration::from_millis(u.retry_min_ms),
-                    retry_max: Duration::from_millis(u.retry_max_ms),
+                    lease: u.lease,
+                    check_interval: u.check_interval,
+                    discovery_timeout: u.discovery_timeout,
+                    retry_min: u.retry_min,
+                    retry_max: u.retry_max,
                     alternative_ports: u.alternative_ports,
                     description: u.description.clone(),
                 },

@@ -36,7 +36,7 @@ pub async fn resolve(config: &Config, key: &PublicKey, timeout: Duration) -> Res
     }
     let settings = DhtSettings {
         bootstrap: config.pkdns.dht_bootstrap_nodes.clone(),
-        request_timeout: Duration::from_millis(config.pkdns.dht_request_timeout_ms),
+        request_timeout: config.pkdns.dht_request_timeout,
         port: Some(0),
     };
     let dht = match DhtClient::start(&settings) {
@@ -159,7 +159,7 @@ pub fn report(
     let external = upnp.as_ref().and_then(|u| u.external_ip.clone());
     out.push(format!(
         "external ip:   {}",
-        match (&external, config.pkdns.public_ip()) {
+        match (&external, config.pkdns.public_ip) {
             (Some(ip), _) => format!("{ip} (from the router)"),
             (None, Some(ip)) => format!("{ip} (from pkdns.public_ip)"),
             (None, None) => "unknown".into(),

@@ -1,6 +1,6 @@
 //! Grants and proofs of possession: claim shapes, verification in the reference's order,
 //! and the extra rules for signup grants. Each error's `Display` is the body the client
-//! sees; `http::error` maps variants to statuses.
+//! sees; `http::response` maps variants to statuses.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;

@@ -2,75 +2,26 @@
 //! disable, enable), per-user quotas, deleting a public entry, and the all-events stream,
 //! behind `X-Admin-Password`. The CLI (`pubky-edge admin …`) is its client.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
-
 use hyper::body::Incoming;
 use hyper::{header, Method, Request, Response, StatusCode};
-use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::body::{read_limited, Body};
-use super::error::ApiError;
 use super::event_stream::{self, Source};
-use super::events::StreamQuery;
-use super::grant::json as json_response;
-use super::listing::form_decode;
+use super::query::form_decode;
+use super::query::query_pairs;
+use super::query::StreamQuery;
 use super::quota;
-use super::route::{query_pairs, RouteError};
+use super::response::json as json_response;
+use super::response::ApiError;
+use super::route::RouteError;
 use super::App;
 use crate::auth::token::{is_signup_token, new_signup_token};
 use crate::clock;
 use crate::pubkey::PublicKey;
 use crate::storage_path::{percent_decode, StoragePath};
 use crate::store::{QuotaOverrides, User};
-
-/// The password that ships in the sample config; refused beyond loopback.
-pub const DEFAULT_PASSWORD: &str = "admin";
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct AdminConfig {
-    pub enabled: bool,
-    pub listen_socket: SocketAddr,
-    pub password: String,
-    pub password_file: Option<PathBuf>,
-}
-
-impl AdminConfig {
-    pub fn validate(&self) -> Result<(), String> {
-        if self.password_file.is_none() && self.password.is_empty() {
-            return Err("admin.password must not be empty".into());
-        }
-        Ok(())
-    }
-
-    /// The password in force: the file's first line if `password_file` is set, else
-    /// `password`. The default is refused unless the listener is on loopback.
-    pub fn resolve_password(&self) -> Result<String, String> {
-        let pw = match &self.password_file {
-            Some(f) => std::fs::read_to_string(f)
-                .map_err(|e| format!("cannot read admin.password_file {}: {e}", f.display()))?
-                .lines()
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_string(),
-            None => self.password.clone(),
-        };
-        if pw.is_empty() {
-            return Err("the admin password is empty".into());
-        }
-        if pw == DEFAULT_PASSWORD && !self.listen_socket.ip().is_loopback() {
-            return Err(format!(
-                "admin.listen_socket {} is reachable beyond this machine, so the default admin \
-                 password is refused; set admin.password or admin.password_file",
-                self.listen_socket
-            ));
-        }
-        Ok(pw)
-    }
-}
 
 /// Compares via digests so the time taken does not depend on where the strings differ.
 fn same_password(given: &[u8], expected: &str) -> bool {
@@ -81,7 +32,7 @@ fn same_password(given: &[u8], expected: &str) -> bool {
 pub async fn handle(app: &App, password: &str, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_string();
     if path == "/" && req.method() == Method::GET {
-        return super::text(StatusCode::OK, "Homeserver - Admin Endpoint");
+        return super::response::text(StatusCode::OK, "Homeserver - Admin Endpoint");
     }
     let auth = match req.headers().get("x-admin-password") {
         None => Err(ApiError::unauthorized("Missing admin password")),
@@ -129,7 +80,7 @@ async fn route(app: &App, req: Request<Incoming>, path: &str) -> Result<Response
             let (pk, _) = known_user(app, pk)?;
             app.store.set_disabled(&pk, *action == "disable").await?;
             tracing::info!(user = %pk, action = *action, "admin changed a user");
-            Ok(super::text(StatusCode::OK, "Ok"))
+            Ok(super::response::text(StatusCode::OK, "Ok"))
         }
         (["users", pk, "quota"], &Method::GET) => {
             let (pk, _) = known_user(app, pk)?;
@@ -141,7 +92,7 @@ async fn route(app: &App, req: Request<Incoming>, path: &str) -> Result<Response
             let base = app.store.quota_overrides(&pk)?;
             let q = read_quota(app, req, &base).await?;
             app.store.set_quota_overrides(&pk, &q).await?;
-            Ok(super::storage::empty(StatusCode::OK))
+            Ok(super::response::empty(StatusCode::OK))
         }
         (["webdav", pk, rest @ ..], &Method::DELETE) if !rest.is_empty() => {
             delete_entry(app, pk, &rest.join("/")).await
@@ -214,7 +165,7 @@ fn info(app: &App) -> Result<Response<Body>, ApiError> {
         app.config.drive.icann_listen_socket.port(),
     );
     let ip = pk
-        .public_ip()
+        .public_ip
         .unwrap_or(app.config.drive.pubky_listen_socket.ip());
     json_response(
         StatusCode::OK,
@@ -228,7 +179,8 @@ fn info(app: &App) -> Result<Response<Body>, ApiError> {
             "pkarr_pubky_address": (tls_port != 0)
                 .then(|| std::net::SocketAddr::new(ip, tls_port).to_string()),
             "pkarr_icann_domain": pk
-                .icann_domain()
+                .icann_domain
+                .as_deref()
                 .filter(|_| http_port != 0)
                 .map(|d| format!("{d}:{http_port}")),
             "version": env!("CARGO_PKG_VERSION"),
@@ -388,7 +340,7 @@ async fn delete_entry(app: &App, pk: &str, rest: &str) -> Result<Response<Body>,
     }
     app.store.delete(&pk, &path, clock::now_micros()).await?;
     tracing::info!(user = %pk, path = %path, "admin deleted an entry");
-    Ok(super::storage::empty(StatusCode::NO_CONTENT))
+    Ok(super::response::empty(StatusCode::NO_CONTENT))
 }
 
 /// `GET /events-stream` (admin): every event, private ones included, optionally narrowed
@@ -419,34 +371,8 @@ fn stream(app: &App, query: Option<&str>) -> Result<Response<Body>, ApiError> {
 mod tests {
     use super::*;
 
-    fn cfg(listen: &str, pw: &str) -> AdminConfig {
-        AdminConfig {
-            enabled: true,
-            listen_socket: listen.parse().unwrap(),
-            password: pw.into(),
-            password_file: None,
-        }
-    }
-
     #[test]
     fn password_rules() {
-        assert_eq!(
-            cfg("127.0.0.1:6288", "admin").resolve_password().unwrap(),
-            "admin"
-        );
-        assert!(cfg("0.0.0.0:6288", "admin").resolve_password().is_err());
-        assert!(cfg("192.168.1.2:6288", "admin").resolve_password().is_err());
-        assert_eq!(
-            cfg("0.0.0.0:6288", "s3cret").resolve_password().unwrap(),
-            "s3cret"
-        );
-        assert!(cfg("127.0.0.1:6288", "").validate().is_err());
-        let dir = tempfile::tempdir().unwrap();
-        let f = dir.path().join("pw");
-        std::fs::write(&f, "from-file\nignored\n").unwrap();
-        let mut c = cfg("0.0.0.0:1", "admin");
-        c.password_file = Some(f);
-        assert_eq!(c.resolve_password().unwrap(), "from-file");
         assert!(same_password(b"from-file", "from-file"));
         assert!(!same_password(b"from-fil", "from-file"));
         assert_eq!(iso(1_700_000_000), "2023-11-14T22:13:20.000000");

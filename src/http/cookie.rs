@@ -8,7 +8,7 @@ use hyper::body::Incoming;
 use hyper::{header, HeaderMap, Request, Response, StatusCode};
 
 use super::body::{read_limited, Body, BodyError};
-use super::error::ApiError;
+use super::response::ApiError;
 use super::route::legacy_tenant;
 use super::session::{cookie_caller, Session};
 use super::App;
@@ -150,12 +150,12 @@ async fn open(app: &App, token: &AuthToken, host: &str) -> Result<Response<Body>
             set_cookie(&token.user.to_z32(), &secret, host, false),
         )
         .body(Body::Full(Bytes::from(record)))
-        .map_err(super::storage::internal)
+        .map_err(super::response::internal)
 }
 
 /// `POST /signup[?signup_token=…]`: creates the account and signs it in with a cookie.
 pub async fn signup(app: &App, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
-    let signup_token = super::signup_token_param(req.uri().query())?;
+    let signup_token = super::query::signup_token_param(req.uri().query())?;
     let host = host(req.headers());
     let token = read_token(app, req).await?;
     if app.store.user(&token.user)?.is_some() {
@@ -210,7 +210,7 @@ pub fn get(app: &App, req: &Request<Incoming>) -> Result<Response<Body>, ApiErro
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "application/octet-stream")
         .body(Body::Full(Bytes::from(record)))
-        .map_err(super::storage::internal)
+        .map_err(super::response::internal)
 }
 
 /// `DELETE /session`: ends the tenant's cookie session (if any) and clears the cookie.
@@ -234,7 +234,7 @@ pub async fn delete(app: &App, req: &Request<Incoming>) -> Result<Response<Body>
             set_cookie(&name, "", &host(req.headers()), true),
         )
         .body(Body::Empty)
-        .map_err(super::storage::internal)
+        .map_err(super::response::internal)
 }
 
 #[cfg(test)]

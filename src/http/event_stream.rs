@@ -3,9 +3,8 @@
 //! per subscriber beyond the batch being written, so a slow reader costs no memory and
 //! writers never wait for readers. A live reader still catching up after `max_lag` newer
 //! events is disconnected (it resumes by cursor); one whose socket accepts nothing is
-//! dropped by the transport's write-stall limit. `Streams` caps how many are open.
+//! dropped by the transport's write-stall limit. `limits::streams` caps how many are open.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,9 +13,10 @@ use hyper::{header, HeaderMap, Response, StatusCode};
 use smol::future::FutureExt;
 
 use super::body::Body;
-use super::error::ApiError;
-use super::events::StreamQuery;
+use super::query::StreamQuery;
+use super::response::ApiError;
 use super::App;
+use crate::limits::streams::{Slot, Streams};
 use crate::metrics::Metrics;
 use crate::pubkey::PublicKey;
 use crate::storage_path::StoragePath;
@@ -24,64 +24,6 @@ use crate::store::{EventKind, EventRecord, Scan, Store};
 
 /// Events read from the store per batch.
 const BATCH: usize = 100;
-
-/// Open streams under the cap, and the shutdown flag that ends them.
-pub struct Streams {
-    open: AtomicUsize,
-    max: usize,
-    closing: AtomicBool,
-}
-
-impl Streams {
-    pub fn new(max: usize) -> Arc<Streams> {
-        Arc::new(Streams {
-            open: AtomicUsize::new(0),
-            max,
-            closing: AtomicBool::new(false),
-        })
-    }
-
-    pub fn open(&self) -> usize {
-        self.open.load(Ordering::SeqCst)
-    }
-
-    /// Ends every stream at its next wake-up; the caller then wakes them (store).
-    pub fn close_all(&self) {
-        self.closing.store(true, Ordering::SeqCst);
-    }
-
-    fn acquire(self: &Arc<Self>, metrics: &Arc<Metrics>) -> Option<Slot> {
-        let taken = self
-            .open
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                (n < self.max).then_some(n + 1)
-            });
-        if taken.is_err() {
-            metrics.stream_refused();
-            return None;
-        }
-        metrics.stream_opened();
-        Some(Slot {
-            streams: self.clone(),
-            metrics: metrics.clone(),
-            since: Instant::now(),
-        })
-    }
-}
-
-/// One stream's place under the cap; released when the response body is dropped.
-struct Slot {
-    streams: Arc<Streams>,
-    metrics: Arc<Metrics>,
-    since: Instant,
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.streams.open.fetch_sub(1, Ordering::SeqCst);
-        self.metrics.stream_closed(self.since.elapsed());
-    }
-}
 
 /// Does `filter` (a directory subtree or one file) cover `path`?
 pub fn covers(filter: &StoragePath, path: &str) -> bool {
@@ -132,7 +74,7 @@ pub fn open(
         reverse: q.reverse,
         live: q.live,
         remaining: q.limit,
-        keep_alive: Duration::from_millis(cfg.keep_alive_ms),
+        keep_alive: cfg.keep_alive,
         max_lag: cfg.max_lag,
         caught_up_at: None,
         revocation,
@@ -148,7 +90,7 @@ pub fn open(
         .header(header::CACHE_CONTROL, "no-store")
         .header(header::VARY, "pubky-host, Authorization, Cookie")
         .body(Body::Stream(Box::pin(body)))
-        .map_err(super::storage::internal)
+        .map_err(super::response::internal)
 }
 
 struct Subscription {
@@ -173,7 +115,7 @@ impl Subscription {
     /// The next bytes to send: a batch of events or a keep-alive comment; `None` ends it.
     async fn next_chunk(&mut self) -> Option<Bytes> {
         loop {
-            if self.remaining == Some(0) || self.streams.closing.load(Ordering::SeqCst) {
+            if self.remaining == Some(0) || self.streams.closing() {
                 return None;
             }
             if !self.still_authorized() {
@@ -324,6 +266,7 @@ pub fn format_event(out: &mut String, id: u64, e: &EventRecord) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::Ordering;
 
     const PK: &str = "8pinxxgqs41n4aididenw5apqp1urfmzdztr8jt4abrkdn435ewo";
 

@@ -6,43 +6,16 @@ use std::time::Instant;
 
 use hyper::body::Incoming;
 use hyper::{header, Request, Response, StatusCode};
-use serde::Deserialize;
 
 use super::body::Body;
-use super::error::ApiError;
 use super::event_stream::{open, Revocation, Source};
-use super::listing::{form_decode, ListQuery};
-use super::route::query_pairs;
+use super::query::{ListQuery, StreamQuery};
+use super::response::ApiError;
 use super::session::{Caller, CookiePolicy};
 use super::App;
 use crate::pubkey::PublicKey;
 use crate::storage_path::StoragePath;
 use crate::store::{EventKind, Scan};
-
-/// Most users one stream may follow.
-pub const MAX_USERS: usize = 50;
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct EventsConfig {
-    pub max_streams: usize,
-    pub keep_alive_ms: u64,
-    pub max_lag: u64,
-}
-
-impl EventsConfig {
-    pub fn validate(&self) -> Result<(), String> {
-        for (k, v) in [
-            ("events.max_streams", self.max_streams as u64),
-            ("events.keep_alive_ms", self.keep_alive_ms),
-            ("events.max_lag", self.max_lag),
-        ] {
-            if v == 0 {
-                return Err(format!("{k} must be greater than 0"));
-            }
-        }
-        Ok(())
-    }
-}
 
 /// `GET /events/`: public events of all users after `cursor`, as text lines.
 pub fn feed(app: &App, query: Option<&str>) -> Result<Response<Body>, ApiError> {
@@ -78,90 +51,7 @@ pub fn feed(app: &App, query: Option<&str>) -> Result<Response<Body>, ApiError> 
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "text/plain")
         .body(Body::from(out))
-        .map_err(super::storage::internal)
-}
-
-/// The parameters of `GET /events-stream` after §6.1's parsing rules.
-#[derive(Debug, Default)]
-pub struct StreamQuery {
-    /// Users in request order (duplicates collapsed) with their raw cursors.
-    pub users: Vec<(PublicKey, Option<String>)>,
-    pub limit: Option<usize>,
-    pub live: bool,
-    pub reverse: bool,
-    pub paths: Vec<StoragePath>,
-    /// Admin form: one cursor for the whole stream.
-    pub cursor: Option<String>,
-}
-
-fn sse_bool(v: &str) -> bool {
-    v == "true" || v == "1"
-}
-
-impl StreamQuery {
-    /// Parses the query; `admin` allows no `user` and a global `cursor`, and forbids
-    /// per-user cursors.
-    pub fn parse(query: Option<&str>, admin: bool) -> Result<StreamQuery, ApiError> {
-        let mut q = StreamQuery::default();
-        let mut user_values = 0usize;
-        for (k, raw) in query_pairs(query.unwrap_or("")) {
-            let v = form_decode(raw);
-            match k {
-                "user" if !v.is_empty() => {
-                    user_values += 1;
-                    let (key, cursor) = match v.split_once(':') {
-                        Some((k, c)) if !admin => (k, Some(c.to_string())),
-                        _ => (v.as_str(), None),
-                    };
-                    let pk = PublicKey::parse_z32(key)
-                        .map_err(|_| ApiError::bad_request(format!("Invalid public key: {v}")))?;
-                    if !q.users.iter().any(|(u, _)| *u == pk) {
-                        q.users.push((pk, cursor));
-                    }
-                }
-                "limit" => {
-                    let n: u16 = v
-                        .parse()
-                        .map_err(|_| ApiError::bad_request(format!("Invalid limit: {v}")))?;
-                    if n == 0 {
-                        return Err(ApiError::bad_request("limit must be at least 1"));
-                    }
-                    q.limit = Some(n as usize);
-                }
-                "live" => q.live = sse_bool(&v),
-                "reverse" => q.reverse = sse_bool(&v),
-                "cursor" if admin && !v.is_empty() => q.cursor = Some(v),
-                "path" if !v.is_empty() => {
-                    let p = if v.starts_with('/') {
-                        v.clone()
-                    } else {
-                        format!("/{v}")
-                    };
-                    let p = StoragePath::normalize(&p)
-                        .map_err(|e| ApiError::bad_request(format!("Invalid path: {e}")))?;
-                    if !q.paths.contains(&p) {
-                        q.paths.push(p);
-                    }
-                }
-                _ => {}
-            }
-        }
-        let distinct = if admin { q.users.len() } else { user_values };
-        if q.users.is_empty() && !admin {
-            return Err(ApiError::bad_request("user parameter is required"));
-        }
-        if distinct > MAX_USERS {
-            return Err(ApiError::bad_request(format!(
-                "Too many users. Maximum allowed: {MAX_USERS}"
-            )));
-        }
-        if q.live && q.reverse {
-            return Err(ApiError::bad_request(
-                "Cannot use live mode with reverse ordering",
-            ));
-        }
-        Ok(q)
-    }
+        .map_err(super::response::internal)
 }
 
 /// §3.1's read check applied to a stream filter; `tenant` is the single user, if one.
@@ -254,7 +144,7 @@ mod tests {
         StreamQuery::parse(Some(q), false)
             .map(|_| ())
             .unwrap_err()
-            .message
+            .0
             .into_owned()
     }
 

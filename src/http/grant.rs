@@ -7,9 +7,9 @@ use hyper::{header, Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 
 use super::body::{read_limited, Body, BodyError};
-use super::error::ApiError;
+use super::response::ApiError;
+use super::response::{empty, json};
 use super::session::Session;
-use super::storage::empty;
 use super::App;
 use crate::auth::grant::{self, GrantClaims, GrantId};
 use crate::auth::token;
@@ -116,7 +116,7 @@ async fn check_pop(
 
 /// `POST /auth/grant/signup[?signup_token=…]`: creates the account; mints no session.
 pub async fn signup(app: &App, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
-    let token = super::signup_token_param(req.uri().query())?;
+    let token = super::query::signup_token_param(req.uri().query())?;
     let proof = read_proof(app, req, false)
         .await?
         .ok_or_else(ApiError::no_session)?;
@@ -286,13 +286,4 @@ pub async fn revoke(
     }
     app.store.revoke_grant(&g.id).await?;
     Ok(empty(StatusCode::OK))
-}
-
-pub fn json(status: StatusCode, v: &impl Serialize) -> Result<Response<Body>, ApiError> {
-    let bytes = serde_json::to_vec(v).map_err(super::storage::internal)?;
-    Response::builder()
-        .status(status)
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::Full(bytes.into()))
-        .map_err(super::storage::internal)
 }

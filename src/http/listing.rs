@@ -6,65 +6,12 @@ use bytes::Bytes;
 use hyper::{header, Response, StatusCode};
 
 use super::body::Body;
-use super::error::ApiError;
-use super::route::query_pairs;
+use super::query::ListQuery;
+use super::response::{internal, ApiError};
 use super::App;
 use crate::pubkey::{PublicKey, Z32_LEN};
 use crate::storage_path::StoragePath;
 use crate::store::ListOptions;
-
-pub const DEFAULT_LIMIT: usize = 100;
-pub const MAX_LIMIT: usize = 1000;
-
-/// Listing parameters as given; the cursor is validated only after the directory exists.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct ListQuery {
-    pub limit: usize,
-    pub cursor: Option<String>,
-    pub reverse: bool,
-    pub shallow: bool,
-}
-
-impl ListQuery {
-    /// Parses the query of any storage GET. Bad `reverse`/`shallow` values are a 400.
-    pub fn parse(query: Option<&str>) -> Result<ListQuery, ApiError> {
-        let mut q = ListQuery {
-            limit: DEFAULT_LIMIT,
-            ..Default::default()
-        };
-        for (k, v) in query_pairs(query.unwrap_or("")) {
-            let v = form_decode(v);
-            match k {
-                "limit" => {
-                    q.limit = v
-                        .parse::<u16>()
-                        .map(|n| (n as usize).min(MAX_LIMIT))
-                        .unwrap_or(DEFAULT_LIMIT)
-                }
-                "cursor" => q.cursor = Some(v).filter(|c| !c.is_empty()),
-                "reverse" => q.reverse = parse_bool(&v)?,
-                "shallow" => q.shallow = parse_bool(&v)?,
-                _ => {}
-            }
-        }
-        Ok(q)
-    }
-}
-
-fn parse_bool(v: &str) -> Result<bool, ApiError> {
-    match v.to_ascii_lowercase().as_str() {
-        "" | "true" | "yes" | "1" => Ok(true),
-        "false" | "no" | "0" => Ok(false),
-        _ => Err(ApiError::bad_request("Invalid boolean parameter")),
-    }
-}
-
-/// Form decoding of one query value: `+` is a space, then percent-decoding (lossy).
-pub fn form_decode(v: &str) -> String {
-    let plus = v.replace('+', " ");
-    crate::storage_path::percent_decode(&plus)
-        .unwrap_or_else(|_| String::from_utf8_lossy(plus.as_bytes()).into_owned())
-}
 
 /// A cursor is `<pk><path>` or `pubky://<pk><path>`; the key must parse (and is ignored),
 /// the path must be canonical.
@@ -124,7 +71,7 @@ pub fn respond(
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "text/plain")
         .body(Body::Full(Bytes::from(out)))
-        .map_err(super::storage::internal)
+        .map_err(internal)
 }
 
 fn dir_not_found(e: crate::store::StoreError) -> ApiError {
@@ -141,36 +88,6 @@ mod tests {
     use super::*;
 
     const PK: &str = "8pinxxgqs41n4aididenw5apqp1urfmzdztr8jt4abrkdn435ewo";
-
-    #[test]
-    fn query_parsing() {
-        let q = ListQuery::parse(Some("reverse&shallow&limit=2")).unwrap();
-        assert_eq!((q.reverse, q.shallow, q.limit), (true, true, 2));
-        let q = ListQuery::parse(Some("reverse=No&shallow=YES&limit=")).unwrap();
-        assert_eq!(
-            (q.reverse, q.shallow, q.limit),
-            (false, true, DEFAULT_LIMIT)
-        );
-        assert_eq!(
-            ListQuery::parse(Some("limit=70000")).unwrap().limit,
-            DEFAULT_LIMIT
-        );
-        assert_eq!(
-            ListQuery::parse(Some("limit=5000")).unwrap().limit,
-            MAX_LIMIT
-        );
-        assert_eq!(ListQuery::parse(Some("limit=0")).unwrap().limit, 0);
-        assert_eq!(ListQuery::parse(Some("cursor=")).unwrap().cursor, None);
-        assert!(ListQuery::parse(Some("reverse=maybe")).is_err());
-        assert!(ListQuery::parse(Some("shallow=2")).is_err());
-        assert_eq!(
-            ListQuery::parse(Some("cursor=a+b%2Fc"))
-                .unwrap()
-                .cursor
-                .unwrap(),
-            "a b/c"
-        );
-    }
 
     #[test]
     fn cursors() {

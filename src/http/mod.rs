@@ -8,14 +8,15 @@ pub mod bandwidth;
 pub mod body;
 pub mod capacity;
 pub mod cookie;
-pub mod error;
 pub mod event_stream;
 pub mod events;
 pub mod grant;
 pub mod listing;
 pub mod operator;
+pub mod query;
 pub mod quota;
 pub mod relay;
+pub mod response;
 pub mod route;
 pub mod rt;
 pub mod server;
@@ -27,21 +28,20 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use hyper::body::Incoming;
-use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 
 pub use body::{next_chunk, read_limited, Body, BodyError, FileBody};
 pub use capacity::ConnStats;
 pub use server::{serve, Acceptor, ConnInfo, PlainTcp, ServerLimits};
 
-use self::error::ApiError;
+use self::response::{empty, json, no_store, text, ApiError, CorsRequest};
 use self::route::Endpoint;
 use crate::auth::auth_token::ReplayGuard;
 use crate::auth::token::is_signup_token;
 use crate::config::{Config, SignupMode};
+use crate::limits::rate::{Limiter, Verdict};
 use crate::metrics::{Metrics, RouteClass};
 use crate::pubkey::PublicKey;
-use crate::ratelimit::{Limiter, Verdict};
 use crate::store::Store;
 
 /// Everything a request handler may touch.
@@ -55,13 +55,13 @@ pub struct App {
     /// Counters and gauges for `/metrics`.
     pub metrics: Arc<Metrics>,
     /// Open event streams (cap and shutdown).
-    pub streams: Arc<event_stream::Streams>,
+    pub streams: Arc<crate::limits::streams::Streams>,
     /// Spent AuthTokens (cookie sign-in is single use).
     pub replay: ReplayGuard,
     /// Request-count limits.
     pub limiter: Limiter,
     /// Bandwidth buckets.
-    pub throttle: Arc<crate::ratelimit::Throttle>,
+    pub throttle: Arc<crate::limits::bandwidth::Throttle>,
 }
 
 /// Features advertised in `/info`: only what is implemented.
@@ -69,8 +69,7 @@ pub const FEATURES: &[&str] = &["path-addressed-storage", "grant-proof-logout"];
 
 /// Handles one client request end to end.
 pub async fn handle(app: &App, req: Request<Incoming>) -> Response<Body> {
-    let origin = req.headers().get(header::ORIGIN).cloned();
-    let preflight = preflight_headers(&req);
+    let cors = CorsRequest::of(req.headers());
     let routed = route::route(
         req.method(),
         req.uri().path(),
@@ -90,21 +89,8 @@ pub async fn handle(app: &App, req: Request<Incoming>) -> Response<Body> {
     };
     app.metrics
         .request(class, resp.status().as_u16(), start.elapsed());
-    cors(&mut resp, origin, preflight);
+    cors.apply(&mut resp);
     resp
-}
-
-type Preflight = (Option<HeaderValue>, Option<HeaderValue>);
-
-fn preflight_headers(req: &Request<Incoming>) -> Preflight {
-    (
-        req.headers()
-            .get(header::ACCESS_CONTROL_REQUEST_METHOD)
-            .cloned(),
-        req.headers()
-            .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
-            .cloned(),
-    )
 }
 
 fn route_class(ep: &Endpoint) -> RouteClass {
@@ -149,7 +135,7 @@ fn rate_limit(app: &App, req: &Request<Incoming>, ep: &Endpoint) -> Result<(), A
         .extensions()
         .get::<ConnInfo>()
         .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |c| c.peer.ip());
-    let r = crate::ratelimit::Request {
+    let r = crate::limits::rate::Request {
         method: req.method().as_str(),
         path,
         ip,
@@ -174,13 +160,11 @@ async fn dispatch(
 ) -> Result<Response<Body>, ApiError> {
     match ep {
         Endpoint::Root => Ok(text(StatusCode::OK, "Pubky Homeserver")),
-        Endpoint::Preflight => Ok(storage::empty(StatusCode::OK)),
-        Endpoint::Info => {
-            let mut r = grant::json(StatusCode::OK, &serde_json::json!({ "features": FEATURES }))?;
-            r.headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            Ok(r)
-        }
+        Endpoint::Preflight => Ok(empty(StatusCode::OK)),
+        Endpoint::Info => Ok(no_store(json(
+            StatusCode::OK,
+            &serde_json::json!({ "features": FEATURES }),
+        )?)),
         Endpoint::Storage {
             op,
             tenant,
@@ -221,65 +205,8 @@ async fn token_status(app: &App, token: &str) -> Result<Response<Body>, ApiError
     }
     let t = t.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "Token not found"))?;
     let status = if t.used_by.is_some() { "used" } else { "valid" };
-    let mut r = grant::json(
+    Ok(no_store(json(
         StatusCode::OK,
         &serde_json::json!({ "status": status, "created_at": crate::clock::rfc3339(t.created_at) }),
-    )?;
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(r)
-}
-
-/// The `signup_token` query parameter; a malformed one is a 400 even in open mode.
-pub fn signup_token_param(query: Option<&str>) -> Result<Option<String>, ApiError> {
-    let Some(v) = route::query_pairs(query.unwrap_or(""))
-        .find(|(k, _)| *k == "signup_token")
-        .map(|(_, v)| listing::form_decode(v))
-    else {
-        return Ok(None);
-    };
-    if !is_signup_token(&v) {
-        return Err(ApiError::bad_request(format!(
-            "Invalid signup token format: {v}"
-        )));
-    }
-    Ok(Some(v))
-}
-
-pub fn text(status: StatusCode, s: &'static str) -> Response<Body> {
-    let mut r = Response::new(Body::Full(bytes::Bytes::from_static(s.as_bytes())));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    r
-}
-
-/// Very permissive CORS with credentials: mirror the origin, and on preflight the requested
-/// method and headers.
-pub(crate) fn cors(resp: &mut Response<Body>, origin: Option<HeaderValue>, preflight: Preflight) {
-    let h = resp.headers_mut();
-    h.append(
-        header::VARY,
-        HeaderValue::from_static(
-            "origin, access-control-request-method, access-control-request-headers",
-        ),
-    );
-    let Some(origin) = origin else { return };
-    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
-        HeaderValue::from_static("true"),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_EXPOSE_HEADERS,
-        HeaderValue::from_static("retry-after, lock-token, timeout"),
-    );
-    if let Some(m) = preflight.0 {
-        h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, m);
-    }
-    if let Some(hs) = preflight.1 {
-        h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, hs);
-    }
+    )?))
 }

@@ -12,7 +12,7 @@ use smol::{Executor, Task};
 
 use super::body::Body;
 use super::capacity::ConnStats;
-use super::error::ApiError;
+use super::response::ApiError;
 use super::server::{serve, PlainTcp, ServerLimits};
 use super::App;
 use crate::metrics::{self, Device, RouteClass};
@@ -49,16 +49,15 @@ pub async fn start(
             let (app, password) = (app.clone(), password.clone());
             async move {
                 let start = std::time::Instant::now();
-                let origin = req.headers().get(header::ORIGIN).cloned();
-                let pre = super::preflight_headers(&req);
+                let cors = super::response::CorsRequest::of(req.headers());
                 let mut resp = if req.method() == Method::OPTIONS {
-                    super::storage::empty(StatusCode::OK)
+                    super::response::empty(StatusCode::OK)
                 } else {
                     super::admin::handle(&app, &password, req).await
                 };
                 app.metrics
                     .request(RouteClass::Admin, resp.status().as_u16(), start.elapsed());
-                super::cors(&mut resp, origin, pre);
+                cors.apply(&mut resp);
                 resp
             }
         };

@@ -5,8 +5,8 @@
 
 use serde_json::{json, Map, Value};
 
+use crate::config::rates::parse_bandwidth;
 use crate::config::Config;
-use crate::ratelimit::parse_bandwidth;
 use crate::storage_path::StoragePath;
 use crate::store::{Limit, QuotaOverrides};
 
@@ -124,14 +124,15 @@ pub fn overrides_json(q: &QuotaOverrides) -> Value {
 /// Overrides with the server defaults filled in.
 pub fn effective_json(q: &QuotaOverrides, config: &Config) -> Value {
     let storage = q.storage.or(config.storage.default_quota_mb.map(Limit::Mb));
-    let d = &config.default_quotas;
+    let d = &config.bandwidth;
+    let text = |b: &Option<crate::config::Bandwidth>| b.as_ref().map(|b| b.text.clone());
     let mut m = Map::new();
     m.insert(
         "storage_quota_mb".into(),
         storage.map_or(json!("unlimited"), limit_json),
     );
-    let read = q.rate_read.clone().or(d.rate_read.clone());
-    let write = q.rate_write.clone().or(d.rate_write.clone());
+    let read = q.rate_read.clone().or(text(&d.rate_read));
+    let write = q.rate_write.clone().or(text(&d.rate_write));
     m.insert(
         "rate_read".into(),
         json!(read.unwrap_or("unlimited".into())),

@@ -9,7 +9,7 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 
 use super::body::{read_limited, Body, BodyError};
-use super::error::ApiError;
+use super::response::ApiError;
 use super::route;
 use super::App;
 use crate::announce::relay::{Policy, Relay, RelayError, MAX_PAYLOAD};
@@ -55,7 +55,7 @@ pub async fn handle(
         }
         return Ok(r);
     }
-    let policy = match route::query_pairs(req.uri().query().unwrap_or(""))
+    let policy = match super::query::query_pairs(req.uri().query().unwrap_or(""))
         .find(|(k, _)| *k == "policy")
         .map(|(_, v)| v)
     {
@@ -123,10 +123,9 @@ fn no_cache(req: &Request<Incoming>) -> bool {
 
 /// The relay at the root of its own listener (`/<z32>`), with CORS, and nothing else.
 pub async fn handle_root(app: &App, req: Request<Incoming>) -> Response<Body> {
-    let origin = req.headers().get(header::ORIGIN).cloned();
-    let preflight = super::preflight_headers(&req);
+    let cors = super::response::CorsRequest::of(req.headers());
     let result = if req.method() == Method::OPTIONS {
-        Ok(super::storage::empty(StatusCode::OK))
+        Ok(super::response::empty(StatusCode::OK))
     } else {
         let key = req.uri().path().trim_start_matches('/').to_string();
         match route::relay(req.method(), &key) {
@@ -138,6 +137,6 @@ pub async fn handle_root(app: &App, req: Request<Incoming>) -> Response<Body> {
         }
     };
     let mut resp = result.unwrap_or_else(ApiError::into_response);
-    super::cors(&mut resp, origin, preflight);
+    cors.apply(&mut resp);
     resp
 }

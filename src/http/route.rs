@@ -111,18 +111,10 @@ pub fn legacy_tenant(headers: &HeaderMap, query: Option<&str>) -> Option<PublicK
         }
     }
     tenant.or_else(|| {
-        query_pairs(query?)
+        super::query::query_pairs(query?)
             .find(|(k, _)| *k == "pubky-host")
             .and_then(|(_, v)| PublicKey::parse_z32(v).ok())
     })
-}
-
-/// Raw `key=value` pairs of a query string (not decoded).
-pub fn query_pairs(query: &str) -> impl Iterator<Item = (&str, &str)> {
-    query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| p.split_once('=').unwrap_or((p, "")))
 }
 
 pub fn route(

@@ -4,7 +4,7 @@
 
 use hyper::{header, HeaderMap};
 
-use super::error::ApiError;
+use super::response::ApiError;
 use super::App;
 use crate::auth::capability::Capabilities;
 use crate::auth::token;

@@ -8,8 +8,9 @@ use hyper::{header, HeaderMap, Request, Response, StatusCode};
 
 use super::bandwidth;
 use super::body::{next_chunk, Body};
-use super::error::ApiError;
 use super::listing;
+use super::query::ListQuery;
+use super::response::ApiError;
 use super::route::{Addressing, StorageOp};
 use super::session::{AuthMethod, Caller, CookiePolicy};
 use super::App;
@@ -68,7 +69,7 @@ fn count_request(
     let host_query = req
         .uri()
         .query()
-        .is_some_and(|q| super::route::query_pairs(q).any(|(k, _)| k == "pubky-host"));
+        .is_some_and(|q| super::query::query_pairs(q).any(|(k, _)| k == "pubky-host"));
     let auth = match session {
         Ok(Some(c)) if c.method == AuthMethod::Cookie => 1,
         Ok(Some(_)) => 2,
@@ -184,7 +185,7 @@ fn read(
     path: &StoragePath,
     session: Option<&Caller>,
 ) -> Result<Response<Body>, ApiError> {
-    let query = listing::ListQuery::parse(req.uri().query())?;
+    let query = ListQuery::parse(req.uri().query())?;
     authorize_read(tenant, path, session)?;
     if path.is_dir() {
         if op == StorageOp::Head {
@@ -218,7 +219,7 @@ fn read(
             .header(header::ETAG, etag)
             .header(header::LAST_MODIFIED, last_modified)
             .body(Body::Empty)
-            .map_err(internal);
+            .map_err(super::response::internal);
     }
     let body = match content {
         None => Body::Empty,
@@ -243,7 +244,7 @@ fn read(
         .header(header::ETAG, etag)
         .header(header::LAST_MODIFIED, last_modified)
         .body(body)
-        .map_err(internal)?;
+        .map_err(super::response::internal)?;
     // HEAD carries the entity's length; hyper keeps an explicit Content-Length on HEAD.
     resp.headers_mut()
         .insert(header::CONTENT_LENGTH, header::HeaderValue::from(meta.len));
@@ -288,7 +289,7 @@ async fn put(
     session: Option<&Caller>,
 ) -> Result<Response<Body>, ApiError> {
     authorize_write(app, tenant, path, session, true)?;
-    let max_upload = app.config.storage.max_upload_bytes();
+    let max_upload = app.config.storage.max_upload_bytes;
     let allowance = app.store.write_allowance(tenant, path)?;
     let declared = req
         .headers()
@@ -318,7 +319,7 @@ async fn put(
         }
         upload.write(&chunk).await?;
         if let Some(b) = &budget {
-            bandwidth::pace(&app.throttle, b, chunk.len()).await;
+            crate::limits::bandwidth::pace(&app.throttle, b, chunk.len()).await;
         }
     }
     let content_type = sniff_content_type(upload.head(), path);
@@ -326,7 +327,7 @@ async fn put(
     app.store
         .put(tenant, path, staged, &content_type, clock::now_micros())
         .await?;
-    Ok(empty(StatusCode::CREATED))
+    Ok(super::response::empty(StatusCode::CREATED))
 }
 
 async fn delete(
@@ -341,7 +342,7 @@ async fn delete(
     }
     check_allowed_paths(app, tenant, path)?;
     app.store.delete(tenant, path, clock::now_micros()).await?;
-    Ok(empty(StatusCode::NO_CONTENT))
+    Ok(super::response::empty(StatusCode::NO_CONTENT))
 }
 
 /// §3.1 check 10: the operator may restrict a user to some paths.
@@ -375,19 +376,6 @@ fn too_large(max: u64) -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
         format!("Request body too large: the limit is {max} bytes"),
-    )
-}
-
-pub fn empty(status: StatusCode) -> Response<Body> {
-    let mut r = Response::new(Body::Empty);
-    *r.status_mut() = status;
-    r
-}
-
-pub fn internal(e: impl std::fmt::Display) -> ApiError {
-    ApiError::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        format!("Internal error: {e}"),
     )
 }
 

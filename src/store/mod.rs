@@ -61,14 +61,8 @@ pub struct StoreConfig {
     pub default_quota_bytes: Option<u64>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Durability {
-    /// Acknowledge after the covering flush (the default).
-    Strict,
-    /// Acknowledge once applied in memory; a background flush every
-    /// [`RELAXED_FLUSH_MS`] bounds what a power cut can take.
-    Relaxed,
-}
+/// When a write is acknowledged; the config names it (`storage.durability`).
+pub use crate::config::Durability;
 
 /// How often relaxed mode flushes: at most this much acknowledged work is lost to a power
 /// cut (what `storage.durability = "relaxed"` promises).

@@ -8,16 +8,16 @@ use std::path::Path;
 
 /// Every overlay in `boards/`, by name.
 pub const BOARDS: &[(&str, &str)] = &[
-    ("pi-zero", include_str!("../boards/pi-zero.toml")),
-    ("pi-zero-2w", include_str!("../boards/pi-zero-2w.toml")),
-    ("pi3", include_str!("../boards/pi3.toml")),
-    ("pi4", include_str!("../boards/pi4.toml")),
-    ("pi5", include_str!("../boards/pi5.toml")),
+    ("pi-zero", include_str!("../../boards/pi-zero.toml")),
+    ("pi-zero-2w", include_str!("../../boards/pi-zero-2w.toml")),
+    ("pi3", include_str!("../../boards/pi3.toml")),
+    ("pi4", include_str!("../../boards/pi4.toml")),
+    ("pi5", include_str!("../../boards/pi5.toml")),
     (
         "generic-arm64",
-        include_str!("../boards/generic-arm64.toml"),
+        include_str!("../../boards/generic-arm64.toml"),
     ),
-    ("qemu-virt", include_str!("../boards/qemu-virt.toml")),
+    ("qemu-virt", include_str!("../../boards/qemu-virt.toml")),
 ];
 
 /// An overlay ready to be layered: a name for messages and the TOML text.

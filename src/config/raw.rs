@@ -1,34 +1,23 @@
-//! Configuration: the embedded default (`config.sample.toml`, so defaults live in exactly one
-//! place), optionally a board overlay, then the user's file, merged key by key and validated
-//! into a typed [`Config`]. Unknown keys are reported by name; invalid values stop start-up
-//! with a one-line reason. `app` reads the result.
+//! The first stage of the config: the TOML layers as written. The embedded defaults, an
+//! optional board overlay and the user's file merge key by key into these serde sections;
+//! keys the defaults do not know are reported by name; then [`RawConfig::validate`] checks
+//! every value in one place and converts the whole into the typed [`Config`].
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
 use toml::{Table, Value};
 
+use super::rates::{Bandwidth, Rule, RuleConfig};
+use super::{Config, Durability, Loaded, SignupMode};
+
 /// The sample config shipped in the repository, which is also the built-in default.
-pub const DEFAULT_TOML: &str = include_str!("../config.sample.toml");
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SignupMode {
-    Open,
-    TokenRequired,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DurabilityMode {
-    Strict,
-    Relaxed,
-}
+pub const DEFAULT_TOML: &str = include_str!("../../config.sample.toml");
 
 #[derive(Debug, Clone, Deserialize)]
-pub struct Config {
+pub struct RawConfig {
     pub general: General,
     pub drive: Drive,
     pub storage: Storage,
@@ -36,10 +25,10 @@ pub struct Config {
     pub pkdns: Pkdns,
     pub pkarr_relay: PkarrRelay,
     pub logging: Logging,
-    pub events: crate::http::events::EventsConfig,
-    pub admin: crate::http::admin::AdminConfig,
-    pub metrics: crate::metrics::MetricsConfig,
-    pub default_quotas: crate::ratelimit::BandwidthConfig,
+    pub events: Events,
+    pub admin: Admin,
+    pub metrics: Metrics,
+    pub default_quotas: DefaultQuotas,
     pub upnp: Upnp,
     pub mdns: Mdns,
 }
@@ -59,28 +48,11 @@ pub struct Pkdns {
     pub user_keys_republish_first_ms: u64,
 }
 
-impl Pkdns {
-    /// The configured public address, if one is set (validated at load).
-    pub fn public_ip(&self) -> Option<std::net::IpAddr> {
-        self.public_ip.parse().ok()
-    }
-    pub fn icann_domain(&self) -> Option<&str> {
-        Some(self.icann_domain.as_str()).filter(|d| !d.is_empty())
-    }
-}
-
 #[derive(Debug, Clone, Deserialize)]
 pub struct PkarrRelay {
     pub enabled: bool,
     pub listen_socket: String,
     pub cache_entries: usize,
-}
-
-impl PkarrRelay {
-    /// The dedicated relay listener, if configured (validated at load).
-    pub fn listen_socket(&self) -> Option<SocketAddr> {
-        self.listen_socket.parse().ok()
-    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -94,8 +66,7 @@ pub struct General {
 pub struct Drive {
     pub icann_listen_socket: SocketAddr,
     pub pubky_listen_socket: SocketAddr,
-    /// Request-rate rules (`[[drive.rate_limits]]`, see `ratelimit`).
-    pub rate_limits: Vec<crate::ratelimit::RuleConfig>,
+    pub rate_limits: Vec<RuleConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -103,7 +74,7 @@ pub struct Storage {
     pub default_quota_mb: Option<u64>,
     pub inline_max_bytes: usize,
     pub cache_capacity_mb: u64,
-    pub durability: DurabilityMode,
+    pub durability: Durability,
     pub max_upload_mb: u64,
 }
 
@@ -123,7 +94,36 @@ pub struct Logging {
     pub level: String,
 }
 
-/// `[upnp]`: the router port mapping.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Events {
+    pub max_streams: usize,
+    pub keep_alive_ms: u64,
+    pub max_lag: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Admin {
+    pub enabled: bool,
+    pub listen_socket: SocketAddr,
+    pub password: String,
+    pub password_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Metrics {
+    pub enabled: bool,
+    pub listen_socket: SocketAddr,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct DefaultQuotas {
+    pub rate_read: Option<String>,
+    pub rate_write: Option<String>,
+    pub rate_read_burst: Option<u64>,
+    pub rate_write_burst: Option<u64>,
+    pub unauthenticated_ip_rate_read: Option<String>,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct Upnp {
     pub enabled: bool,
@@ -137,7 +137,6 @@ pub struct Upnp {
     pub description: String,
 }
 
-/// `[mdns]`: the LAN announcement.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Mdns {
     pub enabled: bool,
@@ -145,139 +144,99 @@ pub struct Mdns {
     pub skip_interfaces: Vec<String>,
 }
 
-impl Limits {
-    pub fn header_read_timeout(&self) -> Duration {
-        Duration::from_millis(self.header_read_timeout_ms)
+/// Defaults, then each `(name, toml text)` layer in order, validated into a [`Config`].
+pub fn load_layers(layers: &[(&str, &str)]) -> Result<Loaded, String> {
+    let mut merged: Table =
+        toml::from_str(DEFAULT_TOML).map_err(|e| format!("built-in config: {e}"))?;
+    let known = merged.clone();
+    let mut warnings = Vec::new();
+    for (name, text) in layers {
+        let layer: Table = toml::from_str(text).map_err(|e| {
+            let msg = e.message().trim().to_string();
+            match e.span() {
+                Some(span) => format!("{name}: line {}: {msg}", line_of(text, span.start)),
+                None => format!("{name}: {msg}"),
+            }
+        })?;
+        unknown_keys(&known, &layer, "", name, &mut warnings);
+        merge(&mut merged, layer);
     }
-    pub fn shutdown_drain(&self) -> Duration {
-        Duration::from_millis(self.shutdown_drain_ms)
-    }
-    pub fn write_stall_timeout(&self) -> Duration {
-        Duration::from_millis(self.write_stall_timeout_ms)
+    let raw: RawConfig = Value::Table(merged)
+        .try_into()
+        .map_err(|e: toml::de::Error| format!("config: {}", e.message().trim()))?;
+    let config = raw.validate()?;
+    Ok(Loaded { config, warnings })
+}
+
+fn ms(v: u64) -> Duration {
+    Duration::from_millis(v)
+}
+
+/// Every key that must not be 0, with its value.
+fn positive(checks: &[(&str, u64)]) -> Result<(), String> {
+    match checks.iter().find(|(_, v)| *v == 0) {
+        Some((key, _)) => Err(format!("{key} must be greater than 0")),
+        None => Ok(()),
     }
 }
 
-impl Storage {
-    pub fn default_quota_bytes(&self) -> Option<u64> {
-        self.default_quota_mb.map(|mb| mb.saturating_mul(1 << 20))
-    }
-    pub fn max_upload_bytes(&self) -> u64 {
-        self.max_upload_mb.saturating_mul(1 << 20)
-    }
+fn bandwidth(v: &Option<String>) -> Result<Option<Bandwidth>, String> {
+    v.as_deref().map(Bandwidth::parse).transpose()
 }
 
-/// A loaded configuration plus the warnings (unknown keys) found while loading it.
-#[derive(Debug)]
-pub struct Loaded {
-    pub config: Config,
-    pub warnings: Vec<String>,
-}
-
-impl Config {
-    /// The built-in defaults alone.
-    pub fn defaults() -> Config {
-        // Invariant: the embedded sample is checked by the `sample_is_valid` test.
-        Self::from_layers(&[])
-            .expect("embedded default config is valid")
-            .config
-    }
-
-    /// Loads defaults, then each `(name, toml text)` layer in order (board overlay, user file).
-    pub fn from_layers(layers: &[(&str, &str)]) -> Result<Loaded, String> {
-        let mut merged: Table =
-            toml::from_str(DEFAULT_TOML).map_err(|e| format!("built-in config: {e}"))?;
-        let known = merged.clone();
-        let mut warnings = Vec::new();
-        for (name, text) in layers {
-            let layer: Table = toml::from_str(text).map_err(|e| {
-                let msg = e.message().trim().to_string();
-                match e.span() {
-                    Some(span) => format!("{name}: line {}: {msg}", line_of(text, span.start)),
-                    None => format!("{name}: {msg}"),
-                }
-            })?;
-            unknown_keys(&known, &layer, "", name, &mut warnings);
-            merge(&mut merged, layer);
-        }
-        let config: Config = Value::Table(merged)
-            .try_into()
-            .map_err(|e: toml::de::Error| format!("config: {}", e.message().trim()))?;
-        config.validate()?;
-        Ok(Loaded { config, warnings })
-    }
-
-    /// Reads a config file from disk as the last layer (after an optional board overlay).
-    pub fn load(file: Option<&Path>, board: Option<(&str, &str)>) -> Result<Loaded, String> {
-        let text = match file {
-            Some(p) => Some(
-                std::fs::read_to_string(p)
-                    .map_err(|e| format!("cannot read config {}: {e}", p.display()))?,
-            ),
-            None => None,
-        };
-        let name = file.map(|p| p.display().to_string()).unwrap_or_default();
-        let mut layers = Vec::new();
-        if let Some(b) = board {
-            layers.push(b);
-        }
-        if let Some(t) = &text {
-            layers.push((name.as_str(), t.as_str()));
-        }
-        Self::from_layers(&layers)
-    }
-
-    fn validate(&self) -> Result<(), String> {
-        let positive: [(&str, u64); 10] = [
-            (
-                "storage.inline_max_bytes",
-                self.storage.inline_max_bytes as u64,
-            ),
-            ("storage.cache_capacity_mb", self.storage.cache_capacity_mb),
-            ("storage.max_upload_mb", self.storage.max_upload_mb),
-            ("limits.max_connections", self.limits.max_connections as u64),
-            (
-                "limits.max_header_bytes",
-                self.limits.max_header_bytes as u64,
-            ),
-            (
-                "limits.header_read_timeout_ms",
-                self.limits.header_read_timeout_ms,
-            ),
+impl RawConfig {
+    /// Checks every value, in one place, and converts to the typed [`Config`].
+    pub fn validate(self) -> Result<Config, String> {
+        let (s, l) = (&self.storage, &self.limits);
+        positive(&[
+            ("storage.inline_max_bytes", s.inline_max_bytes as u64),
+            ("storage.cache_capacity_mb", s.cache_capacity_mb),
+            ("storage.max_upload_mb", s.max_upload_mb),
+            ("limits.max_connections", l.max_connections as u64),
+            ("limits.max_header_bytes", l.max_header_bytes as u64),
+            ("limits.header_read_timeout_ms", l.header_read_timeout_ms),
             (
                 "limits.max_requests_per_connection",
-                self.limits.max_requests_per_connection as u64,
+                l.max_requests_per_connection as u64,
             ),
-            (
-                "limits.max_json_body_bytes",
-                self.limits.max_json_body_bytes as u64,
-            ),
-            ("limits.shutdown_drain_ms", self.limits.shutdown_drain_ms),
-            (
-                "limits.write_stall_timeout_ms",
-                self.limits.write_stall_timeout_ms,
-            ),
-        ];
-        for (key, v) in positive {
-            if v == 0 {
-                return Err(format!("{key} must be greater than 0"));
-            }
-        }
-        if self.limits.max_header_bytes < 1024 {
+            ("limits.max_json_body_bytes", l.max_json_body_bytes as u64),
+            ("limits.shutdown_drain_ms", l.shutdown_drain_ms),
+            ("limits.write_stall_timeout_ms", l.write_stall_timeout_ms),
+        ])?;
+        if l.max_header_bytes < 1024 {
             return Err("limits.max_header_bytes must be at least 1024".into());
         }
-        if self.storage.inline_max_bytes > 1 << 20 {
+        if s.inline_max_bytes > 1 << 20 {
             return Err("storage.inline_max_bytes must be at most 1048576".into());
         }
-        if self.drive.icann_listen_socket == self.drive.pubky_listen_socket
-            && self.drive.icann_listen_socket.port() != 0
-        {
+        let d = &self.drive;
+        if d.icann_listen_socket == d.pubky_listen_socket && d.icann_listen_socket.port() != 0 {
             return Err("drive.icann_listen_socket and drive.pubky_listen_socket are equal".into());
         }
-        self.validate_discovery()?;
-        self.events.validate()?;
-        self.admin.validate()?;
-        crate::ratelimit::validate(&self.drive.rate_limits, &self.default_quotas)?;
-        self.validate_household()?;
+        let (pkdns, pkarr_relay) = self.discovery()?;
+        let e = &self.events;
+        positive(&[
+            ("events.max_streams", e.max_streams as u64),
+            ("events.keep_alive_ms", e.keep_alive_ms),
+            ("events.max_lag", e.max_lag),
+        ])?;
+        if self.admin.password_file.is_none() && self.admin.password.is_empty() {
+            return Err("admin.password must not be empty".into());
+        }
+        let rate_limits = d
+            .rate_limits
+            .iter()
+            .map(Rule::from_config)
+            .collect::<Result<Vec<_>, _>>()?;
+        let q = &self.default_quotas;
+        let bw = super::DefaultBandwidth {
+            rate_read: bandwidth(&q.rate_read)?,
+            rate_write: bandwidth(&q.rate_write)?,
+            rate_read_burst: q.rate_read_burst,
+            rate_write_burst: q.rate_write_burst,
+            unauthenticated_ip_rate_read: bandwidth(&q.unauthenticated_ip_rate_read)?,
+        };
+        let upnp = self.household()?;
         const LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
         if !LEVELS.contains(&self.logging.level.as_str()) {
             return Err(format!(
@@ -286,17 +245,72 @@ impl Config {
                 self.logging.level
             ));
         }
-        Ok(())
+        Ok(Config {
+            general: super::General {
+                signup_mode: self.general.signup_mode,
+                data_dir: self.general.data_dir,
+                worker_threads: self.general.worker_threads,
+            },
+            drive: super::Drive {
+                icann_listen_socket: d.icann_listen_socket,
+                pubky_listen_socket: d.pubky_listen_socket,
+                rate_limits,
+            },
+            storage: super::Storage {
+                default_quota_mb: s.default_quota_mb,
+                inline_max_bytes: s.inline_max_bytes,
+                cache_capacity_bytes: s.cache_capacity_mb.saturating_mul(1 << 20),
+                durability: s.durability,
+                max_upload_bytes: s.max_upload_mb.saturating_mul(1 << 20),
+            },
+            limits: super::Limits {
+                max_connections: l.max_connections,
+                max_header_bytes: l.max_header_bytes,
+                header_read_timeout: ms(l.header_read_timeout_ms),
+                max_requests_per_connection: l.max_requests_per_connection,
+                max_json_body_bytes: l.max_json_body_bytes,
+                shutdown_drain: ms(l.shutdown_drain_ms),
+                write_stall_timeout: ms(l.write_stall_timeout_ms),
+            },
+            pkdns,
+            pkarr_relay,
+            logging: super::Logging {
+                level: self.logging.level,
+            },
+            events: super::Events {
+                max_streams: e.max_streams,
+                keep_alive: ms(e.keep_alive_ms),
+                max_lag: e.max_lag,
+            },
+            admin: super::Admin {
+                enabled: self.admin.enabled,
+                listen_socket: self.admin.listen_socket,
+                password: self.admin.password,
+                password_file: self.admin.password_file,
+            },
+            metrics: super::Metrics {
+                enabled: self.metrics.enabled,
+                listen_socket: self.metrics.listen_socket,
+            },
+            bandwidth: bw,
+            upnp,
+            mdns: super::Mdns {
+                enabled: self.mdns.enabled,
+                interfaces: self.mdns.interfaces,
+                skip_interfaces: self.mdns.skip_interfaces,
+            },
+        })
     }
 
-    fn validate_discovery(&self) -> Result<(), String> {
+    fn discovery(&self) -> Result<(super::Pkdns, super::PkarrRelay), String> {
         let p = &self.pkdns;
-        if !p.public_ip.is_empty() && p.public_ip.parse::<std::net::IpAddr>().is_err() {
-            return Err(format!(
-                "pkdns.public_ip {:?} is not an IP address",
-                p.public_ip
-            ));
-        }
+        let public_ip =
+            match p.public_ip.as_str() {
+                "" => None,
+                ip => Some(ip.parse::<IpAddr>().map_err(|_| {
+                    format!("pkdns.public_ip {:?} is not an IP address", p.public_ip)
+                })?),
+            };
         let domain_ok = |d: &str| {
             d.len() <= 253
                 && d.split('.').all(|l| {
@@ -321,7 +335,7 @@ impl Config {
                 ));
             }
         }
-        for (key, v) in [
+        positive(&[
             ("pkdns.dht_request_timeout_ms", p.dht_request_timeout_ms),
             ("pkdns.republish_interval_ms", p.republish_interval_ms),
             ("pkdns.publish_retry_min_ms", p.publish_retry_min_ms),
@@ -329,33 +343,47 @@ impl Config {
                 "pkarr_relay.cache_entries",
                 self.pkarr_relay.cache_entries as u64,
             ),
-        ] {
-            if v == 0 {
-                return Err(format!("{key} must be greater than 0"));
-            }
-        }
-        let relay = &self.pkarr_relay.listen_socket;
-        if !relay.is_empty() && relay.parse::<SocketAddr>().is_err() {
-            return Err(format!(
-                "pkarr_relay.listen_socket {relay:?} is not an address like 127.0.0.1:15411"
-            ));
-        }
-        Ok(())
+        ])?;
+        let r = &self.pkarr_relay;
+        let listen_socket = match r.listen_socket.as_str() {
+            "" => None,
+            a => Some(a.parse::<SocketAddr>().map_err(|_| {
+                format!(
+                    "pkarr_relay.listen_socket {:?} is not an address like 127.0.0.1:15411",
+                    r.listen_socket
+                )
+            })?),
+        };
+        let pkdns = super::Pkdns {
+            dht: p.dht,
+            public_ip,
+            public_pubky_tls_port: p.public_pubky_tls_port,
+            public_icann_http_port: p.public_icann_http_port,
+            icann_domain: Some(p.icann_domain.clone()).filter(|d| !d.is_empty()),
+            dht_bootstrap_nodes: p.dht_bootstrap_nodes.clone(),
+            dht_request_timeout: ms(p.dht_request_timeout_ms),
+            republish_interval: ms(p.republish_interval_ms),
+            publish_retry_min: ms(p.publish_retry_min_ms),
+            user_keys_republish_interval: ms(p.user_keys_republish_interval_ms),
+            user_keys_republish_first: ms(p.user_keys_republish_first_ms),
+        };
+        let relay = super::PkarrRelay {
+            enabled: r.enabled,
+            listen_socket,
+            cache_entries: r.cache_entries,
+        };
+        Ok((pkdns, relay))
     }
 
-    fn validate_household(&self) -> Result<(), String> {
+    fn household(&self) -> Result<super::Upnp, String> {
         let u = &self.upnp;
-        for (key, v) in [
+        positive(&[
             ("upnp.lease_ms", u.lease_ms),
             ("upnp.check_interval_ms", u.check_interval_ms),
             ("upnp.discovery_timeout_ms", u.discovery_timeout_ms),
             ("upnp.retry_min_ms", u.retry_min_ms),
             ("upnp.retry_max_ms", u.retry_max_ms),
-        ] {
-            if v == 0 {
-                return Err(format!("{key} must be greater than 0"));
-            }
-        }
+        ])?;
         if u.retry_max_ms < u.retry_min_ms {
             return Err("upnp.retry_max_ms must be at least upnp.retry_min_ms".into());
         }
@@ -371,32 +399,17 @@ impl Config {
         {
             return Err(format!("mdns: empty interface name {n:?}"));
         }
-        Ok(())
-    }
-
-    /// Executor threads: `general.worker_threads`, or one per CPU core when it is 0.
-    pub fn worker_threads(&self) -> usize {
-        match self.general.worker_threads {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-            n => n,
-        }
-    }
-
-    /// The data directory: `--data-dir`, else `general.data_dir`, else the per-user default.
-    pub fn data_dir(&self, cli: Option<&Path>) -> Result<PathBuf, String> {
-        if let Some(p) = cli {
-            return Ok(p.to_path_buf());
-        }
-        if !self.general.data_dir.as_os_str().is_empty() {
-            return Ok(self.general.data_dir.clone());
-        }
-        if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|x| !x.is_empty()) {
-            return Ok(PathBuf::from(x).join("pubky-edge"));
-        }
-        match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
-            Some(h) => Ok(PathBuf::from(h).join(".local/share/pubky-edge")),
-            None => Err("no data directory: set --data-dir or general.data_dir".into()),
-        }
+        Ok(super::Upnp {
+            enabled: u.enabled,
+            map_http_port: u.map_http_port,
+            lease: ms(u.lease_ms),
+            check_interval: ms(u.check_interval_ms),
+            discovery_timeout: ms(u.discovery_timeout_ms),
+            retry_min: ms(u.retry_min_ms),
+            retry_max: ms(u.retry_max_ms),
+            alternative_ports: u.alternative_ports,
+            description: u.description.clone(),
+        })
     }
 }
 
@@ -446,6 +459,7 @@ fn unknown_keys(known: &Table, layer: &Table, prefix: &str, file: &str, out: &mu
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn load(text: &str) -> Result<Loaded, String> {
         Config::from_layers(&[("test.toml", text)])
@@ -460,7 +474,7 @@ mod tests {
         assert_eq!(c.drive.pubky_listen_socket.port(), 6287);
         assert!(c.drive.icann_listen_socket.ip().is_loopback());
         assert_eq!(c.general.signup_mode, SignupMode::TokenRequired);
-        assert_eq!(c.storage.durability, DurabilityMode::Strict);
+        assert_eq!(c.storage.durability, Durability::Strict);
         assert_eq!(c.storage.default_quota_bytes(), None);
     }
 
@@ -506,17 +520,17 @@ mod tests {
         )
         .unwrap()
         .config;
-        assert_eq!(ok.pkdns.public_ip(), Some("192.0.2.4".parse().unwrap()));
-        assert_eq!(ok.pkdns.icann_domain(), Some("hs.example.org"));
+        assert_eq!(ok.pkdns.public_ip, Some("192.0.2.4".parse().unwrap()));
+        assert_eq!(ok.pkdns.icann_domain.as_deref(), Some("hs.example.org"));
         assert_eq!(
-            ok.pkarr_relay.listen_socket(),
+            ok.pkarr_relay.listen_socket,
             Some("127.0.0.1:15411".parse().unwrap())
         );
         let d = Config::defaults();
         assert!(d.pkdns.dht);
-        assert_eq!(d.pkdns.public_ip(), None);
-        assert_eq!(d.pkdns.icann_domain(), None);
-        assert_eq!(d.pkarr_relay.listen_socket(), None);
+        assert_eq!(d.pkdns.public_ip, None);
+        assert_eq!(d.pkdns.icann_domain.as_deref(), None);
+        assert_eq!(d.pkarr_relay.listen_socket, None);
         for (text, key) in [
             ("[pkdns]\npublic_ip = \"1.2.3\"", "pkdns.public_ip"),
             ("[pkdns]\nicann_domain = \"a b\"", "pkdns.icann_domain"),
@@ -547,7 +561,7 @@ mod tests {
         let d = Config::defaults();
         assert!(d.upnp.enabled && d.mdns.enabled);
         assert!(!d.upnp.map_http_port);
-        assert_eq!(d.upnp.lease_ms, 3_600_000);
+        assert_eq!(d.upnp.lease, Duration::from_millis(3_600_000));
         assert!(d.mdns.skip_interfaces.iter().any(|s| s == "docker"));
         let off =
             load("[upnp]\nenabled = false\n[mdns]\nenabled = false\ninterfaces = [\"wlan0\"]\n")

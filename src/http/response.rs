@@ -1,12 +1,17 @@
-//! `ApiError`: the one place where domain errors (routing, auth, store) become HTTP statuses
-//! with the spec's plain-text bodies, and the one place that logs server-side failures.
+//! Everything that becomes a response: `ApiError`, the one place where domain errors
+//! (routing, account, auth, store) become HTTP statuses with the spec's plain-text bodies and
+//! the one place that logs server-side failures; the small builders every handler uses
+//! (`empty`, `text`, `json`, `internal`); and CORS, applied outermost to every response.
 
 use std::borrow::Cow;
 
 use bytes::Bytes;
-use hyper::{header, Response, StatusCode};
+use hyper::header::{self, HeaderValue};
+use hyper::{HeaderMap, Response, StatusCode};
+use serde::Serialize;
 
 use super::body::Body;
+use super::query::BadQuery;
 use super::route::RouteError;
 use crate::auth::auth_token::AuthTokenError;
 use crate::auth::grant::{GrantError, PopError, SignupGrantError};
@@ -94,6 +99,12 @@ impl From<RouteError> for ApiError {
     }
 }
 
+impl From<BadQuery> for ApiError {
+    fn from(e: BadQuery) -> Self {
+        ApiError::bad_request(e.0)
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         use StatusCode as S;
@@ -150,5 +161,94 @@ impl From<AuthTokenError> for ApiError {
     /// Every AuthToken problem is the client's: 400 with the reference's wording.
     fn from(e: AuthTokenError) -> Self {
         ApiError::bad_request(e.to_string())
+    }
+}
+
+/// A response with no body.
+pub fn empty(status: StatusCode) -> Response<Body> {
+    let mut r = Response::new(Body::Empty);
+    *r.status_mut() = status;
+    r
+}
+
+/// A plain-text response with a fixed body.
+pub fn text(status: StatusCode, s: &'static str) -> Response<Body> {
+    let mut r = Response::new(Body::Full(Bytes::from_static(s.as_bytes())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+/// A JSON response.
+pub fn json(status: StatusCode, v: &impl Serialize) -> Result<Response<Body>, ApiError> {
+    let bytes = serde_json::to_vec(v).map_err(internal)?;
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::Full(bytes.into()))
+        .map_err(internal)
+}
+
+/// A 500 for a failure that is the server's own.
+pub fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("Internal error: {e}"),
+    )
+}
+
+/// `Cache-Control: no-store`, for answers that must never be reused.
+pub fn no_store(mut r: Response<Body>) -> Response<Body> {
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// The CORS inputs of a request: its `Origin` and, on a preflight, the requested method
+/// and headers.
+pub struct CorsRequest {
+    origin: Option<HeaderValue>,
+    method: Option<HeaderValue>,
+    headers: Option<HeaderValue>,
+}
+
+impl CorsRequest {
+    pub fn of(h: &HeaderMap) -> CorsRequest {
+        CorsRequest {
+            origin: h.get(header::ORIGIN).cloned(),
+            method: h.get(header::ACCESS_CONTROL_REQUEST_METHOD).cloned(),
+            headers: h.get(header::ACCESS_CONTROL_REQUEST_HEADERS).cloned(),
+        }
+    }
+
+    /// Very permissive CORS with credentials: mirror the origin, and on preflight the
+    /// requested method and headers.
+    pub fn apply(self, resp: &mut Response<Body>) {
+        let h = resp.headers_mut();
+        h.append(
+            header::VARY,
+            HeaderValue::from_static(
+                "origin, access-control-request-method, access-control-request-headers",
+            ),
+        );
+        let Some(origin) = self.origin else { return };
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+            HeaderValue::from_static("true"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static("retry-after, lock-token, timeout"),
+        );
+        if let Some(m) = self.method {
+            h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, m);
+        }
+        if let Some(hs) = self.headers {
+            h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, hs);
+        }
     }
 }

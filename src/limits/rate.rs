@@ -1,167 +1,18 @@
-//! Rate limits: request-count token buckets per client IP or per target user, selected by
-//! method and path glob (`[[drive.rate_limits]]`, §10.1), and bandwidth buckets that slow
-//! transfers down (`[default_quotas]`, §10.2). Pure apart from a mutex: `now` is passed in.
-//! `http::mod` asks [`Limiter::check`] before dispatch and answers 429 with `Retry-After`.
+//! Request-count limits (§10.1): token buckets per client IP or per target user, selected by
+//! method and path glob from the rules the config validated. Pure apart from a mutex: `now`
+//! is passed in. `http::dispatch` asks [`Limiter::check`] after routing and answers 429 with
+//! `Retry-After`.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
-
+use crate::config::{KeyKind, Rule};
 use crate::pubkey::PublicKey;
 
 /// Buckets kept per limiter; beyond this, idle full buckets are dropped first.
-const MAX_BUCKETS: usize = 20_000;
-
-/// One `[[drive.rate_limits]]` entry. Unknown keys are an error here (a typo would
-/// otherwise silently widen the rule).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RuleConfig {
-    pub path: String,
-    pub method: Option<String>,
-    pub quota: String,
-    pub key: String,
-    pub burst: Option<u32>,
-    #[serde(default)]
-    pub whitelist: Vec<String>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct BandwidthConfig {
-    pub rate_read: Option<String>,
-    pub rate_write: Option<String>,
-    pub rate_read_burst: Option<u64>,
-    pub rate_write_burst: Option<u64>,
-    pub unauthenticated_ip_rate_read: Option<String>,
-}
-
-/// What a rule counts by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyKind {
-    Ip,
-    User,
-}
-
-#[derive(Debug, Clone)]
-pub struct Rule {
-    pub glob: String,
-    pub method: Option<String>,
-    /// Requests per `per`.
-    pub count: u32,
-    pub per: Duration,
-    pub burst: u32,
-    pub key: KeyKind,
-    pub whitelist: Vec<String>,
-}
-
-fn unit(u: &str) -> Option<Duration> {
-    Some(Duration::from_secs(match u {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return None,
-    }))
-}
-
-/// `<N>r/<s|m|h|d>`
-pub fn parse_quota(q: &str) -> Result<(u32, Duration), String> {
-    let bad = || format!("invalid rate limit quota {q:?} (expected e.g. \"10r/m\")");
-    let (n, u) = q.split_once("r/").ok_or_else(bad)?;
-    let n: u32 = n.trim().parse().map_err(|_| bad())?;
-    if n == 0 {
-        return Err(bad());
-    }
-    Ok((n, unit(u.trim()).ok_or_else(bad)?))
-}
-
-/// `<N><kb|mb|gb>/<s|m|h|d>` → bytes per second; `"unlimited"` → `None`.
-pub fn parse_bandwidth(s: &str) -> Result<Option<f64>, String> {
-    if s == "unlimited" {
-        return Ok(None);
-    }
-    let bad = || format!("invalid bandwidth {s:?} (expected e.g. \"4mb/s\" or \"unlimited\")");
-    let (amount, u) = s.split_once('/').ok_or_else(bad)?;
-    let lower = amount.to_ascii_lowercase();
-    let (n, mult) = if let Some(n) = lower.strip_suffix("kb") {
-        (n, 1024.0)
-    } else if let Some(n) = lower.strip_suffix("mb") {
-        (n, 1024.0 * 1024.0)
-    } else if let Some(n) = lower.strip_suffix("gb") {
-        (n, 1024.0 * 1024.0 * 1024.0)
-    } else {
-        return Err(bad());
-    };
-    let n: u64 = n.trim().parse().map_err(|_| bad())?;
-    if n == 0 || s.len() > 32 {
-        return Err(bad());
-    }
-    let per = unit(u).ok_or_else(bad)?;
-    Ok(Some(n as f64 * mult / per.as_secs_f64()))
-}
-
-impl Rule {
-    pub fn from_config(c: &RuleConfig) -> Result<Rule, String> {
-        let (count, per) = parse_quota(&c.quota)?;
-        let key = match c.key.as_str() {
-            "ip" => KeyKind::Ip,
-            "user" => KeyKind::User,
-            other => {
-                return Err(format!(
-                    "rate limit key must be \"ip\" or \"user\", not {other:?}"
-                ))
-            }
-        };
-        for w in &c.whitelist {
-            let ok = match key {
-                KeyKind::Ip => w.parse::<IpAddr>().is_ok(),
-                KeyKind::User => PublicKey::parse_z32(w).is_ok(),
-            };
-            if !ok {
-                return Err(format!(
-                    "rate limit whitelist entry {w:?} does not match key {:?}",
-                    c.key
-                ));
-            }
-        }
-        if c.burst == Some(0) {
-            return Err("rate limit burst must be at least 1".into());
-        }
-        if !c.path.starts_with('/') {
-            return Err(format!("rate limit path {:?} must start with /", c.path));
-        }
-        Ok(Rule {
-            glob: c.path.clone(),
-            method: c.method.as_ref().map(|m| m.to_ascii_uppercase()),
-            count,
-            per,
-            burst: c.burst.unwrap_or(count),
-            key,
-            whitelist: c.whitelist.clone(),
-        })
-    }
-}
-
-/// Config check for `config::Config::validate`.
-pub fn validate(rules: &[RuleConfig], bw: &BandwidthConfig) -> Result<(), String> {
-    for r in rules {
-        Rule::from_config(r)?;
-    }
-    for v in [
-        &bw.rate_read,
-        &bw.rate_write,
-        &bw.unauthenticated_ip_rate_read,
-    ]
-    .into_iter()
-    .flatten()
-    {
-        parse_bandwidth(v)?;
-    }
-    Ok(())
-}
+pub(crate) const MAX_BUCKETS: usize = 20_000;
 
 /// Glob match: `*` and `?` stay within a segment, `**` crosses segments, `[..]` is a
 /// character class (`!`/`^` negates), `{a,b}` alternatives.
@@ -229,13 +80,13 @@ fn matches(p: &[char], t: &[char]) -> bool {
 
 /// A token bucket: `tokens` refill at `rate` per second up to `cap`.
 #[derive(Debug, Clone, Copy)]
-struct Bucket {
-    tokens: f64,
-    at: Instant,
+pub(crate) struct Bucket {
+    pub(crate) tokens: f64,
+    pub(crate) at: Instant,
 }
 
 impl Bucket {
-    fn refill(&mut self, now: Instant, rate: f64, cap: f64) {
+    pub(crate) fn refill(&mut self, now: Instant, rate: f64, cap: f64) {
         let dt = now.saturating_duration_since(self.at).as_secs_f64();
         self.tokens = (self.tokens + dt * rate).min(cap);
         self.at = now;
@@ -274,15 +125,6 @@ impl Limiter {
             rules,
             buckets: Mutex::new(HashMap::new()),
         }
-    }
-
-    pub fn from_config(rules: &[RuleConfig]) -> Result<Limiter, String> {
-        Ok(Limiter::new(
-            rules
-                .iter()
-                .map(Rule::from_config)
-                .collect::<Result<_, _>>()?,
-        ))
     }
 
     pub fn check(&self, r: &Request<'_>, now: Instant) -> Verdict {
@@ -329,43 +171,6 @@ impl Limiter {
     }
 }
 
-/// Bandwidth buckets (bytes), one per user or IP: a transfer takes what it needs and is
-/// told how long to wait so the average stays under the rate. Debt model: a chunk is never
-/// refused, the next one waits.
-pub struct Throttle {
-    buckets: Mutex<HashMap<String, Bucket>>,
-}
-
-impl Default for Throttle {
-    fn default() -> Self {
-        Throttle {
-            buckets: Mutex::new(HashMap::new()),
-        }
-    }
-}
-
-impl Throttle {
-    /// Takes `bytes` (metered in 1 KiB steps) from `key`'s bucket; returns the delay owed.
-    pub fn take(&self, key: &str, bytes: usize, rate: f64, burst: f64, now: Instant) -> Duration {
-        let cost = (bytes.div_ceil(1024) * 1024) as f64;
-        let mut map = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        if map.len() >= MAX_BUCKETS {
-            map.clear();
-        }
-        let b = map.entry(key.to_string()).or_insert(Bucket {
-            tokens: burst,
-            at: now,
-        });
-        b.refill(now, rate, burst);
-        b.tokens -= cost;
-        if b.tokens >= 0.0 {
-            Duration::ZERO
-        } else {
-            Duration::from_secs_f64(-b.tokens / rate)
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -389,31 +194,9 @@ mod tests {
     }
 
     #[test]
-    fn quotas_and_bandwidth() {
-        assert_eq!(parse_quota("10r/m").unwrap(), (10, Duration::from_secs(60)));
-        assert!(parse_quota("0r/m").is_err());
-        assert!(parse_quota("10kb/s").is_err());
-        assert!(parse_quota("10r/w").is_err());
-        assert_eq!(parse_bandwidth("1kb/s").unwrap(), Some(1024.0));
-        assert_eq!(parse_bandwidth("unlimited").unwrap(), None);
-        assert!(parse_bandwidth("10r/s").is_err());
-        let c = |key: &str, wl: &[&str]| RuleConfig {
-            path: "/x".into(),
-            method: None,
-            quota: "1r/s".into(),
-            key: key.into(),
-            burst: None,
-            whitelist: wl.iter().map(|s| s.to_string()).collect(),
-        };
-        assert!(Rule::from_config(&c("ip", &["127.0.0.1"])).is_ok());
-        assert!(Rule::from_config(&c("user", &["127.0.0.1"])).is_err());
-        assert!(Rule::from_config(&c("host", &[])).is_err());
-    }
-
-    #[test]
     fn buckets_refill_and_whitelist() {
         let rule = |key: &str, wl: Vec<String>| {
-            Rule::from_config(&RuleConfig {
+            Rule::from_config(&crate::config::rates::RuleConfig {
                 path: "/events/".into(),
                 method: Some("get".into()),
                 quota: "1r/m".into(),
@@ -459,17 +242,5 @@ mod tests {
         for _ in 0..5 {
             assert_eq!(l.check(&white, t0), Verdict::Allow);
         }
-    }
-
-    #[test]
-    fn throttle_owes_time() {
-        let t = Throttle::default();
-        let now = Instant::now();
-        assert_eq!(t.take("u", 1024, 1024.0, 1024.0, now), Duration::ZERO);
-        assert_eq!(
-            t.take("u", 2048, 1024.0, 1024.0, now),
-            Duration::from_secs(2)
-        );
-        assert_eq!(t.take("v", 1, 1024.0, 1024.0, now), Duration::ZERO);
     }
 }

@@ -1,0 +1,327 @@
+//! Configuration, the ground floor: every other module reads a [`Config`] by value and none
+//! of it reads TOML. Two stages: [`raw`] merges the embedded defaults (`config.sample.toml`,
+//! so defaults live in exactly one place), an optional [`board`] overlay and the user's file
+//! key by key, reports unknown keys by name, and validates everything in one pass into this
+//! typed `Config` (socket addresses, `Duration`s, parsed rates and sizes). An invalid value
+//! stops start-up with a one-line reason naming its key.
+//!
+//! This module imports nothing from the rest of the crate but the pure key vocabulary
+//! (`pubkey`, to check user keys in rate-limit whitelists).
+
+pub mod board;
+pub mod rates;
+pub mod raw;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+pub use rates::{Bandwidth, KeyKind, Rule};
+pub use raw::DEFAULT_TOML;
+
+/// Who may create an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignupMode {
+    Open,
+    TokenRequired,
+}
+
+/// When a write is acknowledged (`storage.durability`); the store follows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Durability {
+    /// Acknowledge after the covering flush (the default).
+    Strict,
+    /// Acknowledge once applied in memory; a background flush every second bounds what a
+    /// power cut can take.
+    Relaxed,
+}
+
+/// The password that ships in the sample config; refused beyond loopback.
+pub const DEFAULT_ADMIN_PASSWORD: &str = "admin";
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub general: General,
+    pub drive: Drive,
+    pub storage: Storage,
+    pub limits: Limits,
+    pub pkdns: Pkdns,
+    pub pkarr_relay: PkarrRelay,
+    pub logging: Logging,
+    pub events: Events,
+    pub admin: Admin,
+    pub metrics: Metrics,
+    /// `[default_quotas]`: the bandwidth every user gets unless the admin overrides it.
+    pub bandwidth: DefaultBandwidth,
+    pub upnp: Upnp,
+    pub mdns: Mdns,
+}
+
+#[derive(Debug, Clone)]
+pub struct General {
+    pub signup_mode: SignupMode,
+    /// Empty when not set (then `--data-dir` or the per-user default decides).
+    pub data_dir: PathBuf,
+    /// Executor threads; 0 is one per CPU core (see [`Config::worker_threads`]).
+    pub worker_threads: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Drive {
+    pub icann_listen_socket: SocketAddr,
+    pub pubky_listen_socket: SocketAddr,
+    /// Request-rate rules (`[[drive.rate_limits]]`), validated.
+    pub rate_limits: Vec<Rule>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Storage {
+    pub default_quota_mb: Option<u64>,
+    pub inline_max_bytes: usize,
+    pub cache_capacity_bytes: u64,
+    pub durability: Durability,
+    pub max_upload_bytes: u64,
+}
+
+impl Storage {
+    pub fn default_quota_bytes(&self) -> Option<u64> {
+        self.default_quota_mb.map(|mb| mb.saturating_mul(1 << 20))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub max_header_bytes: usize,
+    pub header_read_timeout: Duration,
+    pub max_requests_per_connection: u32,
+    pub max_json_body_bytes: usize,
+    pub shutdown_drain: Duration,
+    pub write_stall_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Pkdns {
+    pub dht: bool,
+    /// The address to publish, when the operator fixes one.
+    pub public_ip: Option<IpAddr>,
+    /// 0: the bound port.
+    pub public_pubky_tls_port: u16,
+    /// 0: the bound port.
+    pub public_icann_http_port: u16,
+    pub icann_domain: Option<String>,
+    pub dht_bootstrap_nodes: Vec<String>,
+    pub dht_request_timeout: Duration,
+    pub republish_interval: Duration,
+    pub publish_retry_min: Duration,
+    /// Zero turns the users' republisher off.
+    pub user_keys_republish_interval: Duration,
+    pub user_keys_republish_first: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct PkarrRelay {
+    pub enabled: bool,
+    /// A dedicated relay listener, if configured.
+    pub listen_socket: Option<SocketAddr>,
+    pub cache_entries: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Logging {
+    pub level: String,
+}
+
+/// `[events]`: event streams.
+#[derive(Debug, Clone)]
+pub struct Events {
+    pub max_streams: usize,
+    pub keep_alive: Duration,
+    pub max_lag: u64,
+}
+
+/// `[admin]`: the admin listener.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    pub enabled: bool,
+    pub listen_socket: SocketAddr,
+    pub password: String,
+    pub password_file: Option<PathBuf>,
+}
+
+impl Admin {
+    /// The password in force: the file's first line if `password_file` is set, else
+    /// `password`. The default is refused unless the listener is on loopback.
+    pub fn resolve_password(&self) -> Result<String, String> {
+        let pw = match &self.password_file {
+            Some(f) => std::fs::read_to_string(f)
+                .map_err(|e| format!("cannot read admin.password_file {}: {e}", f.display()))?
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string(),
+            None => self.password.clone(),
+        };
+        if pw.is_empty() {
+            return Err("the admin password is empty".into());
+        }
+        if pw == DEFAULT_ADMIN_PASSWORD && !self.listen_socket.ip().is_loopback() {
+            return Err(format!(
+                "admin.listen_socket {} is reachable beyond this machine, so the default admin \
+                 password is refused; set admin.password or admin.password_file",
+                self.listen_socket
+            ));
+        }
+        Ok(pw)
+    }
+}
+
+/// `[metrics]`: the Prometheus listener.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    pub enabled: bool,
+    pub listen_socket: SocketAddr,
+}
+
+/// `[default_quotas]`: bandwidth defaults (§10.2).
+#[derive(Debug, Clone, Default)]
+pub struct DefaultBandwidth {
+    pub rate_read: Option<Bandwidth>,
+    pub rate_write: Option<Bandwidth>,
+    pub rate_read_burst: Option<u64>,
+    pub rate_write_burst: Option<u64>,
+    pub unauthenticated_ip_rate_read: Option<Bandwidth>,
+}
+
+/// `[upnp]`: the router port mapping.
+#[derive(Debug, Clone)]
+pub struct Upnp {
+    pub enabled: bool,
+    pub map_http_port: bool,
+    pub lease: Duration,
+    pub check_interval: Duration,
+    pub discovery_timeout: Duration,
+    pub retry_min: Duration,
+    pub retry_max: Duration,
+    pub alternative_ports: u16,
+    pub description: String,
+}
+
+/// `[mdns]`: the LAN announcement.
+#[derive(Debug, Clone)]
+pub struct Mdns {
+    pub enabled: bool,
+    pub interfaces: Vec<String>,
+    pub skip_interfaces: Vec<String>,
+}
+
+/// A loaded configuration plus the warnings (unknown keys) found while loading it.
+#[derive(Debug)]
+pub struct Loaded {
+    pub config: Config,
+    pub warnings: Vec<String>,
+}
+
+impl Config {
+    /// The built-in defaults alone.
+    pub fn defaults() -> Config {
+        // Invariant: the embedded sample is checked by the `sample_is_valid` test.
+        Self::from_layers(&[])
+            .expect("embedded default config is valid")
+            .config
+    }
+
+    /// Loads defaults, then each `(name, toml text)` layer in order (board overlay, user file).
+    pub fn from_layers(layers: &[(&str, &str)]) -> Result<Loaded, String> {
+        raw::load_layers(layers)
+    }
+
+    /// Reads a config file from disk as the last layer (after an optional board overlay).
+    pub fn load(file: Option<&Path>, board: Option<(&str, &str)>) -> Result<Loaded, String> {
+        let text = match file {
+            Some(p) => Some(
+                std::fs::read_to_string(p)
+                    .map_err(|e| format!("cannot read config {}: {e}", p.display()))?,
+            ),
+            None => None,
+        };
+        let name = file.map(|p| p.display().to_string()).unwrap_or_default();
+        let mut layers = Vec::new();
+        if let Some(b) = board {
+            layers.push(b);
+        }
+        if let Some(t) = &text {
+            layers.push((name.as_str(), t.as_str()));
+        }
+        Self::from_layers(&layers)
+    }
+
+    /// Executor threads: `general.worker_threads`, or one per CPU core when it is 0.
+    pub fn worker_threads(&self) -> usize {
+        match self.general.worker_threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+
+    /// The data directory: `--data-dir`, else `general.data_dir`, else the per-user default.
+    pub fn data_dir(&self, cli: Option<&Path>) -> Result<PathBuf, String> {
+        if let Some(p) = cli {
+            return Ok(p.to_path_buf());
+        }
+        if !self.general.data_dir.as_os_str().is_empty() {
+            return Ok(self.general.data_dir.clone());
+        }
+        if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|x| !x.is_empty()) {
+            return Ok(PathBuf::from(x).join("pubky-edge"));
+        }
+        match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+            Some(h) => Ok(PathBuf::from(h).join(".local/share/pubky-edge")),
+            None => Err("no data directory: set --data-dir or general.data_dir".into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn admin(listen: &str, pw: &str) -> Admin {
+        Admin {
+            enabled: true,
+            listen_socket: listen.parse().unwrap(),
+            password: pw.into(),
+            password_file: None,
+        }
+    }
+
+    #[test]
+    fn password_rules() {
+        assert_eq!(
+            admin("127.0.0.1:6288", "admin").resolve_password().unwrap(),
+            "admin"
+        );
+        assert!(admin("0.0.0.0:6288", "admin").resolve_password().is_err());
+        assert!(admin("192.168.1.2:6288", "admin")
+            .resolve_password()
+            .is_err());
+        assert_eq!(
+            admin("0.0.0.0:6288", "s3cret").resolve_password().unwrap(),
+            "s3cret"
+        );
+        let e = Config::from_layers(&[("t", "[admin]\npassword = \"\"\n")]).unwrap_err();
+        assert_eq!(e, "admin.password must not be empty");
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("pw");
+        std::fs::write(&f, "from-file\nignored\n").unwrap();
+        let mut c = admin("0.0.0.0:1", "admin");
+        c.password_file = Some(f);
+        assert_eq!(c.resolve_password().unwrap(), "from-file");
+    }
+}
