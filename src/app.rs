@@ -94,7 +94,7 @@ pub async fn start(
     let public_key = identity.public_key();
     let store = Store::open(&data_dir, store_config(&config))
         .map_err(|e| anyhow::anyhow!("cannot open the store in {}: {e}", data_dir.display()))?;
-    let imported = crate::signup_tokens::import(&store, &data_dir, crate::clock::now_secs()).await;
+    let imported = crate::account::spool::import(&store, &data_dir, crate::clock::now_secs()).await;
     if imported > 0 {
         tracing::info!(imported, "signup tokens imported");
     }

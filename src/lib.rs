@@ -19,6 +19,7 @@
 //! past `inline_max_bytes`) → `Store::put` commits entry, event and quota usage in one
 //! transaction and waits for the group flush that covers it → `201 Created`.
 
+pub mod account;
 pub mod admin_client;
 pub mod announce;
 pub mod app;
@@ -33,6 +34,5 @@ pub mod metrics;
 pub mod pubkey;
 pub mod sd_notify;
 pub mod shutdown;
-pub mod signup_tokens;
 pub mod storage_path;
 pub mod store;

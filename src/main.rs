@@ -8,7 +8,7 @@ use std::sync::Arc;
 use pubky_edge::announce::reachability::{self, Resolution};
 use pubky_edge::announce::PublishStatus;
 use pubky_edge::config::Config;
-use pubky_edge::{app, identity::Identity, sd_notify, shutdown, signup_tokens};
+use pubky_edge::{account, app, identity::Identity, sd_notify, shutdown};
 
 const USAGE: &str = "\
 pubky-edge — a Pubky Core homeserver for a small box at home
@@ -161,7 +161,7 @@ fn real_main() -> anyhow::Result<()> {
         ["token", "new"] => {
             app::prepare_data_dir(&data_dir)?;
             let token = pubky_edge::auth::token::new_signup_token();
-            signup_tokens::enqueue(&data_dir, &token)?;
+            account::spool::enqueue(&data_dir, &token)?;
             println!("{token}");
             Ok(())
         }

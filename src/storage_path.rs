@@ -130,7 +130,13 @@ impl StoragePath {
 
     /// Scope coverage: a directory covers itself and its descendants, a file only itself.
     pub fn covers(&self, other: &StoragePath) -> bool {
-        self.0 == other.0 || (self.is_dir() && other.0.starts_with(&self.0))
+        Self::covers_str(&self.0, &other.0)
+    }
+
+    /// [`StoragePath::covers`] for canonical paths held as text (stored events, the
+    /// admin's allowed paths): the one coverage rule.
+    pub fn covers_str(scope: &str, path: &str) -> bool {
+        scope == path || (scope.ends_with('/') && path.starts_with(scope))
     }
 
     /// Ancestor directories of this path, deepest last, excluding the root

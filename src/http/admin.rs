@@ -55,7 +55,7 @@ async fn route(app: &App, req: Request<Incoming>, path: &str) -> Result<Response
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     if matches!(segs.as_slice(), ["info"] | ["signup_tokens"]) {
         // Tokens made by `pubky-edge token new` wait in the spool until imported.
-        crate::signup_tokens::import(&app.store, &app.data_dir, clock::now_secs()).await;
+        crate::account::spool::import(&app.store, &app.data_dir, clock::now_secs()).await;
     }
     match (segs.as_slice(), &m) {
         (["info"], &Method::GET) => info(app),

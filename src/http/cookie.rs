@@ -10,17 +10,14 @@ use hyper::{header, HeaderMap, Request, Response, StatusCode};
 use super::body::{read_limited, Body, BodyError};
 use super::response::ApiError;
 use super::route::legacy_tenant;
-use super::session::{cookie_caller, Session};
 use super::App;
+use crate::account::{signup as accounts, Caller, GrantSession};
 use crate::auth::auth_token::{self, AuthToken};
 use crate::clock;
-use crate::config::SignupMode;
 use crate::pubkey::PublicKey;
 use crate::store::CookieSession;
 
 const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
-/// Length of a cookie secret: 16 bytes in Crockford base32.
-pub const SECRET_LEN: usize = 26;
 const MAX_AGE_SECS: u64 = 31_536_000;
 
 /// Crockford base32, upper case, no padding.
@@ -33,18 +30,6 @@ fn new_secret() -> String {
     // Invariant: the OS random source is available on every supported platform.
     getrandom::fill(&mut b).expect("OS randomness");
     base32(&b)
-}
-
-/// The value of cookie `name` if it has the shape of a session secret.
-pub fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, v)| *k == name && v.len() == SECRET_LEN)
-        .map(|(_, v)| v.to_string())
 }
 
 /// `Secure; SameSite=None` only for hosts a browser reaches over HTTPS: a key or a dotted
@@ -158,21 +143,16 @@ pub async fn signup(app: &App, req: Request<Incoming>) -> Result<Response<Body>,
     let signup_token = super::query::signup_token_param(req.uri().query())?;
     let host = host(req.headers());
     let token = read_token(app, req).await?;
-    if app.store.user(&token.user)?.is_some() {
-        return Err(ApiError::new(StatusCode::CONFLICT, "User already exists"));
-    }
-    let now = clock::now_secs();
-    let signup_token = match app.config.general.signup_mode {
-        SignupMode::Open => None,
-        SignupMode::TokenRequired => {
-            let t = signup_token.ok_or_else(|| ApiError::bad_request("Token required"))?;
-            crate::signup_tokens::import(&app.store, &app.data_dir, now).await;
-            Some(t)
-        }
-    };
-    app.store
-        .create_user(&token.user, signup_token.as_deref(), now)
-        .await?;
+    let (mode, now) = (app.config.general.signup_mode, clock::now_secs());
+    accounts::create_account(
+        &app.store,
+        &app.data_dir,
+        mode,
+        &token.user,
+        signup_token,
+        now,
+    )
+    .await?;
     app.metrics.signup();
     tracing::info!(user = %token.user, "signed up (cookie)");
     open(app, &token, &host).await
@@ -182,13 +162,7 @@ pub async fn signup(app: &App, req: Request<Incoming>) -> Result<Response<Body>,
 pub async fn create(app: &App, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
     let host = host(req.headers());
     let token = read_token(app, req).await?;
-    let user = app
-        .store
-        .user(&token.user)?
-        .ok_or_else(ApiError::not_found)?;
-    if user.disabled {
-        return Err(ApiError::forbidden("User is disabled"));
-    }
+    accounts::sign_in(&app.store, &token.user)?;
     open(app, &token, &host).await
 }
 
@@ -196,14 +170,15 @@ pub async fn create(app: &App, req: Request<Incoming>) -> Result<Response<Body>,
 pub fn get(app: &App, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
     let tenant = legacy_tenant(req.headers(), req.uri().query())
         .ok_or_else(|| ApiError::bad_request("Missing request tenant"))?;
-    if Session::from_headers(app, req.headers())?.is_some() {
+    let creds = super::session::credentials(req.headers());
+    if GrantSession::resolve(&app.store, &creds, clock::now_secs())?.is_some() {
         return Err(ApiError::no_session());
     }
-    let c = cookie_caller(&app.store, req.headers(), &tenant)?.ok_or_else(ApiError::no_session)?;
-    let secret = cookie_value(req.headers(), &tenant.to_z32()).unwrap_or_default();
+    let c = Caller::by_cookie(&app.store, &creds, &tenant)?.ok_or_else(ApiError::no_session)?;
+    let secret = creds.cookie(&tenant.to_z32()).unwrap_or_default();
     let created = app
         .store
-        .cookie_session(&secret)?
+        .cookie_session(secret)?
         .map_or(0, |s| s.created_at);
     let record = session_record(&c.user, created, &c.caps.to_strings());
     Response::builder()
@@ -218,13 +193,14 @@ pub async fn delete(app: &App, req: &Request<Incoming>) -> Result<Response<Body>
     let tenant = legacy_tenant(req.headers(), req.uri().query())
         .ok_or_else(|| ApiError::bad_request("Missing request tenant"))?;
     let name = tenant.to_z32();
-    if let Some(secret) = cookie_value(req.headers(), &name) {
+    let creds = super::session::credentials(req.headers());
+    if let Some(secret) = creds.cookie(&name) {
         if app
             .store
-            .cookie_session(&secret)?
+            .cookie_session(secret)?
             .is_some_and(|s| s.user == tenant)
         {
-            app.store.delete_cookie_session(&secret).await?;
+            app.store.delete_cookie_session(secret).await?;
         }
     }
     Response::builder()
@@ -240,6 +216,7 @@ pub async fn delete(app: &App, req: &Request<Incoming>) -> Result<Response<Body>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::account::caller::COOKIE_SECRET_LEN;
 
     const PK: &str = "8pinxxgqs41n4aididenw5apqp1urfmzdztr8jt4abrkdn435ewo";
 
@@ -248,7 +225,7 @@ mod tests {
         assert_eq!(base32(&[0; 16]), "00000000000000000000000000");
         let seq: Vec<u8> = (0..16).collect();
         assert_eq!(base32(&seq), "000G40R40M30E209185GR38E1W");
-        assert_eq!(new_secret().len(), SECRET_LEN);
+        assert_eq!(new_secret().len(), COOKIE_SECRET_LEN);
         let user = PublicKey::parse_z32(PK).unwrap();
         let mut want = vec![0u8];
         want.extend_from_slice(user.as_bytes());
@@ -283,8 +260,9 @@ mod tests {
             header::COOKIE,
             format!("other=1; {PK}={secret}").parse().unwrap(),
         );
-        assert_eq!(cookie_value(&h, PK).as_deref(), Some(secret));
-        assert_eq!(cookie_value(&h, "other"), None);
+        let creds = super::super::session::credentials(&h);
+        assert_eq!(creds.cookie(PK), Some(secret));
+        assert_eq!(creds.cookie("other"), None);
         let c = set_cookie(PK, secret, "localhost:6286", false);
         assert!(c.starts_with(&format!(
             "{PK}={secret}; Path=/; HttpOnly; Max-Age=31536000; Expires="

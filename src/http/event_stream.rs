@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use hyper::{header, HeaderMap, Response, StatusCode};
+use hyper::{header, Response, StatusCode};
 use smol::future::FutureExt;
 
 use super::body::Body;
@@ -25,12 +25,6 @@ use crate::store::{EventKind, EventRecord, Scan, Store};
 /// Events read from the store per batch.
 const BATCH: usize = 100;
 
-/// Does `filter` (a directory subtree or one file) cover `path`?
-pub fn covers(filter: &StoragePath, path: &str) -> bool {
-    let f = filter.as_str();
-    f == path || (filter.is_dir() && path.starts_with(f))
-}
-
 /// Whose events a stream follows.
 pub enum Source {
     /// Per-user cursors (client streams).
@@ -44,7 +38,7 @@ pub enum Source {
 
 /// Re-checks a private stream's credential before each batch.
 pub struct Revocation {
-    pub headers: HeaderMap,
+    pub creds: crate::account::Credentials,
     pub tenant: PublicKey,
     /// Whom the credential resolved to when the stream opened.
     pub user: PublicKey,
@@ -166,13 +160,22 @@ impl Subscription {
         let Some(r) = &self.revocation else {
             return true;
         };
-        credential_user(&self.store, &r.headers, &r.tenant) == Some(r.user)
+        crate::account::Caller::still_valid(
+            &self.store,
+            &r.creds,
+            &r.tenant,
+            crate::clock::now_secs(),
+        ) == Some(r.user)
     }
 
     fn query(&self, limit: usize) -> Result<Vec<(u64, EventRecord)>, crate::store::StoreError> {
         let filters = &self.filters;
-        let keep =
-            |e: &EventRecord| filters.is_empty() || filters.iter().any(|f| covers(f, &e.path));
+        let keep = |e: &EventRecord| {
+            filters.is_empty()
+                || filters
+                    .iter()
+                    .any(|f| StoragePath::covers_str(f.as_str(), &e.path))
+        };
         match &self.source {
             Source::Users(users) => {
                 let mut all = Vec::new();
@@ -223,24 +226,6 @@ impl Subscription {
             *r = r.saturating_sub(batch.len());
         }
         Bytes::from(out)
-    }
-}
-
-/// The user a stream's credential still resolves to (bearer, else the tenant's cookie).
-fn credential_user(store: &Store, headers: &HeaderMap, tenant: &PublicKey) -> Option<PublicKey> {
-    if let Some(bearer) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| crate::auth::token::bearer_from_header(v.as_bytes()))
-    {
-        let hash = crate::auth::token::bearer_hash(bearer);
-        return match store.session(&hash, crate::clock::now_secs()) {
-            Ok(Some((s, _))) => Some(s.user),
-            _ => None,
-        };
-    }
-    match super::session::cookie_caller(store, headers, tenant) {
-        Ok(Some(c)) => Some(c.user),
-        _ => None,
     }
 }
 

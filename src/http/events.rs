@@ -11,9 +11,8 @@ use super::body::Body;
 use super::event_stream::{open, Revocation, Source};
 use super::query::{ListQuery, StreamQuery};
 use super::response::ApiError;
-use super::session::{Caller, CookiePolicy};
 use super::App;
-use crate::pubkey::PublicKey;
+use crate::account::{access, Caller, CookiePolicy};
 use crate::storage_path::StoragePath;
 use crate::store::{EventKind, Scan};
 
@@ -54,37 +53,6 @@ pub fn feed(app: &App, query: Option<&str>) -> Result<Response<Body>, ApiError> 
         .map_err(super::response::internal)
 }
 
-/// §3.1's read check applied to a stream filter; `tenant` is the single user, if one.
-fn authorize_filter(
-    filter: &StoragePath,
-    caller: Option<&Caller>,
-    tenant: Option<&PublicKey>,
-) -> Result<(), ApiError> {
-    if filter.is_public() {
-        return Ok(());
-    }
-    if !filter.is_private() {
-        return Err(ApiError::forbidden(
-            "Reading from directories other than '/pub/' and '/priv/' is forbidden",
-        ));
-    }
-    let c = caller
-        .ok_or_else(|| ApiError::unauthorized("Authentication required to read private storage"))?;
-    let tenant = tenant
-        .ok_or_else(|| ApiError::forbidden("A private read must be scoped to exactly one user"))?;
-    if c.user != *tenant {
-        return Err(ApiError::forbidden(
-            "Session user does not match target tenant",
-        ));
-    }
-    if !c.caps.can_read(filter) {
-        return Err(ApiError::forbidden(
-            "Session does not have read access to path",
-        ));
-    }
-    Ok(())
-}
-
 fn parse_event_cursor(c: &str) -> Result<u64, ApiError> {
     c.parse::<u64>()
         .map_err(|_| ApiError::bad_request(format!("Invalid cursor: {c}")))
@@ -94,11 +62,13 @@ fn parse_event_cursor(c: &str) -> Result<u64, ApiError> {
 pub fn stream(app: &App, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
     let q = StreamQuery::parse(req.uri().query(), false)?;
     let tenant = (q.users.len() == 1).then(|| q.users[0].0);
+    let creds = super::session::credentials(req.headers());
     let caller = Caller::resolve(
-        app,
-        req.headers(),
+        &app.store,
+        &creds,
         tenant.as_ref(),
         CookiePolicy::OnlyWithoutBearer,
+        crate::clock::now_secs(),
     )?;
     let filters = if q.paths.is_empty() {
         // Invariant: "/pub/" is a canonical directory path.
@@ -107,7 +77,7 @@ pub fn stream(app: &App, req: &Request<Incoming>) -> Result<Response<Body>, ApiE
         q.paths.clone()
     };
     for f in &filters {
-        authorize_filter(f, caller.as_ref(), tenant.as_ref())?;
+        access::authorize_filter(f, caller.as_ref(), tenant.as_ref())?;
     }
     let mut users = Vec::with_capacity(q.users.len());
     for (pk, _) in &q.users {
@@ -121,7 +91,7 @@ pub fn stream(app: &App, req: &Request<Incoming>) -> Result<Response<Body>, ApiE
     // A private stream ends when the credential that opened it stops resolving.
     let guard = match (&caller, filters.iter().any(StoragePath::is_private), tenant) {
         (Some(c), true, Some(t)) => Some(Revocation {
-            headers: req.headers().clone(),
+            creds,
             tenant: t,
             user: c.user,
         }),
@@ -134,7 +104,8 @@ pub fn stream(app: &App, req: &Request<Incoming>) -> Result<Response<Body>, ApiE
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::event_stream::{covers, format_event};
+    use crate::http::event_stream::format_event;
+    use crate::pubkey::PublicKey;
     use crate::store::EventRecord;
 
     const PK: &str = "8pinxxgqs41n4aididenw5apqp1urfmzdztr8jt4abrkdn435ewo";
@@ -199,6 +170,7 @@ mod tests {
 
     #[test]
     fn filters_and_format() {
+        let covers = |f: &StoragePath, p: &str| StoragePath::covers_str(f.as_str(), p);
         let d = StoragePath::strict("/pub/my_folder/").unwrap();
         assert!(covers(&d, "/pub/my_folder/file.txt"));
         assert!(!covers(&d, "/pub/myfolder/file.txt"));

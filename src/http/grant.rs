@@ -3,18 +3,17 @@
 //! `auth::grant`; grants, sessions and nonces persist in the store.
 
 use hyper::body::Incoming;
-use hyper::{header, Request, Response, StatusCode};
+use hyper::{header, HeaderMap, Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 
 use super::body::{read_limited, Body, BodyError};
 use super::response::ApiError;
 use super::response::{empty, json};
-use super::session::Session;
 use super::App;
+use crate::account::{signup as accounts, GrantSession};
 use crate::auth::grant::{self, GrantClaims, GrantId};
 use crate::auth::token;
 use crate::clock;
-use crate::config::SignupMode;
 use crate::store::GrantRecord;
 
 /// Longest bearer lifetime; the SDK refreshes before expiry.
@@ -124,20 +123,8 @@ pub async fn signup(app: &App, req: Request<Incoming>) -> Result<Response<Body>,
     let claims = grant::verify_grant(&proof.grant, now, true)?;
     grant::check_signup_grant(&claims, now)?;
     check_pop(app, &proof, &claims, now).await?;
-    if app.store.user(&claims.iss)?.is_some() {
-        return Err(ApiError::new(StatusCode::CONFLICT, "User already exists"));
-    }
-    let token = match app.config.general.signup_mode {
-        SignupMode::Open => None,
-        SignupMode::TokenRequired => {
-            let t = token.ok_or_else(|| ApiError::bad_request("Token required"))?;
-            crate::signup_tokens::import(&app.store, &app.data_dir, now).await;
-            Some(t)
-        }
-    };
-    app.store
-        .create_user(&claims.iss, token.as_deref(), now)
-        .await?;
+    let mode = app.config.general.signup_mode;
+    accounts::create_account(&app.store, &app.data_dir, mode, &claims.iss, token, now).await?;
     app.metrics.signup();
     tracing::info!(user = %claims.iss, "signed up");
     Ok(empty(StatusCode::NO_CONTENT))
@@ -158,11 +145,7 @@ pub async fn create_session(app: &App, req: Request<Incoming>) -> Result<Respons
         return Err(ApiError::unauthorized("Grant has been revoked"));
     }
     check_pop(app, &proof, &claims, now).await?;
-    match app.store.user(&claims.iss)? {
-        None => return Err(ApiError::not_found()),
-        Some(u) if u.disabled => return Err(ApiError::forbidden("User is disabled")),
-        Some(_) => {}
-    }
+    accounts::sign_in(&app.store, &claims.iss)?;
     let record = GrantRecord {
         id: claims.jti.as_str().to_string(),
         user: claims.iss,
@@ -210,7 +193,7 @@ fn session_info<'a>(
 
 /// `GET /auth/grant/session`: the bearer's session.
 pub fn get_session(app: &App, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
-    let s = Session::from_headers(app, req.headers())?.ok_or_else(ApiError::no_session)?;
+    let s = bearer_session(app, req.headers())?.ok_or_else(ApiError::no_session)?;
     let info = session_info(app, &s.grant, s.token_expires_at, s.grant.created_at);
     json(StatusCode::OK, &info)
 }
@@ -218,7 +201,7 @@ pub fn get_session(app: &App, req: &Request<Incoming>) -> Result<Response<Body>,
 /// `DELETE /auth/grant/session`: revoke by JSON proof (preferred) or by bearer; without
 /// credentials it is a no-op, so repeated sign-outs succeed.
 pub async fn delete_session(app: &App, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
-    let session = Session::from_headers(app, req.headers())?;
+    let session = bearer_session(app, req.headers())?;
     if let Some(proof) = read_proof(app, req, true).await? {
         let now = clock::now_secs();
         let claims = grant::verify_grant(&proof.grant, now, false)?;
@@ -239,8 +222,8 @@ pub async fn delete_session(app: &App, req: Request<Incoming>) -> Result<Respons
     Ok(empty(StatusCode::OK))
 }
 
-fn root_session(app: &App, req: &Request<Incoming>) -> Result<Session, ApiError> {
-    let s = Session::from_headers(app, req.headers())?.ok_or_else(ApiError::no_session)?;
+fn root_session(app: &App, req: &Request<Incoming>) -> Result<GrantSession, ApiError> {
+    let s = bearer_session(app, req.headers())?.ok_or_else(ApiError::no_session)?;
     if !s.caps.is_root() {
         return Err(ApiError::forbidden("Root capability required"));
     }
@@ -286,4 +269,14 @@ pub async fn revoke(
     }
     app.store.revoke_grant(&g.id).await?;
     Ok(empty(StatusCode::OK))
+}
+
+/// The grant session of the request's bearer, if any.
+fn bearer_session(app: &App, headers: &HeaderMap) -> Result<Option<GrantSession>, ApiError> {
+    let creds = super::session::credentials(headers);
+    Ok(GrantSession::resolve(
+        &app.store,
+        &creds,
+        clock::now_secs(),
+    )?)
 }

@@ -198,12 +198,10 @@ async fn token_status(app: &App, token: &str) -> Result<Response<Body>, ApiError
             "Invalid signup token format: {token}"
         )));
     }
-    let mut t = app.store.signup_token(token)?;
-    if t.is_none() {
-        crate::signup_tokens::import(&app.store, &app.data_dir, crate::clock::now_secs()).await;
-        t = app.store.signup_token(token)?;
-    }
-    let t = t.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "Token not found"))?;
+    let now = crate::clock::now_secs();
+    let t = crate::account::spool::find(&app.store, &app.data_dir, token, now)
+        .await?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "Token not found"))?;
     let status = if t.used_by.is_some() { "used" } else { "valid" };
     Ok(no_store(json(
         StatusCode::OK,

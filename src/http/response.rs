@@ -13,6 +13,7 @@ use serde::Serialize;
 use super::body::Body;
 use super::query::BadQuery;
 use super::route::RouteError;
+use crate::account;
 use crate::auth::auth_token::AuthTokenError;
 use crate::auth::grant::{GrantError, PopError, SignupGrantError};
 use crate::store::StoreError;
@@ -96,6 +97,26 @@ impl From<RouteError> for ApiError {
             RouteError::BadRequest(m) => ApiError::bad_request(m),
             RouteError::NotFound => ApiError::not_found(),
         }
+    }
+}
+
+impl From<account::Error> for ApiError {
+    fn from(e: account::Error) -> Self {
+        use account::Error as E;
+        let status = match e {
+            E::Store(s) => return s.into(),
+            E::NoSession | E::AuthRequired => StatusCode::UNAUTHORIZED,
+            E::OutsideStorage { .. }
+            | E::WrongUser
+            | E::NoAccess { .. }
+            | E::PrivateNeedsOneUser
+            | E::Disabled
+            | E::PathNotAllowed => StatusCode::FORBIDDEN,
+            E::NotAFile | E::TokenRequired => StatusCode::BAD_REQUEST,
+            E::UnknownUser => StatusCode::NOT_FOUND,
+            E::UserExists => StatusCode::CONFLICT,
+        };
+        ApiError::new(status, e.to_string())
     }
 }
 

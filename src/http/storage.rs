@@ -12,8 +12,9 @@ use super::listing;
 use super::query::ListQuery;
 use super::response::ApiError;
 use super::route::{Addressing, StorageOp};
-use super::session::{AuthMethod, Caller, CookiePolicy};
 use super::App;
+use crate::account::access::{self, Write};
+use crate::account::{AuthMethod, Caller, CookiePolicy};
 use crate::clock;
 use crate::pubkey::PublicKey;
 use crate::storage_path::StoragePath;
@@ -31,8 +32,15 @@ pub async fn handle(
     let result = match tenant {
         None => Err(ApiError::bad_request("Missing request tenant")),
         Some(tenant) => {
-            let session =
-                Caller::resolve(app, req.headers(), Some(&tenant), CookiePolicy::Fallback);
+            let creds = super::session::credentials(req.headers());
+            let session = Caller::resolve(
+                &app.store,
+                &creds,
+                Some(&tenant),
+                CookiePolicy::Fallback,
+                clock::now_secs(),
+            )
+            .map_err(ApiError::from);
             count_request(app, &req, &tenant, addressing, &session);
             match (session, op) {
                 (Err(e), _) => Err(e),
@@ -114,69 +122,6 @@ fn hv(s: &'static str) -> header::HeaderValue {
     header::HeaderValue::from_static(s)
 }
 
-/// §3.1 read checks: `/pub/` is public, `/priv/` needs the owner's session with `r`.
-fn authorize_read(
-    tenant: &PublicKey,
-    path: &StoragePath,
-    session: Option<&Caller>,
-) -> Result<(), ApiError> {
-    if path.is_public() {
-        return Ok(());
-    }
-    if !path.is_private() {
-        return Err(ApiError::forbidden(
-            "Reading from directories other than '/pub/' and '/priv/' is forbidden",
-        ));
-    }
-    let s = session
-        .ok_or_else(|| ApiError::unauthorized("Authentication required to read private storage"))?;
-    if s.user != *tenant {
-        return Err(ApiError::forbidden(
-            "Session user does not match target tenant",
-        ));
-    }
-    if !s.caps.can_read(path) {
-        return Err(ApiError::forbidden(
-            "Session does not have read access to path",
-        ));
-    }
-    Ok(())
-}
-
-/// §3.1 write checks 1–7 (quota, collisions and existence follow in the store).
-fn authorize_write(
-    app: &App,
-    tenant: &PublicKey,
-    path: &StoragePath,
-    session: Option<&Caller>,
-    is_put: bool,
-) -> Result<(), ApiError> {
-    let s = session.ok_or_else(ApiError::no_session)?;
-    if path.is_dir() {
-        return Err(ApiError::bad_request("Target path must be a file"));
-    }
-    if !path.is_public() && !path.is_private() {
-        return Err(ApiError::forbidden(
-            "Writing to directories other than '/pub/' and '/priv/' is forbidden",
-        ));
-    }
-    if s.user != *tenant {
-        return Err(ApiError::forbidden(
-            "Session user does not match target tenant",
-        ));
-    }
-    if !s.caps.can_write(path) {
-        return Err(ApiError::forbidden(
-            "Session does not have write access to path",
-        ));
-    }
-    let user = app.store.user(tenant)?.ok_or_else(ApiError::not_found)?;
-    if is_put && user.disabled {
-        return Err(ApiError::forbidden("User is disabled"));
-    }
-    Ok(())
-}
-
 fn read(
     app: &App,
     req: &Request<Incoming>,
@@ -186,7 +131,7 @@ fn read(
     session: Option<&Caller>,
 ) -> Result<Response<Body>, ApiError> {
     let query = ListQuery::parse(req.uri().query())?;
-    authorize_read(tenant, path, session)?;
+    access::authorize_read(tenant, path, session)?;
     if path.is_dir() {
         if op == StorageOp::Head {
             return Err(ApiError::not_found());
@@ -288,7 +233,7 @@ async fn put(
     path: &StoragePath,
     session: Option<&Caller>,
 ) -> Result<Response<Body>, ApiError> {
-    authorize_write(app, tenant, path, session, true)?;
+    access::authorize_write(&app.store, tenant, path, session, Write::Put)?;
     let max_upload = app.config.storage.max_upload_bytes;
     let allowance = app.store.write_allowance(tenant, path)?;
     let declared = req
@@ -304,7 +249,7 @@ async fn put(
             return Err(too_large(max_upload));
         }
     }
-    check_allowed_paths(app, tenant, path)?;
+    access::authorize_path(&app.store, tenant, path)?;
     let budget = bandwidth::write_budget(app, tenant)?;
     let mut body = req.into_body();
     let mut upload = app.store.upload();
@@ -336,22 +281,13 @@ async fn delete(
     path: &StoragePath,
     session: Option<&Caller>,
 ) -> Result<Response<Body>, ApiError> {
-    authorize_write(app, tenant, path, session, false)?;
+    access::authorize_write(&app.store, tenant, path, session, Write::Delete)?;
     if app.store.entry(tenant, path)?.is_none() {
         return Err(ApiError::not_found());
     }
-    check_allowed_paths(app, tenant, path)?;
+    access::authorize_path(&app.store, tenant, path)?;
     app.store.delete(tenant, path, clock::now_micros()).await?;
     Ok(super::response::empty(StatusCode::NO_CONTENT))
-}
-
-/// §3.1 check 10: the operator may restrict a user to some paths.
-fn check_allowed_paths(app: &App, tenant: &PublicKey, path: &StoragePath) -> Result<(), ApiError> {
-    let q = app.store.quota_overrides(tenant)?;
-    if !super::quota::write_allowed(&q, path.as_str()) {
-        return Err(ApiError::forbidden("Write to this path is not allowed"));
-    }
-    Ok(())
 }
 
 /// §3.5: magic bytes of the start of the body win, then the path's extension.

@@ -1,7 +1,8 @@
 //! Signup tokens created outside the server process. `pubky-edge token new` cannot open the
 //! database while the server holds its lock, so it drops each new token as a file in
 //! `<data>/signup-tokens/`; the server imports that spool into the store at start and
-//! whenever a signup names a token it does not know yet.
+//! whenever a signup, a token check or the admin's token list needs it ([`import`],
+//! [`find`]).
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
@@ -9,7 +10,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::auth::token::is_signup_token;
-use crate::store::Store;
+use crate::store::{SignupToken, Store, StoreError};
 
 pub fn spool_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("signup-tokens")
@@ -60,4 +61,18 @@ pub async fn import(store: &Store, data_dir: &Path, now_secs: u64) -> usize {
         let _ = fs::remove_file(entry.path());
     }
     imported
+}
+
+/// The signup token `token`, importing the spool first when the store does not know it.
+pub async fn find(
+    store: &Store,
+    data_dir: &Path,
+    token: &str,
+    now_secs: u64,
+) -> Result<Option<SignupToken>, StoreError> {
+    if let Some(t) = store.signup_token(token)? {
+        return Ok(Some(t));
+    }
+    import(store, data_dir, now_secs).await;
+    store.signup_token(token)
 }

@@ -1,0 +1,158 @@
+//! Who is asking: the credentials a request carries (a grant bearer, cookie sessions named
+//! after users) resolved against the store. Unknown, expired or malformed credentials simply
+//! mean "nobody"; each route decides whether that is a 401.
+
+use super::Error;
+use crate::auth::capability::Capabilities;
+use crate::auth::token;
+use crate::pubkey::PublicKey;
+use crate::store::{GrantRecord, Store, StoreError};
+
+/// Length of a cookie session secret: 16 bytes in Crockford base32.
+pub const COOKIE_SECRET_LEN: usize = 26;
+
+/// The credentials of one request, as the transport found them.
+#[derive(Debug, Clone, Default)]
+pub struct Credentials {
+    /// `Authorization: Bearer <token>` with a token of the right shape.
+    pub bearer: Option<String>,
+    /// Whether any `Authorization: Bearer …` header was sent, well-formed or not.
+    pub bearer_header: bool,
+    /// Cookies whose value has the shape of a session secret: (name, secret).
+    pub cookies: Vec<(String, String)>,
+}
+
+impl Credentials {
+    /// The first cookie called `name` that looks like a session secret.
+    pub fn cookie(&self, name: &str) -> Option<&str> {
+        self.cookies
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A grant session: the bearer's user, capabilities and stored grant.
+pub struct GrantSession {
+    pub user: PublicKey,
+    pub caps: Capabilities,
+    pub grant: GrantRecord,
+    pub token_expires_at: u64,
+}
+
+/// How a caller authenticated (a metrics label too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMethod {
+    Grant,
+    Cookie,
+}
+
+/// Whoever a request acts for, from a grant bearer or a cookie session.
+pub struct Caller {
+    pub user: PublicKey,
+    pub caps: Capabilities,
+    pub method: AuthMethod,
+}
+
+/// Which credentials a route accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CookiePolicy {
+    /// Storage: the bearer first, the tenant's cookie when the bearer is absent or invalid.
+    Fallback,
+    /// Event streams: any `Authorization: Bearer` header, even an invalid one, disables
+    /// the cookie.
+    OnlyWithoutBearer,
+}
+
+/// Stored capabilities were parsed when they were accepted; a failure here is corruption.
+fn stored_caps(caps: &[String]) -> Result<Capabilities, Error> {
+    Capabilities::from_strings(caps)
+        .map_err(|e| StoreError::Corrupt(format!("stored capabilities: {e}")).into())
+}
+
+impl GrantSession {
+    /// The grant session of a well-formed, known, unexpired bearer.
+    pub fn resolve(store: &Store, creds: &Credentials, now: u64) -> Result<Option<Self>, Error> {
+        let Some(bearer) = &creds.bearer else {
+            return Ok(None);
+        };
+        let Some((session, grant)) = store.session(&token::bearer_hash(bearer), now)? else {
+            return Ok(None);
+        };
+        Ok(Some(GrantSession {
+            user: session.user,
+            caps: stored_caps(&grant.caps)?,
+            token_expires_at: session.expires_at,
+            grant,
+        }))
+    }
+}
+
+impl Caller {
+    /// Resolves the caller of a request aimed at `tenant`. The cookie considered is the one
+    /// named after the tenant; a cookie of another user is never selected.
+    pub fn resolve(
+        store: &Store,
+        creds: &Credentials,
+        tenant: Option<&PublicKey>,
+        policy: CookiePolicy,
+        now: u64,
+    ) -> Result<Option<Caller>, Error> {
+        if let Some(s) = GrantSession::resolve(store, creds, now)? {
+            return Ok(Some(Caller {
+                user: s.user,
+                caps: s.caps,
+                method: AuthMethod::Grant,
+            }));
+        }
+        if policy == CookiePolicy::OnlyWithoutBearer && creds.bearer_header {
+            return Ok(None);
+        }
+        match tenant {
+            Some(tenant) => Self::by_cookie(store, creds, tenant),
+            None => Ok(None),
+        }
+    }
+
+    /// The cookie session named after `tenant`, if it is valid and belongs to the tenant.
+    pub fn by_cookie(
+        store: &Store,
+        creds: &Credentials,
+        tenant: &PublicKey,
+    ) -> Result<Option<Caller>, Error> {
+        let Some(secret) = creds.cookie(&tenant.to_z32()) else {
+            return Ok(None);
+        };
+        let Some(s) = store.cookie_session(secret)? else {
+            return Ok(None);
+        };
+        if s.user != *tenant {
+            return Ok(None);
+        }
+        Ok(Some(Caller {
+            user: s.user,
+            caps: stored_caps(&s.caps)?,
+            method: AuthMethod::Cookie,
+        }))
+    }
+
+    /// The user a long-lived request's credential still resolves to: a well-formed bearer's
+    /// session only, else the tenant's cookie. Store failures count as "nobody".
+    pub fn still_valid(
+        store: &Store,
+        creds: &Credentials,
+        tenant: &PublicKey,
+        now: u64,
+    ) -> Option<PublicKey> {
+        if let Some(bearer) = &creds.bearer {
+            return match store.session(&token::bearer_hash(bearer), now) {
+                Ok(Some((s, _))) => Some(s.user),
+                _ => None,
+            };
+        }
+        match Self::by_cookie(store, creds, tenant) {
+            Ok(Some(c)) => Some(c.user),
+            _ => None,
+        }
+    }
+}
