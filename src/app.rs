@@ -26,7 +26,7 @@ use crate::http::tls::{server_config, PubkyTls};
 use crate::http::{serve, App, ConnStats, PlainTcp, ServerLimits};
 use crate::identity::Identity;
 use crate::pubkey::PublicKey;
-use crate::shutdown::Shutdown;
+use crate::runtime::shutdown::Shutdown;
 use crate::store::{Store, StoreConfig};
 
 /// A running homeserver.

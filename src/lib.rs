@@ -20,19 +20,17 @@
 //! transaction and waits for the group flush that covers it → `201 Created`.
 
 pub mod account;
-pub mod admin_client;
 pub mod announce;
 pub mod app;
 pub mod auth;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod http;
 pub mod identity;
 pub mod limits;
-pub mod logging;
 pub mod metrics;
 pub mod pubkey;
-pub mod sd_notify;
-pub mod shutdown;
+pub mod runtime;
 pub mod storage_path;
 pub mod store;

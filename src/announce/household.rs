@@ -14,11 +14,12 @@ use smol::{Executor, Task};
 
 use super::mapping::PortRequest;
 use super::mdns::{Announcer, MdnsSettings, Ports};
-use super::upnp::{save_json, PortMapper, UpnpSettings, UpnpState};
+use super::upnp::{PortMapper, UpnpSettings, UpnpState};
+use super::worker::save_json;
 use super::PublicAddress;
 use crate::config::Config;
 use crate::pubkey::PublicKey;
-use crate::shutdown::ShutdownSignal;
+use crate::runtime::shutdown::ShutdownSignal;
 
 /// The bound listeners, as the household workers need them.
 #[derive(Debug, Clone, Copy)]

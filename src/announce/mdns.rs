@@ -20,7 +20,7 @@ use std::time::Duration;
 use mdns_sd::{DaemonEvent, IfKind, IfPredicate, ServiceDaemon, ServiceInfo};
 use serde::{Deserialize, Serialize};
 
-use super::upnp::save_json;
+use super::worker::save_json;
 use crate::pubkey::PublicKey;
 
 pub const SERVICE_TYPE: &str = "_pubky._tcp.local.";

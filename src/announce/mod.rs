@@ -1,11 +1,12 @@
 //! Making the device findable: the homeserver's pkarr record on the Mainline DHT
-//! (`packet` builds it, `publisher` keeps it there), the users' records kept alive
+//! (`packet` builds it, `publisher` keeps it there at the `address` others learn), the users' records kept alive
 //! (`users`), and the DHT client they share (`dht`), which the pkarr relay endpoint uses too.
 //! In the household: the router port mapping (`upnp`, its rules in `mapping`, the
 //! calls to the router in `router`), the LAN announcement (`mdns`), both
 //! started and stopped by `household`, and the report `pubky-edge status` prints
-//! (`reachability`).
+//! (`reachability`). `worker` holds what the workers share: backoff and state files.
 
+pub mod address;
 pub mod dht;
 pub mod household;
 pub mod mapping;
@@ -17,7 +18,9 @@ pub mod relay;
 pub mod router;
 pub mod upnp;
 pub mod users;
+pub mod worker;
 
+pub use address::PublicAddress;
 pub use dht::{DhtClient, DhtSettings};
-pub use publisher::{PublicAddress, PublishStatus, Publisher};
+pub use publisher::{PublishStatus, Publisher};
 pub use users::UsersRepublisher;

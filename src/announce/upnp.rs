@@ -17,12 +17,13 @@ use event_listener::Event;
 use serde::{Deserialize, Serialize};
 use smol::future::FutureExt;
 
+use super::address::PublicAddress;
 use super::mapping::{
     after_add, classify, lease_secs, renew_due, AddOutcome, Attempt, NatKind, Next, PortRequest,
 };
-use super::publisher::{backoff, PublicAddress};
 use super::router::{local_ip_towards, External, Router};
-use crate::shutdown::ShutdownSignal;
+use super::worker::{backoff, save_json};
+use crate::runtime::shutdown::ShutdownSignal;
 
 pub const STATE_FILE: &str = "upnp.json";
 
@@ -69,20 +70,7 @@ pub struct UpnpState {
 
 impl UpnpState {
     pub fn load(data_dir: &std::path::Path) -> Option<UpnpState> {
-        let text = std::fs::read_to_string(data_dir.join(STATE_FILE)).ok()?;
-        serde_json::from_str(&text).ok()
-    }
-}
-
-/// Writes a small JSON state file atomically (best effort: it is informational).
-pub fn save_json<T: Serialize>(data_dir: &std::path::Path, name: &str, value: &T) {
-    let path = data_dir.join(name);
-    let tmp = path.with_extension("json.tmp");
-    let Ok(text) = serde_json::to_string_pretty(value) else {
-        return;
-    };
-    if std::fs::write(&tmp, text).is_ok() {
-        let _ = std::fs::rename(&tmp, &path);
+        super::worker::load_json(data_dir, STATE_FILE)
     }
 }
 

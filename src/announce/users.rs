@@ -12,7 +12,7 @@ use smol::future::FutureExt;
 use super::dht::DhtClient;
 use super::packet::homeserver_of;
 use crate::pubkey::PublicKey;
-use crate::shutdown::ShutdownSignal;
+use crate::runtime::shutdown::ShutdownSignal;
 use crate::store::Store;
 
 /// What one pass did.

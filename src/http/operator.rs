@@ -16,7 +16,7 @@ use super::response::ApiError;
 use super::server::{serve, PlainTcp, ServerLimits};
 use super::App;
 use crate::metrics::{self, Device, RouteClass};
-use crate::shutdown::ShutdownSignal;
+use crate::runtime::shutdown::ShutdownSignal;
 
 /// Where the operator listeners ended up, and their tasks.
 pub struct Operator {

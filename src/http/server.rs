@@ -29,7 +29,7 @@ use smol::Executor;
 use super::body::Body;
 use super::capacity::{self, ConnStats, LiveGuard, Slot};
 use super::rt::{SmolIo, SmolTimer};
-use crate::shutdown::{Shutdown, ShutdownSignal};
+use crate::runtime::shutdown::{Shutdown, ShutdownSignal};
 
 /// How far hyper's read buffer may grow. It starts at 8 KiB and only doubles while reads fill
 /// it, so idle and slow connections stay small; a fast body (an upload over loopback or a

@@ -9,7 +9,6 @@ pub mod sse;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ed25519_dalek::SigningKey;
@@ -18,6 +17,7 @@ use pubky_edge::auth::grant::{GrantClaims, GrantId, PopClaims};
 use pubky_edge::auth::{capability::Capabilities, jws};
 use pubky_edge::config::Config;
 use pubky_edge::pubkey::PublicKey;
+use pubky_edge::runtime::Pool;
 
 pub struct Server {
     pub addr: SocketAddr,
@@ -27,9 +27,8 @@ pub struct Server {
     pub pk: PublicKey,
     pub data_dir: PathBuf,
     running: Option<Running>,
-    ex: Arc<smol::Executor<'static>>,
-    stop_tx: Option<smol::channel::Sender<()>>,
-    threads: Vec<std::thread::JoinHandle<()>>,
+    /// The executor the server runs on, with two worker threads (as `pubky-edge run` has).
+    pool: Option<Pool>,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -51,17 +50,10 @@ impl Server {
         let config = Config::from_layers(&[("test", OPEN), ("extra", extra_toml)])
             .unwrap()
             .config;
-        let ex = Arc::new(smol::Executor::new());
-        let (stop_tx, stop_rx) = smol::channel::bounded::<()>(1);
-        let mut threads = Vec::new();
-        for _ in 0..2 {
-            let ex = ex.clone();
-            let rx = stop_rx.clone();
-            threads.push(std::thread::spawn(move || {
-                let _ = smol::block_on(ex.run(rx.recv()));
-            }));
-        }
-        let running = smol::block_on(ex.run(app::start(&ex, config, dir.to_path_buf()))).unwrap();
+        let pool = Pool::new(3).unwrap();
+        let running = pool
+            .block_on(app::start(pool.executor(), config, dir.to_path_buf()))
+            .unwrap();
         Server {
             addr: running.icann_addr,
             tls_addr: running.pubky_addr,
@@ -70,9 +62,7 @@ impl Server {
             pk: running.public_key,
             data_dir: dir.to_path_buf(),
             running: Some(running),
-            ex,
-            stop_tx: Some(stop_tx),
-            threads,
+            pool: Some(pool),
             _tmp: None,
         }
     }
@@ -109,13 +99,12 @@ impl Server {
 
     fn shutdown(&mut self) {
         if let Some(r) = self.running.take() {
-            let ex = self.ex.clone();
-            smol::block_on(ex.run(r.stop())).unwrap();
+            if let Some(pool) = &self.pool {
+                pool.block_on(r.stop()).unwrap();
+            }
         }
-        self.stop_tx.take();
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
+        // Dropping the pool joins its worker threads.
+        self.pool.take();
     }
 
     pub fn req(&self, method: &str, path: &str) -> Req {

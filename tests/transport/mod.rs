@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use pubky_edge::http::{serve, Body, ConnInfo, ConnStats, PlainTcp, ServerLimits};
-use pubky_edge::shutdown::Shutdown;
+use pubky_edge::runtime::shutdown::Shutdown;
 
 /// Upper bound on any single wait in a test, so a bug fails the test instead of hanging it.
 pub const SAFETY: Duration = Duration::from_secs(10);

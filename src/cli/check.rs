@@ -1,0 +1,47 @@
+//! `pubky-edge check`: verifies a stopped server's data directory offline.
+
+use crate::app;
+use crate::config::Config;
+
+/// `pubky-edge check`: opens the store as the server would (which also sweeps what a crash
+/// can leave behind) and runs its full consistency check.
+pub fn run(config: &Config, data_dir: &std::path::Path) -> anyhow::Result<()> {
+    use anyhow::Context;
+    anyhow::ensure!(
+        data_dir.join("db").is_dir(),
+        "no store in {} (nothing has been stored there yet, or --data-dir is wrong)",
+        data_dir.display()
+    );
+    let store = crate::store::Store::open(data_dir, app::store_config(config)).map_err(|e| {
+        // sled reports a held database lock as a plain I/O error with this text.
+        let hint = if e.to_string().contains("could not acquire lock") {
+            " (is the server still running?)"
+        } else {
+            ""
+        };
+        anyhow::anyhow!("cannot open the store in {}{hint}: {e}", data_dir.display())
+    })?;
+    let report = store
+        .check()
+        .context("the check could not read the store")?;
+    smol::block_on(store.close()).context("closing the store")?;
+    println!("files:       {}", report.entries);
+    println!("blob files:  {}", report.blob_files);
+    for (user, used) in &report.used_bytes {
+        let who = crate::pubkey::PublicKey::from_bytes(*user)
+            .map_or_else(|_| "<invalid key>".to_string(), |k| k.to_string());
+        println!("user {who}: {used} bytes used");
+    }
+    if report.problems.is_empty() {
+        println!("store is consistent");
+        return Ok(());
+    }
+    for p in &report.problems {
+        println!("problem:     {p}");
+    }
+    anyhow::bail!(
+        "{} problem(s) found in {}",
+        report.problems.len(),
+        data_dir.display()
+    )
+}

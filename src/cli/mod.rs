@@ -1,0 +1,193 @@
+//! The command line: argv → a command → an exit code (0 ok, 1 failure or problems found,
+//! 2 usage). `run` (the default) serves until a signal ([`serve`]); `info` and `status`
+//! print what the device knows ([`report`]); `token new` drops a signup token into the
+//! spool; `check` verifies a stopped store ([`check`]); `testnet` runs a local network
+//! ([`testnet`]); `admin …` talks to the running server's admin API ([`admin`]).
+
+pub mod admin;
+pub mod check;
+pub mod report;
+pub mod serve;
+pub mod testnet;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::announce::reachability::{self, Resolution};
+use crate::config::Config;
+use crate::{account, app, identity::Identity};
+
+const USAGE: &str = "\
+pubky-edge — a Pubky Core homeserver for a small box at home
+
+USAGE:
+    pubky-edge [OPTIONS] [COMMAND]
+
+COMMANDS:
+    run          run the homeserver (the default)
+    info         print the homeserver's public key and where its data lives
+    status       reachability: LAN addresses, mDNS name, UPnP mapping, external address,
+                 CGNAT, last DHT publish and whether the record resolves to this device
+    token new    create a signup token (for signup_mode = \"token_required\")
+    check        verify the stored data offline (stop the server first): every file has
+                 its body, blob files match their hashes and reference counts, no orphan
+                 blob is left and each user's quota usage equals the sum of their files;
+                 exits 1 and lists the problems if any is found
+    testnet      run a local development network on loopback: a small Mainline DHT
+                 (bootstrap 127.0.0.1:6881), a pkarr relay (127.0.0.1:15411) and this
+                 homeserver (HTTP 6286, PubkyTLS 6287), as the SDKs' `testnet()` expects
+    admin …      operate the running server through its admin API (`admin help`)
+
+OPTIONS:
+    -c, --config FILE     configuration file (TOML), merged over the built-in defaults
+    -b, --board NAME      board overlay between the defaults and --config: pi-zero,
+                          pi-zero-2w, pi3, pi4, pi5, generic-arm64, qemu-virt, auto
+                          (detect from the device tree) or a FILE
+    -d, --data-dir DIR    data directory (default: general.data_dir, else
+                          $XDG_DATA_HOME/pubky-edge or ~/.local/share/pubky-edge)
+    -h, --help            print this help
+    -V, --version         print the version
+";
+
+pub struct Args {
+    pub config: Option<PathBuf>,
+    pub board: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub command: Vec<String>,
+}
+
+/// Parses the arguments after the program name; `None` when `--help` or `--version` was
+/// answered.
+pub fn parse_args(argv: impl IntoIterator<Item = String>) -> Result<Option<Args>, String> {
+    let mut args = Args {
+        config: None,
+        board: None,
+        data_dir: None,
+        command: Vec::new(),
+    };
+    let mut it = argv.into_iter();
+    while let Some(a) = it.next() {
+        let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
+        match a.as_str() {
+            "-h" | "--help" => {
+                print!("{USAGE}");
+                return Ok(None);
+            }
+            "-V" | "--version" => {
+                println!("pubky-edge {}", env!("CARGO_PKG_VERSION"));
+                return Ok(None);
+            }
+            "-c" | "--config" => args.config = Some(value("--config")?.into()),
+            "-b" | "--board" => args.board = Some(value("--board")?),
+            s if s.starts_with("--board=") => args.board = Some(s[8..].into()),
+            "-d" | "--data-dir" => args.data_dir = Some(value("--data-dir")?.into()),
+            s if s.starts_with("--config=") => args.config = Some(s[9..].into()),
+            s if s.starts_with("--data-dir=") => args.data_dir = Some(s[11..].into()),
+            // `admin …` subcommands take their own options.
+            s if s.starts_with('-') && args.command.first().is_none_or(|c| c != "admin") => {
+                return Err(format!("unknown option {s} (see --help)"))
+            }
+            s => args.command.push(s.to_string()),
+        }
+    }
+    Ok(Some(args))
+}
+
+/// The whole program: parses `argv` (without the program name), runs the command and maps
+/// the outcome to the exit code.
+pub fn main(argv: impl IntoIterator<Item = String>) -> ExitCode {
+    crate::store::recovery::install_panic_note();
+    let args = match parse_args(argv) {
+        Ok(Some(args)) => args,
+        Ok(None) => return ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pubky-edge: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pubky-edge: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs one command.
+fn run(args: Args) -> anyhow::Result<()> {
+    if args.command.first().map(String::as_str) == Some("testnet") {
+        return testnet::run(&args);
+    }
+    let overlay = match &args.board {
+        Some(b) => crate::config::board::resolve(b).map_err(anyhow::Error::msg)?,
+        None => None,
+    };
+    let overlay_layer = overlay.as_ref().map(|o| (o.name.as_str(), o.toml.as_str()));
+    let loaded = Config::load(args.config.as_deref(), overlay_layer).map_err(anyhow::Error::msg)?;
+    let config = loaded.config;
+    let data_dir = config
+        .data_dir(args.data_dir.as_deref())
+        .map_err(anyhow::Error::msg)?;
+    let cmd: Vec<&str> = args.command.iter().map(String::as_str).collect();
+    match cmd.as_slice() {
+        [] | ["run"] => {
+            crate::runtime::logging::init(&config.logging.level);
+            for w in &loaded.warnings {
+                tracing::warn!("{w}");
+            }
+            if let Some(o) = &overlay {
+                tracing::info!(overlay = %o.name, "board overlay applied");
+            }
+            serve::run(config, data_dir, |_| Box::pin(async { Ok(()) }))
+        }
+        ["info"] => {
+            app::prepare_data_dir(&data_dir)?;
+            let id = Identity::load_or_create(&data_dir)?;
+            println!("public key:  {}", id.public_key());
+            println!("data dir:    {}", data_dir.display());
+            println!("http:        {}", config.drive.icann_listen_socket);
+            println!("pubky tls:   {}", config.drive.pubky_listen_socket);
+            if config.pkarr_relay.enabled {
+                println!("pkarr relay: /pkarr/<key> on the http listener");
+            }
+            report::print_publish_status(&config, &data_dir);
+            let not_checked = Resolution::NotChecked("see `pubky-edge status`".into());
+            for line in reachability::report(&config, &data_dir, &not_checked, false) {
+                println!("{line}");
+            }
+            if let Some(o) = &overlay {
+                println!("board:       {}", o.name);
+            }
+            for w in &loaded.warnings {
+                println!("warning:     {w}");
+            }
+            Ok(())
+        }
+        ["status"] => {
+            app::prepare_data_dir(&data_dir)?;
+            let key = Identity::load_or_create(&data_dir)?.public_key();
+            println!("public key:    {key}");
+            let timeout = std::time::Duration::from_secs(15);
+            let resolution = smol::block_on(reachability::resolve(&config, &key, timeout));
+            for line in reachability::report(&config, &data_dir, &resolution, true) {
+                println!("{line}");
+            }
+            Ok(())
+        }
+        ["token", "new"] => {
+            app::prepare_data_dir(&data_dir)?;
+            let token = crate::auth::token::new_signup_token();
+            account::spool::enqueue(&data_dir, &token)?;
+            println!("{token}");
+            Ok(())
+        }
+        ["check"] => check::run(&config, &data_dir),
+        ["admin", "help"] | ["admin"] => {
+            print!("{}", admin::USAGE);
+            Ok(())
+        }
+        ["admin", rest @ ..] => admin::run(&config, rest),
+        other => anyhow::bail!("unknown command `{}` (see --help)", other.join(" ")),
+    }
+}

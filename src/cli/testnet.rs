@@ -1,0 +1,113 @@
+//! `pubky-edge testnet`: a local development network on loopback (a small Mainline DHT,
+//! a pkarr relay and this homeserver) on the fixed ports the SDKs' `testnet()` presets use.
+
+use super::Args;
+use crate::config::Config;
+
+/// Fixed loopback ports of the local network, the ones the SDKs' `testnet()` presets use.
+const TESTNET_DHT_PORT: u16 = 6881;
+const TESTNET_RELAY: &str = "127.0.0.1:15411";
+
+/// Runs the local network until a signal.
+pub fn run(args: &Args) -> anyhow::Result<()> {
+    if args.command.len() > 1 {
+        anyhow::bail!("`testnet` takes no arguments (see --help)");
+    }
+    // A small Mainline network on loopback whose first node holds the well-known port.
+    let (nodes, first) = crate::announce::dht::local_testnet(TESTNET_DHT_PORT, 3).map_err(|e| {
+        anyhow::anyhow!("cannot start the local DHT on UDP 127.0.0.1:{TESTNET_DHT_PORT}: {e}")
+    })?;
+    let bootstrap: Vec<String> = first;
+    let layer = format!(
+        "[drive]\nicann_listen_socket = \"127.0.0.1:6286\"\npubky_listen_socket = \"127.0.0.1:6287\"\n\
+         [pkdns]\ndht = true\npublic_ip = \"127.0.0.1\"\nicann_domain = \"localhost\"\n\
+         dht_request_timeout_ms = 500\npublish_retry_min_ms = 200\n\
+         user_keys_republish_first_ms = 5000\nuser_keys_republish_interval_ms = 1800000\n\
+         dht_bootstrap_nodes = [{}]\n\
+         [pkarr_relay]\nenabled = true\nlisten_socket = \"{TESTNET_RELAY}\"\n",
+        bootstrap
+            .iter()
+            .map(|b| format!("{b:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let user = match &args.config {
+        Some(p) => Some((
+            p.display().to_string(),
+            std::fs::read_to_string(p)
+                .map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", p.display()))?,
+        )),
+        None => None,
+    };
+    let mut layers = vec![("testnet", layer.as_str())];
+    if let Some((name, text)) = &user {
+        layers.push((name.as_str(), text.as_str()));
+    }
+    let loaded = Config::from_layers(&layers).map_err(anyhow::Error::msg)?;
+    let config = loaded.config;
+    let (data_dir, temporary) = match args
+        .data_dir
+        .clone()
+        .or_else(|| Some(config.general.data_dir.clone()).filter(|d| !d.as_os_str().is_empty()))
+    {
+        Some(d) => (d, false),
+        None => (
+            std::env::temp_dir().join(format!("pubky-edge-testnet-{}", std::process::id())),
+            true,
+        ),
+    };
+    crate::runtime::logging::init(&config.logging.level);
+    for w in &loaded.warnings {
+        tracing::warn!("{w}");
+    }
+    let bootstrap_text = bootstrap.join(", ");
+    let result = super::serve::run(config, data_dir.clone(), move |running| {
+        Box::pin(async move {
+            let token = crate::auth::token::new_signup_token();
+            running
+                .store()
+                .create_signup_token(&token, crate::clock::now_secs())
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot create a signup token: {e}"))?;
+            // Wait (bounded) for the first publish so the printed network is usable at once.
+            let attempted = running.publish_attempted.listen();
+            let published = running
+                .publish_status
+                .lock()
+                .map(|s| s.last_success_secs.is_some())
+                .unwrap_or(false);
+            if !published {
+                smol::future::or(
+                    async {
+                        attempted.await;
+                    },
+                    async {
+                        smol::Timer::after(std::time::Duration::from_secs(10)).await;
+                    },
+                )
+                .await;
+            }
+            println!("pubky-edge testnet: everything on loopback; Ctrl-C stops it");
+            println!("  dht bootstrap:  {bootstrap_text}");
+            println!("  homeserver:     {}", running.public_key);
+            println!("  http (icann):   http://{}", running.icann_addr);
+            println!("  pubky tls:      {}", running.pubky_addr);
+            if let Some(r) = running.relay_addr {
+                println!(
+                    "  pkarr relay:    http://{r}  (also http://{}/pkarr)",
+                    running.icann_addr
+                );
+            }
+            println!("  signup token:   {token}");
+            println!("  data dir:       {}", running.data_dir.display());
+            use std::io::Write;
+            let _ = std::io::stdout().flush();
+            Ok(())
+        })
+    });
+    drop(nodes);
+    if temporary {
+        let _ = std::fs::remove_dir_all(&data_dir);
+    }
+    result
+}
