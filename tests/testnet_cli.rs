@@ -18,8 +18,23 @@ impl Drop for Child {
     }
 }
 
+/// The fixed ports the command needs, each checked free first so that a port held by
+/// another process (a DHT node on 6881, a running homeserver) is named as the cause.
+fn assert_ports_free() {
+    let udp = "127.0.0.1:6881";
+    if let Err(e) = std::net::UdpSocket::bind(udp) {
+        panic!("UDP {udp} is taken ({e}): stop the other DHT node or testnet and run again");
+    }
+    for tcp in ["127.0.0.1:6286", "127.0.0.1:6287", "127.0.0.1:15411"] {
+        if let Err(e) = std::net::TcpListener::bind(tcp) {
+            panic!("TCP {tcp} is taken ({e}): stop the process holding it and run again");
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sdk_testnet_preset_works_against_the_testnet_command() {
+    assert_ports_free();
     let mut child = Child(
         Command::new(env!("CARGO_BIN_EXE_pubky-edge"))
             .arg("testnet")
@@ -40,7 +55,13 @@ async fn sdk_testnet_preset_works_against_the_testnet_command() {
             break;
         }
     }
-    let hs = PublicKey::try_from(fields["homeserver"].as_str()).unwrap();
+    let Some(hs) = fields.get("homeserver") else {
+        let status = child.0.wait().unwrap();
+        panic!(
+            "`pubky-edge testnet` printed no network and exited with {status} (its log is above)"
+        );
+    };
+    let hs = PublicKey::try_from(hs.as_str()).unwrap();
     let token = fields["signup token"].clone();
     assert!(fields["dht bootstrap"].starts_with("127.0.0.1:6881"));
     assert_eq!(

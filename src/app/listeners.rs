@@ -1,0 +1,218 @@
+//! Every socket the server listens on, bound before anything is served (so a port in use
+//! stops start-up with its address named), then each run by `http::serve` with its own
+//! connection accounting: the client API over plain HTTP (ICANN) and PubkyTLS, the optional
+//! dedicated pkarr relay, and the operator listeners (admin API, metrics).
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use smol::net::TcpListener;
+use smol::{Executor, Task};
+
+use crate::config::Config;
+use crate::http::tls::PubkyTls;
+use crate::http::{serve, App, ConnStats, PlainTcp, ServerLimits};
+use crate::runtime::shutdown::ShutdownSignal;
+
+/// The bound sockets, not yet served.
+pub struct Listeners {
+    icann: TcpListener,
+    pubky_tls: TcpListener,
+    relay: Option<TcpListener>,
+    admin: Option<TcpListener>,
+    metrics: Option<TcpListener>,
+}
+
+/// Where each listener ended up (port 0 in the config picks a free port).
+#[derive(Debug, Clone, Copy)]
+pub struct Addresses {
+    pub icann: SocketAddr,
+    pub pubky_tls: SocketAddr,
+    pub relay: Option<SocketAddr>,
+    pub admin: Option<SocketAddr>,
+    pub metrics: Option<SocketAddr>,
+}
+
+/// One task per listener, each with its own connection counts.
+pub struct Served {
+    pub icann: Task<io::Result<()>>,
+    pub pubky_tls: Task<io::Result<()>>,
+    pub relay: Option<Task<io::Result<()>>>,
+    pub admin: Option<Task<io::Result<()>>>,
+    pub metrics: Option<Task<io::Result<()>>>,
+}
+
+impl Served {
+    /// The tasks in the order they stop: client listeners first, then the operator ones.
+    pub fn into_stop_order(self) -> impl Iterator<Item = (&'static str, Task<io::Result<()>>)> {
+        [
+            ("http", Some(self.icann)),
+            ("pubky-tls", Some(self.pubky_tls)),
+            ("relay", self.relay),
+            ("admin", self.admin),
+            ("metrics", self.metrics),
+        ]
+        .into_iter()
+        .filter_map(|(name, t)| t.map(|t| (name, t)))
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))
+}
+
+async fn bind_if(on: bool, addr: Option<SocketAddr>) -> Result<Option<TcpListener>> {
+    match addr {
+        Some(a) if on => Ok(Some(bind(a).await?)),
+        _ => Ok(None),
+    }
+}
+
+fn local(l: &Option<TcpListener>) -> io::Result<Option<SocketAddr>> {
+    l.as_ref().map(TcpListener::local_addr).transpose()
+}
+
+impl Listeners {
+    /// Binds every enabled listener.
+    pub async fn bind(config: &Config) -> Result<Listeners> {
+        let relay = &config.pkarr_relay;
+        Ok(Listeners {
+            icann: bind(config.drive.icann_listen_socket).await?,
+            pubky_tls: bind(config.drive.pubky_listen_socket).await?,
+            relay: bind_if(relay.enabled, relay.listen_socket).await?,
+            admin: bind_if(config.admin.enabled, Some(config.admin.listen_socket)).await?,
+            metrics: bind_if(config.metrics.enabled, Some(config.metrics.listen_socket)).await?,
+        })
+    }
+
+    pub fn addresses(&self) -> io::Result<Addresses> {
+        Ok(Addresses {
+            icann: self.icann.local_addr()?,
+            pubky_tls: self.pubky_tls.local_addr()?,
+            relay: local(&self.relay)?,
+            admin: local(&self.admin)?,
+            metrics: local(&self.metrics)?,
+        })
+    }
+
+    /// Serves every listener on `ex` until `signal`. The admin password is resolved first:
+    /// the default one is refused beyond loopback.
+    pub fn serve(
+        self,
+        ex: &Arc<Executor<'static>>,
+        app: &Arc<App>,
+        tls: PubkyTls,
+        limits: &ServerLimits,
+        signal: &ShutdownSignal,
+    ) -> Result<Served> {
+        let password = match &self.admin {
+            Some(_) => Arc::new(
+                app.config
+                    .admin
+                    .resolve_password()
+                    .map_err(anyhow::Error::msg)?,
+            ),
+            None => Arc::default(),
+        };
+        let client = {
+            let app = app.clone();
+            move |req, _conn| {
+                let app = app.clone();
+                async move { crate::http::handle(&app, req).await }
+            }
+        };
+        let (icann_conns, tls_conns, relay_conns) =
+            (ConnStats::new(), ConnStats::new(), ConnStats::new());
+        let icann = spawn_with(
+            ex,
+            self.icann,
+            PlainTcp,
+            limits,
+            signal,
+            client.clone(),
+            &icann_conns,
+        );
+        let pubky_tls = spawn_with(ex, self.pubky_tls, tls, limits, signal, client, &tls_conns);
+        let relay = self.relay.map(|l| {
+            let app = app.clone();
+            let handler = move |req, _conn| {
+                let app = app.clone();
+                async move { crate::http::relay::handle_root(&app, req).await }
+            };
+            spawn_with(ex, l, PlainTcp, limits, signal, handler, &relay_conns)
+        });
+        let admin = self.admin.map(|l| {
+            let app = app.clone();
+            spawn(ex, l, limits, signal, move |req, _conn| {
+                let (app, password) = (app.clone(), password.clone());
+                async move { crate::http::operator::admin(&app, &password, req).await }
+            })
+        });
+        let client_conns = Arc::new([icann_conns, tls_conns, relay_conns]);
+        let metrics = self.metrics.map(|l| {
+            let app = app.clone();
+            spawn(ex, l, limits, signal, move |req, _conn| {
+                let (app, conns) = (app.clone(), client_conns.clone());
+                async move { crate::http::operator::metrics(&app, &conns[..], req).await }
+            })
+        });
+        Ok(Served {
+            icann,
+            pubky_tls,
+            relay,
+            admin,
+            metrics,
+        })
+    }
+}
+
+fn spawn<H, F>(
+    ex: &Arc<Executor<'static>>,
+    listener: TcpListener,
+    limits: &ServerLimits,
+    signal: &ShutdownSignal,
+    handler: H,
+) -> Task<io::Result<()>>
+where
+    H: Fn(hyper::Request<hyper::body::Incoming>, crate::http::ConnInfo) -> F
+        + Send
+        + Sync
+        + 'static,
+    F: std::future::Future<Output = hyper::Response<crate::http::Body>> + Send + 'static,
+{
+    spawn_with(
+        ex,
+        listener,
+        PlainTcp,
+        limits,
+        signal,
+        handler,
+        &ConnStats::new(),
+    )
+}
+
+fn spawn_with<A, H, F>(
+    ex: &Arc<Executor<'static>>,
+    listener: TcpListener,
+    acceptor: A,
+    limits: &ServerLimits,
+    signal: &ShutdownSignal,
+    handler: H,
+    stats: &ConnStats,
+) -> Task<io::Result<()>>
+where
+    A: crate::http::Acceptor + Send + 'static,
+    H: Fn(hyper::Request<hyper::body::Incoming>, crate::http::ConnInfo) -> F
+        + Send
+        + Sync
+        + 'static,
+    F: std::future::Future<Output = hyper::Response<crate::http::Body>> + Send + 'static,
+{
+    let ex2 = ex.clone();
+    let (limits, signal, stats) = (limits.clone(), signal.clone(), stats.clone());
+    ex.spawn(async move { serve(&ex2, listener, acceptor, limits, handler, signal, stats).await })
+}

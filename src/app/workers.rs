@@ -1,0 +1,103 @@
+//! The background workers of a running server, each a named task: the publisher that keeps
+//! the homeserver's record on the DHT (or the relay), and the republisher of the users'
+//! records. Their progress is shared with tests and commands through the `Arc`s here.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::{Arc, Mutex};
+
+use event_listener::Event;
+use smol::{Executor, Task};
+
+use super::listeners::Addresses;
+use crate::announce::packet::RecordSpec;
+use crate::announce::users::PassReport;
+use crate::announce::{DhtClient, PublicAddress, PublishStatus, Publisher, UsersRepublisher};
+use crate::http::App;
+use crate::identity::Identity;
+use crate::runtime::shutdown::Shutdown;
+
+pub struct Workers {
+    /// Keeps the homeserver record published, when there is a DHT or a relay.
+    publisher: Option<Task<()>>,
+    /// Re-puts the users' records, when there is a DHT and an interval.
+    users: Option<Task<()>>,
+    /// This run's publishes only (the file keeps the last outcome across runs for `info`).
+    pub publish_status: Arc<Mutex<PublishStatus>>,
+    pub publish_attempted: Arc<Event>,
+    pub users_republished: Arc<Event>,
+    pub users_report: Arc<Mutex<Option<PassReport>>>,
+}
+
+/// A configured port, or the bound one when the config says 0.
+fn nonzero_or(configured: u16, bound: u16) -> u16 {
+    if configured == 0 {
+        bound
+    } else {
+        configured
+    }
+}
+
+impl Workers {
+    pub fn start(
+        ex: &Arc<Executor<'static>>,
+        app: &Arc<App>,
+        identity: &Identity,
+        addrs: &Addresses,
+        dht: &Option<DhtClient>,
+        address: &Arc<PublicAddress>,
+        shutdown: &Shutdown,
+    ) -> Workers {
+        let pk = &app.config.pkdns;
+        let mut w = Workers {
+            publisher: None,
+            users: None,
+            publish_status: Arc::default(),
+            publish_attempted: Arc::new(Event::new()),
+            users_republished: Arc::new(Event::new()),
+            users_report: Arc::default(),
+        };
+        if dht.is_some() || app.relay.is_some() {
+            let publisher = Publisher {
+                seed: identity.signing_key().to_bytes(),
+                spec: RecordSpec {
+                    public_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                    pubky_tls_port: nonzero_or(pk.public_pubky_tls_port, addrs.pubky_tls.port()),
+                    icann_http_port: nonzero_or(pk.public_icann_http_port, addrs.icann.port()),
+                    icann_domain: pk.icann_domain.clone(),
+                },
+                address: address.clone(),
+                dht: dht.clone(),
+                relay: app.relay.clone(),
+                data_dir: app.data_dir.clone(),
+                interval: pk.republish_interval,
+                retry_min: pk.publish_retry_min,
+                status: w.publish_status.clone(),
+                attempted: w.publish_attempted.clone(),
+                metrics: app.metrics.clone(),
+            };
+            let signal = shutdown.signal();
+            w.publisher = Some(ex.spawn(async move { publisher.run(signal).await }));
+        }
+        if let (Some(dht), false) = (dht, pk.user_keys_republish_interval.is_zero()) {
+            let users = UsersRepublisher {
+                store: app.store.clone(),
+                dht: dht.clone(),
+                homeserver: app.homeserver,
+                first_delay: pk.user_keys_republish_first,
+                interval: pk.user_keys_republish_interval,
+                passed: w.users_republished.clone(),
+                last: w.users_report.clone(),
+            };
+            let signal = shutdown.signal();
+            w.users = Some(ex.spawn(async move { users.run(signal).await }));
+        }
+        w
+    }
+
+    /// Waits for both workers to end (they end at the shutdown signal).
+    pub async fn stop(self) {
+        for t in [self.publisher, self.users].into_iter().flatten() {
+            t.await;
+        }
+    }
+}
