@@ -2,7 +2,7 @@
 //! same format as the reference homeserver so an identity can move between
 //! implementations. Created atomically with mode 0600; a file that group or others can
 //! access, or that is malformed, stops start-up. `app` hands the key to the auth checks
-//! (PoP audience) and, later, to TLS and the DHT publisher.
+//! (PoP audience), to PubkyTLS (the raw public key) and to the DHT publisher.
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;

@@ -1,23 +1,36 @@
 //! pubky-edge: a Pubky Core homeserver for a small box at home.
 //!
-//! Architecture map:
-//! - `main` parses argv and hands a validated [`config::Config`] to [`app::start`], which
-//!   brings the pieces up in order: data directory, [`identity`], [`store`], listeners.
-//! - [`http`] accepts connections (`http::server`), routes each request to an endpoint
-//!   (`http::route`, pure), checks who is asking (`http::session` → [`auth`]) and runs the
-//!   endpoint family (`http::storage`, `http::listing`, `http::grant`, `http::cookie`,
-//!   `http::events` with `http::event_stream`). `http::operator` runs the admin API
-//!   (`http::admin`) and Prometheus [`metrics`] on their own listeners; [`ratelimit`] holds
-//!   the request-count and bandwidth buckets checked before and during each request.
-//! - [`auth`] holds the pure protocol checks: capabilities, grant/PoP JWS, tokens.
-//! - [`store`] is the only owner of disk state: sled trees for metadata, sessions and events,
-//!   BLAKE3-addressed blob files for large bodies, group-committed flushes.
+//! The crate is built in floors; a module imports only from its own floor or those below:
 //!
-//! Data path of a PUT: accept (`http::server`) → `route::route` resolves the tenant and
-//! normalises the path → `Session::from_headers` + the write checks of `http::storage` →
-//! the body streams into `store::Upload` (hashed while it arrives, spilled to a temp file
-//! past `inline_max_bytes`) → `Store::put` commits entry, event and quota usage in one
-//! transaction and waits for the group flush that covers it → `201 Created`.
+//! 1. Vocabulary: [`pubkey`] (keys, z-base-32), [`storage_path`] (canonical paths and the one
+//!    coverage rule), [`clock`], [`metrics`] (counters; no I/O of the store's).
+//! 2. [`config`]: raw TOML layers → one validated, typed [`config::Config`]. Imports nothing
+//!    but the key vocabulary.
+//! 3. [`store`] (the only owner of disk state: sled trees, BLAKE3-addressed blob files,
+//!    group-committed flushes), [`auth`] (pure protocol checks: capabilities, grant/PoP JWS,
+//!    AuthTokens, token minting) and [`identity`] (the homeserver key file).
+//! 4. The household's rules, free of HTTP types: [`account`] (who is asking, what they may
+//!    read and write, signup and sign-in, the token spool) and [`limits`] (request rates,
+//!    bandwidth budgets, the event-stream cap).
+//! 5. Surfaces: [`http`] (client API, PubkyTLS, relay and operator listeners), [`announce`]
+//!    (DHT record, relay, UPnP, mDNS), [`cli`] (the command line).
+//! 6. Assembly: [`app`] (the start-up runbook and its teardown in reverse) on [`runtime`]
+//!    (executor pool, shutdown, systemd, logging). `main.rs` only maps argv to an exit code.
+//!
+//! Data path of a PUT: accept (`http::server`) → `http::route::route` resolves the tenant
+//! and normalises the path → `http::handle` checks the request-rate limit
+//! ([`limits::rate`]) → `http::storage` reads the credentials once (`http::session`),
+//! resolves the caller ([`account::Caller`]) and asks [`account::access`] whether it may
+//! write there → the body streams into `store::Upload` (hashed while it arrives, spilled to a
+//! temp file past `inline_max_bytes`, paced by [`limits::bandwidth`]) → `Store::put` commits
+//! entry, event and quota usage in one transaction and waits for the group flush that covers
+//! it → `201 Created`. A refusal anywhere is an [`account::Error`] or `store::StoreError`
+//! that `http::response` turns into a status in one table.
+
+// Unsafe code is refused except where a function says why it needs it (`#[allow]` with a
+// reason), and every unsafe block carries a `SAFETY:` comment.
+#![deny(unsafe_code)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod account;
 pub mod announce;

@@ -1,6 +1,6 @@
 //! Metrics: counters, gauges and histograms the server updates as it works (plain atomics,
 //! nothing on the request path allocates or locks), rendered as Prometheus text by
-//! `GET /metrics` on the metrics listener (`http::admin::scrape`). The series named after the
+//! `GET /metrics` on the metrics listener (`http::operator::metrics`). The series named after the
 //! reference homeserver keep its names and its `otel_scope_name` label so existing
 //! dashboards work; device health series are prefixed `pubky_edge_`.
 
@@ -389,14 +389,6 @@ fn parse_vm_rss(status: &str) -> Option<u64> {
     Some(kb * 1024)
 }
 
-/// Bytes available to unprivileged users on the file system holding `dir`.
-pub fn disk_free_bytes(dir: &Path) -> u64 {
-    match rustix::fs::statvfs(dir) {
-        Ok(s) => s.f_bavail.saturating_mul(s.f_frsize),
-        Err(_) => 0,
-    }
-}
-
 /// Allocated bytes of every file under `dir` (blocking; call off the executor).
 pub fn dir_bytes(dir: &Path) -> u64 {
     use std::os::unix::fs::MetadataExt;
@@ -452,6 +444,5 @@ mod tests {
         );
         assert_eq!(parse_vm_rss("Name: x\n"), None);
         assert!(rss_bytes() > 0);
-        assert!(disk_free_bytes(Path::new("/")) > 0);
     }
 }

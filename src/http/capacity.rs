@@ -5,7 +5,7 @@
 //! [`refuse`], which answers a bare `503` and closes. At the cap, a connection that has not
 //! yet sent a complete request head (the oldest such) is evicted to make room, so a flood of
 //! idle or slowloris connections cannot lock normal clients out until the header timeout. The counters are read by the drain
-//! logic in `server.rs` and, later, by metrics.
+//! logic in `server.rs` and by the metrics listener (one `ConnStats` per listener).
 
 use std::collections::BTreeMap;
 use std::net::Shutdown as NetShutdown;

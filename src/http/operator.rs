@@ -45,8 +45,11 @@ pub async fn metrics(app: &App, conns: &[ConnStats], req: Request<Incoming>) -> 
 /// `GET /metrics`: counters plus gauges read now (disk walks run off the executor).
 async fn scrape(app: &App, conns: &[ConnStats]) -> Response<Body> {
     let dir = app.data_dir.clone();
-    let (store_bytes, disk_free_bytes) =
-        smol::unblock(move || (metrics::dir_bytes(&dir), metrics::disk_free_bytes(&dir))).await;
+    let (store_bytes, disk_free_bytes) = smol::unblock(move || {
+        let free = crate::store::space::available(&dir).unwrap_or(0);
+        (metrics::dir_bytes(&dir), free)
+    })
+    .await;
     let device = Device {
         connections: conns.iter().map(|c| c.live() as u64).sum(),
         rss_bytes: metrics::rss_bytes(),

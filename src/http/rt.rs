@@ -126,6 +126,7 @@ impl<T> SmolIo<T> {
 }
 
 impl<T: AsyncRead + Unpin> hyper::rt::Read for SmolIo<T> {
+    #[allow(unsafe_code)] // hyper's ReadBufCursor can only be advanced unsafely
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -1,6 +1,6 @@
 //! Shutdown: the one-shot "stop now" flag, its listeners, and the OS signals that raise it.
 //!
-//! `main`/`app` owns a [`Shutdown`] and triggers it (usually when [`on_signals`] resolves);
+//! `app` owns a [`Shutdown`] and triggers it (usually when [`on_signals`] resolves);
 //! every long-running loop holds a [`ShutdownSignal`] and either awaits [`ShutdownSignal::wait`]
 //! or polls [`ShutdownSignal::is_triggered`]. The HTTP accept loop (`http::server::serve`) uses
 //! it to stop accepting and to drain live connections within [`ShutdownSignal::drain_timeout`].

@@ -2,7 +2,7 @@
 //! listeners are bound, `STOPPING=1` when the drain starts, and `WATCHDOG=1` pings at half the
 //! interval systemd asks for. One datagram per message to the socket named in
 //! `$NOTIFY_SOCKET` (a path, or an abstract name written with a leading `@`). Outside systemd
-//! the variable is unset and every call is a no-op. `main` calls it around `app::start`.
+//! the variable is unset and every call is a no-op. `cli::serve` calls it around `app::start`.
 
 use std::ffi::OsStr;
 use std::io;

@@ -165,6 +165,7 @@ impl SpillWriter {
 /// Asks the kernel to start writing a range of `file` back to disk without waiting for it
 /// (durability still comes from the fsync at the end).
 #[cfg(target_os = "linux")]
+#[allow(unsafe_code)] // sync_file_range has no safe wrapper in the crates we use
 fn start_writeback(file: &fs::File, offset: u64, len: u64) {
     use std::os::fd::AsRawFd;
     let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {

@@ -36,7 +36,7 @@ mod keys;
 mod list;
 mod operator;
 pub mod recovery;
-mod space;
+pub mod space;
 #[cfg(test)]
 mod tests;
 
