@@ -14,7 +14,7 @@ use smol::{Executor, Task};
 
 use super::mapping::PortRequest;
 use super::mdns::{Announcer, MdnsSettings, Ports};
-use super::upnp::{PortMapper, UpnpSettings, UpnpState};
+use super::upnp::{PortMapper, UpnpState};
 use super::worker::save_json;
 use super::PublicAddress;
 use crate::config::Config;
@@ -85,15 +85,7 @@ impl Household {
                 });
             }
             let mapper = PortMapper {
-                settings: UpnpSettings {
-                    lease: u.lease,
-                    check_interval: u.check_interval,
-                    discovery_timeout: u.discovery_timeout,
-                    retry_min: u.retry_min,
-                    retry_max: u.retry_max,
-                    alternative_ports: u.alternative_ports,
-                    description: u.description.clone(),
-                },
+                settings: u.clone(),
                 ports,
                 listen_ip,
                 address: address.clone(),

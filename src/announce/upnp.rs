@@ -27,21 +27,6 @@ use crate::runtime::shutdown::ShutdownSignal;
 
 pub const STATE_FILE: &str = "upnp.json";
 
-/// Timing and policy of the port mapper (from `[upnp]`).
-#[derive(Debug, Clone)]
-pub struct UpnpSettings {
-    /// Lease asked for; renewed at half of it. Rounded up to whole seconds.
-    pub lease: Duration,
-    /// How often the external address is read again.
-    pub check_interval: Duration,
-    pub discovery_timeout: Duration,
-    pub retry_min: Duration,
-    pub retry_max: Duration,
-    /// Other external ports tried when the wanted one is held by another host.
-    pub alternative_ports: u16,
-    pub description: String,
-}
-
 /// A mapping the gateway accepted, as reported in `upnp.json`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MappingState {
@@ -82,7 +67,8 @@ struct Held {
 }
 
 pub struct PortMapper {
-    pub settings: UpnpSettings,
+    /// Timing and policy (`[upnp]`).
+    pub settings: crate::config::Upnp,
     pub ports: Vec<PortRequest>,
     /// The listeners' own address when it is a specific one (else the route to the gateway
     /// decides which local address the router forwards to).

@@ -204,11 +204,14 @@ pub struct DefaultBandwidth {
 pub struct Upnp {
     pub enabled: bool,
     pub map_http_port: bool,
+    /// Lease asked for; renewed at half of it. Rounded up to whole seconds.
     pub lease: Duration,
+    /// How often the external address is read again.
     pub check_interval: Duration,
     pub discovery_timeout: Duration,
     pub retry_min: Duration,
     pub retry_max: Duration,
+    /// Other external ports tried when the wanted one is held by another host.
     pub alternative_ports: u16,
     pub description: String,
 }
