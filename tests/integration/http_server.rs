@@ -1,7 +1,6 @@
 //! The accept loop and its limits, exercised over real loopback sockets.
 
-#[path = "transport/mod.rs"]
-mod common;
+use crate::support::transport as common;
 
 use std::io::Write;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! signup tokens, users, disable/enable, quotas and allowed paths, entry deletion, server
 //! info, the admin event stream and the Prometheus text.
 
-mod common;
+use crate::support as common;
 
 use std::time::Duration;
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use pubky_edge::pubkey::PublicKey;
 
-use crate::common::{self, parse_response, GrantSpec, Resp};
+use crate::support::{self as common, parse_response, GrantSpec, Resp};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_pubky-edge");
 

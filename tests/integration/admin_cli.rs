@@ -1,7 +1,7 @@
 //! `pubky-edge admin …` (the real binary) against an in-process server, and the refusal to
 //! start with the default admin password on a non-loopback listener.
 
-mod common;
+use crate::support as common;
 
 use std::process::{Command, Output};
 

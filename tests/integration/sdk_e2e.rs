@@ -3,7 +3,7 @@
 //! 127.0.0.1), verifies its PubkyTLS raw key against the published record and uses the
 //! storage and grant APIs over it.
 
-mod common;
+use crate::support as common;
 
 use std::net::TcpListener;
 use std::time::Duration;

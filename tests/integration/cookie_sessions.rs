@@ -2,7 +2,7 @@
 //! delete, cookie attributes, the time window, replay protection, and the cookie acting as
 //! a credential on storage routes and private event streams.
 
-mod common;
+use crate::support as common;
 
 use common::sse::Sse;
 use common::*;

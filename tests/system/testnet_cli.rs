@@ -34,6 +34,7 @@ fn assert_ports_free() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sdk_testnet_preset_works_against_the_testnet_command() {
+    let _suite = crate::suite("testnet_cli");
     assert_ports_free();
     let mut child = Child(
         Command::new(env!("CARGO_BIN_EXE_pubky-edge"))

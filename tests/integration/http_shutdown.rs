@@ -1,8 +1,7 @@
 //! Graceful shutdown of `serve`: in-flight requests finish, idle and new connections do not
 //! get served, and the drain deadline bounds how long stragglers can hold the server.
 
-#[path = "transport/mod.rs"]
-mod common;
+use crate::support::transport as common;
 
 use std::time::Duration;
 

@@ -4,7 +4,9 @@
 //! grant/PoP JWS with fresh ed25519 keys.
 #![allow(dead_code)]
 
+pub mod proc;
 pub mod sse;
+pub mod transport;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

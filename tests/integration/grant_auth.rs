@@ -2,7 +2,7 @@
 //! both forms, grant management, and every rejection the spec names (forged, expired,
 //! replayed, wrong audience, out-of-scope writes).
 
-mod common;
+use crate::support as common;
 
 use common::*;
 

@@ -1,7 +1,7 @@
 //! Storage API against a real server on loopback: reads, writes, addressing forms, paths,
 //! collisions, listing, conditional GETs, private data, quotas and restarts.
 
-mod common;
+use crate::support as common;
 
 use common::*;
 

@@ -4,8 +4,8 @@
 //! a request flood from one IP (rate-limited) and event-stream subscribers that never read;
 //! the server's peak RSS (VmHWM) stays under `RSS_BOUND_KIB` throughout.
 
-mod common;
-mod proc;
+use crate::support as common;
+use crate::support::proc;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -79,6 +79,7 @@ impl Fixture {
 
 #[test]
 fn idle_connection_flood_beyond_the_cap() {
+    let _suite = crate::suite("hostile");
     let f = fixture("[limits]\nmax_connections = 512\n");
     let mut idle = Vec::new();
     for i in 0..1000 {
@@ -101,6 +102,7 @@ fn idle_connection_flood_beyond_the_cap() {
 
 #[test]
 fn slowloris_header_trickle() {
+    let _suite = crate::suite("hostile");
     let f = fixture("[limits]\nheader_read_timeout_ms = 1500\n");
     let start = Instant::now();
     let mut slow: Vec<TcpStream> = (0..200)
@@ -143,6 +145,7 @@ fn slowloris_header_trickle() {
 
 #[test]
 fn bodies_over_the_limit_are_refused_promptly() {
+    let _suite = crate::suite("hostile");
     let f = fixture("[storage]\nmax_upload_mb = 1\n");
     let auth = bearer(&f.token);
     let url = f.file_url.replace("hello.txt", "big");
@@ -196,6 +199,7 @@ fn bodies_over_the_limit_are_refused_promptly() {
 
 #[test]
 fn flood_from_one_ip_is_rate_limited() {
+    let _suite = crate::suite("hostile");
     let f = fixture(
         "[[drive.rate_limits]]\npath = \"/events/\"\nmethod = \"GET\"\nquota = \"20r/s\"\nkey = \"ip\"\n",
     );
@@ -240,6 +244,7 @@ fn flood_from_one_ip_is_rate_limited() {
 
 #[test]
 fn event_subscribers_that_never_read() {
+    let _suite = crate::suite("hostile");
     let f = fixture("[limits]\nwrite_stall_timeout_ms = 1000\n");
     let auth = bearer(&f.token);
     let dir = f.file_url.replace("hello.txt", "");

@@ -1,7 +1,7 @@
 //! Request-rate limits against a real server: per-IP and per-user rules with path globs,
 //! 429 with Retry-After, whitelists, and the defaults.
 
-mod common;
+use crate::support as common;
 
 use common::*;
 

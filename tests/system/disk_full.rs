@@ -7,8 +7,8 @@
 //! on the real stderr so it shows even when the test passes; `DISK_FULL_REQUIRED=1` turns
 //! the skip into a failure.
 
-mod common;
-mod proc;
+use crate::support as common;
+use crate::support::proc;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -81,6 +81,7 @@ fn fill(path: &Path) -> u64 {
 
 #[test]
 fn disk_full_is_507_and_recovers() {
+    let _suite = crate::suite("disk_full");
     let tmp = tempfile::tempdir().unwrap();
     let mnt = tmp.path().join("mnt");
     let _mount = match Mount::tmpfs(&mnt, "24m") {

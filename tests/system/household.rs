@@ -451,6 +451,7 @@ const FAST_UPNP: &str =
 
 #[test]
 fn upnp_maps_forwards_renews_follows_the_address_and_cleans_up() {
+    let _suite = crate::suite("household");
     let mut net = match Net::create("a", true) {
         Ok(n) => n,
         Err(e) if skip(&e) => return,
@@ -578,6 +579,7 @@ fn upnp_maps_forwards_renews_follows_the_address_and_cleans_up() {
 
 #[test]
 fn a_port_held_by_another_host_moves_and_the_record_says_so_and_cgnat_is_reported() {
+    let _suite = crate::suite("household");
     let mut net = match Net::create("b", true) {
         Ok(n) => n,
         Err(e) if skip(&e) => return,
@@ -665,6 +667,7 @@ fn a_port_held_by_another_host_moves_and_the_record_says_so_and_cgnat_is_reporte
 
 #[test]
 fn mdns_announces_follows_addresses_and_says_goodbye_and_a_missing_router_is_reported() {
+    let _suite = crate::suite("household");
     let net = match Net::create("c", false) {
         Ok(n) => n,
         Err(e) if skip(&e) => return,

@@ -1,7 +1,7 @@
 //! Events against a real server on loopback: the `/events/` feed and the SSE stream —
 //! cursors, filters, modes, validation, private events, limits and live delivery.
 
-mod common;
+use crate::support as common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! equal to the one it expects (`http::tls::client_config`); and the listener's behaviour
 //! under bad handshakes.
 
-mod common;
+use crate::support as common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

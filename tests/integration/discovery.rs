@@ -1,7 +1,7 @@
 //! The pkarr relay endpoint, the homeserver record on a loopback Mainline DHT (address
 //! changes republish it), and the users' republisher — against real DHT nodes.
 
-mod common;
+use crate::support as common;
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};

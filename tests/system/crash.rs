@@ -8,8 +8,8 @@
 //! `CRASH_CYCLES` (default 50) sets the number of kill/restart cycles and `CRASH_SEED`
 //! replays a run; the seed is printed at the start and in every failure.
 
-mod common;
-mod proc;
+use crate::support as common;
+use crate::support::proc;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -326,6 +326,7 @@ fn describe(v: &Value) -> String {
 
 #[test]
 fn acknowledged_writes_survive_sigkill() {
+    let _suite = crate::suite("crash");
     kill_restart_cycles(true, 50);
 }
 
@@ -333,6 +334,7 @@ fn acknowledged_writes_survive_sigkill() {
 /// the store, listings and blob files stay consistent with what is served.
 #[test]
 fn relaxed_mode_loses_recent_writes_but_stays_consistent() {
+    let _suite = crate::suite("crash");
     kill_restart_cycles(false, 12);
 }
 

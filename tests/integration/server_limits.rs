@@ -2,7 +2,7 @@
 //! bodies, the connection cap, slow clients, and graceful shutdown letting an in-flight
 //! upload finish while new connections are refused.
 
-mod common;
+use crate::support as common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -1,0 +1,38 @@
+//! The in-process and quick real-binary suites, in one test binary (one link, one run):
+//! a real server on 127.0.0.1:0 with a temp data directory, the official SDK as a client,
+//! the real `pubky-edge` binary for the CLI. The suites that need root, network namespaces,
+//! process kills or fixed ports are in `tests/system`.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+/// The admin API and the metrics listener.
+mod admin;
+/// `pubky-edge admin …` against an in-process server.
+mod admin_cli;
+/// The real binary: options, `info`, `token new`, `check`, exit codes.
+mod cli;
+/// Cookie sessions (AuthToken sign-in) and the cookie as a credential.
+mod cookie_sessions;
+/// The pkarr relay, the DHT record and the users' republisher, on a loopback DHT.
+mod discovery;
+/// The `/events/` feed and the SSE stream.
+mod events;
+/// Grant authentication: signup, sessions, sign-out, grant management, rejections.
+mod grant_auth;
+/// The accept loop and its limits over real sockets.
+mod http_server;
+/// Graceful shutdown of `serve`.
+mod http_shutdown;
+/// PubkyTLS with a raw-public-key client.
+mod pubky_tls;
+/// Request-rate limits and 429s.
+mod rate_limits;
+/// The official `pubky` SDK end to end, through a loopback DHT.
+mod sdk_e2e;
+/// Protective limits: oversized heads and bodies, the connection cap, slow clients.
+mod server_limits;
+/// Board overlays and the systemd notify conversation of the real binary.
+mod service;
+/// The storage API: reads, writes, addressing, listing, quotas, restarts.
+mod storage;
