@@ -28,7 +28,8 @@ fn same_password(given: &[u8], expected: &str) -> bool {
     Sha256::digest(given) == Sha256::digest(expected.as_bytes())
 }
 
-/// Handles one admin request (CORS is added by the caller).
+/// Any request to the admin listener (`/info`, `/generate_signup_token`, `/users…`,
+/// `/events-stream`, …): checks the password, then routes (CORS is added by the caller).
 pub async fn handle(app: &App, password: &str, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_string();
     if path == "/" && req.method() == Method::GET {

@@ -5,11 +5,11 @@
 
 use bytes::Bytes;
 use hyper::body::Incoming;
-use hyper::{header, HeaderMap, Request, Response, StatusCode};
+use hyper::{header, Response, StatusCode};
 
 use super::body::{read_limited, Body, BodyError};
+use super::head::Head;
 use super::response::ApiError;
-use super::route::legacy_tenant;
 use super::App;
 use crate::account::{signup as accounts, Caller, GrantSession};
 use crate::auth::auth_token::{self, AuthToken};
@@ -90,17 +90,9 @@ pub fn session_record(user: &PublicKey, created_at: u64, caps: &[String]) -> Vec
     out
 }
 
-fn host(headers: &HeaderMap) -> String {
-    headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string()
-}
-
 /// Reads and verifies the AuthToken body, then spends it (single use).
-async fn read_token(app: &App, req: Request<Incoming>) -> Result<AuthToken, ApiError> {
-    let body = read_limited(req.into_body(), app.config.limits.max_json_body_bytes)
+async fn read_token(app: &App, body: Incoming) -> Result<AuthToken, ApiError> {
+    let body = read_limited(body, app.config.limits.max_json_body_bytes)
         .await
         .map_err(|e| match e {
             BodyError::TooLarge => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "Body too large"),
@@ -139,10 +131,13 @@ async fn open(app: &App, token: &AuthToken, host: &str) -> Result<Response<Body>
 }
 
 /// `POST /signup[?signup_token=…]`: creates the account and signs it in with a cookie.
-pub async fn signup(app: &App, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
-    let signup_token = super::query::signup_token_param(req.uri().query())?;
-    let host = host(req.headers());
-    let token = read_token(app, req).await?;
+pub async fn signup(
+    app: &App,
+    head: &Head,
+    body: Incoming,
+    signup_token: Option<String>,
+) -> Result<Response<Body>, ApiError> {
+    let token = read_token(app, body).await?;
     let (mode, now) = (app.config.general.signup_mode, clock::now_secs());
     accounts::create_account(
         &app.store,
@@ -155,26 +150,24 @@ pub async fn signup(app: &App, req: Request<Incoming>) -> Result<Response<Body>,
     .await?;
     app.metrics.signup();
     tracing::info!(user = %token.user, "signed up (cookie)");
-    open(app, &token, &host).await
+    open(app, &token, &head.host).await
 }
 
 /// `POST /session`: signs an existing account in with a cookie.
-pub async fn create(app: &App, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
-    let host = host(req.headers());
-    let token = read_token(app, req).await?;
+pub async fn create(app: &App, head: &Head, body: Incoming) -> Result<Response<Body>, ApiError> {
+    let token = read_token(app, body).await?;
     accounts::sign_in(&app.store, &token.user)?;
-    open(app, &token, &host).await
+    open(app, &token, &head.host).await
 }
 
 /// `GET /session`: the tenant's cookie session (a grant bearer does not count).
-pub fn get(app: &App, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
-    let tenant = legacy_tenant(req.headers(), req.uri().query())
-        .ok_or_else(|| ApiError::bad_request("Missing request tenant"))?;
-    let creds = super::session::credentials(req.headers());
-    if GrantSession::resolve(&app.store, &creds, clock::now_secs())?.is_some() {
+pub fn get(app: &App, head: &Head, tenant: Option<PublicKey>) -> Result<Response<Body>, ApiError> {
+    let tenant = tenant.ok_or_else(|| ApiError::bad_request("Missing request tenant"))?;
+    let creds = &head.creds;
+    if GrantSession::resolve(&app.store, creds, clock::now_secs())?.is_some() {
         return Err(ApiError::no_session());
     }
-    let c = Caller::by_cookie(&app.store, &creds, &tenant)?.ok_or_else(ApiError::no_session)?;
+    let c = Caller::by_cookie(&app.store, creds, &tenant)?.ok_or_else(ApiError::no_session)?;
     let secret = creds.cookie(&tenant.to_z32()).unwrap_or_default();
     let created = app
         .store
@@ -189,12 +182,14 @@ pub fn get(app: &App, req: &Request<Incoming>) -> Result<Response<Body>, ApiErro
 }
 
 /// `DELETE /session`: ends the tenant's cookie session (if any) and clears the cookie.
-pub async fn delete(app: &App, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
-    let tenant = legacy_tenant(req.headers(), req.uri().query())
-        .ok_or_else(|| ApiError::bad_request("Missing request tenant"))?;
+pub async fn delete(
+    app: &App,
+    head: &Head,
+    tenant: Option<PublicKey>,
+) -> Result<Response<Body>, ApiError> {
+    let tenant = tenant.ok_or_else(|| ApiError::bad_request("Missing request tenant"))?;
     let name = tenant.to_z32();
-    let creds = super::session::credentials(req.headers());
-    if let Some(secret) = creds.cookie(&name) {
+    if let Some(secret) = head.creds.cookie(&name) {
         if app
             .store
             .cookie_session(secret)?
@@ -205,10 +200,7 @@ pub async fn delete(app: &App, req: &Request<Incoming>) -> Result<Response<Body>
     }
     Response::builder()
         .status(StatusCode::OK)
-        .header(
-            header::SET_COOKIE,
-            set_cookie(&name, "", &host(req.headers()), true),
-        )
+        .header(header::SET_COOKIE, set_cookie(&name, "", &head.host, true))
         .body(Body::Empty)
         .map_err(super::response::internal)
 }
@@ -217,6 +209,7 @@ pub async fn delete(app: &App, req: &Request<Incoming>) -> Result<Response<Body>
 mod tests {
     use super::*;
     use crate::account::caller::COOKIE_SECRET_LEN;
+    use hyper::HeaderMap;
 
     const PK: &str = "8pinxxgqs41n4aididenw5apqp1urfmzdztr8jt4abrkdn435ewo";
 
@@ -260,7 +253,7 @@ mod tests {
             header::COOKIE,
             format!("other=1; {PK}={secret}").parse().unwrap(),
         );
-        let creds = super::super::session::credentials(&h);
+        let creds = super::super::head::credentials(&h);
         assert_eq!(creds.cookie(PK), Some(secret));
         assert_eq!(creds.cookie("other"), None);
         let c = set_cookie(PK, secret, "localhost:6286", false);

@@ -4,11 +4,11 @@
 
 use std::time::Instant;
 
-use hyper::body::Incoming;
-use hyper::{header, Request, Response, StatusCode};
+use hyper::{header, Response, StatusCode};
 
 use super::body::Body;
 use super::event_stream::{open, Revocation, Source};
+use super::head::Head;
 use super::query::{ListQuery, StreamQuery};
 use super::response::ApiError;
 use super::App;
@@ -17,8 +17,7 @@ use crate::storage_path::StoragePath;
 use crate::store::{EventKind, Scan};
 
 /// `GET /events/`: public events of all users after `cursor`, as text lines.
-pub fn feed(app: &App, query: Option<&str>) -> Result<Response<Body>, ApiError> {
-    let q = ListQuery::parse(query)?;
+pub fn feed(app: &App, q: ListQuery) -> Result<Response<Body>, ApiError> {
     let cursor = match q.cursor.as_deref() {
         None => 0,
         Some(c) => c
@@ -59,13 +58,11 @@ fn parse_event_cursor(c: &str) -> Result<u64, ApiError> {
 }
 
 /// `GET /events-stream`: validates in the spec's order, then opens the stream.
-pub fn stream(app: &App, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
-    let q = StreamQuery::parse(req.uri().query(), false)?;
+pub fn stream(app: &App, head: &Head, q: StreamQuery) -> Result<Response<Body>, ApiError> {
     let tenant = (q.users.len() == 1).then(|| q.users[0].0);
-    let creds = super::session::credentials(req.headers());
     let caller = Caller::resolve(
         &app.store,
-        &creds,
+        &head.creds,
         tenant.as_ref(),
         CookiePolicy::OnlyWithoutBearer,
         crate::clock::now_secs(),
@@ -91,7 +88,7 @@ pub fn stream(app: &App, req: &Request<Incoming>) -> Result<Response<Body>, ApiE
     // A private stream ends when the credential that opened it stops resolving.
     let guard = match (&caller, filters.iter().any(StoragePath::is_private), tenant) {
         (Some(c), true, Some(t)) => Some(Revocation {
-            creds,
+            creds: head.creds.clone(),
             tenant: t,
             user: c.user,
         }),

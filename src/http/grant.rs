@@ -3,10 +3,11 @@
 //! `auth::grant`; grants, sessions and nonces persist in the store.
 
 use hyper::body::Incoming;
-use hyper::{header, HeaderMap, Request, Response, StatusCode};
+use hyper::{Response, StatusCode};
 use serde::{Deserialize, Serialize};
 
 use super::body::{read_limited, Body, BodyError};
+use super::head::Head;
 use super::response::ApiError;
 use super::response::{empty, json};
 use super::App;
@@ -49,27 +50,19 @@ struct GrantInfo<'a> {
 /// Reads `{"grant": JWS, "pop": JWS}`; `Ok(None)` for an empty body when `optional`.
 async fn read_proof(
     app: &App,
-    req: Request<Incoming>,
+    head: &Head,
+    body: Incoming,
     optional: bool,
 ) -> Result<Option<Proof>, ApiError> {
-    let is_json = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            let essence = v.split(';').next().unwrap_or("").trim();
-            essence.eq_ignore_ascii_case("application/json")
-        });
+    let is_json = head.json;
     let limit = app.config.limits.max_json_body_bytes;
-    let body = read_limited(req.into_body(), limit)
-        .await
-        .map_err(|e| match e {
-            BodyError::TooLarge => ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("Request body too large: the limit is {limit} bytes"),
-            ),
-            BodyError::Broken(_) => ApiError::bad_request("Stream broken"),
-        })?;
+    let body = read_limited(body, limit).await.map_err(|e| match e {
+        BodyError::TooLarge => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("Request body too large: the limit is {limit} bytes"),
+        ),
+        BodyError::Broken(_) => ApiError::bad_request("Stream broken"),
+    })?;
     if optional && body.is_empty() {
         return Ok(None);
     }
@@ -114,9 +107,13 @@ async fn check_pop(
 }
 
 /// `POST /auth/grant/signup[?signup_token=…]`: creates the account; mints no session.
-pub async fn signup(app: &App, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
-    let token = super::query::signup_token_param(req.uri().query())?;
-    let proof = read_proof(app, req, false)
+pub async fn signup(
+    app: &App,
+    head: &Head,
+    body: Incoming,
+    token: Option<String>,
+) -> Result<Response<Body>, ApiError> {
+    let proof = read_proof(app, head, body, false)
         .await?
         .ok_or_else(ApiError::no_session)?;
     let now = clock::now_secs();
@@ -131,8 +128,12 @@ pub async fn signup(app: &App, req: Request<Incoming>) -> Result<Response<Body>,
 }
 
 /// `POST /auth/grant/session`: stores the grant (first copy wins) and mints a bearer.
-pub async fn create_session(app: &App, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
-    let proof = read_proof(app, req, false)
+pub async fn create_session(
+    app: &App,
+    head: &Head,
+    body: Incoming,
+) -> Result<Response<Body>, ApiError> {
+    let proof = read_proof(app, head, body, false)
         .await?
         .ok_or_else(ApiError::no_session)?;
     let now = clock::now_secs();
@@ -192,17 +193,21 @@ fn session_info<'a>(
 }
 
 /// `GET /auth/grant/session`: the bearer's session.
-pub fn get_session(app: &App, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
-    let s = bearer_session(app, req.headers())?.ok_or_else(ApiError::no_session)?;
+pub fn get_session(app: &App, head: &Head) -> Result<Response<Body>, ApiError> {
+    let s = bearer_session(app, head)?.ok_or_else(ApiError::no_session)?;
     let info = session_info(app, &s.grant, s.token_expires_at, s.grant.created_at);
     json(StatusCode::OK, &info)
 }
 
 /// `DELETE /auth/grant/session`: revoke by JSON proof (preferred) or by bearer; without
 /// credentials it is a no-op, so repeated sign-outs succeed.
-pub async fn delete_session(app: &App, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
-    let session = bearer_session(app, req.headers())?;
-    if let Some(proof) = read_proof(app, req, true).await? {
+pub async fn delete_session(
+    app: &App,
+    head: &Head,
+    body: Incoming,
+) -> Result<Response<Body>, ApiError> {
+    let session = bearer_session(app, head)?;
+    if let Some(proof) = read_proof(app, head, body, true).await? {
         let now = clock::now_secs();
         let claims = grant::verify_grant(&proof.grant, now, false)?;
         check_pop(app, &proof, &claims, now).await?;
@@ -222,8 +227,8 @@ pub async fn delete_session(app: &App, req: Request<Incoming>) -> Result<Respons
     Ok(empty(StatusCode::OK))
 }
 
-fn root_session(app: &App, req: &Request<Incoming>) -> Result<GrantSession, ApiError> {
-    let s = bearer_session(app, req.headers())?.ok_or_else(ApiError::no_session)?;
+fn root_session(app: &App, head: &Head) -> Result<GrantSession, ApiError> {
+    let s = bearer_session(app, head)?.ok_or_else(ApiError::no_session)?;
     if !s.caps.is_root() {
         return Err(ApiError::forbidden("Root capability required"));
     }
@@ -231,8 +236,8 @@ fn root_session(app: &App, req: &Request<Incoming>) -> Result<GrantSession, ApiE
 }
 
 /// `GET /auth/grant/sessions`: the account's active grants (root session only).
-pub fn list_grants(app: &App, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
-    let s = root_session(app, req)?;
+pub fn list_grants(app: &App, head: &Head) -> Result<Response<Body>, ApiError> {
+    let s = root_session(app, head)?;
     let now = clock::now_secs();
     let grants = app.store.grants_of(&s.user)?;
     let list: Vec<GrantInfo> = grants
@@ -250,12 +255,8 @@ pub fn list_grants(app: &App, req: &Request<Incoming>) -> Result<Response<Body>,
 }
 
 /// `DELETE /auth/grant/session/{gid}`: revoke one of the account's grants (root only).
-pub async fn revoke(
-    app: &App,
-    req: &Request<Incoming>,
-    gid: &str,
-) -> Result<Response<Body>, ApiError> {
-    let s = root_session(app, req)?;
+pub async fn revoke(app: &App, head: &Head, gid: &str) -> Result<Response<Body>, ApiError> {
+    let s = root_session(app, head)?;
     let gid =
         GrantId::parse(gid).ok_or_else(|| ApiError::bad_request("Invalid grant ID format"))?;
     let g = app
@@ -272,11 +273,10 @@ pub async fn revoke(
 }
 
 /// The grant session of the request's bearer, if any.
-fn bearer_session(app: &App, headers: &HeaderMap) -> Result<Option<GrantSession>, ApiError> {
-    let creds = super::session::credentials(headers);
+fn bearer_session(app: &App, head: &Head) -> Result<Option<GrantSession>, ApiError> {
     Ok(GrantSession::resolve(
         &app.store,
-        &creds,
+        &head.creds,
         clock::now_secs(),
     )?)
 }

@@ -27,6 +27,8 @@ pub fn parse_cursor(c: &str) -> Option<String> {
         .map(|p| p.as_str().to_string())
 }
 
+/// `GET /storage/<pk>/<dir>/` (and legacy `/<dir>/`): the directory's paths as
+/// `pubky://<pk><path>` lines, after the cursor.
 pub fn respond(
     app: &App,
     tenant: &PublicKey,

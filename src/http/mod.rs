@@ -1,7 +1,11 @@
-//! The client API over HTTP/1.1: `server` accepts connections (cap, timeouts, drain;
-//! `capacity` counts them; `rt` is the hyper↔smol glue; `body` the bodies), `route` turns each request into an `Endpoint`, and the endpoint families (`storage`,
-//! `listing`, `grant`) do the work against the store. CORS is applied here, outermost,
-//! to every response.
+//! The client API over HTTP/1.1. Transport: `server` accepts connections (cap, timeouts,
+//! drain; `capacity` counts them per listener; `rt` is the hyper↔smol glue; `body` the
+//! bodies; `tls` PubkyTLS). Per request: `route` turns it into an `Endpoint` carrying its
+//! parsed path and query (`query`), `head` reads the credentials and headers once, [`handle`]
+//! checks the rate limit and runs the endpoint family (`storage`, `listing`, `grant`,
+//! `cookie`, `events`/`event_stream`, `relay`), which asks `account` and `limits` and calls
+//! the store; `response` maps every refusal to a status and applies CORS, outermost. The
+//! operator listeners' handlers are `operator` (`admin`, `quota` for its JSON).
 
 pub mod admin;
 pub mod bandwidth;
@@ -11,6 +15,7 @@ pub mod cookie;
 pub mod event_stream;
 pub mod events;
 pub mod grant;
+pub mod head;
 pub mod listing;
 pub mod operator;
 pub mod query;
@@ -20,7 +25,6 @@ pub mod response;
 pub mod route;
 pub mod rt;
 pub mod server;
-pub mod session;
 pub mod storage;
 pub mod tls;
 
@@ -34,6 +38,7 @@ pub use body::{next_chunk, read_limited, Body, BodyError, FileBody};
 pub use capacity::ConnStats;
 pub use server::{serve, Acceptor, ConnInfo, PlainTcp, ServerLimits};
 
+use self::head::Head;
 use self::response::{empty, json, no_store, text, ApiError, CorsRequest};
 use self::route::Endpoint;
 use crate::auth::auth_token::ReplayGuard;
@@ -82,9 +87,13 @@ pub async fn handle(app: &App, req: Request<Incoming>) -> Response<Body> {
         Err(e) => ApiError::from(e).into_response(),
         Ok(ep) => match rate_limit(app, &req, &ep) {
             Err(e) => e.into_response(),
-            Ok(()) => dispatch(app, req, ep)
-                .await
-                .unwrap_or_else(ApiError::into_response),
+            Ok(()) => {
+                let conn = req.extensions().get::<ConnInfo>();
+                let head = Head::read(req.method(), req.uri().query(), req.headers(), conn);
+                dispatch(app, &head, req.into_body(), ep)
+                    .await
+                    .unwrap_or_else(ApiError::into_response)
+            }
         },
     };
     app.metrics
@@ -99,17 +108,17 @@ fn route_class(ep: &Endpoint) -> RouteClass {
             route::StorageOp::Get | route::StorageOp::Head => RouteClass::StorageRead,
             _ => RouteClass::StorageWrite,
         },
-        Endpoint::EventFeed | Endpoint::EventStream => RouteClass::Events,
-        Endpoint::GrantSignup
+        Endpoint::EventFeed { .. } | Endpoint::EventStream { .. } => RouteClass::Events,
+        Endpoint::GrantSignup { .. }
         | Endpoint::GrantSessionCreate
         | Endpoint::GrantSessionGet
         | Endpoint::GrantSessionDelete
         | Endpoint::GrantList
         | Endpoint::GrantRevoke { .. }
-        | Endpoint::CookieSignup
+        | Endpoint::CookieSignup { .. }
         | Endpoint::CookieSessionCreate
-        | Endpoint::CookieSessionGet
-        | Endpoint::CookieSessionDelete => RouteClass::Auth,
+        | Endpoint::CookieSessionGet { .. }
+        | Endpoint::CookieSessionDelete { .. } => RouteClass::Auth,
         _ => RouteClass::Other,
     }
 }
@@ -153,9 +162,11 @@ fn rate_limit(app: &App, req: &Request<Incoming>, ep: &Endpoint) -> Result<(), A
     }
 }
 
+/// Runs the endpoint's handler with its parsed inputs; only the body is left unread.
 async fn dispatch(
     app: &App,
-    req: Request<Incoming>,
+    head: &Head,
+    body: Incoming,
     ep: Endpoint,
 ) -> Result<Response<Body>, ApiError> {
     match ep {
@@ -170,21 +181,33 @@ async fn dispatch(
             tenant,
             path,
             addressing,
-        } => Ok(storage::handle(app, req, op, tenant, path, addressing).await),
-        Endpoint::GrantSignup => grant::signup(app, req).await,
-        Endpoint::GrantSessionCreate => grant::create_session(app, req).await,
-        Endpoint::GrantSessionGet => grant::get_session(app, &req),
-        Endpoint::GrantSessionDelete => grant::delete_session(app, req).await,
-        Endpoint::GrantList => grant::list_grants(app, &req),
-        Endpoint::GrantRevoke { gid } => grant::revoke(app, &req, &gid).await,
+            list,
+        } => {
+            let target = storage::Target {
+                op,
+                tenant,
+                path,
+                addressing,
+                list,
+            };
+            Ok(storage::handle(app, head, body, target).await)
+        }
+        Endpoint::GrantSignup { token } => grant::signup(app, head, body, token?).await,
+        Endpoint::GrantSessionCreate => grant::create_session(app, head, body).await,
+        Endpoint::GrantSessionGet => grant::get_session(app, head),
+        Endpoint::GrantSessionDelete => grant::delete_session(app, head, body).await,
+        Endpoint::GrantList => grant::list_grants(app, head),
+        Endpoint::GrantRevoke { gid } => grant::revoke(app, head, &gid).await,
         Endpoint::SignupTokenStatus { token } => token_status(app, &token).await,
-        Endpoint::Relay { key, put } => relay::handle(app.relay.as_deref(), req, key, put).await,
-        Endpoint::EventFeed => events::feed(app, req.uri().query()),
-        Endpoint::EventStream => events::stream(app, &req),
-        Endpoint::CookieSignup => cookie::signup(app, req).await,
-        Endpoint::CookieSessionCreate => cookie::create(app, req).await,
-        Endpoint::CookieSessionGet => cookie::get(app, &req),
-        Endpoint::CookieSessionDelete => cookie::delete(app, &req).await,
+        Endpoint::Relay { key, put, policy } => {
+            relay::handle(app.relay.as_deref(), head, body, key, put, policy).await
+        }
+        Endpoint::EventFeed { query } => events::feed(app, query?),
+        Endpoint::EventStream { query } => events::stream(app, head, query?),
+        Endpoint::CookieSignup { token } => cookie::signup(app, head, body, token?).await,
+        Endpoint::CookieSessionCreate => cookie::create(app, head, body).await,
+        Endpoint::CookieSessionGet { tenant } => cookie::get(app, head, tenant),
+        Endpoint::CookieSessionDelete { tenant } => cookie::delete(app, head, tenant).await,
     }
 }
 

@@ -1,15 +1,18 @@
 //! Query strings, decoded once: raw pairs, form decoding, and the typed parameters of the
-//! routes that take them (listings, event streams, signup tokens). Malformed values are 400s
+//! routes that take them (listings, event streams, signup tokens, the relay's policy).
+//! `route` parses them into the `Endpoint`; a malformed value travels there as a
+//! [`BadQuery`] that the handler raises at its place in the spec's check order. Malformed values are 400s
 //! with the spec's wording.
 
 use std::borrow::Cow;
 
+use crate::announce::relay::Policy;
 use crate::auth::token::is_signup_token;
 use crate::pubkey::PublicKey;
 use crate::storage_path::StoragePath;
 
 /// A query that cannot be parsed: a 400 with this reason.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BadQuery(pub Cow<'static, str>);
 
 impl BadQuery {
@@ -40,7 +43,7 @@ pub const DEFAULT_LIMIT: usize = 100;
 pub const MAX_LIMIT: usize = 1000;
 
 /// Listing parameters as given; the cursor is validated only after the directory exists.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ListQuery {
     pub limit: usize,
     pub cursor: Option<String>,
@@ -97,7 +100,7 @@ pub fn signup_token_param(query: Option<&str>) -> Result<Option<String>, BadQuer
 }
 
 /// The parameters of `GET /events-stream` after §6.1's parsing rules.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StreamQuery {
     /// Users in request order (duplicates collapsed) with their raw cursors.
     pub users: Vec<(PublicKey, Option<String>)>,
@@ -174,6 +177,18 @@ impl StreamQuery {
             return Err(BadQuery::new("Cannot use live mode with reverse ordering"));
         }
         Ok(q)
+    }
+}
+
+/// The relay's `?policy=` (raw, as relays read it); absent is the default.
+pub fn relay_policy(query: Option<&str>) -> Result<Policy, BadQuery> {
+    match query_pairs(query.unwrap_or(""))
+        .find(|(k, _)| *k == "policy")
+        .map(|(_, v)| v)
+    {
+        None => Ok(Policy::default()),
+        Some(v) => Policy::parse(v)
+            .ok_or_else(|| BadQuery::new("policy must be CacheFirst, CacheOnly or NetworkOnly")),
     }
 }
 

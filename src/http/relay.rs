@@ -9,6 +9,8 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 
 use super::body::{read_limited, Body, BodyError};
+use super::head::Head;
+use super::query::BadQuery;
 use super::response::ApiError;
 use super::route;
 use super::App;
@@ -30,20 +32,22 @@ impl From<RelayError> for ApiError {
     }
 }
 
+/// `GET`/`HEAD`/`PUT /pkarr/<z32>`: a signed packet from the cache or the DHT, or a new
+/// one stored and put on the DHT.
 pub async fn handle(
     relay: Option<&Relay>,
-    req: Request<Incoming>,
+    head: &Head,
+    body: Incoming,
     key: PublicKey,
     put: bool,
+    policy: Result<Policy, BadQuery>,
 ) -> Result<Response<Body>, ApiError> {
     let relay = relay.ok_or_else(ApiError::not_found)?;
     if put {
-        let payload = read_limited(req.into_body(), MAX_PAYLOAD)
-            .await
-            .map_err(|e| match e {
-                BodyError::TooLarge => ApiError::from(RelayError::TooLarge),
-                other => ApiError::bad_request(other.to_string()),
-            })?;
+        let payload = read_limited(body, MAX_PAYLOAD).await.map_err(|e| match e {
+            BodyError::TooLarge => ApiError::from(RelayError::TooLarge),
+            other => ApiError::bad_request(other.to_string()),
+        })?;
         let stored = relay
             .put(&key, &payload, crate::clock::now_micros())
             .await?;
@@ -55,30 +59,19 @@ pub async fn handle(
         }
         return Ok(r);
     }
-    let policy = match super::query::query_pairs(req.uri().query().unwrap_or(""))
-        .find(|(k, _)| *k == "policy")
-        .map(|(_, v)| v)
-    {
-        None => Policy::default(),
-        Some(v) => Policy::parse(v).ok_or_else(|| {
-            ApiError::bad_request("policy must be CacheFirst, CacheOnly or NetworkOnly")
-        })?,
-    };
-    let policy = if no_cache(&req) {
+    let policy = if head.no_cache {
+        // A bad `policy` is refused even when `no-cache` overrides it.
+        policy?;
         Policy::NetworkOnly
     } else {
-        policy
+        policy?
     };
     let packet = relay
         .get(&key, policy)
         .await
         .ok_or_else(ApiError::not_found)?;
     let modified = UNIX_EPOCH + Duration::from_micros(packet.timestamp().as_u64());
-    let ims = req
-        .headers()
-        .get(header::IF_MODIFIED_SINCE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| httpdate::parse_http_date(v).ok());
+    let ims = head.conditional.if_modified_since();
     let last_modified = httpdate::fmt_http_date(modified);
     let mut r = match ims {
         // HTTP dates have one-second resolution: not modified if within that second.
@@ -89,7 +82,7 @@ pub async fn handle(
         }
         _ => {
             let payload = packet.to_relay_payload();
-            let mut r = if req.method() == Method::HEAD {
+            let mut r = if head.is_head {
                 let mut r = Response::new(Body::Empty);
                 r.headers_mut()
                     .insert(header::CONTENT_LENGTH, HeaderValue::from(payload.len()));
@@ -113,14 +106,6 @@ pub async fn handle(
     Ok(r)
 }
 
-fn no_cache(req: &Request<Incoming>) -> bool {
-    req.headers()
-        .get_all(header::CACHE_CONTROL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.split(',').any(|d| d.trim() == "no-cache"))
-}
-
 /// The relay at the root of its own listener (`/<z32>`), with CORS, and nothing else.
 pub async fn handle_root(app: &App, req: Request<Incoming>) -> Response<Body> {
     let cors = super::response::CorsRequest::of(req.headers());
@@ -128,9 +113,12 @@ pub async fn handle_root(app: &App, req: Request<Incoming>) -> Response<Body> {
         Ok(super::response::empty(StatusCode::OK))
     } else {
         let key = req.uri().path().trim_start_matches('/').to_string();
-        match route::relay(req.method(), &key) {
-            Ok(route::Endpoint::Relay { key, put }) => {
-                handle(app.relay.as_deref(), req, key, put).await
+        match route::relay(req.method(), &key, req.uri().query()) {
+            Ok(route::Endpoint::Relay { key, put, policy }) => {
+                let conn = req.extensions().get::<super::ConnInfo>();
+                let head = Head::read(req.method(), req.uri().query(), req.headers(), conn);
+                let relay = app.relay.as_deref();
+                handle(relay, &head, req.into_body(), key, put, policy).await
             }
             Ok(_) => Err(ApiError::not_found()),
             Err(e) => Err(ApiError::from(e)),

@@ -1,10 +1,13 @@
 //! Routing: a request's method, path, query and host headers → one [`Endpoint`]. Pure: no
 //! I/O, no state. Resolves the tenant (path-addressed `/storage/<pk>/…` or legacy `Host` /
 //! `pubky-host` / `?pubky-host=`) and normalises the storage path before any auth runs; the
-//! dispatcher in `http::mod` then calls the endpoint's handler.
+//! dispatcher in `http::mod` then calls the endpoint's handler. Each endpoint carries its
+//! parsed query parameters (`http::query`); the request head is read into `http::head`.
 
 use hyper::{HeaderMap, Method};
 
+use super::query::{self, BadQuery, ListQuery, StreamQuery};
+use crate::announce::relay::Policy;
 use crate::pubkey::PublicKey;
 use crate::storage_path::{percent_decode, StoragePath};
 
@@ -41,9 +44,13 @@ pub enum Endpoint {
         tenant: Option<PublicKey>,
         path: StoragePath,
         addressing: Addressing,
+        /// Listing parameters (read by `GET` of a directory; a bad one is a 400 there).
+        list: Result<ListQuery, BadQuery>,
     },
-    /// `POST /auth/grant/signup`
-    GrantSignup,
+    /// `POST /auth/grant/signup[?signup_token=…]`
+    GrantSignup {
+        token: Result<Option<String>, BadQuery>,
+    },
     /// `POST /auth/grant/session`
     GrantSessionCreate,
     /// `GET /auth/grant/session`
@@ -56,27 +63,35 @@ pub enum Endpoint {
     GrantRevoke { gid: String },
     /// `GET /signup_tokens/{token}`
     SignupTokenStatus { token: String },
-    /// `GET /events/`
-    EventFeed,
-    /// `GET /events-stream`
-    EventStream,
-    /// `POST /signup` (AuthToken, cookie session)
-    CookieSignup,
+    /// `GET /events/?cursor=&limit=`
+    EventFeed { query: Result<ListQuery, BadQuery> },
+    /// `GET /events-stream?user=…`
+    EventStream {
+        query: Result<StreamQuery, BadQuery>,
+    },
+    /// `POST /signup[?signup_token=…]` (AuthToken, cookie session)
+    CookieSignup {
+        token: Result<Option<String>, BadQuery>,
+    },
     /// `POST /session`
     CookieSessionCreate,
-    /// `GET /session`
-    CookieSessionGet,
-    /// `DELETE /session`
-    CookieSessionDelete,
-    /// `GET`/`PUT /pkarr/<z32>`: the pkarr relay.
-    Relay { key: PublicKey, put: bool },
+    /// `GET /session` of the legacy tenant
+    CookieSessionGet { tenant: Option<PublicKey> },
+    /// `DELETE /session` of the legacy tenant
+    CookieSessionDelete { tenant: Option<PublicKey> },
+    /// `GET`/`HEAD`/`PUT /pkarr/<z32>[?policy=]`: the pkarr relay.
+    Relay {
+        key: PublicKey,
+        put: bool,
+        policy: Result<Policy, BadQuery>,
+    },
 }
 
 /// Where the pkarr relay lives on the client listeners (`<base>/<z32>` as relays serve it).
 pub const RELAY_PREFIX: &str = "/pkarr/";
 
 /// The relay route: `GET`/`HEAD`/`PUT` of a bare z32 key.
-pub fn relay(method: &Method, key: &str) -> Result<Endpoint, RouteError> {
+pub fn relay(method: &Method, key: &str, q: Option<&str>) -> Result<Endpoint, RouteError> {
     let put = match *method {
         Method::GET | Method::HEAD => false,
         Method::PUT => true,
@@ -84,7 +99,11 @@ pub fn relay(method: &Method, key: &str) -> Result<Endpoint, RouteError> {
     };
     let key = PublicKey::parse_z32(key)
         .map_err(|_| RouteError::BadRequest("Invalid public key".into()))?;
-    Ok(Endpoint::Relay { key, put })
+    Ok(Endpoint::Relay {
+        key,
+        put,
+        policy: query::relay_policy(q),
+    })
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,7 +146,7 @@ pub fn route(
         return Ok(Endpoint::Preflight);
     }
     if path == "/storage" || path.starts_with("/storage/") {
-        return storage_path_addressed(method, path);
+        return storage_path_addressed(method, path, query);
     }
     let only = |m: Method, allow: &'static str, ep: Endpoint| {
         if *method == m {
@@ -139,18 +158,31 @@ pub fn route(
     match path {
         "/" if method == Method::GET || method == Method::HEAD => return Ok(Endpoint::Root),
         "/info" => return only(Method::GET, "GET", Endpoint::Info),
-        "/auth/grant/signup" => return only(Method::POST, "POST", Endpoint::GrantSignup),
+        "/auth/grant/signup" => {
+            let token = query::signup_token_param(query);
+            return only(Method::POST, "POST", Endpoint::GrantSignup { token });
+        }
         "/auth/grant/sessions" => return only(Method::GET, "GET", Endpoint::GrantList),
-        "/events/" => return only(Method::GET, "GET", Endpoint::EventFeed),
-        "/events-stream" => return only(Method::GET, "GET", Endpoint::EventStream),
-        "/signup" => return only(Method::POST, "POST", Endpoint::CookieSignup),
+        "/events/" => {
+            let query = ListQuery::parse(query);
+            return only(Method::GET, "GET", Endpoint::EventFeed { query });
+        }
+        "/events-stream" => {
+            let query = StreamQuery::parse(query, false);
+            return only(Method::GET, "GET", Endpoint::EventStream { query });
+        }
+        "/signup" => {
+            let token = query::signup_token_param(query);
+            return only(Method::POST, "POST", Endpoint::CookieSignup { token });
+        }
         "/session" => {
+            let tenant = legacy_tenant(headers, query);
             return match *method {
                 Method::POST => Ok(Endpoint::CookieSessionCreate),
-                Method::GET => Ok(Endpoint::CookieSessionGet),
-                Method::DELETE => Ok(Endpoint::CookieSessionDelete),
+                Method::GET => Ok(Endpoint::CookieSessionGet { tenant }),
+                Method::DELETE => Ok(Endpoint::CookieSessionDelete { tenant }),
                 _ => Err(RouteError::MethodNotAllowed("GET, POST, DELETE")),
-            }
+            };
         }
         "/auth/grant/session" => {
             return match *method {
@@ -172,7 +204,7 @@ pub fn route(
         );
     }
     if let Some(key) = path.strip_prefix(RELAY_PREFIX) {
-        return relay(method, key);
+        return relay(method, key, query);
     }
     if let Some(token) = path.strip_prefix("/signup_tokens/") {
         return only(
@@ -191,6 +223,7 @@ pub fn route(
         tenant: legacy_tenant(headers, query),
         path,
         addressing: Addressing::Legacy,
+        list: ListQuery::parse(query),
     })
 }
 
@@ -204,7 +237,11 @@ fn storage_op(method: &Method) -> Result<StorageOp, RouteError> {
     }
 }
 
-fn storage_path_addressed(method: &Method, path: &str) -> Result<Endpoint, RouteError> {
+fn storage_path_addressed(
+    method: &Method,
+    path: &str,
+    query: Option<&str>,
+) -> Result<Endpoint, RouteError> {
     let bad = |m: &str| Err(RouteError::BadRequest(m.to_string()));
     let rest = path.strip_prefix("/storage").unwrap_or("");
     let rest = rest.strip_prefix('/').unwrap_or(rest);
@@ -231,6 +268,7 @@ fn storage_path_addressed(method: &Method, path: &str) -> Result<Endpoint, Route
         tenant: Some(tenant),
         path,
         addressing: Addressing::Path,
+        list: ListQuery::parse(query),
     })
 }
 
@@ -264,6 +302,7 @@ mod tests {
                 tenant,
                 path,
                 addressing,
+                ..
             } => (
                 op,
                 tenant.map(|t| t.to_z32()),

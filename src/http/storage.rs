@@ -4,12 +4,13 @@
 
 use bytes::Bytes;
 use hyper::body::Incoming;
-use hyper::{header, HeaderMap, Request, Response, StatusCode};
+use hyper::{header, Response, StatusCode};
 
 use super::bandwidth;
 use super::body::{next_chunk, Body};
+use super::head::Head;
 use super::listing;
-use super::query::ListQuery;
+use super::query::{BadQuery, ListQuery};
 use super::response::ApiError;
 use super::route::{Addressing, StorageOp};
 use super::App;
@@ -20,65 +21,63 @@ use crate::pubkey::PublicKey;
 use crate::storage_path::StoragePath;
 use crate::store::Content;
 
-/// Runs one storage request and applies the spec's cache policy to the result.
-pub async fn handle(
-    app: &App,
-    req: Request<Incoming>,
-    op: StorageOp,
-    tenant: Option<PublicKey>,
-    path: StoragePath,
-    addressing: Addressing,
-) -> Response<Body> {
-    let result = match tenant {
+/// A routed storage request: what it does, to whose data, where.
+pub struct Target {
+    pub op: StorageOp,
+    /// `None` only on the legacy form when nothing named the tenant.
+    pub tenant: Option<PublicKey>,
+    pub path: StoragePath,
+    pub addressing: Addressing,
+    /// Listing parameters, used by `GET` of a directory.
+    pub list: Result<ListQuery, BadQuery>,
+}
+
+/// `GET`/`HEAD`/`PUT`/`DELETE /storage/<pk>/<path>` and legacy `/<path>`: resolves the
+/// caller, runs the operation and applies the spec's cache policy to the result.
+pub async fn handle(app: &App, head: &Head, body: Incoming, t: Target) -> Response<Body> {
+    let result = match t.tenant {
         None => Err(ApiError::bad_request("Missing request tenant")),
         Some(tenant) => {
-            let creds = super::session::credentials(req.headers());
-            let session = Caller::resolve(
+            let now = clock::now_secs();
+            let caller = Caller::resolve(
                 &app.store,
-                &creds,
+                &head.creds,
                 Some(&tenant),
                 CookiePolicy::Fallback,
-                clock::now_secs(),
+                now,
             )
             .map_err(ApiError::from);
-            count_request(app, &req, &tenant, addressing, &session);
-            match (session, op) {
+            count_request(app, head, &tenant, t.addressing, &caller);
+            match (caller, t.op) {
                 (Err(e), _) => Err(e),
-                (Ok(s), StorageOp::Get | StorageOp::Head) => {
-                    read(app, &req, op, &tenant, &path, s.as_ref())
+                (Ok(c), StorageOp::Get | StorageOp::Head) => {
+                    let list = t.list.clone();
+                    read(app, head, t.op, &tenant, &t.path, list, c.as_ref())
                 }
-                (Ok(s), StorageOp::Put) => put(app, req, &tenant, &path, s.as_ref()).await,
-                (Ok(s), StorageOp::Delete) => delete(app, &tenant, &path, s.as_ref()).await,
+                (Ok(c), StorageOp::Put) => put(app, head, body, &tenant, &t.path, c.as_ref()).await,
+                (Ok(c), StorageOp::Delete) => delete(app, &tenant, &t.path, c.as_ref()).await,
             }
         }
     };
     let mut resp = result.unwrap_or_else(ApiError::into_response);
-    cache_policy(&mut resp, &path, addressing);
+    cache_policy(&mut resp, &t.path, t.addressing);
     resp
 }
 
 /// `storage_request_count_total` labels for one request.
 fn count_request(
     app: &App,
-    req: &Request<Incoming>,
+    head: &Head,
     tenant: &PublicKey,
     addressing: Addressing,
-    session: &Result<Option<Caller>, ApiError>,
+    caller: &Result<Option<Caller>, ApiError>,
 ) {
-    let host_header = match req
-        .headers()
-        .get("pubky-host")
-        .and_then(|v| v.to_str().ok())
-    {
+    let host_header = match head.pubky_host.as_deref() {
         None => 0,
         Some(v) if v == tenant.to_z32() => 1,
         Some(_) => 2,
     };
-    let host_query = req
-        .uri()
-        .query()
-        .is_some_and(|q| super::query::query_pairs(q).any(|(k, _)| k == "pubky-host"));
-    let auth = match session {
+    let auth = match caller {
         Ok(Some(c)) if c.method == AuthMethod::Cookie => 1,
         Ok(Some(_)) => 2,
         _ => 0,
@@ -86,7 +85,7 @@ fn count_request(
     app.metrics.storage_request(crate::metrics::StorageRequest {
         addressing: usize::from(addressing == Addressing::Legacy),
         host_header,
-        host_query: usize::from(host_query),
+        host_query: usize::from(head.pubky_host_query),
         auth,
     });
 }
@@ -122,15 +121,18 @@ fn hv(s: &'static str) -> header::HeaderValue {
     header::HeaderValue::from_static(s)
 }
 
+/// `GET`/`HEAD /storage/<pk>/<path>` (and legacy `/<path>`): a file's entry and body, paced
+/// by the reader's bandwidth budget, with validators; `GET` of a directory lists it.
 fn read(
     app: &App,
-    req: &Request<Incoming>,
+    head: &Head,
     op: StorageOp,
     tenant: &PublicKey,
     path: &StoragePath,
+    list: Result<ListQuery, BadQuery>,
     session: Option<&Caller>,
 ) -> Result<Response<Body>, ApiError> {
-    let query = ListQuery::parse(req.uri().query())?;
+    let query = list?;
     access::authorize_read(tenant, path, session)?;
     if path.is_dir() {
         if op == StorageOp::Head {
@@ -158,7 +160,7 @@ fn read(
     };
     let etag = etag(&meta.hash);
     let last_modified = httpdate::fmt_http_date(clock::system_time(meta.modified_at));
-    if op == StorageOp::Get && not_modified(req.headers(), &etag, meta.modified_at) {
+    if op == StorageOp::Get && head.conditional.not_modified(&etag, meta.modified_at) {
         return Response::builder()
             .status(StatusCode::NOT_MODIFIED)
             .header(header::ETAG, etag)
@@ -173,11 +175,7 @@ fn read(
                 Content::Inline(b) => Body::Full(b),
                 Content::File(f) => Body::file(f, meta.len),
             };
-            let ip = req
-                .extensions()
-                .get::<super::ConnInfo>()
-                .map(|c| c.peer.ip());
-            match bandwidth::read_budget(app, session.map(|s| &s.user), ip)? {
+            match bandwidth::read_budget(app, session.map(|s| &s.user), head.peer)? {
                 Some(b) => bandwidth::paced(body, app.throttle.clone(), b),
                 None => body,
             }
@@ -196,27 +194,6 @@ fn read(
     Ok(resp)
 }
 
-/// `If-None-Match` (exact match of one listed ETag) wins; otherwise `If-Modified-Since`
-/// at second precision.
-fn not_modified(headers: &HeaderMap, etag: &str, modified_at_us: u64) -> bool {
-    if let Some(inm) = headers.get(header::IF_NONE_MATCH) {
-        let Ok(inm) = inm.to_str() else { return false };
-        return inm.split(',').any(|t| t.trim() == etag);
-    }
-    let Some(ims) = headers
-        .get(header::IF_MODIFIED_SINCE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| httpdate::parse_http_date(v).ok())
-    else {
-        return false;
-    };
-    let ims = ims
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    ims >= modified_at_us / 1_000_000
-}
-
 /// Quoted standard base64 of the BLAKE3 hash (44 characters inside the quotes).
 pub fn etag(hash: &[u8; 32]) -> String {
     use base64::Engine;
@@ -226,9 +203,12 @@ pub fn etag(hash: &[u8; 32]) -> String {
     )
 }
 
+/// `PUT /storage/<pk>/<path>` (and legacy `/<path>`): the body streams into an upload under
+/// the quota, size and bandwidth limits, then the store commits it durably.
 async fn put(
     app: &App,
-    req: Request<Incoming>,
+    head: &Head,
+    mut body: Incoming,
     tenant: &PublicKey,
     path: &StoragePath,
     session: Option<&Caller>,
@@ -236,12 +216,7 @@ async fn put(
     access::authorize_write(&app.store, tenant, path, session, Write::Put)?;
     let max_upload = app.config.storage.max_upload_bytes;
     let allowance = app.store.write_allowance(tenant, path)?;
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if let Some(len) = declared {
+    if let Some(len) = head.content_length {
         if allowance.is_some_and(|a| len > a) {
             return Err(quota_exceeded());
         }
@@ -251,7 +226,6 @@ async fn put(
     }
     access::authorize_path(&app.store, tenant, path)?;
     let budget = bandwidth::write_budget(app, tenant)?;
-    let mut body = req.into_body();
     let mut upload = app.store.upload();
     while let Some(chunk) = next_chunk(&mut body).await {
         let chunk: Bytes = chunk.map_err(|_| ApiError::bad_request("Stream broken"))?;
@@ -275,6 +249,8 @@ async fn put(
     Ok(super::response::empty(StatusCode::CREATED))
 }
 
+/// `DELETE /storage/<pk>/<path>` (and legacy `/<path>`): the file must exist; the store
+/// commits the removal durably.
 async fn delete(
     app: &App,
     tenant: &PublicKey,
@@ -362,6 +338,10 @@ mod tests {
 
     #[test]
     fn conditional_requests() {
+        use crate::http::head::Conditional;
+        use hyper::HeaderMap;
+        let not_modified =
+            |h: &HeaderMap, tag: &str, at: u64| Conditional::of(h).not_modified(tag, at);
         let mut h = HeaderMap::new();
         let tag = "\"abc\"";
         h.insert(header::IF_NONE_MATCH, hv("\"x\", \"abc\""));

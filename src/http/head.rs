@@ -1,0 +1,130 @@
+//! What the handlers need from a request's head, read once after routing: the credentials
+//! (grant bearer, session-shaped cookies; what they mean is `account::caller`'s business),
+//! the client's address, and the few headers the handlers act on. With the routed
+//! `Endpoint` (which carries the parsed path and query), this is every input a handler
+//! reads; only the body is left in the request.
+
+use std::net::IpAddr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use hyper::{header, HeaderMap, Method};
+
+use super::server::ConnInfo;
+use crate::account::caller::COOKIE_SECRET_LEN;
+use crate::account::Credentials;
+use crate::auth::token;
+
+/// The inputs of one request besides its route and body.
+#[derive(Debug, Default)]
+pub struct Head {
+    /// `HEAD` rather than `GET` (the relay answers both on one route).
+    pub is_head: bool,
+    pub creds: Credentials,
+    /// The client's address (bandwidth buckets of anonymous readers).
+    pub peer: Option<IpAddr>,
+    /// The `Host` header (whether a cookie may be `Secure`).
+    pub host: String,
+    /// The `pubky-host` header as sent (a metrics label).
+    pub pubky_host: Option<String>,
+    /// `?pubky-host=` was given (a metrics label).
+    pub pubky_host_query: bool,
+    /// `Content-Type` is `application/json` (any parameters).
+    pub json: bool,
+    /// `Content-Length`, when it parses.
+    pub content_length: Option<u64>,
+    pub conditional: Conditional,
+    /// `Cache-Control: no-cache` (the relay then asks the network).
+    pub no_cache: bool,
+}
+
+/// `If-None-Match` and `If-Modified-Since`.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Conditional {
+    /// Present: its text, or `None` when it is not visible ASCII.
+    if_none_match: Option<Option<String>>,
+    if_modified_since: Option<SystemTime>,
+}
+
+impl Conditional {
+    pub fn of(h: &HeaderMap) -> Conditional {
+        Conditional {
+            if_none_match: h
+                .get(header::IF_NONE_MATCH)
+                .map(|v| v.to_str().ok().map(str::to_string)),
+            if_modified_since: h
+                .get(header::IF_MODIFIED_SINCE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| httpdate::parse_http_date(v).ok()),
+        }
+    }
+
+    /// `If-None-Match` (exact match of one listed ETag) wins; otherwise `If-Modified-Since`
+    /// at second precision.
+    pub fn not_modified(&self, etag: &str, modified_at_us: u64) -> bool {
+        if let Some(inm) = &self.if_none_match {
+            let Some(inm) = inm else { return false };
+            return inm.split(',').any(|t| t.trim() == etag);
+        }
+        let Some(ims) = self.if_modified_since else {
+            return false;
+        };
+        let ims = ims
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        ims >= modified_at_us / 1_000_000
+    }
+
+    pub fn if_modified_since(&self) -> Option<SystemTime> {
+        self.if_modified_since
+    }
+}
+
+impl Head {
+    pub fn read(
+        method: &Method,
+        query: Option<&str>,
+        h: &HeaderMap,
+        conn: Option<&ConnInfo>,
+    ) -> Head {
+        let text = |name: &str| h.get(name).and_then(|v| v.to_str().ok());
+        Head {
+            is_head: method == Method::HEAD,
+            creds: credentials(h),
+            peer: conn.map(|c| c.peer.ip()),
+            host: text("host").unwrap_or("").to_string(),
+            pubky_host: text("pubky-host").map(str::to_string),
+            pubky_host_query: query
+                .is_some_and(|q| super::query::query_pairs(q).any(|(k, _)| k == "pubky-host")),
+            json: text("content-type").is_some_and(|v| {
+                let essence = v.split(';').next().unwrap_or("").trim();
+                essence.eq_ignore_ascii_case("application/json")
+            }),
+            content_length: text("content-length").and_then(|v| v.parse().ok()),
+            conditional: Conditional::of(h),
+            no_cache: h
+                .get_all(header::CACHE_CONTROL)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .any(|v| v.split(',').any(|d| d.trim() == "no-cache")),
+        }
+    }
+}
+
+/// Reads the bearer and the session-shaped cookies of a request.
+pub fn credentials(headers: &HeaderMap) -> Credentials {
+    let auth = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
+    Credentials {
+        bearer: auth.and_then(token::bearer_from_header).map(str::to_string),
+        bearer_header: auth.is_some_and(|v| v.starts_with(b"Bearer ")),
+        cookies: headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|kv| kv.trim().split_once('='))
+            .filter(|(_, v)| v.len() == COOKIE_SECRET_LEN)
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    }
+}
