@@ -7,22 +7,20 @@ pub mod listeners;
 pub mod workers;
 
 use std::fs;
-use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use std::net::{IpAddr, Ipv4Addr, UdpSocket};
-use std::sync::Mutex;
 
 use anyhow::{Context, Result};
-use event_listener::Event;
 use smol::Executor;
 
-use self::listeners::{Listeners, Served};
-use self::workers::Workers;
+use self::listeners::{Addresses, Listeners, Served};
+use self::workers::{Probes, Workers};
+use crate::announce::household::{Household, Listeners as HouseholdPorts};
 use crate::announce::relay::Relay;
-use crate::announce::{DhtClient, DhtSettings, PublicAddress, PublishStatus};
+use crate::announce::{DhtClient, DhtSettings, PublicAddress};
 use crate::config::Config;
 use crate::http::tls::{server_config, PubkyTls};
 use crate::http::{App, ServerLimits};
@@ -34,30 +32,18 @@ use crate::store::{Store, StoreConfig};
 /// A running homeserver: where it listens, what tests and commands may watch, and the
 /// tasks [`Running::stop`] ends in order.
 pub struct Running {
-    pub icann_addr: SocketAddr,
-    pub pubky_addr: SocketAddr,
-    /// The dedicated pkarr relay listener, when configured.
-    pub relay_addr: Option<SocketAddr>,
-    /// The admin API, when enabled.
-    pub admin_addr: Option<SocketAddr>,
-    /// `GET /metrics`, when enabled.
-    pub metrics_addr: Option<SocketAddr>,
     pub public_key: PublicKey,
     pub data_dir: PathBuf,
+    /// Where each listener ended up.
+    pub addrs: Addresses,
     /// The address the record announces; setting it republishes.
     pub public_address: Arc<PublicAddress>,
     /// The DHT client, when `pkdns.dht` is on.
     pub dht: Option<DhtClient>,
-    /// Outcome of the last publish of the homeserver record.
-    pub publish_status: Arc<Mutex<PublishStatus>>,
-    /// Notified after every publish attempt.
-    pub publish_attempted: Arc<Event>,
-    /// Notified after every pass of the users' republisher.
-    pub users_republished: Arc<Event>,
-    /// What the users' republisher's last pass did.
-    pub users_report: Arc<Mutex<Option<crate::announce::users::PassReport>>>,
+    /// What the DHT workers report.
+    pub probes: Probes,
     /// UPnP port mapping and mDNS announcement.
-    pub household: Option<crate::announce::household::Household>,
+    pub household: Option<Household>,
     shutdown: Shutdown,
     app: Arc<App>,
     listeners: Served,
@@ -87,9 +73,9 @@ pub fn store_config(config: &Config) -> StoreConfig {
 }
 
 /// Starts the homeserver on `ex`, as a runbook: data directory → identity → store (and
-/// spooled signup tokens) → listeners bound → DHT client → shared state → listeners served
-/// → workers. Listeners are bound before this returns, so the addresses in [`Running`] are
-/// live. [`Running::stop`] undoes it in reverse.
+/// spooled signup tokens) → listeners bound → discovery (DHT client, relay, public address)
+/// → listeners served → DHT workers → household. Listeners are bound before this returns,
+/// so the addresses in [`Running`] are live. [`Running::stop`] undoes it in reverse.
 pub async fn start(
     ex: &Arc<Executor<'static>>,
     config: Config,
@@ -98,19 +84,70 @@ pub async fn start(
     prepare_data_dir(&data_dir)?;
     let identity = Identity::load_or_create(&data_dir)?;
     let public_key = identity.public_key();
-    tracing::debug!(%public_key, "identity ready");
-    let store = Store::open(&data_dir, store_config(&config))
+    let store = open_store(&config, &data_dir).await?;
+    let listeners = Listeners::bind(&config).await?;
+    let addrs = listeners.addresses()?;
+    let found = discovery(&config)?;
+    let shutdown = Shutdown::new(config.limits.shutdown_drain);
+    let limits = server_limits(&config);
+    let relay = found.relay.clone();
+    let app = Arc::new(App::new(store, config, public_key, data_dir.clone(), relay));
+    let tls = PubkyTls::new(server_config(identity.signing_key())?);
+    let listeners = listeners.serve(ex, &app, tls, &limits, &shutdown.signal())?;
+    let (workers, probes) = Workers::start(ex, &app, &identity, &addrs, &found, &shutdown);
+    let household = Household::start(
+        ex,
+        &app.config,
+        &public_key,
+        HouseholdPorts {
+            pubky_tls: addrs.pubky_tls,
+            http: addrs.icann,
+            relay: addrs.relay,
+        },
+        &found.address,
+        &data_dir,
+        shutdown.signal(),
+    );
+    tracing::info!(
+        public_key = %public_key,
+        http = %addrs.icann,
+        pubky_tls = %addrs.pubky_tls,
+        admin = ?addrs.admin,
+        metrics = ?addrs.metrics,
+        relay = ?addrs.relay,
+        dht = found.dht.is_some(),
+        data = %data_dir.display(),
+        "pubky-edge is serving"
+    );
+    Ok(Running {
+        public_key,
+        data_dir,
+        addrs,
+        public_address: found.address,
+        dht: found.dht,
+        probes,
+        household: Some(household),
+        shutdown,
+        app,
+        listeners,
+        workers,
+    })
+}
+
+/// Opens the store and imports the signup tokens spooled while the server was down.
+async fn open_store(config: &Config, data_dir: &Path) -> Result<Store> {
+    let store = Store::open(data_dir, store_config(config))
         .map_err(|e| anyhow::anyhow!("cannot open the store in {}: {e}", data_dir.display()))?;
-    let imported = crate::account::spool::import(&store, &data_dir, crate::clock::now_secs()).await;
+    let imported = crate::account::spool::import(&store, data_dir, crate::clock::now_secs()).await;
     if imported > 0 {
         tracing::info!(imported, "signup tokens imported");
     }
+    Ok(store)
+}
 
-    let listeners = Listeners::bind(&config).await?;
-    let addrs = listeners.addresses()?;
-    let tls = PubkyTls::new(server_config(identity.signing_key())?);
-    let limits = server_limits(&config);
-
+/// The DHT client (when on), the pkarr relay (when on) and the address to announce, held
+/// back while the router is about to be asked for it.
+fn discovery(config: &Config) -> Result<Discovery> {
     let pk = &config.pkdns;
     let dht = if pk.dht {
         let settings = DhtSettings {
@@ -130,77 +167,21 @@ pub async fn start(
         pk.public_ip
             .or_else(|| auto_public_ip(config.drive.pubky_listen_socket.ip())),
     );
-    if crate::announce::household::router_decides_address(&config) {
+    if crate::announce::household::router_decides_address(config) {
         public_address.hold();
     }
-
-    let shutdown = Shutdown::new(config.limits.shutdown_drain);
-    let app = Arc::new(App {
-        store,
-        streams: crate::limits::streams::Streams::new(config.events.max_streams),
-        limiter: crate::limits::rate::Limiter::new(config.drive.rate_limits.clone()),
-        config,
-        homeserver: public_key,
-        data_dir: data_dir.clone(),
-        relay,
-        metrics: Arc::new(crate::metrics::Metrics::new()),
-        replay: Default::default(),
-        throttle: Default::default(),
-    });
-    let listeners = listeners.serve(ex, &app, tls, &limits, &shutdown.signal())?;
-    let workers = Workers::start(
-        ex,
-        &app,
-        &identity,
-        &addrs,
-        &dht,
-        &public_address,
-        &shutdown,
-    );
-    let household = crate::announce::household::Household::start(
-        ex,
-        &app.config,
-        &public_key,
-        crate::announce::household::Listeners {
-            pubky_tls: addrs.pubky_tls,
-            http: addrs.icann,
-            relay: addrs.relay,
-        },
-        &public_address,
-        &data_dir,
-        shutdown.signal(),
-    );
-    tracing::info!(
-        public_key = %public_key,
-        http = %addrs.icann,
-        pubky_tls = %addrs.pubky_tls,
-        admin = ?addrs.admin,
-        metrics = ?addrs.metrics,
-        relay = ?addrs.relay,
-        dht = dht.is_some(),
-        data = %data_dir.display(),
-        "pubky-edge is serving"
-    );
-    Ok(Running {
-        icann_addr: addrs.icann,
-        pubky_addr: addrs.pubky_tls,
-        relay_addr: addrs.relay,
-        admin_addr: addrs.admin,
-        metrics_addr: addrs.metrics,
-        public_key,
-        data_dir,
-        public_address,
+    Ok(Discovery {
         dht,
-        publish_status: workers.publish_status.clone(),
-        publish_attempted: workers.publish_attempted.clone(),
-        users_republished: workers.users_republished.clone(),
-        users_report: workers.users_report.clone(),
-        household: Some(household),
-        shutdown,
-        app,
-        listeners,
-        workers,
+        relay,
+        address: public_address,
     })
+}
+
+/// How the server is found: the DHT client, the relay, and the address to announce.
+pub struct Discovery {
+    pub dht: Option<DhtClient>,
+    pub relay: Option<Arc<Relay>>,
+    pub address: Arc<PublicAddress>,
 }
 
 fn server_limits(config: &Config) -> ServerLimits {

@@ -9,9 +9,10 @@ use event_listener::Event;
 use smol::{Executor, Task};
 
 use super::listeners::Addresses;
+use super::Discovery;
 use crate::announce::packet::RecordSpec;
 use crate::announce::users::PassReport;
-use crate::announce::{DhtClient, PublicAddress, PublishStatus, Publisher, UsersRepublisher};
+use crate::announce::{PublishStatus, Publisher, UsersRepublisher};
 use crate::http::App;
 use crate::identity::Identity;
 use crate::runtime::shutdown::Shutdown;
@@ -21,10 +22,19 @@ pub struct Workers {
     publisher: Option<Task<()>>,
     /// Re-puts the users' records, when there is a DHT and an interval.
     users: Option<Task<()>>,
-    /// This run's publishes only (the file keeps the last outcome across runs for `info`).
+}
+
+/// What the workers report as they go, for tests and commands to watch.
+#[derive(Clone, Default)]
+pub struct Probes {
+    /// Outcome of this run's last publish of the homeserver record (the file keeps the
+    /// last outcome across runs for `info`).
     pub publish_status: Arc<Mutex<PublishStatus>>,
+    /// Notified after every publish attempt.
     pub publish_attempted: Arc<Event>,
+    /// Notified after every pass of the users' republisher.
     pub users_republished: Arc<Event>,
+    /// What the users' republisher's last pass did.
     pub users_report: Arc<Mutex<Option<PassReport>>>,
 }
 
@@ -43,18 +53,15 @@ impl Workers {
         app: &Arc<App>,
         identity: &Identity,
         addrs: &Addresses,
-        dht: &Option<DhtClient>,
-        address: &Arc<PublicAddress>,
+        found: &Discovery,
         shutdown: &Shutdown,
-    ) -> Workers {
+    ) -> (Workers, Probes) {
+        let (dht, address) = (&found.dht, &found.address);
+        let probes = Probes::default();
         let pk = &app.config.pkdns;
         let mut w = Workers {
             publisher: None,
             users: None,
-            publish_status: Arc::default(),
-            publish_attempted: Arc::new(Event::new()),
-            users_republished: Arc::new(Event::new()),
-            users_report: Arc::default(),
         };
         if dht.is_some() || app.relay.is_some() {
             let publisher = Publisher {
@@ -71,8 +78,8 @@ impl Workers {
                 data_dir: app.data_dir.clone(),
                 interval: pk.republish_interval,
                 retry_min: pk.publish_retry_min,
-                status: w.publish_status.clone(),
-                attempted: w.publish_attempted.clone(),
+                status: probes.publish_status.clone(),
+                attempted: probes.publish_attempted.clone(),
                 metrics: app.metrics.clone(),
             };
             let signal = shutdown.signal();
@@ -85,13 +92,13 @@ impl Workers {
                 homeserver: app.homeserver,
                 first_delay: pk.user_keys_republish_first,
                 interval: pk.user_keys_republish_interval,
-                passed: w.users_republished.clone(),
-                last: w.users_report.clone(),
+                passed: probes.users_republished.clone(),
+                last: probes.users_report.clone(),
             };
             let signal = shutdown.signal();
             w.users = Some(ex.spawn(async move { users.run(signal).await }));
         }
-        w
+        (w, probes)
     }
 
     /// Waits for both workers to end (they end at the shutdown signal).

@@ -70,8 +70,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot create a signup token: {e}"))?;
             // Wait (bounded) for the first publish so the printed network is usable at once.
-            let attempted = running.publish_attempted.listen();
+            let attempted = running.probes.publish_attempted.listen();
             let published = running
+                .probes
                 .publish_status
                 .lock()
                 .map(|s| s.last_success_secs.is_some())
@@ -90,12 +91,12 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             println!("pubky-edge testnet: everything on loopback; Ctrl-C stops it");
             println!("  dht bootstrap:  {bootstrap_text}");
             println!("  homeserver:     {}", running.public_key);
-            println!("  http (icann):   http://{}", running.icann_addr);
-            println!("  pubky tls:      {}", running.pubky_addr);
-            if let Some(r) = running.relay_addr {
+            println!("  http (icann):   http://{}", running.addrs.icann);
+            println!("  pubky tls:      {}", running.addrs.pubky_tls);
+            if let Some(r) = running.addrs.relay {
                 println!(
                     "  pkarr relay:    http://{r}  (also http://{}/pkarr)",
-                    running.icann_addr
+                    running.addrs.icann
                 );
             }
             println!("  signup token:   {token}");

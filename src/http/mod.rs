@@ -69,6 +69,29 @@ pub struct App {
     pub throttle: Arc<crate::limits::bandwidth::Throttle>,
 }
 
+impl App {
+    pub fn new(
+        store: Store,
+        config: Config,
+        homeserver: PublicKey,
+        data_dir: PathBuf,
+        relay: Option<Arc<crate::announce::relay::Relay>>,
+    ) -> App {
+        App {
+            store,
+            streams: crate::limits::streams::Streams::new(config.events.max_streams),
+            limiter: Limiter::new(config.drive.rate_limits.clone()),
+            config,
+            homeserver,
+            data_dir,
+            relay,
+            metrics: Arc::new(Metrics::new()),
+            replay: ReplayGuard::default(),
+            throttle: Arc::default(),
+        }
+    }
+}
+
 /// Features advertised in `/info`: only what is implemented.
 pub const FEATURES: &[&str] = &["path-addressed-storage", "grant-proof-logout"];
 

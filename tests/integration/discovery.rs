@@ -115,7 +115,7 @@ fn relay_checks_packets_and_serves_them_back() {
 #[test]
 fn dedicated_relay_listener_serves_the_relay_at_its_root() {
     let s = Server::start("[pkarr_relay]\nlisten_socket = \"127.0.0.1:0\"\n");
-    let addr = s.running().relay_addr.expect("relay listener");
+    let addr = s.running().addrs.relay.expect("relay listener");
     let user = Keypair::random();
     let p = user_packet(&user, "x", now_us());
     let path = format!("/{}", user.public_key().to_z32());
@@ -178,7 +178,7 @@ fn record_is_published_and_follows_the_public_address() {
     let reader = dht_client(&bootstrap);
     let p = smol::block_on(reader.get(&s.pk)).expect("record on the DHT");
     assert_eq!(apex_ip(&p), Some("127.0.0.1".parse().unwrap()));
-    let st = s.running().publish_status.lock().unwrap().clone();
+    let st = s.running().probes.publish_status.lock().unwrap().clone();
     assert!(st.stored_at_nodes >= 1, "{st:?}");
     assert!(st.last_error.is_none());
     // The status file is what `pubky-edge info` reports.
@@ -187,12 +187,12 @@ fn record_is_published_and_follows_the_public_address() {
 
     // The router reports a new address: a newer record follows without waiting an interval.
     let new_ip: IpAddr = "192.0.2.77".parse().unwrap();
-    let attempted = s.running().publish_attempted.listen();
+    let attempted = s.running().probes.publish_attempted.listen();
     s.running().public_address.set(new_ip);
     smol::block_on(smol::future::or(attempted, async {
         smol::Timer::after(Duration::from_secs(20)).await;
     }));
-    let st = s.running().publish_status.lock().unwrap().clone();
+    let st = s.running().probes.publish_status.lock().unwrap().clone();
     assert_eq!(st.published_ip.as_deref(), Some("192.0.2.77"), "{st:?}");
     assert!(st.packet_timestamp_us > p.timestamp().as_u64());
     let p2 = smol::block_on(reader.get(&s.pk)).unwrap();
@@ -207,8 +207,8 @@ fn publish_failures_are_reported_and_retried() {
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut attempts = 0;
     while attempts < 2 {
-        let l = r.publish_attempted.listen();
-        let st = r.publish_status.lock().unwrap().clone();
+        let l = r.probes.publish_attempted.listen();
+        let st = r.probes.publish_status.lock().unwrap().clone();
         if st.last_error.is_some() {
             attempts += 1;
         }
@@ -220,7 +220,7 @@ fn publish_failures_are_reported_and_retried() {
             smol::Timer::after(Duration::from_secs(5)).await;
         }));
     }
-    let st = r.publish_status.lock().unwrap().clone();
+    let st = r.probes.publish_status.lock().unwrap().clone();
     assert!(st.last_success_secs.is_none());
     assert!(st.last_error.is_some());
     // The server itself keeps serving.
@@ -280,7 +280,7 @@ fn users_records_are_republished_never_forged() {
     // Two passes after the setup: the second one surely started after it.
     let r = s.running();
     for _ in 0..2 {
-        let l = r.users_republished.listen();
+        let l = r.probes.users_republished.listen();
         let done = smol::block_on(smol::future::or(
             async {
                 l.await;
@@ -293,7 +293,7 @@ fn users_records_are_republished_never_forged() {
         ));
         assert!(done, "no republish pass");
     }
-    let report = r.users_report.lock().unwrap().expect("a pass ran");
+    let report = r.probes.users_report.lock().unwrap().expect("a pass ran");
     assert_eq!(report.users, 3);
     assert_eq!(report.republished, 1, "{report:?}");
     assert_eq!(report.elsewhere, 1, "{report:?}");
@@ -310,7 +310,7 @@ fn the_relay_serves_the_homeserver_record_even_without_a_dht() {
     let r = s.running();
     let mut got = None;
     for _ in 0..10 {
-        let l = r.publish_attempted.listen();
+        let l = r.probes.publish_attempted.listen();
         let resp = s.req("GET", &path).send();
         if resp.status == 200 {
             got = Some(resp.body);
@@ -339,5 +339,11 @@ fn the_relay_serves_the_homeserver_record_even_without_a_dht() {
     };
     assert_eq!(port, s.addr.port());
     // Nothing was published to a DHT (there is none); the status says so.
-    assert!(r.publish_status.lock().unwrap().last_success_secs.is_none());
+    assert!(r
+        .probes
+        .publish_status
+        .lock()
+        .unwrap()
+        .last_success_secs
+        .is_none());
 }

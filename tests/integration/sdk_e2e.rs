@@ -340,6 +340,7 @@ async fn resolution_and_data_survive_a_restart() {
     server.wait_published(20);
     let first_ts = server
         .running()
+        .probes
         .publish_status
         .lock()
         .unwrap()
@@ -365,7 +366,13 @@ async fn resolution_and_data_survive_a_restart() {
         "same identity after restart"
     );
     server.wait_published(20);
-    let st = server.running().publish_status.lock().unwrap().clone();
+    let st = server
+        .running()
+        .probes
+        .publish_status
+        .lock()
+        .unwrap()
+        .clone();
     assert!(
         st.packet_timestamp_us > first_ts,
         "a fresh record was published"

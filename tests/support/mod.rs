@@ -57,10 +57,10 @@ impl Server {
             .block_on(app::start(pool.executor(), config, dir.to_path_buf()))
             .unwrap();
         Server {
-            addr: running.icann_addr,
-            tls_addr: running.pubky_addr,
-            admin_addr: running.admin_addr,
-            metrics_addr: running.metrics_addr,
+            addr: running.addrs.icann,
+            tls_addr: running.addrs.pubky_tls,
+            admin_addr: running.addrs.admin,
+            metrics_addr: running.addrs.metrics,
             pk: running.public_key,
             data_dir: dir.to_path_buf(),
             running: Some(running),
@@ -80,8 +80,8 @@ impl Server {
         let r = self.running();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
         loop {
-            let attempted = r.publish_attempted.listen();
-            let st = r.publish_status.lock().unwrap().clone();
+            let attempted = r.probes.publish_attempted.listen();
+            let st = r.probes.publish_status.lock().unwrap().clone();
             if st.last_success_secs.is_some() && st.last_error.is_none() {
                 return;
             }
