@@ -10,7 +10,11 @@
 
 pub mod board;
 pub mod rates;
+mod validate;
+
 pub mod raw;
+#[cfg(test)]
+mod tests;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -292,7 +296,7 @@ impl Config {
 }
 
 #[cfg(test)]
-mod tests {
+mod admin_tests {
     use super::*;
 
     fn admin(listen: &str, pw: &str) -> Admin {

@@ -1,0 +1,145 @@
+//! Loading the config as a user would: the sample, layers, unknown keys, and each invalid
+//! value's one-line reason.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::raw::DEFAULT_TOML;
+use super::{Config, Durability, Loaded, SignupMode};
+
+fn load(text: &str) -> Result<Loaded, String> {
+    Config::from_layers(&[("test.toml", text)])
+}
+
+#[test]
+fn sample_is_valid() {
+    let l = Config::from_layers(&[("sample", DEFAULT_TOML)]).unwrap();
+    assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+    let c = l.config;
+    assert_eq!(c.drive.icann_listen_socket.port(), 6286);
+    assert_eq!(c.drive.pubky_listen_socket.port(), 6287);
+    assert!(c.drive.icann_listen_socket.ip().is_loopback());
+    assert_eq!(c.general.signup_mode, SignupMode::TokenRequired);
+    assert_eq!(c.storage.durability, Durability::Strict);
+    assert_eq!(c.storage.default_quota_bytes(), None);
+}
+
+#[test]
+fn layers_override_and_unknown_keys_warn() {
+    let l = load(
+        "[general]\nsignup_mode = \"open\"\nbogus = 1\n[storage]\ndefault_quota_mb = 1\n[nope]\nx = 2\n",
+    )
+    .unwrap();
+    assert_eq!(l.config.general.signup_mode, SignupMode::Open);
+    assert_eq!(l.config.storage.default_quota_bytes(), Some(1 << 20));
+    assert_eq!(l.config.storage.inline_max_bytes, 16384);
+    assert_eq!(
+        l.warnings,
+        vec![
+            "test.toml: unknown key `general.bogus` ignored".to_string(),
+            "test.toml: unknown key `nope` ignored".to_string()
+        ]
+    );
+}
+
+#[test]
+fn invalid_values_are_one_line_errors() {
+    let e = load("[drive]\nicann_listen_socket = \"not an address\"\n").unwrap_err();
+    assert!(e.contains("socket address"), "{e}");
+    assert!(!e.contains('\n'), "{e}");
+    let e = load("[limits]\nmax_connections = 0\n").unwrap_err();
+    assert_eq!(e, "limits.max_connections must be greater than 0");
+    let e = load("[general]\nsignup_mode = \"maybe\"\n").unwrap_err();
+    assert!(e.contains("maybe") || e.contains("variant"), "{e}");
+    let e = load("[limits\n").unwrap_err();
+    assert!(e.starts_with("test.toml: line 1"), "{e}");
+    let e = load("[logging]\nlevel = \"loud\"\n").unwrap_err();
+    assert!(e.contains("logging.level"), "{e}");
+    let e = load("[limits]\nmax_connections = -3\n").unwrap_err();
+    assert!(!e.is_empty());
+}
+
+#[test]
+fn discovery_settings_are_checked() {
+    let ok = load(
+        "[pkdns]\npublic_ip = \"192.0.2.4\"\nicann_domain = \"hs.example.org\"\ndht_bootstrap_nodes = [\"127.0.0.1:6881\", \"router.example:6881\"]\n[pkarr_relay]\nlisten_socket = \"127.0.0.1:15411\"\n",
+    )
+    .unwrap()
+    .config;
+    assert_eq!(ok.pkdns.public_ip, Some("192.0.2.4".parse().unwrap()));
+    assert_eq!(ok.pkdns.icann_domain.as_deref(), Some("hs.example.org"));
+    assert_eq!(
+        ok.pkarr_relay.listen_socket,
+        Some("127.0.0.1:15411".parse().unwrap())
+    );
+    let d = Config::defaults();
+    assert!(d.pkdns.dht);
+    assert_eq!(d.pkdns.public_ip, None);
+    assert_eq!(d.pkdns.icann_domain.as_deref(), None);
+    assert_eq!(d.pkarr_relay.listen_socket, None);
+    for (text, key) in [
+        ("[pkdns]\npublic_ip = \"1.2.3\"", "pkdns.public_ip"),
+        ("[pkdns]\nicann_domain = \"a b\"", "pkdns.icann_domain"),
+        (
+            "[pkdns]\ndht_bootstrap_nodes = [\"nohost\"]",
+            "pkdns.dht_bootstrap_nodes",
+        ),
+        (
+            "[pkdns]\nrepublish_interval_ms = 0",
+            "pkdns.republish_interval_ms",
+        ),
+        (
+            "[pkarr_relay]\ncache_entries = 0",
+            "pkarr_relay.cache_entries",
+        ),
+        (
+            "[pkarr_relay]\nlisten_socket = \"x\"",
+            "pkarr_relay.listen_socket",
+        ),
+    ] {
+        let e = load(text).unwrap_err();
+        assert!(e.starts_with(key), "{text}: {e}");
+    }
+}
+
+#[test]
+fn household_settings_are_checked() {
+    let d = Config::defaults();
+    assert!(d.upnp.enabled && d.mdns.enabled);
+    assert!(!d.upnp.map_http_port);
+    assert_eq!(d.upnp.lease, Duration::from_millis(3_600_000));
+    assert!(d.mdns.skip_interfaces.iter().any(|s| s == "docker"));
+    let off = load("[upnp]\nenabled = false\n[mdns]\nenabled = false\ninterfaces = [\"wlan0\"]\n")
+        .unwrap()
+        .config;
+    assert!(!off.upnp.enabled && !off.mdns.enabled);
+    assert_eq!(off.mdns.interfaces, vec!["wlan0".to_string()]);
+    for (text, key) in [
+        ("[upnp]\nlease_ms = 0", "upnp.lease_ms"),
+        (
+            "[upnp]\nretry_min_ms = 10\nretry_max_ms = 5",
+            "upnp.retry_max_ms",
+        ),
+        ("[upnp]\ndescription = \"\"", "upnp.description"),
+        ("[mdns]\nskip_interfaces = [\"\"]", "mdns"),
+    ] {
+        let e = load(text).unwrap_err();
+        assert!(e.starts_with(key), "{text}: {e}");
+    }
+}
+
+#[test]
+fn data_dir_precedence() {
+    let c = Config::defaults();
+    assert_eq!(
+        c.data_dir(Some(Path::new("/x"))).unwrap(),
+        PathBuf::from("/x")
+    );
+    let c = load("[general]\ndata_dir = \"/var/lib/pubky-edge\"\n")
+        .unwrap()
+        .config;
+    assert_eq!(
+        c.data_dir(None).unwrap(),
+        PathBuf::from("/var/lib/pubky-edge")
+    );
+}

@@ -1,0 +1,282 @@
+//! The second stage of the config: every value of the merged [`RawConfig`] checked in one
+//! place, each section converted to its typed form (socket addresses, `Duration`s, parsed
+//! bandwidths and rules). An invalid value is a one-line reason that names its key.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use super::rates::{Bandwidth, Rule};
+use super::raw::RawConfig;
+use super::Config;
+
+fn ms(v: u64) -> Duration {
+    Duration::from_millis(v)
+}
+
+/// Every key that must not be 0, with its value.
+fn positive(checks: &[(&str, u64)]) -> Result<(), String> {
+    match checks.iter().find(|(_, v)| *v == 0) {
+        Some((key, _)) => Err(format!("{key} must be greater than 0")),
+        None => Ok(()),
+    }
+}
+
+fn bandwidth(v: &Option<String>) -> Result<Option<Bandwidth>, String> {
+    v.as_deref().map(Bandwidth::parse).transpose()
+}
+
+impl RawConfig {
+    /// Checks every value, in one place, and converts to the typed [`Config`]. Sections are
+    /// checked in the order of the sample file, so the first bad key is the one reported.
+    pub fn validate(self) -> Result<Config, String> {
+        let (storage, limits) = self.storage_and_limits()?;
+        let drive = self.drive()?;
+        let (pkdns, pkarr_relay) = self.discovery()?;
+        let events = self.events()?;
+        if self.admin.password_file.is_none() && self.admin.password.is_empty() {
+            return Err("admin.password must not be empty".into());
+        }
+        let rate_limits = self
+            .drive
+            .rate_limits
+            .iter()
+            .map(Rule::from_config)
+            .collect::<Result<Vec<_>, _>>()?;
+        let bandwidth = self.bandwidth()?;
+        let upnp = self.household()?;
+        const LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
+        if !LEVELS.contains(&self.logging.level.as_str()) {
+            return Err(format!(
+                "logging.level must be one of {}, not {:?}",
+                LEVELS.join(", "),
+                self.logging.level
+            ));
+        }
+        Ok(Config {
+            general: super::General {
+                signup_mode: self.general.signup_mode,
+                data_dir: self.general.data_dir,
+                worker_threads: self.general.worker_threads,
+            },
+            drive: super::Drive {
+                rate_limits,
+                ..drive
+            },
+            storage,
+            limits,
+            pkdns,
+            pkarr_relay,
+            logging: super::Logging {
+                level: self.logging.level,
+            },
+            events,
+            admin: super::Admin {
+                enabled: self.admin.enabled,
+                listen_socket: self.admin.listen_socket,
+                password: self.admin.password,
+                password_file: self.admin.password_file,
+            },
+            metrics: super::Metrics {
+                enabled: self.metrics.enabled,
+                listen_socket: self.metrics.listen_socket,
+            },
+            bandwidth,
+            upnp,
+            mdns: super::Mdns {
+                enabled: self.mdns.enabled,
+                interfaces: self.mdns.interfaces,
+                skip_interfaces: self.mdns.skip_interfaces,
+            },
+        })
+    }
+
+    fn storage_and_limits(&self) -> Result<(super::Storage, super::Limits), String> {
+        let (s, l) = (&self.storage, &self.limits);
+        positive(&[
+            ("storage.inline_max_bytes", s.inline_max_bytes as u64),
+            ("storage.cache_capacity_mb", s.cache_capacity_mb),
+            ("storage.max_upload_mb", s.max_upload_mb),
+            ("limits.max_connections", l.max_connections as u64),
+            ("limits.max_header_bytes", l.max_header_bytes as u64),
+            ("limits.header_read_timeout_ms", l.header_read_timeout_ms),
+            (
+                "limits.max_requests_per_connection",
+                l.max_requests_per_connection as u64,
+            ),
+            ("limits.max_json_body_bytes", l.max_json_body_bytes as u64),
+            ("limits.shutdown_drain_ms", l.shutdown_drain_ms),
+            ("limits.write_stall_timeout_ms", l.write_stall_timeout_ms),
+        ])?;
+        if l.max_header_bytes < 1024 {
+            return Err("limits.max_header_bytes must be at least 1024".into());
+        }
+        if s.inline_max_bytes > 1 << 20 {
+            return Err("storage.inline_max_bytes must be at most 1048576".into());
+        }
+        let storage = super::Storage {
+            default_quota_mb: s.default_quota_mb,
+            inline_max_bytes: s.inline_max_bytes,
+            cache_capacity_bytes: s.cache_capacity_mb.saturating_mul(1 << 20),
+            durability: s.durability,
+            max_upload_bytes: s.max_upload_mb.saturating_mul(1 << 20),
+        };
+        let limits = super::Limits {
+            max_connections: l.max_connections,
+            max_header_bytes: l.max_header_bytes,
+            header_read_timeout: ms(l.header_read_timeout_ms),
+            max_requests_per_connection: l.max_requests_per_connection,
+            max_json_body_bytes: l.max_json_body_bytes,
+            shutdown_drain: ms(l.shutdown_drain_ms),
+            write_stall_timeout: ms(l.write_stall_timeout_ms),
+        };
+        Ok((storage, limits))
+    }
+
+    /// The listeners (the rate-limit rules are converted separately, after discovery).
+    fn drive(&self) -> Result<super::Drive, String> {
+        let d = &self.drive;
+        if d.icann_listen_socket == d.pubky_listen_socket && d.icann_listen_socket.port() != 0 {
+            return Err("drive.icann_listen_socket and drive.pubky_listen_socket are equal".into());
+        }
+        Ok(super::Drive {
+            icann_listen_socket: d.icann_listen_socket,
+            pubky_listen_socket: d.pubky_listen_socket,
+            rate_limits: Vec::new(),
+        })
+    }
+
+    fn events(&self) -> Result<super::Events, String> {
+        let e = &self.events;
+        positive(&[
+            ("events.max_streams", e.max_streams as u64),
+            ("events.keep_alive_ms", e.keep_alive_ms),
+            ("events.max_lag", e.max_lag),
+        ])?;
+        Ok(super::Events {
+            max_streams: e.max_streams,
+            keep_alive: ms(e.keep_alive_ms),
+            max_lag: e.max_lag,
+        })
+    }
+
+    fn bandwidth(&self) -> Result<super::DefaultBandwidth, String> {
+        let q = &self.default_quotas;
+        Ok(super::DefaultBandwidth {
+            rate_read: bandwidth(&q.rate_read)?,
+            rate_write: bandwidth(&q.rate_write)?,
+            rate_read_burst: q.rate_read_burst,
+            rate_write_burst: q.rate_write_burst,
+            unauthenticated_ip_rate_read: bandwidth(&q.unauthenticated_ip_rate_read)?,
+        })
+    }
+
+    fn discovery(&self) -> Result<(super::Pkdns, super::PkarrRelay), String> {
+        let p = &self.pkdns;
+        let public_ip =
+            match p.public_ip.as_str() {
+                "" => None,
+                ip => Some(ip.parse::<IpAddr>().map_err(|_| {
+                    format!("pkdns.public_ip {:?} is not an IP address", p.public_ip)
+                })?),
+            };
+        let domain_ok = |d: &str| {
+            d.len() <= 253
+                && d.split('.').all(|l| {
+                    !l.is_empty()
+                        && l.len() <= 63
+                        && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                })
+        };
+        if !p.icann_domain.is_empty() && !domain_ok(&p.icann_domain) {
+            return Err(format!(
+                "pkdns.icann_domain {:?} is not a domain name",
+                p.icann_domain
+            ));
+        }
+        for n in &p.dht_bootstrap_nodes {
+            let port_ok = n
+                .rsplit_once(':')
+                .is_some_and(|(h, port)| !h.is_empty() && port.parse::<u16>().is_ok());
+            if !port_ok {
+                return Err(format!(
+                    "pkdns.dht_bootstrap_nodes: {n:?} is not \"host:port\""
+                ));
+            }
+        }
+        positive(&[
+            ("pkdns.dht_request_timeout_ms", p.dht_request_timeout_ms),
+            ("pkdns.republish_interval_ms", p.republish_interval_ms),
+            ("pkdns.publish_retry_min_ms", p.publish_retry_min_ms),
+            (
+                "pkarr_relay.cache_entries",
+                self.pkarr_relay.cache_entries as u64,
+            ),
+        ])?;
+        let r = &self.pkarr_relay;
+        let listen_socket = match r.listen_socket.as_str() {
+            "" => None,
+            a => Some(a.parse::<SocketAddr>().map_err(|_| {
+                format!(
+                    "pkarr_relay.listen_socket {:?} is not an address like 127.0.0.1:15411",
+                    r.listen_socket
+                )
+            })?),
+        };
+        let pkdns = super::Pkdns {
+            dht: p.dht,
+            public_ip,
+            public_pubky_tls_port: p.public_pubky_tls_port,
+            public_icann_http_port: p.public_icann_http_port,
+            icann_domain: Some(p.icann_domain.clone()).filter(|d| !d.is_empty()),
+            dht_bootstrap_nodes: p.dht_bootstrap_nodes.clone(),
+            dht_request_timeout: ms(p.dht_request_timeout_ms),
+            republish_interval: ms(p.republish_interval_ms),
+            publish_retry_min: ms(p.publish_retry_min_ms),
+            user_keys_republish_interval: ms(p.user_keys_republish_interval_ms),
+            user_keys_republish_first: ms(p.user_keys_republish_first_ms),
+        };
+        let relay = super::PkarrRelay {
+            enabled: r.enabled,
+            listen_socket,
+            cache_entries: r.cache_entries,
+        };
+        Ok((pkdns, relay))
+    }
+
+    fn household(&self) -> Result<super::Upnp, String> {
+        let u = &self.upnp;
+        positive(&[
+            ("upnp.lease_ms", u.lease_ms),
+            ("upnp.check_interval_ms", u.check_interval_ms),
+            ("upnp.discovery_timeout_ms", u.discovery_timeout_ms),
+            ("upnp.retry_min_ms", u.retry_min_ms),
+            ("upnp.retry_max_ms", u.retry_max_ms),
+        ])?;
+        if u.retry_max_ms < u.retry_min_ms {
+            return Err("upnp.retry_max_ms must be at least upnp.retry_min_ms".into());
+        }
+        if u.description.is_empty() || u.description.len() > 64 {
+            return Err("upnp.description must be 1 to 64 characters".into());
+        }
+        if let Some(n) = self
+            .mdns
+            .interfaces
+            .iter()
+            .chain(&self.mdns.skip_interfaces)
+            .find(|n| n.is_empty())
+        {
+            return Err(format!("mdns: empty interface name {n:?}"));
+        }
+        Ok(super::Upnp {
+            enabled: u.enabled,
+            map_http_port: u.map_http_port,
+            lease: ms(u.lease_ms),
+            check_interval: ms(u.check_interval_ms),
+            discovery_timeout: ms(u.discovery_timeout_ms),
+            retry_min: ms(u.retry_min_ms),
+            retry_max: ms(u.retry_max_ms),
+            alternative_ports: u.alternative_ports,
+            description: u.description.clone(),
+        })
+    }
+}
