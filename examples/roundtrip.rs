@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ed25519_dalek::SigningKey;
-use pubky_edge::auth::{capability::Capabilities, grant};
+use pubky_edge::auth::{capability::Capabilities, mint};
 use pubky_edge::pubkey::PublicKey;
 use serde::{Deserialize, Serialize};
 
@@ -149,7 +149,7 @@ fn grant_body(user: &SigningKey, hs: PublicKey, client_id: &str, lifetime: u64) 
     let client = SigningKey::from_bytes(&seed);
     // Invariant: a constant, valid capability string.
     let caps = Capabilities::parse("/:rw").expect("valid caps");
-    grant::client_request_body(user, &client, hs, client_id, caps, now, lifetime).into_bytes()
+    mint::client_request_body(user, &client, hs, client_id, caps, now, lifetime).into_bytes()
 }
 
 /// One HTTP/1.1 request on a fresh connection; returns the status and the body as text.

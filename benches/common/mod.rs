@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ed25519_dalek::SigningKey;
 use pubky_edge::auth::capability::Capabilities;
-use pubky_edge::auth::grant;
+use pubky_edge::auth::mint;
 use pubky_edge::pubkey::PublicKey;
 
 // Each benchmark reads some of the fields; `dir` keeps the data directory alive.
@@ -115,5 +115,5 @@ pub fn key() -> SigningKey {
 /// with that client's proof for homeserver `hs`.
 pub fn proof(user: &SigningKey, hs: PublicKey, client_id: &str, lifetime: u64) -> String {
     let caps = Capabilities::parse("/:rw").expect("caps");
-    grant::client_request_body(user, &key(), hs, client_id, caps, now_secs(), lifetime)
+    mint::client_request_body(user, &key(), hs, client_id, caps, now_secs(), lifetime)
 }

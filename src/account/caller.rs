@@ -4,7 +4,7 @@
 
 use super::Error;
 use crate::auth::capability::Capabilities;
-use crate::auth::token;
+use crate::auth::secrets;
 use crate::pubkey::PublicKey;
 use crate::store::{GrantRecord, Store, StoreError};
 
@@ -76,7 +76,7 @@ impl GrantSession {
         let Some(bearer) = &creds.bearer else {
             return Ok(None);
         };
-        let Some((session, grant)) = store.session(&token::bearer_hash(bearer), now)? else {
+        let Some((session, grant)) = store.session(&secrets::bearer_hash(bearer), now)? else {
             return Ok(None);
         };
         Ok(Some(GrantSession {
@@ -145,7 +145,7 @@ impl Caller {
         now: u64,
     ) -> Option<PublicKey> {
         if let Some(bearer) = &creds.bearer {
-            return match store.session(&token::bearer_hash(bearer), now) {
+            return match store.session(&secrets::bearer_hash(bearer), now) {
                 Ok(Some((s, _))) => Some(s.user),
                 _ => None,
             };

@@ -66,7 +66,7 @@ mod tests {
             assert!(matches!(r, Err(Error::TokenRequired)));
             assert!(matches!(sign_in(&store, &pk), Err(Error::UnknownUser)));
             // A token that only exists in the spool is imported and redeemed.
-            let token = crate::auth::token::new_signup_token();
+            let token = crate::auth::secrets::new_signup_token();
             spool::enqueue(dir.path(), &token).unwrap();
             create_account(&store, dir.path(), required, &pk, Some(token.clone()), 2)
                 .await

@@ -9,7 +9,7 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use crate::auth::token::is_signup_token;
+use crate::auth::secrets::is_signup_token;
 use crate::store::{SignupToken, Store, StoreError};
 
 pub fn spool_dir(data_dir: &Path) -> PathBuf {

@@ -280,46 +280,11 @@ pub fn check_signup_grant(grant: &GrantClaims, now: u64) -> Result<(), SignupGra
     Ok(())
 }
 
-/// The JSON body a client sends to `/auth/grant/signup` or `/auth/grant/session`: a grant
-/// from `user` to `client` for `caps`, valid `lifetime` seconds from `now`, with the
-/// client's proof for homeserver `hs` (fresh grant id and nonce). For the tools, examples
-/// and benchmarks that act as a client; the server itself only verifies.
-pub fn client_request_body(
-    user: &ed25519_dalek::SigningKey,
-    client: &ed25519_dalek::SigningKey,
-    hs: PublicKey,
-    client_id: &str,
-    caps: Capabilities,
-    now: u64,
-    lifetime: u64,
-) -> String {
-    let jti = GrantId::random();
-    let grant = GrantClaims {
-        iss: PublicKey::from(user.verifying_key()),
-        client_id: client_id.into(),
-        caps,
-        cnf: PublicKey::from(client.verifying_key()),
-        jti: jti.clone(),
-        iat: now,
-        exp: now + lifetime,
-    };
-    let pop = PopClaims {
-        aud: hs,
-        gid: jti,
-        nonce: GrantId::random(),
-        iat: now,
-    };
-    serde_json::json!({
-        "grant": super::jws::sign("pubky-grant", grant.to_json().as_bytes(), user),
-        "pop": super::jws::sign("pubky-pop", pop.to_json().as_bytes(), client),
-    })
-    .to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::auth::jws::sign;
+    use crate::auth::mint::client_request_body;
     use ed25519_dalek::SigningKey;
 
     const T: u64 = 1_700_000_000;

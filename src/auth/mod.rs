@@ -7,12 +7,15 @@
 //! the `cnf` key, addressed to this homeserver (`aud`), naming the grant (`gid`), with a
 //! single-use `nonce` and a timestamp within ±180 s. The homeserver verifies both
 //! ([`grant::verify_grant`], [`grant::verify_pop`]), records the nonce, stores the grant and
-//! mints a bearer token ([`token::new_bearer`]) whose SHA-256 it keeps. Storage requests
+//! mints a bearer token ([`secrets::new_bearer`]) whose SHA-256 it keeps. Storage requests
 //! then carry `Authorization: Bearer …` and are checked against the grant's
-//! [`capability::Capabilities`].
+//! [`capability::Capabilities`]. [`secrets`] mints every secret handed out (bearer, signup
+//! token, cookie secret); [`mint`] builds what a *client* sends, for the tools and
+//! benchmarks that act as one.
 
 pub mod auth_token;
 pub mod capability;
 pub mod grant;
 pub mod jws;
-pub mod token;
+pub mod mint;
+pub mod secrets;

@@ -177,7 +177,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         }
         ["token", "new"] => {
             app::prepare_data_dir(&data_dir)?;
-            let token = crate::auth::token::new_signup_token();
+            let token = crate::auth::secrets::new_signup_token();
             account::spool::enqueue(&data_dir, &token)?;
             println!("{token}");
             Ok(())

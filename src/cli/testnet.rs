@@ -63,7 +63,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let bootstrap_text = bootstrap.join(", ");
     let result = super::serve::run(config, data_dir.clone(), move |running| {
         Box::pin(async move {
-            let token = crate::auth::token::new_signup_token();
+            let token = crate::auth::secrets::new_signup_token();
             running
                 .store()
                 .create_signup_token(&token, crate::clock::now_secs())

@@ -17,20 +17,7 @@ use crate::clock;
 use crate::pubkey::PublicKey;
 use crate::store::CookieSession;
 
-const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 const MAX_AGE_SECS: u64 = 31_536_000;
-
-/// Crockford base32, upper case, no padding.
-fn base32(bytes: &[u8]) -> String {
-    crate::pubkey::base32_with(CROCKFORD, bytes)
-}
-
-fn new_secret() -> String {
-    let mut b = [0u8; 16];
-    // Invariant: the OS random source is available on every supported platform.
-    getrandom::fill(&mut b).expect("OS randomness");
-    base32(&b)
-}
 
 /// `Secure; SameSite=None` only for hosts a browser reaches over HTTPS: a key or a dotted
 /// domain, not an IP address, `localhost` or a bare name.
@@ -106,7 +93,7 @@ async fn read_token(app: &App, body: Incoming) -> Result<AuthToken, ApiError> {
 
 /// Opens a cookie session for the token's user and builds the 200 answer.
 async fn open(app: &App, token: &AuthToken, host: &str) -> Result<Response<Body>, ApiError> {
-    let secret = new_secret();
+    let secret = crate::auth::secrets::new_cookie_secret();
     let caps: Vec<String> = if token.caps_text.is_empty() {
         Vec::new()
     } else {
@@ -215,10 +202,11 @@ mod tests {
 
     #[test]
     fn secrets_and_records() {
-        assert_eq!(base32(&[0; 16]), "00000000000000000000000000");
+        use crate::auth::secrets::{crockford, new_cookie_secret};
+        assert_eq!(crockford(&[0; 16]), "00000000000000000000000000");
         let seq: Vec<u8> = (0..16).collect();
-        assert_eq!(base32(&seq), "000G40R40M30E209185GR38E1W");
-        assert_eq!(new_secret().len(), COOKIE_SECRET_LEN);
+        assert_eq!(crockford(&seq), "000G40R40M30E209185GR38E1W");
+        assert_eq!(new_cookie_secret().len(), COOKIE_SECRET_LEN);
         let user = PublicKey::parse_z32(PK).unwrap();
         let mut want = vec![0u8];
         want.extend_from_slice(user.as_bytes());

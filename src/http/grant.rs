@@ -13,7 +13,7 @@ use super::response::{empty, json};
 use super::App;
 use crate::account::{signup as accounts, GrantSession};
 use crate::auth::grant::{self, GrantClaims, GrantId};
-use crate::auth::token;
+use crate::auth::secrets;
 use crate::clock;
 use crate::store::GrantRecord;
 
@@ -159,7 +159,7 @@ pub async fn create_session(
         revoked: false,
         bearer_hash: None,
     };
-    let (bearer, hash) = token::new_bearer();
+    let (bearer, hash) = secrets::new_bearer();
     let expires = (now + BEARER_LIFETIME_SECS).min(claims.exp);
     let stored = app.store.open_session(record, hash, expires, now).await?;
     if stored.user != claims.iss || stored.cnf != claims.cnf {

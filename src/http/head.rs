@@ -12,7 +12,7 @@ use hyper::{header, HeaderMap, Method};
 use super::server::ConnInfo;
 use crate::account::caller::COOKIE_SECRET_LEN;
 use crate::account::Credentials;
-use crate::auth::token;
+use crate::auth::secrets;
 
 /// The inputs of one request besides its route and body.
 #[derive(Debug, Default)]
@@ -115,7 +115,9 @@ impl Head {
 pub fn credentials(headers: &HeaderMap) -> Credentials {
     let auth = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
     Credentials {
-        bearer: auth.and_then(token::bearer_from_header).map(str::to_string),
+        bearer: auth
+            .and_then(secrets::bearer_from_header)
+            .map(str::to_string),
         bearer_header: auth.is_some_and(|v| v.starts_with(b"Bearer ")),
         cookies: headers
             .get_all(header::COOKIE)

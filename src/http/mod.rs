@@ -5,7 +5,7 @@
 //! checks the rate limit and runs the endpoint family (`storage`, `listing`, `grant`,
 //! `cookie`, `events`/`event_stream`, `relay`), which asks `account` and `limits` and calls
 //! the store; `response` maps every refusal to a status and applies CORS, outermost. The
-//! operator listeners' handlers are `operator` (`admin`, `quota` for its JSON).
+//! operator listeners' handlers are `operator` (`admin`, `quota_json` for its quota objects).
 
 pub mod admin;
 pub mod bandwidth;
@@ -19,7 +19,7 @@ pub mod head;
 pub mod listing;
 pub mod operator;
 pub mod query;
-pub mod quota;
+pub mod quota_json;
 pub mod relay;
 pub mod response;
 pub mod route;
@@ -42,7 +42,7 @@ use self::head::Head;
 use self::response::{empty, json, no_store, text, ApiError, CorsRequest};
 use self::route::Endpoint;
 use crate::auth::auth_token::ReplayGuard;
-use crate::auth::token::is_signup_token;
+use crate::auth::secrets::is_signup_token;
 use crate::config::{Config, SignupMode};
 use crate::limits::rate::{Limiter, Verdict};
 use crate::metrics::{Metrics, RouteClass};

@@ -7,7 +7,7 @@
 use std::borrow::Cow;
 
 use crate::announce::relay::Policy;
-use crate::auth::token::is_signup_token;
+use crate::auth::secrets::is_signup_token;
 use crate::pubkey::PublicKey;
 use crate::storage_path::StoragePath;
 

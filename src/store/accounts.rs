@@ -51,7 +51,7 @@ impl Store {
                 None => None,
             };
             if let Some(q) = &quota {
-                super::operator::apply(&mut user, q);
+                super::quotas::apply(&mut user, q);
             }
             (&t.users, &t.signup_tokens, &t.user_quotas)
                 .transaction(|(users, tokens, quotas)| {

@@ -34,7 +34,7 @@ mod entries;
 mod events;
 mod keys;
 mod list;
-mod operator;
+mod quotas;
 pub mod recovery;
 pub mod space;
 #[cfg(test)]
@@ -49,7 +49,7 @@ pub use blobs::{Staged, Upload};
 pub use check::CheckReport;
 pub use cookies::CookieSession;
 pub use events::Scan;
-pub use operator::{Limit, QuotaOverrides};
+pub use quotas::{Limit, QuotaOverrides};
 
 use crate::pubkey::PublicKey;
 

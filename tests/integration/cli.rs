@@ -68,7 +68,10 @@ fn token_new_spools_a_token() {
     let o = run(&["--data-dir", d, "token", "new"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let token = stdout(&o).trim().to_string();
-    assert!(pubky_edge::auth::token::is_signup_token(&token), "{token}");
+    assert!(
+        pubky_edge::auth::secrets::is_signup_token(&token),
+        "{token}"
+    );
     assert!(dir.path().join("signup-tokens").join(&token).exists());
 }
 

@@ -404,7 +404,7 @@ fn token_required_signup() {
     let r = signup("?signup_token=AAAA-BBBB-CCCC");
     assert_eq!((r.status, r.text().as_str()), (401, "Invalid token"));
     // a token made by the CLI path (spooled file) while the server runs
-    let token = pubky_edge::auth::token::new_signup_token();
+    let token = pubky_edge::auth::secrets::new_signup_token();
     pubky_edge::account::spool::enqueue(&s.data_dir, &token).unwrap();
     let st = s.req("GET", &format!("/signup_tokens/{token}")).send();
     assert_eq!(st.status, 200);

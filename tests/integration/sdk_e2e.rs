@@ -254,7 +254,7 @@ async fn token_mode_other_users_and_a_narrow_third_party_grant() {
     let a_signer = pubky.signer(alice.clone());
     let e = a_signer.signup(&hs, None).await.unwrap_err();
     assert_eq!(status_of(&e), Some(400), "{e}");
-    let token = pubky_edge::auth::token::new_signup_token();
+    let token = pubky_edge::auth::secrets::new_signup_token();
     let store = server.running().store().clone();
     smol::block_on(store.create_signup_token(&token, common::now())).unwrap();
     a_signer
@@ -268,7 +268,7 @@ async fn token_mode_other_users_and_a_narrow_third_party_grant() {
         .await
         .unwrap_err();
     assert!(matches!(status_of(&e), Some(401) | Some(403)), "{e}");
-    let token2 = pubky_edge::auth::token::new_signup_token();
+    let token2 = pubky_edge::auth::secrets::new_signup_token();
     smol::block_on(store.create_signup_token(&token2, common::now())).unwrap();
     let b_signer = pubky.signer(bob.clone());
     b_signer.signup(&hs, Some(&token2)).await.unwrap();

@@ -153,16 +153,6 @@ pub fn effective_json(q: &QuotaOverrides, config: &Config) -> Value {
     Value::Object(m)
 }
 
-/// `allowed_write_paths`: may this user write `path`?
-pub fn write_allowed(q: &QuotaOverrides, path: &str) -> bool {
-    match &q.allowed_write_paths {
-        None => true,
-        Some(list) => list
-            .iter()
-            .any(|p| p == path || (p.ends_with('/') && path.starts_with(p.as_str()))),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,6 +188,9 @@ mod tests {
             &obj(json!({"allowed_write_paths": ["/pub/tokens/", "/pub/f.json"]})),
         )
         .unwrap();
+        let write_allowed = |q: &QuotaOverrides, p: &str| {
+            crate::account::access::write_allowed(q, &StoragePath::strict(p).unwrap())
+        };
         assert!(write_allowed(&w, "/pub/tokens/foo.json"));
         assert!(write_allowed(&w, "/pub/f.json"));
         assert!(!write_allowed(&w, "/pub/other/x"));

@@ -1,6 +1,7 @@
 //! Secrets handed to clients: bearer tokens (32 random bytes, base64url, 43 characters;
-//! only their SHA-256 is stored) and signup tokens (`XXXX-XXXX-XXXX`, Crockford base32 of
-//! 7 random bytes).
+//! only their SHA-256 is stored), signup tokens (`XXXX-XXXX-XXXX`, Crockford base32 of
+//! 7 random bytes) and cookie session secrets (16 random bytes, Crockford base32, 26
+//! characters).
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -35,6 +36,17 @@ pub fn bearer_hash(token: &str) -> [u8; 32] {
 pub fn bearer_from_header(value: &[u8]) -> Option<&str> {
     let token = std::str::from_utf8(value.strip_prefix(b"Bearer ")?).ok()?;
     (token.len() == BEARER_LEN).then_some(token)
+}
+
+/// A fresh cookie session secret: 16 random bytes in Crockford base32 (upper case, no
+/// padding), 26 characters.
+pub fn new_cookie_secret() -> String {
+    crockford(&random::<16>())
+}
+
+/// Crockford base32, upper case, no padding.
+pub fn crockford(bytes: &[u8]) -> String {
+    crate::pubkey::base32_with(CROCKFORD, bytes)
 }
 
 pub fn new_signup_token() -> String {
