@@ -5,7 +5,6 @@
 //! dashboards work; device health series are prefixed `pubky_edge_`.
 
 use std::fmt::Write as _;
-use std::path::Path;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -197,6 +196,7 @@ impl Metrics {
     }
 
     /// The whole exposition. `device` carries the gauges read at scrape time.
+    // Longer than 80 lines because it is the list of series, one entry each, in output order.
     pub fn render(&self, device: &Device) -> String {
         let mut o = String::with_capacity(8192);
         let g = |o: &mut String, name: &str, kind: &str, help: &str| {
@@ -375,35 +375,6 @@ pub struct Device {
     pub users: u64,
 }
 
-/// `VmRSS` of this process from `/proc/self/status`, in bytes (0 where unavailable).
-pub fn rss_bytes() -> u64 {
-    let Ok(s) = std::fs::read_to_string("/proc/self/status") else {
-        return 0;
-    };
-    parse_vm_rss(&s).unwrap_or(0)
-}
-
-fn parse_vm_rss(status: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
-}
-
-/// Allocated bytes of every file under `dir` (blocking; call off the executor).
-pub fn dir_bytes(dir: &Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    rd.flatten()
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
-            Ok(m) => m.blocks() * 512,
-            Err(_) => 0,
-        })
-        .sum()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -434,15 +405,5 @@ mod tests {
         assert!(out.contains("addressing_mode=\"legacy\",auth_method=\"grant\""));
         assert!(out.contains("pubky_host_header=\"other\",pubky_host_query=\"false\"} 1"));
         assert!(out.contains("pubky_edge_dht_last_publish_timestamp_seconds 1700000000\n"));
-    }
-
-    #[test]
-    fn rss_line() {
-        assert_eq!(
-            parse_vm_rss("Name:\tx\nVmRSS:\t   1234 kB\n"),
-            Some(1234 * 1024)
-        );
-        assert_eq!(parse_vm_rss("Name: x\n"), None);
-        assert!(rss_bytes() > 0);
     }
 }

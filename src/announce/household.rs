@@ -71,22 +71,9 @@ impl Household {
         let upnp_changed = Arc::new(Event::new());
         let u = &config.upnp;
         let upnp = if u.enabled && reachable {
-            let pk = &config.pkdns;
-            let mut ports = vec![PortRequest {
-                name: "pubky_tls".into(),
-                internal_port: listeners.pubky_tls.port(),
-                external_port: nonzero_or(pk.public_pubky_tls_port, listeners.pubky_tls.port()),
-            }];
-            if u.map_http_port && !listeners.http.ip().is_loopback() {
-                ports.push(PortRequest {
-                    name: "http".into(),
-                    internal_port: listeners.http.port(),
-                    external_port: nonzero_or(pk.public_icann_http_port, listeners.http.port()),
-                });
-            }
             let mapper = PortMapper {
                 settings: u.clone(),
-                ports,
+                ports: port_requests(config, &listeners),
                 listen_ip,
                 address: address.clone(),
                 data_dir: data_dir.to_path_buf(),
@@ -109,29 +96,7 @@ impl Household {
             *upnp_state.lock().unwrap_or_else(|e| e.into_inner()) = st;
             None
         };
-        let mdns = if config.mdns.enabled && reachable {
-            let ports = Ports {
-                pubky_tls: listeners.pubky_tls.port(),
-                http: listeners.http.port(),
-                relay: listeners.relay.map(|r| r.port()),
-            };
-            match Announcer::start(&mdns_settings(config), key, ports, listen_ip, data_dir) {
-                Ok(a) => Some(a),
-                Err(e) => {
-                    tracing::warn!("mDNS announcement not started: {e}");
-                    record_mdns_off(data_dir, &e);
-                    None
-                }
-            }
-        } else {
-            let why = if config.mdns.enabled {
-                "off: the PubkyTLS listener is on loopback"
-            } else {
-                "off: mdns.enabled = false"
-            };
-            record_mdns_off(data_dir, why);
-            None
-        };
+        let mdns = start_mdns(config, key, &listeners, reachable, data_dir);
         Household {
             upnp,
             mdns,
@@ -153,6 +118,59 @@ impl Household {
     }
 }
 
+/// The ports to ask the router for: PubkyTLS always, plain HTTP when configured and not on
+/// loopback; each at its announced external port.
+fn port_requests(config: &Config, listeners: &Listeners) -> Vec<PortRequest> {
+    let pk = &config.pkdns;
+    let mut ports = vec![PortRequest {
+        name: "pubky_tls".into(),
+        internal_port: listeners.pubky_tls.port(),
+        external_port: pk.announced_tls_port(listeners.pubky_tls.port()),
+    }];
+    if config.upnp.map_http_port && !listeners.http.ip().is_loopback() {
+        ports.push(PortRequest {
+            name: "http".into(),
+            internal_port: listeners.http.port(),
+            external_port: pk.announced_http_port(listeners.http.port()),
+        });
+    }
+    ports
+}
+
+/// The mDNS announcement, unless it is off or the listener is on loopback (either is
+/// recorded in `mdns.json` for `status`).
+fn start_mdns(
+    config: &Config,
+    key: &PublicKey,
+    listeners: &Listeners,
+    reachable: bool,
+    data_dir: &Path,
+) -> Option<Announcer> {
+    if !(config.mdns.enabled && reachable) {
+        let why = if config.mdns.enabled {
+            "off: the PubkyTLS listener is on loopback"
+        } else {
+            "off: mdns.enabled = false"
+        };
+        record_mdns_off(data_dir, why);
+        return None;
+    }
+    let ports = Ports {
+        pubky_tls: listeners.pubky_tls.port(),
+        http: listeners.http.port(),
+        relay: listeners.relay.map(|r| r.port()),
+    };
+    let listen_ip = listeners.pubky_tls.ip();
+    match Announcer::start(&mdns_settings(config), key, ports, listen_ip, data_dir) {
+        Ok(a) => Some(a),
+        Err(e) => {
+            tracing::warn!("mDNS announcement not started: {e}");
+            record_mdns_off(data_dir, &e);
+            None
+        }
+    }
+}
+
 fn record_mdns_off(data_dir: &Path, why: &str) {
     let st = super::mdns::MdnsState {
         state: why.into(),
@@ -160,12 +178,4 @@ fn record_mdns_off(data_dir: &Path, why: &str) {
         ..Default::default()
     };
     save_json(data_dir, super::mdns::STATE_FILE, &st);
-}
-
-fn nonzero_or(configured: u16, bound: u16) -> u16 {
-    if configured == 0 {
-        bound
-    } else {
-        configured
-    }
 }

@@ -130,92 +130,37 @@ impl Announcer {
         listen_ip: IpAddr,
         data_dir: &Path,
     ) -> Result<Announcer, String> {
-        let daemon = ServiceDaemon::new().map_err(|e| format!("cannot start mDNS: {e}"))?;
-        let sel = settings.clone();
-        let skip = IfPredicate::new(move |i| !sel.uses(&i.name, i.is_loopback()));
-        daemon
-            .disable_interface(vec![
-                IfKind::LoopbackV4,
-                IfKind::LoopbackV6,
-                IfKind::Predicate(skip),
-            ])
-            .map_err(|e| format!("mDNS interface selection: {e}"))?;
+        let daemon = daemon(settings)?;
         let host = host_name(key);
-        let addrs: Vec<IpAddr> = if listen_ip.is_unspecified() {
-            Vec::new()
-        } else {
-            vec![listen_ip]
-        };
-        let mut info = ServiceInfo::new(
-            SERVICE_TYPE,
-            &instance_name(key),
-            &host,
-            &addrs[..],
-            ports.pubky_tls,
-            &txt(key, ports)[..],
-        )
-        .map_err(|e| format!("mDNS service: {e}"))?;
-        if listen_ip.is_unspecified() {
-            info = info.enable_addr_auto();
-        }
+        let info = service_info(key, &host, ports, listen_ip)?;
         let fullname = info.get_fullname().to_string();
         let monitor = daemon.monitor().map_err(|e| format!("mDNS monitor: {e}"))?;
         daemon
             .register(info)
             .map_err(|e| format!("mDNS register: {e}"))?;
-        let current = move |settings: &MdnsSettings| -> Vec<String> {
-            if listen_ip.is_unspecified() {
-                lan_addresses(settings)
-                    .into_iter()
-                    .map(|(n, ip)| format!("{ip} ({n})"))
-                    .collect()
-            } else {
-                vec![listen_ip.to_string()]
-            }
-        };
         let state = Arc::new(Mutex::new(MdnsState {
             state: "announcing".into(),
             service_type: SERVICE_TYPE.into(),
             instance: fullname.clone(),
             host: host.clone(),
             port: ports.pubky_tls,
-            addresses: current(settings),
+            addresses: announced(settings, listen_ip),
             last_error: None,
             updated_secs: crate::clock::now_secs(),
         }));
         save(data_dir, &state);
         tracing::info!(instance = %fullname, %host, "announcing on mDNS");
-        let (st, dir, sel) = (state.clone(), data_dir.to_path_buf(), settings.clone());
         let stopping = Arc::new(AtomicBool::new(false));
-        let stop_flag = stopping.clone();
-        // Address changes are re-announced by mdns-sd itself; this thread keeps the report
-        // current and logs them. It ends when the daemon shuts down.
+        let watch = Watch {
+            state: state.clone(),
+            data_dir: data_dir.to_path_buf(),
+            settings: settings.clone(),
+            listen_ip,
+            stopping: stopping.clone(),
+        };
         let monitor = std::thread::Builder::new()
             .name("mdns-monitor".into())
-            .spawn(move || {
-                // Polls the flag too, so a stop never waits on a channel that stays open.
-                while !stop_flag.load(Ordering::SeqCst) {
-                    let ev = match monitor.recv_timeout(Duration::from_millis(500)) {
-                        Ok(ev) => ev,
-                        Err(mdns_sd::RecvTimeoutError::Timeout) => continue,
-                        Err(mdns_sd::RecvTimeoutError::Disconnected) => break,
-                    };
-                    match ev {
-                        DaemonEvent::IpAdd(ip) | DaemonEvent::IpDel(ip) => {
-                            tracing::info!(%ip, "mDNS: interface address changed; re-announcing");
-                            st.lock().unwrap_or_else(|e| e.into_inner()).addresses = current(&sel);
-                            save(&dir, &st);
-                        }
-                        DaemonEvent::Error(e) => {
-                            tracing::warn!("mDNS: {e}");
-                            st.lock().unwrap_or_else(|e| e.into_inner()).last_error =
-                                Some(e.to_string());
-                            save(&dir, &st);
-                        }
-                        _ => {}
-                    }
-                }
-            })
+            .spawn(move || watch.run(monitor))
             .map_err(|e| format!("mDNS monitor thread: {e}"))?;
         Ok(Announcer {
             daemon,
@@ -255,6 +200,99 @@ fn save(dir: &Path, state: &Mutex<MdnsState>) {
     let mut snapshot = state.lock().unwrap_or_else(|e| e.into_inner()).clone();
     snapshot.updated_secs = crate::clock::now_secs();
     save_json(dir, STATE_FILE, &snapshot);
+}
+
+/// The mDNS daemon, on the selected interfaces only (never loopback).
+fn daemon(settings: &MdnsSettings) -> Result<ServiceDaemon, String> {
+    let daemon = ServiceDaemon::new().map_err(|e| format!("cannot start mDNS: {e}"))?;
+    let sel = settings.clone();
+    let skip = IfPredicate::new(move |i| !sel.uses(&i.name, i.is_loopback()));
+    daemon
+        .disable_interface(vec![
+            IfKind::LoopbackV4,
+            IfKind::LoopbackV6,
+            IfKind::Predicate(skip),
+        ])
+        .map_err(|e| format!("mDNS interface selection: {e}"))?;
+    Ok(daemon)
+}
+
+/// The homeserver's service record: its name, host, port and TXT keys; the addresses are
+/// the listener's own, or every selected interface's when it listens on all.
+fn service_info(
+    key: &PublicKey,
+    host: &str,
+    ports: Ports,
+    listen_ip: IpAddr,
+) -> Result<ServiceInfo, String> {
+    let addrs: Vec<IpAddr> = if listen_ip.is_unspecified() {
+        Vec::new()
+    } else {
+        vec![listen_ip]
+    };
+    let info = ServiceInfo::new(
+        SERVICE_TYPE,
+        &instance_name(key),
+        host,
+        &addrs[..],
+        ports.pubky_tls,
+        &txt(key, ports)[..],
+    )
+    .map_err(|e| format!("mDNS service: {e}"))?;
+    Ok(if listen_ip.is_unspecified() {
+        info.enable_addr_auto()
+    } else {
+        info
+    })
+}
+
+/// The addresses the announcement carries, as the report shows them.
+fn announced(settings: &MdnsSettings, listen_ip: IpAddr) -> Vec<String> {
+    if listen_ip.is_unspecified() {
+        lan_addresses(settings)
+            .into_iter()
+            .map(|(n, ip)| format!("{ip} ({n})"))
+            .collect()
+    } else {
+        vec![listen_ip.to_string()]
+    }
+}
+
+/// The monitor thread's state. Address changes are re-announced by mdns-sd itself; this
+/// thread keeps the report current and logs them. It ends when the daemon shuts down.
+struct Watch {
+    state: Arc<Mutex<MdnsState>>,
+    data_dir: std::path::PathBuf,
+    settings: MdnsSettings,
+    listen_ip: IpAddr,
+    stopping: Arc<AtomicBool>,
+}
+
+impl Watch {
+    fn run(self, monitor: mdns_sd::Receiver<DaemonEvent>) {
+        // Polls the flag too, so a stop never waits on a channel that stays open.
+        while !self.stopping.load(Ordering::SeqCst) {
+            let ev = match monitor.recv_timeout(Duration::from_millis(500)) {
+                Ok(ev) => ev,
+                Err(mdns_sd::RecvTimeoutError::Timeout) => continue,
+                Err(mdns_sd::RecvTimeoutError::Disconnected) => break,
+            };
+            let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            match ev {
+                DaemonEvent::IpAdd(ip) | DaemonEvent::IpDel(ip) => {
+                    tracing::info!(%ip, "mDNS: interface address changed; re-announcing");
+                    st.addresses = announced(&self.settings, self.listen_ip);
+                }
+                DaemonEvent::Error(e) => {
+                    tracing::warn!("mDNS: {e}");
+                    st.last_error = Some(e.to_string());
+                }
+                _ => continue,
+            }
+            drop(st);
+            save(&self.data_dir, &self.state);
+        }
+    }
 }
 
 #[cfg(test)]

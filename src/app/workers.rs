@@ -38,15 +38,6 @@ pub struct Probes {
     pub users_report: Arc<Mutex<Option<PassReport>>>,
 }
 
-/// A configured port, or the bound one when the config says 0.
-fn nonzero_or(configured: u16, bound: u16) -> u16 {
-    if configured == 0 {
-        bound
-    } else {
-        configured
-    }
-}
-
 impl Workers {
     pub fn start(
         ex: &Arc<Executor<'static>>,
@@ -68,8 +59,8 @@ impl Workers {
                 seed: identity.signing_key().to_bytes(),
                 spec: RecordSpec {
                     public_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-                    pubky_tls_port: nonzero_or(pk.public_pubky_tls_port, addrs.pubky_tls.port()),
-                    icann_http_port: nonzero_or(pk.public_icann_http_port, addrs.icann.port()),
+                    pubky_tls_port: pk.announced_tls_port(addrs.pubky_tls.port()),
+                    icann_http_port: pk.announced_http_port(addrs.icann.port()),
                     icann_domain: pk.icann_domain.clone(),
                 },
                 address: address.clone(),

@@ -153,7 +153,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             }
             report::print_publish_status(&config, &data_dir);
             let not_checked = Resolution::NotChecked("see `pubky-edge status`".into());
-            for line in reachability::report(&config, &data_dir, &not_checked, false) {
+            for line in report::reachability(&config, &data_dir, &not_checked, false) {
                 println!("{line}");
             }
             if let Some(o) = &overlay {
@@ -170,7 +170,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             println!("public key:    {key}");
             let timeout = std::time::Duration::from_secs(15);
             let resolution = smol::block_on(reachability::resolve(&config, &key, timeout));
-            for line in reachability::report(&config, &data_dir, &resolution, true) {
+            for line in report::reachability(&config, &data_dir, &resolution, true) {
                 println!("{line}");
             }
             Ok(())

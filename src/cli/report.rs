@@ -1,8 +1,177 @@
-//! What `info` prints of the last DHT publish (the reachability report itself is
-//! `announce::reachability::report`).
+//! What `info` and `status` print: the last DHT publish, and the reachability report —
+//! LAN addresses, the mDNS name, the UPnP state and mappings, the external address, whether
+//! carrier-grade or double NAT was detected, the last DHT publish and whether the record on
+//! the DHT points back at the current address. The command runs in its own process, so it
+//! reads what the workers wrote into the data directory (`upnp.json`, `mdns.json`,
+//! `announce.json`) and, for the last line, what `announce::reachability` found on the DHT.
 
+use std::path::Path;
+
+use crate::announce::household::mdns_settings;
+use crate::announce::mapping::NatKind;
+use crate::announce::mdns::{lan_addresses, MdnsState};
+use crate::announce::reachability::{current_address, Resolution};
+use crate::announce::upnp::UpnpState;
 use crate::announce::PublishStatus;
+use crate::clock::rfc3339;
 use crate::config::Config;
+
+/// The reachability report, one line per fact; the publish line only when asked.
+pub fn reachability(
+    config: &Config,
+    data_dir: &Path,
+    resolution: &Resolution,
+    with_publish: bool,
+) -> Vec<String> {
+    let mut out = vec![lan_line(config), mdns_line(data_dir)];
+    let upnp = UpnpState::load(data_dir);
+    out.extend(upnp_lines(upnp.as_ref()));
+    out.extend(external_lines(config, upnp.as_ref()));
+    let publish = PublishStatus::load(data_dir);
+    if with_publish {
+        out.push(publish_line(config, publish.as_ref()));
+    }
+    let current = current_address(upnp.as_ref(), publish.as_ref());
+    out.push(record_line(resolution, current));
+    out
+}
+
+fn lan_line(config: &Config) -> String {
+    let lan: Vec<String> = lan_addresses(&mdns_settings(config))
+        .into_iter()
+        .map(|(n, ip)| format!("{ip} ({n})"))
+        .collect();
+    format!(
+        "lan addresses: {}",
+        if lan.is_empty() {
+            "none".into()
+        } else {
+            lan.join(", ")
+        }
+    )
+}
+
+fn mdns_line(data_dir: &Path) -> String {
+    match MdnsState::load(data_dir) {
+        Some(m) if m.state == "announcing" => format!(
+            "mdns:          {} on {} port {} ({})",
+            m.instance,
+            m.host,
+            m.port,
+            if m.addresses.is_empty() {
+                "no addresses yet".into()
+            } else {
+                m.addresses.join(", ")
+            }
+        ),
+        Some(m) => format!("mdns:          {}", m.state),
+        None => "mdns:          unknown (the server has not run yet)".into(),
+    }
+}
+
+fn upnp_lines(upnp: Option<&UpnpState>) -> Vec<String> {
+    let Some(u) = upnp else {
+        return vec!["upnp:          unknown (the server has not run yet)".into()];
+    };
+    let via = u
+        .gateway
+        .as_deref()
+        .map(|g| format!(" via {g}"))
+        .unwrap_or_default();
+    let mut out = vec![format!(
+        "upnp:          {}{via} (as of {})",
+        u.state,
+        rfc3339(u.updated_secs)
+    )];
+    for m in &u.mappings {
+        let lease = if m.lease_secs == 0 {
+            "permanent".to_string()
+        } else {
+            format!("lease {} s", m.lease_secs)
+        };
+        out.push(format!(
+            "upnp mapping:  {} external port {} -> {} ({lease}, renewed {}, {} renewals)",
+            m.name,
+            m.external_port,
+            m.internal,
+            rfc3339(m.renewed_secs),
+            m.renewals
+        ));
+    }
+    if let Some(e) = &u.last_error {
+        out.push(format!("upnp error:    {e}"));
+    }
+    out
+}
+
+/// The external address and what the router's answer says about NAT.
+fn external_lines(config: &Config, upnp: Option<&UpnpState>) -> [String; 2] {
+    let nat = upnp.and_then(|u| u.nat);
+    let external = upnp.and_then(|u| u.external_ip.clone());
+    let ip = match (&external, config.pkdns.public_ip) {
+        (Some(ip), _) => format!("{ip} (from the router)"),
+        (None, Some(ip)) => format!("{ip} (from pkdns.public_ip)"),
+        (None, None) => "unknown".into(),
+    };
+    let cgnat = match nat {
+        Some(NatKind::Public) => "no".into(),
+        Some(NatKind::Cgnat) => "YES: the router's external address is carrier-grade NAT (100.64.0.0/10); inbound connections cannot reach this device (see README, Households)".to_string(),
+        Some(NatKind::DoubleNat) => "YES: double NAT, the router's external address is private; inbound connections cannot reach this device (see README, Households)".to_string(),
+        Some(NatKind::NoPublicAddress) => "YES (probably): the router reports no public external address (it is behind carrier-grade or another NAT, or its internet link is down); inbound connections cannot reach this device (see README, Households)".to_string(),
+        None => "unknown (no router answer)".into(),
+    };
+    [
+        format!("external ip:   {ip}"),
+        format!("cgnat:         {cgnat}"),
+    ]
+}
+
+fn publish_line(config: &Config, publish: Option<&PublishStatus>) -> String {
+    match publish {
+        _ if !config.pkdns.dht => "dht publish:   off (pkdns.dht = false)".into(),
+        None => "dht publish:   not attempted yet".into(),
+        Some(p) => match (&p.last_error, p.last_success_secs) {
+            (None, Some(ok)) => format!(
+                "dht publish:   ok at {} ({}:{}, stored on {} nodes)",
+                rfc3339(ok),
+                p.published_ip.as_deref().unwrap_or("?"),
+                p.pubky_tls_port,
+                p.stored_at_nodes
+            ),
+            (Some(e), _) => format!(
+                "dht publish:   FAILED at {}: {e}",
+                rfc3339(p.last_attempt_secs)
+            ),
+            (None, None) => "dht publish:   not attempted yet".into(),
+        },
+    }
+}
+
+/// Whether the record on the DHT points at the current address.
+fn record_line(resolution: &Resolution, current: Option<(std::net::IpAddr, u16)>) -> String {
+    match (resolution, current) {
+        (Resolution::NotChecked(why), _) => format!("record:        not checked ({why})"),
+        (Resolution::NotFound, _) => "record:        NOT FOUND on the DHT".into(),
+        (Resolution::Found { ip, port }, cur) => {
+            let shown = format!(
+                "{}:{}",
+                ip.map(|i| i.to_string()).unwrap_or("?".into()),
+                port.map(|p| p.to_string()).unwrap_or("?".into())
+            );
+            match cur {
+                Some((cip, cport)) if *ip == Some(cip) && *port == Some(cport) => {
+                    format!("record:        resolves to {shown}, the current address")
+                }
+                Some((cip, cport)) => format!(
+                    "record:        resolves to {shown}, STALE (current address {cip}:{cport})"
+                ),
+                None => format!(
+                    "record:        resolves to {shown} (no current public address to compare)"
+                ),
+            }
+        }
+    }
+}
 
 /// The outcome of the last publish of the homeserver record, from `announce.json`.
 pub fn print_publish_status(config: &Config, data_dir: &std::path::Path) {

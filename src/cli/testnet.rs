@@ -2,6 +2,7 @@
 //! a pkarr relay and this homeserver) on the fixed ports the SDKs' `testnet()` presets use.
 
 use super::Args;
+use crate::app;
 use crate::config::Config;
 
 /// Fixed loopback ports of the local network, the ones the SDKs' `testnet()` presets use.
@@ -18,19 +19,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         anyhow::anyhow!("cannot start the local DHT on UDP 127.0.0.1:{TESTNET_DHT_PORT}: {e}")
     })?;
     let bootstrap: Vec<String> = first;
-    let layer = format!(
-        "[drive]\nicann_listen_socket = \"127.0.0.1:6286\"\npubky_listen_socket = \"127.0.0.1:6287\"\n\
-         [pkdns]\ndht = true\npublic_ip = \"127.0.0.1\"\nicann_domain = \"localhost\"\n\
-         dht_request_timeout_ms = 500\npublish_retry_min_ms = 200\n\
-         user_keys_republish_first_ms = 5000\nuser_keys_republish_interval_ms = 1800000\n\
-         dht_bootstrap_nodes = [{}]\n\
-         [pkarr_relay]\nenabled = true\nlisten_socket = \"{TESTNET_RELAY}\"\n",
-        bootstrap
-            .iter()
-            .map(|b| format!("{b:?}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    let layer = layer(&bootstrap);
     let user = match &args.config {
         Some(p) => Some((
             p.display().to_string(),
@@ -62,53 +51,73 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     }
     let bootstrap_text = bootstrap.join(", ");
     let result = super::serve::run(config, data_dir.clone(), move |running| {
-        Box::pin(async move {
-            let token = crate::auth::secrets::new_signup_token();
-            running
-                .store()
-                .create_signup_token(&token, crate::clock::now_secs())
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot create a signup token: {e}"))?;
-            // Wait (bounded) for the first publish so the printed network is usable at once.
-            let attempted = running.probes.publish_attempted.listen();
-            let published = running
-                .probes
-                .publish_status
-                .lock()
-                .map(|s| s.last_success_secs.is_some())
-                .unwrap_or(false);
-            if !published {
-                smol::future::or(
-                    async {
-                        attempted.await;
-                    },
-                    async {
-                        smol::Timer::after(std::time::Duration::from_secs(10)).await;
-                    },
-                )
-                .await;
-            }
-            println!("pubky-edge testnet: everything on loopback; Ctrl-C stops it");
-            println!("  dht bootstrap:  {bootstrap_text}");
-            println!("  homeserver:     {}", running.public_key);
-            println!("  http (icann):   http://{}", running.addrs.icann);
-            println!("  pubky tls:      {}", running.addrs.pubky_tls);
-            if let Some(r) = running.addrs.relay {
-                println!(
-                    "  pkarr relay:    http://{r}  (also http://{}/pkarr)",
-                    running.addrs.icann
-                );
-            }
-            println!("  signup token:   {token}");
-            println!("  data dir:       {}", running.data_dir.display());
-            use std::io::Write;
-            let _ = std::io::stdout().flush();
-            Ok(())
-        })
+        Box::pin(announce(running, bootstrap_text))
     });
     drop(nodes);
     if temporary {
         let _ = std::fs::remove_dir_all(&data_dir);
     }
     result
+}
+
+/// The config layer of the local network: fixed loopback ports, the local DHT, the relay.
+fn layer(bootstrap: &[String]) -> String {
+    format!(
+        "[drive]\nicann_listen_socket = \"127.0.0.1:6286\"\npubky_listen_socket = \"127.0.0.1:6287\"\n\
+         [pkdns]\ndht = true\npublic_ip = \"127.0.0.1\"\nicann_domain = \"localhost\"\n\
+         dht_request_timeout_ms = 500\npublish_retry_min_ms = 200\n\
+         user_keys_republish_first_ms = 5000\nuser_keys_republish_interval_ms = 1800000\n\
+         dht_bootstrap_nodes = [{}]\n\
+         [pkarr_relay]\nenabled = true\nlisten_socket = \"{TESTNET_RELAY}\"\n",
+        bootstrap
+            .iter()
+            .map(|b| format!("{b:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
+/// Once serving: a signup token, the first publish (bounded wait), then the network printed.
+async fn announce(running: &app::Running, bootstrap_text: String) -> anyhow::Result<()> {
+    let token = crate::auth::secrets::new_signup_token();
+    running
+        .store()
+        .create_signup_token(&token, crate::clock::now_secs())
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot create a signup token: {e}"))?;
+    // Wait (bounded) for the first publish so the printed network is usable at once.
+    let attempted = running.probes.publish_attempted.listen();
+    let published = running
+        .probes
+        .publish_status
+        .lock()
+        .map(|s| s.last_success_secs.is_some())
+        .unwrap_or(false);
+    if !published {
+        smol::future::or(
+            async {
+                attempted.await;
+            },
+            async {
+                smol::Timer::after(std::time::Duration::from_secs(10)).await;
+            },
+        )
+        .await;
+    }
+    println!("pubky-edge testnet: everything on loopback; Ctrl-C stops it");
+    println!("  dht bootstrap:  {bootstrap_text}");
+    println!("  homeserver:     {}", running.public_key);
+    println!("  http (icann):   http://{}", running.addrs.icann);
+    println!("  pubky tls:      {}", running.addrs.pubky_tls);
+    if let Some(r) = running.addrs.relay {
+        println!(
+            "  pkarr relay:    http://{r}  (also http://{}/pkarr)",
+            running.addrs.icann
+        );
+    }
+    println!("  signup token:   {token}");
+    println!("  data dir:       {}", running.data_dir.display());
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    Ok(())
 }

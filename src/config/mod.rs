@@ -128,6 +128,26 @@ pub struct Pkdns {
     pub user_keys_republish_first: Duration,
 }
 
+impl Pkdns {
+    /// The PubkyTLS port to announce: the configured public one, else the bound one.
+    pub fn announced_tls_port(&self, bound: u16) -> u16 {
+        nonzero_or(self.public_pubky_tls_port, bound)
+    }
+
+    /// The plain-HTTP port to announce: the configured public one, else the bound one.
+    pub fn announced_http_port(&self, bound: u16) -> u16 {
+        nonzero_or(self.public_icann_http_port, bound)
+    }
+}
+
+fn nonzero_or(configured: u16, bound: u16) -> u16 {
+    if configured == 0 {
+        bound
+    } else {
+        configured
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct PkarrRelay {
     pub enabled: bool,

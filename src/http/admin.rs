@@ -156,15 +156,8 @@ fn info(app: &App) -> Result<Response<Body>, ApiError> {
     let used: u64 = users.iter().map(|(_, u)| u.used_bytes).sum();
     // §8: the announced endpoints (configured public values, else the listen ports).
     let pk = &app.config.pkdns;
-    let or = |public: u16, listen: u16| if public != 0 { public } else { listen };
-    let tls_port = or(
-        pk.public_pubky_tls_port,
-        app.config.drive.pubky_listen_socket.port(),
-    );
-    let http_port = or(
-        pk.public_icann_http_port,
-        app.config.drive.icann_listen_socket.port(),
-    );
+    let tls_port = pk.announced_tls_port(app.config.drive.pubky_listen_socket.port());
+    let http_port = pk.announced_http_port(app.config.drive.icann_listen_socket.port());
     let ip = pk
         .public_ip
         .unwrap_or(app.config.drive.pubky_listen_socket.ip());

@@ -12,7 +12,7 @@ use super::body::Body;
 use super::capacity::ConnStats;
 use super::response::{empty, ApiError, CorsRequest};
 use super::App;
-use crate::metrics::{self, Device, RouteClass};
+use crate::metrics::{Device, RouteClass};
 
 /// One request to the admin listener: preflights answered, everything else checked against
 /// `password` by the admin API; counted under the `admin` route class.
@@ -47,12 +47,12 @@ async fn scrape(app: &App, conns: &[ConnStats]) -> Response<Body> {
     let dir = app.data_dir.clone();
     let (store_bytes, disk_free_bytes) = smol::unblock(move || {
         let free = crate::store::space::available(&dir).unwrap_or(0);
-        (metrics::dir_bytes(&dir), free)
+        (crate::runtime::probe::dir_bytes(&dir), free)
     })
     .await;
     let device = Device {
         connections: conns.iter().map(|c| c.live() as u64).sum(),
-        rss_bytes: metrics::rss_bytes(),
+        rss_bytes: crate::runtime::probe::rss_bytes(),
         store_bytes,
         disk_free_bytes,
         users: app.store.users().map_or(0, |u| u.len() as u64),

@@ -125,16 +125,7 @@ where
     F: Future<Output = Response<Body>> + Send + 'static,
 {
     let tls = acceptor.is_tls();
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(SmolTimer)
-        .header_read_timeout(limits.header_read_timeout)
-        .max_header_size(limits.max_header_bytes)
-        .max_buf_size(limits.max_header_bytes.max(READ_BUF_MAX))
-        .keep_alive(limits.keep_alive)
-        // Vectored writes save a copy of each body chunk on TCP; TLS streams write one slice
-        // at a time anyway, so hyper should flatten for them.
-        .writev(!tls);
+    let builder = builder(&limits, tls);
     let force = Shutdown::new(Duration::ZERO);
     let shared = Arc::new(Shared {
         acceptor,
@@ -187,6 +178,27 @@ where
 
     // Closing the listener first makes new connects fail while the drain runs.
     drop(listener);
+    drain(&stats, &shutdown, &force).await;
+    Ok(())
+}
+
+/// hyper's connection settings from the limits.
+fn builder(limits: &ServerLimits, tls: bool) -> http1::Builder {
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(SmolTimer)
+        .header_read_timeout(limits.header_read_timeout)
+        .max_header_size(limits.max_header_bytes)
+        .max_buf_size(limits.max_header_bytes.max(READ_BUF_MAX))
+        .keep_alive(limits.keep_alive)
+        // Vectored writes save a copy of each body chunk on TCP; TLS streams write one slice
+        // at a time anyway, so hyper should flatten for them.
+        .writev(!tls);
+    builder
+}
+
+/// Lets the live connections finish until the drain deadline, then drops the rest.
+async fn drain(stats: &ConnStats, shutdown: &ShutdownSignal, force: &Shutdown) {
     let drain = shutdown.drain_timeout();
     tracing::info!(live = stats.live(), ?drain, "stopped accepting; draining");
     let drained = async {
@@ -206,7 +218,6 @@ where
         force.trigger();
         stats.wait_idle().await;
     }
-    Ok(())
 }
 
 /// One connection from accept to close. `live` keeps its slot under the cap until the end;

@@ -1,8 +1,10 @@
 //! Process plumbing, below the application: the executor and its threads ([`Pool`]), OS
-//! signals and the drain deadline ([`shutdown`]), systemd's notify protocol ([`systemd`])
-//! and log output ([`logging`]). `cli` and the tests run the server on a `Pool`.
+//! signals and the drain deadline ([`shutdown`]), systemd's notify protocol ([`systemd`]),
+//! log output ([`logging`]) and the process's own memory and disk use ([`probe`]). `cli`
+//! and the tests run the server on a `Pool`.
 
 pub mod logging;
+pub mod probe;
 pub mod shutdown;
 pub mod systemd;
 

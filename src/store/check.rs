@@ -4,11 +4,15 @@
 //! is unreferenced, and each user's quota usage equals the sum over their files.
 
 use std::collections::BTreeMap;
+
 use std::io::Read;
 
 use super::codec::decode;
 use super::entries::FILE_OVERHEAD;
 use super::{blobs, keys, EntryMeta, Store, StoreError, User};
+
+/// Bytes or references counted per user key or blob hash.
+type Counts = BTreeMap<[u8; 32], u64>;
 
 /// What [`Store::check`] found. `problems` is empty for a consistent store.
 #[derive(Debug, Default)]
@@ -24,10 +28,20 @@ impl Store {
     /// Walks every entry, blob reference and blob file (reading each blob to verify its
     /// hash), so it costs a full read of the data: meant for tests and offline checks.
     pub fn check(&self) -> Result<CheckReport, StoreError> {
-        let t = &self.0.t;
         let mut report = CheckReport::default();
-        let mut usage: BTreeMap<[u8; 32], u64> = BTreeMap::new();
-        let mut refs: BTreeMap<[u8; 32], u64> = BTreeMap::new();
+        let (usage, refs) = self.check_entries(&mut report)?;
+        self.check_refcounts(refs, &mut report)?;
+        self.check_blob_files(&mut report)?;
+        self.check_usage(usage, &mut report)?;
+        Ok(report)
+    }
+
+    /// Every entry with its body; returns each user's counted usage and each blob's
+    /// counted references.
+    fn check_entries(&self, report: &mut CheckReport) -> Result<(Counts, Counts), StoreError> {
+        let t = &self.0.t;
+        let mut usage = Counts::new();
+        let mut refs = Counts::new();
         for kv in t.entries.iter() {
             let (k, v) = kv?;
             report.entries += 1;
@@ -69,7 +83,16 @@ impl Store {
                     .push(format!("{path}: inline content without entry"));
             }
         }
-        for kv in t.blob_refs.iter() {
+        Ok((usage, refs))
+    }
+
+    /// Stored reference counts against the entries that use each blob.
+    fn check_refcounts(
+        &self,
+        mut refs: Counts,
+        report: &mut CheckReport,
+    ) -> Result<(), StoreError> {
+        for kv in self.0.t.blob_refs.iter() {
             let (k, v) = kv?;
             let hash: [u8; 32] = k
                 .as_ref()
@@ -90,6 +113,12 @@ impl Store {
                 blobs::to_hex(&hash)
             ));
         }
+        Ok(())
+    }
+
+    /// Blob files: each referenced, each matching its name, none referenced but missing.
+    fn check_blob_files(&self, report: &mut CheckReport) -> Result<(), StoreError> {
+        let t = &self.0.t;
         let on_disk = self.0.blobs.all()?;
         report.blob_files = on_disk.len();
         for hash in &on_disk {
@@ -123,7 +152,12 @@ impl Store {
                 ));
             }
         }
-        for kv in t.users.iter() {
+        Ok(())
+    }
+
+    /// Each account's recorded usage against the sum of its files.
+    fn check_usage(&self, mut usage: Counts, report: &mut CheckReport) -> Result<(), StoreError> {
+        for kv in self.0.t.users.iter() {
             let (k, v) = kv?;
             let user: [u8; 32] = k
                 .as_ref()
@@ -146,6 +180,6 @@ impl Store {
                 blobs::to_hex(user)
             ));
         }
-        Ok(report)
+        Ok(())
     }
 }
