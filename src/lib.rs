@@ -2,8 +2,9 @@
 //!
 //! The crate is built in floors; a module imports only from its own floor or those below:
 //!
-//! 1. Vocabulary: [`pubkey`] (keys, z-base-32), [`storage_path`] (canonical paths and the one
-//!    coverage rule), [`clock`], [`metrics`] (counters; no I/O of the store's).
+//! 1. Ground: [`pubkey`] (keys, z-base-32), [`storage_path`] (canonical paths and the one
+//!    coverage rule), [`clock`], [`metrics`] (counters and their rendering) and [`runtime`]
+//!    (executor pool, shutdown, systemd, logging, process probes).
 //! 2. [`config`]: raw TOML layers → one validated, typed [`config::Config`]. Imports nothing
 //!    but the key vocabulary.
 //! 3. [`store`] (the only owner of disk state: sled trees, BLAKE3-addressed blob files,
@@ -12,20 +13,21 @@
 //! 4. The household's rules, free of HTTP types: [`account`] (who is asking, what they may
 //!    read and write, signup and sign-in, the token spool) and [`limits`] (request rates,
 //!    bandwidth budgets, the event-stream cap).
-//! 5. Surfaces: [`http`] (client API, PubkyTLS, relay and operator listeners), [`announce`]
-//!    (DHT record, relay, UPnP, mDNS), [`cli`] (the command line).
-//! 6. Assembly: [`app`] (the start-up runbook and its teardown in reverse) on [`runtime`]
-//!    (executor pool, shutdown, systemd, logging). `main.rs` only maps argv to an exit code.
+//! 5. Surfaces: [`http`] (client API, PubkyTLS, relay and operator listeners) and
+//!    [`announce`] (DHT record, relay, UPnP, mDNS).
+//! 6. Assembly: [`app`] (the start-up runbook and its teardown in reverse).
+//! 7. [`cli`], the command line, which runs the server through `app`; `main.rs` only maps
+//!    argv to an exit code through it.
 //!
-//! Data path of a PUT: accept (`http::server`) → `http::route::route` resolves the tenant
-//! and normalises the path → `http::handle` checks the request-rate limit
-//! ([`limits::rate`]) → `http::storage` reads the credentials once (`http::session`),
-//! resolves the caller ([`account::Caller`]) and asks [`account::access`] whether it may
-//! write there → the body streams into `store::Upload` (hashed while it arrives, spilled to a
-//! temp file past `inline_max_bytes`, paced by [`limits::bandwidth`]) → `Store::put` commits
-//! entry, event and quota usage in one transaction and waits for the group flush that covers
-//! it → `201 Created`. A refusal anywhere is an [`account::Error`] or `store::StoreError`
-//! that `http::response` turns into a status in one table.
+//! Data path of a PUT: accept (`http::server`) → `http::route::route` resolves the tenant,
+//! normalises the path and parses the query → `http::handle` checks the request-rate limit
+//! ([`limits::rate`]) and reads the credentials and headers once (`http::head`) →
+//! `http::storage` resolves the caller ([`account::Caller`]) and asks [`account::access`]
+//! whether it may write there → the body streams into `store::Upload` (hashed while it
+//! arrives, spilled to a temp file past `inline_max_bytes`, paced by [`limits::bandwidth`])
+//! → `Store::put` commits entry, event and quota usage in one transaction and waits for the
+//! group flush that covers it → `201 Created`. A refusal anywhere is an [`account::Error`]
+//! or `store::StoreError` that `http::response` turns into a status in one table.
 
 // Unsafe code is refused except where a function says why it needs it (`#[allow]` with a
 // reason), and every unsafe block carries a `SAFETY:` comment.

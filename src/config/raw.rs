@@ -143,7 +143,7 @@ pub struct Mdns {
     pub skip_interfaces: Vec<String>,
 }
 
-/// Defaults, then each `(name, toml text)` layer in order, validated into a [`Config`].
+/// Defaults, then each `(name, toml text)` layer in order, validated into a [`super::Config`].
 pub fn load_layers(layers: &[(&str, &str)]) -> Result<Loaded, String> {
     let mut merged: Table =
         toml::from_str(DEFAULT_TOML).map_err(|e| format!("built-in config: {e}"))?;

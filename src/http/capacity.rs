@@ -1,8 +1,8 @@
 //! The connection cap: counting live connections and turning the overflow away.
 //!
-//! `server::serve` asks [`ConnStats::try_admit`] for every accepted socket. Admitted ones get a
-//! [`LiveGuard`] that lives as long as the connection task; refused ones go to
-//! [`refuse`], which answers a bare `503` and closes. At the cap, a connection that has not
+//! `server::serve` asks `ConnStats::try_admit` for every accepted socket. Admitted ones get a
+//! `LiveGuard` that lives as long as the connection task; refused ones go to
+//! `refuse`, which answers a bare `503` and closes. At the cap, a connection that has not
 //! yet sent a complete request head (the oldest such) is evicted to make room, so a flood of
 //! idle or slowloris connections cannot lock normal clients out until the header timeout. The counters are read by the drain
 //! logic in `server.rs` and by the metrics listener (one `ConnStats` per listener).

@@ -1,6 +1,6 @@
 //! Opening the database after an unclean stop. sled 0.34 replays its log at open, and for
 //! some torn logs it panics instead of returning an error (seen here after a power cut in
-//! relaxed mode: "tried to serialize Uninitialized", sled issue #1387). [`open_db`] makes
+//! relaxed mode: "tried to serialize Uninitialized", sled issue #1387). `open_db` makes
 //! that an ordinary [`StoreError::Unrecoverable`] where panics unwind (tests, debug builds);
 //! release builds abort on panic, so [`install_panic_note`] makes the panic message say
 //! what happened and what to do instead of leaving a bare backtrace in the journal.
@@ -28,7 +28,7 @@ pub fn damaged_note(db: &Path) -> String {
 
 /// Chains a panic hook that adds [`damaged_note`] when the panic happened while this
 /// thread was opening a database. Called once at start by the binary; only needed where a
-/// panic aborts (where it unwinds, [`open_db`] returns the note as an error).
+/// panic aborts (where it unwinds, `open_db` returns the note as an error).
 pub fn install_panic_note() {
     if cfg!(panic = "unwind") {
         return;

@@ -224,6 +224,11 @@ impl Resp {
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
+    /// The server said it closes the connection.
+    pub fn closes(&self) -> bool {
+        self.header("connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"))
+    }
     pub fn lines(&self) -> Vec<String> {
         self.text()
             .split('\n')
