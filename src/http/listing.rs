@@ -1,6 +1,6 @@
-//! Directory listing (`GET …/dir/`): query parsing (`limit`, `cursor`, `reverse`,
-//! `shallow`) with the spec's leniencies, and the text output `pubky://<pk><path>` lines.
-//! The scan itself is the store's.
+//! Directory listing (`GET …/dir/`): the cursor's validation (after the directory is known
+//! to exist) and the text output, `pubky://<pk><path>` lines. The parameters come parsed
+//! (`http::query::ListQuery`); the scan itself is the store's.
 
 use bytes::Bytes;
 use hyper::{header, Response, StatusCode};

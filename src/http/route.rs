@@ -1,7 +1,7 @@
 //! Routing: a request's method, path, query and host headers → one [`Endpoint`]. Pure: no
 //! I/O, no state. Resolves the tenant (path-addressed `/storage/<pk>/…` or legacy `Host` /
 //! `pubky-host` / `?pubky-host=`) and normalises the storage path before any auth runs; the
-//! dispatcher in `http::mod` then calls the endpoint's handler. Each endpoint carries its
+//! dispatcher (`http::handle`) then calls the endpoint's handler. Each endpoint carries its
 //! parsed query parameters (`http::query`); the request head is read into `http::head`.
 
 use hyper::{HeaderMap, Method};
