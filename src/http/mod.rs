@@ -25,6 +25,7 @@ pub mod response;
 pub mod route;
 pub mod rt;
 pub mod server;
+pub mod sniff;
 pub mod storage;
 pub mod tls;
 

@@ -241,7 +241,7 @@ async fn put(
             crate::limits::bandwidth::pace(&app.throttle, b, chunk.len()).await;
         }
     }
-    let content_type = sniff_content_type(upload.head(), path);
+    let content_type = super::sniff::content_type(upload.head(), path);
     let staged = upload.finish().await?;
     app.store
         .put(tenant, path, staged, &content_type, clock::now_micros())
@@ -264,17 +264,6 @@ async fn delete(
     access::authorize_path(&app.store, tenant, path)?;
     app.store.delete(tenant, path, clock::now_micros()).await?;
     Ok(super::response::empty(StatusCode::NO_CONTENT))
-}
-
-/// §3.5: magic bytes of the start of the body win, then the path's extension.
-pub fn sniff_content_type(head: &[u8], path: &StoragePath) -> String {
-    if let Some(kind) = infer::get(head) {
-        return kind.mime_type().to_string();
-    }
-    mime_guess::from_path(path.as_str())
-        .first_raw()
-        .unwrap_or("application/octet-stream")
-        .to_string()
 }
 
 fn quota_exceeded() -> ApiError {
@@ -313,26 +302,6 @@ mod tests {
         assert_eq!(
             etag(&h(&[0])),
             "\"LTre3/EbYfFMiG41r6A2c23Nh6dNJ7XBUQIl0PWS4hM=\""
-        );
-    }
-
-    #[test]
-    fn content_types() {
-        let p = |s| StoragePath::strict(s).unwrap();
-        let png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR";
-        assert_eq!(sniff_content_type(png, &p("/pub/foo")), "image/png");
-        assert_eq!(sniff_content_type(b"hi", &p("/pub/text.txt")), "text/plain");
-        assert_eq!(
-            sniff_content_type(&[0, 1, 2, 3, 4], &p("/pub/foo.txt")),
-            "text/plain"
-        );
-        assert_eq!(
-            sniff_content_type(b"{}", &p("/pub/x.json")),
-            "application/json"
-        );
-        assert_eq!(
-            sniff_content_type(b"{}", &p("/pub/x")),
-            "application/octet-stream"
         );
     }
 
