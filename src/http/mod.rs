@@ -147,18 +147,14 @@ fn route_class(ep: &Endpoint) -> RouteClass {
     }
 }
 
-/// §10.1: request-count limits, checked after routing (the tenant is known) and before
-/// any work. `/info` and preflights are exempt.
+/// §10.1: request-count limits, checked after routing (the tenant is known and storage
+/// paths are canonical) and before any work. `/info` and preflights are exempt.
 fn rate_limit(app: &App, req: &Request<Incoming>, ep: &Endpoint) -> Result<(), ApiError> {
     let (path, tenant) = match ep {
         Endpoint::Info | Endpoint::Preflight => return Ok(()),
-        Endpoint::Storage {
-            path,
-            tenant,
-            addressing: route::Addressing::Path,
-            ..
-        } => (path.as_str(), *tenant),
-        Endpoint::Storage { tenant, .. } => (req.uri().path(), *tenant),
+        // The canonical path the handler will authorise, in both addressing forms: a
+        // spelling such as `//pub/x` or `/%70ub/x` cannot step around a `/pub/**` rule.
+        Endpoint::Storage { path, tenant, .. } => (path.as_str(), *tenant),
         _ => (
             req.uri().path(),
             route::legacy_tenant(req.headers(), req.uri().query()),

@@ -117,3 +117,19 @@ fn bandwidth_overrides_slow_transfers_down() {
     assert_eq!(anon.body, body);
     assert!(t.elapsed() >= std::time::Duration::from_millis(400));
 }
+
+/// Legacy-addressed storage requests are counted under their canonical path, whatever the
+/// spelling of the URL.
+#[test]
+fn rules_match_the_canonical_storage_path() {
+    let s = Server::start(
+        "[[drive.rate_limits]]\npath = \"/pub/**\"\nquota = \"1r/m\"\nkey = \"ip\"\n",
+    );
+    let u = new_user(&s);
+    let host = u.pk.to_z32();
+    let get = |path: &str| s.req("GET", path).header("host", &host).send().status;
+    assert_eq!(get("/pub/x"), 404);
+    for spelling in ["//pub/x", "/%70ub/x", "/pub/./x", "/pub//x"] {
+        assert_eq!(get(spelling), 429, "{spelling}");
+    }
+}
