@@ -108,8 +108,11 @@ impl Store {
             Some(old) => (old.len, 0),
             None => (0, FILE_OVERHEAD),
         };
+        // An "unlimited" override is u64::MAX: every sum here saturates.
         Ok(Some(
-            (limit + freed).saturating_sub(user.used_bytes + overhead),
+            limit
+                .saturating_add(freed)
+                .saturating_sub(user.used_bytes.saturating_add(overhead)),
         ))
     }
 
@@ -195,8 +198,11 @@ impl Store {
             self.check_collisions(pk, path)?;
         }
         let used = match &old {
-            Some(o) => user.used_bytes.saturating_sub(o.len) + len,
-            None => user.used_bytes + len + FILE_OVERHEAD,
+            Some(o) => user.used_bytes.saturating_sub(o.len).saturating_add(len),
+            None => user
+                .used_bytes
+                .saturating_add(len)
+                .saturating_add(FILE_OVERHEAD),
         };
         if self.quota_limit(&user).is_some_and(|limit| used > limit) {
             return Err(StoreError::QuotaExceeded);
