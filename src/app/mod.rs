@@ -50,16 +50,19 @@ pub struct Running {
     workers: Workers,
 }
 
-/// Creates the data directory (0700) if needed.
+/// Creates the data directory if needed and keeps it private (0700): it holds the secret
+/// key and every user's data, so a directory that group or others can enter is closed.
 pub fn prepare_data_dir(dir: &Path) -> Result<()> {
     if !dir.exists() {
         fs::create_dir_all(dir)
             .with_context(|| format!("cannot create data directory {}", dir.display()))?;
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
-            .with_context(|| format!("cannot set permissions on {}", dir.display()))?;
     }
     let meta = fs::metadata(dir).with_context(|| format!("{}", dir.display()))?;
     anyhow::ensure!(meta.is_dir(), "{} is not a directory", dir.display());
+    if meta.permissions().mode() & 0o077 != 0 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot set permissions on {}", dir.display()))?;
+    }
     Ok(())
 }
 

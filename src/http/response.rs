@@ -60,9 +60,15 @@ impl ApiError {
         Self::unauthorized("No authenticated session found")
     }
 
-    pub fn into_response(self) -> Response<Body> {
-        if self.status.is_server_error() {
-            tracing::error!(status = self.status.as_u16(), "{}", self.message);
+    /// The answer. A 500 is the server's own fault: its detail is logged at ERROR and the
+    /// client gets a fixed body (internal text can name paths and internals). Other
+    /// statuses, 503 and 507 included, are answers to the request and say why.
+    pub fn into_response(mut self) -> Response<Body> {
+        if self.status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!(status = 500, "{}", self.message);
+            self.message = Cow::Borrowed("Internal server error");
+        } else if self.status.is_server_error() {
+            tracing::debug!(status = self.status.as_u16(), "{}", self.message);
         }
         let mut b = Response::builder()
             .status(self.status)

@@ -338,8 +338,9 @@ where
         let last = served >= self.shared.limits.max_requests_per_connection;
         let start = Instant::now();
         let method = req.method().clone();
-        // The path only: query strings may carry tokens and must stay out of logs.
-        let path = req.uri().path().to_owned();
+        // The path only, and without what follows `/priv/` or a signup token: query strings
+        // and those segments carry tokens and private names that must stay out of logs.
+        let path = loggable_path(req.uri().path());
         // Boxed at once: the handler's future is large, and moving it by value into the
         // outer future and then into that future's box cost several KiB of copying per request.
         let response = Box::pin((self.shared.handler)(req, self.info));
@@ -361,5 +362,40 @@ where
             );
             Ok(response)
         })
+    }
+}
+
+/// A request path as the log may show it: anything after a `/priv/` segment and the token
+/// of `/signup_tokens/<token>` become `…`.
+pub fn loggable_path(raw: &str) -> String {
+    // Judged on the decoded path, so `/%70riv/…` is hidden too.
+    let path = crate::storage_path::percent_decode(raw).unwrap_or_else(|_| raw.to_string());
+    if let Some(i) = path.find("/priv/") {
+        return format!("{}/priv/…", &path[..i]);
+    }
+    match path.strip_prefix("/signup_tokens/") {
+        Some(t) if !t.is_empty() => "/signup_tokens/…".to_string(),
+        _ => path,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logged_paths_hide_private_names_and_tokens() {
+        assert_eq!(loggable_path("/pub/a.txt"), "/pub/a.txt");
+        assert_eq!(loggable_path("/priv/diary.txt"), "/priv/…");
+        assert_eq!(loggable_path("/%70riv/diary.txt"), "/priv/…");
+        assert_eq!(
+            loggable_path("/storage/abc/priv/x/y"),
+            "/storage/abc/priv/…"
+        );
+        assert_eq!(
+            loggable_path("/signup_tokens/ABCD-EFGH-JKMN"),
+            "/signup_tokens/…"
+        );
+        assert_eq!(loggable_path("/signup_tokens"), "/signup_tokens");
     }
 }

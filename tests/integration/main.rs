@@ -18,6 +18,8 @@ mod cookie_sessions;
 mod discovery;
 /// The `/events/` feed and the SSE stream.
 mod events;
+/// What the real binary gives away: logs, error bodies, the data directory's mode.
+mod exposure;
 /// Grant authentication: signup, sessions, sign-out, grant management, rejections.
 mod grant_auth;
 /// The accept loop and its limits over real sockets.
