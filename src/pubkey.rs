@@ -19,6 +19,9 @@ pub enum KeyError {
     Encoding,
     /// Decodes to 32 bytes that are not an ed25519 point.
     NotAPoint,
+    /// A point of small order: any signature "verifies" under it with a forged R and s = 0,
+    /// so nobody can own it.
+    SmallOrder,
 }
 
 impl fmt::Display for KeyError {
@@ -26,6 +29,7 @@ impl fmt::Display for KeyError {
         match self {
             KeyError::Encoding => f.write_str("not a z-base32 encoded public key"),
             KeyError::NotAPoint => f.write_str("not a valid ed25519 public key"),
+            KeyError::SmallOrder => f.write_str("a small-order ed25519 key, which nobody owns"),
         }
     }
 }
@@ -68,10 +72,16 @@ fn remember_valid(bytes: [u8; 32]) {
 }
 
 impl PublicKey {
-    /// Wraps raw bytes after checking they are a valid ed25519 point.
+    /// Wraps raw bytes after checking they are a valid ed25519 point of large order. Every
+    /// key the server meets (URLs, tokens, grants, proofs, records) comes through here, so
+    /// a small-order key can never sign in or become an account.
     pub fn from_bytes(bytes: [u8; 32]) -> Result<Self, KeyError> {
         if !recently_validated(&bytes) {
-            ed25519_dalek::VerifyingKey::from_bytes(&bytes).map_err(|_| KeyError::NotAPoint)?;
+            let key =
+                ed25519_dalek::VerifyingKey::from_bytes(&bytes).map_err(|_| KeyError::NotAPoint)?;
+            if key.is_weak() {
+                return Err(KeyError::SmallOrder);
+            }
             remember_valid(bytes);
         }
         Ok(PublicKey(bytes))
@@ -144,7 +154,8 @@ impl<'de> serde::Deserialize<'de> for PublicKey {
     }
 }
 
-fn encode_z32(bytes: &[u8; 32]) -> String {
+/// z-base32 of 32 bytes, whether or not they are a key (tests and messages).
+pub fn encode_z32(bytes: &[u8; 32]) -> String {
     base32_with(ALPHABET, bytes)
 }
 
@@ -200,6 +211,22 @@ fn decode_z32(s: &str) -> Result<[u8; 32], KeyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn small_order_keys_are_refused() {
+        // The identity (y = 1) and a point of order 4 (y = 0): valid encodings, no owner.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        for bytes in [identity, [0u8; 32]] {
+            assert_eq!(PublicKey::from_bytes(bytes), Err(KeyError::SmallOrder));
+            assert_eq!(
+                PublicKey::parse_z32(&encode_z32(&bytes)),
+                Err(KeyError::SmallOrder)
+            );
+        }
+        let real = ed25519_dalek::SigningKey::from_bytes(&[7; 32]).verifying_key();
+        assert!(PublicKey::from_bytes(real.to_bytes()).is_ok());
+    }
 
     fn hex(s: &str) -> [u8; 32] {
         let mut out = [0u8; 32];

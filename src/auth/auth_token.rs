@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use ed25519_dalek::{Signature, Verifier};
+use ed25519_dalek::Signature;
 
 use super::capability::Capabilities;
 use crate::pubkey::PublicKey;
@@ -88,6 +88,11 @@ pub fn verify(bytes: &[u8], now_us: u64) -> Result<AuthToken, AuthTokenError> {
     let (len, used) = varint(bytes.get(115..).unwrap_or_default()).ok_or(short.clone())?;
     let start = 115 + used;
     let caps_bytes = bytes.get(start..start + len).ok_or(short)?;
+    // The namespace is signed from its second byte (the reference's off-by-one): those nine
+    // bytes must be `UBKY:AUTH`, so a signature made for another purpose is never a token.
+    if bytes.get(65..74) != Some(&NAMESPACE[1..]) {
+        return Err(AuthTokenError::Parsing("not an AuthToken namespace"));
+    }
     let caps_text = std::str::from_utf8(caps_bytes)
         .map_err(|_| AuthTokenError::Parsing("capabilities are not UTF-8"))?;
     let caps = Capabilities::parse(caps_text)
@@ -104,8 +109,9 @@ pub fn verify(bytes: &[u8], now_us: u64) -> Result<AuthToken, AuthTokenError> {
     let sig: [u8; 64] = bytes[..64]
         .try_into()
         .map_err(|_| AuthTokenError::Parsing("too short"))?;
+    // Strict: no small-order R, canonical s (the key itself was checked by `from_bytes`).
     user.verifying_key()
-        .verify(&bytes[65..], &Signature::from_bytes(&sig))
+        .verify_strict(&bytes[65..], &Signature::from_bytes(&sig))
         .map_err(|_| AuthTokenError::InvalidSignature)?;
     Ok(AuthToken {
         timestamp,
@@ -173,6 +179,40 @@ mod tests {
     }
 
     const TS: u64 = 1_700_000_000_000_000;
+
+    /// A token for the identity key with signature R = identity, s = 0: it "verifies"
+    /// under non-strict checks, so anyone could sign in as that key.
+    pub(crate) fn forged_identity_token(ts: u64) -> Vec<u8> {
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let mut t = vec![0u8; 64];
+        t[0] = 1; // R = identity, s = 0
+        t.extend_from_slice(NAMESPACE);
+        t.push(0);
+        t.extend_from_slice(&ts.to_be_bytes());
+        t.extend_from_slice(&identity);
+        t.push(4);
+        t.extend_from_slice(b"/:rw");
+        t
+    }
+
+    #[test]
+    fn forged_and_foreign_tokens_are_refused() {
+        assert_eq!(
+            verify(&forged_identity_token(TS), TS),
+            Err(AuthTokenError::Parsing("invalid public key"))
+        );
+        // A genuine signature over another namespace is not a token.
+        use ed25519_dalek::Signer;
+        let mut t = sign(&user(), TS, "/:rw");
+        t[65..74].copy_from_slice(b"UBKY:OTHE");
+        let sig = user().sign(&t[65..]).to_bytes();
+        t[..64].copy_from_slice(&sig);
+        assert_eq!(
+            verify(&t, TS),
+            Err(AuthTokenError::Parsing("not an AuthToken namespace"))
+        );
+    }
 
     fn user() -> ed25519_dalek::SigningKey {
         ed25519_dalek::SigningKey::from_bytes(&[0; 32])

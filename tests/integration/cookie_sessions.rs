@@ -222,3 +222,32 @@ fn secure_cookie_for_domains() {
         .unwrap()
         .ends_with("; Secure; SameSite=None"));
 }
+
+/// A token for the identity key (a small-order point) signed with R = identity and s = 0
+/// passes a non-strict check; it must neither create an account nor sign in, and the key
+/// is no tenant in a URL either.
+#[test]
+fn a_forged_small_order_token_creates_nothing() {
+    let s = Server::start("");
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    let mut t = vec![0u8; 64];
+    t[0] = 1;
+    t.extend_from_slice(auth_token::NAMESPACE);
+    t.push(0);
+    t.extend_from_slice(&now_us().to_be_bytes());
+    t.extend_from_slice(&identity);
+    t.push(4);
+    t.extend_from_slice(b"/:rw");
+    let r = s.req("POST", "/signup").body(t.clone()).send();
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.header("set-cookie").is_none());
+    let mut again = t;
+    again[75..83].copy_from_slice(&(now_us() + 1).to_be_bytes());
+    assert_eq!(s.req("POST", "/session").body(again).send().status, 400);
+    let z32 = pubky_edge::pubkey::encode_z32(&identity);
+    let r = s.req("GET", &format!("/storage/{z32}/pub/x")).send();
+    assert_eq!(r.status, 400, "{}", r.text());
+    let users = s.admin("GET", "/info").send();
+    assert!(users.text().contains("\"num_users\":0"), "{}", users.text());
+}
