@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::rate::{Bucket, MAX_BUCKETS};
+use super::rate::{Bucket, MAX_BUCKETS, OVERFLOW};
 use crate::config::{Bandwidth, DefaultBandwidth};
 use crate::pubkey::PublicKey;
 use crate::store::QuotaOverrides;
@@ -92,13 +92,17 @@ pub async fn pace(throttle: &Throttle, b: &Budget, n: usize) {
 /// told how long to wait so the average stays under the rate. Debt model: a chunk is never
 /// refused, the next one waits.
 pub struct Throttle {
-    buckets: Mutex<HashMap<String, Bucket>>,
+    /// Each key's bucket with the rate and burst it was last taken at.
+    buckets: Mutex<HashMap<String, (Bucket, f64, f64)>>,
+    /// When the table was last swept (at most once a second, as for request rates).
+    swept: Mutex<Option<Instant>>,
 }
 
 impl Default for Throttle {
     fn default() -> Self {
         Throttle {
             buckets: Mutex::new(HashMap::new()),
+            swept: Mutex::new(None),
         }
     }
 }
@@ -108,13 +112,33 @@ impl Throttle {
     pub fn take(&self, key: &str, bytes: usize, rate: f64, burst: f64, now: Instant) -> Duration {
         let cost = (bytes.div_ceil(1024) * 1024) as f64;
         let mut map = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        if map.len() >= MAX_BUCKETS {
-            map.clear();
+        let mut swept = self.swept.lock().unwrap_or_else(|e| e.into_inner());
+        let due = swept.is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(1));
+        if map.len() >= MAX_BUCKETS && !map.contains_key(key) && due {
+            *swept = Some(now);
+            // A bucket that is full again is the same as a new one: forgetting it weakens
+            // nothing. Keys that still find no room share one bucket, so pressure on the
+            // table slows the newcomers down together instead of freeing everyone.
+            map.retain(|_, (b, rate, burst)| {
+                let mut after = *b;
+                after.refill(now, *rate, *burst);
+                after.tokens < *burst
+            });
         }
-        let b = map.entry(key.to_string()).or_insert(Bucket {
-            tokens: burst,
-            at: now,
-        });
+        let key = if map.len() >= MAX_BUCKETS && !map.contains_key(key) {
+            OVERFLOW
+        } else {
+            key
+        };
+        let (b, r, c) = map.entry(key.to_string()).or_insert((
+            Bucket {
+                tokens: burst,
+                at: now,
+            },
+            rate,
+            burst,
+        ));
+        (*r, *c) = (rate, burst);
         b.refill(now, rate, burst);
         b.tokens -= cost;
         if b.tokens >= 0.0 {
@@ -175,5 +199,23 @@ mod tests {
             Duration::from_secs(2)
         );
         assert_eq!(t.take("v", 1, 1024.0, 1024.0, now), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_full_table_forgives_no_debt() {
+        let t = Throttle::default();
+        let now = Instant::now();
+        assert_eq!(
+            t.take("victim", 4096, 1024.0, 1024.0, now),
+            Duration::from_secs(3)
+        );
+        for n in 0..MAX_BUCKETS + 10 {
+            t.take(&format!("k{n}"), 4096, 1024.0, 1024.0, now);
+        }
+        // Still owes its 3 s, plus 1 s for this KiB.
+        assert_eq!(
+            t.take("victim", 1024, 1024.0, 1024.0, now),
+            Duration::from_secs(4)
+        );
     }
 }

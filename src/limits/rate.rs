@@ -11,8 +11,20 @@ use std::time::{Duration, Instant};
 use crate::config::{KeyKind, Rule};
 use crate::pubkey::PublicKey;
 
-/// Buckets kept per limiter; beyond this, idle full buckets are dropped first.
+/// Buckets kept per limiter; beyond this, buckets that are full again are dropped, and
+/// keys that still find no room share [`OVERFLOW`]'s bucket.
 pub(crate) const MAX_BUCKETS: usize = 20_000;
+
+/// The key of the shared bucket for keys that found no room (no IP or z32 key looks so).
+pub(crate) const OVERFLOW: &str = "overflow";
+
+/// A rule's refill rate (requests per second) and burst.
+fn rate_and_cap(rule: &Rule) -> (f64, f64) {
+    (
+        f64::from(rule.count) / rule.per.as_secs_f64(),
+        f64::from(rule.burst),
+    )
+}
 
 /// Glob match: `*` and `?` stay within a segment, `**` crosses segments, `[..]` is a
 /// character class (`!`/`^` negates), `{a,b}` alternatives.
@@ -115,7 +127,12 @@ pub enum Verdict {
 pub struct Limiter {
     rules: Vec<Rule>,
     buckets: Mutex<HashMap<(usize, String), Bucket>>,
+    /// When the table was last swept for full buckets.
+    swept: Mutex<Option<Instant>>,
 }
+
+/// Shortest time between two sweeps of a full table.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 impl Limiter {
     /// Rules are checked shorter time units first.
@@ -124,7 +141,19 @@ impl Limiter {
         Limiter {
             rules,
             buckets: Mutex::new(HashMap::new()),
+            swept: Mutex::new(None),
         }
+    }
+
+    /// Drops the buckets that are full again: a full bucket is the same as a new one, so
+    /// forgetting it weakens no limit. Buckets still owing stay, however many there are.
+    fn make_room(&self, buckets: &mut HashMap<(usize, String), Bucket>, now: Instant) {
+        buckets.retain(|(i, _), b| {
+            let (rate, cap) = rate_and_cap(&self.rules[*i]);
+            let mut after = *b;
+            after.refill(now, rate, cap);
+            after.tokens < cap
+        });
     }
 
     pub fn check(&self, r: &Request<'_>, now: Instant) -> Verdict {
@@ -145,17 +174,23 @@ impl Limiter {
             if rule.whitelist.contains(&key) {
                 continue;
             }
-            let rate = f64::from(rule.count) / rule.per.as_secs_f64();
-            let cap = f64::from(rule.burst);
-            if buckets.len() >= MAX_BUCKETS {
-                buckets.retain(|_, b| {
-                    now.saturating_duration_since(b.at) < Duration::from_secs(86_400)
-                        && b.tokens < cap
-                });
-                if buckets.len() >= MAX_BUCKETS {
-                    buckets.clear();
+            let (rate, cap) = rate_and_cap(rule);
+            if buckets.len() >= MAX_BUCKETS && !buckets.contains_key(&(i, key.clone())) {
+                // At most one sweep a second: under a flood of newcomers each would be
+                // 20,000 steps.
+                let mut swept = self.swept.lock().unwrap_or_else(|e| e.into_inner());
+                if swept.is_none_or(|t| now.saturating_duration_since(t) >= SWEEP_EVERY) {
+                    *swept = Some(now);
+                    self.make_room(&mut buckets, now);
                 }
             }
+            // With no room left, newcomers share one bucket per rule: pressure on the
+            // table limits them together and never resets anyone's limit.
+            let key = if buckets.len() >= MAX_BUCKETS && !buckets.contains_key(&(i, key.clone())) {
+                OVERFLOW.to_string()
+            } else {
+                key
+            };
             let b = buckets.entry((i, key)).or_insert(Bucket {
                 tokens: cap,
                 at: now,
@@ -242,5 +277,45 @@ mod tests {
         for _ in 0..5 {
             assert_eq!(l.check(&white, t0), Verdict::Allow);
         }
+    }
+
+    #[test]
+    fn a_full_table_never_resets_a_limit() {
+        let rule = Rule::from_config(&crate::config::rates::RuleConfig {
+            path: "/pub/**".into(),
+            method: None,
+            quota: "1r/m".into(),
+            key: "ip".into(),
+            burst: None,
+            whitelist: vec![],
+        })
+        .unwrap();
+        let l = Limiter::new(vec![rule]);
+        let t0 = Instant::now();
+        let req = |ip: [u8; 4]| Request {
+            method: "GET",
+            path: "/pub/x",
+            ip: ip.into(),
+            tenant: None,
+        };
+        let victim = [10, 0, 0, 1];
+        assert_eq!(l.check(&req(victim), t0), Verdict::Allow);
+        assert_eq!(l.check(&req(victim), t0), Verdict::Limited(60));
+        // Fill the table with other addresses' exhausted buckets, and then some.
+        for n in 0..MAX_BUCKETS as u32 + 10 {
+            let [_, b, c, d] = n.to_be_bytes();
+            let _ = l.check(&req([11, b, c, d]), t0);
+        }
+        assert_eq!(l.check(&req(victim), t0), Verdict::Limited(60));
+        // Newcomers beyond the table share one bucket: the second is already limited.
+        let late = [
+            l.check(&req([12, 0, 0, 1]), t0),
+            l.check(&req([12, 0, 0, 2]), t0),
+        ];
+        assert!(late.contains(&Verdict::Limited(60)), "{late:?}");
+        // A minute later every bucket is full again: the sweep makes room for everyone.
+        let t1 = t0 + Duration::from_secs(61);
+        assert_eq!(l.check(&req([12, 0, 0, 3]), t1), Verdict::Allow);
+        assert_eq!(l.check(&req(victim), t1), Verdict::Allow);
     }
 }
