@@ -8,7 +8,7 @@ use super::access::ensure_enabled;
 use super::{spool, Error};
 use crate::config::SignupMode;
 use crate::pubkey::PublicKey;
-use crate::store::{Store, User};
+use crate::store::{Store, StoreError, User};
 
 /// Creates the account for `user`. In `token_required` mode the token is redeemed (the
 /// spool is imported first, so a token made by `pubky-edge token new` a moment ago works).
@@ -35,6 +35,31 @@ pub async fn create_account(
     Ok(())
 }
 
+/// Whether `user` may sign up with `token`, decided without writing anything (the spool
+/// import aside): the account must not exist, and in `token_required` mode the token must
+/// exist and be unused. [`create_account`] decides again, atomically, when it writes.
+pub async fn may_sign_up(
+    store: &Store,
+    data_dir: &Path,
+    mode: SignupMode,
+    user: &PublicKey,
+    token: Option<&str>,
+    now: u64,
+) -> Result<(), Error> {
+    if store.user(user)?.is_some() {
+        return Err(Error::UserExists);
+    }
+    if mode == SignupMode::TokenRequired {
+        let t = token.ok_or(Error::TokenRequired)?;
+        match spool::find(store, data_dir, t, now).await? {
+            None => return Err(StoreError::TokenUnknown.into()),
+            Some(t) if t.used_by.is_some() => return Err(StoreError::TokenUsed.into()),
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
 /// The account `user` may open a session for: it exists and is enabled.
 pub fn sign_in(store: &Store, user: &PublicKey) -> Result<User, Error> {
     let u = store.user(user)?.ok_or(Error::UnknownUser)?;
@@ -45,7 +70,7 @@ pub fn sign_in(store: &Store, user: &PublicKey) -> Result<User, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{StoreConfig, StoreError};
+    use crate::store::StoreConfig;
 
     const PK: &str = "8pinxxgqs41n4aididenw5apqp1urfmzdztr8jt4abrkdn435ewo";
 

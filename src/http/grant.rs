@@ -12,7 +12,7 @@ use super::response::ApiError;
 use super::response::{empty, json};
 use super::App;
 use crate::account::{signup as accounts, GrantSession};
-use crate::auth::grant::{self, GrantClaims, GrantId};
+use crate::auth::grant::{self, GrantClaims, GrantId, PopClaims};
 use crate::auth::secrets;
 use crate::clock;
 use crate::store::GrantRecord;
@@ -92,14 +92,19 @@ async fn read_proof(
     Ok(Some(proof))
 }
 
-/// Checks the PoP against the grant and records its nonce (replays are refused).
-async fn check_pop(
+/// Checks the PoP against the grant (pure: nothing is written yet).
+fn check_pop(
     app: &App,
     proof: &Proof,
     claims: &GrantClaims,
     now: u64,
-) -> Result<(), ApiError> {
-    let pop = grant::verify_pop(&proof.pop, claims, &app.homeserver, now)?;
+) -> Result<PopClaims, ApiError> {
+    Ok(grant::verify_pop(&proof.pop, claims, &app.homeserver, now)?)
+}
+
+/// Records the PoP's nonce (replays are refused). Called only once the request is known
+/// to concern an account here, so strangers cannot make the box write.
+async fn spend_nonce(app: &App, pop: &PopClaims, now: u64) -> Result<(), ApiError> {
     if !app.store.use_nonce(pop.nonce.as_str(), now).await? {
         return Err(ApiError::unauthorized("PoP nonce already used"));
     }
@@ -119,9 +124,12 @@ pub async fn signup(
     let now = clock::now_secs();
     let claims = grant::verify_grant(&proof.grant, now, true)?;
     grant::check_signup_grant(&claims, now)?;
-    check_pop(app, &proof, &claims, now).await?;
+    let pop = check_pop(app, &proof, &claims, now)?;
     let mode = app.config.general.signup_mode;
-    accounts::create_account(&app.store, &app.data_dir, mode, &claims.iss, token, now).await?;
+    let (store, dir) = (&app.store, &app.data_dir);
+    accounts::may_sign_up(store, dir, mode, &claims.iss, token.as_deref(), now).await?;
+    spend_nonce(app, &pop, now).await?;
+    accounts::create_account(store, dir, mode, &claims.iss, token, now).await?;
     app.metrics.signup();
     tracing::info!(user = %claims.iss, "signed up");
     Ok(empty(StatusCode::NO_CONTENT))
@@ -145,8 +153,9 @@ pub async fn create_session(
     {
         return Err(ApiError::unauthorized("Grant has been revoked"));
     }
-    check_pop(app, &proof, &claims, now).await?;
+    let pop = check_pop(app, &proof, &claims, now)?;
     accounts::sign_in(&app.store, &claims.iss)?;
+    spend_nonce(app, &pop, now).await?;
     let record = GrantRecord {
         id: claims.jti.as_str().to_string(),
         user: claims.iss,
@@ -210,7 +219,7 @@ pub async fn delete_session(
     if let Some(proof) = read_proof(app, head, body, true).await? {
         let now = clock::now_secs();
         let claims = grant::verify_grant(&proof.grant, now, false)?;
-        check_pop(app, &proof, &claims, now).await?;
+        let pop = check_pop(app, &proof, &claims, now)?;
         let stored = app
             .store
             .grant(claims.jti.as_str())?
@@ -220,6 +229,7 @@ pub async fn delete_session(
                 "Grant does not belong to authenticated user",
             ));
         }
+        spend_nonce(app, &pop, now).await?;
         app.store.revoke_grant(&stored.id).await?;
     } else if let Some(s) = session {
         app.store.revoke_grant(&s.grant.id).await?;

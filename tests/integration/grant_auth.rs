@@ -502,3 +502,37 @@ fn a_grant_id_reused_by_someone_else_does_not_touch_the_owners_session() {
         .send();
     assert_eq!(r.status, 201, "{}", r.text());
 }
+
+/// A request that does not concern an account here writes nothing: a session for an
+/// unknown user and a signup with a bad token leave the proof's nonce unspent, so the very
+/// same body works once the account or the token exists.
+#[test]
+fn strangers_cause_no_nonce_writes() {
+    let s = Server::start("[general]\nsignup_mode = \"token_required\"\n");
+    let k = random_key();
+    let signup_body = GrantSpec::new(&k, s.pk, "pubky.signup", "/:rw", 300).body();
+    let session_body = GrantSpec::new(&k, s.pk, "app", "/:rw", 3600).body();
+    let post = |path: &str, body: &serde_json::Value| s.req("POST", path).json(body).send();
+    let r = post("/auth/grant/session", &session_body);
+    assert_eq!(r.status, 404, "{}", r.text());
+    let r = post(
+        "/auth/grant/signup?signup_token=AAAA-BBBB-CCCC",
+        &signup_body,
+    );
+    assert_eq!((r.status, r.text().as_str()), (401, "Invalid token"));
+    let token = pubky_edge::auth::secrets::new_signup_token();
+    pubky_edge::account::spool::enqueue(&s.data_dir, &token).unwrap();
+    let r = post(
+        &format!("/auth/grant/signup?signup_token={token}"),
+        &signup_body,
+    );
+    assert_eq!(r.status, 204, "{}", r.text());
+    let r = post("/auth/grant/session", &session_body);
+    assert_eq!(r.status, 200, "{}", r.text());
+    // Spent now: a replay is refused.
+    let r = post("/auth/grant/session", &session_body);
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (401, "PoP nonce already used")
+    );
+}
