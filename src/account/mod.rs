@@ -1,11 +1,13 @@
 //! The household's rules, free of HTTP types: who is asking ([`caller`]), what they may
 //! read and write ([`access`]), who may create an account and sign in ([`signup`]), and the
-//! signup tokens dropped by `pubky-edge token new` ([`spool`]). Each rule exists once; the
+//! signup tokens dropped by `pubky-edge token new` ([`spool`]), and the operator's
+//! password ([`operator`]). Each rule exists once; the
 //! functions take the store, the caller and `now`, and answer with an [`Error`] that
 //! `http::response` turns into a status in one table.
 
 pub mod access;
 pub mod caller;
+pub mod operator;
 pub mod signup;
 pub mod spool;
 

@@ -111,9 +111,7 @@ impl Listeners {
     ) -> Result<Served> {
         let password = match &self.admin {
             Some(_) => Arc::new(
-                app.config
-                    .admin
-                    .resolve_password()
+                crate::account::operator::server_password(&app.config.admin, &app.data_dir)
                     .map_err(anyhow::Error::msg)?,
             ),
             None => Arc::default(),
@@ -147,9 +145,9 @@ impl Listeners {
         });
         let admin = self.admin.map(|l| {
             let app = app.clone();
-            spawn(ex, l, limits, signal, move |req, _conn| {
+            spawn(ex, l, limits, signal, move |req, conn| {
                 let (app, password) = (app.clone(), password.clone());
-                async move { crate::http::operator::admin(&app, &password, req).await }
+                async move { crate::http::operator::admin(&app, &password, req, conn).await }
             })
         });
         let client_conns = Arc::new([icann_conns, tls_conns, relay_conns]);

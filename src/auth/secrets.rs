@@ -38,6 +38,11 @@ pub fn bearer_from_header(value: &[u8]) -> Option<&str> {
     (token.len() == BEARER_LEN).then_some(token)
 }
 
+/// A fresh operator password: 15 random bytes in Crockford base32, 24 characters.
+pub fn new_password() -> String {
+    crockford(&random::<15>())
+}
+
 /// A fresh cookie session secret: 16 random bytes in Crockford base32 (upper case, no
 /// padding), 26 characters.
 pub fn new_cookie_secret() -> String {

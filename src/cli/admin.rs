@@ -4,6 +4,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -23,7 +24,8 @@ ADMIN COMMANDS (talk to the running server's admin listener):
     admin quota set <pubky> '<json>'  e.g. '{\"storage_quota_mb\": 100}' (null resets)
     admin delete <pubky> </pub/path>  delete one public file
     admin events [--live]             print the event stream (all users, private included)
-  The password comes from admin.password / admin.password_file, or PUBKY_EDGE_ADMIN_PASSWORD.
+  The password comes from PUBKY_EDGE_ADMIN_PASSWORD, admin.password_file, admin.password,
+  or the one the server generated into <data>/admin-password.
 ";
 
 /// A response: status and (de-chunked) body.
@@ -126,7 +128,7 @@ fn dechunk(raw: &mut Vec<u8>, out: &mut Vec<u8>) -> bool {
     }
 }
 
-fn target(config: &Config) -> Result<(SocketAddr, String)> {
+fn target(config: &Config, data_dir: &Path) -> Result<(SocketAddr, String)> {
     let mut addr = config.admin.listen_socket;
     if let Ok(a) = std::env::var("PUBKY_EDGE_ADMIN_ADDR") {
         addr = a.parse().context("PUBKY_EDGE_ADMIN_ADDR")?;
@@ -136,23 +138,15 @@ fn target(config: &Config) -> Result<(SocketAddr, String)> {
     }
     let password = match std::env::var("PUBKY_EDGE_ADMIN_PASSWORD") {
         Ok(p) if !p.is_empty() => p,
-        _ => match &config.admin.password_file {
-            Some(f) => std::fs::read_to_string(f)
-                .with_context(|| format!("cannot read {}", f.display()))?
-                .lines()
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_string(),
-            None => config.admin.password.clone(),
-        },
+        _ => crate::account::operator::client_password(&config.admin, data_dir)
+            .map_err(anyhow::Error::msg)?,
     };
     Ok((addr, password))
 }
 
 /// Runs `pubky-edge admin <args…>`.
-pub fn run(config: &Config, args: &[&str]) -> Result<()> {
-    let (addr, pw) = target(config)?;
+pub fn run(config: &Config, data_dir: &Path, args: &[&str]) -> Result<()> {
+    let (addr, pw) = target(config, data_dir)?;
     let call = |method: &str, path: &str, body: Option<&str>| -> Result<String> {
         let r = request(addr, &pw, method, path, body, None)?;
         let text = String::from_utf8_lossy(&r.body).into_owned();

@@ -187,7 +187,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             print!("{}", admin::USAGE);
             Ok(())
         }
-        ["admin", rest @ ..] => admin::run(&config, rest),
+        ["admin", rest @ ..] => admin::run(&config, &data_dir, rest),
         other => anyhow::bail!("unknown command `{}` (see --help)", other.join(" ")),
     }
 }

@@ -44,9 +44,6 @@ pub enum Durability {
     Relaxed,
 }
 
-/// The password that ships in the sample config; refused beyond loopback.
-pub const DEFAULT_ADMIN_PASSWORD: &str = "admin";
-
 /// A validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -174,36 +171,9 @@ pub struct Events {
 pub struct Admin {
     pub enabled: bool,
     pub listen_socket: SocketAddr,
+    /// Empty (the default): `password_file`, else a generated one (`account::operator`).
     pub password: String,
     pub password_file: Option<PathBuf>,
-}
-
-impl Admin {
-    /// The password in force: the file's first line if `password_file` is set, else
-    /// `password`. The default is refused unless the listener is on loopback.
-    pub fn resolve_password(&self) -> Result<String, String> {
-        let pw = match &self.password_file {
-            Some(f) => std::fs::read_to_string(f)
-                .map_err(|e| format!("cannot read admin.password_file {}: {e}", f.display()))?
-                .lines()
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_string(),
-            None => self.password.clone(),
-        };
-        if pw.is_empty() {
-            return Err("the admin password is empty".into());
-        }
-        if pw == DEFAULT_ADMIN_PASSWORD && !self.listen_socket.ip().is_loopback() {
-            return Err(format!(
-                "admin.listen_socket {} is reachable beyond this machine, so the default admin \
-                 password is refused; set admin.password or admin.password_file",
-                self.listen_socket
-            ));
-        }
-        Ok(pw)
-    }
 }
 
 /// `[metrics]`: the Prometheus listener.
@@ -312,43 +282,5 @@ impl Config {
             Some(h) => Ok(PathBuf::from(h).join(".local/share/pubky-edge")),
             None => Err("no data directory: set --data-dir or general.data_dir".into()),
         }
-    }
-}
-
-#[cfg(test)]
-mod admin_tests {
-    use super::*;
-
-    fn admin(listen: &str, pw: &str) -> Admin {
-        Admin {
-            enabled: true,
-            listen_socket: listen.parse().unwrap(),
-            password: pw.into(),
-            password_file: None,
-        }
-    }
-
-    #[test]
-    fn password_rules() {
-        assert_eq!(
-            admin("127.0.0.1:6288", "admin").resolve_password().unwrap(),
-            "admin"
-        );
-        assert!(admin("0.0.0.0:6288", "admin").resolve_password().is_err());
-        assert!(admin("192.168.1.2:6288", "admin")
-            .resolve_password()
-            .is_err());
-        assert_eq!(
-            admin("0.0.0.0:6288", "s3cret").resolve_password().unwrap(),
-            "s3cret"
-        );
-        let e = Config::from_layers(&[("t", "[admin]\npassword = \"\"\n")]).unwrap_err();
-        assert_eq!(e, "admin.password must not be empty");
-        let dir = tempfile::tempdir().unwrap();
-        let f = dir.path().join("pw");
-        std::fs::write(&f, "from-file\nignored\n").unwrap();
-        let mut c = admin("0.0.0.0:1", "admin");
-        c.password_file = Some(f);
-        assert_eq!(c.resolve_password().unwrap(), "from-file");
     }
 }

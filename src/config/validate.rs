@@ -33,9 +33,6 @@ impl RawConfig {
         let drive = self.drive()?;
         let (pkdns, pkarr_relay) = self.discovery()?;
         let events = self.events()?;
-        if self.admin.password_file.is_none() && self.admin.password.is_empty() {
-            return Err("admin.password must not be empty".into());
-        }
         let rate_limits = self
             .drive
             .rate_limits

@@ -29,16 +29,32 @@ fn same_password(given: &[u8], expected: &str) -> bool {
 }
 
 /// Any request to the admin listener (`/info`, `/generate_signup_token`, `/users…`,
-/// `/events-stream`, …): checks the password, then routes (CORS is added by the caller).
-pub async fn handle(app: &App, password: &str, req: Request<Incoming>) -> Response<Body> {
+/// `/events-stream`, …): checks the password (wrong ones are throttled per address), then
+/// routes.
+pub async fn handle(
+    app: &App,
+    password: &str,
+    req: Request<Incoming>,
+    peer: std::net::IpAddr,
+) -> Response<Body> {
     let path = req.uri().path().to_string();
     if path == "/" && req.method() == Method::GET {
         return super::response::text(StatusCode::OK, "Homeserver - Admin Endpoint");
     }
+    let now = std::time::Instant::now();
+    if let Err(secs) = app.admin_attempts.check(peer, now) {
+        return ApiError::rate_limited(secs).into_response();
+    }
     let auth = match req.headers().get("x-admin-password") {
         None => Err(ApiError::unauthorized("Missing admin password")),
-        Some(v) if same_password(v.as_bytes(), password) => Ok(()),
-        Some(_) => Err(ApiError::unauthorized("Invalid admin password")),
+        Some(v) if same_password(v.as_bytes(), password) => {
+            app.admin_attempts.succeeded(peer);
+            Ok(())
+        }
+        Some(_) => {
+            app.admin_attempts.failed(peer, now);
+            Err(ApiError::unauthorized("Invalid admin password"))
+        }
     };
     let result = match auth {
         Err(e) => Err(e),

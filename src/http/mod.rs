@@ -68,6 +68,8 @@ pub struct App {
     pub limiter: Limiter,
     /// Bandwidth buckets.
     pub throttle: Arc<crate::limits::bandwidth::Throttle>,
+    /// Wrong admin passwords per address.
+    pub admin_attempts: crate::limits::attempts::Attempts,
 }
 
 impl App {
@@ -89,6 +91,7 @@ impl App {
             metrics: Arc::new(Metrics::new()),
             replay: ReplayGuard::default(),
             throttle: Arc::default(),
+            admin_attempts: Default::default(),
         }
     }
 }

@@ -6,28 +6,54 @@
 use std::time::Instant;
 
 use hyper::body::Incoming;
-use hyper::{header, Method, Request, Response, StatusCode};
+use hyper::{header, Method, Request, Response};
 
 use super::body::Body;
 use super::capacity::ConnStats;
-use super::response::{empty, ApiError, CorsRequest};
+use super::response::ApiError;
 use super::App;
+use super::ConnInfo;
 use crate::metrics::{Device, RouteClass};
 
-/// One request to the admin listener: preflights answered, everything else checked against
-/// `password` by the admin API; counted under the `admin` route class.
-pub async fn admin(app: &App, password: &str, req: Request<Incoming>) -> Response<Body> {
+/// One request to the admin listener, checked against `password` by the admin API and
+/// counted under the `admin` route class. No browser page may drive it: a request from
+/// another origin (any `Origin` header, any preflight) is refused and nothing grants CORS,
+/// and a `Host` that is a name other than `localhost` (DNS rebinding) is refused.
+pub async fn admin(
+    app: &App,
+    password: &str,
+    req: Request<Incoming>,
+    conn: ConnInfo,
+) -> Response<Body> {
     let start = Instant::now();
-    let cors = CorsRequest::of(req.headers());
-    let mut resp = if req.method() == Method::OPTIONS {
-        empty(StatusCode::OK)
+    let resp = if req.method() == Method::OPTIONS || req.headers().contains_key(header::ORIGIN) {
+        ApiError::forbidden("The admin API does not answer browsers").into_response()
+    } else if !local_host(req.headers()) {
+        ApiError::forbidden("Host must be this listener's address or localhost").into_response()
     } else {
-        super::admin::handle(app, password, req).await
+        super::admin::handle(app, password, req, conn.peer.ip()).await
     };
     app.metrics
         .request(RouteClass::Admin, resp.status().as_u16(), start.elapsed());
-    cors.apply(&mut resp);
     resp
+}
+
+/// `Host` is an IP literal or `localhost` (with any port): names an attacker controls can
+/// be rebound to this address, literals cannot.
+fn local_host(h: &hyper::HeaderMap) -> bool {
+    let Some(host) = h.get(header::HOST).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let name = match host.strip_prefix('[') {
+        Some(v6) => {
+            return v6
+                .split(']')
+                .next()
+                .is_some_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok())
+        }
+        None => host.rsplit_once(':').map_or(host, |(n, _)| n),
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::Ipv4Addr>().is_ok()
 }
 
 /// One request to the metrics listener: `GET /metrics` and nothing else. `conns` are the

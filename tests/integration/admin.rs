@@ -437,3 +437,57 @@ fn oversized_and_misdirected_operator_requests() {
     );
     assert_eq!(r.status, 405);
 }
+
+/// No browser page can drive the admin API: preflights and requests that carry an
+/// `Origin` are refused and get no CORS grant, a `Host` name other than `localhost` is
+/// refused (DNS rebinding), and wrong passwords are throttled per address.
+#[test]
+fn browsers_rebinding_and_guessing_are_refused() {
+    let s = Server::start("");
+    let r = s
+        .admin("OPTIONS", "/generate_signup_token")
+        .header("origin", "http://evil.example")
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "x-admin-password")
+        .send();
+    assert_eq!(r.status, 403);
+    assert!(r.header("access-control-allow-origin").is_none());
+    let r = s
+        .admin("POST", "/generate_signup_token")
+        .header("origin", "http://evil.example")
+        .send();
+    assert_eq!(r.status, 403);
+    assert!(r.header("access-control-allow-origin").is_none());
+    let r = s
+        .admin("GET", "/info")
+        .header("host", "rebound.evil.example:6288")
+        .send();
+    assert_eq!(r.status, 403);
+    let addr = s.admin_addr.unwrap().to_string();
+    assert_eq!(
+        s.admin("GET", "/info").header("host", &addr).send().status,
+        200
+    );
+    assert_eq!(
+        s.admin("GET", "/info")
+            .header("host", "[::1]:6288")
+            .send()
+            .status,
+        200
+    );
+    for _ in 0..5 {
+        let r = s
+            .admin_raw("GET", "/info")
+            .header("x-admin-password", "guess")
+            .send();
+        assert_eq!(r.status, 401);
+    }
+    let r = s
+        .admin_raw("GET", "/info")
+        .header("x-admin-password", "guess")
+        .send();
+    assert_eq!(r.status, 429);
+    assert!(r.header("retry-after").is_some());
+    // Throttled means throttled: even the right password waits out the window.
+    assert_eq!(s.admin("GET", "/info").send().status, 429);
+}

@@ -1,5 +1,5 @@
-//! `pubky-edge admin …` (the real binary) against an in-process server, and the refusal to
-//! start with the default admin password on a non-loopback listener.
+//! `pubky-edge admin …` (the real binary) against an in-process server, the generated
+//! password it reads, and the refusal to start with the weak one on a non-loopback listener.
 
 use crate::support as common;
 
@@ -76,13 +76,14 @@ fn cli_calls_the_admin_api() {
 }
 
 #[test]
-fn default_password_is_refused_beyond_loopback() {
+fn the_weak_password_is_refused_beyond_loopback() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("c.toml");
     std::fs::write(
         &cfg,
         "[drive]\nicann_listen_socket = \"127.0.0.1:0\"\npubky_listen_socket = \"127.0.0.1:0\"\n\
-         [admin]\nlisten_socket = \"0.0.0.0:0\"\n[metrics]\nenabled = false\n",
+         [pkdns]\ndht = false\n\
+         [admin]\nlisten_socket = \"0.0.0.0:0\"\npassword = \"admin\"\n[metrics]\nenabled = false\n",
     )
     .unwrap();
     let o = Command::new(env!("CARGO_BIN_EXE_pubky-edge"))
@@ -94,8 +95,38 @@ fn default_password_is_refused_beyond_loopback() {
         .unwrap();
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("default admin password is refused"), "{err}");
+    assert!(err.contains("\"admin\" is refused"), "{err}");
     assert!(!err.contains("password = "), "{err}");
+}
+
+/// With no password configured the server generates one into the data directory (0600);
+/// the CLI finds it there, and the old sample's "admin" does not work.
+#[test]
+fn nothing_configured_means_a_generated_password_the_cli_reads() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Server::start("[admin]\npassword = \"\"\n");
+    let file = s.data_dir.join("admin-password");
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let pw = std::fs::read_to_string(&file).unwrap().trim().to_string();
+    assert_eq!(pw.len(), 24);
+    let r = s
+        .admin_raw("GET", "/info")
+        .header("x-admin-password", "admin")
+        .send();
+    assert_eq!(r.status, 401);
+    let r = s
+        .admin_raw("GET", "/info")
+        .header("x-admin-password", &pw)
+        .send();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let o = Command::new(env!("CARGO_BIN_EXE_pubky-edge"))
+        .args(["--data-dir", s.data_dir.to_str().unwrap(), "admin", "info"])
+        .env("PUBKY_EDGE_ADMIN_ADDR", s.admin_addr.unwrap().to_string())
+        .env_remove("PUBKY_EDGE_ADMIN_PASSWORD")
+        .output()
+        .unwrap();
+    assert!(stdout(&o).contains("num_users"), "{}", stdout(&o));
 }
 
 #[test]
