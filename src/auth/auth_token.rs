@@ -182,7 +182,7 @@ mod tests {
 
     /// A token for the identity key with signature R = identity, s = 0: it "verifies"
     /// under non-strict checks, so anyone could sign in as that key.
-    pub(crate) fn forged_identity_token(ts: u64) -> Vec<u8> {
+    fn forged_identity_token(ts: u64) -> Vec<u8> {
         let mut identity = [0u8; 32];
         identity[0] = 1;
         let mut t = vec![0u8; 64];

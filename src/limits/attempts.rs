@@ -26,8 +26,7 @@ impl Attempts {
     pub fn check(&self, ip: IpAddr, now: Instant) -> Result<(), u64> {
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         match map.get(&ip) {
-            Some(&(n, last)) if now.saturating_duration_since(last) >= WINDOW => {
-                let _ = n;
+            Some(&(_, last)) if now.saturating_duration_since(last) >= WINDOW => {
                 map.remove(&ip);
                 Ok(())
             }
