@@ -112,20 +112,23 @@ impl Throttle {
     pub fn take(&self, key: &str, bytes: usize, rate: f64, burst: f64, now: Instant) -> Duration {
         let cost = (bytes.div_ceil(1024) * 1024) as f64;
         let mut map = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        let mut swept = self.swept.lock().unwrap_or_else(|e| e.into_inner());
-        let due = swept.is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(1));
-        if map.len() >= MAX_BUCKETS && !map.contains_key(key) && due {
-            *swept = Some(now);
-            // A bucket that is full again is the same as a new one: forgetting it weakens
-            // nothing. Keys that still find no room share one bucket, so pressure on the
-            // table slows the newcomers down together instead of freeing everyone.
-            map.retain(|_, (b, rate, burst)| {
-                let mut after = *b;
-                after.refill(now, *rate, *burst);
-                after.tokens < *burst
-            });
+        let newcomer = map.len() >= MAX_BUCKETS && !map.contains_key(key);
+        if newcomer {
+            // At most one sweep a second. A bucket that is full again is the same as a new
+            // one: forgetting it weakens nothing. Keys that still find no room share one
+            // bucket, so pressure on the table slows the newcomers down together instead
+            // of freeing everyone.
+            let mut swept = self.swept.lock().unwrap_or_else(|e| e.into_inner());
+            if swept.is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(1)) {
+                *swept = Some(now);
+                map.retain(|_, (b, rate, burst)| {
+                    let mut after = *b;
+                    after.refill(now, *rate, *burst);
+                    after.tokens < *burst
+                });
+            }
         }
-        let key = if map.len() >= MAX_BUCKETS && !map.contains_key(key) {
+        let key = if newcomer && map.len() >= MAX_BUCKETS {
             OVERFLOW
         } else {
             key

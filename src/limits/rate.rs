@@ -175,7 +175,8 @@ impl Limiter {
                 continue;
             }
             let (rate, cap) = rate_and_cap(rule);
-            if buckets.len() >= MAX_BUCKETS && !buckets.contains_key(&(i, key.clone())) {
+            let newcomer = buckets.len() >= MAX_BUCKETS && !buckets.contains_key(&(i, key.clone()));
+            if newcomer {
                 // At most one sweep a second: under a flood of newcomers each would be
                 // 20,000 steps.
                 let mut swept = self.swept.lock().unwrap_or_else(|e| e.into_inner());
@@ -186,7 +187,7 @@ impl Limiter {
             }
             // With no room left, newcomers share one bucket per rule: pressure on the
             // table limits them together and never resets anyone's limit.
-            let key = if buckets.len() >= MAX_BUCKETS && !buckets.contains_key(&(i, key.clone())) {
+            let key = if newcomer && buckets.len() >= MAX_BUCKETS {
                 OVERFLOW.to_string()
             } else {
                 key
