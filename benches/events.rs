@@ -54,12 +54,16 @@ fn opts() -> Opts {
     o
 }
 
-/// The server with room for `streams` event streams (and the other connections).
+/// The server with room for `streams` event streams (and the other connections), all from
+/// this one loopback address.
 fn start(binary: &Path, streams: usize) -> ServerProc {
-    let conns = streams + 64;
+    let conns = 2 * streams + 64;
     start_server(
         binary,
-        &format!("[limits]\nmax_connections = {conns}\n[events]\nmax_streams = {streams}\n"),
+        &format!(
+            "[limits]\nmax_connections = {conns}\nmax_connections_per_ip = {conns}\n\
+             [events]\nmax_streams = {streams}\nmax_streams_per_ip = {streams}\n"
+        ),
     )
 }
 

@@ -276,7 +276,10 @@ fn pct(v: &[u32], p: f64) -> f64 {
 
 fn main() {
     let o = parse_opts();
-    let server = start_server(&o.binary, "[limits]\nmax_connections = 2048\n");
+    let server = start_server(
+        &o.binary,
+        "[limits]\nmax_connections = 2048\nmax_connections_per_ip = 2048\n",
+    );
     let hs = server.key;
     let pid = server.child.id();
     let idle_rss = rss_kib(pid, "VmRSS:");

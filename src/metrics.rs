@@ -301,7 +301,7 @@ impl Metrics {
             let labels = format!("route=\"{}\"", class.label());
             self.latency[i].render(&mut o, "pubky_edge_http_request_duration_ms", &labels);
         }
-        let gauges: [(&str, &str, &str, u64); 9] = [
+        let gauges: [(&str, &str, &str, u64); 11] = [
             (
                 "pubky_edge_rate_limited_total",
                 "counter",
@@ -319,6 +319,18 @@ impl Metrics {
                 "gauge",
                 "Open client connections",
                 device.connections,
+            ),
+            (
+                "pubky_edge_connections_refused_total",
+                "counter",
+                "Client connections answered 503 and closed (cap or per-address share)",
+                device.connections_refused,
+            ),
+            (
+                "pubky_edge_connections_refused_per_ip_total",
+                "counter",
+                "Client connections refused because their address held its share",
+                device.connections_refused_per_ip,
             ),
             (
                 "pubky_edge_event_streams",
@@ -369,6 +381,8 @@ impl Metrics {
 #[derive(Debug, Default, Clone)]
 pub struct Device {
     pub connections: u64,
+    pub connections_refused: u64,
+    pub connections_refused_per_ip: u64,
     pub rss_bytes: u64,
     pub store_bytes: u64,
     pub disk_free_bytes: u64,

@@ -196,6 +196,8 @@ fn server_limits(config: &Config) -> ServerLimits {
         keep_alive: true,
         max_requests_per_connection: l.max_requests_per_connection,
         write_stall_timeout: l.write_stall_timeout,
+        max_connections_per_ip: l.max_connections_per_ip,
+        trusted_proxies: Arc::new(config.drive.trusted_proxies.clone()),
     }
 }
 

@@ -76,6 +76,8 @@ pub struct General {
 pub struct Drive {
     pub icann_listen_socket: SocketAddr,
     pub pubky_listen_socket: SocketAddr,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (`drive.trusted_proxies`).
+    pub trusted_proxies: crate::limits::peer::TrustedProxies,
     /// Request-rate rules (`[[drive.rate_limits]]`), validated.
     pub rate_limits: Vec<Rule>,
 }
@@ -104,6 +106,10 @@ pub struct Limits {
     pub max_json_body_bytes: usize,
     pub shutdown_drain: Duration,
     pub write_stall_timeout: Duration,
+    /// How long a request body may keep the server waiting.
+    pub body_pace: crate::limits::body::BodyPace,
+    /// Connections one address (IPv6: one /64) may hold on one listener.
+    pub max_connections_per_ip: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -162,6 +168,8 @@ pub struct Logging {
 #[derive(Debug, Clone)]
 pub struct Events {
     pub max_streams: usize,
+    /// Streams one address (IPv6: one /64) may hold open.
+    pub max_streams_per_ip: usize,
     pub keep_alive: Duration,
     pub max_lag: u64,
 }

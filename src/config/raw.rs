@@ -65,6 +65,7 @@ pub struct General {
 pub struct Drive {
     pub icann_listen_socket: SocketAddr,
     pub pubky_listen_socket: SocketAddr,
+    pub trusted_proxies: Vec<String>,
     pub rate_limits: Vec<RuleConfig>,
 }
 
@@ -86,6 +87,9 @@ pub struct Limits {
     pub max_json_body_bytes: usize,
     pub shutdown_drain_ms: u64,
     pub write_stall_timeout_ms: u64,
+    pub body_read_timeout_ms: u64,
+    pub min_body_bytes_per_sec: u64,
+    pub max_connections_per_ip: Option<usize>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -95,7 +99,8 @@ pub struct Logging {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Events {
-    pub max_streams: usize,
+    pub max_streams: Option<usize>,
+    pub max_streams_per_ip: Option<usize>,
     pub keep_alive_ms: u64,
     pub max_lag: u64,
 }
@@ -189,6 +194,9 @@ fn unknown_keys(known: &Table, layer: &Table, prefix: &str, file: &str, out: &mu
     const OPTIONAL: &[&str] = &[
         "storage.default_quota_mb",
         "admin.password_file",
+        "limits.max_connections_per_ip",
+        "events.max_streams",
+        "events.max_streams_per_ip",
         "default_quotas.rate_read",
         "default_quotas.rate_write",
         "default_quotas.rate_read_burst",

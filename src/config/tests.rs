@@ -143,3 +143,51 @@ fn data_dir_precedence() {
         PathBuf::from("/var/lib/pubky-edge")
     );
 }
+
+#[test]
+fn shares_and_stream_caps_fit_inside_the_connection_cap() {
+    let c = load("").unwrap().config;
+    assert_eq!(c.events.max_streams, 256);
+    assert_eq!(c.events.max_streams_per_ip, 64);
+    assert_eq!(c.limits.max_connections_per_ip, 128);
+    assert!(c.drive.trusted_proxies.is_empty());
+    // a smaller connection cap brings the stream cap down with it
+    let c = load("[limits]\nmax_connections = 64\n").unwrap().config;
+    assert_eq!((c.events.max_streams, c.events.max_streams_per_ip), (32, 8));
+    assert_eq!(c.limits.max_connections_per_ip, 16);
+    let e = load("[limits]\nmax_connections = 64\n[events]\nmax_streams = 40\n").unwrap_err();
+    assert!(
+        e.starts_with("events.max_streams must be between 1 and 32"),
+        "{e}"
+    );
+    let e = load("[limits]\nmax_connections_per_ip = 600\n").unwrap_err();
+    assert_eq!(
+        e,
+        "limits.max_connections_per_ip must be between 1 and 512, not 600"
+    );
+    let e = load("[drive]\ntrusted_proxies = [\"10.0.0.0/40\"]\n").unwrap_err();
+    assert!(e.starts_with("drive.trusted_proxies:"), "{e}");
+    let c = load("[limits]\nbody_read_timeout_ms = 2000\nmin_body_bytes_per_sec = 0\n")
+        .unwrap()
+        .config;
+    assert_eq!(c.limits.body_pace.idle, Duration::from_secs(2));
+    assert_eq!(c.limits.body_pace.min_rate, 0);
+}
+
+#[test]
+fn every_board_keeps_streams_inside_its_connection_cap() {
+    let boards = Path::new(env!("CARGO_MANIFEST_DIR")).join("boards");
+    for entry in std::fs::read_dir(boards).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let c = Config::from_layers(&[("sample", DEFAULT_TOML), ("board", &text)])
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .config;
+        assert!(
+            c.events.max_streams * 2 <= c.limits.max_connections,
+            "{}",
+            path.display()
+        );
+        assert!(c.limits.max_connections_per_ip < c.limits.max_connections);
+    }
+}

@@ -25,6 +25,15 @@ fn bandwidth(v: &Option<String>) -> Result<Option<Bandwidth>, String> {
     v.as_deref().map(Bandwidth::parse).transpose()
 }
 
+/// One address's share of a cap: as configured (1 to `cap`), or a quarter of the cap.
+fn share(key: &str, configured: Option<usize>, cap: usize) -> Result<usize, String> {
+    match configured {
+        None => Ok(crate::limits::peer::default_share(cap)),
+        Some(n) if (1..=cap).contains(&n) => Ok(n),
+        Some(n) => Err(format!("{key} must be between 1 and {cap}, not {n}")),
+    }
+}
+
 impl RawConfig {
     /// Checks every value, in one place, and converts to the typed [`Config`]. Sections are
     /// checked in the order of the sample file, so the first bad key is the one reported.
@@ -103,6 +112,7 @@ impl RawConfig {
             ("limits.max_json_body_bytes", l.max_json_body_bytes as u64),
             ("limits.shutdown_drain_ms", l.shutdown_drain_ms),
             ("limits.write_stall_timeout_ms", l.write_stall_timeout_ms),
+            ("limits.body_read_timeout_ms", l.body_read_timeout_ms),
         ])?;
         if l.max_header_bytes < 1024 {
             return Err("limits.max_header_bytes must be at least 1024".into());
@@ -125,6 +135,15 @@ impl RawConfig {
             max_json_body_bytes: l.max_json_body_bytes,
             shutdown_drain: ms(l.shutdown_drain_ms),
             write_stall_timeout: ms(l.write_stall_timeout_ms),
+            body_pace: crate::limits::body::BodyPace {
+                idle: ms(l.body_read_timeout_ms),
+                min_rate: l.min_body_bytes_per_sec,
+            },
+            max_connections_per_ip: share(
+                "limits.max_connections_per_ip",
+                l.max_connections_per_ip,
+                l.max_connections,
+            )?,
         };
         Ok((storage, limits))
     }
@@ -135,9 +154,15 @@ impl RawConfig {
         if d.icann_listen_socket == d.pubky_listen_socket && d.icann_listen_socket.port() != 0 {
             return Err("drive.icann_listen_socket and drive.pubky_listen_socket are equal".into());
         }
+        let proxies = d
+            .trusted_proxies
+            .iter()
+            .map(|s| s.parse().map_err(|e| format!("drive.trusted_proxies: {e}")))
+            .collect::<Result<Vec<_>, String>>()?;
         Ok(super::Drive {
             icann_listen_socket: d.icann_listen_socket,
             pubky_listen_socket: d.pubky_listen_socket,
+            trusted_proxies: crate::limits::peer::TrustedProxies::new(proxies),
             rate_limits: Vec::new(),
         })
     }
@@ -145,12 +170,29 @@ impl RawConfig {
     fn events(&self) -> Result<super::Events, String> {
         let e = &self.events;
         positive(&[
-            ("events.max_streams", e.max_streams as u64),
             ("events.keep_alive_ms", e.keep_alive_ms),
             ("events.max_lag", e.max_lag),
         ])?;
+        // Each stream holds a connection: streams may take at most half of a listener's
+        // connections, so a listener full of streams still serves everyone else.
+        let half = (self.limits.max_connections / 2).max(1);
+        let max_streams = match e.max_streams {
+            None => half,
+            Some(n) if (1..=half).contains(&n) => n,
+            Some(n) => {
+                return Err(format!(
+                    "events.max_streams must be between 1 and {half} (half of \
+                     limits.max_connections), not {n}"
+                ))
+            }
+        };
         Ok(super::Events {
-            max_streams: e.max_streams,
+            max_streams,
+            max_streams_per_ip: share(
+                "events.max_streams_per_ip",
+                e.max_streams_per_ip,
+                max_streams,
+            )?,
             keep_alive: ms(e.keep_alive_ms),
             max_lag: e.max_lag,
         })

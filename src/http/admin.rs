@@ -7,7 +7,7 @@ use hyper::{header, Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use super::body::{read_limited, Body};
+use super::body::{read_limited, Body, BodyError};
 use super::event_stream::{self, Source};
 use super::query::form_decode;
 use super::query::query_pairs;
@@ -130,9 +130,17 @@ async fn read_quota(
     req: Request<Incoming>,
     base: &QuotaOverrides,
 ) -> Result<QuotaOverrides, ApiError> {
-    let body = read_limited(req.into_body(), app.config.limits.max_json_body_bytes)
-        .await
-        .map_err(|_| ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "Body too large"))?;
+    let limits = &app.config.limits;
+    let body = read_limited(
+        req.into_body(),
+        limits.max_json_body_bytes,
+        limits.body_pace,
+    )
+    .await
+    .map_err(|e| match e {
+        BodyError::TooLarge => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "Body too large"),
+        other => ApiError::from(other),
+    })?;
     if body.is_empty() {
         return Ok(base.clone());
     }
@@ -374,7 +382,7 @@ fn stream(app: &App, query: Option<&str>) -> Result<Response<Body>, ApiError> {
         users: q.users.iter().map(|(pk, _)| *pk).collect(),
         cursor,
     };
-    event_stream::open(app, source, q.paths.clone(), &q, None)
+    event_stream::open(app, source, q.paths.clone(), &q, None, None)
 }
 
 #[cfg(test)]

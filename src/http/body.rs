@@ -2,9 +2,11 @@
 //!
 //! Handlers build a [`Body`] (empty, in-memory bytes, or a file streamed from disk) and hyper
 //! writes it out; an exact length is always known, so hyper sends `Content-Length`. Request
-//! bodies arrive as hyper's `Incoming`; [`next_chunk`] feeds streaming consumers (blob writer,
-//! hasher) and [`read_limited`] collects small bodies under a cap. `BodyError` goes to the error
-//! mapping in the HTTP layer (TooLarge → 413).
+//! bodies arrive as hyper's `Incoming`; [`PacedBody`] feeds streaming consumers (blob writer,
+//! hasher) under the body deadline (`limits::body`), and [`read_limited`] collects small
+//! bodies under a cap and the same deadline. `BodyError` goes to the error mapping in the
+//! HTTP layer (TooLarge → 413, TooSlow → 408). A body the handler leaves unread does not
+//! hold the connection: hyper gives up on it and closes after the response.
 
 use std::fmt;
 use std::fs::File;
@@ -12,12 +14,15 @@ use std::future::Future;
 use std::io::{self, Read};
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
-use smol::future::poll_fn;
+use smol::future::{poll_fn, FutureExt};
 use smol::Task;
+
+use crate::limits::body::BodyPace;
 
 /// Bytes read from disk per frame.
 const FILE_CHUNK: u64 = 64 * 1024;
@@ -207,6 +212,8 @@ pub enum BodyError {
     TooLarge,
     /// The client's stream broke (disconnect, bad chunk encoding, …).
     Broken(hyper::Error),
+    /// The client sent nothing for too long, or too slowly (`limits::body`).
+    TooSlow,
 }
 
 impl fmt::Display for BodyError {
@@ -214,6 +221,7 @@ impl fmt::Display for BodyError {
         match self {
             BodyError::TooLarge => f.write_str("request body too large"),
             BodyError::Broken(e) => write!(f, "request body broken: {e}"),
+            BodyError::TooSlow => f.write_str("request body too slow"),
         }
     }
 }
@@ -221,24 +229,78 @@ impl fmt::Display for BodyError {
 impl std::error::Error for BodyError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            BodyError::TooLarge => None,
             BodyError::Broken(e) => Some(e),
+            BodyError::TooLarge | BodyError::TooSlow => None,
         }
     }
 }
 
-/// Collects a whole request body of at most `limit` bytes. A declared `Content-Length` over
-/// the limit is refused before reading anything (so no `100 Continue` is sent); a chunked body
-/// is refused as soon as the running total passes the limit.
-pub async fn read_limited(mut body: Incoming, limit: usize) -> Result<Bytes, BodyError> {
-    let declared = http_body::Body::size_hint(&body).lower();
+/// A request body read under a [`BodyPace`]: each wait for the client is bounded by what
+/// the pace still allows, so a silent or trickling client ends with `TooSlow`.
+pub struct PacedBody {
+    body: Incoming,
+    pace: BodyPace,
+    received: u64,
+    waited: Duration,
+}
+
+impl PacedBody {
+    pub fn new(body: Incoming, pace: BodyPace) -> PacedBody {
+        PacedBody {
+            body,
+            pace,
+            received: 0,
+            waited: Duration::ZERO,
+        }
+    }
+
+    /// The length the client declared, if any.
+    pub fn declared(&self) -> u64 {
+        http_body::Body::size_hint(&self.body).lower()
+    }
+
+    /// The next data chunk, `None` at the end.
+    pub async fn next(&mut self) -> Option<Result<Bytes, BodyError>> {
+        if http_body::Body::is_end_stream(&self.body) {
+            return None;
+        }
+        let allowed = self.pace.wait_allowed(self.received, self.waited);
+        let started = Instant::now();
+        let chunk = async {
+            next_chunk(&mut self.body)
+                .await
+                .map(|r| r.map_err(BodyError::Broken))
+        }
+        .or(async {
+            smol::Timer::after(allowed).await;
+            Some(Err(BodyError::TooSlow))
+        })
+        .await;
+        self.waited += started.elapsed();
+        if let Some(Ok(c)) = &chunk {
+            self.received += c.len() as u64;
+        }
+        chunk
+    }
+}
+
+/// Collects a whole request body of at most `limit` bytes under `pace`. A declared
+/// `Content-Length` over the limit is refused before reading anything (so no `100 Continue`
+/// is sent); a chunked body is refused as soon as the running total passes the limit.
+pub async fn read_limited(
+    body: Incoming,
+    limit: usize,
+    pace: BodyPace,
+) -> Result<Bytes, BodyError> {
+    let mut body = PacedBody::new(body, pace);
+    let declared = body.declared();
     if declared > limit as u64 {
         return Err(BodyError::TooLarge);
     }
     // `declared <= limit`, a usize, so the cast cannot truncate.
     let mut buf = BytesMut::with_capacity(declared as usize);
-    while let Some(chunk) = next_chunk(&mut body).await {
-        let chunk = chunk.map_err(BodyError::Broken)?;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk?;
         if buf.len() + chunk.len() > limit {
             return Err(BodyError::TooLarge);
         }

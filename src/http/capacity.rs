@@ -2,13 +2,15 @@
 //!
 //! `server::serve` asks `ConnStats::try_admit` for every accepted socket. Admitted ones get a
 //! `LiveGuard` that lives as long as the connection task; refused ones go to
-//! `refuse`, which answers a bare `503` and closes. At the cap, a connection that has not
-//! yet sent a complete request head (the oldest such) is evicted to make room, so a flood of
-//! idle or slowloris connections cannot lock normal clients out until the header timeout. The counters are read by the drain
-//! logic in `server.rs` and by the metrics listener (one `ConnStats` per listener).
+//! `refuse`, which answers a bare `503` and closes. One address (IPv6: one /64) may hold
+//! only its share of the cap, so one client cannot fill a listener. At the cap, a connection
+//! that has not yet sent a complete request head (the oldest such) is evicted to make room,
+//! so a flood of idle or slowloris connections cannot lock normal clients out until the
+//! header timeout. The counters are read by the drain logic in `server.rs` and by the metrics
+//! listener (one `ConnStats` per listener).
 
 use std::collections::BTreeMap;
-use std::net::Shutdown as NetShutdown;
+use std::net::{IpAddr, Shutdown as NetShutdown};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,6 +20,8 @@ use smol::future::FutureExt;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::net::TcpStream;
 use smol::Executor;
+
+use crate::limits::peer::Shares;
 
 /// The whole answer to a connection over the cap. No body, no keep-alive.
 const BUSY_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
@@ -44,6 +48,8 @@ struct Counters {
     live: AtomicUsize,
     accepted: AtomicU64,
     refused: AtomicU64,
+    /// Of `refused`: turned away because their address held its share.
+    refused_per_ip: AtomicU64,
     refusing: AtomicUsize,
     evicted: AtomicU64,
     /// Notified whenever a live connection ends.
@@ -51,6 +57,8 @@ struct Counters {
     next_id: AtomicU64,
     /// Live connections that have not sent a complete request head yet, oldest first.
     fresh: Mutex<BTreeMap<u64, Arc<Slot>>>,
+    /// Live connections per address key.
+    shares: Mutex<Shares>,
 }
 
 /// One admitted connection's eviction flag.
@@ -101,12 +109,34 @@ impl ConnStats {
         self.inner.evicted.load(Ordering::Relaxed)
     }
 
-    /// Admits one more connection unless `max` are already live and none of them is still
-    /// waiting for its first request head; if one is, the oldest is told to close and the
-    /// newcomer takes its place (live may exceed `max` until it has gone). Only the accept
-    /// loop calls this, so check-then-increment cannot race with another admission.
-    pub(crate) fn try_admit(&self, max: usize) -> Option<LiveGuard> {
+    /// Connections turned away because their address already held its share.
+    pub fn refused_per_ip(&self) -> u64 {
+        self.inner.refused_per_ip.load(Ordering::Relaxed)
+    }
+
+    /// Admits one more connection unless its address (`Some(key)`; `None` for a trusted
+    /// proxy, which is not counted per address) already holds `share`, or `max` are already
+    /// live and none of them is still waiting for its first request head; if one is, the
+    /// oldest is told to close and the newcomer takes its place (live may exceed `max` until
+    /// it has gone). Only the accept loop calls this, so check-then-increment cannot race
+    /// with another admission.
+    pub(crate) fn try_admit(
+        &self,
+        max: usize,
+        peer: Option<IpAddr>,
+        share: usize,
+    ) -> Option<LiveGuard> {
+        if let Some(key) = peer {
+            if !lock(&self.inner.shares).take(key, share) {
+                self.inner.refused.fetch_add(1, Ordering::Relaxed);
+                self.inner.refused_per_ip.fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
+        }
         if self.live() >= max && !self.evict_oldest_fresh() {
+            if let Some(key) = peer {
+                lock(&self.inner.shares).give_back(key);
+            }
             self.inner.refused.fetch_add(1, Ordering::Relaxed);
             return None;
         }
@@ -121,6 +151,7 @@ impl ConnStats {
         Some(LiveGuard {
             stats: self.clone(),
             slot,
+            peer,
         })
     }
 
@@ -158,6 +189,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub(crate) struct LiveGuard {
     stats: ConnStats,
     slot: Arc<Slot>,
+    peer: Option<IpAddr>,
 }
 
 impl LiveGuard {
@@ -174,6 +206,9 @@ impl LiveGuard {
 impl Drop for LiveGuard {
     fn drop(&mut self) {
         lock(&self.stats.inner.fresh).remove(&self.slot.id);
+        if let Some(key) = self.peer {
+            lock(&self.stats.inner.shares).give_back(key);
+        }
         self.stats.inner.live.fetch_sub(1, Ordering::SeqCst);
         self.stats.inner.closed.notify(usize::MAX);
     }

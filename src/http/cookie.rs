@@ -79,11 +79,12 @@ pub fn session_record(user: &PublicKey, created_at: u64, caps: &[String]) -> Vec
 
 /// Reads and verifies the AuthToken body, then spends it (single use).
 async fn read_token(app: &App, body: Incoming) -> Result<AuthToken, ApiError> {
-    let body = read_limited(body, app.config.limits.max_json_body_bytes)
+    let limits = &app.config.limits;
+    let body = read_limited(body, limits.max_json_body_bytes, limits.body_pace)
         .await
         .map_err(|e| match e {
             BodyError::TooLarge => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "Body too large"),
-            BodyError::Broken(_) => ApiError::bad_request("Stream broken"),
+            other => ApiError::from(other),
         })?;
     let now = clock::now_micros();
     let token = auth_token::verify(&body, now)?;

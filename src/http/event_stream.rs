@@ -51,8 +51,9 @@ pub fn open(
     filters: Vec<StoragePath>,
     q: &StreamQuery,
     revocation: Option<Revocation>,
+    client: Option<std::net::IpAddr>,
 ) -> Result<Response<Body>, ApiError> {
-    let Some(slot) = app.streams.acquire(&app.metrics) else {
+    let Some(slot) = app.streams.acquire(&app.metrics, client) else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "Too many event streams are open; try again later",
@@ -257,8 +258,8 @@ mod tests {
 
     fn subscription(store: &Store, user: PublicKey, max_lag: u64) -> Subscription {
         let metrics = Arc::new(Metrics::new());
-        let streams = Streams::new(4);
-        let slot = streams.acquire(&metrics).unwrap();
+        let streams = Streams::new(4, 4);
+        let slot = streams.acquire(&metrics, None).unwrap();
         Subscription {
             store: store.clone(),
             metrics,

@@ -95,7 +95,7 @@ pub fn stream(app: &App, head: &Head, q: StreamQuery) -> Result<Response<Body>, 
         _ => None,
     };
     let source = Source::Users(users);
-    open(app, source, filters, &q, guard)
+    open(app, source, filters, &q, guard, head.peer)
 }
 
 #[cfg(test)]

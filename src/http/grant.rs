@@ -56,12 +56,13 @@ async fn read_proof(
 ) -> Result<Option<Proof>, ApiError> {
     let is_json = head.json;
     let limit = app.config.limits.max_json_body_bytes;
-    let body = read_limited(body, limit).await.map_err(|e| match e {
+    let pace = app.config.limits.body_pace;
+    let body = read_limited(body, limit, pace).await.map_err(|e| match e {
         BodyError::TooLarge => ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("Request body too large: the limit is {limit} bytes"),
         ),
-        BodyError::Broken(_) => ApiError::bad_request("Stream broken"),
+        other => ApiError::from(other),
     })?;
     if optional && body.is_empty() {
         return Ok(None);

@@ -91,7 +91,7 @@ impl Head {
         Head {
             is_head: method == Method::HEAD,
             creds: credentials(h),
-            peer: conn.map(|c| c.peer.ip()),
+            peer: conn.map(|c| c.client),
             host: text("host").unwrap_or("").to_string(),
             pubky_host: text("pubky-host").map(str::to_string),
             pubky_host_query: query

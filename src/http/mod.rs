@@ -35,7 +35,7 @@ use std::sync::Arc;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 
-pub use body::{next_chunk, read_limited, Body, BodyError, FileBody};
+pub use body::{next_chunk, read_limited, Body, BodyError, FileBody, PacedBody};
 pub use capacity::ConnStats;
 pub use server::{serve, Acceptor, ConnInfo, PlainTcp, ServerLimits};
 
@@ -82,7 +82,10 @@ impl App {
     ) -> App {
         App {
             store,
-            streams: crate::limits::streams::Streams::new(config.events.max_streams),
+            streams: crate::limits::streams::Streams::new(
+                config.events.max_streams,
+                config.events.max_streams_per_ip,
+            ),
             limiter: Limiter::new(config.drive.rate_limits.clone()),
             config,
             homeserver,
@@ -166,7 +169,7 @@ fn rate_limit(app: &App, req: &Request<Incoming>, ep: &Endpoint) -> Result<(), A
     let ip = req
         .extensions()
         .get::<ConnInfo>()
-        .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |c| c.peer.ip());
+        .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |c| c.client);
     let r = crate::limits::rate::Request {
         method: req.method().as_str(),
         path,
@@ -223,7 +226,8 @@ async fn dispatch(
         Endpoint::GrantRevoke { gid } => grant::revoke(app, head, &gid).await,
         Endpoint::SignupTokenStatus { token } => token_status(app, &token).await,
         Endpoint::Relay { key, put, policy } => {
-            relay::handle(app.relay.as_deref(), head, body, key, put, policy).await
+            let pace = app.config.limits.body_pace;
+            relay::handle(app.relay.as_deref(), head, body, key, put, policy, pace).await
         }
         Endpoint::EventFeed { query } => events::feed(app, query?),
         Endpoint::EventStream { query } => events::stream(app, head, query?),

@@ -31,7 +31,7 @@ pub async fn admin(
     } else if !local_host(req.headers()) {
         ApiError::forbidden("Host must be this listener's address or localhost").into_response()
     } else {
-        super::admin::handle(app, password, req, conn.peer.ip()).await
+        super::admin::handle(app, password, req, conn.client).await
     };
     app.metrics
         .request(RouteClass::Admin, resp.status().as_u16(), start.elapsed());
@@ -78,6 +78,8 @@ async fn scrape(app: &App, conns: &[ConnStats]) -> Response<Body> {
     .await;
     let device = Device {
         connections: conns.iter().map(|c| c.live() as u64).sum(),
+        connections_refused: conns.iter().map(ConnStats::refused).sum(),
+        connections_refused_per_ip: conns.iter().map(ConnStats::refused_per_ip).sum(),
         rss_bytes: crate::runtime::probe::rss_bytes(),
         store_bytes,
         disk_free_bytes,

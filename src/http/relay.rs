@@ -41,13 +41,16 @@ pub async fn handle(
     key: PublicKey,
     put: bool,
     policy: Result<Policy, BadQuery>,
+    pace: crate::limits::body::BodyPace,
 ) -> Result<Response<Body>, ApiError> {
     let relay = relay.ok_or_else(ApiError::not_found)?;
     if put {
-        let payload = read_limited(body, MAX_PAYLOAD).await.map_err(|e| match e {
-            BodyError::TooLarge => ApiError::from(RelayError::TooLarge),
-            other => ApiError::bad_request(other.to_string()),
-        })?;
+        let payload = read_limited(body, MAX_PAYLOAD, pace)
+            .await
+            .map_err(|e| match e {
+                BodyError::TooLarge => ApiError::from(RelayError::TooLarge),
+                other => ApiError::from(other),
+            })?;
         let stored = relay
             .put(&key, &payload, crate::clock::now_micros())
             .await?;
@@ -118,7 +121,8 @@ pub async fn handle_root(app: &App, req: Request<Incoming>) -> Response<Body> {
                 let conn = req.extensions().get::<super::ConnInfo>();
                 let head = Head::read(req.method(), req.uri().query(), req.headers(), conn);
                 let relay = app.relay.as_deref();
-                handle(relay, &head, req.into_body(), key, put, policy).await
+                let pace = app.config.limits.body_pace;
+                handle(relay, &head, req.into_body(), key, put, policy, pace).await
             }
             Ok(_) => Err(ApiError::not_found()),
             Err(e) => Err(ApiError::from(e)),

@@ -126,6 +126,20 @@ impl From<account::Error> for ApiError {
     }
 }
 
+/// The body mistakes every reader shares; callers word `TooLarge` with their own limit.
+impl From<super::body::BodyError> for ApiError {
+    fn from(e: super::body::BodyError) -> Self {
+        use super::body::BodyError;
+        match e {
+            BodyError::TooLarge => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "Body too large"),
+            BodyError::Broken(_) => ApiError::bad_request("Stream broken"),
+            BodyError::TooSlow => {
+                ApiError::new(StatusCode::REQUEST_TIMEOUT, "Request body too slow")
+            }
+        }
+    }
+}
+
 impl From<BadQuery> for ApiError {
     fn from(e: BadQuery) -> Self {
         ApiError::bad_request(e.0)

@@ -11,7 +11,7 @@ use std::cell::Cell;
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::{pin, Pin};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,6 +29,7 @@ use smol::Executor;
 use super::body::Body;
 use super::capacity::{self, ConnStats, LiveGuard, Slot};
 use super::rt::{SmolIo, SmolTimer};
+use crate::limits::peer::{address_key, TrustedProxies};
 use crate::runtime::shutdown::{Shutdown, ShutdownSignal};
 
 /// How far hyper's read buffer may grow. It starts at 8 KiB and only doubles while reads fill
@@ -57,12 +58,21 @@ pub struct ServerLimits {
     pub max_requests_per_connection: u32,
     /// A connection whose peer accepts no response bytes for this long is dropped.
     pub write_stall_timeout: Duration,
+    /// Connections one address (IPv6: one /64) may hold; trusted proxies are not counted.
+    pub max_connections_per_ip: usize,
+    /// Proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Arc<TrustedProxies>,
 }
 
 /// Who is on the other end of a request's connection.
 #[derive(Clone, Copy, Debug)]
 pub struct ConnInfo {
+    /// The socket's peer.
     pub peer: SocketAddr,
+    /// The key every per-address limit counts the client under ([`address_key`]: IPv6 cut to
+    /// its /64) of the peer, or, when the peer is a trusted proxy, of the address its
+    /// `X-Forwarded-For` names (set per request).
+    pub client: IpAddr,
     pub tls: bool,
 }
 
@@ -164,7 +174,11 @@ where
         if shutdown.is_triggered() {
             break;
         }
-        let Some(live) = stats.try_admit(shared.limits.max_connections) else {
+        let limits = &shared.limits;
+        let key = (!limits.trusted_proxies.trusts(peer.ip())).then(|| address_key(peer.ip()));
+        let Some(live) =
+            stats.try_admit(limits.max_connections, key, limits.max_connections_per_ip)
+        else {
             tracing::debug!(%peer, "connection cap reached; refusing");
             capacity::refuse(ex, &stats, tcp, tls);
             continue;
@@ -258,6 +272,7 @@ async fn connection<A, H, F>(
         };
         let info = ConnInfo {
             peer,
+            client: address_key(peer.ip()),
             tls: shared.acceptor.is_tls(),
         };
         let service = RequestService {
@@ -328,8 +343,17 @@ where
     type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
 
     fn call(&self, mut req: Request<Incoming>) -> Self::Future {
-        // Handlers that need the peer (rate limits per IP) read it from the extensions.
-        req.extensions_mut().insert(self.info);
+        // Handlers that need the client (rate limits per IP) read it from the extensions.
+        let mut info = self.info;
+        let proxies = &self.shared.limits.trusted_proxies;
+        if !proxies.is_empty() {
+            let forwarded = req.headers().get_all("x-forwarded-for");
+            info.client = address_key(proxies.client(
+                info.peer.ip(),
+                forwarded.iter().filter_map(|v| v.to_str().ok()),
+            ));
+        }
+        req.extensions_mut().insert(info);
         let served = self.served.get().saturating_add(1);
         self.served.set(served);
         if served == 1 {
@@ -343,7 +367,7 @@ where
         let path = loggable_path(req.uri().path());
         // Boxed at once: the handler's future is large, and moving it by value into the
         // outer future and then into that future's box cost several KiB of copying per request.
-        let response = Box::pin((self.shared.handler)(req, self.info));
+        let response = Box::pin((self.shared.handler)(req, info));
         Box::pin(async move {
             let mut response = response.await;
             if last {

@@ -7,7 +7,7 @@ use hyper::body::Incoming;
 use hyper::{header, Response, StatusCode};
 
 use super::bandwidth;
-use super::body::{next_chunk, Body};
+use super::body::{Body, PacedBody};
 use super::head::Head;
 use super::listing;
 use super::query::{BadQuery, ListQuery};
@@ -208,7 +208,7 @@ pub fn etag(hash: &[u8; 32]) -> String {
 async fn put(
     app: &App,
     head: &Head,
-    mut body: Incoming,
+    body: Incoming,
     tenant: &PublicKey,
     path: &StoragePath,
     session: Option<&Caller>,
@@ -227,8 +227,9 @@ async fn put(
     access::authorize_path(&app.store, tenant, path)?;
     let budget = bandwidth::write_budget(app, tenant)?;
     let mut upload = app.store.upload();
-    while let Some(chunk) = next_chunk(&mut body).await {
-        let chunk: Bytes = chunk.map_err(|_| ApiError::bad_request("Stream broken"))?;
+    let mut body = PacedBody::new(body, app.config.limits.body_pace);
+    while let Some(chunk) = body.next().await {
+        let chunk: Bytes = chunk?;
         let after = upload.len() + chunk.len() as u64;
         if allowance.is_some_and(|a| after > a) {
             return Err(quota_exceeded());

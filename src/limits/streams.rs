@@ -1,26 +1,39 @@
-//! The cap on open event streams (`events.max_streams`), and the shutdown flag that ends
-//! them all. A stream holds a [`Slot`] for as long as its response body lives.
+//! The cap on open event streams (`events.max_streams`, and each address's share of it,
+//! `events.max_streams_per_ip`), and the shutdown flag that ends them all. A stream holds a
+//! [`Slot`] for as long as its response body lives.
 
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use super::peer::Shares;
 use crate::metrics::Metrics;
 
 /// Open streams under the cap, and the shutdown flag that ends them.
 pub struct Streams {
     open: AtomicUsize,
     max: usize,
+    per_ip: usize,
+    shares: Mutex<Shares>,
     closing: AtomicBool,
 }
 
 impl Streams {
-    pub fn new(max: usize) -> Arc<Streams> {
+    /// At most `max` streams, `per_ip` of them for one address.
+    pub fn new(max: usize, per_ip: usize) -> Arc<Streams> {
         Arc::new(Streams {
             open: AtomicUsize::new(0),
             max,
+            per_ip,
+            shares: Mutex::new(Shares::default()),
             closing: AtomicBool::new(false),
         })
+    }
+
+    fn shares(&self) -> std::sync::MutexGuard<'_, Shares> {
+        // Counts are changed whole; a panic elsewhere leaves them valid.
+        self.shares.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn open(&self) -> usize {
@@ -37,13 +50,28 @@ impl Streams {
         self.closing.store(true, Ordering::SeqCst);
     }
 
-    pub fn acquire(self: &Arc<Self>, metrics: &Arc<Metrics>) -> Option<Slot> {
+    /// A place for one more stream, for the client with address key `client` (`None`: the
+    /// operator, counted only under the total cap).
+    pub fn acquire(
+        self: &Arc<Self>,
+        metrics: &Arc<Metrics>,
+        client: Option<IpAddr>,
+    ) -> Option<Slot> {
+        if let Some(key) = client {
+            if !self.shares().take(key, self.per_ip) {
+                metrics.stream_refused();
+                return None;
+            }
+        }
         let taken = self
             .open
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
                 (n < self.max).then_some(n + 1)
             });
         if taken.is_err() {
+            if let Some(key) = client {
+                self.shares().give_back(key);
+            }
             metrics.stream_refused();
             return None;
         }
@@ -52,6 +80,7 @@ impl Streams {
             streams: self.clone(),
             metrics: metrics.clone(),
             since: Instant::now(),
+            client,
         })
     }
 }
@@ -61,10 +90,14 @@ pub struct Slot {
     streams: Arc<Streams>,
     metrics: Arc<Metrics>,
     since: Instant,
+    client: Option<IpAddr>,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
+        if let Some(key) = self.client {
+            self.streams.shares().give_back(key);
+        }
         self.streams.open.fetch_sub(1, Ordering::SeqCst);
         self.metrics.stream_closed(self.since.elapsed());
     }

@@ -257,7 +257,8 @@ fn live_mode_replays_then_pushes_new_writes() {
 
 #[test]
 fn keep_alive_comments_and_stream_cap() {
-    let s = Server::start("[events]\nkeep_alive_ms = 100\nmax_streams = 2\n");
+    let s =
+        Server::start("[events]\nkeep_alive_ms = 100\nmax_streams = 2\nmax_streams_per_ip = 2\n");
     let u = new_user(&s);
     let mut a = sse(&s, &format!("user={}&live=true", u.pk));
     assert_eq!(a.next(WAIT), Some(Item::Comment));

@@ -139,10 +139,15 @@ fn file_body_streams_with_exact_content_length() {
 #[test]
 fn read_limited_refuses_bodies_over_the_limit() {
     let server = TestServer::start(limits(), DRAIN, |req, _info| async move {
-        let (status, body) = match read_limited(req.into_body(), 16).await {
+        let pace = pubky_edge::limits::body::BodyPace {
+            idle: Duration::from_secs(5),
+            min_rate: 0,
+        };
+        let (status, body) = match read_limited(req.into_body(), 16, pace).await {
             Ok(bytes) => (StatusCode::OK, Body::from(bytes)),
             Err(BodyError::TooLarge) => (StatusCode::PAYLOAD_TOO_LARGE, Body::Empty),
             Err(BodyError::Broken(_)) => (StatusCode::BAD_REQUEST, Body::Empty),
+            Err(BodyError::TooSlow) => (StatusCode::REQUEST_TIMEOUT, Body::Empty),
         };
         let mut resp = Response::new(body);
         *resp.status_mut() = status;

@@ -67,7 +67,7 @@ fn upload_limit_is_enforced_while_streaming() {
 
 #[test]
 fn connection_cap_answers_503() {
-    let s = Server::start("[limits]\nmax_connections = 2\n");
+    let s = Server::start("[limits]\nmax_connections = 2\nmax_connections_per_ip = 2\n");
     let mut held = Vec::new();
     for _ in 0..2 {
         let mut c = TcpStream::connect(s.addr).unwrap();

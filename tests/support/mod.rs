@@ -238,6 +238,28 @@ impl Resp {
     }
 }
 
+/// A connection to `addr` from the loopback address `from` (e.g. 127.0.0.2), so one test can
+/// be several clients to the per-address limits.
+pub fn connect_from(from: [u8; 4], addr: SocketAddr) -> TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    s.bind(&SocketAddr::from((from, 0)).into()).unwrap();
+    s.connect(&addr.into()).unwrap();
+    let s: TcpStream = s.into();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s
+}
+
+/// Sends `bytes` from loopback address `from` and reads the response until EOF.
+pub fn send_from(from: [u8; 4], addr: SocketAddr, bytes: &[u8]) -> Resp {
+    let mut s = connect_from(from, addr);
+    s.write_all(bytes).unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).unwrap();
+    parse_response(&buf, false)
+        .unwrap_or_else(|| panic!("unparseable response: {:?}", String::from_utf8_lossy(&buf)))
+}
+
 /// Sends raw bytes on a fresh connection and reads the response until EOF.
 pub fn send_raw(addr: SocketAddr, bytes: &[u8], head: bool) -> Resp {
     let mut s = TcpStream::connect(addr).unwrap();

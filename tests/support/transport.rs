@@ -25,6 +25,8 @@ pub fn limits() -> ServerLimits {
         keep_alive: true,
         max_requests_per_connection: 100,
         write_stall_timeout: Duration::from_secs(30),
+        max_connections_per_ip: 16,
+        trusted_proxies: Default::default(),
     }
 }
 
