@@ -115,6 +115,8 @@ pub struct Metrics {
     stream_lifetime: Histogram,
     streams_active: AtomicI64,
     pub(crate) streams_lagged: AtomicU64,
+    /// Event records read by the feed and the streams' scans.
+    events_examined: AtomicU64,
     streams_refused: AtomicU64,
     dht_last_publish: AtomicU64,
 }
@@ -139,6 +141,7 @@ impl Metrics {
             stream_lifetime: Histogram::new(STREAM_LIFETIME_MS),
             streams_active: AtomicI64::new(0),
             streams_lagged: AtomicU64::new(0),
+            events_examined: AtomicU64::new(0),
             streams_refused: AtomicU64::new(0),
             dht_last_publish: AtomicU64::new(0),
         }
@@ -172,6 +175,10 @@ impl Metrics {
     }
     pub fn stream_query(&self, d: Duration) {
         self.stream_query.observe(d);
+    }
+    /// `n` event records were read to answer the feed or a stream.
+    pub fn events_examined(&self, n: u64) {
+        self.events_examined.fetch_add(n, Ordering::Relaxed);
     }
     pub fn stream_opened(&self) {
         self.streams_active.fetch_add(1, Ordering::Relaxed);
@@ -301,12 +308,18 @@ impl Metrics {
             let labels = format!("route=\"{}\"", class.label());
             self.latency[i].render(&mut o, "pubky_edge_http_request_duration_ms", &labels);
         }
-        let gauges: [(&str, &str, &str, u64); 11] = [
+        let gauges: [(&str, &str, &str, u64); 12] = [
             (
                 "pubky_edge_rate_limited_total",
                 "counter",
                 "Requests answered 429",
                 self.rate_limited.load(Ordering::Relaxed),
+            ),
+            (
+                "pubky_edge_event_records_examined_total",
+                "counter",
+                "Event records read to answer the feed and the event streams",
+                self.events_examined.load(Ordering::Relaxed),
             ),
             (
                 "pubky_edge_event_streams_refused_total",

@@ -20,12 +20,13 @@ use crate::limits::streams::{Slot, Streams};
 use crate::metrics::Metrics;
 use crate::pubkey::PublicKey;
 use crate::storage_path::StoragePath;
-use crate::store::{EventKind, EventRecord, Scan, Store};
+use crate::store::{EventKind, EventRecord, Scan, Store, StoreError};
 
 /// Events read from the store per batch.
 const BATCH: usize = 100;
 
 /// Whose events a stream follows.
+#[derive(Clone)]
 pub enum Source {
     /// Per-user cursors (client streams).
     Users(Vec<(PublicKey, Option<u64>)>),
@@ -65,7 +66,7 @@ pub fn open(
         metrics: app.metrics.clone(),
         streams: app.streams.clone(),
         source,
-        filters,
+        filters: filters.into(),
         reverse: q.reverse,
         live: q.live,
         remaining: q.limit,
@@ -94,7 +95,7 @@ struct Subscription {
     streams: Arc<Streams>,
     source: Source,
     /// Empty = every path (admin without filters).
-    filters: Vec<StoragePath>,
+    filters: Arc<[StoragePath]>,
     reverse: bool,
     live: bool,
     remaining: Option<usize>,
@@ -116,18 +117,23 @@ impl Subscription {
             if !self.still_authorized() {
                 return None;
             }
-            let listener = self.store.event_listener();
+            let wake = self.store.event_wake(self.source.followed().as_deref());
             let head = self.store.event_head();
             let limit = self.remaining.unwrap_or(BATCH).min(BATCH);
             let started = Instant::now();
-            let batch = match self.query(limit) {
-                Ok(b) => b,
+            let Found {
+                events: batch,
+                more,
+                examined,
+            } = match self.scan(limit).await {
+                Ok(found) => found,
                 Err(e) => {
                     tracing::error!("event stream query failed: {e}");
                     return None;
                 }
             };
             self.metrics.stream_query(started.elapsed());
+            self.metrics.events_examined(examined as u64);
             if !batch.is_empty() {
                 if let Some(at) = self.caught_up_at {
                     if self.store.event_head().saturating_sub(at) > self.max_lag {
@@ -138,12 +144,17 @@ impl Subscription {
                 }
                 return Some(self.emit(batch));
             }
+            if more {
+                // Nothing matched within one scan's budget; the cursors moved past what
+                // was examined, so the next round starts further on.
+                continue;
+            }
             if !self.live {
                 return None;
             }
             self.caught_up_at = Some(head);
             let woke = async {
-                listener.await;
+                wake.await;
                 true
             }
             .or(async {
@@ -169,64 +180,121 @@ impl Subscription {
         ) == Some(r.user)
     }
 
-    fn query(&self, limit: usize) -> Result<Vec<(u64, EventRecord)>, crate::store::StoreError> {
-        let filters = &self.filters;
-        let keep = |e: &EventRecord| {
-            filters.is_empty()
-                || filters
-                    .iter()
-                    .any(|f| StoragePath::covers_str(f.as_str(), &e.path))
-        };
-        match &self.source {
-            Source::Users(users) => {
-                let mut all = Vec::new();
-                for (u, cursor) in users {
-                    let scan = Scan {
-                        cursor: *cursor,
-                        reverse: self.reverse,
-                        limit,
-                    };
-                    all.extend(self.store.scan_user_events(u, scan, keep)?);
-                }
-                if self.reverse {
-                    all.sort_by_key(|e| std::cmp::Reverse(e.0));
-                } else {
-                    all.sort_by_key(|e| e.0);
-                }
-                all.truncate(limit);
-                Ok(all)
-            }
-            Source::Global { users, cursor } => {
-                let scan = Scan {
-                    cursor: *cursor,
-                    reverse: self.reverse,
-                    limit,
-                };
-                self.store.scan_events(scan, |e| {
-                    (users.is_empty() || users.contains(&e.user)) && keep(e)
-                })
-            }
-        }
+    /// One bounded scan, on the blocking pool (one of `Streams`' scan permits held), so a
+    /// scan never occupies the threads that serve requests. Moves the cursors.
+    async fn scan(&mut self, limit: usize) -> Result<Found, StoreError> {
+        let _permit = self.streams.scan_permit().await;
+        let (store, filters, reverse) = (self.store.clone(), self.filters.clone(), self.reverse);
+        let mut source = self.source.clone();
+        let (source, found) = smol::unblock(move || {
+            let found = query(&store, &mut source, &filters, reverse, limit);
+            (source, found)
+        })
+        .await;
+        self.source = source;
+        found
     }
 
-    /// Formats a batch and moves the cursors past it.
+    /// Formats a batch (the cursors have already moved past it).
     fn emit(&mut self, batch: Vec<(u64, EventRecord)>) -> Bytes {
         let mut out = String::with_capacity(batch.len() * 180);
         for (id, e) in &batch {
-            match &mut self.source {
-                Source::Users(users) => {
-                    if let Some(u) = users.iter_mut().find(|(u, _)| *u == e.user) {
-                        u.1 = Some(*id);
-                    }
-                }
-                Source::Global { cursor, .. } => *cursor = Some(*id),
-            }
             format_event(&mut out, *id, e);
         }
         if let Some(r) = &mut self.remaining {
             *r = r.saturating_sub(batch.len());
         }
         Bytes::from(out)
+    }
+}
+
+impl Source {
+    /// Whose writes can concern this stream (`None`: anyone's).
+    fn followed(&self) -> Option<Vec<PublicKey>> {
+        match self {
+            Source::Users(users) => Some(users.iter().map(|(u, _)| *u).collect()),
+            Source::Global { users, .. } if !users.is_empty() => Some(users.clone()),
+            Source::Global { .. } => None,
+        }
+    }
+}
+
+/// What one round of scanning found for a stream.
+struct Found {
+    events: Vec<(u64, EventRecord)>,
+    /// More may be waiting without a new publish (a scan stopped at its budget or limit).
+    more: bool,
+    examined: usize,
+}
+
+/// The next batch for `source`, at most `limit` events, and whether more may be waiting
+/// without a new publish. Every cursor moves past what was sent and past what was examined
+/// and skipped, so no record is examined twice by one stream.
+fn query(
+    store: &Store,
+    source: &mut Source,
+    filters: &[StoragePath],
+    reverse: bool,
+    limit: usize,
+) -> Result<Found, StoreError> {
+    let keep = |e: &EventRecord| {
+        filters.is_empty()
+            || filters
+                .iter()
+                .any(|f| StoragePath::covers_str(f.as_str(), &e.path))
+    };
+    let scan = |cursor| Scan {
+        cursor,
+        reverse,
+        limit,
+    };
+    match source {
+        Source::Users(users) => {
+            let mut all = Vec::new();
+            let mut pages = Vec::with_capacity(users.len());
+            let mut examined = 0;
+            for (u, cursor) in users.iter() {
+                let page = store.scan_user_events(u, scan(*cursor), keep)?;
+                examined += page.examined;
+                pages.push((page.events.len(), page.examined_to, page.exhausted));
+                all.extend(page.events);
+            }
+            if reverse {
+                all.sort_by_key(|e| std::cmp::Reverse(e.0));
+            } else {
+                all.sort_by_key(|e| e.0);
+            }
+            all.truncate(limit);
+            let mut more = false;
+            for ((u, cursor), (found, examined_to, exhausted)) in users.iter_mut().zip(pages) {
+                let sent: Vec<u64> = all.iter().filter(|e| e.1.user == *u).map(|e| e.0).collect();
+                if sent.len() == found {
+                    // All this user's finds go out now: skip everything examined.
+                    *cursor = examined_to.or(*cursor);
+                    more |= !exhausted;
+                } else {
+                    // Some wait for the next batch: resume after the last one sent.
+                    *cursor = sent.last().copied().or(*cursor);
+                    more = true;
+                }
+            }
+            Ok(Found {
+                events: all,
+                more,
+                examined,
+            })
+        }
+        Source::Global { users, cursor } => {
+            let page = store.scan_events(scan(*cursor), |e| {
+                (users.is_empty() || users.contains(&e.user)) && keep(e)
+            })?;
+            *cursor = page.examined_to.or(*cursor);
+            Ok(Found {
+                more: !page.exhausted,
+                events: page.events,
+                examined: page.examined,
+            })
+        }
     }
 }
 
@@ -265,7 +333,7 @@ mod tests {
             metrics,
             streams,
             source: Source::Users(vec![(user, None)]),
-            filters: vec![StoragePath::strict("/pub/").unwrap()],
+            filters: vec![StoragePath::strict("/pub/").unwrap()].into(),
             reverse: false,
             live: true,
             remaining: None,

@@ -14,10 +14,10 @@ use super::response::ApiError;
 use super::App;
 use crate::account::{access, Caller, CookiePolicy};
 use crate::storage_path::StoragePath;
-use crate::store::{EventKind, Scan};
+use crate::store::EventKind;
 
 /// `GET /events/`: public events of all users after `cursor`, as text lines.
-pub fn feed(app: &App, q: ListQuery) -> Result<Response<Body>, ApiError> {
+pub async fn feed(app: &App, q: ListQuery) -> Result<Response<Body>, ApiError> {
     let cursor = match q.cursor.as_deref() {
         None => 0,
         Some(c) => c
@@ -25,15 +25,14 @@ pub fn feed(app: &App, q: ListQuery) -> Result<Response<Body>, ApiError> {
             .map_err(|_| ApiError::bad_request("Invalid cursor"))?,
     };
     let start = Instant::now();
-    let scan = Scan {
-        cursor: Some(cursor),
-        reverse: false,
-        limit: q.limit,
+    let events = {
+        // Off the request threads, under the same permits as the streams' scans.
+        let _permit = app.streams.scan_permit().await;
+        let (store, limit) = (app.store.clone(), q.limit);
+        smol::unblock(move || store.public_events_after(cursor, limit)).await?
     };
-    let events = app
-        .store
-        .scan_events(scan, |e| e.path.starts_with("/pub/"))?;
     app.metrics.events_query(start.elapsed());
+    app.metrics.events_examined(events.len() as u64);
     let mut out = String::with_capacity(events.len() * 100);
     for (_, e) in &events {
         let kind = match e.kind {

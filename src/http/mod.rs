@@ -229,7 +229,7 @@ async fn dispatch(
             let pace = app.config.limits.body_pace;
             relay::handle(app.relay.as_deref(), head, body, key, put, policy, pace).await
         }
-        Endpoint::EventFeed { query } => events::feed(app, query?),
+        Endpoint::EventFeed { query } => events::feed(app, query?).await,
         Endpoint::EventStream { query } => events::stream(app, head, query?),
         Endpoint::CookieSignup { token } => cookie::signup(app, head, body, token?).await,
         Endpoint::CookieSessionCreate => cookie::create(app, head, body).await,

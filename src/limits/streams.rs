@@ -17,7 +17,13 @@ pub struct Streams {
     per_ip: usize,
     shares: Mutex<Shares>,
     closing: AtomicBool,
+    /// Event scans running at once on the blocking pool.
+    scans: smol::lock::Semaphore,
 }
+
+/// Event scans that may run at once: enough to keep streams moving, few enough that a
+/// crowd of streams cannot occupy every core or start hundreds of threads.
+const SCANS_AT_ONCE: usize = 2;
 
 impl Streams {
     /// At most `max` streams, `per_ip` of them for one address.
@@ -28,7 +34,13 @@ impl Streams {
             per_ip,
             shares: Mutex::new(Shares::default()),
             closing: AtomicBool::new(false),
+            scans: smol::lock::Semaphore::new(SCANS_AT_ONCE),
         })
+    }
+
+    /// Waits for one of the scan permits; the scan runs while the guard lives.
+    pub async fn scan_permit(&self) -> smol::lock::SemaphoreGuard<'_> {
+        self.scans.acquire().await
     }
 
     fn shares(&self) -> std::sync::MutexGuard<'_, Shares> {

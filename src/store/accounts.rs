@@ -206,11 +206,13 @@ impl Store {
     pub async fn revoke_grant(&self, id: &str) -> Result<(), StoreError> {
         // Signing out only shrinks the store, so it may use the deletes' share of the reserve.
         space::ensure(&self.0.blobs.root, 0, space::DELETE_RESERVE_BYTES)?;
+        let user;
         let ticket = {
             let _w = self.writer();
             let Some(mut g) = self.grant(id)? else {
                 return Ok(());
             };
+            user = g.user;
             g.revoked = true;
             let old = g.bearer_hash.take();
             let t = &self.0.t;
@@ -227,7 +229,7 @@ impl Store {
         };
         self.durable(ticket).await?;
         // Private event streams re-check their credential when woken.
-        self.wake_subscribers();
+        self.wake_subscribers_of(&user);
         Ok(())
     }
 

@@ -172,7 +172,7 @@ impl Store {
             }
         };
         self.durable(ticket).await?;
-        self.0.feed.publish(event_id);
+        self.0.feed.publish(event_id, pk);
         self.unlink_unreferenced(unlink, ticket).await
     }
 
@@ -234,28 +234,29 @@ impl Store {
             &t.meta,
             &t.users,
             &t.user_events,
+            &t.pub_events,
         )
-            .transaction(|(entries, content, refs, events, meta_t, users, by_user)| {
-                entries.insert(key.as_slice(), encode(&meta))?;
-                match inline {
-                    Some(b) => content.insert(key.as_slice(), b)?,
-                    None => {
-                        add_ref(refs, &hash, 1)?;
-                        content.remove(key.as_slice())?
+            .transaction(
+                |(entries, content, refs, events, meta_t, users, by_user, public)| {
+                    entries.insert(key.as_slice(), encode(&meta))?;
+                    match inline {
+                        Some(b) => content.insert(key.as_slice(), b)?,
+                        None => {
+                            add_ref(refs, &hash, 1)?;
+                            content.remove(key.as_slice())?
+                        }
+                    };
+                    let mut unlink = None;
+                    if let Some(o) = old.as_ref().filter(|o| !o.inline) {
+                        if add_ref(refs, &o.hash, -1)? == 0 {
+                            unlink = Some(o.hash);
+                        }
                     }
-                };
-                let mut unlink = None;
-                if let Some(o) = old.as_ref().filter(|o| !o.inline) {
-                    if add_ref(refs, &o.hash, -1)? == 0 {
-                        unlink = Some(o.hash);
-                    }
-                }
-                events.insert(&keys::event(event_id), encode(&event))?;
-                by_user.insert(keys::user_event(pk, event_id), &[] as &[u8])?;
-                meta_t.insert(b"event_seq", encode(&event_id))?;
-                users.insert(pk.as_bytes(), encode(&user))?;
-                Ok(unlink)
-            })
+                    log_event([events, meta_t, by_user, public], event_id, &event)?;
+                    users.insert(pk.as_bytes(), encode(&user))?;
+                    Ok(unlink)
+                },
+            )
             .map_err(tx_err)?;
         w.last_event = event_id;
         Ok((self.0.commit.ticket(), event_id, unlink))
@@ -291,26 +292,27 @@ impl Store {
                 &t.meta,
                 &t.users,
                 &t.user_events,
+                &t.pub_events,
             )
-                .transaction(|(entries, content, refs, events, meta_t, users, by_user)| {
-                    entries.remove(key.as_slice())?;
-                    content.remove(key.as_slice())?;
-                    let mut unlink = None;
-                    if !old.inline && add_ref(refs, &old.hash, -1)? == 0 {
-                        unlink = Some(old.hash);
-                    }
-                    events.insert(&keys::event(event_id), encode(&event))?;
-                    by_user.insert(keys::user_event(pk, event_id), &[] as &[u8])?;
-                    meta_t.insert(b"event_seq", encode(&event_id))?;
-                    users.insert(pk.as_bytes(), encode(&user))?;
-                    Ok(unlink)
-                })
+                .transaction(
+                    |(entries, content, refs, events, meta_t, users, by_user, public)| {
+                        entries.remove(key.as_slice())?;
+                        content.remove(key.as_slice())?;
+                        let mut unlink = None;
+                        if !old.inline && add_ref(refs, &old.hash, -1)? == 0 {
+                            unlink = Some(old.hash);
+                        }
+                        log_event([events, meta_t, by_user, public], event_id, &event)?;
+                        users.insert(pk.as_bytes(), encode(&user))?;
+                        Ok(unlink)
+                    },
+                )
                 .map_err(tx_err)?;
             w.last_event = event_id;
             (self.0.commit.ticket(), event_id, unlink)
         };
         self.durable(ticket).await?;
-        self.0.feed.publish(event_id);
+        self.0.feed.publish(event_id, pk);
         self.unlink_unreferenced(unlink, ticket).await
     }
 
@@ -339,6 +341,23 @@ impl Store {
 
 /// Adds `delta` to a blob's reference count inside a transaction; returns the new count
 /// (a count of 0 removes the key).
+/// Appends one event in a write's transaction: the record, the log's sequence, the
+/// writer's index key and, for a public path, the feed's.
+fn log_event(
+    [events, meta, by_user, public]: [&TransactionalTree; 4],
+    id: u64,
+    event: &EventRecord,
+) -> TxResult<()> {
+    let key = keys::event(id);
+    events.insert(&key, encode(event))?;
+    meta.insert(b"event_seq", encode(&id))?;
+    by_user.insert(keys::user_event(&event.user, id), &[] as &[u8])?;
+    if event.path.starts_with("/pub/") {
+        public.insert(&key, &[] as &[u8])?;
+    }
+    Ok(())
+}
+
 fn add_ref(refs: &TransactionalTree, hash: &[u8; 32], delta: i64) -> TxResult<u64> {
     let cur = match refs.get(hash)? {
         Some(v) => {

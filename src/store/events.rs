@@ -1,11 +1,20 @@
 //! Events: the append-only log of PUT/DEL changes, read back by the `/events/` feed and the
-//! SSE streams. Every file write adds one record to `events` (global id order) and one key
-//! to `user_events` (user ‖ id) in the same transaction, so a stream for a few users reads
-//! only their events. Once a write is durable its id is published here: `head` moves
-//! forward and every waiting subscriber is woken. Subscribers pull from the trees at their
+//! SSE streams. Every file write adds one record to `events` (global id order), one key to
+//! `user_events` (user ‖ id) and, for `/pub/` paths, one key to `pub_events` (id), in the
+//! same transaction: a stream for a few users reads only their events, and the public feed
+//! reads only public ones. Once a write is durable its id is published here: `head` moves
+//! forward and the subscribers that can care are woken (those following every user, and
+//! those following the writer's shard of users). Subscribers pull from the trees at their
 //! own pace, so a slow one costs no memory here and never holds up a writer.
+//!
+//! A filtered scan examines at most [`SCAN_BUDGET`] records and reports how far it got, so a
+//! filter that matches nothing still moves its cursor, and no single scan grows with the
+//! history.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::Poll;
 
 use event_listener::{Event, EventListener};
 
@@ -13,26 +22,71 @@ use super::codec::decode;
 use super::{keys, EventRecord, Store, StoreError};
 use crate::pubkey::PublicKey;
 
-/// The published end of the log plus the wake-up for live subscribers.
+/// Records one filtered scan may examine before it stops and reports where it got to.
+pub const SCAN_BUDGET: usize = 1000;
+
+/// Wake-up groups of users: a write wakes only the streams following its writer's group.
+const SHARDS: usize = 64;
+
+/// The published end of the log plus the wake-ups for live subscribers.
 pub(super) struct Feed {
     /// Highest event id that is durable (and therefore visible to readers).
     head: AtomicU64,
-    changed: Event,
+    /// Every publish (streams over all users).
+    all: Event,
+    /// Publishes by users of one shard.
+    shards: Box<[Event]>,
+}
+
+fn shard(user: &PublicKey) -> usize {
+    let b = user.as_bytes();
+    usize::from(u16::from_le_bytes([b[0], b[1]])) % SHARDS
 }
 
 impl Feed {
     pub(super) fn new(head: u64) -> Feed {
         Feed {
             head: AtomicU64::new(head),
-            changed: Event::new(),
+            all: Event::new(),
+            shards: (0..SHARDS).map(|_| Event::new()).collect(),
         }
     }
 
-    /// Makes events up to `id` visible and wakes subscribers. Ids are handed out and made
-    /// durable in order, so everything below `id` is durable too.
-    pub(super) fn publish(&self, id: u64) {
+    /// Makes events up to `id` (written by `user`) visible and wakes the subscribers that
+    /// may care. Ids are handed out and made durable in order, so everything below `id` is
+    /// durable too.
+    pub(super) fn publish(&self, id: u64, user: &PublicKey) {
         self.head.fetch_max(id, Ordering::SeqCst);
-        self.changed.notify(usize::MAX);
+        self.all.notify(usize::MAX);
+        self.shards[shard(user)].notify(usize::MAX);
+    }
+
+    fn wake_user(&self, user: &PublicKey) {
+        self.all.notify(usize::MAX);
+        self.shards[shard(user)].notify(usize::MAX);
+    }
+
+    fn wake_all(&self) {
+        self.all.notify(usize::MAX);
+        for s in self.shards.iter() {
+            s.notify(usize::MAX);
+        }
+    }
+}
+
+/// A wait for the next publish that concerns some users (or all of them).
+pub struct Wake(Vec<EventListener>);
+
+impl Future for Wake {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        for l in self.0.iter_mut() {
+            if Pin::new(l).poll(cx).is_ready() {
+                return Poll::Ready(());
+            }
+        }
+        Poll::Pending
     }
 }
 
@@ -43,6 +97,19 @@ pub struct Scan {
     pub cursor: Option<u64>,
     pub reverse: bool,
     pub limit: usize,
+}
+
+/// What one bounded scan found.
+#[derive(Debug, Default)]
+pub struct Page {
+    /// Kept events, in the scan's order, at most `limit`.
+    pub events: Vec<(u64, EventRecord)>,
+    /// The last id examined, kept or not: the next scan may start after it.
+    pub examined_to: Option<u64>,
+    /// The scan reached the end of its range: nothing more to examine until a publish.
+    pub exhausted: bool,
+    /// Records examined (at most [`SCAN_BUDGET`] + 1).
+    pub examined: usize,
 }
 
 fn event_id(key: &[u8]) -> Result<u64, StoreError> {
@@ -57,15 +124,32 @@ impl Store {
         self.0.feed.head.load(Ordering::SeqCst)
     }
 
-    /// A listener that fires on the next publish. Take it *before* reading, so an event
-    /// committed between the read and the wait is not missed.
-    pub fn event_listener(&self) -> EventListener {
-        self.0.feed.changed.listen()
+    /// A wait that ends at the next publish by one of `users` (`None`: by anyone). Take it
+    /// *before* reading, so an event committed between the read and the wait is not missed.
+    pub fn event_wake(&self, users: Option<&[PublicKey]>) -> Wake {
+        let feed = &self.0.feed;
+        let Some(users) = users else {
+            return Wake(vec![feed.all.listen()]);
+        };
+        let mut shards: Vec<usize> = users.iter().map(shard).collect();
+        shards.sort_unstable();
+        shards.dedup();
+        Wake(
+            shards
+                .into_iter()
+                .map(|s| feed.shards[s].listen())
+                .collect(),
+        )
     }
 
     /// Wakes every live subscriber without publishing (used at shutdown).
     pub fn wake_subscribers(&self) {
-        self.0.feed.changed.notify(usize::MAX);
+        self.0.feed.wake_all();
+    }
+
+    /// Wakes the subscribers that follow `user` (a credential of theirs changed).
+    pub fn wake_subscribers_of(&self, user: &PublicKey) {
+        self.0.feed.wake_user(user);
     }
 
     /// Events with id > `cursor`, oldest first (all users, any path, visible or not).
@@ -83,15 +167,48 @@ impl Store {
         Ok(out)
     }
 
-    /// Visible events of all users that pass `keep`, in id order per `scan`.
+    /// Visible `/pub/` events of all users with id > `cursor`, oldest first, at most
+    /// `limit` (the public feed): read from their own index, so the work is `limit` records
+    /// however many private events lie between.
+    pub fn public_events_after(
+        &self,
+        cursor: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, EventRecord)>, StoreError> {
+        let (lo, hi) = (cursor.saturating_add(1), self.event_head());
+        if lo > hi {
+            return Ok(Vec::new());
+        }
+        let range = self.0.t.pub_events.range(keys::event(lo)..=keys::event(hi));
+        let mut out = Vec::new();
+        for kv in range.take(limit) {
+            let (k, _) = kv?;
+            let id = event_id(&k)?;
+            out.push((id, self.event_record(id)?));
+        }
+        Ok(out)
+    }
+
+    fn event_record(&self, id: u64) -> Result<EventRecord, StoreError> {
+        match self.0.t.events.get(keys::event(id))? {
+            Some(v) => decode("event", &v),
+            None => Err(StoreError::Corrupt(format!("event {id} missing"))),
+        }
+    }
+
+    /// Visible events of all users that pass `keep`, in id order per `scan`, examining at
+    /// most [`SCAN_BUDGET`] records.
     pub fn scan_events(
         &self,
         scan: Scan,
         keep: impl Fn(&EventRecord) -> bool,
-    ) -> Result<Vec<(u64, EventRecord)>, StoreError> {
+    ) -> Result<Page, StoreError> {
         let (lo, hi) = bounds(scan, self.event_head());
         if lo > hi || scan.limit == 0 {
-            return Ok(Vec::new());
+            return Ok(Page {
+                exhausted: true,
+                ..Page::default()
+            });
         }
         let range = self.0.t.events.range(keys::event(lo)..=keys::event(hi));
         let events = range.map(|kv| {
@@ -101,16 +218,20 @@ impl Store {
         take_kept(events, scan, keep)
     }
 
-    /// Visible events of one user that pass `keep`, in id order per `scan`.
+    /// Visible events of one user that pass `keep`, in id order per `scan`, examining at
+    /// most [`SCAN_BUDGET`] records.
     pub fn scan_user_events(
         &self,
         user: &PublicKey,
         scan: Scan,
         keep: impl Fn(&EventRecord) -> bool,
-    ) -> Result<Vec<(u64, EventRecord)>, StoreError> {
+    ) -> Result<Page, StoreError> {
         let (lo, hi) = bounds(scan, self.event_head());
         if lo > hi || scan.limit == 0 {
-            return Ok(Vec::new());
+            return Ok(Page {
+                exhausted: true,
+                ..Page::default()
+            });
         }
         let range = self
             .0
@@ -120,12 +241,34 @@ impl Store {
         let events = range.map(|kv| {
             let (k, _) = kv?;
             let id = event_id(k.get(32..).unwrap_or_default())?;
-            let Some(v) = self.0.t.events.get(keys::event(id))? else {
-                return Err(StoreError::Corrupt(format!("event {id} missing")));
-            };
-            Ok((id, decode("event", &v)?))
+            Ok((id, self.event_record(id)?))
         });
         take_kept(events, scan, keep)
+    }
+
+    /// Builds the public-event index from the log when this data directory predates it.
+    /// Idempotent, so a crash half-way only means it runs again; the marker is written last.
+    pub(super) fn index_public_events(&self) -> Result<(), StoreError> {
+        const MARKER: &[u8] = b"pub_events_indexed";
+        let t = &self.0.t;
+        if t.meta.contains_key(MARKER)? {
+            return Ok(());
+        }
+        let mut n = 0u64;
+        for kv in t.events.iter() {
+            let (k, v) = kv?;
+            let ev: EventRecord = decode("event", &v)?;
+            if ev.path.starts_with("/pub/") {
+                t.pub_events.insert(k, &[] as &[u8])?;
+                n += 1;
+            }
+        }
+        t.meta.insert(MARKER, &[] as &[u8])?;
+        self.flush_durably()?;
+        if n > 0 {
+            tracing::info!(events = n, "public event index built");
+        }
+        Ok(())
     }
 
     /// Builds the per-user index from the log when it is missing (a data directory written
@@ -160,28 +303,37 @@ fn bounds(scan: Scan, head: u64) -> (u64, u64) {
 }
 
 /// Walks `events` (ascending ids) in `scan`'s direction and keeps up to `scan.limit` of the
-/// ones that pass `keep`.
+/// ones that pass `keep`, examining at most [`SCAN_BUDGET`].
 fn take_kept(
     events: impl DoubleEndedIterator<Item = Result<(u64, EventRecord), StoreError>>,
     scan: Scan,
     keep: impl Fn(&EventRecord) -> bool,
-) -> Result<Vec<(u64, EventRecord)>, StoreError> {
-    let iter: Box<dyn Iterator<Item = _>> = if scan.reverse {
+) -> Result<Page, StoreError> {
+    let mut iter: Box<dyn Iterator<Item = _>> = if scan.reverse {
         Box::new(events.rev())
     } else {
         Box::new(events)
     };
-    let mut out = Vec::new();
-    for item in iter {
+    let mut page = Page::default();
+    for _ in 0..SCAN_BUDGET {
+        let Some(item) = iter.next() else {
+            page.exhausted = true;
+            return Ok(page);
+        };
         let (id, ev) = item?;
+        page.examined += 1;
+        page.examined_to = Some(id);
         if keep(&ev) {
-            out.push((id, ev));
-            if out.len() >= scan.limit {
+            page.events.push((id, ev));
+            if page.events.len() >= scan.limit {
                 break;
             }
         }
     }
-    Ok(out)
+    // Stopped at the budget or the limit: exhausted only if nothing is left.
+    page.examined += 1;
+    page.exhausted = iter.next().is_none();
+    Ok(page)
 }
 
 #[cfg(test)]

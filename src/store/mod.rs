@@ -11,7 +11,9 @@
 //! | `blob_refs`     | BLAKE3 hash (32 B)                | u64 reference count        |
 //! | `events`        | event id (u64 big-endian)         | [`EventRecord`]            |
 //! | `user_events`   | user ‖ event id                   | empty (per-user event index) |
+//! | `pub_events`    | event id, for `/pub/` paths       | empty (public feed index)  |
 //! | `meta`          | `event_seq`                       | u64 last event id          |
+//! |                 | `pub_events_indexed`              | empty: `pub_events` is complete |
 //! | `grants`        | grant id (UTF-8)                  | [`GrantRecord`]            |
 //! | `user_grants`   | user ‖ grant id                   | empty                      |
 //! | `sessions`      | SHA-256 of the bearer (32 B)      | [`SessionRecord`]          |
@@ -48,7 +50,7 @@ use serde::{Deserialize, Serialize};
 pub use blobs::{Staged, Upload};
 pub use check::CheckReport;
 pub use cookies::CookieSession;
-pub use events::Scan;
+pub use events::{Page, Scan, Wake, SCAN_BUDGET};
 pub use quotas::{Limit, QuotaOverrides};
 
 use crate::pubkey::PublicKey;
@@ -224,6 +226,7 @@ struct Trees {
     blob_refs: sled::Tree,
     events: sled::Tree,
     user_events: sled::Tree,
+    pub_events: sled::Tree,
     meta: sled::Tree,
     grants: sled::Tree,
     user_grants: sled::Tree,
@@ -283,6 +286,7 @@ impl Store {
             blob_refs: tree("blob_refs")?,
             events: tree("events")?,
             user_events: tree("user_events")?,
+            pub_events: tree("pub_events")?,
             meta: tree("meta")?,
             grants: tree("grants")?,
             user_grants: tree("user_grants")?,
@@ -316,6 +320,7 @@ impl Store {
         }));
         store.sweep_orphans()?;
         store.index_user_events()?;
+        store.index_public_events()?;
         Ok(store)
     }
 

@@ -203,3 +203,110 @@ fn without_trusted_proxies_forwarded_headers_are_ignored() {
     assert_eq!(feed_from(&s, "203.0.113.1"), 200);
     assert_eq!(feed_from(&s, "203.0.113.2"), 429);
 }
+
+fn examined(s: &Server) -> u64 {
+    let m = s.metrics();
+    m.lines()
+        .find_map(|l| l.strip_prefix("pubky_edge_event_records_examined_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no examined counter in {m}"))
+}
+
+/// Waits until the counter stops moving (the streams are caught up).
+fn settled(s: &Server) -> u64 {
+    let mut last = examined(s);
+    loop {
+        std::thread::sleep(Duration::from_millis(300));
+        let now = examined(s);
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+}
+
+#[test]
+fn streams_that_match_nothing_read_the_history_once_and_writes_wake_only_theirs() {
+    let s = Server::start("[storage]\ndurability = \"relaxed\"\n[events]\nkeep_alive_ms = 100\n");
+    let (target, other) = (new_user(&s), new_user(&s));
+    const HISTORY: u64 = 3000;
+    for i in 0..HISTORY {
+        let url = s.storage_url(&target.pk, &format!("/priv/{i}"));
+        assert_eq!(
+            s.req("PUT", &url)
+                .bearer(&target.token)
+                .body("x")
+                .send()
+                .status,
+            201
+        );
+    }
+    let before = examined(&s);
+    const STREAMS: u64 = 4;
+    let streams: Vec<_> = (0..STREAMS)
+        .map(|_| {
+            let q = format!(
+                "/events-stream?user={}&live=true&path=/pub/nothing/",
+                target.pk
+            );
+            let sse = common::sse::Sse::open(s.addr, &q, &[]);
+            assert_eq!(sse.status, 200);
+            sse
+        })
+        .collect();
+    let caught_up = settled(&s) - before;
+    // each stream walked the history once (plus a look past each budget's end) …
+    assert!(caught_up >= STREAMS * HISTORY, "{caught_up}");
+    assert!(caught_up <= STREAMS * (HISTORY + 10), "{caught_up}");
+    // … and then writes cost each stream only the new records, with keep-alives free
+    for i in 0..20 {
+        let url = s.storage_url(&other.pk, &format!("/pub/{i}"));
+        assert_eq!(
+            s.req("PUT", &url)
+                .bearer(&other.token)
+                .body("x")
+                .send()
+                .status,
+            201
+        );
+        let url = s.storage_url(&target.pk, &format!("/priv/new{i}"));
+        assert_eq!(
+            s.req("PUT", &url)
+                .bearer(&target.token)
+                .body("x")
+                .send()
+                .status,
+            201
+        );
+    }
+    let after_writes = settled(&s) - before - caught_up;
+    assert!(after_writes <= STREAMS * 20 * 3, "{after_writes}");
+    drop(streams);
+}
+
+#[test]
+fn the_public_feed_reads_only_public_events() {
+    let s = Server::start("[storage]\ndurability = \"relaxed\"\n");
+    let u = new_user(&s);
+    for i in 0..1500 {
+        let url = s.storage_url(&u.pk, &format!("/priv/{i}"));
+        assert_eq!(
+            s.req("PUT", &url).bearer(&u.token).body("x").send().status,
+            201
+        );
+    }
+    let url = s.storage_url(&u.pk, "/pub/one");
+    assert_eq!(
+        s.req("PUT", &url).bearer(&u.token).body("x").send().status,
+        201
+    );
+    let before = examined(&s);
+    let r = s.req("GET", "/events/?cursor=0&limit=10").send();
+    assert_eq!(
+        r.text(),
+        format!("PUT pubky://{}/pub/one\ncursor: 1501", u.pk)
+    );
+    let r = s.req("GET", "/events/?cursor=1501").send();
+    assert_eq!((r.status, r.text()), (200, String::new()));
+    assert_eq!(examined(&s) - before, 1);
+}

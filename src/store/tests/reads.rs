@@ -137,20 +137,31 @@ fn per_user_event_index_and_rebuild() {
             let ids =
                 |v: Vec<(u64, EventRecord)>| v.into_iter().map(|(i, _)| i).collect::<Vec<_>>();
             assert_eq!(
-                ids(s.scan_user_events(&a, fwd, |_| true).unwrap()),
+                ids(s.scan_user_events(&a, fwd, |_| true).unwrap().events),
                 [1, 3, 4]
             );
             let public = |e: &EventRecord| e.path.starts_with("/pub/");
-            assert_eq!(ids(s.scan_user_events(&a, fwd, public).unwrap()), [1, 4]);
+            assert_eq!(
+                ids(s.scan_user_events(&a, fwd, public).unwrap().events),
+                [1, 4]
+            );
             let rev = Scan {
                 cursor: Some(4),
                 reverse: true,
                 limit: 1,
             };
-            assert_eq!(ids(s.scan_user_events(&a, rev, |_| true).unwrap()), [3]);
-            assert_eq!(ids(s.scan_events(fwd, public).unwrap()), [1, 2, 4]);
-            // an index written by an older version is missing: drop it and reopen
+            assert_eq!(
+                ids(s.scan_user_events(&a, rev, |_| true).unwrap().events),
+                [3]
+            );
+            assert_eq!(ids(s.scan_events(fwd, public).unwrap().events), [1, 2, 4]);
+            let public_ids = |s: &Store, after| ids(s.public_events_after(after, 10).unwrap());
+            assert_eq!(public_ids(&s, 0), [1, 2, 4]);
+            assert_eq!(public_ids(&s, 2), [4]);
+            // indexes written by an older version are missing: drop them and reopen
             s.0.t.user_events.clear().unwrap();
+            s.0.t.pub_events.clear().unwrap();
+            s.0.t.meta.remove(b"pub_events_indexed").unwrap();
             s.close().await.unwrap();
         }
         let s = Store::open(dir.path(), cfg(1024, None)).unwrap();
@@ -162,10 +173,67 @@ fn per_user_event_index_and_rebuild() {
         let got: Vec<u64> = s
             .scan_user_events(&a, fwd, |_| true)
             .unwrap()
+            .events
             .into_iter()
             .map(|(i, _)| i)
             .collect();
         assert_eq!(got, [3, 4]);
         assert_eq!(s.event_head(), 4);
+        let public: Vec<u64> = s
+            .public_events_after(0, 10)
+            .unwrap()
+            .into_iter()
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(public, [1, 2, 4]);
+    });
+}
+
+#[test]
+fn a_scan_that_finds_nothing_stops_at_its_budget_and_says_how_far_it_got() {
+    smol::block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), cfg(1024, None)).unwrap();
+        let a = pk(1);
+        s.create_user(&a, None, 0).await.unwrap();
+        let n = SCAN_BUDGET as u64 * 2 + 10;
+        for i in 0..n {
+            put(&s, &a, &format!("/priv/{i}"), b"x").await.unwrap();
+        }
+        let nothing = |e: &EventRecord| e.path.starts_with("/pub/nowhere/");
+        let mut scan = Scan {
+            cursor: None,
+            reverse: false,
+            limit: 10,
+        };
+        let mut rounds = 0;
+        loop {
+            let page = s.scan_user_events(&a, scan, nothing).unwrap();
+            assert!(page.events.is_empty());
+            rounds += 1;
+            if page.exhausted {
+                break;
+            }
+            assert_eq!(page.examined_to, Some(rounds * SCAN_BUDGET as u64));
+            scan.cursor = page.examined_to;
+        }
+        assert_eq!(rounds, 3);
+        // the same over all users, and in reverse
+        let page = s.scan_events(scan, nothing).unwrap();
+        assert!(page.exhausted && page.events.is_empty());
+        let back = Scan {
+            cursor: None,
+            reverse: true,
+            limit: 10,
+        };
+        let page = s.scan_events(back, nothing).unwrap();
+        assert_eq!(page.examined_to, Some(n - SCAN_BUDGET as u64 + 1));
+        assert!(!page.exhausted);
+        // the public feed does not walk private events at all
+        assert!(s.public_events_after(0, 10).unwrap().is_empty());
+        put(&s, &a, "/pub/late", b"x").await.unwrap();
+        let feed = s.public_events_after(0, 10).unwrap();
+        assert_eq!(feed.len(), 1);
+        assert_eq!(feed[0].0, n + 1);
     });
 }
