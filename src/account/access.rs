@@ -1,19 +1,19 @@
 //! What a caller may read and write (§3.1 of the storage spec, in its check order): public
 //! data is open to all, private data only to its owner's session with the capability for
-//! the path, writes need the owner's session, an existing and (for PUT) enabled account,
-//! and a path the admin has not fenced off. Event-stream filters follow the read rule.
+//! the path, writes need the owner's session, an existing and enabled account, and a path
+//! the admin has not fenced off. Event-stream filters follow the read rule.
+//!
+//! **Disabled** means frozen: the account's public data stays readable by anyone, and no
+//! credential of the account (grant sessions and cookie sessions, old or new) authorises
+//! anything: no sign-in, no PUT, no DELETE, no private read, no private event stream (open
+//! ones end). Signing out still works. Re-enabling restores the sessions that have not
+//! expired. (The reference homeserver still lets a disabled account delete and read its
+//! private data; a box exposed to the internet should be able to stop an account at once.)
 
 use super::{Caller, Error};
 use crate::pubkey::PublicKey;
 use crate::storage_path::StoragePath;
 use crate::store::{QuotaOverrides, Store, User};
-
-/// Which write is asked for: a disabled account may still delete.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Write {
-    Put,
-    Delete,
-}
 
 /// §3.1 read checks: `/pub/` is public, `/priv/` needs the owner's session with `r`.
 pub fn authorize_read(
@@ -30,6 +30,9 @@ pub fn authorize_read(
     let c = caller.ok_or(Error::AuthRequired)?;
     if c.user != *tenant {
         return Err(Error::WrongUser);
+    }
+    if c.disabled {
+        return Err(Error::Disabled);
     }
     if !c.caps.can_read(path) {
         return Err(Error::NoAccess { write: false });
@@ -62,7 +65,6 @@ pub fn authorize_write(
     tenant: &PublicKey,
     path: &StoragePath,
     caller: Option<&Caller>,
-    op: Write,
 ) -> Result<User, Error> {
     let c = caller.ok_or(Error::NoSession)?;
     if path.is_dir() {
@@ -78,13 +80,13 @@ pub fn authorize_write(
         return Err(Error::NoAccess { write: true });
     }
     let user = store.user(tenant)?.ok_or(Error::UnknownUser)?;
-    if op == Write::Put {
-        ensure_enabled(&user)?;
-    }
+    // PUT and DELETE alike: a frozen account cannot empty itself either.
+    ensure_enabled(&user)?;
     Ok(user)
 }
 
-/// The one "disabled" rule: a disabled account may not sign in or write new data.
+/// The one "disabled" rule (see the module notes): a disabled account may not sign in,
+/// write or read privately.
 pub fn ensure_enabled(user: &User) -> Result<(), Error> {
     if user.disabled {
         return Err(Error::Disabled);
@@ -129,6 +131,7 @@ mod tests {
             user: PublicKey::parse_z32(user).unwrap(),
             caps: Capabilities::from_strings(&[caps.to_string()]).unwrap(),
             method: AuthMethod::Grant,
+            disabled: false,
         }
     }
 
@@ -154,6 +157,16 @@ mod tests {
             Err(Error::NoAccess { write: false })
         ));
         assert!(authorize_read(&t, &p("/priv/app/x"), Some(&own)).is_ok());
+        // a disabled owner reads nothing private, public data stays open
+        let frozen = Caller {
+            disabled: true,
+            ..caller(PK, "/:rw")
+        };
+        assert!(matches!(
+            authorize_read(&t, &p("/priv/app/x"), Some(&frozen)),
+            Err(Error::Disabled)
+        ));
+        assert!(authorize_read(&t, &p("/pub/x"), Some(&frozen)).is_ok());
     }
 
     #[test]

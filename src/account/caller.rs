@@ -20,9 +20,25 @@ pub struct Credentials {
     pub bearer_header: bool,
     /// Cookies whose value has the shape of a session secret: (name, secret).
     pub cookies: Vec<(String, String)>,
+    /// The request's `Origin`, when a browser sent one.
+    pub origin: Option<String>,
+    /// A browser said the request comes from another site (`Sec-Fetch-Site: cross-site`
+    /// or `same-site`) without naming an origin: a link, an image, a script tag.
+    pub foreign_without_origin: bool,
 }
 
 impl Credentials {
+    /// Whether a cookie session bound to `bound` may act for this request: a request that
+    /// names an origin must name the one that signed in; one that names none must not come
+    /// from another site. The cookie is ambient (the browser attaches it to any site's
+    /// request), so without this any page could use it.
+    pub fn cookie_usable(&self, bound: Option<&str>) -> bool {
+        match &self.origin {
+            Some(o) => bound == Some(o.as_str()),
+            None => !self.foreign_without_origin,
+        }
+    }
+
     /// The first cookie called `name` that looks like a session secret.
     pub fn cookie(&self, name: &str) -> Option<&str> {
         self.cookies
@@ -52,6 +68,14 @@ pub struct Caller {
     pub user: PublicKey,
     pub caps: Capabilities,
     pub method: AuthMethod,
+    /// The account is disabled: its credentials authorise nothing (`access` refuses every
+    /// write and private read with "User is disabled").
+    pub disabled: bool,
+}
+
+/// Whether the account exists and is disabled (a missing account is left to each route).
+fn is_disabled(store: &Store, user: &PublicKey) -> Result<bool, Error> {
+    Ok(store.user(user)?.is_some_and(|u| u.disabled))
 }
 
 /// Which credentials a route accepts.
@@ -100,6 +124,7 @@ impl Caller {
     ) -> Result<Option<Caller>, Error> {
         if let Some(s) = GrantSession::resolve(store, creds, now)? {
             return Ok(Some(Caller {
+                disabled: is_disabled(store, &s.user)?,
                 user: s.user,
                 caps: s.caps,
                 method: AuthMethod::Grant,
@@ -109,16 +134,18 @@ impl Caller {
             return Ok(None);
         }
         match tenant {
-            Some(tenant) => Self::by_cookie(store, creds, tenant),
+            Some(tenant) => Self::by_cookie(store, creds, tenant, now),
             None => Ok(None),
         }
     }
 
-    /// The cookie session named after `tenant`, if it is valid and belongs to the tenant.
+    /// The cookie session named after `tenant`, if it is valid, unexpired, belongs to the
+    /// tenant and may be used from this request's origin.
     pub fn by_cookie(
         store: &Store,
         creds: &Credentials,
         tenant: &PublicKey,
+        now: u64,
     ) -> Result<Option<Caller>, Error> {
         let Some(secret) = creds.cookie(&tenant.to_z32()) else {
             return Ok(None);
@@ -126,10 +153,14 @@ impl Caller {
         let Some(s) = store.cookie_session(secret)? else {
             return Ok(None);
         };
-        if s.user != *tenant {
+        let expired = now
+            >= s.created_at
+                .saturating_add(crate::store::COOKIE_LIFETIME_SECS);
+        if s.user != *tenant || expired || !creds.cookie_usable(s.origin.as_deref()) {
             return Ok(None);
         }
         Ok(Some(Caller {
+            disabled: is_disabled(store, &s.user)?,
             user: s.user,
             caps: stored_caps(&s.caps)?,
             method: AuthMethod::Cookie,
@@ -144,15 +175,48 @@ impl Caller {
         tenant: &PublicKey,
         now: u64,
     ) -> Option<PublicKey> {
-        if let Some(bearer) = &creds.bearer {
-            return match store.session(&secrets::bearer_hash(bearer), now) {
-                Ok(Some((s, _))) => Some(s.user),
-                _ => None,
-            };
-        }
-        match Self::by_cookie(store, creds, tenant) {
-            Ok(Some(c)) => Some(c.user),
+        let user = match &creds.bearer {
+            Some(bearer) => match store.session(&secrets::bearer_hash(bearer), now) {
+                Ok(Some((s, _))) => s.user,
+                _ => return None,
+            },
+            None => match Self::by_cookie(store, creds, tenant, now) {
+                Ok(Some(c)) => c.user,
+                _ => return None,
+            },
+        };
+        // A disabled account's streams end.
+        match is_disabled(store, &user) {
+            Ok(false) => Some(user),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn creds(origin: Option<&str>, fetch_site: bool) -> Credentials {
+        Credentials {
+            origin: origin.map(str::to_string),
+            foreign_without_origin: fetch_site,
+            ..Credentials::default()
+        }
+    }
+
+    #[test]
+    fn a_cookie_serves_only_the_origin_that_signed_in() {
+        let app = Some("http://app.example");
+        assert!(creds(app, false).cookie_usable(app));
+        assert!(!creds(Some("http://evil.example"), false).cookie_usable(app));
+        // a session a native client made is no use to any web page
+        assert!(!creds(app, false).cookie_usable(None));
+        assert!(!creds(Some("null"), false).cookie_usable(None));
+        // no origin: a native client, or the browser on a link or tag from another site
+        assert!(creds(None, false).cookie_usable(app));
+        assert!(creds(None, false).cookie_usable(None));
+        assert!(!creds(None, true).cookie_usable(app));
+        assert!(!creds(None, true).cookie_usable(None));
     }
 }

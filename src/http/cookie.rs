@@ -93,7 +93,8 @@ async fn read_token(app: &App, body: Incoming) -> Result<AuthToken, ApiError> {
 }
 
 /// Opens a cookie session for the token's user and builds the 200 answer.
-async fn open(app: &App, token: &AuthToken, host: &str) -> Result<Response<Body>, ApiError> {
+async fn open(app: &App, token: &AuthToken, head: &Head) -> Result<Response<Body>, ApiError> {
+    let host = head.host.as_str();
     let secret = crate::auth::secrets::new_cookie_secret();
     let caps: Vec<String> = if token.caps_text.is_empty() {
         Vec::new()
@@ -104,6 +105,9 @@ async fn open(app: &App, token: &AuthToken, host: &str) -> Result<Response<Body>
         user: token.user,
         caps: caps.clone(),
         created_at: clock::now_secs(),
+        // Bound to the page that signed in; `null` (sandboxed frames, files) names no one
+        // page, so such a session serves only requests without an origin.
+        origin: head.creds.origin.clone().filter(|o| o != "null"),
     };
     app.store.create_cookie_session(&secret, &session).await?;
     let record = session_record(&token.user, clock::now_micros(), &caps);
@@ -138,14 +142,14 @@ pub async fn signup(
     .await?;
     app.metrics.signup();
     tracing::info!(user = %token.user, "signed up (cookie)");
-    open(app, &token, &head.host).await
+    open(app, &token, head).await
 }
 
 /// `POST /session`: signs an existing account in with a cookie.
 pub async fn create(app: &App, head: &Head, body: Incoming) -> Result<Response<Body>, ApiError> {
     let token = read_token(app, body).await?;
     accounts::sign_in(&app.store, &token.user)?;
-    open(app, &token, &head.host).await
+    open(app, &token, head).await
 }
 
 /// `GET /session`: the tenant's cookie session (a grant bearer does not count).
@@ -155,7 +159,8 @@ pub fn get(app: &App, head: &Head, tenant: Option<PublicKey>) -> Result<Response
     if GrantSession::resolve(&app.store, creds, clock::now_secs())?.is_some() {
         return Err(ApiError::no_session());
     }
-    let c = Caller::by_cookie(&app.store, creds, &tenant)?.ok_or_else(ApiError::no_session)?;
+    let now = clock::now_secs();
+    let c = Caller::by_cookie(&app.store, creds, &tenant, now)?.ok_or_else(ApiError::no_session)?;
     let secret = creds.cookie(&tenant.to_z32()).unwrap_or_default();
     let created = app
         .store
@@ -181,7 +186,7 @@ pub async fn delete(
         if app
             .store
             .cookie_session(secret)?
-            .is_some_and(|s| s.user == tenant)
+            .is_some_and(|s| s.user == tenant && head.creds.cookie_usable(s.origin.as_deref()))
         {
             app.store.delete_cookie_session(secret).await?;
         }

@@ -128,5 +128,12 @@ pub fn credentials(headers: &HeaderMap) -> Credentials {
             .filter(|(_, v)| v.len() == COOKIE_SECRET_LEN)
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
+        origin: headers
+            .get(header::ORIGIN)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        foreign_without_origin: headers
+            .get("sec-fetch-site")
+            .is_some_and(|v| v == "cross-site" || v == "same-site"),
     }
 }

@@ -14,7 +14,7 @@ use super::query::{BadQuery, ListQuery};
 use super::response::ApiError;
 use super::route::{Addressing, StorageOp};
 use super::App;
-use crate::account::access::{self, Write};
+use crate::account::access;
 use crate::account::{AuthMethod, Caller, CookiePolicy};
 use crate::clock;
 use crate::pubkey::PublicKey;
@@ -213,7 +213,7 @@ async fn put(
     path: &StoragePath,
     session: Option<&Caller>,
 ) -> Result<Response<Body>, ApiError> {
-    access::authorize_write(&app.store, tenant, path, session, Write::Put)?;
+    access::authorize_write(&app.store, tenant, path, session)?;
     let max_upload = app.config.storage.max_upload_bytes;
     let allowance = app.store.write_allowance(tenant, path)?;
     if let Some(len) = head.content_length {
@@ -258,7 +258,7 @@ async fn delete(
     path: &StoragePath,
     session: Option<&Caller>,
 ) -> Result<Response<Body>, ApiError> {
-    access::authorize_write(&app.store, tenant, path, session, Write::Delete)?;
+    access::authorize_write(&app.store, tenant, path, session)?;
     if app.store.entry(tenant, path)?.is_none() {
         return Err(ApiError::not_found());
     }

@@ -19,7 +19,7 @@
 //! | `sessions`      | SHA-256 of the bearer (32 B)      | [`SessionRecord`]          |
 //! | `nonces`        | PoP nonce (UTF-8)                 | u64 issued-at seconds      |
 //! | `signup_tokens` | token (UTF-8)                     | [`SignupToken`]            |
-//! | `cookie_sessions` | cookie secret (26 chars)        | [`CookieSession`]          |
+//! | `cookie_sessions` | SHA-256 of the cookie secret    | [`CookieSession`]          |
 //! | `user_quotas`   | user (32 B)                       | [`QuotaOverrides`] (admin-set) |
 //! | `token_quotas`  | signup token (UTF-8)              | [`QuotaOverrides`] for its redeemer |
 //!
@@ -49,7 +49,7 @@ use serde::{Deserialize, Serialize};
 
 pub use blobs::{Staged, Upload};
 pub use check::CheckReport;
-pub use cookies::CookieSession;
+pub use cookies::{CookieSession, COOKIE_LIFETIME_SECS};
 pub use events::{Page, Scan, Wake, SCAN_BUDGET};
 pub use quotas::{Limit, QuotaOverrides};
 
@@ -321,6 +321,7 @@ impl Store {
         store.sweep_orphans()?;
         store.index_user_events()?;
         store.index_public_events()?;
+        store.hash_cookie_secrets()?;
         Ok(store)
     }
 

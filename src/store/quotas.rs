@@ -65,7 +65,10 @@ impl Store {
             self.0.t.users.insert(pk.as_bytes(), encode(&user))?;
             self.0.commit.ticket()
         };
-        self.durable(ticket).await
+        self.durable(ticket).await?;
+        // The account's open private streams re-check their credential.
+        self.wake_subscribers_of(pk);
+        Ok(())
     }
 
     pub fn quota_overrides(&self, pk: &PublicKey) -> Result<QuotaOverrides, StoreError> {

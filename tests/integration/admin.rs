@@ -174,11 +174,30 @@ fn users_list_show_disable_enable() {
     assert_eq!((r.status, r.text().as_str()), (200, "Ok"));
     let r = put(&s, &a, "/pub/y", 1);
     assert_eq!((r.status, r.text().as_str()), (403, "User is disabled"));
-    // reads and deletes still work; new sessions are refused
+    // frozen: public data stays readable by anyone, the old session authorises nothing
     assert_eq!(
         s.req("GET", &s.storage_url(&a.pk, "/pub/x")).send().status,
         200
     );
+    let del = s
+        .req("DELETE", &s.storage_url(&a.pk, "/pub/x"))
+        .bearer(&a.token)
+        .send();
+    assert_eq!((del.status, del.text().as_str()), (403, "User is disabled"));
+    let private = s
+        .req("GET", &s.storage_url(&a.pk, "/priv/p"))
+        .bearer(&a.token)
+        .send();
+    assert_eq!(
+        (private.status, private.text().as_str()),
+        (403, "User is disabled")
+    );
+    let stream = crate::support::sse::Sse::open(
+        s.addr,
+        &format!("/events-stream?user={}&path=/priv/", a.pk),
+        &[("authorization", &format!("Bearer {}", a.token))],
+    );
+    assert_eq!(stream.status, 403);
     let g = GrantSpec::new(&a.key, s.pk, "app", "/:rw", 3600);
     assert_eq!(
         s.req("POST", "/auth/grant/session")
@@ -199,7 +218,16 @@ fn users_list_show_disable_enable() {
             .status,
         200
     );
+    // re-enabled: the same session works again
     assert_eq!(put(&s, &a, "/pub/y", 1).status, 201);
+    assert_eq!(put(&s, &a, "/priv/p", 1).status, 201);
+    assert_eq!(
+        s.req("GET", &s.storage_url(&a.pk, "/priv/p"))
+            .bearer(&a.token)
+            .send()
+            .status,
+        200
+    );
     assert_eq!(
         s.admin("POST", &format!("/users/{stranger}/enable"))
             .send()
@@ -490,4 +518,31 @@ fn browsers_rebinding_and_guessing_are_refused() {
     assert!(r.header("retry-after").is_some());
     // Throttled means throttled: even the right password waits out the window.
     assert_eq!(s.admin("GET", "/info").send().status, 429);
+}
+
+#[test]
+fn disabling_ends_the_accounts_open_private_streams() {
+    let s = Server::start("[events]\nkeep_alive_ms = 200\n");
+    let a = new_user(&s);
+    assert_eq!(put(&s, &a, "/priv/p", 1).status, 201);
+    let mut stream = crate::support::sse::Sse::open(
+        s.addr,
+        &format!("/events-stream?user={}&path=/priv/&live=true", a.pk),
+        &[("authorization", &format!("Bearer {}", a.token))],
+    );
+    assert_eq!(stream.status, 200);
+    assert!(matches!(
+        stream.next(std::time::Duration::from_secs(5)),
+        Some(crate::support::sse::Item::Event(_))
+    ));
+    let r = s.admin("POST", &format!("/users/{}/disable", a.pk)).send();
+    assert_eq!(r.status, 200);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !stream.closed && std::time::Instant::now() < deadline {
+        let _ = stream.next(std::time::Duration::from_millis(500));
+    }
+    assert!(
+        stream.closed,
+        "the stream of a disabled account stayed open"
+    );
 }

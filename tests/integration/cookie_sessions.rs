@@ -251,3 +251,123 @@ fn a_forged_small_order_token_creates_nothing() {
     let users = s.admin("GET", "/info").send();
     assert!(users.text().contains("\"num_users\":0"), "{}", users.text());
 }
+
+/// Signs up with a cookie from `origin` (or none); returns the `name=secret` cookie.
+fn cookie_signup(s: &Server, key: &ed25519_dalek::SigningKey, origin: Option<&str>) -> String {
+    let mut req = s.req("POST", "/signup").body(token(key, "/:rw"));
+    if let Some(o) = origin {
+        req = req.header("origin", o);
+    }
+    let r = req.send();
+    assert_eq!(r.status, 200, "{}", r.text());
+    cookie_of(&r)
+}
+
+#[test]
+fn a_cookie_works_only_for_the_origin_that_signed_in() {
+    let s = Server::start("");
+    let key = random_key();
+    let pk = pk_of(&key).to_z32();
+    let app = "http://127.0.0.1:7001";
+    let cookie = cookie_signup(&s, &key, Some(app));
+    let url = format!("/storage/{pk}/priv/diary.txt");
+    let put = |origin: Option<&str>, site: Option<&str>| {
+        let mut r = s
+            .req("PUT", &url)
+            .header("cookie", &cookie)
+            .body("dear diary");
+        if let Some(o) = origin {
+            r = r.header("origin", o);
+        }
+        if let Some(v) = site {
+            r = r.header("sec-fetch-site", v);
+        }
+        r.send().status
+    };
+    let get = |origin: &str| {
+        s.req("GET", &url)
+            .header("cookie", &cookie)
+            .header("origin", origin)
+            .send()
+    };
+    assert_eq!(put(Some(app), Some("cross-site")), 201);
+    let r = get(app);
+    assert_eq!((r.status, r.text().as_str()), (200, "dear diary"));
+    // another page: the cookie is not a credential there
+    let evil = "http://127.0.0.1:7002";
+    assert_eq!(get(evil).status, 401);
+    assert_eq!(put(Some(evil), Some("cross-site")), 401);
+    assert_eq!(put(Some("null"), None), 401);
+    // a tag or link on another site carries no origin but says where it comes from
+    assert_eq!(put(None, Some("cross-site")), 401);
+    let r = s
+        .req("GET", &url)
+        .header("cookie", &cookie)
+        .header("sec-fetch-site", "cross-site")
+        .send();
+    assert_eq!(r.status, 401);
+    // another page cannot sign the user out either
+    let out = s
+        .req("DELETE", "/session")
+        .header("pubky-host", &pk)
+        .header("cookie", &cookie)
+        .header("origin", evil)
+        .send();
+    assert_eq!(out.status, 200);
+    assert_eq!(
+        get(app).status,
+        200,
+        "the session survived a foreign sign-out"
+    );
+    // a native client (no browser headers) holding the secret still works
+    assert_eq!(put(None, None), 201);
+}
+
+#[test]
+fn a_native_clients_cookie_is_no_use_to_a_web_page() {
+    let s = Server::start("");
+    let key = random_key();
+    let pk = pk_of(&key).to_z32();
+    let cookie = cookie_signup(&s, &key, None);
+    let url = format!("/storage/{pk}/priv/x");
+    let put = |origin: Option<&str>| {
+        let mut r = s.req("PUT", &url).header("cookie", &cookie).body("x");
+        if let Some(o) = origin {
+            r = r.header("origin", o);
+        }
+        r.send().status
+    };
+    assert_eq!(put(None), 201);
+    assert_eq!(put(Some("http://127.0.0.1:7001")), 401);
+}
+
+#[test]
+fn the_database_holds_no_working_cookie() {
+    let s = Server::start("");
+    let key = random_key();
+    let cookie = cookie_signup(&s, &key, None);
+    let secret = cookie.split_once('=').unwrap().1.to_string();
+    let dir = s.data_dir.clone();
+    let _kept = s.stop();
+    let mut found = Vec::new();
+    for entry in walk(&dir) {
+        let bytes = std::fs::read(&entry).unwrap();
+        if bytes.windows(secret.len()).any(|w| w == secret.as_bytes()) {
+            found.push(entry);
+        }
+    }
+    assert!(found.is_empty(), "secret found in {found:?}");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}

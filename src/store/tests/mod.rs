@@ -298,3 +298,44 @@ fn quota_and_allowance() {
         s.close().await.unwrap();
     });
 }
+
+#[test]
+fn cookie_sessions_stored_in_the_clear_are_rehashed_at_open() {
+    smol::block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = "000G40R40M30E209185GR38E1W";
+        let user = pk(3);
+        {
+            let s = Store::open(dir.path(), cfg(1024, None)).unwrap();
+            // what an older version wrote: the secret itself as the key, no origin
+            #[derive(serde::Serialize)]
+            struct V1 {
+                user: PublicKey,
+                caps: Vec<String>,
+                created_at: u64,
+            }
+            let v1 = V1 {
+                user,
+                caps: vec!["/:rw".into()],
+                created_at: 9,
+            };
+            s.0.t
+                .cookie_sessions
+                .insert(secret.as_bytes(), codec::encode(&v1))
+                .unwrap();
+            s.close().await.unwrap();
+        }
+        let s = Store::open(dir.path(), cfg(1024, None)).unwrap();
+        let got = s.cookie_session(secret).unwrap().expect("session kept");
+        assert_eq!((got.user, got.created_at, got.origin), (user, 9, None));
+        assert!(s
+            .0
+            .t
+            .cookie_sessions
+            .iter()
+            .keys()
+            .all(|k| k.unwrap().len() == 32));
+        s.delete_cookie_session(secret).await.unwrap();
+        assert!(s.cookie_session(secret).unwrap().is_none());
+    });
+}
