@@ -3,7 +3,8 @@
 # fresh pubky-edge on loopback. The SDK's testnet preset resolves through a pkarr relay on
 # localhost:15411: that is the device's own relay (`pkarr_relay.listen_socket`), which serves
 # the homeserver's record (HTTP port in SvcParam 65280 for `localhost`) with the DHT off.
-# Needs node ≥ 18 and network access for `npm install` the first time.
+# Needs node ≥ 18, network access for `npm install` the first time, and Chromium
+# (/usr/bin/chromium or $CHROMIUM) for the browser half.
 set -euo pipefail
 cd "$(dirname "$0")"
 [ -d node_modules ] || npm install --no-audit --no-fund
@@ -36,6 +37,16 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 node client.mjs "$hs"
+# The browser half: the same SDK in headless Chromium, and another origin trying its cookie.
+chromium_bin="${CHROMIUM:-/usr/bin/chromium}"
+if [ -x "$chromium_bin" ]; then
+    CHROMIUM="$chromium_bin" node browser.mjs "$hs" "$port"
+elif [ -n "${CI:-}" ]; then
+    echo "chromium is required in CI (apt-get install chromium)" >&2
+    exit 1
+else
+    echo "== no $chromium_bin: the browser half (browser.mjs) did not run"
+fi
 echo "== requests the SDK made (method, path, status):"
 sed -n 's/.*method=\([A-Z]*\) path=\([^ ]*\) status=\([0-9]*\).*/\1 \2 \3/p' "$tmp/server.log" \
   | sed -E 's#/[a-z0-9]{52}/#/<pk>/#' | sort | uniq -c

@@ -17,7 +17,8 @@ use crate::clock;
 use crate::pubkey::PublicKey;
 use crate::store::CookieSession;
 
-const MAX_AGE_SECS: u64 = 31_536_000;
+/// The cookie lives as long as its session (`store::COOKIE_LIFETIME_SECS`, one year).
+const MAX_AGE_SECS: u64 = crate::store::COOKIE_LIFETIME_SECS;
 
 /// `Secure; SameSite=None` only for hosts a browser reaches over HTTPS: a key or a dotted
 /// domain, not an IP address, `localhost` or a bare name.
