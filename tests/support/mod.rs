@@ -241,13 +241,18 @@ impl Resp {
 /// A connection to `addr` from the loopback address `from` (e.g. 127.0.0.2), so one test can
 /// be several clients to the per-address limits.
 pub fn connect_from(from: [u8; 4], addr: SocketAddr) -> TcpStream {
+    try_connect_from(from, addr).unwrap()
+}
+
+/// `connect_from` for callers that expect refusals (an attacker, a server going away).
+pub fn try_connect_from(from: [u8; 4], addr: SocketAddr) -> std::io::Result<TcpStream> {
     use socket2::{Domain, Socket, Type};
-    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-    s.bind(&SocketAddr::from((from, 0)).into()).unwrap();
-    s.connect(&addr.into()).unwrap();
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+    s.bind(&SocketAddr::from((from, 0)).into())?;
+    s.connect(&addr.into())?;
     let s: TcpStream = s.into();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    s
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    Ok(s)
 }
 
 /// Sends `bytes` from loopback address `from` and reads the response until EOF.

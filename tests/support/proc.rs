@@ -16,6 +16,12 @@ use crate::support::{self as common, parse_response, GrantSpec, Resp};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_pubky-edge");
 
+/// The binary the processes run: `PUBKY_EDGE_BIN` when set (e.g. a release build, for the
+/// attack suite's report), else the one cargo built with the tests.
+pub fn bin() -> String {
+    std::env::var("PUBKY_EDGE_BIN").unwrap_or_else(|_| BIN.to_string())
+}
+
 /// A data directory, a config for it and the homeserver key; the process comes and goes.
 pub struct Node {
     pub data: PathBuf,
@@ -38,15 +44,21 @@ impl Node {
     /// identity with `pubky-edge info`.
     pub fn new(dir: &Path, data: &Path, extra_toml: &str) -> Node {
         let port = free_port();
-        let config = dir.join("node.toml");
-        std::fs::write(
-            &config,
-            format!(
+        Self::with_config(
+            dir,
+            data,
+            &format!(
                 "{extra_toml}\n[general]\nsignup_mode = \"open\"\n[drive]\nicann_listen_socket = \"127.0.0.1:{port}\"\npubky_listen_socket = \"127.0.0.1:0\"\n[pkdns]\ndht = false\n[admin]\nlisten_socket = \"127.0.0.1:0\"\n[metrics]\nlisten_socket = \"127.0.0.1:0\"\n[logging]\nlevel = \"warn\"\n"
             ),
+            port,
         )
-        .expect("write config");
-        let out = Command::new(BIN)
+    }
+
+    /// Like `new` with the whole config given; `port` is its plain-HTTP listener's.
+    pub fn with_config(dir: &Path, data: &Path, toml: &str, port: u16) -> Node {
+        let config = dir.join("node.toml");
+        std::fs::write(&config, toml).expect("write config");
+        let out = Command::new(bin())
             .arg("--config")
             .arg(&config)
             .arg("--data-dir")
@@ -89,7 +101,7 @@ impl Node {
             .append(true)
             .open(&self.log)
             .expect("log file");
-        let mut cmd = Command::new(BIN);
+        let mut cmd = Command::new(bin());
         cmd.arg("--config")
             .arg(&self.config)
             .arg("--data-dir")

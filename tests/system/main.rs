@@ -46,6 +46,8 @@ impl Drop for Suite {
     }
 }
 
+/// One address runs every attack at once on the pi-zero limits; a normal client is served.
+mod attack;
 /// SIGKILL under concurrent writes; every acknowledged write survives.
 mod crash;
 /// A full data filesystem (a tmpfs the test mounts; root).
