@@ -64,6 +64,8 @@ struct Counters {
 /// One admitted connection's eviction flag.
 pub(crate) struct Slot {
     id: u64,
+    /// Its address key, when counted per address.
+    peer: Option<IpAddr>,
     evicted: AtomicBool,
     wake: Event,
 }
@@ -115,7 +117,8 @@ impl ConnStats {
     }
 
     /// Admits one more connection unless its address (`Some(key)`; `None` for a trusted
-    /// proxy, which is not counted per address) already holds `share`, or `max` are already
+    /// proxy, which is not counted per address) already holds `share` (and none of them is
+    /// still waiting for its first request head), or `max` are already
     /// live and none of them is still waiting for its first request head; if one is, the
     /// oldest is told to close and the newcomer takes its place (live may exceed `max` until
     /// it has gone). Only the accept loop calls this, so check-then-increment cannot race
@@ -126,14 +129,22 @@ impl ConnStats {
         peer: Option<IpAddr>,
         share: usize,
     ) -> Option<LiveGuard> {
+        // At its share, an address may still replace its own oldest connection that has not
+        // sent a request head (a browser's stale preconnect), never anyone else's.
+        let mut replaced = false;
         if let Some(key) = peer {
             if !lock(&self.inner.shares).take(key, share) {
-                self.inner.refused.fetch_add(1, Ordering::Relaxed);
-                self.inner.refused_per_ip.fetch_add(1, Ordering::Relaxed);
-                return None;
+                if !self.evict_oldest_fresh_of(key) {
+                    self.inner.refused.fetch_add(1, Ordering::Relaxed);
+                    self.inner.refused_per_ip.fetch_add(1, Ordering::Relaxed);
+                    return None;
+                }
+                // The evicted one still counts until its task ends.
+                lock(&self.inner.shares).take(key, usize::MAX);
+                replaced = true;
             }
         }
-        if self.live() >= max && !self.evict_oldest_fresh() {
+        if !replaced && self.live() >= max && !self.evict_oldest_fresh() {
             if let Some(key) = peer {
                 lock(&self.inner.shares).give_back(key);
             }
@@ -144,6 +155,7 @@ impl ConnStats {
         self.inner.accepted.fetch_add(1, Ordering::Relaxed);
         let slot = Arc::new(Slot {
             id: self.inner.next_id.fetch_add(1, Ordering::Relaxed),
+            peer,
             evicted: AtomicBool::new(false),
             wake: Event::new(),
         });
@@ -151,7 +163,6 @@ impl ConnStats {
         Some(LiveGuard {
             stats: self.clone(),
             slot,
-            peer,
         })
     }
 
@@ -159,6 +170,27 @@ impl ConnStats {
         let Some((_, slot)) = lock(&self.inner.fresh).pop_first() else {
             return false;
         };
+        self.evict(slot)
+    }
+
+    /// Like `evict_oldest_fresh`, among the connections of one address.
+    fn evict_oldest_fresh_of(&self, key: IpAddr) -> bool {
+        let mut fresh = lock(&self.inner.fresh);
+        let Some(id) = fresh
+            .iter()
+            .find(|(_, s)| s.peer == Some(key))
+            .map(|(id, _)| *id)
+        else {
+            return false;
+        };
+        let Some(slot) = fresh.remove(&id) else {
+            return false;
+        };
+        drop(fresh);
+        self.evict(slot)
+    }
+
+    fn evict(&self, slot: Arc<Slot>) -> bool {
         slot.evicted.store(true, Ordering::SeqCst);
         slot.wake.notify(usize::MAX);
         self.inner.evicted.fetch_add(1, Ordering::Relaxed);
@@ -189,7 +221,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub(crate) struct LiveGuard {
     stats: ConnStats,
     slot: Arc<Slot>,
-    peer: Option<IpAddr>,
 }
 
 impl LiveGuard {
@@ -206,7 +237,7 @@ impl LiveGuard {
 impl Drop for LiveGuard {
     fn drop(&mut self) {
         lock(&self.stats.inner.fresh).remove(&self.slot.id);
-        if let Some(key) = self.peer {
+        if let Some(key) = self.slot.peer {
             lock(&self.stats.inner.shares).give_back(key);
         }
         self.stats.inner.live.fetch_sub(1, Ordering::SeqCst);
@@ -251,4 +282,44 @@ pub(crate) fn refuse(ex: &Executor<'static>, stats: &ConnStats, mut tcp: TcpStre
         counters.refusing.fetch_sub(1, Ordering::Relaxed);
     })
     .detach();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(last: u8) -> Option<IpAddr> {
+        Some(IpAddr::from([10, 0, 0, last]))
+    }
+
+    #[test]
+    fn an_address_at_its_share_replaces_only_its_own_idle_connections() {
+        let stats = ConnStats::new();
+        let a1 = stats.try_admit(4, ip(1), 2).unwrap();
+        let a2 = stats.try_admit(4, ip(1), 2).unwrap();
+        let b1 = stats.try_admit(4, ip(2), 2).unwrap();
+        // a's third replaces a's oldest idle one …
+        let a3 = stats.try_admit(4, ip(1), 2).unwrap();
+        assert!(a1.slot.evicted.load(Ordering::SeqCst));
+        assert!(!b1.slot.evicted.load(Ordering::SeqCst));
+        // … and once a's connections are busy, a is refused while b is not
+        LiveGuard::mark_active(&stats, &a2.slot);
+        LiveGuard::mark_active(&stats, &a3.slot);
+        drop(a1);
+        let before = stats.refused_per_ip();
+        assert!(stats.try_admit(4, ip(1), 2).is_none());
+        assert_eq!(stats.refused_per_ip(), before + 1);
+        assert!(!b1.slot.evicted.load(Ordering::SeqCst));
+        let b2 = stats.try_admit(4, ip(2), 2).unwrap();
+        // a proxy (no address key) is counted only under the cap: the cap is full (4 live),
+        // so it takes b's oldest idle connection
+        let proxied = stats.try_admit(4, None, 2).unwrap();
+        assert!(b1.slot.evicted.load(Ordering::SeqCst));
+        drop((a2, a3, b1, b2, proxied));
+        assert_eq!(stats.live(), 0);
+        assert_eq!(
+            lock(&stats.inner.shares).held(IpAddr::from([10, 0, 0, 1])),
+            0
+        );
+    }
 }

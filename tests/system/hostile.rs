@@ -42,8 +42,18 @@ struct Fixture {
     _tmp: tempfile::TempDir,
 }
 
+/// The flood and the normal client share 127.0.0.1 here: these tests are about the global
+/// mechanisms (the cap, eviction, timeouts), so one address may use every slot and stream.
+/// `attack.rs` covers what one address may hold.
 fn fixture(extra_toml: &str) -> Fixture {
     raise_fd_limit(8192);
+    let extra_toml = if extra_toml.contains("[limits]") {
+        extra_toml.replace("[limits]\n", "[limits]\nmax_connections_per_ip = 512\n")
+    } else {
+        format!("{extra_toml}\n[limits]\nmax_connections_per_ip = 512\n")
+    };
+    let extra_toml = format!("{extra_toml}\n[events]\nmax_streams_per_ip = 256\n");
+    let extra_toml = extra_toml.as_str();
     let tmp = tempfile::tempdir().unwrap();
     let mut node = Node::new(tmp.path(), &tmp.path().join("data"), extra_toml);
     node.start();
