@@ -23,18 +23,23 @@ fn answer_and_close(mut c: TcpStream) -> (Resp, Duration) {
     (resp, start.elapsed())
 }
 
-const PACE: &str = "[limits]\nbody_read_timeout_ms = 400\nmin_body_bytes_per_sec = 1000\n";
-
-#[test]
-fn a_body_that_never_comes_loses_its_connection() {
-    let s = Server::start(PACE);
+/// A grant sign-in that announces a 60,000-byte body and sends none of it (yet).
+fn sign_in_head_only(s: &Server) -> TcpStream {
     let mut c = TcpStream::connect(s.addr).unwrap();
     c.write_all(
         b"POST /auth/grant/session HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
           content-length: 60000\r\n\r\n",
     )
     .unwrap();
-    let (resp, _) = answer_and_close(c);
+    c
+}
+
+const PACE: &str = "[limits]\nbody_read_timeout_ms = 400\nmin_body_bytes_per_sec = 1000\n";
+
+#[test]
+fn a_body_that_never_comes_loses_its_connection() {
+    let s = Server::start(PACE);
+    let (resp, _) = answer_and_close(sign_in_head_only(&s));
     assert_eq!(resp.status, 408, "{}", resp.text());
     // the same for a cookie sign-in and an upload (the body is read before anything else)
     let mut c = TcpStream::connect(s.addr).unwrap();
@@ -59,12 +64,7 @@ fn a_body_that_never_comes_loses_its_connection() {
 #[test]
 fn a_trickled_body_loses_its_connection() {
     let s = Server::start(PACE);
-    let mut c = TcpStream::connect(s.addr).unwrap();
-    c.write_all(
-        b"POST /auth/grant/session HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
-          content-length: 60000\r\n\r\n",
-    )
-    .unwrap();
+    let c = sign_in_head_only(&s);
     // one byte every 100 ms: never silent for 400 ms, but 10 B/s against a 1000 B/s minimum
     let mut writer = c.try_clone().unwrap();
     let trickle = std::thread::spawn(move || {
