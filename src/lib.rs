@@ -12,7 +12,7 @@
 //!    AuthTokens, token minting) and [`identity`] (the homeserver key file).
 //! 4. The household's rules, free of HTTP types: [`account`] (who is asking, what they may
 //!    read and write, signup and sign-in, the token spool) and [`limits`] (request rates,
-//!    bandwidth budgets, the event-stream cap).
+//!    bandwidth budgets, the event-stream cap, body deadlines, per-address shares).
 //! 5. Surfaces: [`http`] (client API, PubkyTLS, relay and operator listeners) and
 //!    [`announce`] (DHT record, relay, UPnP, mDNS).
 //! 6. Assembly: [`app`] (the start-up runbook and its teardown in reverse).

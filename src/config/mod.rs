@@ -9,6 +9,9 @@
 //! (`pubkey`, to check user keys in rate-limit whitelists).
 
 pub mod board;
+mod proxies;
+
+pub use proxies::{Net, TrustedProxies};
 pub mod rates;
 mod validate;
 
@@ -77,7 +80,7 @@ pub struct Drive {
     pub icann_listen_socket: SocketAddr,
     pub pubky_listen_socket: SocketAddr,
     /// Reverse proxies whose `X-Forwarded-For` names the client (`drive.trusted_proxies`).
-    pub trusted_proxies: crate::limits::peer::TrustedProxies,
+    pub trusted_proxies: TrustedProxies,
     /// Request-rate rules (`[[drive.rate_limits]]`), validated.
     pub rate_limits: Vec<Rule>,
 }
@@ -107,9 +110,19 @@ pub struct Limits {
     pub shutdown_drain: Duration,
     pub write_stall_timeout: Duration,
     /// How long a request body may keep the server waiting.
-    pub body_pace: crate::limits::body::BodyPace,
+    pub body_pace: BodyPace,
     /// Connections one address (IPv6: one /64) may hold on one listener.
     pub max_connections_per_ip: usize,
+}
+
+/// How long a request body may keep the server waiting (`limits::body` applies it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyPace {
+    /// Longest wait for the next bytes; also the grace before `min_rate` applies.
+    pub idle: Duration,
+    /// Bytes per second a body must average over the time spent waiting for it, after the
+    /// grace. Zero: no rate rule.
+    pub min_rate: u64,
 }
 
 #[derive(Debug, Clone)]

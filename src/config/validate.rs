@@ -25,10 +25,11 @@ fn bandwidth(v: &Option<String>) -> Result<Option<Bandwidth>, String> {
     v.as_deref().map(Bandwidth::parse).transpose()
 }
 
-/// One address's share of a cap: as configured (1 to `cap`), or a quarter of the cap.
+/// One address's share of a cap: as configured (1 to `cap`), or a quarter of the cap (at
+/// least one).
 fn share(key: &str, configured: Option<usize>, cap: usize) -> Result<usize, String> {
     match configured {
-        None => Ok(crate::limits::peer::default_share(cap)),
+        None => Ok((cap / 4).max(1)),
         Some(n) if (1..=cap).contains(&n) => Ok(n),
         Some(n) => Err(format!("{key} must be between 1 and {cap}, not {n}")),
     }
@@ -135,7 +136,7 @@ impl RawConfig {
             max_json_body_bytes: l.max_json_body_bytes,
             shutdown_drain: ms(l.shutdown_drain_ms),
             write_stall_timeout: ms(l.write_stall_timeout_ms),
-            body_pace: crate::limits::body::BodyPace {
+            body_pace: super::BodyPace {
                 idle: ms(l.body_read_timeout_ms),
                 min_rate: l.min_body_bytes_per_sec,
             },
@@ -162,7 +163,7 @@ impl RawConfig {
         Ok(super::Drive {
             icann_listen_socket: d.icann_listen_socket,
             pubky_listen_socket: d.pubky_listen_socket,
-            trusted_proxies: crate::limits::peer::TrustedProxies::new(proxies),
+            trusted_proxies: super::TrustedProxies::new(proxies),
             rate_limits: Vec::new(),
         })
     }

@@ -264,7 +264,7 @@ impl PacedBody {
         if http_body::Body::is_end_stream(&self.body) {
             return None;
         }
-        let allowed = self.pace.wait_allowed(self.received, self.waited);
+        let allowed = crate::limits::body::wait_allowed(&self.pace, self.received, self.waited);
         let started = Instant::now();
         let chunk = async {
             next_chunk(&mut self.body)

@@ -29,7 +29,8 @@ use smol::Executor;
 use super::body::Body;
 use super::capacity::{self, ConnStats, LiveGuard, Slot};
 use super::rt::{SmolIo, SmolTimer};
-use crate::limits::peer::{address_key, TrustedProxies};
+use crate::config::TrustedProxies;
+use crate::limits::peer::address_key;
 use crate::runtime::shutdown::{Shutdown, ShutdownSignal};
 
 /// How far hyper's read buffer may grow. It starts at 8 KiB and only doubles while reads fill

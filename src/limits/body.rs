@@ -5,27 +5,18 @@
 
 use std::time::Duration;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BodyPace {
-    /// Longest wait for the next bytes; also the grace before `min_rate` applies.
-    pub idle: Duration,
-    /// Bytes per second a body must average over the time spent waiting for it, after the
-    /// grace. Zero: no rate rule.
-    pub min_rate: u64,
-}
+pub use crate::config::BodyPace;
 
-impl BodyPace {
-    /// How much longer the server may wait for the next bytes, given `received` bytes so
-    /// far and `waited` spent waiting for them. Zero means the client is too slow.
-    pub fn wait_allowed(&self, received: u64, waited: Duration) -> Duration {
-        if self.min_rate == 0 {
-            return self.idle;
-        }
-        // Every byte received earns 1/min_rate seconds of waiting on top of the grace.
-        let earned = self.idle.as_secs_f64() + received as f64 / self.min_rate as f64;
-        let left = (earned - waited.as_secs_f64()).max(0.0);
-        Duration::from_secs_f64(left.min(1e9)).min(self.idle)
+/// How much longer the server may wait for the next bytes of a body under `pace`, given
+/// `received` bytes so far and `waited` spent waiting for them. Zero: the client is too slow.
+pub fn wait_allowed(pace: &BodyPace, received: u64, waited: Duration) -> Duration {
+    if pace.min_rate == 0 {
+        return pace.idle;
     }
+    // Every byte received earns 1/min_rate seconds of waiting on top of the grace.
+    let earned = pace.idle.as_secs_f64() + received as f64 / pace.min_rate as f64;
+    let left = (earned - waited.as_secs_f64()).max(0.0);
+    Duration::from_secs_f64(left.min(1e9)).min(pace.idle)
 }
 
 #[cfg(test)]
@@ -40,12 +31,12 @@ mod tests {
     #[test]
     fn silence_is_allowed_for_idle_at_most() {
         assert_eq!(
-            PACE.wait_allowed(0, Duration::ZERO),
+            wait_allowed(&PACE, 0, Duration::ZERO),
             Duration::from_secs(10)
         );
         // a fast big body still waits at most `idle` for its next bytes
         assert_eq!(
-            PACE.wait_allowed(1 << 30, Duration::from_secs(1)),
+            wait_allowed(&PACE, 1 << 30, Duration::from_secs(1)),
             Duration::from_secs(10)
         );
     }
@@ -53,23 +44,26 @@ mod tests {
     #[test]
     fn a_trickle_runs_out_of_time() {
         // one byte a second: after the grace, 10 s of waiting earned 10 ms more
-        let left = PACE.wait_allowed(10, Duration::from_secs(10));
+        let left = wait_allowed(&PACE, 10, Duration::from_secs(10));
         assert!(left <= Duration::from_millis(11), "{left:?}");
         assert_eq!(
-            PACE.wait_allowed(20, Duration::from_secs(20)),
+            wait_allowed(&PACE, 20, Duration::from_secs(20)),
             Duration::ZERO
         );
         // at the minimum rate, the allowance never runs out
         assert_eq!(
-            PACE.wait_allowed(20_000, Duration::from_secs(20)),
+            wait_allowed(&PACE, 20_000, Duration::from_secs(20)),
             Duration::from_secs(10)
         );
         assert_eq!(
-            BodyPace {
-                min_rate: 0,
-                ..PACE
-            }
-            .wait_allowed(0, Duration::from_secs(999)),
+            wait_allowed(
+                &BodyPace {
+                    min_rate: 0,
+                    ..PACE
+                },
+                0,
+                Duration::from_secs(999)
+            ),
             Duration::from_secs(10)
         );
     }
