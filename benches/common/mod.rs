@@ -2,6 +2,8 @@
 //! data directory (DHT off, admin and metrics on ephemeral loopback ports, so nothing leaves
 //! the machine), its memory from /proc, and grant + proof bodies for signup and sessions.
 
+pub mod client;
+
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -37,11 +39,43 @@ fn free_port() -> u16 {
 
 /// Starts `binary` with open signup and `extra_toml` appended to the config; returns once
 /// the HTTP listener accepts.
+#[allow(dead_code)] // not every benchmark starts a fresh server
 pub fn start_server(binary: &Path, extra_toml: &str) -> ServerProc {
     let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let l = launch(binary, dir.path(), &data, extra_toml, None);
+    ServerProc {
+        child: l.child,
+        addr: l.addr,
+        tls_addr: l.tls_addr,
+        key: l.key,
+        dir,
+    }
+}
+
+/// A server process started by [`launch`]; the caller owns (and must kill) the child.
+#[allow(dead_code)] // each benchmark reads some of the fields
+pub struct Launched {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub tls_addr: SocketAddr,
+    pub key: PublicKey,
+    /// From spawning the process to its first answer to `GET /info`.
+    pub ready_after: Duration,
+}
+
+/// Starts `binary` on the data directory `data` (created if missing) with its config in
+/// `dir`, optionally with a board overlay; returns once it answers `GET /info`.
+pub fn launch(
+    binary: &Path,
+    dir: &Path,
+    data: &Path,
+    extra_toml: &str,
+    board: Option<&str>,
+) -> Launched {
     let port = free_port();
     let tls_port = free_port();
-    let cfg = dir.path().join("bench.toml");
+    let cfg = dir.join("bench.toml");
     std::fs::write(
         &cfg,
         format!(
@@ -52,10 +86,12 @@ pub fn start_server(binary: &Path, extra_toml: &str) -> ServerProc {
         ),
     )
     .expect("config");
-    let data = dir.path().join("data");
     let command = || {
         let mut c = Command::new(binary);
-        c.arg("--config").arg(&cfg).arg("--data-dir").arg(&data);
+        c.arg("--config").arg(&cfg).arg("--data-dir").arg(data);
+        if let Some(b) = board {
+            c.arg("--board").arg(b);
+        }
         c
     };
     let info = command().arg("info").output().unwrap_or_else(|e| {
@@ -70,23 +106,39 @@ pub fn start_server(binary: &Path, extra_toml: &str) -> ServerProc {
         .find_map(|l| l.strip_prefix("public key:"))
         .map(|k| PublicKey::parse_z32(k.trim()).expect("key"))
         .expect("public key line");
+    let spawned = Instant::now();
     let child = command()
         .stdout(Stdio::null())
         .spawn()
         .expect("spawn server");
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(addr).is_err() {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !answers_info(addr) {
         assert!(Instant::now() < deadline, "server did not start");
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(2));
     }
-    ServerProc {
+    Launched {
         child,
         addr,
         tls_addr: format!("127.0.0.1:{tls_port}").parse().expect("addr"),
         key,
-        dir,
+        ready_after: spawned.elapsed(),
     }
+}
+
+fn answers_info(addr: SocketAddr) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = TcpStream::connect(addr) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    if s.write_all(b"GET /info HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).is_ok() && &head == b"HTTP/1.1 200"
 }
 
 /// A `/proc/<pid>/status` memory field (`VmRSS:`, `VmHWM:`) in KiB.
