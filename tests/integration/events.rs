@@ -10,15 +10,6 @@ use common::*;
 
 const WAIT: Duration = Duration::from_secs(10);
 
-fn put(s: &Server, u: &User, path: &str, body: &[u8]) {
-    let r = s
-        .req("PUT", &s.storage_url(&u.pk, path))
-        .bearer(&u.token)
-        .body(body.to_vec())
-        .send();
-    assert_eq!(r.status, 201, "PUT {path}: {}", r.text());
-}
-
 fn del(s: &Server, u: &User, path: &str) {
     let r = s
         .req("DELETE", &s.storage_url(&u.pk, path))
@@ -48,9 +39,9 @@ fn feed_pages_public_events_of_all_users() {
         "/pub/z.com/a.txt",
     ];
     for p in paths {
-        put(&s, &u, p, b"x");
+        put_file(&s, &u, p, b"x");
         del(&s, &u, p);
-        put(&s, &u, "/priv/secret.txt", b"x");
+        put_file(&s, &u, "/priv/secret.txt", b"x");
     }
     let r = s.req("GET", "/events/?limit=10").send();
     assert_eq!(r.status, 200);
@@ -88,7 +79,7 @@ fn stream_batches_limits_reverse_and_headers() {
     let s = Server::start("");
     let u = new_user(&s);
     for i in 0..120 {
-        put(&s, &u, &format!("/pub/f/{i:03}"), format!("{i}").as_bytes());
+        put_file(&s, &u, &format!("/pub/f/{i:03}"), format!("{i}").as_bytes());
     }
     for i in 0..5 {
         del(&s, &u, &format!("/pub/f/{i:03}"));
@@ -189,11 +180,11 @@ fn path_filters_are_literal_subtrees_or_files() {
     let s = Server::start("");
     let u = new_user(&s);
     let v = new_user(&s);
-    put(&s, &u, "/pub/my_folder/file.txt", b"1");
-    put(&s, &u, "/pub/myfolder/file.txt", b"2");
-    put(&s, &v, "/pub/my_folder/other.txt", b"3");
-    put(&s, &u, "/pub/test.txt", b"4");
-    put(&s, &u, "/pub/test.txt2", b"5");
+    put_file(&s, &u, "/pub/my_folder/file.txt", b"1");
+    put_file(&s, &u, "/pub/myfolder/file.txt", b"2");
+    put_file(&s, &v, "/pub/my_folder/other.txt", b"3");
+    put_file(&s, &u, "/pub/test.txt", b"4");
+    put_file(&s, &u, "/pub/test.txt2", b"5");
     let e = sse(&s, &format!("user={}&path=/pub/my_folder/", u.pk)).collect();
     assert_eq!(e.len(), 1);
     assert!(e[0].uri().ends_with("/pub/my_folder/file.txt"));
@@ -222,21 +213,21 @@ fn live_mode_replays_then_pushes_new_writes() {
     let u = new_user(&s);
     let quiet = new_user(&s);
     for i in 0..3 {
-        put(&s, &u, &format!("/pub/{i}"), b"x");
+        put_file(&s, &u, &format!("/pub/{i}"), b"x");
     }
     let all = sse(&s, &format!("user={}", u.pk)).collect();
     let mut live = sse(&s, &format!("user={}:{}&live=true", u.pk, all[0].cursor()));
     assert_eq!(live.next_event(WAIT).unwrap(), all[1]);
     assert_eq!(live.next_event(WAIT).unwrap(), all[2]);
-    put(&s, &u, "/pub/new", b"fresh");
+    put_file(&s, &u, "/pub/new", b"fresh");
     let e = live.next_event(WAIT).unwrap();
     assert_eq!(
         (e.kind.as_str(), e.uri()),
         ("PUT", format!("pubky://{}/pub/new", u.pk).as_str())
     );
     // other users' writes and private writes are not delivered
-    put(&s, &quiet, "/pub/other", b"x");
-    put(&s, &u, "/priv/hidden", b"x");
+    put_file(&s, &quiet, "/pub/other", b"x");
+    put_file(&s, &u, "/priv/hidden", b"x");
     del(&s, &u, "/pub/new");
     let e = live.next_event(WAIT).unwrap();
     assert_eq!(e.kind, "DEL");
@@ -248,7 +239,7 @@ fn live_mode_replays_then_pushes_new_writes() {
     let mut waiting = sse(&s, &format!("user={}&live=1&limit=1", empty.pk));
     assert!(waiting.next(Duration::from_millis(200)).is_none());
     assert!(!waiting.closed);
-    put(&s, &empty, "/pub/first", b"x");
+    put_file(&s, &empty, "/pub/first", b"x");
     assert_eq!(waiting.next_event(WAIT).unwrap().kind, "PUT");
     // limit reached: the server ends the stream
     assert!(waiting.next(WAIT).is_none());
@@ -288,9 +279,9 @@ fn private_events_need_the_owners_session() {
     let s = Server::start("");
     let u = new_user(&s);
     let v = new_user(&s);
-    put(&s, &u, "/pub/p.txt", b"1");
-    put(&s, &u, "/priv/app/a.txt", b"2");
-    put(&s, &u, "/priv/other/b.txt", b"3");
+    put_file(&s, &u, "/pub/p.txt", b"1");
+    put_file(&s, &u, "/priv/app/a.txt", b"2");
+    put_file(&s, &u, "/priv/other/b.txt", b"3");
     let q = format!("user={}&path=/priv/app/", u.pk);
     assert_eq!(sse(&s, &q).status, 401);
     let bearer = |t: &str| format!("Bearer {t}");
@@ -323,13 +314,13 @@ fn stalled_reader_is_dropped_without_holding_writers() {
     let s = Server::start("[limits]\nwrite_stall_timeout_ms = 300\n");
     let u = new_user(&s);
     let big = vec![7u8; 32 << 20];
-    put(&s, &u, "/pub/big", &big);
+    put_file(&s, &u, "/pub/big", &big);
     use std::io::{Read, Write};
     let mut c = std::net::TcpStream::connect(s.addr).unwrap();
     c.write_all(format!("GET /storage/{}/pub/big HTTP/1.1\r\nhost: x\r\n\r\n", u.pk).as_bytes())
         .unwrap();
     // The reader stalls; a writer is not held up meanwhile.
-    put(&s, &u, "/pub/small", b"x");
+    put_file(&s, &u, "/pub/small", b"x");
     std::thread::sleep(Duration::from_millis(1500));
     c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut total = 0usize;
@@ -355,7 +346,7 @@ fn private_stream_closes_when_its_grant_is_revoked() {
         &[("authorization", &auth)],
     );
     assert_eq!(live.status, 200);
-    put(&s, &u, "/priv/a", b"x");
+    put_file(&s, &u, "/priv/a", b"x");
     assert_eq!(live.next_event(WAIT).unwrap().kind, "PUT");
     let r = s.req("DELETE", "/auth/grant/session").bearer(&other).send();
     assert_eq!(r.status, 200);
@@ -363,7 +354,7 @@ fn private_stream_closes_when_its_grant_is_revoked() {
     assert!(live.closed, "stream still open after revocation");
     // a public stream is not tied to credentials
     let mut public = sse(&s, &format!("user={}&live=true", u.pk));
-    put(&s, &u, "/pub/b", b"x");
+    put_file(&s, &u, "/pub/b", b"x");
     assert_eq!(public.next_event(WAIT).unwrap().kind, "PUT");
 }
 

@@ -231,15 +231,7 @@ fn streams_that_match_nothing_read_the_history_once_and_writes_wake_only_theirs(
     let (target, other) = (new_user(&s), new_user(&s));
     const HISTORY: u64 = 3000;
     for i in 0..HISTORY {
-        let url = s.storage_url(&target.pk, &format!("/priv/{i}"));
-        assert_eq!(
-            s.req("PUT", &url)
-                .bearer(&target.token)
-                .body("x")
-                .send()
-                .status,
-            201
-        );
+        put_file(&s, &target, &format!("/priv/{i}"), b"x");
     }
     let before = examined(&s);
     const STREAMS: u64 = 4;
@@ -260,24 +252,8 @@ fn streams_that_match_nothing_read_the_history_once_and_writes_wake_only_theirs(
     assert!(caught_up <= STREAMS * (HISTORY + 10), "{caught_up}");
     // … and then writes cost each stream only the new records, with keep-alives free
     for i in 0..20 {
-        let url = s.storage_url(&other.pk, &format!("/pub/{i}"));
-        assert_eq!(
-            s.req("PUT", &url)
-                .bearer(&other.token)
-                .body("x")
-                .send()
-                .status,
-            201
-        );
-        let url = s.storage_url(&target.pk, &format!("/priv/new{i}"));
-        assert_eq!(
-            s.req("PUT", &url)
-                .bearer(&target.token)
-                .body("x")
-                .send()
-                .status,
-            201
-        );
+        put_file(&s, &other, &format!("/pub/{i}"), b"x");
+        put_file(&s, &target, &format!("/priv/new{i}"), b"x");
     }
     let after_writes = settled(&s) - before - caught_up;
     assert!(after_writes <= STREAMS * 20 * 3, "{after_writes}");
@@ -289,17 +265,9 @@ fn the_public_feed_reads_only_public_events() {
     let s = Server::start("[storage]\ndurability = \"relaxed\"\n");
     let u = new_user(&s);
     for i in 0..1500 {
-        let url = s.storage_url(&u.pk, &format!("/priv/{i}"));
-        assert_eq!(
-            s.req("PUT", &url).bearer(&u.token).body("x").send().status,
-            201
-        );
+        put_file(&s, &u, &format!("/priv/{i}"), b"x");
     }
-    let url = s.storage_url(&u.pk, "/pub/one");
-    assert_eq!(
-        s.req("PUT", &url).bearer(&u.token).body("x").send().status,
-        201
-    );
+    put_file(&s, &u, "/pub/one", b"x");
     let before = examined(&s);
     let r = s.req("GET", "/events/?cursor=0&limit=10").send();
     assert_eq!(

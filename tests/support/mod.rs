@@ -422,6 +422,16 @@ pub struct User {
     pub token: String,
 }
 
+/// A PUT of `body` to `path` with the user's own session; must be answered 201.
+pub fn put_file(s: &Server, u: &User, path: &str, body: &[u8]) {
+    let r = s
+        .req("PUT", &s.storage_url(&u.pk, path))
+        .bearer(&u.token)
+        .body(body.to_vec())
+        .send();
+    assert_eq!(r.status, 201, "PUT {path}: {}", r.text());
+}
+
 pub fn new_user(s: &Server) -> User {
     let key = random_key();
     let token = signup_and_signin(s, &key);
