@@ -36,12 +36,7 @@ fn opts() -> Opts {
         pace: Duration::from_millis(20),
         binary: PathBuf::from(env!("CARGO_BIN_EXE_pubky-edge")),
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        if a == "--bench" {
-            continue;
-        }
-        let v = it.next().unwrap_or_else(|| panic!("{a} needs a value"));
+    for (a, v) in common::options() {
         match a.as_str() {
             "--subs" => o.subs = v.parse().expect("number"),
             "--writes" => o.writes = v.parse().expect("number"),

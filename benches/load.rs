@@ -47,12 +47,7 @@ fn parse_opts() -> Opts {
         large_mib: 64,
         binary: PathBuf::from(env!("CARGO_BIN_EXE_pubky-edge")),
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        if a == "--bench" {
-            continue; // passed by `cargo bench`
-        }
-        let v = it.next().unwrap_or_else(|| panic!("{a} needs a value"));
+    for (a, v) in common::options() {
         match a.as_str() {
             "--conns" => o.conns = v.split(',').map(|n| n.parse().expect("number")).collect(),
             "--seconds" => o.seconds = v.parse().expect("seconds"),

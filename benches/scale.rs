@@ -55,12 +55,7 @@ fn parse_opts() -> Opts {
         keep: None,
         binary: PathBuf::from(env!("CARGO_BIN_EXE_pubky-edge")),
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        if a == "--bench" {
-            continue; // passed by `cargo bench`
-        }
-        let v = it.next().unwrap_or_else(|| panic!("{a} needs a value"));
+    for (a, v) in common::options() {
         match a.as_str() {
             "--files" => o.files = v.parse().expect("files"),
             "--users" => o.users = v.parse().expect("users"),
@@ -192,7 +187,8 @@ fn census(db: &Path) {
     }
 }
 
-struct Result {
+/// What one phase measured.
+struct Measured {
     requests: usize,
     errors: usize,
     rate: f64,
@@ -202,7 +198,7 @@ struct Result {
 type MakeRequest = dyn Fn(usize, &mut Rng) -> (String, String, String, Vec<u8>) + Send + Sync;
 
 /// `conns` keep-alive connections issuing `make`'s requests for `secs`.
-fn phase(addr: SocketAddr, conns: usize, secs: u64, make: Arc<MakeRequest>) -> Result {
+fn phase(addr: SocketAddr, conns: usize, secs: u64, make: Arc<MakeRequest>) -> Measured {
     let stop = Arc::new(AtomicBool::new(false));
     let out = Arc::new(Mutex::new((Vec::new(), 0usize)));
     let start = Instant::now();
@@ -234,7 +230,7 @@ fn phase(addr: SocketAddr, conns: usize, secs: u64, make: Arc<MakeRequest>) -> R
     let elapsed = start.elapsed().as_secs_f64();
     let mut o = out.lock().expect("results");
     o.0.sort_unstable();
-    Result {
+    Measured {
         requests: o.0.len(),
         errors: o.1,
         rate: o.0.len() as f64 / elapsed,
@@ -276,7 +272,7 @@ fn put_phase(
     pk: PublicKey,
     auth: &str,
     size: usize,
-) -> (Result, f64) {
+) -> (Measured, f64) {
     let auth = auth.to_string();
     let before = write_bytes(pid);
     let r = phase(
@@ -292,7 +288,7 @@ fn put_phase(
     (r, per)
 }
 
-fn row(name: &str, r: &Result, peak_mib: f64) {
+fn row(name: &str, r: &Measured, peak_mib: f64) {
     println!(
         "{name:<22} {:>9.0} {:>9.2} {:>9.2} {:>7} {:>9.1}",
         r.rate,

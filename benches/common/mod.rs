@@ -141,6 +141,17 @@ fn answers_info(addr: SocketAddr) -> bool {
     s.read_exact(&mut head).is_ok() && &head == b"HTTP/1.1 200"
 }
 
+/// The command line as `(--option, value)` pairs, without the `--bench` cargo adds.
+pub fn options() -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut it = std::env::args().skip(1).filter(|a| a != "--bench");
+    while let Some(a) = it.next() {
+        let v = it.next().unwrap_or_else(|| panic!("{a} needs a value"));
+        out.push((a, v));
+    }
+    out
+}
+
 /// A `/proc/<pid>/status` memory field (`VmRSS:`, `VmHWM:`) in KiB.
 pub fn rss_kib(pid: u32, field: &str) -> u64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
