@@ -193,7 +193,7 @@ impl FileBody {
 }
 
 /// The next data chunk of a request body; trailers are skipped. `None` at the end.
-pub async fn next_chunk(body: &mut Incoming) -> Option<Result<Bytes, hyper::Error>> {
+async fn next_chunk(body: &mut Incoming) -> Option<Result<Bytes, hyper::Error>> {
     loop {
         let frame = poll_fn(|cx| http_body::Body::poll_frame(Pin::new(&mut *body), cx)).await?;
         match frame.map(Frame::into_data) {

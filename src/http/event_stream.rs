@@ -65,6 +65,7 @@ pub fn open(
         store: app.store.clone(),
         metrics: app.metrics.clone(),
         streams: app.streams.clone(),
+        followed: source.followed(),
         source,
         filters: filters.into(),
         reverse: q.reverse,
@@ -94,6 +95,8 @@ struct Subscription {
     metrics: Arc<Metrics>,
     streams: Arc<Streams>,
     source: Source,
+    /// Whose writes wake this stream (`None`: anyone's); fixed when it opens.
+    followed: Option<Vec<PublicKey>>,
     /// Empty = every path (admin without filters).
     filters: Arc<[StoragePath]>,
     reverse: bool,
@@ -117,7 +120,7 @@ impl Subscription {
             if !self.still_authorized() {
                 return None;
             }
-            let wake = self.store.event_wake(self.source.followed().as_deref());
+            let wake = self.store.event_wake(self.followed.as_deref());
             let head = self.store.event_head();
             let limit = self.remaining.unwrap_or(BATCH).min(BATCH);
             let started = Instant::now();
@@ -332,6 +335,7 @@ mod tests {
             store: store.clone(),
             metrics,
             streams,
+            followed: Some(vec![user]),
             source: Source::Users(vec![(user, None)]),
             filters: vec![StoragePath::strict("/pub/").unwrap()].into(),
             reverse: false,

@@ -35,7 +35,7 @@ use std::sync::Arc;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 
-pub use body::{next_chunk, read_limited, Body, BodyError, FileBody, PacedBody};
+pub use body::{read_limited, Body, BodyError, FileBody, PacedBody};
 pub use capacity::ConnStats;
 pub use server::{serve, Acceptor, ConnInfo, PlainTcp, ServerLimits};
 

@@ -57,8 +57,7 @@ impl Feed {
     /// durable too.
     pub(super) fn publish(&self, id: u64, user: &PublicKey) {
         self.head.fetch_max(id, Ordering::SeqCst);
-        self.all.notify(usize::MAX);
-        self.shards[shard(user)].notify(usize::MAX);
+        self.wake_user(user);
     }
 
     fn wake_user(&self, user: &PublicKey) {
