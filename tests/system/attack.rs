@@ -206,7 +206,7 @@ fn hold(addr: SocketAddr, head: &[u8], each_tick: &[u8], stop: &AtomicBool) {
     }
 }
 
-/// Holds a connection that sent `head` and never reads anything.
+/// Holds a connection that sent `head` and never reads anything, for at most 60 s.
 fn hold_unread(addr: SocketAddr, head: &[u8], stop: &AtomicBool) {
     let Ok(mut s) = try_connect_from(ATTACKER, addr) else {
         return pause();
@@ -217,7 +217,8 @@ fn hold_unread(addr: SocketAddr, head: &[u8], stop: &AtomicBool) {
     let start = Instant::now();
     while !stop.load(Ordering::Relaxed) && start.elapsed() < Duration::from_secs(60) {
         std::thread::sleep(Duration::from_millis(100));
-        // A closed socket shows as an error on write eventually; keep it cheap.
+        // Reading would defeat the attack: a reset from the server shows in SO_ERROR (a
+        // clean close does not, which the 60 s bound covers).
         if s.take_error().ok().flatten().is_some() {
             return;
         }
