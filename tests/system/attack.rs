@@ -3,7 +3,7 @@
 //! listener), one attacker address (127.0.0.2) running every attack at once, and a normal
 //! client on another address (127.0.0.3) that must keep completing sign-in, PUT, GET and a
 //! PubkyTLS handshake, each within `LIVENESS` (a liveness bound, not a speed test), while the
-//! server's peak RSS stays within `RSS_BOUND_KIB`. The client's latencies are printed as
+//! server's peak RSS stays within `rss_bound_kib()`. The client's latencies are printed as
 //! p50/p99 per operation.
 //!
 //! The attacks: request bodies that never come and bodies trickled a byte at a time,
@@ -33,8 +33,16 @@ use pubky_edge::pubkey::PublicKey;
 
 /// How long any one operation of the normal client may take before the test fails.
 const LIVENESS: Duration = Duration::from_secs(5);
-/// Peak RSS allowed under the whole attack.
-const RSS_BOUND_KIB: u64 = 64 * 1024;
+/// Peak RSS allowed under the whole attack: the published 64 MiB for a build given in
+/// `PUBKY_EDGE_BIN` (CI passes the release build), and 96 MiB for the unoptimised binary
+/// plain `cargo test` builds, whose peak under this load varied from 58 to 69 MiB between
+/// runs (the release build's: 39.7 MiB).
+fn rss_bound_kib() -> u64 {
+    match std::env::var_os("PUBKY_EDGE_BIN") {
+        Some(_) => 64 * 1024,
+        None => 96 * 1024,
+    }
+}
 /// Events the attacked user has before the attack starts.
 const HISTORY: usize = 20_000;
 
@@ -479,7 +487,7 @@ fn a_normal_client_is_served_while_one_address_runs_every_attack() {
     );
     assert!(i >= 3, "the normal client completed only {i} rounds");
     assert!(sent > 100, "the attack did not run ({sent})");
-    assert!(peak <= RSS_BOUND_KIB, "peak RSS {peak} KiB under attack");
+    assert!(peak <= rss_bound_kib(), "peak RSS {peak} KiB under attack");
     // The box is still whole afterwards: the history is intact and the server answers.
     let r = request_from(CLIENT, addr, "GET", "/events/?limit=1", "", &[], LIVENESS).unwrap();
     assert_eq!(r.status, 200);
