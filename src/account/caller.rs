@@ -22,8 +22,9 @@ pub struct Credentials {
     pub cookies: Vec<(String, String)>,
     /// The request's `Origin`, when a browser sent one.
     pub origin: Option<String>,
-    /// A browser said the request comes from another site (`Sec-Fetch-Site: cross-site`
-    /// or `same-site`) without naming an origin: a link, an image, a script tag.
+    /// A browser said a page made the request (`Sec-Fetch-Site` other than `none`) without
+    /// naming an origin: a link, an image, a script tag, or a same-origin read by a page
+    /// served from this host, which can only be a user's website.
     pub foreign_without_origin: bool,
 }
 

@@ -81,6 +81,11 @@ pub struct Drive {
     pub pubky_listen_socket: SocketAddr,
     /// Reverse proxies whose `X-Forwarded-For` names the client (`drive.trusted_proxies`).
     pub trusted_proxies: TrustedProxies,
+    /// Serve users' static websites by `Host` (`drive.websites`).
+    pub websites: bool,
+    /// Domains under which `<key>.<domain>` and `<label>.<key>.<domain>` also name a
+    /// website (`drive.website_domains`): lower case, no leading or trailing dot.
+    pub website_domains: Vec<String>,
     /// Request-rate rules (`[[drive.rate_limits]]`), validated.
     pub rate_limits: Vec<Rule>,
 }

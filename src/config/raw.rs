@@ -66,6 +66,8 @@ pub struct Drive {
     pub icann_listen_socket: SocketAddr,
     pub pubky_listen_socket: SocketAddr,
     pub trusted_proxies: Vec<String>,
+    pub websites: bool,
+    pub website_domains: Vec<String>,
     pub rate_limits: Vec<RuleConfig>,
 }
 

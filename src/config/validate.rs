@@ -160,10 +160,17 @@ impl RawConfig {
             .iter()
             .map(|s| s.parse().map_err(|e| format!("drive.trusted_proxies: {e}")))
             .collect::<Result<Vec<_>, String>>()?;
+        let website_domains = d
+            .website_domains
+            .iter()
+            .map(|d| website_domain(d))
+            .collect::<Result<Vec<_>, String>>()?;
         Ok(super::Drive {
             icann_listen_socket: d.icann_listen_socket,
             pubky_listen_socket: d.pubky_listen_socket,
             trusted_proxies: super::TrustedProxies::new(proxies),
+            websites: d.websites,
+            website_domains,
             rate_limits: Vec::new(),
         })
     }
@@ -319,4 +326,22 @@ impl RawConfig {
             description: u.description.clone(),
         })
     }
+}
+
+/// A `drive.website_domains` entry: a DNS name of dot-separated hostname labels, taken in
+/// lower case with a leading or trailing dot dropped.
+fn website_domain(domain: &str) -> Result<String, String> {
+    let d = domain.trim_matches('.').to_ascii_lowercase();
+    let label_ok = |l: &str| {
+        (1..=63).contains(&l.len())
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if d.is_empty() || d.len() > 253 || !d.split('.').all(label_ok) {
+        return Err(format!(
+            "drive.website_domains: {domain:?} is not a domain name"
+        ));
+    }
+    Ok(d)
 }

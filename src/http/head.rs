@@ -132,8 +132,6 @@ pub fn credentials(headers: &HeaderMap) -> Credentials {
             .get(header::ORIGIN)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string),
-        foreign_without_origin: headers
-            .get("sec-fetch-site")
-            .is_some_and(|v| v == "cross-site" || v == "same-site"),
+        foreign_without_origin: headers.get("sec-fetch-site").is_some_and(|v| v != "none"),
     }
 }

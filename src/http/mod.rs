@@ -28,6 +28,7 @@ pub mod server;
 pub mod sniff;
 pub mod storage;
 pub mod tls;
+pub mod website;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -70,6 +71,8 @@ pub struct App {
     pub throttle: Arc<crate::limits::bandwidth::Throttle>,
     /// Wrong admin passwords per address.
     pub admin_attempts: crate::limits::attempts::Attempts,
+    /// Which Hosts name users' websites; `None` when `drive.websites` is off.
+    pub sites: Option<website::Sites>,
 }
 
 impl App {
@@ -87,6 +90,10 @@ impl App {
                 config.events.max_streams_per_ip,
             ),
             limiter: Limiter::new(config.drive.rate_limits.clone()),
+            sites: config.drive.websites.then(|| website::Sites {
+                homeserver,
+                domains: config.drive.website_domains.clone(),
+            }),
             config,
             homeserver,
             data_dir,
@@ -102,6 +109,15 @@ impl App {
 /// Features advertised in `/info`: only what is implemented.
 pub const FEATURES: &[&str] = &["path-addressed-storage", "grant-proof-logout"];
 
+/// `/info`'s features: [`FEATURES`], plus `websites` when they are served.
+pub fn features(app: &App) -> Vec<&'static str> {
+    let mut f = FEATURES.to_vec();
+    if app.sites.is_some() {
+        f.push("websites");
+    }
+    f
+}
+
 /// Handles one client request end to end.
 pub async fn handle(app: &App, req: Request<Incoming>) -> Response<Body> {
     let cors = CorsRequest::of(req.headers());
@@ -110,6 +126,7 @@ pub async fn handle(app: &App, req: Request<Incoming>) -> Response<Body> {
         req.uri().path(),
         req.uri().query(),
         req.headers(),
+        app.sites.as_ref(),
     );
     let start = std::time::Instant::now();
     let class = routed.as_ref().map_or(RouteClass::Other, route_class);
@@ -138,6 +155,7 @@ fn route_class(ep: &Endpoint) -> RouteClass {
             route::StorageOp::Get | route::StorageOp::Head => RouteClass::StorageRead,
             _ => RouteClass::StorageWrite,
         },
+        Endpoint::Website(_) => RouteClass::StorageRead,
         Endpoint::EventFeed { .. } | Endpoint::EventStream { .. } => RouteClass::Events,
         Endpoint::GrantSignup { .. }
         | Endpoint::GrantSessionCreate
@@ -161,6 +179,8 @@ fn rate_limit(app: &App, req: &Request<Incoming>, ep: &Endpoint) -> Result<(), A
         // The canonical path the handler will authorise, in both addressing forms: a
         // spelling such as `//pub/x` or `/%70ub/x` cannot step around a `/pub/**` rule.
         Endpoint::Storage { path, tenant, .. } => (path.as_str(), *tenant),
+        // A page is limited as the file it serves (a folder as its index.html).
+        Endpoint::Website(site) => (site.target.as_str(), Some(site.owner)),
         _ => (
             req.uri().path(),
             route::legacy_tenant(req.headers(), req.uri().query()),
@@ -197,10 +217,11 @@ async fn dispatch(
 ) -> Result<Response<Body>, ApiError> {
     match ep {
         Endpoint::Root => Ok(text(StatusCode::OK, "Pubky Homeserver")),
+        Endpoint::Website(site) => Ok(website::serve(app, head, &site)),
         Endpoint::Preflight => Ok(empty(StatusCode::OK)),
         Endpoint::Info => Ok(no_store(json(
             StatusCode::OK,
-            &serde_json::json!({ "features": FEATURES }),
+            &serde_json::json!({ "features": features(app) }),
         )?)),
         Endpoint::Storage {
             op,

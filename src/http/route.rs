@@ -7,6 +7,7 @@
 use hyper::{HeaderMap, Method};
 
 use super::query::{self, BadQuery, ListQuery, StreamQuery};
+use super::website::{Site, Sites};
 use crate::announce::relay::Policy;
 use crate::pubkey::PublicKey;
 use crate::storage_path::{percent_decode, StoragePath};
@@ -34,6 +35,8 @@ pub enum StorageOp {
 pub enum Endpoint {
     /// `GET /`
     Root,
+    /// `GET`/`HEAD` of a page of a user's website (`Host: [<label>.]<user key>`).
+    Website(Site),
     /// `GET /info`
     Info,
     /// Any `OPTIONS` request: CORS preflight.
@@ -137,15 +140,23 @@ pub fn legacy_tenant(headers: &HeaderMap, query: Option<&str>) -> Option<PublicK
 }
 
 /// The client API's route table: method and path → an [`Endpoint`] with its inputs.
+/// `sites` is set when websites are served: a page request on a website `Host` comes first.
 // Longer than 80 lines because it is the table: one arm per route, read top to bottom.
 pub fn route(
     method: &Method,
     path: &str,
     query: Option<&str>,
     headers: &HeaderMap,
+    sites: Option<&Sites>,
 ) -> Result<Endpoint, RouteError> {
     if method == Method::OPTIONS {
         return Ok(Endpoint::Preflight);
+    }
+    if let Some(sites) = sites {
+        let host = headers.get("host").and_then(|v| v.to_str().ok());
+        if let Some(site) = sites.classify(method, path, query, host)? {
+            return Ok(Endpoint::Website(site));
+        }
     }
     if path == "/storage" || path.starts_with("/storage/") {
         return storage_path_addressed(method, path, query);

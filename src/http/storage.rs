@@ -143,29 +143,44 @@ fn read(
     if op == StorageOp::Head && app.store.user(tenant)?.is_none() {
         return Err(ApiError::not_found());
     }
+    let reader = session.map(|s| &s.user);
+    serve_file(app, head, tenant, path, reader, None)?.ok_or_else(ApiError::not_found)
+}
+
+/// A stored file as a response, or `None` when there is none: type, length and validators,
+/// and on `GET` the body, paced by the reader's bandwidth budget. With `status` `None` it
+/// is a 200 that honours conditional headers; another status (a website's 404 page) has no
+/// validators, since there is no version to revalidate.
+pub fn serve_file(
+    app: &App,
+    head: &Head,
+    owner: &PublicKey,
+    path: &StoragePath,
+    reader: Option<&PublicKey>,
+    status: Option<StatusCode>,
+) -> Result<Option<Response<Body>>, ApiError> {
     // GET takes entry and body as one consistent pair (a concurrent overwrite can never
     // pair new bytes with the old ETag); HEAD and 304 need only the entry.
-    let (meta, content) = if op == StorageOp::Get {
-        let (m, c) = app
-            .store
-            .read(tenant, path)?
-            .ok_or_else(ApiError::not_found)?;
-        (m, Some(c))
+    let (meta, content) = if head.is_head {
+        match app.store.entry(owner, path)? {
+            Some(m) => (m, None),
+            None => return Ok(None),
+        }
     } else {
-        let m = app
-            .store
-            .entry(tenant, path)?
-            .ok_or_else(ApiError::not_found)?;
-        (m, None)
+        match app.store.read(owner, path)? {
+            Some((m, c)) => (m, Some(c)),
+            None => return Ok(None),
+        }
     };
     let etag = etag(&meta.hash);
     let last_modified = httpdate::fmt_http_date(clock::system_time(meta.modified_at));
-    if op == StorageOp::Get && head.conditional.not_modified(&etag, meta.modified_at) {
+    if status.is_none() && head.conditional.not_modified(&etag, meta.modified_at) {
         return Response::builder()
             .status(StatusCode::NOT_MODIFIED)
             .header(header::ETAG, etag)
             .header(header::LAST_MODIFIED, last_modified)
             .body(Body::Empty)
+            .map(Some)
             .map_err(super::response::internal);
     }
     let body = match content {
@@ -175,23 +190,25 @@ fn read(
                 Content::Inline(b) => Body::Full(b),
                 Content::File(f) => Body::file(f, meta.len),
             };
-            match bandwidth::read_budget(app, session.map(|s| &s.user), head.peer)? {
+            match bandwidth::read_budget(app, reader, head.peer)? {
                 Some(b) => bandwidth::paced(body, app.throttle.clone(), b),
                 None => body,
             }
         }
     };
-    let mut resp = Response::builder()
-        .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, meta.content_type.as_str())
-        .header(header::ETAG, etag)
-        .header(header::LAST_MODIFIED, last_modified)
-        .body(body)
-        .map_err(super::response::internal)?;
+    let mut b = Response::builder()
+        .status(status.unwrap_or(StatusCode::OK))
+        .header(header::CONTENT_TYPE, meta.content_type.as_str());
+    if status.is_none() {
+        b = b
+            .header(header::ETAG, etag)
+            .header(header::LAST_MODIFIED, last_modified);
+    }
+    let mut resp = b.body(body).map_err(super::response::internal)?;
     // HEAD carries the entity's length; hyper keeps an explicit Content-Length on HEAD.
     resp.headers_mut()
         .insert(header::CONTENT_LENGTH, header::HeaderValue::from(meta.len));
-    Ok(resp)
+    Ok(Some(resp))
 }
 
 /// Quoted standard base64 of the BLAKE3 hash (44 characters inside the quotes).

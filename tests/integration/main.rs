@@ -40,3 +40,5 @@ mod server_limits;
 mod service;
 /// The storage API: reads, writes, addressing, listing, quotas, restarts.
 mod storage;
+/// Users' static websites by `Host`.
+mod websites;

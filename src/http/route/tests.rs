@@ -14,7 +14,7 @@ fn r(m: Method, p: &str, q: Option<&str>, h: &[(&str, &str)]) -> Result<Endpoint
             HeaderValue::from_str(v).unwrap(),
         );
     }
-    route(&m, p, q, &map)
+    route(&m, p, q, &map, None)
 }
 
 fn storage(ep: Endpoint) -> (StorageOp, Option<String>, String, Addressing) {
