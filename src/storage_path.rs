@@ -184,6 +184,20 @@ fn check_whole(path: &str) -> Result<(), PathError> {
     Ok(())
 }
 
+/// Percent-encodes a decoded path for a URL (a `Location` header, a lock root), keeping
+/// `/` and the characters a path segment may hold as they are.
+pub fn percent_encode_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for b in path.bytes() {
+        if b.is_ascii_alphanumeric() || b"/-._~!$&'()*+,;=:@".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// Decodes `%XX` escapes once; the result must be UTF-8. A `%` not followed by two hex
 /// digits stays literal (as URL parsers do).
 pub fn percent_decode(raw: &str) -> Result<String, PathError> {
@@ -222,6 +236,15 @@ mod tests {
 
     fn n(p: &str) -> Result<String, PathError> {
         StoragePath::normalize(p).map(|p| p.0)
+    }
+
+    #[test]
+    fn encoding_for_urls() {
+        assert_eq!(percent_encode_path("/docs"), "/docs");
+        assert_eq!(percent_encode_path("/a b/é"), "/a%20b/%C3%A9");
+        assert_eq!(percent_encode_path("/x?y#z%"), "/x%3Fy%23z%25");
+        let odd = "/a b/ü?#%/c";
+        assert_eq!(percent_decode(&percent_encode_path(odd)).unwrap(), odd);
     }
 
     #[test]

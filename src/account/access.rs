@@ -66,6 +66,20 @@ pub fn authorize_write(
     path: &StoragePath,
     caller: Option<&Caller>,
 ) -> Result<User, Error> {
+    let user = authorize_release(store, tenant, path, caller)?;
+    // PUT, DELETE and LOCK alike: a frozen account cannot empty itself either.
+    ensure_enabled(&user)?;
+    Ok(user)
+}
+
+/// Write checks 1–6 without the disabled rule: what `UNLOCK` needs, since releasing a
+/// lock only gives up a claim (a disabled account may do it, as in the reference).
+pub fn authorize_release(
+    store: &Store,
+    tenant: &PublicKey,
+    path: &StoragePath,
+    caller: Option<&Caller>,
+) -> Result<User, Error> {
     let c = caller.ok_or(Error::NoSession)?;
     if path.is_dir() {
         return Err(Error::NotAFile);
@@ -79,10 +93,7 @@ pub fn authorize_write(
     if !c.caps.can_write(path) {
         return Err(Error::NoAccess { write: true });
     }
-    let user = store.user(tenant)?.ok_or(Error::UnknownUser)?;
-    // PUT and DELETE alike: a frozen account cannot empty itself either.
-    ensure_enabled(&user)?;
-    Ok(user)
+    store.user(tenant)?.ok_or(Error::UnknownUser)
 }
 
 /// The one "disabled" rule (see the module notes): a disabled account may not sign in,

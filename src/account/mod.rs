@@ -1,12 +1,13 @@
 //! The household's rules, free of HTTP types: who is asking ([`caller`]), what they may
 //! read and write ([`access`]), who may create an account and sign in ([`signup`]), and the
-//! signup tokens dropped by `pubky-edge token new` ([`spool`]), and the operator's
-//! password ([`operator`]). Each rule exists once; the
+//! signup tokens dropped by `pubky-edge token new` ([`spool`]), the operator's
+//! password ([`operator`]) and WebDAV write locks ([`locks`]). Each rule exists once; the
 //! functions take the store, the caller and `now`, and answer with an [`Error`] that
 //! `http::response` turns into a status in one table.
 
 pub mod access;
 pub mod caller;
+pub mod locks;
 pub mod operator;
 pub mod signup;
 pub mod spool;
@@ -42,6 +43,16 @@ pub enum Error {
     UserExists,
     /// Signup without a token where one is required.
     TokenRequired,
+    /// Another lock lives on the path, and the request names none.
+    Locked,
+    /// The request names lock tokens, none of them the path's live lock.
+    LockMismatch,
+    /// The lock a write held was released before the write could land.
+    LockLost,
+    /// `UNLOCK` of a token that is not the path's live lock.
+    NoSuchLock,
+    /// The user (or the server) holds as many locks as it may.
+    TooManyLocks,
     /// The store failed (or refused: quota, unknown token, …).
     Store(StoreError),
 }
@@ -73,6 +84,11 @@ impl std::fmt::Display for Error {
             Error::PathNotAllowed => "Write to this path is not allowed",
             Error::UserExists => "User already exists",
             Error::TokenRequired => "Token required",
+            Error::Locked => "Resource is locked",
+            Error::LockMismatch => "The If header does not name the live lock on this path",
+            Error::LockLost => "The lock was released before the write could land",
+            Error::NoSuchLock => "No lock with this token on this path",
+            Error::TooManyLocks => "Too many locks held; release some or let them expire",
             Error::Store(e) => return write!(f, "{e}"),
         })
     }

@@ -35,6 +35,8 @@ pub struct Head {
     pub conditional: Conditional,
     /// `Cache-Control: no-cache` (the relay then asks the network).
     pub no_cache: bool,
+    /// `If`, `Lock-Token` and `Timeout` (WebDAV locks).
+    pub locks: super::lock::LockHeaders,
 }
 
 /// `If-None-Match` and `If-Modified-Since`.
@@ -107,6 +109,7 @@ impl Head {
                 .iter()
                 .filter_map(|v| v.to_str().ok())
                 .any(|v| v.split(',').any(|d| d.trim() == "no-cache")),
+            locks: super::lock::LockHeaders::of(h),
         }
     }
 }

@@ -17,6 +17,7 @@ pub mod events;
 pub mod grant;
 pub mod head;
 pub mod listing;
+pub mod lock;
 pub mod operator;
 pub mod query;
 pub mod quota_json;
@@ -73,6 +74,8 @@ pub struct App {
     pub admin_attempts: crate::limits::attempts::Attempts,
     /// Which Hosts name users' websites; `None` when `drive.websites` is off.
     pub sites: Option<website::Sites>,
+    /// Live WebDAV write locks.
+    pub locks: crate::account::locks::Locks,
 }
 
 impl App {
@@ -102,12 +105,17 @@ impl App {
             replay: ReplayGuard::default(),
             throttle: Arc::default(),
             admin_attempts: Default::default(),
+            locks: Default::default(),
         }
     }
 }
 
 /// Features advertised in `/info`: only what is implemented.
-pub const FEATURES: &[&str] = &["path-addressed-storage", "grant-proof-logout"];
+pub const FEATURES: &[&str] = &[
+    "path-addressed-storage",
+    "grant-proof-logout",
+    "webdav-locks",
+];
 
 /// `/info`'s features: [`FEATURES`], plus `websites` when they are served.
 pub fn features(app: &App) -> Vec<&'static str> {

@@ -111,6 +111,15 @@ impl From<account::Error> for ApiError {
         use account::Error as E;
         let status = match e {
             E::Store(s) => return s.into(),
+            E::TooManyLocks => {
+                return ApiError {
+                    retry_after: Some(account::locks::MAX_SECS),
+                    ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, e.to_string())
+                }
+            }
+            E::Locked => StatusCode::LOCKED,
+            E::LockMismatch | E::LockLost => StatusCode::PRECONDITION_FAILED,
+            E::NoSuchLock => StatusCode::CONFLICT,
             E::NoSession | E::AuthRequired => StatusCode::UNAUTHORIZED,
             E::OutsideStorage { .. }
             | E::WrongUser

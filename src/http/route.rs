@@ -12,8 +12,11 @@ use crate::announce::relay::Policy;
 use crate::pubkey::PublicKey;
 use crate::storage_path::{percent_decode, StoragePath};
 
-/// Methods allowed on storage routes (LOCK/UNLOCK are not implemented and not advertised).
-pub const STORAGE_ALLOW: &str = "GET, HEAD, PUT, DELETE";
+/// Methods allowed on `/storage/<pk>/<path>`.
+pub const STORAGE_ALLOW: &str = "GET, HEAD, PUT, DELETE, LOCK, UNLOCK";
+/// Methods allowed on legacy `/<path>` (locks are taken on the path-addressed form only;
+/// legacy writes still respect them).
+pub const LEGACY_ALLOW: &str = "GET, HEAD, PUT, DELETE";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Addressing {
@@ -29,6 +32,10 @@ pub enum StorageOp {
     Head,
     Put,
     Delete,
+    /// WebDAV `LOCK` (take or refresh a write lock).
+    Lock,
+    /// WebDAV `UNLOCK`.
+    Unlock,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -228,7 +235,12 @@ pub fn route(
             },
         );
     }
-    let op = storage_op(method)?;
+    let op = match storage_op(method) {
+        Ok(StorageOp::Lock | StorageOp::Unlock) | Err(_) => {
+            return Err(RouteError::MethodNotAllowed(LEGACY_ALLOW))
+        }
+        Ok(op) => op,
+    };
     let path = StoragePath::from_url_path(path)
         .map_err(|e| RouteError::BadRequest(format!("Invalid storage path: {e}")))?;
     Ok(Endpoint::Storage {
@@ -246,6 +258,8 @@ fn storage_op(method: &Method) -> Result<StorageOp, RouteError> {
         Method::HEAD => Ok(StorageOp::Head),
         Method::PUT => Ok(StorageOp::Put),
         Method::DELETE => Ok(StorageOp::Delete),
+        _ if method.as_str() == "LOCK" => Ok(StorageOp::Lock),
+        _ if method.as_str() == "UNLOCK" => Ok(StorageOp::Unlock),
         _ => Err(RouteError::MethodNotAllowed(STORAGE_ALLOW)),
     }
 }

@@ -55,7 +55,13 @@ pub async fn handle(app: &App, head: &Head, body: Incoming, t: Target) -> Respon
                     read(app, head, t.op, &tenant, &t.path, list, c.as_ref())
                 }
                 (Ok(c), StorageOp::Put) => put(app, head, body, &tenant, &t.path, c.as_ref()).await,
-                (Ok(c), StorageOp::Delete) => delete(app, &tenant, &t.path, c.as_ref()).await,
+                (Ok(c), StorageOp::Delete) => delete(app, head, &tenant, &t.path, c.as_ref()).await,
+                (Ok(c), StorageOp::Lock) => {
+                    super::lock::lock(app, head, body, &tenant, &t.path, c.as_ref()).await
+                }
+                (Ok(c), StorageOp::Unlock) => {
+                    super::lock::unlock(app, head, &tenant, &t.path, c.as_ref())
+                }
             }
         }
     };
@@ -241,6 +247,10 @@ async fn put(
             return Err(too_large(max_upload));
         }
     }
+    let now = std::time::Instant::now();
+    let hold = app
+        .locks
+        .check_write(tenant, path, &head.locks.if_tokens, now)?;
     access::authorize_path(&app.store, tenant, path)?;
     let budget = bandwidth::write_budget(app, tenant)?;
     let mut upload = app.store.upload();
@@ -261,6 +271,9 @@ async fn put(
     }
     let content_type = super::sniff::content_type(upload.head(), path);
     let staged = upload.finish().await?;
+    if let Some(h) = &hold {
+        h.ensure_held()?;
+    }
     app.store
         .put(tenant, path, staged, &content_type, clock::now_micros())
         .await?;
@@ -271,15 +284,23 @@ async fn put(
 /// commits the removal durably.
 async fn delete(
     app: &App,
+    head: &Head,
     tenant: &PublicKey,
     path: &StoragePath,
     session: Option<&Caller>,
 ) -> Result<Response<Body>, ApiError> {
     access::authorize_write(&app.store, tenant, path, session)?;
+    let now = std::time::Instant::now();
+    let hold = app
+        .locks
+        .check_write(tenant, path, &head.locks.if_tokens, now)?;
     if app.store.entry(tenant, path)?.is_none() {
         return Err(ApiError::not_found());
     }
     access::authorize_path(&app.store, tenant, path)?;
+    if let Some(h) = &hold {
+        h.ensure_held()?;
+    }
     app.store.delete(tenant, path, clock::now_micros()).await?;
     Ok(super::response::empty(StatusCode::NO_CONTENT))
 }

@@ -435,7 +435,12 @@ fn info_root_cors_and_methods() {
     assert_eq!(r.header("cache-control"), Some("no-store"));
     assert_eq!(
         json_of(&r),
-        serde_json::json!({"features": ["path-addressed-storage", "grant-proof-logout"]})
+        serde_json::json!({"features": [
+            "path-addressed-storage",
+            "grant-proof-logout",
+            "webdav-locks",
+            "websites"
+        ]})
     );
     let r = s.req("GET", "/").send();
     assert_eq!((r.status, r.text().as_str()), (200, "Pubky Homeserver"));
@@ -461,6 +466,11 @@ fn info_root_cors_and_methods() {
     );
     let r = s.req("PATCH", &s.storage_url(&s.pk, "/pub/x")).send();
     assert_eq!(r.status, 405);
+    assert_eq!(
+        r.header("allow"),
+        Some("GET, HEAD, PUT, DELETE, LOCK, UNLOCK")
+    );
+    let r = s.req("PATCH", "/pub/x").send();
     assert_eq!(r.header("allow"), Some("GET, HEAD, PUT, DELETE"));
     assert_eq!(s.req("POST", "/info").send().status, 405);
 }

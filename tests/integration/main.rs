@@ -26,6 +26,8 @@ mod grant_auth;
 mod http_server;
 /// Graceful shutdown of `serve`.
 mod http_shutdown;
+/// WebDAV write locks.
+mod locks;
 /// What one stranger can hold (bodies, per-address shares), trusted proxies.
 mod open_internet;
 /// PubkyTLS with a raw-public-key client.

@@ -49,7 +49,11 @@ fn server_toml(net: &Net, extra: &str) -> String {
 }
 
 fn sdk(net: &Net) -> Pubky {
-    let client = PubkyHttpClient::builder()
+    Pubky::with_client(sdk_client(net))
+}
+
+fn sdk_client(net: &Net) -> PubkyHttpClient {
+    PubkyHttpClient::builder()
         .pkarr(|p| {
             p.no_default_network()
                 .bootstrap(&net.bootstrap)
@@ -62,8 +66,13 @@ fn sdk(net: &Net) -> Pubky {
         })
         .request_timeout(Duration::from_secs(20))
         .build()
-        .unwrap();
-    Pubky::with_client(client)
+        .unwrap()
+}
+
+/// The SDK with its HTTP client kept, for requests of its own (a website page).
+fn sdk_and_client(net: &Net) -> (Pubky, PubkyHttpClient) {
+    let client = sdk_client(net);
+    (Pubky::with_client(client.clone()), client)
 }
 
 fn hs_key(s: &Server) -> SdkKey {
@@ -159,6 +168,94 @@ async fn signup_signin_revalidate_signout_and_storage_over_pubky_tls() {
         .await
         .expect("a new signin still works");
     assert_eq!(restored.info().public_key().z32(), info.public_key().z32());
+    drop(server);
+}
+
+/// The SDK's WebDAV lock calls (which do not look at `/info`) and a website page fetched
+/// over PubkyTLS with the user's key as `Host`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locks_and_a_website_through_the_sdk() {
+    let net = net();
+    let server = Server::start(&server_toml(&net, ""));
+    server.wait_published(20);
+    let (pubky, client) = sdk_and_client(&net);
+    let user = Keypair::random();
+    let signer = pubky.signer(user.clone());
+    signer.signup(&hs_key(&server), None).await.unwrap();
+    let session = signer.signin_blocking(app()).await.unwrap();
+    let st = session.storage();
+
+    st.put("/pub/e2e/counter.txt", "1").await.unwrap();
+    let mut lock = st
+        .lock("/pub/e2e/counter.txt", Duration::from_secs(20))
+        .await
+        .expect("lock");
+    assert_eq!(lock.timeout(), Duration::from_secs(20));
+    // Another session of the same user cannot write past the lock, nor lock again.
+    let other = signer.signin_blocking(app()).await.unwrap();
+    let e = other
+        .storage()
+        .put("/pub/e2e/counter.txt", "x")
+        .await
+        .unwrap_err();
+    assert_eq!(status_of(&e), Some(423), "{e}");
+    let e = other
+        .storage()
+        .lock("/pub/e2e/counter.txt", Duration::from_secs(5))
+        .await
+        .unwrap_err();
+    assert_eq!(status_of(&e), Some(423), "{e}");
+    st.put_locked(&lock, "2").await.expect("put under the lock");
+    st.refresh_lock(&mut lock, Duration::from_secs(600))
+        .await
+        .expect("refresh");
+    assert_eq!(
+        lock.timeout(),
+        Duration::from_secs(60),
+        "the server caps it"
+    );
+    st.unlock(&lock).await.expect("unlock");
+    let e = st.put_locked(&lock, "3").await.unwrap_err();
+    assert_eq!(status_of(&e), Some(412), "a released lock is stale: {e}");
+    let e = st.unlock(&lock).await.unwrap_err();
+    assert_eq!(status_of(&e), Some(409), "{e}");
+    other
+        .storage()
+        .put("/pub/e2e/counter.txt", "4")
+        .await
+        .unwrap();
+    let text = st
+        .get("/pub/e2e/counter.txt")
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(text, "4");
+    let lock = st
+        .lock("/pub/e2e/gone.txt", Duration::from_secs(5))
+        .await
+        .unwrap();
+    st.put_locked(&lock, "x").await.unwrap();
+    st.delete_locked(&lock)
+        .await
+        .expect("delete under the lock");
+    assert!(!st.exists("/pub/e2e/gone.txt").await.unwrap());
+
+    // A website page, through the SDK's own PubkyTLS client.
+    st.put("/pub/website/_/index.html", "<h1>our family</h1>")
+        .await
+        .unwrap();
+    let url = format!("https://{}/", server.pk);
+    let resp = client
+        .request(pubky::Method::GET, &url)
+        .header("host", user.public_key().z32())
+        .send()
+        .await
+        .expect("page over PubkyTLS");
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(resp.headers()["cache-control"], "no-cache");
+    assert_eq!(resp.text().await.unwrap(), "<h1>our family</h1>");
     drop(server);
 }
 

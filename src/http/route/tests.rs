@@ -126,8 +126,19 @@ fn fixed_routes_and_methods() {
     );
     assert_eq!(
         r(Method::POST, "/pub/x", None, &[]),
-        Err(RouteError::MethodNotAllowed(STORAGE_ALLOW))
+        Err(RouteError::MethodNotAllowed(LEGACY_ALLOW))
     );
+    // Locks are taken on the path-addressed form only.
+    let lock = Method::from_bytes(b"LOCK").unwrap();
+    let unlock = Method::from_bytes(b"UNLOCK").unwrap();
+    assert_eq!(
+        r(lock.clone(), "/pub/x", None, &[("host", PK)]),
+        Err(RouteError::MethodNotAllowed(LEGACY_ALLOW))
+    );
+    let (op, _, path, _) = storage(r(lock, &format!("/storage/{PK}/pub/x"), None, &[]).unwrap());
+    assert_eq!((op, path.as_str()), (StorageOp::Lock, "/pub/x"));
+    let (op, ..) = storage(r(unlock, &format!("/storage/{PK}/pub/x"), None, &[]).unwrap());
+    assert_eq!(op, StorageOp::Unlock);
     assert_eq!(
         r(Method::PATCH, &format!("/storage/{PK}/pub/x"), None, &[]),
         Err(RouteError::MethodNotAllowed(STORAGE_ALLOW))
