@@ -43,6 +43,31 @@ pub fn rfc3339(secs: u64) -> String {
     )
 }
 
+/// A Pubky timestamp in its text form (13 characters of Crockford base32 over the 8
+/// big-endian bytes of its microseconds; case-insensitive, `O` read as 0 and `I`/`L` as
+/// 1): the microseconds, or `None` when it is not one.
+pub fn parse_timestamp(s: &str) -> Option<u64> {
+    const ALPHABET: &[u8] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    if s.len() != 13 {
+        return None;
+    }
+    let mut bits: u128 = 0;
+    for c in s.bytes() {
+        let c = match c.to_ascii_uppercase() {
+            b'O' => b'0',
+            b'I' | b'L' => b'1',
+            c => c,
+        };
+        let v = ALPHABET.iter().position(|&a| a == c)?;
+        bits = (bits << 5) | v as u128;
+    }
+    // 65 bits: the last one is padding, and must be zero in a canonical encoding.
+    if bits & 1 != 0 {
+        return None;
+    }
+    u64::try_from(bits >> 1).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -53,5 +78,32 @@ mod tests {
         assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(rfc3339(4_102_444_799), "2099-12-31T23:59:59Z");
+    }
+
+    /// Vectors from the encoding pubky-timestamp 0.4 uses (Crockford base32 of the
+    /// big-endian bytes).
+    #[test]
+    fn pubky_timestamps() {
+        assert_eq!(
+            parse_timestamp("0032GNGJACG00"),
+            Some(1_733_200_000_000_000)
+        );
+        assert_eq!(
+            parse_timestamp("0034A074QH140"),
+            Some(1_764_720_000_123_456)
+        );
+        assert_eq!(
+            parse_timestamp("0034a074qh140"),
+            Some(1_764_720_000_123_456)
+        );
+        assert_eq!(parse_timestamp("0000000000000"), Some(0));
+        assert_eq!(parse_timestamp("ZZZZZZZZZZZZY"), Some(u64::MAX));
+        assert_eq!(parse_timestamp("ZZZZZZZZZZZZZ"), None, "a padding bit set");
+        assert_eq!(parse_timestamp("0032GNGJACG0"), None);
+        assert_eq!(
+            parse_timestamp("0032GNGJACGU0"),
+            None,
+            "U is not in the alphabet"
+        );
     }
 }

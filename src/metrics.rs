@@ -46,6 +46,9 @@ impl RouteClass {
 /// A fixed-bucket histogram of millisecond values.
 pub struct Histogram {
     bounds: &'static [u64],
+    /// Bucket by whole milliseconds, as the reference records its series (0.4 ms is in
+    /// `le="0"`); our own series bucket the exact value.
+    whole_ms: bool,
     buckets: Vec<AtomicU64>,
     count: AtomicU64,
     /// Sum in microseconds, so sub-millisecond requests still add up.
@@ -56,16 +59,26 @@ impl Histogram {
     fn new(bounds: &'static [u64]) -> Histogram {
         Histogram {
             bounds,
+            whole_ms: false,
             buckets: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
             count: AtomicU64::new(0),
             sum_us: AtomicU64::new(0),
         }
     }
 
+    /// A histogram of one of the reference's series: its buckets, whole milliseconds.
+    fn reference(bounds: &'static [u64]) -> Histogram {
+        Histogram {
+            whole_ms: true,
+            ..Histogram::new(bounds)
+        }
+    }
+
     pub fn observe(&self, d: Duration) {
         let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        let at = if self.whole_ms { us / 1000 * 1000 } else { us };
         for (b, le) in self.buckets.iter().zip(self.bounds) {
-            if us <= le * 1000 {
+            if at <= le.saturating_mul(1000) {
                 b.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -89,7 +102,10 @@ impl Histogram {
 
 const LATENCY_MS: &[u64] = &[1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000];
 const STREAM_LIFETIME_MS: &[u64] = &[10, 100, 1000, 10000, 100000];
-const QUERY_MS: &[u64] = &[1, 5, 10, 50, 100, 500, 1000];
+/// The OpenTelemetry default boundaries, which the reference's query histograms use.
+const QUERY_MS: &[u64] = &[
+    0, 5, 10, 25, 50, 75, 100, 250, 500, 750, 1000, 2500, 5000, 7500, 10000,
+];
 
 /// Labels of `storage_request_count_total`, each as an index.
 #[derive(Debug, Clone, Copy)]
@@ -115,6 +131,8 @@ pub struct Metrics {
     stream_lifetime: Histogram,
     streams_active: AtomicI64,
     pub(crate) streams_lagged: AtomicU64,
+    /// Live streams that fell half of `events.max_lag` behind.
+    pub(crate) streams_half_behind: AtomicU64,
     /// Event records read by the feed and the streams' scans.
     events_examined: AtomicU64,
     streams_refused: AtomicU64,
@@ -136,11 +154,12 @@ impl Metrics {
             rate_limited: AtomicU64::new(0),
             signups: AtomicU64::new(0),
             storage_requests: (0..36).map(|_| AtomicU64::new(0)).collect(),
-            events_query: Histogram::new(QUERY_MS),
-            stream_query: Histogram::new(QUERY_MS),
-            stream_lifetime: Histogram::new(STREAM_LIFETIME_MS),
+            events_query: Histogram::reference(QUERY_MS),
+            stream_query: Histogram::reference(QUERY_MS),
+            stream_lifetime: Histogram::reference(STREAM_LIFETIME_MS),
             streams_active: AtomicI64::new(0),
             streams_lagged: AtomicU64::new(0),
+            streams_half_behind: AtomicU64::new(0),
             events_examined: AtomicU64::new(0),
             streams_refused: AtomicU64::new(0),
             dht_last_publish: AtomicU64::new(0),
@@ -187,6 +206,11 @@ impl Metrics {
         self.streams_active.fetch_sub(1, Ordering::Relaxed);
         self.stream_lifetime.observe(lifetime);
     }
+    /// A live stream fell half of `events.max_lag` behind (once per time it does).
+    pub fn stream_half_behind(&self) {
+        self.streams_half_behind.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn stream_lagged(&self) {
         self.streams_lagged.fetch_add(1, Ordering::Relaxed);
     }
@@ -279,6 +303,17 @@ impl Metrics {
         let _ = writeln!(
             o,
             "event_stream_broadcast_lagged_count_total{{{SCOPE}}} {n}"
+        );
+        g(
+            &mut o,
+            "event_stream_broadcast_half_full_count_total",
+            "counter",
+            "Live subscribers that fell half of events.max_lag behind",
+        );
+        let n = self.streams_half_behind.load(Ordering::Relaxed);
+        let _ = writeln!(
+            o,
+            "event_stream_broadcast_half_full_count_total{{{SCOPE}}} {n}"
         );
 
         g(
@@ -432,5 +467,27 @@ mod tests {
         assert!(out.contains("addressing_mode=\"legacy\",auth_method=\"grant\""));
         assert!(out.contains("pubky_host_header=\"other\",pubky_host_query=\"false\"} 1"));
         assert!(out.contains("pubky_edge_dht_last_publish_timestamp_seconds 1700000000\n"));
+    }
+
+    /// The reference's query histograms: OpenTelemetry's default buckets, whole
+    /// milliseconds (so existing Grafana panels read them the same way).
+    #[test]
+    fn reference_histograms_bucket_as_the_reference_does() {
+        let m = Metrics::new();
+        m.events_query(Duration::from_micros(400));
+        m.events_query(Duration::from_micros(5_900));
+        m.stream_half_behind();
+        let out = m.render(&Device::default());
+        let bucket = |le: &str| {
+            let name = "events_db_query_duration_ms_bucket";
+            format!("{name}{{otel_scope_name=\"pubky_homeserver\",le=\"{le}\"}}")
+        };
+        assert!(out.contains(&format!("{} 1\n", bucket("0"))), "{out}");
+        assert!(out.contains(&format!("{} 2\n", bucket("10"))));
+        assert!(out.contains(&format!("{} 2\n", bucket("7500"))));
+        assert!(out.contains(&format!("{} 2\n", bucket("+Inf"))));
+        let half =
+            "event_stream_broadcast_half_full_count_total{otel_scope_name=\"pubky_homeserver\"} 1";
+        assert!(out.contains(half));
     }
 }

@@ -68,7 +68,11 @@ fn only(allow: &'static str) -> ApiError {
 }
 
 async fn route(app: &App, req: Request<Incoming>, path: &str) -> Result<Response<Body>, ApiError> {
-    let m = req.method().clone();
+    // HEAD is GET without the body (hyper drops it), except on the stream.
+    let m = match req.method() {
+        &Method::HEAD if path != "/events-stream" => Method::GET,
+        m => m.clone(),
+    };
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     if matches!(segs.as_slice(), ["info"] | ["signup_tokens"]) {
         // Tokens made by `pubky-edge token new` wait in the spool until imported.
@@ -114,6 +118,11 @@ async fn route(app: &App, req: Request<Incoming>, path: &str) -> Result<Response
         (["webdav", pk, rest @ ..], &Method::DELETE) if !rest.is_empty() => {
             delete_entry(app, pk, &rest.join("/")).await
         }
+        // Known paths, other methods: 405 with what they allow, as the reference answers.
+        (["signup_tokens"] | ["users"] | ["users", _], _) => Err(only("GET")),
+        (["users", _, "disable" | "enable"], _) => Err(only("POST")),
+        (["users", _, "quota"], _) => Err(only("GET, PATCH")),
+        (["webdav", _, rest @ ..], _) if !rest.is_empty() => Err(only("DELETE")),
         _ => Err(ApiError::not_found()),
     }
 }

@@ -74,6 +74,7 @@ pub fn open(
         keep_alive: cfg.keep_alive,
         max_lag: cfg.max_lag,
         caught_up_at: None,
+        half_behind: false,
         revocation,
         _slot: slot,
     };
@@ -106,6 +107,8 @@ struct Subscription {
     max_lag: u64,
     /// Head of the log when this live subscriber last had nothing to send.
     caught_up_at: Option<u64>,
+    /// Counted as half `max_lag` behind; counted again only after catching up.
+    half_behind: bool,
     revocation: Option<Revocation>,
     _slot: Slot,
 }
@@ -139,7 +142,13 @@ impl Subscription {
             self.metrics.events_examined(examined as u64);
             if !batch.is_empty() {
                 if let Some(at) = self.caught_up_at {
-                    if self.store.event_head().saturating_sub(at) > self.max_lag {
+                    let behind = self.store.event_head().saturating_sub(at);
+                    let half = behind > self.max_lag / 2;
+                    if half && !self.half_behind {
+                        self.metrics.stream_half_behind();
+                    }
+                    self.half_behind = half;
+                    if behind > self.max_lag {
                         self.metrics.stream_lagged();
                         tracing::info!("event stream fell behind; disconnected");
                         return None;
@@ -344,6 +353,7 @@ mod tests {
             keep_alive: Duration::from_millis(10),
             max_lag,
             caught_up_at: None,
+            half_behind: false,
             revocation: None,
             _slot: slot,
         }
@@ -388,7 +398,10 @@ mod tests {
             }
             assert!(slow.next_chunk().await.is_none());
             assert_eq!(slow.metrics.streams_lagged.load(Ordering::Relaxed), 1);
+            assert_eq!(slow.metrics.streams_half_behind.load(Ordering::Relaxed), 1);
             let batch = fine.next_chunk().await.unwrap();
+            // 5 behind is exactly half of 10: not yet past it.
+            assert_eq!(fine.metrics.streams_half_behind.load(Ordering::Relaxed), 0);
             assert_eq!(
                 String::from_utf8_lossy(&batch)
                     .matches("event: PUT")

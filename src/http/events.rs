@@ -20,9 +20,7 @@ use crate::store::EventKind;
 pub async fn feed(app: &App, q: ListQuery) -> Result<Response<Body>, ApiError> {
     let cursor = match q.cursor.as_deref() {
         None => 0,
-        Some(c) => c
-            .parse::<u64>()
-            .map_err(|_| ApiError::bad_request("Invalid cursor"))?,
+        Some(c) => event_cursor(app, c).map_err(|_| ApiError::bad_request("Invalid cursor"))?,
     };
     let start = Instant::now();
     let events = {
@@ -51,9 +49,15 @@ pub async fn feed(app: &App, q: ListQuery) -> Result<Response<Body>, ApiError> {
         .map_err(super::response::internal)
 }
 
-fn parse_event_cursor(c: &str) -> Result<u64, ApiError> {
-    c.parse::<u64>()
-        .map_err(|_| ApiError::bad_request(format!("Invalid cursor: {c}")))
+/// An event cursor: an event id, or a legacy 13-character timestamp (what older servers
+/// handed out), which stands for the last event created at or before that moment.
+fn event_cursor(app: &App, c: &str) -> Result<u64, ApiError> {
+    if let Ok(id) = c.parse::<u64>() {
+        return Ok(id);
+    }
+    let micros = crate::clock::parse_timestamp(c)
+        .ok_or_else(|| ApiError::bad_request(format!("Invalid cursor: {c}")))?;
+    Ok(app.store.event_cursor_at(micros)?)
 }
 
 /// `GET /events-stream`: validates in the spec's order, then opens the stream.
@@ -82,7 +86,8 @@ pub fn stream(app: &App, head: &Head, q: StreamQuery) -> Result<Response<Body>, 
         }
     }
     for (pk, c) in &q.users {
-        users.push((*pk, c.as_deref().map(parse_event_cursor).transpose()?));
+        let cursor = c.as_deref().map(|c| event_cursor(app, c)).transpose()?;
+        users.push((*pk, cursor));
     }
     // A private stream ends when the credential that opened it stops resolving.
     let guard = match (&caller, filters.iter().any(StoragePath::is_private), tenant) {

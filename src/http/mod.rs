@@ -126,9 +126,14 @@ pub fn features(app: &App) -> Vec<&'static str> {
     f
 }
 
+fn hv(s: &'static str) -> hyper::header::HeaderValue {
+    hyper::header::HeaderValue::from_static(s)
+}
+
 /// Handles one client request end to end.
 pub async fn handle(app: &App, req: Request<Incoming>) -> Response<Body> {
     let cors = CorsRequest::of(req.headers());
+    let event_stream = req.uri().path() == "/events-stream";
     let routed = route::route(
         req.method(),
         req.uri().path(),
@@ -153,6 +158,13 @@ pub async fn handle(app: &App, req: Request<Incoming>) -> Response<Body> {
     };
     app.metrics
         .request(class, resp.status().as_u16(), start.elapsed());
+    if event_stream {
+        // Every answer of the stream route, errors included: a private stream or its
+        // refusal depends on the credentials and the tenant, so no cache may keep one.
+        let h = resp.headers_mut();
+        h.insert(hyper::header::CACHE_CONTROL, hv("no-store"));
+        h.insert(hyper::header::VARY, hv("pubky-host, Authorization, Cookie"));
+    }
     cors.apply(&mut resp);
     resp
 }

@@ -127,6 +127,8 @@ impl StreamQuery {
             match k {
                 "user" if !v.is_empty() => {
                     user_values += 1;
+                    // `pubky://<key>` as some clients write a user.
+                    let v = v.strip_prefix("pubky://").map_or(v.clone(), str::to_string);
                     let (key, cursor) = match v.split_once(':') {
                         Some((k, c)) if !admin => (k, Some(c.to_string())),
                         _ => (v.as_str(), None),

@@ -177,6 +177,8 @@ pub fn route(
     };
     match path {
         "/" if method == Method::GET || method == Method::HEAD => return Ok(Endpoint::Root),
+        // HEAD answers as GET without the body, as the reference does.
+        "/info" if method == Method::HEAD => return Ok(Endpoint::Info),
         "/info" => return only(Method::GET, "GET", Endpoint::Info),
         "/auth/grant/signup" => {
             let token = query::signup_token_param(query);
@@ -185,6 +187,9 @@ pub fn route(
         "/auth/grant/sessions" => return only(Method::GET, "GET", Endpoint::GrantList),
         "/events/" => {
             let query = ListQuery::parse(query);
+            if method == Method::HEAD {
+                return Ok(Endpoint::EventFeed { query });
+            }
             return only(Method::GET, "GET", Endpoint::EventFeed { query });
         }
         "/events-stream" => {

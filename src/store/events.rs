@@ -188,6 +188,36 @@ impl Store {
         Ok(out)
     }
 
+    /// The cursor a legacy timestamp cursor stands for: the id of the last visible event
+    /// created at or before `micros` (0 when none), so reading after it resumes with the
+    /// first event after that moment. A binary search over ids (they rise with time; a
+    /// clock that stepped back only blurs the answer around the step).
+    pub fn event_cursor_at(&self, micros: u64) -> Result<u64, StoreError> {
+        let (mut lo, mut hi) = (0u64, self.event_head());
+        // Invariant: events ≤ lo are at or before `micros`; the answer lies in [lo, hi].
+        while lo < hi {
+            let mid = lo + (hi - lo).div_ceil(2);
+            let first = self
+                .0
+                .t
+                .events
+                .range(keys::event(mid)..=keys::event(hi))
+                .next();
+            let Some(kv) = first else {
+                hi = mid - 1;
+                continue;
+            };
+            let (k, v) = kv?;
+            let (id, e): (u64, EventRecord) = (event_id(&k)?, decode("event", &v)?);
+            if e.created_at <= micros {
+                lo = id;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        Ok(lo)
+    }
+
     fn event_record(&self, id: u64) -> Result<EventRecord, StoreError> {
         match self.0.t.events.get(keys::event(id))? {
             Some(v) => decode("event", &v),

@@ -12,6 +12,8 @@ mod admin;
 mod admin_cli;
 /// The real binary: options, `info`, `token new`, `check`, exit codes.
 mod cli;
+/// What tools of the reference notice: HEADs, stream cache headers, legacy cursors, 405s.
+mod compat;
 /// Cookie sessions (AuthToken sign-in) and the cookie as a credential.
 mod cookie_sessions;
 /// The pkarr relay, the DHT record and the users' republisher, on a loopback DHT.

@@ -237,3 +237,29 @@ fn a_scan_that_finds_nothing_stops_at_its_budget_and_says_how_far_it_got() {
         assert_eq!(feed[0].0, n + 1);
     });
 }
+
+#[test]
+fn legacy_timestamp_cursors_find_their_place() {
+    smol::block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), cfg(1024, None)).unwrap();
+        let u = pk(3);
+        s.create_user(&u, None, 0).await.unwrap();
+        assert_eq!(s.event_cursor_at(u64::MAX).unwrap(), 0, "no events yet");
+        // Events 1..=9 created at 100, 200, … 900 µs.
+        for i in 1..=9u64 {
+            let staged = s.upload().finish().await.unwrap();
+            let path = p(&format!("/pub/{i}"));
+            s.put(&u, &path, staged, "text/plain", i * 100)
+                .await
+                .unwrap();
+        }
+        let at = |t| s.event_cursor_at(t).unwrap();
+        assert_eq!(at(0), 0);
+        assert_eq!(at(99), 0);
+        assert_eq!(at(100), 1);
+        assert_eq!(at(450), 4);
+        assert_eq!(at(900), 9);
+        assert_eq!(at(u64::MAX), 9);
+    })
+}
