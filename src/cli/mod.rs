@@ -124,20 +124,37 @@ fn run(args: Args) -> anyhow::Result<()> {
         None => None,
     };
     let overlay_layer = overlay.as_ref().map(|o| (o.name.as_str(), o.toml.as_str()));
-    let loaded = Config::load(args.config.as_deref(), overlay_layer).map_err(anyhow::Error::msg)?;
-    let config = loaded.config;
-    let data_dir = config
+    let mut loaded =
+        Config::load(args.config.as_deref(), overlay_layer).map_err(anyhow::Error::msg)?;
+    let data_dir = loaded
+        .config
         .data_dir(args.data_dir.as_deref())
         .map_err(anyhow::Error::msg)?;
+    // A data directory that brings its own config.toml (as the reference homeserver's
+    // does) is read with it, unless --config names another file.
+    let in_dir = data_dir.join("config.toml");
+    let config_in_dir = args.config.is_none() && in_dir.is_file();
+    if config_in_dir {
+        loaded = Config::load(Some(&in_dir), overlay_layer).map_err(anyhow::Error::msg)?;
+    }
+    let config_file = match (&args.config, config_in_dir) {
+        (Some(f), _) => Some(f.clone()),
+        (None, true) => Some(in_dir),
+        (None, false) => None,
+    };
+    let config = loaded.config;
     let cmd: Vec<&str> = args.command.iter().map(String::as_str).collect();
     match cmd.as_slice() {
         [] | ["run"] => {
-            crate::runtime::logging::init(&config.logging.level);
+            crate::runtime::logging::init(&config.logging.filter());
             for w in &loaded.warnings {
                 tracing::warn!("{w}");
             }
             if let Some(o) = &overlay {
                 tracing::info!(overlay = %o.name, "board overlay applied");
+            }
+            if let Some(f) = &config_file {
+                tracing::info!(file = %f.display(), "config file read");
             }
             serve::run(config, data_dir, |_| Box::pin(async { Ok(()) }))
         }
@@ -146,6 +163,9 @@ fn run(args: Args) -> anyhow::Result<()> {
             let id = Identity::load_or_create(&data_dir)?;
             println!("public key:  {}", id.public_key());
             println!("data dir:    {}", data_dir.display());
+            if let Some(f) = &config_file {
+                println!("config:      {}", f.display());
+            }
             println!("http:        {}", config.drive.icann_listen_socket);
             println!("pubky tls:   {}", config.drive.pubky_listen_socket);
             if config.pkarr_relay.enabled {

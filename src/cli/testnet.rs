@@ -45,7 +45,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             true,
         ),
     };
-    crate::runtime::logging::init(&config.logging.level);
+    crate::runtime::logging::init(&config.logging.filter());
     for w in &loaded.warnings {
         tracing::warn!("{w}");
     }

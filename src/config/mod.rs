@@ -10,6 +10,7 @@
 
 pub mod board;
 mod proxies;
+mod reference;
 
 pub use proxies::{Net, TrustedProxies};
 pub mod rates;
@@ -180,6 +181,20 @@ pub struct PkarrRelay {
 #[derive(Debug, Clone)]
 pub struct Logging {
     pub level: String,
+    /// `target=level` directives over `level` (`logging.module_levels`), validated.
+    pub module_levels: Vec<String>,
+}
+
+impl Logging {
+    /// The filter the log output uses: the level, quiet sled, then the module levels.
+    pub fn filter(&self) -> String {
+        let mut f = format!("{},sled=warn", self.level);
+        for m in &self.module_levels {
+            f.push(',');
+            f.push_str(m);
+        }
+        f
+    }
 }
 
 /// `[events]`: event streams.

@@ -97,6 +97,7 @@ pub struct Limits {
 #[derive(Debug, Clone, Deserialize)]
 pub struct Logging {
     pub level: String,
+    pub module_levels: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -164,6 +165,8 @@ pub fn load_layers(layers: &[(&str, &str)]) -> Result<Loaded, String> {
                 None => format!("{name}: {msg}"),
             }
         })?;
+        let mut layer = layer;
+        super::reference::translate(&mut layer, name, &mut warnings)?;
         unknown_keys(&known, &layer, "", name, &mut warnings);
         merge(&mut merged, layer);
     }

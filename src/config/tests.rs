@@ -191,3 +191,116 @@ fn every_board_keeps_streams_inside_its_connection_cap() {
         assert!(c.limits.max_connections_per_ip <= c.limits.max_connections);
     }
 }
+
+/// A config.toml as the reference homeserver (0.17.1) writes it by default, with an
+/// operator's password, a quota, a proxy-free identity and its logging.
+const REFERENCE_TOML: &str = r#"
+[general]
+signup_mode = "token_required"
+user_storage_quota_mb = 500
+database_url = "postgres://localhost:5432/pubky_homeserver"
+
+[drive]
+pubky_listen_socket = "127.0.0.1:6287"
+icann_listen_socket = "127.0.0.1:6286"
+websites = false
+icann_client_identity = { mode = "direct" }
+pubky_client_identity = { mode = "direct" }
+
+[[drive.rate_limits]]
+path = "/signup_tokens/*"
+method = "GET"
+quota = "10r/m"
+key = "ip"
+
+[default_quotas]
+
+[storage]
+type = "file_system"
+
+[admin]
+enabled = true
+listen_socket = "127.0.0.1:6288"
+admin_password = "correct horse battery staple"
+
+[metrics]
+enabled = false
+listen_socket = "127.0.0.1:6289"
+
+[pkdns]
+public_ip = "127.0.0.1"
+icann_domain = "localhost"
+user_keys_republisher_interval = 14400
+dht_relay_nodes = ["https://pkarr.pubky.app", "https://pkarr.pubky.org"]
+
+[logging]
+level = "info"
+module_levels = ["pubky_homeserver=debug", "tower_http=debug"]
+"#;
+
+#[test]
+fn the_reference_config_file_is_understood() {
+    let l = load(REFERENCE_TOML).unwrap();
+    let c = &l.config;
+    assert_eq!(c.admin.password, "correct horse battery staple");
+    assert_eq!(c.storage.default_quota_bytes(), Some(500 << 20));
+    assert!(!c.drive.websites);
+    assert!(!c.metrics.enabled);
+    assert_eq!(c.drive.rate_limits.len(), 1);
+    assert_eq!(c.pkdns.icann_domain.as_deref(), Some("localhost"));
+    assert_eq!(
+        c.pkdns.user_keys_republish_interval,
+        Duration::from_secs(14400)
+    );
+    assert_eq!(
+        c.logging.filter(),
+        "info,sled=warn,pubky_edge=debug,tower_http=debug"
+    );
+    // What cannot be kept and weakens nothing: dropped, each said once, nothing unknown.
+    assert_eq!(l.warnings.len(), 2, "{:?}", l.warnings);
+    assert!(
+        l.warnings[0].contains("general.database_url ignored"),
+        "{:?}",
+        l.warnings
+    );
+    assert!(
+        l.warnings[1].contains("pkdns.dht_relay_nodes ignored"),
+        "{:?}",
+        l.warnings
+    );
+    // 0 is "unlimited" in the reference, which is our unset.
+    let l = load("[general]\nuser_storage_quota_mb = 0\n").unwrap();
+    assert_eq!(l.config.storage.default_quota_bytes(), None);
+    // Our own key wins over the deprecated one, as in the reference.
+    let both = "[general]\nuser_storage_quota_mb = 5\n[storage]\ndefault_quota_mb = 7\n";
+    assert_eq!(
+        load(both).unwrap().config.storage.default_quota_bytes(),
+        Some(7 << 20)
+    );
+}
+
+#[test]
+fn reference_keys_we_cannot_honour_stop_start_up() {
+    let e = load(
+        "[drive]\nicann_client_identity = { mode = \"proxy_protocol\", trusted_proxies = [\"10.0.0.0/8\"] }\n",
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("drive.icann_client_identity") && e.contains("proxy_protocol"),
+        "{e}"
+    );
+    let e = load("[storage]\ntype = \"google_bucket\"\n").unwrap_err();
+    assert!(e.contains("storage.type \"google_bucket\""), "{e}");
+    let e = load("[admin]\nadmin_password = \"a\"\npassword = \"b\"\n").unwrap_err();
+    assert!(e.contains("differ"), "{e}");
+    // The reference's default password becomes ours, so the start-up rule that refuses
+    // it off loopback sees it.
+    let c = load("[admin]\nlisten_socket = \"0.0.0.0:6288\"\nadmin_password = \"admin\"\n")
+        .unwrap()
+        .config;
+    let dir = tempfile::tempdir().unwrap();
+    let e = crate::account::operator::server_password(&c.admin, dir.path()).unwrap_err();
+    assert!(e.contains("is refused"), "{e}");
+    let e = load("[logging]\nmodule_levels = [\"pubky_edge=loud\"]\n").unwrap_err();
+    assert!(e.contains("logging.module_levels"), "{e}");
+}

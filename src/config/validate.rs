@@ -59,6 +59,26 @@ impl RawConfig {
                 self.logging.level
             ));
         }
+        let module_levels = self
+            .logging
+            .module_levels
+            .iter()
+            .map(|m| {
+                let (target, level) = m.split_once('=').unwrap_or(("", m));
+                let target_ok = !target.is_empty()
+                    && target
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b':');
+                if target_ok && LEVELS.contains(&level) {
+                    Ok(m.clone())
+                } else {
+                    Err(format!(
+                        "logging.module_levels: {m:?} is not <module>=<{}>",
+                        LEVELS.join("|")
+                    ))
+                }
+            })
+            .collect::<Result<Vec<_>, String>>()?;
         Ok(Config {
             general: super::General {
                 signup_mode: self.general.signup_mode,
@@ -75,6 +95,7 @@ impl RawConfig {
             pkarr_relay,
             logging: super::Logging {
                 level: self.logging.level,
+                module_levels,
             },
             events,
             admin: super::Admin {

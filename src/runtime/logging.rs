@@ -5,9 +5,9 @@ use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
-pub fn init(level: &str) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(format!("{level},sled=warn")));
+/// `filter` is `config::Logging::filter()`'s directive list.
+pub fn init(filter: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(filter));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

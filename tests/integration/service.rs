@@ -105,7 +105,8 @@ fn notifies_ready_watchdog_and_stopping() {
     std::fs::write(
         &cfg,
         format!(
-            "[drive]\nicann_listen_socket = \"127.0.0.1:{port}\"\npubky_listen_socket = \"127.0.0.1:0\"\n"
+            "[drive]\nicann_listen_socket = \"127.0.0.1:{port}\"\npubky_listen_socket = \"127.0.0.1:0\"\n\
+             [pkdns]\ndht = false\n[upnp]\nenabled = false\n[mdns]\nenabled = false\n"
         ),
     )
     .unwrap();
@@ -142,5 +143,128 @@ fn notifies_ready_watchdog_and_stopping() {
             break;
         }
     }
+    assert!(child.wait().unwrap().success());
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn get(port: u16, path: &str, headers: &str) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let req =
+        format!("GET {path} HTTP/1.1\r\nhost: localhost\r\n{headers}connection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    resp
+}
+
+/// A reference homeserver's data directory (its `config.toml` and its `secret`, written by
+/// the reference's own key code) starts pubky-edge as the same homeserver with its settings.
+#[test]
+fn a_reference_data_directory_starts_as_the_same_homeserver() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("reference");
+    std::fs::create_dir(&data).unwrap();
+    let keypair = pubky::Keypair::random();
+    keypair.write_secret_key_file(&data.join("secret")).unwrap();
+    let (http, tls, admin) = (free_port(), free_port(), free_port());
+    let config = format!(
+        r#"[general]
+signup_mode = "open"
+user_storage_quota_mb = 100
+database_url = "postgres://localhost:5432/pubky_homeserver"
+
+[drive]
+pubky_listen_socket = "127.0.0.1:{tls}"
+icann_listen_socket = "127.0.0.1:{http}"
+websites = false
+icann_client_identity = {{ mode = "direct" }}
+pubky_client_identity = {{ mode = "direct" }}
+
+[storage]
+type = "file_system"
+
+[admin]
+enabled = true
+listen_socket = "127.0.0.1:{admin}"
+admin_password = "a reference operator's password"
+
+[metrics]
+enabled = false
+listen_socket = "127.0.0.1:0"
+
+[pkdns]
+public_ip = "127.0.0.1"
+user_keys_republisher_interval = 3600
+dht_relay_nodes = ["https://pkarr.pubky.app"]
+# Ours, so the test stays on this machine: no DHT, router or LAN announcements.
+dht = false
+
+[upnp]
+enabled = false
+
+[mdns]
+enabled = false
+
+[logging]
+level = "info"
+module_levels = ["pubky_homeserver=debug"]
+"#
+    );
+    std::fs::write(data.join("config.toml"), config).unwrap();
+
+    let o = run(&["--data-dir", data.to_str().unwrap(), "info"]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    let key = keypair.public_key().z32();
+    assert!(out.contains(&format!("public key:  {key}")), "{out}");
+    assert!(out.contains(&format!(
+        "config:      {}",
+        data.join("config.toml").display()
+    )));
+    assert!(
+        out.contains(&format!("http:        127.0.0.1:{http}")),
+        "{out}"
+    );
+    assert!(out.contains("general.database_url ignored"), "{out}");
+
+    let mut child = bin()
+        .args(["--data-dir", data.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", admin)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let info = get(http, "/info", "");
+    assert!(info.starts_with("HTTP/1.1 200"), "{info}");
+    assert!(
+        !info.contains("websites"),
+        "drive.websites = false is kept: {info}"
+    );
+    let admin_info = get(
+        admin,
+        "/info",
+        "x-admin-password: a reference operator's password\r\n",
+    );
+    assert!(admin_info.starts_with("HTTP/1.1 200"), "{admin_info}");
+    assert!(admin_info.contains(&key), "{admin_info}");
+    let refused = get(admin, "/info", "x-admin-password: admin\r\n");
+    assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
     assert!(child.wait().unwrap().success());
 }
