@@ -11,7 +11,7 @@
 //!    group-committed flushes), [`auth`] (pure protocol checks: capabilities, grant/PoP JWS,
 //!    AuthTokens, token minting) and [`identity`] (the homeserver key file).
 //! 4. The household's rules, free of HTTP types: [`account`] (who is asking, what they may
-//!    read and write, signup and sign-in, the token spool) and [`limits`] (request rates,
+//!    read and write, signup and sign-in, the token spool, WebDAV locks) and [`limits`] (request rates,
 //!    bandwidth budgets, the event-stream cap, body deadlines, per-address shares).
 //! 5. Surfaces: [`http`] (client API, PubkyTLS, relay and operator listeners) and
 //!    [`announce`] (DHT record, relay, UPnP, mDNS).

@@ -198,7 +198,7 @@ impl Drop for Hold<'_> {
 }
 
 /// A random version-4 UUID, as WebDAV clients expect inside `opaquelocktoken:`.
-fn new_token() -> String {
+pub fn new_token() -> String {
     let mut b = [0u8; 16];
     getrandom::fill(&mut b).expect("the OS random source works");
     b[6] = (b[6] & 0x0f) | 0x40;

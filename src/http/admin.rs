@@ -1,6 +1,7 @@
 //! The admin API on its own listener (§8): server info, signup tokens, users (list, show,
 //! disable, enable), per-user quotas, deleting a public entry, and the all-events stream,
-//! behind `X-Admin-Password`. The CLI (`pubky-edge admin …`) is its client.
+//! behind `X-Admin-Password`. The CLI (`pubky-edge admin …`) is its client. `/dav/…` is
+//! WebDAV (`dav`), behind HTTP Basic with the same password.
 
 use hyper::body::Incoming;
 use hyper::{header, Method, Request, Response, StatusCode};
@@ -24,7 +25,7 @@ use crate::storage_path::{percent_decode, StoragePath};
 use crate::store::{QuotaOverrides, User};
 
 /// Compares via digests so the time taken does not depend on where the strings differ.
-fn same_password(given: &[u8], expected: &str) -> bool {
+pub(super) fn same_password(given: &[u8], expected: &str) -> bool {
     Sha256::digest(given) == Sha256::digest(expected.as_bytes())
 }
 
@@ -40,6 +41,9 @@ pub async fn handle(
     let path = req.uri().path().to_string();
     if path == "/" && req.method() == Method::GET {
         return super::response::text(StatusCode::OK, "Homeserver - Admin Endpoint");
+    }
+    if path == super::dav::PREFIX || path.starts_with("/dav/") {
+        return super::dav::handle(app, password, req, peer).await;
     }
     let now = std::time::Instant::now();
     if let Err(secs) = app.admin_attempts.check(peer, now) {

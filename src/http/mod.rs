@@ -12,6 +12,7 @@ pub mod bandwidth;
 pub mod body;
 pub mod capacity;
 pub mod cookie;
+pub mod dav;
 pub mod event_stream;
 pub mod events;
 pub mod grant;
@@ -76,6 +77,8 @@ pub struct App {
     pub sites: Option<website::Sites>,
     /// Live WebDAV write locks.
     pub locks: crate::account::locks::Locks,
+    /// Empty folders made over the admin's WebDAV.
+    pub dav_folders: dav::EmptyFolders,
 }
 
 impl App {
@@ -106,6 +109,7 @@ impl App {
             throttle: Arc::default(),
             admin_attempts: Default::default(),
             locks: Default::default(),
+            dav_folders: Default::default(),
         }
     }
 }

@@ -26,7 +26,10 @@ pub async fn admin(
     conn: ConnInfo,
 ) -> Response<Body> {
     let start = Instant::now();
-    let resp = if req.method() == Method::OPTIONS || req.headers().contains_key(header::ORIGIN) {
+    // WebDAV clients ask OPTIONS without an Origin; a browser's preflight always has one.
+    let dav = req.uri().path().starts_with(super::dav::PREFIX);
+    let preflight = req.method() == Method::OPTIONS && !dav;
+    let resp = if preflight || req.headers().contains_key(header::ORIGIN) {
         ApiError::forbidden("The admin API does not answer browsers").into_response()
     } else if !local_host(req.headers()) {
         ApiError::forbidden("Host must be this listener's address or localhost").into_response()

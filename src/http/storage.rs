@@ -237,40 +237,15 @@ async fn put(
     session: Option<&Caller>,
 ) -> Result<Response<Body>, ApiError> {
     access::authorize_write(&app.store, tenant, path, session)?;
-    let max_upload = app.config.storage.max_upload_bytes;
     let allowance = app.store.write_allowance(tenant, path)?;
-    if let Some(len) = head.content_length {
-        if allowance.is_some_and(|a| len > a) {
-            return Err(quota_exceeded());
-        }
-        if len > max_upload {
-            return Err(too_large(max_upload));
-        }
-    }
+    precheck(app, allowance, head.content_length)?;
     let now = std::time::Instant::now();
     let hold = app
         .locks
         .check_write(tenant, path, &head.locks.if_tokens, now)?;
     access::authorize_path(&app.store, tenant, path)?;
     let budget = bandwidth::write_budget(app, tenant)?;
-    let mut upload = app.store.upload();
-    let mut body = PacedBody::new(body, app.config.limits.body_pace);
-    while let Some(chunk) = body.next().await {
-        let chunk: Bytes = chunk?;
-        let after = upload.len() + chunk.len() as u64;
-        if allowance.is_some_and(|a| after > a) {
-            return Err(quota_exceeded());
-        }
-        if after > max_upload {
-            return Err(too_large(max_upload));
-        }
-        upload.write(&chunk).await?;
-        if let Some(b) = &budget {
-            crate::limits::bandwidth::pace(&app.throttle, b, chunk.len()).await;
-        }
-    }
-    let content_type = super::sniff::content_type(upload.head(), path);
-    let staged = upload.finish().await?;
+    let (staged, content_type) = receive(app, body, path, allowance, budget).await?;
     if let Some(h) = &hold {
         h.ensure_held()?;
     }
@@ -303,6 +278,56 @@ async fn delete(
     }
     app.store.delete(tenant, path, clock::now_micros()).await?;
     Ok(super::response::empty(StatusCode::NO_CONTENT))
+}
+
+/// The early refusals of a write, from its declared length: over the owner's quota
+/// allowance (507) or over `storage.max_upload_mb` (413).
+pub fn precheck(
+    app: &App,
+    allowance: Option<u64>,
+    content_length: Option<u64>,
+) -> Result<(), ApiError> {
+    let max_upload = app.config.storage.max_upload_bytes;
+    if let Some(len) = content_length {
+        if allowance.is_some_and(|a| len > a) {
+            return Err(quota_exceeded());
+        }
+        if len > max_upload {
+            return Err(too_large(max_upload));
+        }
+    }
+    Ok(())
+}
+
+/// Streams a request body into an upload (paced against slow senders), held to the
+/// owner's quota `allowance`, the upload cap and, when given, a bandwidth budget; returns
+/// it staged with its content type (sniffed, else from the path).
+pub async fn receive(
+    app: &App,
+    body: Incoming,
+    path: &StoragePath,
+    allowance: Option<u64>,
+    budget: Option<crate::limits::bandwidth::Budget>,
+) -> Result<(crate::store::Staged, String), ApiError> {
+    let max_upload = app.config.storage.max_upload_bytes;
+    let mut upload = app.store.upload();
+    let mut body = PacedBody::new(body, app.config.limits.body_pace);
+    while let Some(chunk) = body.next().await {
+        let chunk: Bytes = chunk?;
+        let after = upload.len() + chunk.len() as u64;
+        if allowance.is_some_and(|a| after > a) {
+            return Err(quota_exceeded());
+        }
+        if after > max_upload {
+            return Err(too_large(max_upload));
+        }
+        upload.write(&chunk).await?;
+        if let Some(b) = &budget {
+            crate::limits::bandwidth::pace(&app.throttle, b, chunk.len()).await;
+        }
+    }
+    let content_type = super::sniff::content_type(upload.head(), path);
+    Ok((upload.finish().await?, content_type))
 }
 
 fn quota_exceeded() -> ApiError {

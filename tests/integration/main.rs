@@ -44,5 +44,7 @@ mod server_limits;
 mod service;
 /// The storage API: reads, writes, addressing, listing, quotas, restarts.
 mod storage;
+/// The admin's WebDAV with rclone and cadaver.
+mod webdav;
 /// Users' static websites by `Host`.
 mod websites;
