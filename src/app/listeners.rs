@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use smol::net::TcpListener;
 use smol::{Executor, Task};
 
-use crate::config::Config;
+use crate::config::{ClientIdentity, Config};
 use crate::http::tls::PubkyTls;
 use crate::http::{serve, App, ConnStats, PlainTcp, ServerLimits};
 use crate::runtime::shutdown::ShutdownSignal;
@@ -125,16 +125,34 @@ impl Listeners {
         };
         let (icann_conns, tls_conns, relay_conns) =
             (ConnStats::new(), ConnStats::new(), ConnStats::new());
+        // Each client listener learns its clients as its `*_client_identity` says.
+        let identity = |id: &ClientIdentity| ServerLimits {
+            proxy_protocol: match id {
+                ClientIdentity::Direct => None,
+                ClientIdentity::ProxyProtocol(p) => Some(Arc::new(p.clone())),
+            },
+            ..limits.clone()
+        };
+        let drive = &app.config.drive;
         let icann = spawn_with(
             ex,
             self.icann,
             PlainTcp,
-            limits,
+            &identity(&drive.icann_client_identity),
             signal,
             client.clone(),
             &icann_conns,
         );
-        let pubky_tls = spawn_with(ex, self.pubky_tls, tls, limits, signal, client, &tls_conns);
+        let tls_limits = identity(&drive.pubky_client_identity);
+        let pubky_tls = spawn_with(
+            ex,
+            self.pubky_tls,
+            tls,
+            &tls_limits,
+            signal,
+            client,
+            &tls_conns,
+        );
         let relay = self.relay.map(|l| {
             let app = app.clone();
             let handler = move |req, _conn| {

@@ -198,6 +198,7 @@ fn server_limits(config: &Config) -> ServerLimits {
         write_stall_timeout: l.write_stall_timeout,
         max_connections_per_ip: l.max_connections_per_ip,
         trusted_proxies: Arc::new(config.drive.trusted_proxies.clone()),
+        proxy_protocol: None,
     }
 }
 

@@ -82,6 +82,10 @@ pub struct Drive {
     pub pubky_listen_socket: SocketAddr,
     /// Reverse proxies whose `X-Forwarded-For` names the client (`drive.trusted_proxies`).
     pub trusted_proxies: TrustedProxies,
+    /// Who the client of a plain-HTTP connection is (`drive.icann_client_identity`).
+    pub icann_client_identity: ClientIdentity,
+    /// Who the client of a PubkyTLS connection is (`drive.pubky_client_identity`).
+    pub pubky_client_identity: ClientIdentity,
     /// Serve users' static websites by `Host` (`drive.websites`).
     pub websites: bool,
     /// Domains under which `<key>.<domain>` and `<label>.<key>.<domain>` also name a
@@ -89,6 +93,16 @@ pub struct Drive {
     pub website_domains: Vec<String>,
     /// Request-rate rules (`[[drive.rate_limits]]`), validated.
     pub rate_limits: Vec<Rule>,
+}
+
+/// Where a listener learns its client's address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientIdentity {
+    /// The socket's peer.
+    Direct,
+    /// Only these proxies may connect, and each connection starts with a PROXY protocol
+    /// preface (v1 or v2) that names the client.
+    ProxyProtocol(TrustedProxies),
 }
 
 #[derive(Debug, Clone)]

@@ -66,9 +66,19 @@ pub struct Drive {
     pub icann_listen_socket: SocketAddr,
     pub pubky_listen_socket: SocketAddr,
     pub trusted_proxies: Vec<String>,
+    pub icann_client_identity: ClientIdentity,
+    pub pubky_client_identity: ClientIdentity,
     pub websites: bool,
     pub website_domains: Vec<String>,
     pub rate_limits: Vec<RuleConfig>,
+}
+
+/// `{ mode = "direct" }` or `{ mode = "proxy_protocol", trusted_proxies = [...] }`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ClientIdentity {
+    pub mode: String,
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -199,6 +209,8 @@ fn unknown_keys(known: &Table, layer: &Table, prefix: &str, file: &str, out: &mu
     const OPTIONAL: &[&str] = &[
         "storage.default_quota_mb",
         "admin.password_file",
+        "drive.icann_client_identity.trusted_proxies",
+        "drive.pubky_client_identity.trusted_proxies",
         "limits.max_connections_per_ip",
         "events.max_streams",
         "events.max_streams_per_ip",

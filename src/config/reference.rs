@@ -9,12 +9,12 @@
 //! | `general.user_storage_quota_mb` (0 = unlimited) | `storage.default_quota_mb` unless that is set |
 //! | `pkdns.user_keys_republisher_interval` (seconds) | `pkdns.user_keys_republish_interval_ms` |
 //! | `logging.module_levels` `pubky_homeserver=…` | `logging.module_levels` `pubky_edge=…` |
-//! | `drive.{icann,pubky}_client_identity` `{ mode = "direct" }` | dropped (what we do) |
 //! | `storage.type = "file_system"` | dropped (what we do) |
 //! | `general.database_url`, `pkdns.dht_relay_nodes`, `pkdns.relay_request_timeout_ms` | dropped, with a warning |
-//! | client identity `proxy_protocol`, another `storage.type` | refused |
+//! | another `storage.type` | refused |
 //!
-//! Every other key of the reference's file has the same name and meaning here.
+//! Every other key of the reference's file has the same name and meaning here, the
+//! listeners' `*_client_identity` (direct or PROXY protocol) included.
 
 use toml::{Table, Value};
 
@@ -49,19 +49,6 @@ pub fn translate(layer: &mut Table, file: &str, warnings: &mut Vec<String>) -> R
             "general.database_url",
             "pubky-edge keeps its data in the data directory, not PostgreSQL",
         );
-    }
-    for key in ["icann_client_identity", "pubky_client_identity"] {
-        let Some(identity) = take(layer, "drive", key) else {
-            continue;
-        };
-        let mode = identity.get("mode").and_then(Value::as_str).unwrap_or("");
-        if mode != "direct" {
-            return Err(format!(
-                "{file}: drive.{key} mode {mode:?} is not supported: pubky-edge takes the \
-                 client's address from the socket, or from X-Forwarded-For of \
-                 drive.trusted_proxies"
-            ));
-        }
     }
     if let Some(kind) = take(layer, "storage", "type") {
         if kind.as_str() != Some("file_system") {

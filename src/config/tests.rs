@@ -281,14 +281,38 @@ fn the_reference_config_file_is_understood() {
 
 #[test]
 fn reference_keys_we_cannot_honour_stop_start_up() {
-    let e = load(
+    // PROXY protocol is honoured: the reference's setting is ours too.
+    let l = load(
         "[drive]\nicann_client_identity = { mode = \"proxy_protocol\", trusted_proxies = [\"10.0.0.0/8\"] }\n",
     )
-    .unwrap_err();
-    assert!(
-        e.contains("drive.icann_client_identity") && e.contains("proxy_protocol"),
-        "{e}"
+    .unwrap();
+    assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+    let super::ClientIdentity::ProxyProtocol(p) = &l.config.drive.icann_client_identity else {
+        panic!("{:?}", l.config.drive.icann_client_identity);
+    };
+    assert!(p.trusts("10.1.2.3".parse().unwrap()) && !p.trusts("192.0.2.1".parse().unwrap()));
+    assert_eq!(
+        l.config.drive.pubky_client_identity,
+        super::ClientIdentity::Direct
     );
+    for (bad, why) in [
+        ("{ mode = \"proxy_protocol\" }", "needs trusted_proxies"),
+        (
+            "{ mode = \"proxy_protocol\", trusted_proxies = [\"nope\"] }",
+            "not an IP",
+        ),
+        (
+            "{ mode = \"direct\", trusted_proxies = [\"10.0.0.1\"] }",
+            "belongs to",
+        ),
+        ("{ mode = \"haproxy\" }", "must be"),
+    ] {
+        let e = load(&format!("[drive]\npubky_client_identity = {bad}\n")).unwrap_err();
+        assert!(
+            e.contains("drive.pubky_client_identity") && e.contains(why),
+            "{e}"
+        );
+    }
     let e = load("[storage]\ntype = \"google_bucket\"\n").unwrap_err();
     assert!(e.contains("storage.type \"google_bucket\""), "{e}");
     let e = load("[admin]\nadmin_password = \"a\"\npassword = \"b\"\n").unwrap_err();

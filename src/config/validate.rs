@@ -190,6 +190,14 @@ impl RawConfig {
             icann_listen_socket: d.icann_listen_socket,
             pubky_listen_socket: d.pubky_listen_socket,
             trusted_proxies: super::TrustedProxies::new(proxies),
+            icann_client_identity: client_identity(
+                "drive.icann_client_identity",
+                &d.icann_client_identity,
+            )?,
+            pubky_client_identity: client_identity(
+                "drive.pubky_client_identity",
+                &d.pubky_client_identity,
+            )?,
             websites: d.websites,
             website_domains,
             rate_limits: Vec::new(),
@@ -365,4 +373,33 @@ fn website_domain(domain: &str) -> Result<String, String> {
         ));
     }
     Ok(d)
+}
+
+/// A listener's client identity: `direct`, or `proxy_protocol` with at least one trusted
+/// proxy.
+fn client_identity(
+    key: &str,
+    raw: &super::raw::ClientIdentity,
+) -> Result<super::ClientIdentity, String> {
+    let nets = raw
+        .trusted_proxies
+        .iter()
+        .map(|s| s.parse().map_err(|e| format!("{key}.trusted_proxies: {e}")))
+        .collect::<Result<Vec<_>, String>>()?;
+    match raw.mode.as_str() {
+        "direct" if nets.is_empty() => Ok(super::ClientIdentity::Direct),
+        "direct" => Err(format!(
+            "{key}: trusted_proxies belongs to mode = \"proxy_protocol\""
+        )),
+        "proxy_protocol" if nets.is_empty() => Err(format!(
+            "{key}: mode = \"proxy_protocol\" needs trusted_proxies (the load balancers \
+             allowed to connect)"
+        )),
+        "proxy_protocol" => Ok(super::ClientIdentity::ProxyProtocol(
+            super::TrustedProxies::new(nets),
+        )),
+        other => Err(format!(
+            "{key}: mode must be \"direct\" or \"proxy_protocol\", not {other:?}"
+        )),
+    }
 }

@@ -20,6 +20,7 @@ pub mod head;
 pub mod listing;
 pub mod lock;
 pub mod operator;
+pub mod proxy_protocol;
 pub mod query;
 pub mod quota_json;
 pub mod relay;

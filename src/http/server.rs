@@ -63,6 +63,9 @@ pub struct ServerLimits {
     pub max_connections_per_ip: usize,
     /// Proxies whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Arc<TrustedProxies>,
+    /// When set, only these proxies may connect and each connection opens with a PROXY
+    /// protocol preface naming the client (`drive.*_client_identity`).
+    pub proxy_protocol: Option<Arc<TrustedProxies>>,
 }
 
 /// Who is on the other end of a request's connection.
@@ -176,7 +179,15 @@ where
             break;
         }
         let limits = &shared.limits;
-        let key = (!limits.trusted_proxies.trusts(peer.ip())).then(|| address_key(peer.ip()));
+        if let Some(proxies) = &limits.proxy_protocol {
+            if !proxies.trusts(peer.ip()) {
+                tracing::debug!(%peer, "not a trusted PROXY protocol peer; closed");
+                continue;
+            }
+        }
+        // A proxy's connections carry many clients: they are not one address's share.
+        let proxied = limits.trusted_proxies.trusts(peer.ip()) || limits.proxy_protocol.is_some();
+        let key = (!proxied).then(|| address_key(peer.ip()));
         let Some(live) =
             stats.try_admit(limits.max_connections, key, limits.max_connections_per_ip)
         else {
@@ -251,17 +262,27 @@ async fn connection<A, H, F>(
     let force = shared.force.clone();
     let slot = live.slot();
     let run = async {
-        let handshake = async { Some(shared.acceptor.accept(tcp).await) }
-            .or(async {
-                smol::Timer::after(shared.limits.header_read_timeout).await;
-                None
-            })
-            .or(async {
-                shared.shutdown.wait().await;
-                None
-            });
-        let stream = match handshake.await {
-            Some(Ok(stream)) => stream,
+        let handshake = async {
+            let mut tcp = tcp;
+            let origin = match &shared.limits.proxy_protocol {
+                None => peer.ip(),
+                Some(_) => match super::proxy_protocol::read_client(&mut tcp).await {
+                    Ok(client) => client.ip(),
+                    Err(e) => return Some(Err(e)),
+                },
+            };
+            Some(shared.acceptor.accept(tcp).await.map(|s| (s, origin)))
+        }
+        .or(async {
+            smol::Timer::after(shared.limits.header_read_timeout).await;
+            None
+        })
+        .or(async {
+            shared.shutdown.wait().await;
+            None
+        });
+        let (stream, origin) = match handshake.await {
+            Some(Ok(accepted)) => accepted,
             Some(Err(e)) => {
                 tracing::debug!(%peer, error = %e, "acceptor failed");
                 return;
@@ -273,12 +294,13 @@ async fn connection<A, H, F>(
         };
         let info = ConnInfo {
             peer,
-            client: address_key(peer.ip()),
+            client: address_key(origin),
             tls: shared.acceptor.is_tls(),
         };
         let service = RequestService {
             shared: shared.clone(),
             info,
+            origin,
             served: Cell::new(0),
             stats,
             slot: slot.clone(),
@@ -328,6 +350,9 @@ fn log_connection_error(peer: SocketAddr, e: &hyper::Error) {
 struct RequestService<A, H> {
     shared: Arc<Shared<A, H>>,
     info: ConnInfo,
+    /// The client as the connection names it: the socket's peer, or what its PROXY preface
+    /// said (a trusted `X-Forwarded-For` is read relative to it).
+    origin: IpAddr,
     /// Requests seen on this connection; hyper calls the service one request at a time.
     served: Cell<u32>,
     stats: ConnStats,
@@ -350,7 +375,7 @@ where
         if !proxies.is_empty() {
             let forwarded = req.headers().get_all("x-forwarded-for");
             info.client = address_key(proxies.client(
-                info.peer.ip(),
+                self.origin,
                 forwarded.iter().filter_map(|v| v.to_str().ok()),
             ));
         }

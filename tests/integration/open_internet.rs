@@ -278,3 +278,107 @@ fn the_public_feed_reads_only_public_events() {
     assert_eq!((r.status, r.text()), (200, String::new()));
     assert_eq!(examined(&s) - before, 1);
 }
+
+/// A real peer is installed, or (under `.ci/run`, which installs them and sets
+/// `PUBKY_EDGE_REQUIRE_PEERS=1`) the test fails.
+fn have(tool: &str) -> bool {
+    let found = std::process::Command::new(tool)
+        .arg(if tool == "haproxy" { "-v" } else { "--version" })
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok();
+    assert!(
+        found || std::env::var_os("PUBKY_EDGE_REQUIRE_PEERS").is_none(),
+        "{tool} is required here"
+    );
+    if !found {
+        eprintln!("note: {tool} is not installed; this test did not run");
+    }
+    found
+}
+
+/// curl's status for GET `url` from the loopback address `from` (`extra` args added).
+fn curl_from(from: &str, url: &str, extra: &[&str]) -> String {
+    let o = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "5",
+        ])
+        .args(["--interface", from])
+        .args(extra)
+        .arg(url)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Behind HAProxy speaking PROXY protocol v2 (`send-proxy-v2`), each client is known by the
+/// address HAProxy names, not by HAProxy's: one client's rate limit does not touch another
+/// behind the same proxy. Version 1 (curl's `--haproxy-protocol`) works too; a connection
+/// without a preface, or from a peer that is not a trusted proxy, is closed unanswered.
+#[test]
+fn behind_haproxy_speaking_proxy_protocol_each_client_is_itself() {
+    if !have("haproxy") || !have("curl") {
+        return;
+    }
+    let s = Server::start(&format!(
+        "[drive]\nicann_client_identity = {{ mode = \"proxy_protocol\", trusted_proxies = [\"127.0.0.1\"] }}\n{FEED_LIMIT}"
+    ));
+    let front = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let front_port = front.local_addr().unwrap().port();
+    drop(front);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("haproxy.cfg");
+    std::fs::write(
+        &cfg,
+        format!(
+            "global\n  maxconn 64\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 10s\n  timeout server 10s\n\
+             frontend edge\n  bind 127.0.0.1:{front_port}\n  default_backend box\n\
+             backend box\n  server s1 127.0.0.1:{} send-proxy-v2 source 127.0.0.1\n",
+            s.addr.port()
+        ),
+    )
+    .unwrap();
+    let mut haproxy = std::process::Command::new("haproxy")
+        .args(["-db", "-f", cfg.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", front_port)).is_err() {
+        assert!(Instant::now() < deadline, "haproxy did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let through = format!("http://127.0.0.1:{front_port}/events/");
+    let first = curl_from("127.0.0.3", &through, &[]);
+    let second = curl_from("127.0.0.3", &through, &[]);
+    let other = curl_from("127.0.0.4", &through, &[]);
+    let _ = haproxy.kill();
+    let _ = haproxy.wait();
+    assert_eq!((first.as_str(), second.as_str()), ("200", "429"));
+    assert_eq!(
+        other, "200",
+        "another client behind the same proxy has its own bucket"
+    );
+
+    // PROXY v1 straight from curl (the trusted address), and what is refused.
+    let direct = format!("http://{}/events/", s.addr);
+    assert_eq!(
+        curl_from("127.0.0.1", &direct, &["--haproxy-protocol"]),
+        "200"
+    );
+    assert_eq!(
+        curl_from("127.0.0.1", &direct, &[]),
+        "000",
+        "no preface: closed"
+    );
+    let untrusted = curl_from("127.0.0.5", &direct, &["--haproxy-protocol"]);
+    assert_eq!(untrusted, "000", "not a trusted proxy: closed");
+}

@@ -136,3 +136,33 @@ fn garbage_and_stalled_handshakes_do_not_affect_other_connections() {
     let n = stalled.read(&mut buf).unwrap_or(0);
     assert_eq!(n, 0);
 }
+
+/// Behind a TCP load balancer speaking PROXY protocol, the preface comes before the TLS
+/// hello and the handshake (with the homeserver's key) follows untouched; without the
+/// preface the listener closes the connection.
+#[test]
+fn pubky_tls_behind_a_proxy_protocol_preface() {
+    let s = Server::start(
+        "[drive]\npubky_client_identity = { mode = \"proxy_protocol\", trusted_proxies = [\"127.0.0.1\"] }\n",
+    );
+    let key = *s.pk.as_bytes();
+    let hs = s.pk.to_string();
+    let name = ServerName::try_from(hs.clone()).unwrap();
+    let conn = ClientConnection::new(client_config(&s.pk), name).unwrap();
+    let mut tcp = TcpStream::connect(s.tls_addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    // Version 2, TCP over IPv4, client 198.51.100.7:50000.
+    let mut preface = b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x0c".to_vec();
+    preface.extend_from_slice(&[198, 51, 100, 7, 127, 0, 0, 1, 0xc3, 0x50, 0x18, 0x8f]);
+    tcp.write_all(&preface).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    tls.write_all(get("/info", &hs).as_bytes()).unwrap();
+    let mut out = Vec::new();
+    tls.read_to_end(&mut out).unwrap();
+    let r = String::from_utf8_lossy(&out);
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    assert!(
+        tls_request(s.tls_addr, &key, &hs, &get("/info", &hs)).is_err(),
+        "a handshake without the preface is closed"
+    );
+}

@@ -2,7 +2,7 @@
 //! move, recursive copy and check, purge) and cadaver (lock, put, unlock, move as a user at a
 //! terminal does), plus the protocol's edges by hand: Basic auth, PROPFIND depths, MKCOL,
 //! Overwrite, quotas and events. The client parts are skipped with a note when the clients
-//! are not installed; `.ci/run` installs them and sets `PUBKY_EDGE_REQUIRE_DAV_CLIENTS=1`,
+//! are not installed; `.ci/run` installs them and sets `PUBKY_EDGE_REQUIRE_PEERS=1`,
 //! which makes their absence a failure.
 
 use crate::support as common;
@@ -23,7 +23,7 @@ fn tool(name: &str) -> bool {
         .status()
         .is_ok();
     assert!(
-        found || std::env::var_os("PUBKY_EDGE_REQUIRE_DAV_CLIENTS").is_none(),
+        found || std::env::var_os("PUBKY_EDGE_REQUIRE_PEERS").is_none(),
         "{name} is required in CI (apt-get install {name})"
     );
     if !found {

@@ -27,6 +27,7 @@ pub fn limits() -> ServerLimits {
         write_stall_timeout: Duration::from_secs(30),
         max_connections_per_ip: 16,
         trusted_proxies: Default::default(),
+        proxy_protocol: None,
     }
 }
 
