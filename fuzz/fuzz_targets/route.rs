@@ -1,11 +1,14 @@
 //! Request routing: method, path, query and host headers from the input (split on `\n`)
-//! → an endpoint or a 4xx; storage endpoints always carry a canonical path.
+//! → an endpoint or a 4xx, with and without websites; storage endpoints always carry a
+//! canonical path, and a website page never names a file outside its site's folder.
 #![no_main]
 
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 use hyper::Method;
 use libfuzzer_sys::fuzz_target;
 use pubky_edge::http::route::{route, Endpoint};
+use pubky_edge::http::website::Sites;
+use pubky_edge::pubkey::PublicKey;
 use pubky_edge::storage_path::StoragePath;
 
 fuzz_target!(|data: &[u8]| {
@@ -26,7 +29,23 @@ fuzz_target!(|data: &[u8]| {
             headers.insert(HeaderName::from_static(name), v);
         }
     }
-    if let Ok(Endpoint::Storage { path, .. }) = route(&method, path, query, &headers) {
-        assert!(StoragePath::strict(path.as_str()).is_ok(), "{path:?}");
+    let sites = Sites {
+        homeserver: PublicKey::parse_z32("yg4gxe7z1r7mr6orids9fh95y7gxhdsxjqi6nngsxxtakqaxr5no")
+            .expect("a valid key"),
+        domains: vec!["sites.example.org".into()],
+    };
+    for sites in [None, Some(&sites)] {
+        match route(&method, path, query, &headers, sites) {
+            Ok(Endpoint::Storage { path, .. }) => {
+                assert!(StoragePath::strict(path.as_str()).is_ok(), "{path:?}");
+            }
+            Ok(Endpoint::Website(site)) => {
+                let t = site.target.as_str();
+                assert!(StoragePath::strict(t).is_ok(), "{t:?}");
+                assert!(t.starts_with(&format!("{}/", site.root)), "{t:?} outside {}", site.root);
+                assert!(!t.ends_with('/'), "{t:?} is a folder");
+            }
+            _ => {}
+        }
     }
 });
