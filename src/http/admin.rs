@@ -25,7 +25,7 @@ use crate::storage_path::{percent_decode, StoragePath};
 use crate::store::{QuotaOverrides, User};
 
 /// Compares via digests so the time taken does not depend on where the strings differ.
-pub(super) fn same_password(given: &[u8], expected: &str) -> bool {
+fn same_password(given: &[u8], expected: &str) -> bool {
     Sha256::digest(given) == Sha256::digest(expected.as_bytes())
 }
 
@@ -45,13 +45,29 @@ pub async fn handle(
     if path == super::dav::PREFIX || path.starts_with("/dav/") {
         return super::dav::handle(app, password, req, peer).await;
     }
+    let given = req.headers().get("x-admin-password").map(|v| v.as_bytes());
+    let result = match check_password(app, peer, given, password) {
+        Err(e) => Err(e),
+        Ok(()) => route(app, req, &path).await,
+    };
+    result.unwrap_or_else(ApiError::into_response)
+}
+
+/// The operator's password as given (`None`: not given), checked against `password`;
+/// wrong ones are throttled per address (429 while an address is throttled, else 401).
+pub(super) fn check_password(
+    app: &App,
+    peer: std::net::IpAddr,
+    given: Option<&[u8]>,
+    password: &str,
+) -> Result<(), ApiError> {
     let now = std::time::Instant::now();
-    if let Err(secs) = app.admin_attempts.check(peer, now) {
-        return ApiError::rate_limited(secs).into_response();
-    }
-    let auth = match req.headers().get("x-admin-password") {
+    app.admin_attempts
+        .check(peer, now)
+        .map_err(ApiError::rate_limited)?;
+    match given {
         None => Err(ApiError::unauthorized("Missing admin password")),
-        Some(v) if same_password(v.as_bytes(), password) => {
+        Some(v) if same_password(v, password) => {
             app.admin_attempts.succeeded(peer);
             Ok(())
         }
@@ -59,12 +75,7 @@ pub async fn handle(
             app.admin_attempts.failed(peer, now);
             Err(ApiError::unauthorized("Invalid admin password"))
         }
-    };
-    let result = match auth {
-        Err(e) => Err(e),
-        Ok(()) => route(app, req, &path).await,
-    };
-    result.unwrap_or_else(ApiError::into_response)
+    }
 }
 
 fn only(allow: &'static str) -> ApiError {

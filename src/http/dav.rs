@@ -141,25 +141,18 @@ pub async fn handle(
     req: Request<Incoming>,
     peer: std::net::IpAddr,
 ) -> Response<Body> {
-    let now = std::time::Instant::now();
-    if let Err(secs) = app.admin_attempts.check(peer, now) {
-        return ApiError::rate_limited(secs).into_response();
-    }
-    match basic_password(req.headers()) {
-        Some(given) if super::admin::same_password(given.as_bytes(), password) => {
-            app.admin_attempts.succeeded(peer);
-        }
-        given => {
-            if given.is_some() {
-                app.admin_attempts.failed(peer, now);
-            }
-            let mut r = ApiError::unauthorized("Unauthorized").into_response();
+    let given = basic_password(req.headers());
+    let given = given.as_deref().map(str::as_bytes);
+    if let Err(e) = super::admin::check_password(app, peer, given, password) {
+        let mut r = e.into_response();
+        if r.status() == StatusCode::UNAUTHORIZED {
+            // Asks a browser or a file manager for the credentials.
             r.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
                 header::HeaderValue::from_static("Basic realm=\"pubky-edge\""),
             );
-            return r;
         }
+        return r;
     }
     serve(app, req)
         .await
@@ -810,27 +803,8 @@ async fn copy_file(
 /// `LOCK`: a token that guards nothing (the operator's clients ask for one before they
 /// write; the users' own locks are not touched), as the reference's WebDAV does.
 fn fake_lock(url_path: &str) -> Result<Response<Body>, ApiError> {
-    let token = format!("opaquelocktoken:{}", crate::account::locks::new_token());
-    let body = format!(
-        concat!(
-            r#"<?xml version="1.0" encoding="utf-8"?>"#,
-            r#"<D:prop xmlns:D="DAV:"><D:lockdiscovery><D:activelock>"#,
-            "<D:locktype><D:write/></D:locktype><D:lockscope><D:exclusive/></D:lockscope>",
-            "<D:depth>0</D:depth><D:timeout>Second-60</D:timeout>",
-            "<D:locktoken><D:href>{token}</D:href></D:locktoken>",
-            "<D:lockroot><D:href>{root}</D:href></D:lockroot>",
-            "</D:activelock></D:lockdiscovery></D:prop>"
-        ),
-        token = token,
-        root = xml_escape(url_path)
-    );
-    Response::builder()
-        .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, "application/xml; charset=utf-8")
-        .header("lock-token", format!("<{token}>"))
-        .header("timeout", "Second-60")
-        .body(Body::Full(body.into()))
-        .map_err(super::response::internal)
+    let token = crate::account::locks::new_token();
+    super::lock::discovery(&token, crate::account::locks::MAX_SECS, url_path, true)
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use super::body::{read_limited, Body, BodyError};
 use super::head::Head;
 use super::response::ApiError;
 use super::App;
-use crate::account::locks::{Granted, DEFAULT_SECS, MAX_SECS};
+use crate::account::locks::{DEFAULT_SECS, MAX_SECS};
 use crate::account::{access, Caller};
 use crate::pubkey::PublicKey;
 use crate::storage_path::{percent_encode_path, StoragePath};
@@ -122,7 +122,7 @@ pub async fn lock(
         (g, false)
     };
     let root = format!("/storage/{tenant}{}", percent_encode_path(path.as_str()));
-    discovery(&granted.0, &root, granted.1)
+    discovery(&granted.0.token, granted.0.secs, &root, granted.1)
 }
 
 /// `UNLOCK` with `Lock-Token`: releases that lock (a disabled account may).
@@ -144,9 +144,15 @@ pub fn unlock(
     Ok(super::response::empty(StatusCode::NO_CONTENT))
 }
 
-/// The `lockdiscovery` answer; `Lock-Token` only on creation, as RFC 4918 asks.
-fn discovery(g: &Granted, root: &str, created: bool) -> Result<Response<Body>, ApiError> {
-    let token_url = format!("{SCHEME}{}", g.token);
+/// The `lockdiscovery` answer for lock `token`, `secs` long, on `root` (a URL path);
+/// `Lock-Token` only on creation, as RFC 4918 asks.
+pub fn discovery(
+    token: &str,
+    secs: u64,
+    root: &str,
+    created: bool,
+) -> Result<Response<Body>, ApiError> {
+    let token_url = format!("{SCHEME}{token}");
     let body = format!(
         concat!(
             r#"<?xml version="1.0" encoding="utf-8"?>"#,
@@ -159,14 +165,14 @@ fn discovery(g: &Granted, root: &str, created: bool) -> Result<Response<Body>, A
             "<D:lockroot><D:href>{root}</D:href></D:lockroot>",
             "</D:activelock></D:lockdiscovery></D:prop>",
         ),
-        secs = g.secs,
+        secs = secs,
         token = token_url,
         root = xml_escape(root),
     );
     let mut b = Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "application/xml; charset=utf-8")
-        .header("timeout", format!("Second-{}", g.secs));
+        .header("timeout", format!("Second-{secs}"));
     if created {
         b = b.header("lock-token", format!("<{token_url}>"));
     }

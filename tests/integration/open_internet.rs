@@ -279,25 +279,6 @@ fn the_public_feed_reads_only_public_events() {
     assert_eq!(examined(&s) - before, 1);
 }
 
-/// A real peer is installed, or (under `.ci/run`, which installs them and sets
-/// `PUBKY_EDGE_REQUIRE_PEERS=1`) the test fails.
-fn have(tool: &str) -> bool {
-    let found = std::process::Command::new(tool)
-        .arg(if tool == "haproxy" { "-v" } else { "--version" })
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok();
-    assert!(
-        found || std::env::var_os("PUBKY_EDGE_REQUIRE_PEERS").is_none(),
-        "{tool} is required here"
-    );
-    if !found {
-        eprintln!("note: {tool} is not installed; this test did not run");
-    }
-    found
-}
-
 /// curl's status for GET `url` from the loopback address `from` (`extra` args added).
 fn curl_from(from: &str, url: &str, extra: &[&str]) -> String {
     let o = std::process::Command::new("curl")
@@ -324,7 +305,7 @@ fn curl_from(from: &str, url: &str, extra: &[&str]) -> String {
 /// without a preface, or from a peer that is not a trusted proxy, is closed unanswered.
 #[test]
 fn behind_haproxy_speaking_proxy_protocol_each_client_is_itself() {
-    if !have("haproxy") || !have("curl") {
+    if !installed("haproxy", "-v") || !installed("curl", "--version") {
         return;
     }
     let s = Server::start(&format!(

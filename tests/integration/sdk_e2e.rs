@@ -5,7 +5,6 @@
 
 use crate::support as common;
 
-use std::net::TcpListener;
 use std::time::Duration;
 
 use base64::Engine;
@@ -27,14 +26,6 @@ fn net() -> Net {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Server config on the testnet with fixed ports (so a restart keeps its address).
 fn server_toml(net: &Net, extra: &str) -> String {
     let nodes: Vec<String> = net.bootstrap.iter().map(|b| format!("{b:?}")).collect();
@@ -42,8 +33,8 @@ fn server_toml(net: &Net, extra: &str) -> String {
         "[drive]\nicann_listen_socket = \"127.0.0.1:{}\"\npubky_listen_socket = \"127.0.0.1:{}\"\n\
          [pkdns]\ndht = true\npublic_ip = \"127.0.0.1\"\ndht_request_timeout_ms = 1000\n\
          publish_retry_min_ms = 100\ndht_bootstrap_nodes = [{}]\n{extra}",
-        free_port(),
-        free_port(),
+        common::proc::free_port(),
+        common::proc::free_port(),
         nodes.join(", ")
     )
 }
@@ -53,20 +44,7 @@ fn sdk(net: &Net) -> Pubky {
 }
 
 fn sdk_client(net: &Net) -> PubkyHttpClient {
-    PubkyHttpClient::builder()
-        .pkarr(|p| {
-            p.no_default_network()
-                .bootstrap(&net.bootstrap)
-                .dht(|c| {
-                    c.port = Some(0);
-                    c
-                })
-                .dht_report_policy(pubky::pkarr::dht::ReportPolicy::testnet())
-                .dht_request_timeout(Duration::from_millis(800))
-        })
-        .request_timeout(Duration::from_secs(20))
-        .build()
-        .unwrap()
+    common::sdk_client(&net.bootstrap)
 }
 
 /// The SDK with its HTTP client kept, for requests of its own (a website page).

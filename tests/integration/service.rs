@@ -146,14 +146,6 @@ fn notifies_ready_watchdog_and_stopping() {
     assert!(child.wait().unwrap().success());
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn get(port: u16, path: &str, headers: &str) -> String {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let req =
@@ -173,7 +165,11 @@ fn a_reference_data_directory_starts_as_the_same_homeserver() {
     std::fs::create_dir(&data).unwrap();
     let keypair = pubky::Keypair::random();
     keypair.write_secret_key_file(&data.join("secret")).unwrap();
-    let (http, tls, admin) = (free_port(), free_port(), free_port());
+    let (http, tls, admin) = (
+        crate::support::proc::free_port(),
+        crate::support::proc::free_port(),
+        crate::support::proc::free_port(),
+    );
     let config = format!(
         r#"[general]
 signup_mode = "open"

@@ -15,23 +15,6 @@ use common::{new_user, put_file, Resp, Server, User};
 /// `Authorization` for `admin:test-admin`.
 const BASIC: &str = "Basic YWRtaW46dGVzdC1hZG1pbg==";
 
-fn tool(name: &str) -> bool {
-    let found = Command::new(name)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    assert!(
-        found || std::env::var_os("PUBKY_EDGE_REQUIRE_PEERS").is_none(),
-        "{name} is required in CI (apt-get install {name})"
-    );
-    if !found {
-        eprintln!("note: {name} not installed; its part of the WebDAV suite did not run");
-    }
-    found
-}
-
 fn dav(s: &Server, method: &str, path: &str) -> common::Req {
     s.admin_raw(method, path).header("authorization", BASIC)
 }
@@ -79,7 +62,7 @@ fn read(s: &Server, u: &User, path: &str) -> Resp {
 
 #[test]
 fn rclone_lists_uploads_moves_copies_and_purges() {
-    if !tool("rclone") {
+    if !common::installed("rclone", "--version") {
         return;
     }
     let s = Server::start("");
@@ -194,7 +177,7 @@ fn rclone_lists_uploads_moves_copies_and_purges() {
 
 #[test]
 fn cadaver_locks_puts_and_moves() {
-    if !tool("cadaver") {
+    if !common::installed("cadaver", "--version") {
         return;
     }
     let s = Server::start("");

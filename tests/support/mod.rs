@@ -441,3 +441,41 @@ pub fn new_user(s: &Server) -> User {
         token,
     }
 }
+
+/// Whether the real peer `tool` is installed (`arg` makes it print its version). Under
+/// `.ci/run`, which installs the peers and sets `PUBKY_EDGE_REQUIRE_PEERS=1`, a missing one
+/// fails the test; elsewhere the test notes it and skips that part.
+pub fn installed(tool: &str, arg: &str) -> bool {
+    let found = std::process::Command::new(tool)
+        .arg(arg)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok();
+    assert!(
+        found || std::env::var_os("PUBKY_EDGE_REQUIRE_PEERS").is_none(),
+        "{tool} is required here (apt-get install {tool})"
+    );
+    if !found {
+        eprintln!("note: {tool} is not installed; the part of this test that needs it did not run");
+    }
+    found
+}
+
+/// The official SDK's HTTP client on a loopback DHT testnet (`bootstrap`), nothing else.
+pub fn sdk_client(bootstrap: &[String]) -> pubky::PubkyHttpClient {
+    pubky::PubkyHttpClient::builder()
+        .pkarr(|p| {
+            p.no_default_network()
+                .bootstrap(bootstrap)
+                .dht(|c| {
+                    c.port = Some(0);
+                    c
+                })
+                .dht_report_policy(pubky::pkarr::dht::ReportPolicy::testnet())
+                .dht_request_timeout(Duration::from_millis(800))
+        })
+        .request_timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+}

@@ -5,12 +5,11 @@
 //! Runs when `PUBKY_EDGE_IMAGE` names a built image (`.ci/container` builds one and sets
 //! it); otherwise it says it skipped.
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use pubky::{ClientId, Keypair, Pubky, PubkyHttpClient, PublicKey as SdkKey};
+use pubky::{ClientId, Keypair, Pubky, PublicKey as SdkKey};
 use pubky_edge::announce::dht::local_testnet;
 
 /// podman as it works on this kind of machine: runc, cgroupfs, no default ulimits.
@@ -21,14 +20,6 @@ fn podman(conf: &Path, args: &[&str]) -> Output {
         .env("CONTAINERS_CONF", conf)
         .output()
         .expect("podman runs")
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Removes the container however the test ends.
@@ -57,7 +48,12 @@ async fn the_image_serves_the_sdk_on_host_networking() {
     let (_nodes, bootstrap) = local_testnet(0, 4).unwrap();
     let data = tmp.path().join("data");
     std::fs::create_dir(&data).unwrap();
-    let (http, tls, admin, metrics) = (free_port(), free_port(), free_port(), free_port());
+    let (http, tls, admin, metrics) = (
+        crate::support::proc::free_port(),
+        crate::support::proc::free_port(),
+        crate::support::proc::free_port(),
+        crate::support::proc::free_port(),
+    );
     let nodes: Vec<String> = bootstrap.iter().map(|b| format!("{b:?}")).collect();
     std::fs::write(
         data.join("config.toml"),
@@ -131,20 +127,7 @@ async fn the_image_serves_the_sdk_on_host_networking() {
         .to_string();
     let hs = SdkKey::try_from(hs.as_str()).unwrap();
 
-    let client = PubkyHttpClient::builder()
-        .pkarr(|p| {
-            p.no_default_network()
-                .bootstrap(&bootstrap)
-                .dht(|c| {
-                    c.port = Some(0);
-                    c
-                })
-                .dht_report_policy(pubky::pkarr::dht::ReportPolicy::testnet())
-                .dht_request_timeout(Duration::from_millis(800))
-        })
-        .request_timeout(Duration::from_secs(20))
-        .build()
-        .unwrap();
+    let client = crate::support::sdk_client(&bootstrap);
     let pubky = Pubky::with_client(client);
     let signer = pubky.signer(Keypair::random());
     // The record reaches the DHT shortly after start: retry the first request a while.
