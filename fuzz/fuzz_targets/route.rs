@@ -7,7 +7,7 @@ use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 use hyper::Method;
 use libfuzzer_sys::fuzz_target;
 use pubky_edge::http::route::{route, Endpoint};
-use pubky_edge::http::website::Sites;
+use pubky_edge::http::route::Sites;
 use pubky_edge::pubkey::PublicKey;
 use pubky_edge::storage_path::StoragePath;
 

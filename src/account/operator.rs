@@ -2,14 +2,55 @@
 //! order: the first line of `admin.password_file`, `admin.password`, or the first line of
 //! `<data>/admin-password`, which the server creates at its first start with a random
 //! password (mode 0600) when nothing is configured. `pubky-edge admin …` reads the same
-//! places, so the operator never has to type it.
+//! places, so the operator never has to type it. [`check_password`] is the one check of a
+//! password given over the network (the admin API's header, WebDAV's Basic credentials).
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use sha2::{Digest, Sha256};
+
 use crate::config::Admin;
+use crate::limits::attempts::Attempts;
+
+/// Why a password given over the network was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// Too many wrong ones from this address lately: retry after this many seconds.
+    Throttled(u64),
+    Missing,
+    Wrong,
+}
+
+/// Checks `given` (`None`: none was given) against `password`; wrong ones count against
+/// `peer`'s address, which is refused for a while after too many.
+pub fn check_password(
+    attempts: &Attempts,
+    peer: std::net::IpAddr,
+    given: Option<&[u8]>,
+    password: &str,
+    now: std::time::Instant,
+) -> Result<(), Refused> {
+    attempts.check(peer, now).map_err(Refused::Throttled)?;
+    match given {
+        None => Err(Refused::Missing),
+        Some(v) if same_password(v, password) => {
+            attempts.succeeded(peer);
+            Ok(())
+        }
+        Some(_) => {
+            attempts.failed(peer, now);
+            Err(Refused::Wrong)
+        }
+    }
+}
+
+/// Compares via digests so the time taken does not depend on where the strings differ.
+fn same_password(given: &[u8], expected: &str) -> bool {
+    Sha256::digest(given) == Sha256::digest(expected.as_bytes())
+}
 
 /// The weak password older configs shipped; refused on a listener beyond loopback.
 pub const WEAK_PASSWORD: &str = "admin";
@@ -96,6 +137,23 @@ fn generated(data_dir: &Path) -> Result<String, String> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn network_passwords_are_compared_and_throttled() {
+        let attempts = Attempts::default();
+        let (peer, now) = ("192.0.2.1".parse().unwrap(), std::time::Instant::now());
+        let check = |given: Option<&[u8]>| check_password(&attempts, peer, given, "from-file", now);
+        assert_eq!(check(Some(b"from-file")), Ok(()));
+        assert_eq!(check(None), Err(Refused::Missing));
+        assert_eq!(check(Some(b"from-fil")), Err(Refused::Wrong));
+        let mut throttled = false;
+        for _ in 0..50 {
+            throttled |= matches!(check(Some(b"guess")), Err(Refused::Throttled(_)));
+        }
+        assert!(throttled, "wrong guesses from one address are throttled");
+        assert!(!same_password(b"from-fil", "from-file"));
+    }
+
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 

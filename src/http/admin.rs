@@ -6,7 +6,6 @@
 use hyper::body::Incoming;
 use hyper::{header, Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 use super::body::{read_limited, Body, BodyError};
 use super::event_stream::{self, Source};
@@ -18,16 +17,12 @@ use super::response::json as json_response;
 use super::response::ApiError;
 use super::route::RouteError;
 use super::App;
+use crate::account::operator::check_password;
 use crate::auth::secrets::{is_signup_token, new_signup_token};
 use crate::clock;
 use crate::pubkey::PublicKey;
 use crate::storage_path::{percent_decode, StoragePath};
 use crate::store::{QuotaOverrides, User};
-
-/// Compares via digests so the time taken does not depend on where the strings differ.
-fn same_password(given: &[u8], expected: &str) -> bool {
-    Sha256::digest(given) == Sha256::digest(expected.as_bytes())
-}
 
 /// Any request to the admin listener (`/info`, `/generate_signup_token`, `/users…`,
 /// `/events-stream`, …): checks the password (wrong ones are throttled per address), then
@@ -46,36 +41,13 @@ pub async fn handle(
         return super::dav::handle(app, password, req, peer).await;
     }
     let given = req.headers().get("x-admin-password").map(|v| v.as_bytes());
-    let result = match check_password(app, peer, given, password) {
+    let now = std::time::Instant::now();
+    let checked = check_password(&app.admin_attempts, peer, given, password, now);
+    let result = match checked.map_err(ApiError::from) {
         Err(e) => Err(e),
         Ok(()) => route(app, req, &path).await,
     };
     result.unwrap_or_else(ApiError::into_response)
-}
-
-/// The operator's password as given (`None`: not given), checked against `password`;
-/// wrong ones are throttled per address (429 while an address is throttled, else 401).
-pub(super) fn check_password(
-    app: &App,
-    peer: std::net::IpAddr,
-    given: Option<&[u8]>,
-    password: &str,
-) -> Result<(), ApiError> {
-    let now = std::time::Instant::now();
-    app.admin_attempts
-        .check(peer, now)
-        .map_err(ApiError::rate_limited)?;
-    match given {
-        None => Err(ApiError::unauthorized("Missing admin password")),
-        Some(v) if same_password(v, password) => {
-            app.admin_attempts.succeeded(peer);
-            Ok(())
-        }
-        Some(_) => {
-            app.admin_attempts.failed(peer, now);
-            Err(ApiError::unauthorized("Invalid admin password"))
-        }
-    }
 }
 
 fn only(allow: &'static str) -> ApiError {
@@ -414,9 +386,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn password_rules() {
-        assert!(same_password(b"from-file", "from-file"));
-        assert!(!same_password(b"from-fil", "from-file"));
+    fn iso_dates() {
         assert_eq!(iso(1_700_000_000), "2023-11-14T22:13:20.000000");
     }
 }

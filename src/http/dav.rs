@@ -23,6 +23,7 @@ use super::body::{read_limited, Body, BodyError};
 use super::lock::xml_escape;
 use super::response::ApiError;
 use super::App;
+use crate::account::operator::check_password;
 use crate::clock;
 use crate::pubkey::PublicKey;
 use crate::storage_path::{percent_decode, percent_encode_path, StoragePath};
@@ -143,8 +144,10 @@ pub async fn handle(
 ) -> Response<Body> {
     let given = basic_password(req.headers());
     let given = given.as_deref().map(str::as_bytes);
-    if let Err(e) = super::admin::check_password(app, peer, given, password) {
-        let mut r = e.into_response();
+    let now = std::time::Instant::now();
+    let checked = check_password(&app.admin_attempts, peer, given, password, now);
+    if let Err(e) = checked {
+        let mut r = ApiError::from(e).into_response();
         if r.status() == StatusCode::UNAUTHORIZED {
             // Asks a browser or a file manager for the credentials.
             r.headers_mut().insert(

@@ -11,6 +11,7 @@ use hyper::{header, HeaderMap, Method};
 
 use super::server::ConnInfo;
 use crate::account::caller::COOKIE_SECRET_LEN;
+use crate::account::locks::{DEFAULT_SECS, MAX_SECS};
 use crate::account::Credentials;
 use crate::auth::secrets;
 
@@ -36,7 +37,7 @@ pub struct Head {
     /// `Cache-Control: no-cache` (the relay then asks the network).
     pub no_cache: bool,
     /// `If`, `Lock-Token` and `Timeout` (WebDAV locks).
-    pub locks: super::lock::LockHeaders,
+    pub locks: LockHeaders,
 }
 
 /// `If-None-Match` and `If-Modified-Since`.
@@ -109,7 +110,7 @@ impl Head {
                 .iter()
                 .filter_map(|v| v.to_str().ok())
                 .any(|v| v.split(',').any(|d| d.trim() == "no-cache")),
-            locks: super::lock::LockHeaders::of(h),
+            locks: LockHeaders::of(h),
         }
     }
 }
@@ -136,5 +137,106 @@ pub fn credentials(headers: &HeaderMap) -> Credentials {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string),
         foreign_without_origin: headers.get("sec-fetch-site").is_some_and(|v| v != "none"),
+    }
+}
+
+/// The scheme of WebDAV lock tokens.
+pub const LOCK_SCHEME: &str = "opaquelocktoken:";
+
+/// The lock headers of a request.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct LockHeaders {
+    /// Every `opaquelocktoken:` coded URL in the `If` headers (tags and `Not` ignored).
+    pub if_tokens: Vec<String>,
+    /// `Lock-Token`, with or without its angle brackets, when it names a lock token.
+    pub lock_token: Option<String>,
+    /// `Timeout`: the first `Second-N` (1..=60) or `Infinite` (60); otherwise 30.
+    pub timeout_secs: u64,
+}
+
+impl LockHeaders {
+    pub fn of(h: &HeaderMap) -> LockHeaders {
+        let if_tokens = h
+            .get_all("if")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(coded_urls)
+            .filter_map(|u| u.strip_prefix(LOCK_SCHEME))
+            .map(str::to_string)
+            .collect();
+        let lock_token = h
+            .get("lock-token")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                let url = coded_urls(v).into_iter().next().unwrap_or(v.trim());
+                url.strip_prefix(LOCK_SCHEME).map(str::to_string)
+            })
+            .filter(|t| !t.is_empty());
+        let timeout_secs = h
+            .get("timeout")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.split(',').map(str::trim).find_map(|part| {
+                    if part.eq_ignore_ascii_case("infinite") {
+                        return Some(MAX_SECS);
+                    }
+                    part.strip_prefix("Second-")?.parse::<u64>().ok()
+                })
+            })
+            .map_or(DEFAULT_SECS, |s| s.clamp(1, MAX_SECS));
+        LockHeaders {
+            if_tokens,
+            lock_token,
+            timeout_secs,
+        }
+    }
+}
+
+/// The `<…>` groups of a header value, in order.
+fn coded_urls(value: &str) -> Vec<&str> {
+    let mut urls = Vec::new();
+    let mut rest = value;
+    while let Some(start) = rest.find('<') {
+        let after = &rest[start + 1..];
+        let Some(end) = after.find('>') else { break };
+        urls.push(after[..end].trim());
+        rest = &after[end + 1..];
+    }
+    urls
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hyper::header::HeaderValue;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> LockHeaders {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_str(v).unwrap());
+        }
+        LockHeaders::of(&h)
+    }
+
+    #[test]
+    fn if_tokens_lock_tokens_and_timeouts() {
+        let l = headers(&[
+            ("if", "(<opaquelocktoken:a> [\"etag\"]) (Not <urn:x>)"),
+            ("if", "</res> (<opaquelocktoken:b>)"),
+        ]);
+        assert_eq!(l.if_tokens, vec!["a", "b"]);
+        assert_eq!(l.timeout_secs, DEFAULT_SECS);
+        let t = |v| headers(&[("timeout", v)]).timeout_secs;
+        assert_eq!(t("Second-10"), 10);
+        assert_eq!(t("Second-0"), 1);
+        assert_eq!(t("Second-999"), MAX_SECS);
+        assert_eq!(t("Infinite, Second-5"), MAX_SECS);
+        assert_eq!(t("garbage"), DEFAULT_SECS);
+        assert_eq!(t("x, Second-7"), 7);
+        let lt = |v| headers(&[("lock-token", v)]).lock_token;
+        assert_eq!(lt("<opaquelocktoken:abc>").as_deref(), Some("abc"));
+        assert_eq!(lt("opaquelocktoken:abc").as_deref(), Some("abc"));
+        assert_eq!(lt("<urn:uuid:abc>"), None);
+        assert_eq!(lt("<opaquelocktoken:>"), None);
     }
 }

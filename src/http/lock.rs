@@ -1,86 +1,23 @@
-//! WebDAV `LOCK` and `UNLOCK` on `/storage/<pk>/<file>` (`webdav-locks`), and the lock
-//! headers every write reads: `If` (the tokens a `PUT`/`DELETE`/refresh presents),
-//! `Lock-Token` (what `UNLOCK` releases) and `Timeout`. The rules are `account::locks`'.
+//! WebDAV `LOCK` and `UNLOCK` on `/storage/<pk>/<file>` (`webdav-locks`); the lock headers
+//! every write reads (`If`, `Lock-Token`, `Timeout`) are read with the rest of the head
+//! (`head::LockHeaders`). The rules are `account::locks`'.
 
 use std::time::Instant;
 
 use hyper::body::Incoming;
-use hyper::{header, HeaderMap, Response, StatusCode};
+use hyper::{header, Response, StatusCode};
 
 use super::body::{read_limited, Body, BodyError};
 use super::head::Head;
 use super::response::ApiError;
 use super::App;
-use crate::account::locks::{DEFAULT_SECS, MAX_SECS};
 use crate::account::{access, Caller};
 use crate::pubkey::PublicKey;
 use crate::storage_path::{percent_encode_path, StoragePath};
 
-const SCHEME: &str = "opaquelocktoken:";
+use super::head::LOCK_SCHEME as SCHEME;
 /// Largest `lockinfo` body read; a real one is a few hundred bytes.
 pub const MAX_LOCKINFO_BYTES: usize = 16 * 1024;
-
-/// The lock headers of a request.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct LockHeaders {
-    /// Every `opaquelocktoken:` coded URL in the `If` headers (tags and `Not` ignored).
-    pub if_tokens: Vec<String>,
-    /// `Lock-Token`, with or without its angle brackets, when it names a lock token.
-    pub lock_token: Option<String>,
-    /// `Timeout`: the first `Second-N` (1..=60) or `Infinite` (60); otherwise 30.
-    pub timeout_secs: u64,
-}
-
-impl LockHeaders {
-    pub fn of(h: &HeaderMap) -> LockHeaders {
-        let if_tokens = h
-            .get_all("if")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(coded_urls)
-            .filter_map(|u| u.strip_prefix(SCHEME))
-            .map(str::to_string)
-            .collect();
-        let lock_token = h
-            .get("lock-token")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                let url = coded_urls(v).into_iter().next().unwrap_or(v.trim());
-                url.strip_prefix(SCHEME).map(str::to_string)
-            })
-            .filter(|t| !t.is_empty());
-        let timeout_secs = h
-            .get("timeout")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.split(',').map(str::trim).find_map(|part| {
-                    if part.eq_ignore_ascii_case("infinite") {
-                        return Some(MAX_SECS);
-                    }
-                    part.strip_prefix("Second-")?.parse::<u64>().ok()
-                })
-            })
-            .map_or(DEFAULT_SECS, |s| s.clamp(1, MAX_SECS));
-        LockHeaders {
-            if_tokens,
-            lock_token,
-            timeout_secs,
-        }
-    }
-}
-
-/// The `<…>` groups of a header value, in order.
-fn coded_urls(value: &str) -> Vec<&str> {
-    let mut urls = Vec::new();
-    let mut rest = value;
-    while let Some(start) = rest.find('<') {
-        let after = &rest[start + 1..];
-        let Some(end) = after.find('>') else { break };
-        urls.push(after[..end].trim());
-        rest = &after[end + 1..];
-    }
-    urls
-}
 
 /// `LOCK`: a new lock (no token in `If`), or a refresh of the one `If` names.
 pub async fn lock(
@@ -208,37 +145,6 @@ pub fn xml_escape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hyper::header::HeaderValue;
-
-    fn headers(pairs: &[(&'static str, &str)]) -> LockHeaders {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(*k, HeaderValue::from_str(v).unwrap());
-        }
-        LockHeaders::of(&h)
-    }
-
-    #[test]
-    fn if_tokens_lock_tokens_and_timeouts() {
-        let l = headers(&[
-            ("if", "(<opaquelocktoken:a> [\"etag\"]) (Not <urn:x>)"),
-            ("if", "</res> (<opaquelocktoken:b>)"),
-        ]);
-        assert_eq!(l.if_tokens, vec!["a", "b"]);
-        assert_eq!(l.timeout_secs, DEFAULT_SECS);
-        let t = |v| headers(&[("timeout", v)]).timeout_secs;
-        assert_eq!(t("Second-10"), 10);
-        assert_eq!(t("Second-0"), 1);
-        assert_eq!(t("Second-999"), MAX_SECS);
-        assert_eq!(t("Infinite, Second-5"), MAX_SECS);
-        assert_eq!(t("garbage"), DEFAULT_SECS);
-        assert_eq!(t("x, Second-7"), 7);
-        let lt = |v| headers(&[("lock-token", v)]).lock_token;
-        assert_eq!(lt("<opaquelocktoken:abc>").as_deref(), Some("abc"));
-        assert_eq!(lt("opaquelocktoken:abc").as_deref(), Some("abc"));
-        assert_eq!(lt("<urn:uuid:abc>"), None);
-        assert_eq!(lt("<opaquelocktoken:>"), None);
-    }
 
     #[test]
     fn lockinfo_bodies() {

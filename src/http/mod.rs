@@ -75,7 +75,7 @@ pub struct App {
     /// Wrong admin passwords per address.
     pub admin_attempts: crate::limits::attempts::Attempts,
     /// Which Hosts name users' websites; `None` when `drive.websites` is off.
-    pub sites: Option<website::Sites>,
+    pub sites: Option<route::Sites>,
     /// Live WebDAV write locks.
     pub locks: crate::account::locks::Locks,
     /// Empty folders made over the admin's WebDAV.
@@ -97,7 +97,7 @@ impl App {
                 config.events.max_streams_per_ip,
             ),
             limiter: Limiter::new(config.drive.rate_limits.clone()),
-            sites: config.drive.websites.then(|| website::Sites {
+            sites: config.drive.websites.then(|| route::Sites {
                 homeserver,
                 domains: config.drive.website_domains.clone(),
             }),

@@ -135,6 +135,17 @@ impl From<account::Error> for ApiError {
     }
 }
 
+impl From<account::operator::Refused> for ApiError {
+    fn from(r: account::operator::Refused) -> Self {
+        use account::operator::Refused;
+        match r {
+            Refused::Throttled(secs) => ApiError::rate_limited(secs),
+            Refused::Missing => ApiError::unauthorized("Missing admin password"),
+            Refused::Wrong => ApiError::unauthorized("Invalid admin password"),
+        }
+    }
+}
+
 /// The body mistakes every reader shares; callers word `TooLarge` with their own limit.
 impl From<super::body::BodyError> for ApiError {
     fn from(e: super::body::BodyError) -> Self {

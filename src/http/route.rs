@@ -7,7 +7,6 @@
 use hyper::{HeaderMap, Method};
 
 use super::query::{self, BadQuery, ListQuery, StreamQuery};
-use super::website::{Site, Sites};
 use crate::announce::relay::Policy;
 use crate::pubkey::PublicKey;
 use crate::storage_path::{percent_decode, StoragePath};
@@ -308,5 +307,8 @@ fn decode_segment(s: &str) -> Result<String, RouteError> {
     percent_decode(s).map_err(|_| RouteError::BadRequest("Path is not valid UTF-8".into()))
 }
 
+pub mod site;
 #[cfg(test)]
 mod tests;
+
+pub use site::{Site, Sites};
