@@ -161,6 +161,11 @@ impl FileBody {
         }));
     }
 
+    /// The next chunk, for a reader other than hyper (a copy into an upload).
+    pub async fn next_chunk(&mut self) -> Option<io::Result<Bytes>> {
+        std::future::poll_fn(|cx| self.poll_chunk(cx)).await
+    }
+
     fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>> {
         if self.remaining == 0 {
             return Poll::Ready(None);

@@ -12,7 +12,6 @@
 //! acts over them), but not the quota or the file/folder collision rule.
 
 use std::collections::HashSet;
-use std::io::Read as _;
 use std::sync::Mutex;
 
 use bytes::Bytes;
@@ -778,21 +777,11 @@ async fn copy_file(
     match content {
         Content::Inline(b) => upload.write(&b).await?,
         Content::File(f) => {
-            let mut f = std::io::BufReader::new(f);
-            let mut buf = vec![0u8; 64 * 1024];
-            loop {
-                let n = smol::unblock(move || {
-                    let r = f.read(&mut buf);
-                    (r, f, buf)
-                })
-                .await;
-                let (r, back, b) = n;
-                (f, buf) = (back, b);
-                let n = r.map_err(|e| ApiError::from(StoreError::from(e)))?;
-                if n == 0 {
-                    break;
-                }
-                upload.write(&buf[..n]).await?;
+            // The same off-thread, read-ahead chunks a GET streams.
+            let mut file = super::body::FileBody::new(f, meta.len);
+            while let Some(chunk) = file.next_chunk().await {
+                let chunk = chunk.map_err(|e| ApiError::from(StoreError::from(e)))?;
+                upload.write(&chunk).await?;
             }
         }
     }

@@ -328,10 +328,18 @@ fn the_protocol_by_hand() {
         .header("overwrite", "F")
         .send();
     assert_eq!(r.status, 412);
+    // A body past the inline size lives in a blob file: copying streams it.
+    let blob: Vec<u8> = (0..40_000u32).map(|i| (i % 251) as u8).collect();
+    let big_file = format!("/dav/{pk}/pub/a/blob.bin");
+    assert_eq!(
+        dav(&s, "PUT", &big_file).body(blob.clone()).send().status,
+        201
+    );
     let r = dav(&s, "COPY", &folder)
         .header("destination", &dest("/priv/copy/"))
         .send();
     assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(read(&s, &u, "/priv/copy/blob.bin").body, blob);
     assert_eq!(read(&s, &u, "/priv/copy/y.txt").text(), "22");
     let r = dav(&s, "MOVE", &folder)
         .header("destination", &dest("/pub/b/"))
@@ -352,6 +360,8 @@ fn the_protocol_by_hand() {
         dav(&s, "DELETE", &format!("/dav/{pk}/pub/")).send().status,
         403
     );
+    let moved_blob = format!("/dav/{pk}/pub/b/blob.bin");
+    assert_eq!(dav(&s, "DELETE", &moved_blob).send().status, 204);
     let r = s.admin("GET", &format!("/users/{pk}")).send();
     let used: serde_json::Value = serde_json::from_str(&r.text()).unwrap();
     assert!(used["used_bytes"].as_u64().unwrap() < 2000, "{used}");
