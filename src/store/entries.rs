@@ -163,8 +163,8 @@ impl Store {
                         return Err(e);
                     }
                     let r = store.commit_put(&pk, &path, hash, len, &ct, now_us, None);
-                    if r.is_err() && !store.0.t.blob_refs.contains_key(hash)? {
-                        store.0.blobs.remove(&hash)?;
+                    if r.is_err() {
+                        store.unlink_if_unreferenced_locked(hash)?;
                     }
                     r
                 })
@@ -328,14 +328,7 @@ impl Store {
         let Some(hash) = hash else { return Ok(()) };
         self.0.commit.wait(ticket).await?;
         let store = self.clone();
-        smol::unblock(move || {
-            let _g = store.0.blob_lock.lock().unwrap_or_else(|e| e.into_inner());
-            if !store.0.t.blob_refs.contains_key(hash)? {
-                store.0.blobs.remove(&hash)?;
-            }
-            Ok(())
-        })
-        .await
+        smol::unblock(move || store.unlink_if_unreferenced(hash)).await
     }
 }
 

@@ -38,6 +38,7 @@ mod keys;
 mod list;
 mod quotas;
 pub mod recovery;
+pub mod snapshot;
 pub mod space;
 #[cfg(test)]
 mod tests;
@@ -52,6 +53,7 @@ pub use check::CheckReport;
 pub use cookies::{CookieSession, COOKIE_LIFETIME_SECS};
 pub use events::{Page, Scan, Wake, SCAN_BUDGET};
 pub use quotas::{Limit, QuotaOverrides};
+pub use snapshot::Snapshot;
 
 use crate::pubkey::PublicKey;
 
@@ -253,6 +255,8 @@ struct Inner {
     /// Held from placing a blob file until its refcount is committed, and by unlinkers
     /// while they re-check a zero count.
     blob_lock: Mutex<()>,
+    /// Blob unlinks held back while a snapshot exists (see `snapshot`).
+    pins: Mutex<snapshot::Pins>,
 }
 
 struct WriterState {
@@ -317,6 +321,7 @@ impl Store {
                 last_nonce_gc: 0,
             }),
             blob_lock: Mutex::new(()),
+            pins: Mutex::new(snapshot::Pins::default()),
         }));
         store.sweep_orphans()?;
         store.index_user_events()?;

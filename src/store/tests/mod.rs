@@ -3,6 +3,7 @@
 //! and the event index are in [`reads`].
 
 mod reads;
+mod snapshots;
 
 use std::path::Path;
 use std::time::Duration;
