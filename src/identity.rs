@@ -57,6 +57,11 @@ impl Identity {
         }
     }
 
+    /// Loads `<data_dir>/secret`, which must exist.
+    pub fn load_existing(data_dir: &Path) -> Result<Identity, IdentityError> {
+        Self::load(&data_dir.join(SECRET_FILE))
+    }
+
     pub fn from_seed(seed: [u8; 32]) -> Identity {
         Identity {
             signing: SigningKey::from_bytes(&seed),

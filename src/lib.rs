@@ -12,7 +12,8 @@
 //!    AuthTokens, token minting) and [`identity`] (the homeserver key file).
 //! 4. The household's rules, free of HTTP types: [`account`] (who is asking, what they may
 //!    read and write, signup and sign-in, the token spool, WebDAV locks) and [`limits`] (request rates,
-//!    bandwidth budgets, the event-stream cap, body deadlines, per-address shares).
+//!    bandwidth budgets, the event-stream cap, body deadlines, per-address shares), and
+//!    [`backup`] (encrypted, incremental points in time of the whole box, and restore).
 //! 5. Surfaces: [`http`] (client API, PubkyTLS, relay and operator listeners) and
 //!    [`announce`] (DHT record, relay, UPnP, mDNS).
 //! 6. Assembly: [`app`] (the start-up runbook and its teardown in reverse).
@@ -38,6 +39,7 @@ pub mod account;
 pub mod announce;
 pub mod app;
 pub mod auth;
+pub mod backup;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -343,7 +343,7 @@ impl Metrics {
             let labels = format!("route=\"{}\"", class.label());
             self.latency[i].render(&mut o, "pubky_edge_http_request_duration_ms", &labels);
         }
-        let gauges: [(&str, &str, &str, u64); 12] = [
+        let gauges: [(&str, &str, &str, u64); 14] = [
             (
                 "pubky_edge_rate_limited_total",
                 "counter",
@@ -411,6 +411,18 @@ impl Metrics {
                 device.users,
             ),
             (
+                "pubky_edge_backup_last_success_timestamp_seconds",
+                "gauge",
+                "Unix time of the last successful backup (0 = never)",
+                device.backup_last_success,
+            ),
+            (
+                "pubky_edge_backup_problem",
+                "gauge",
+                "1 when the last backup failed or the last good one is over two days old",
+                device.backup_problem,
+            ),
+            (
                 "pubky_edge_dht_last_publish_timestamp_seconds",
                 "gauge",
                 "Unix time of the last successful DHT publish (0 = never)",
@@ -435,6 +447,10 @@ pub struct Device {
     pub store_bytes: u64,
     pub disk_free_bytes: u64,
     pub users: u64,
+    /// Unix time of the last good backup, 0 if none.
+    pub backup_last_success: u64,
+    /// 1 when backups are set up and the last failed or is stale.
+    pub backup_problem: u64,
 }
 
 #[cfg(test)]

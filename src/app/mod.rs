@@ -85,6 +85,7 @@ pub async fn start(
     data_dir: PathBuf,
 ) -> Result<Running> {
     prepare_data_dir(&data_dir)?;
+    crate::backup::restore::ensure_not_restoring(&data_dir)?;
     let identity = Identity::load_or_create(&data_dir)?;
     let public_key = identity.public_key();
     let store = open_store(&config, &data_dir).await?;

@@ -34,16 +34,15 @@ pub struct Reply {
     pub body: Vec<u8>,
 }
 
-/// Sends one request and collects the answer; `sink` receives body bytes as they arrive
-/// when given (streams), otherwise they are collected.
-pub fn request(
+/// Sends one request and reads the answer's head: the connection, the status, whether the
+/// body is chunked, and the body bytes read with the head.
+fn send(
     addr: SocketAddr,
     password: &str,
     method: &str,
     path: &str,
     body: Option<&str>,
-    mut sink: Option<&mut dyn Write>,
-) -> Result<Reply> {
+) -> Result<(TcpStream, u16, bool, Vec<u8>)> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).with_context(|| {
         format!("cannot reach the admin API at {addr} (is the server running?)")
     })?;
@@ -77,7 +76,56 @@ pub fn request(
         .and_then(|c| c.parse().ok())
         .context("malformed status line")?;
     let chunked = head.contains("transfer-encoding: chunked");
-    let mut pending = raw[end + 4..].to_vec();
+    Ok((s, status, chunked, raw[end + 4..].to_vec()))
+}
+
+/// Sends one request and returns the status and the first line of the answer (or the
+/// whole answer, when it has no line break), leaving the connection open: the caller holds
+/// it for as long as what the line describes must live (a backup's snapshot).
+pub fn first_line(
+    addr: SocketAddr,
+    password: &str,
+    method: &str,
+    path: &str,
+) -> Result<(u16, String, TcpStream)> {
+    let (mut s, status, chunked, mut pending) = send(addr, password, method, path, None)?;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        let done = if chunked {
+            dechunk(&mut pending, &mut out)
+        } else {
+            out.append(&mut pending);
+            false
+        };
+        if let Some(nl) = out.iter().position(|b| *b == b'\n') {
+            out.truncate(nl);
+            break;
+        }
+        if done {
+            break;
+        }
+        let n = s.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        pending.extend_from_slice(&buf[..n]);
+    }
+    Ok((status, String::from_utf8_lossy(&out).into_owned(), s))
+}
+
+/// Sends one request and collects the answer; `sink` receives body bytes as they arrive
+/// when given (streams), otherwise they are collected.
+pub fn request(
+    addr: SocketAddr,
+    password: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    mut sink: Option<&mut dyn Write>,
+) -> Result<Reply> {
+    let (mut s, status, chunked, mut pending) = send(addr, password, method, path, body)?;
+    let mut buf = [0u8; 8192];
     let mut out = Vec::new();
     loop {
         let done = if chunked {
@@ -128,7 +176,7 @@ fn dechunk(raw: &mut Vec<u8>, out: &mut Vec<u8>) -> bool {
     }
 }
 
-fn target(config: &Config, data_dir: &Path) -> Result<(SocketAddr, String)> {
+pub fn target(config: &Config, data_dir: &Path) -> Result<(SocketAddr, String)> {
     let mut addr = config.admin.listen_socket;
     if let Ok(a) = std::env::var("PUBKY_EDGE_ADMIN_ADDR") {
         addr = a.parse().context("PUBKY_EDGE_ADMIN_ADDR")?;

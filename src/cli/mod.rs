@@ -5,6 +5,7 @@
 //! ([`testnet`]); `admin …` talks to the running server's admin API ([`admin`]).
 
 pub mod admin;
+pub mod backup;
 pub mod check;
 pub mod report;
 pub mod serve;
@@ -37,6 +38,7 @@ COMMANDS:
                  (bootstrap 127.0.0.1:6881), a pkarr relay (127.0.0.1:15411) and this
                  homeserver (HTTP 6286, PubkyTLS 6287), as the SDKs' `testnet()` expects
     admin …      operate the running server through its admin API (`admin help`)
+    backup …     encrypted backups of the whole box, and restore (`backup help`)
 
 OPTIONS:
     -c, --config FILE     configuration file (TOML), merged over the built-in defaults
@@ -84,7 +86,12 @@ pub fn parse_args(argv: impl IntoIterator<Item = String>) -> Result<Option<Args>
             s if s.starts_with("--config=") => args.config = Some(s[9..].into()),
             s if s.starts_with("--data-dir=") => args.data_dir = Some(s[11..].into()),
             // `admin …` subcommands take their own options.
-            s if s.starts_with('-') && args.command.first().is_none_or(|c| c != "admin") => {
+            s if s.starts_with('-')
+                && args
+                    .command
+                    .first()
+                    .is_none_or(|c| c != "admin" && c != "backup") =>
+            {
                 return Err(format!("unknown option {s} (see --help)"))
             }
             s => args.command.push(s.to_string()),
@@ -176,6 +183,9 @@ fn run(args: Args) -> anyhow::Result<()> {
             for line in report::reachability(&config, &data_dir, &not_checked, false) {
                 println!("{line}");
             }
+            for line in backup::status_lines(&data_dir, crate::clock::now_secs()) {
+                println!("{line}");
+            }
             if let Some(o) = &overlay {
                 println!("board:       {}", o.name);
             }
@@ -193,6 +203,9 @@ fn run(args: Args) -> anyhow::Result<()> {
             for line in report::reachability(&config, &data_dir, &resolution, true) {
                 println!("{line}");
             }
+            for line in backup::status_lines(&data_dir, crate::clock::now_secs()) {
+                println!("{line}");
+            }
             Ok(())
         }
         ["token", "new"] => {
@@ -208,6 +221,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             Ok(())
         }
         ["admin", rest @ ..] => admin::run(&config, &data_dir, rest),
+        ["backup", rest @ ..] => backup::run(&config, config_file.as_deref(), &data_dir, rest),
         other => anyhow::bail!("unknown command `{}` (see --help)", other.join(" ")),
     }
 }

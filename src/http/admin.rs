@@ -1,6 +1,6 @@
 //! The admin API on its own listener (§8): server info, signup tokens, users (list, show,
-//! disable, enable), per-user quotas, deleting a public entry, and the all-events stream,
-//! behind `X-Admin-Password`. The CLI (`pubky-edge admin …`) is its client. `/dav/…` is
+//! disable, enable), per-user quotas, deleting a public entry, the all-events stream and
+//! store snapshots for backups, behind `X-Admin-Password`. The CLI (`pubky-edge admin …`) is its client. `/dav/…` is
 //! WebDAV (`dav`), behind HTTP Basic with the same password.
 
 use hyper::body::Incoming;
@@ -102,6 +102,8 @@ async fn route(app: &App, req: Request<Incoming>, path: &str) -> Result<Response
             app.store.set_quota_overrides(&pk, &q).await?;
             Ok(super::response::empty(StatusCode::OK))
         }
+        (["backup", "snapshot"], &Method::POST) => backup_snapshot(app).await,
+        (["backup", "snapshot"], _) => Err(only("POST")),
         (["webdav", pk, rest @ ..], &Method::DELETE) if !rest.is_empty() => {
             delete_entry(app, pk, &rest.join("/")).await
         }
@@ -359,6 +361,63 @@ async fn delete_entry(app: &App, pk: &str, rest: &str) -> Result<Response<Body>,
 
 /// `GET /events-stream` (admin): every event, private ones included, optionally narrowed
 /// to users and paths, from one global cursor.
+/// A backup in progress holds this; one at a time.
+static SNAPSHOT_HELD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+struct SnapshotSlot;
+
+impl Drop for SnapshotSlot {
+    fn drop(&mut self) {
+        SNAPSHOT_HELD.store(false, std::sync::atomic::Ordering::Release);
+    }
+}
+
+/// `POST /backup/snapshot`: takes a store snapshot for `pubky-edge backup create` (on the
+/// same machine: it reads the dump and the blob files it names from the data directory).
+/// The answer is one JSON line ([`crate::backup::point::SnapshotInfo`]), then a newline
+/// every few seconds for as long as the client keeps the connection: the snapshot (its
+/// dump file and its pin on the blobs) lives exactly that long.
+async fn backup_snapshot(app: &App) -> Result<Response<Body>, ApiError> {
+    use std::sync::atomic::Ordering;
+    if SNAPSHOT_HELD.swap(true, Ordering::AcqRel) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "A backup is already being made",
+        ));
+    }
+    let slot = SnapshotSlot;
+    let store = app.store.clone();
+    let snap = smol::unblock(move || store.snapshot()).await?;
+    let info = crate::backup::point::SnapshotInfo::of(&snap, app.store.blob_dir());
+    tracing::info!(
+        event_seq = info.event_seq,
+        records = info.records,
+        paused_ms = info.paused_ms,
+        "snapshot taken for a backup"
+    );
+    let first = format!(
+        "{}\n",
+        serde_json::to_string(&info).map_err(super::response::internal)?
+    );
+    let state = (Some(first), snap, slot);
+    let body = smol::stream::unfold(state, |(first, snap, slot)| async move {
+        let chunk = match first {
+            Some(line) => line,
+            None => {
+                smol::Timer::after(std::time::Duration::from_secs(5)).await;
+                "\n".to_string()
+            }
+        };
+        Some((Ok(bytes::Bytes::from(chunk)), (None, snap, slot)))
+    });
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/x-ndjson")
+        .header(header::CACHE_CONTROL, "no-store")
+        .body(Body::Stream(Box::pin(body)))
+        .map_err(super::response::internal)
+}
+
 fn stream(app: &App, query: Option<&str>) -> Result<Response<Body>, ApiError> {
     let q = StreamQuery::parse(query, true)?;
     for (pk, _) in &q.users {

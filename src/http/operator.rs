@@ -74,11 +74,13 @@ pub async fn metrics(app: &App, conns: &[ConnStats], req: Request<Incoming>) -> 
 /// `GET /metrics`: counters plus gauges read now (disk walks run off the executor).
 async fn scrape(app: &App, conns: &[ConnStats]) -> Response<Body> {
     let dir = app.data_dir.clone();
-    let (store_bytes, disk_free_bytes) = smol::unblock(move || {
+    let (store_bytes, disk_free_bytes, backup) = smol::unblock(move || {
         let free = crate::store::space::available(&dir).unwrap_or(0);
-        (crate::runtime::probe::dir_bytes(&dir), free)
+        let backup = crate::backup::outcome::Outcome::load(&dir);
+        (crate::runtime::probe::dir_bytes(&dir), free, backup)
     })
     .await;
+    let now = crate::clock::now_secs();
     let device = Device {
         connections: conns.iter().map(|c| c.live() as u64).sum(),
         connections_refused: conns.iter().map(ConnStats::refused).sum(),
@@ -87,6 +89,11 @@ async fn scrape(app: &App, conns: &[ConnStats]) -> Response<Body> {
         store_bytes,
         disk_free_bytes,
         users: app.store.users().map_or(0, |u| u.len() as u64),
+        backup_last_success: backup
+            .as_ref()
+            .and_then(|b| b.last_success_secs)
+            .unwrap_or(0),
+        backup_problem: backup.is_some_and(|b| b.problem(now).is_some()) as u64,
     };
     let mut r = Response::new(Body::from(app.metrics.render(&device)));
     r.headers_mut().insert(

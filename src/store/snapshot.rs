@@ -218,6 +218,11 @@ impl Store {
     /// Fills this store, which must hold no users, entries, events or tokens, from a dump, and makes it durable. Returns
     /// the number of records. Blob files are the caller's (they go under [`Self::blob_dir`]).
     pub fn load_dump(&self, dump: &Path) -> Result<u64, StoreError> {
+        self.load_dump_from(BufReader::with_capacity(1 << 20, File::open(dump)?))
+    }
+
+    /// [`Self::load_dump`] from a reader (a backup's decrypted dump).
+    pub fn load_dump_from(&self, dump: impl Read) -> Result<u64, StoreError> {
         // A new store already holds its own markers in `meta`; what counts is data.
         let t = &self.0.t;
         if [&t.users, &t.entries, &t.events, &t.signup_tokens]
@@ -229,7 +234,7 @@ impl Store {
             ));
         }
         let _w = self.writer();
-        let mut r = DumpReader::new(BufReader::with_capacity(1 << 20, File::open(dump)?))?;
+        let mut r = DumpReader::new(dump)?;
         let mut tree: Option<sled::Tree> = None;
         let mut batch = sled::Batch::default();
         let mut pending = 0usize;

@@ -10,6 +10,8 @@ mod support;
 mod admin;
 /// `pubky-edge admin …` against an in-process server.
 mod admin_cli;
+/// `pubky-edge backup …`: online points in time, restore, damage, the age tool.
+mod backup;
 /// The real binary: options, `info`, `token new`, `check`, exit codes.
 mod cli;
 /// What tools of the reference notice: HEADs, stream cache headers, legacy cursors, 405s.

@@ -416,6 +416,7 @@ pub fn signin(s: &Server, user: &SigningKey, caps: &str) -> String {
 }
 
 /// A signed-up user with a root session.
+#[derive(Clone)]
 pub struct User {
     pub key: SigningKey,
     pub pk: PublicKey,
