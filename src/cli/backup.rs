@@ -259,6 +259,11 @@ pub fn run(
             println!("keep the passphrase safe: without it no backup can be read");
             Ok(())
         }
+        ["create", _] if o.scheduled && BoxKey::load(data_dir)?.is_none() => {
+            // Not set up is not a failed backup: `status` says so; nothing to record.
+            println!("backups are not set up on this box (`pubky-edge backup init`)");
+            Ok(())
+        }
         ["create", dest] => {
             let dest = PathBuf::from(dest);
             let now = crate::clock::now_secs;

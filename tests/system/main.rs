@@ -48,6 +48,8 @@ impl Drop for Suite {
 
 /// One address runs every attack at once on the pi-zero limits; a normal client is served.
 mod attack;
+/// The nightly backup's USB disk: a labelled filesystem on a loop device (root).
+mod backup_disk;
 /// The OCI image under podman, with the SDK (when `PUBKY_EDGE_IMAGE` is set).
 mod container;
 /// SIGKILL under concurrent writes; every acknowledged write survives.
