@@ -20,6 +20,7 @@
 //! this process when the server is stopped (`cli::backup`).
 
 pub mod crypt;
+pub mod export;
 pub mod outcome;
 pub mod point;
 pub mod restore;

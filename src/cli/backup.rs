@@ -340,6 +340,27 @@ pub fn run(
     }
 }
 
+/// Runs `pubky-edge export --user <pubky> DIR`.
+pub fn export(config: &Config, data_dir: &Path, args: &[&str]) -> Result<()> {
+    let (user, dir) = match args {
+        ["--user", user, dir] | [dir, "--user", user] => (*user, *dir),
+        _ => bail!("usage: pubky-edge export --user <pubky> DIR"),
+    };
+    let user = crate::pubkey::PublicKey::parse_z32(user.trim_start_matches("pubky://"))
+        .map_err(|e| anyhow!("--user: {e}"))?;
+    let homeserver = crate::identity::Identity::load_existing(data_dir)?.public_key();
+    let (info, hold) = snapshot(config, data_dir)?;
+    let done = backup::export::export_user(&info, &user, &homeserver, Path::new(dir));
+    release(hold)?;
+    let m = done?;
+    let bytes: u64 = m.files.iter().map(|f| f.size).sum();
+    println!(
+        "exported {} files ({bytes} bytes) of {user} into {dir} (manifest.json lists them)",
+        m.files.len()
+    );
+    Ok(())
+}
+
 /// The `status` lines about backups.
 pub fn status_lines(data_dir: &Path, now_secs: u64) -> Vec<String> {
     let Some(o) = Outcome::load(data_dir) else {

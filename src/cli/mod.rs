@@ -39,6 +39,9 @@ COMMANDS:
                  homeserver (HTTP 6286, PubkyTLS 6287), as the SDKs' `testnet()` expects
     admin …      operate the running server through its admin API (`admin help`)
     backup …     encrypted backups of the whole box, and restore (`backup help`)
+    export --user <pubky> DIR
+                 one user's files as a plain folder tree with a manifest (paths, hashes,
+                 content types, times); works while the server runs
 
 OPTIONS:
     -c, --config FILE     configuration file (TOML), merged over the built-in defaults
@@ -90,7 +93,7 @@ pub fn parse_args(argv: impl IntoIterator<Item = String>) -> Result<Option<Args>
                 && args
                     .command
                     .first()
-                    .is_none_or(|c| c != "admin" && c != "backup") =>
+                    .is_none_or(|c| !["admin", "backup", "export"].contains(&c.as_str())) =>
             {
                 return Err(format!("unknown option {s} (see --help)"))
             }
@@ -222,6 +225,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         }
         ["admin", rest @ ..] => admin::run(&config, &data_dir, rest),
         ["backup", rest @ ..] => backup::run(&config, config_file.as_deref(), &data_dir, rest),
+        ["export", rest @ ..] => backup::export(&config, &data_dir, rest),
         other => anyhow::bail!("unknown command `{}` (see --help)", other.join(" ")),
     }
 }

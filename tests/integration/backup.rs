@@ -470,3 +470,80 @@ fn the_age_tool_reads_a_backup() {
     assert_eq!(manifest["format"], "pubky-edge-backup/1");
     assert_eq!(manifest["blobs"].as_array().unwrap().len(), 1);
 }
+
+#[test]
+fn one_user_is_exported_as_plain_files_while_the_server_runs() {
+    let s = Server::start("");
+    let (u, other) = (new_user(&s), new_user(&s));
+    let photo = body("photo", true);
+    put_file(&s, &u, "/pub/photos/2026/beach.jpg", &photo);
+    put_file(&s, &u, "/pub/profile.json", br#"{"name":"Ana"}"#);
+    put_file(&s, &u, "/priv/notes/todo.txt", b"call grandma");
+    put_file(&s, &other, "/pub/not-hers", b"x");
+    let dir = s.data_dir.parent().unwrap().join("export");
+    let out = ok(cli(
+        &s.data_dir,
+        Some(&s),
+        &["export", "--user", &u.pk.to_string(), dir.to_str().unwrap()],
+    ));
+    assert!(out.contains("exported 3 files"), "{out}");
+    assert_eq!(
+        std::fs::read(dir.join("files/pub/photos/2026/beach.jpg")).unwrap(),
+        photo
+    );
+    assert_eq!(
+        std::fs::read(dir.join("files/priv/notes/todo.txt")).unwrap(),
+        b"call grandma"
+    );
+    assert!(!dir.join("files/pub/not-hers").exists());
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["format"], "pubky-edge-export/1");
+    assert_eq!(m["user"], u.pk.to_string());
+    assert_eq!(m["homeserver"], s.pk.to_string());
+    let files = m["files"].as_array().unwrap();
+    let paths: Vec<&str> = files.iter().map(|f| f["path"].as_str().unwrap()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/priv/notes/todo.txt",
+            "/pub/photos/2026/beach.jpg",
+            "/pub/profile.json"
+        ]
+    );
+    let profile = &files[2];
+    assert_eq!(profile["content_type"], "application/json");
+    assert_eq!(profile["size"], 14);
+    assert_eq!(
+        profile["blake3"],
+        blake3::hash(br#"{"name":"Ana"}"#).to_hex().as_str()
+    );
+    // the file's time is the entry's modification time (the server's Last-Modified)
+    let head = s
+        .req("HEAD", &s.storage_url(&u.pk, "/pub/profile.json"))
+        .send();
+    let stored = httpdate::parse_http_date(head.header("last-modified").unwrap()).unwrap();
+    let local = std::fs::metadata(dir.join("files/pub/profile.json"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    let drift = local
+        .duration_since(stored)
+        .unwrap_or_else(|e| e.duration());
+    assert!(drift < std::time::Duration::from_secs(1), "{drift:?}");
+
+    let again = failed(cli(
+        &s.data_dir,
+        Some(&s),
+        &["export", "--user", &u.pk.to_string(), dir.to_str().unwrap()],
+    ));
+    assert!(again.contains("is not empty"), "{again}");
+    let stranger = pk_of(&random_key()).to_string();
+    let nobody = s.data_dir.parent().unwrap().join("nobody");
+    let out = failed(cli(
+        &s.data_dir,
+        Some(&s),
+        &["export", "--user", &stranger, nobody.to_str().unwrap()],
+    ));
+    assert!(out.contains("has no account on this homeserver"), "{out}");
+}
