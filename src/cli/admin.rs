@@ -1,15 +1,16 @@
-//! `pubky-edge admin …`: the command-line client of the admin API. A tiny blocking
-//! HTTP/1.1 client over `std::net::TcpStream` (one request per connection, chunked bodies
-//! decoded as they arrive) talks to `admin.listen_socket` with the configured password.
+//! `pubky-edge admin …`: the command-line client of the admin API. It talks to
+//! `admin.listen_socket` with the configured password through the blocking client in
+//! [`crate::runtime::http1`].
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
 use crate::config::Config;
+use crate::runtime::http1;
 
 pub const USAGE: &str = "\
 ADMIN COMMANDS (talk to the running server's admin listener):
@@ -28,90 +29,57 @@ ADMIN COMMANDS (talk to the running server's admin listener):
   or the one the server generated into <data>/admin-password.
 ";
 
-/// A response: status and (de-chunked) body.
+/// A response: status and body.
 pub struct Reply {
     pub status: u16,
     pub body: Vec<u8>,
 }
 
-/// Sends one request and reads the answer's head: the connection, the status, whether the
-/// body is chunked, and the body bytes read with the head.
 fn send(
     addr: SocketAddr,
     password: &str,
     method: &str,
     path: &str,
     body: Option<&str>,
-) -> Result<(TcpStream, u16, bool, Vec<u8>)> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).with_context(|| {
-        format!("cannot reach the admin API at {addr} (is the server running?)")
-    })?;
+) -> Result<http1::Reply> {
     let body = body.unwrap_or("");
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nx-admin-password: {password}\r\nconnection: close\r\ncontent-length: {}\r\n",
-        body.len()
-    );
+    let mut headers = vec![("x-admin-password", password)];
     if !body.is_empty() {
-        head.push_str("content-type: application/json\r\n");
+        headers.push(("content-type", "application/json"));
     }
-    head.push_str("\r\n");
-    s.write_all(head.as_bytes())?;
-    s.write_all(body.as_bytes())?;
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 8192];
-    let end = loop {
-        if let Some(p) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
-            break p;
-        }
-        let n = s.read(&mut buf)?;
-        if n == 0 {
-            bail!("the admin API closed the connection early");
-        }
-        raw.extend_from_slice(&buf[..n]);
+    let call = http1::Call {
+        method,
+        path,
+        headers: &headers,
+        body: body.as_bytes(),
     };
-    let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
-    let status: u16 = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .context("malformed status line")?;
-    let chunked = head.contains("transfer-encoding: chunked");
-    Ok((s, status, chunked, raw[end + 4..].to_vec()))
+    // Live event streams and held snapshots stay open for as long as the caller wants.
+    http1::call(
+        addr,
+        &addr.to_string(),
+        &call,
+        Duration::from_secs(24 * 3600),
+    )
+    .with_context(|| format!("cannot reach the admin API at {addr} (is the server running?)"))
 }
 
 /// Sends one request and returns the status and the first line of the answer (or the
 /// whole answer, when it has no line break), leaving the connection open: the caller holds
-/// it for as long as what the line describes must live (a backup's snapshot).
+/// the returned reply for as long as what the line describes must live (a backup's
+/// snapshot).
 pub fn first_line(
     addr: SocketAddr,
     password: &str,
     method: &str,
     path: &str,
-) -> Result<(u16, String, TcpStream)> {
-    let (mut s, status, chunked, mut pending) = send(addr, password, method, path, None)?;
-    let mut out = Vec::new();
-    let mut buf = [0u8; 8192];
-    loop {
-        let done = if chunked {
-            dechunk(&mut pending, &mut out)
-        } else {
-            out.append(&mut pending);
-            false
-        };
-        if let Some(nl) = out.iter().position(|b| *b == b'\n') {
-            out.truncate(nl);
-            break;
-        }
-        if done {
-            break;
-        }
-        let n = s.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        pending.extend_from_slice(&buf[..n]);
+) -> Result<(u16, String, http1::Reply)> {
+    let mut r = send(addr, password, method, path, None)?;
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while line.len() < 64 * 1024 && r.read(&mut byte)? == 1 && byte[0] != b'\n' {
+        line.push(byte[0]);
     }
-    Ok((status, String::from_utf8_lossy(&out).into_owned(), s))
+    Ok((r.status, String::from_utf8_lossy(&line).into_owned(), r))
 }
 
 /// Sends one request and collects the answer; `sink` receives body bytes as they arrive
@@ -124,56 +92,24 @@ pub fn request(
     body: Option<&str>,
     mut sink: Option<&mut dyn Write>,
 ) -> Result<Reply> {
-    let (mut s, status, chunked, mut pending) = send(addr, password, method, path, body)?;
-    let mut buf = [0u8; 8192];
+    let mut r = send(addr, password, method, path, body)?;
+    let status = r.status;
     let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
     loop {
-        let done = if chunked {
-            dechunk(&mut pending, &mut out)
-        } else {
-            out.append(&mut pending);
-            false
-        };
-        if let Some(w) = sink.as_deref_mut() {
-            if status == 200 {
-                w.write_all(&out)?;
-                w.flush()?;
-                out.clear();
-            }
-        }
-        if done {
-            break;
-        }
-        let n = s.read(&mut buf)?;
+        let n = r.read(&mut buf)?;
         if n == 0 {
             break;
         }
-        pending.extend_from_slice(&buf[..n]);
+        match sink.as_deref_mut() {
+            Some(w) if status == 200 => {
+                w.write_all(&buf[..n])?;
+                w.flush()?;
+            }
+            _ => out.extend_from_slice(&buf[..n]),
+        }
     }
     Ok(Reply { status, body: out })
-}
-
-/// Moves complete chunks from `raw` to `out`; true at the final chunk.
-fn dechunk(raw: &mut Vec<u8>, out: &mut Vec<u8>) -> bool {
-    loop {
-        let Some(le) = raw.windows(2).position(|w| w == b"\r\n") else {
-            return false;
-        };
-        let Some(size) = std::str::from_utf8(&raw[..le])
-            .ok()
-            .and_then(|s| usize::from_str_radix(s.trim(), 16).ok())
-        else {
-            return true;
-        };
-        if size == 0 {
-            return true;
-        }
-        if raw.len() < le + 2 + size + 2 {
-            return false;
-        }
-        out.extend_from_slice(&raw[le + 2..le + 2 + size]);
-        raw.drain(..le + 4 + size);
-    }
 }
 
 pub fn target(config: &Config, data_dir: &Path) -> Result<(SocketAddr, String)> {
@@ -258,20 +194,4 @@ pub fn run(config: &Config, data_dir: &Path, args: &[&str]) -> Result<()> {
     };
     println!("{}", out.trim_end());
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn chunks_decode_incrementally() {
-        let mut raw = b"5\r\nhello\r\n3\r\nab".to_vec();
-        let mut out = Vec::new();
-        assert!(!dechunk(&mut raw, &mut out));
-        assert_eq!(out, b"hello");
-        raw.extend_from_slice(b"c\r\n0\r\n\r\n");
-        assert!(dechunk(&mut raw, &mut out));
-        assert_eq!(out, b"helloabc");
-    }
 }

@@ -4,7 +4,6 @@
 //! stopped server's store is opened here and snapshotted directly. The work (encryption,
 //! writing to the backup disk) is done in this process, never in the server's.
 
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -124,7 +123,7 @@ fn prompt(label: &str) -> Result<String> {
 /// What keeps a snapshot alive while it is copied.
 enum Hold {
     /// The server's: its admin connection.
-    Server(TcpStream),
+    Server(crate::runtime::http1::Reply),
     /// Ours: the store opened here (the server is stopped).
     Local(Snapshot, Store),
 }

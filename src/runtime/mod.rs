@@ -1,8 +1,10 @@
 //! Process plumbing, below the application: the executor and its threads ([`Pool`]), OS
 //! signals and the drain deadline ([`shutdown`]), systemd's notify protocol ([`systemd`]),
-//! log output ([`logging`]) and the process's own memory and disk use ([`probe`]). `cli`
+//! log output ([`logging`]), the process's own memory and disk use ([`probe`]) and the command
+//! line's blocking HTTP/1.1 client ([`http1`]). `cli`
 //! and the tests run the server on a `Pool`.
 
+pub mod http1;
 pub mod logging;
 pub mod probe;
 pub mod shutdown;
