@@ -21,6 +21,7 @@
 
 pub mod crypt;
 pub mod export;
+pub mod import;
 pub mod outcome;
 pub mod point;
 pub mod restore;

@@ -42,6 +42,10 @@ COMMANDS:
     export --user <pubky> DIR
                  one user's files as a plain folder tree with a manifest (paths, hashes,
                  content types, times); works while the server runs
+    import --from-webdav URL --admin-password PASSWORD
+                 move a whole homeserver in from the reference homeserver's admin WebDAV
+                 (copy its `secret` into the data directory first; the server stopped);
+                 run again to resume
 
 OPTIONS:
     -c, --config FILE     configuration file (TOML), merged over the built-in defaults
@@ -90,10 +94,9 @@ pub fn parse_args(argv: impl IntoIterator<Item = String>) -> Result<Option<Args>
             s if s.starts_with("--data-dir=") => args.data_dir = Some(s[11..].into()),
             // `admin …` subcommands take their own options.
             s if s.starts_with('-')
-                && args
-                    .command
-                    .first()
-                    .is_none_or(|c| !["admin", "backup", "export"].contains(&c.as_str())) =>
+                && args.command.first().is_none_or(|c| {
+                    !["admin", "backup", "export", "import"].contains(&c.as_str())
+                }) =>
             {
                 return Err(format!("unknown option {s} (see --help)"))
             }
@@ -226,6 +229,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         ["admin", rest @ ..] => admin::run(&config, &data_dir, rest),
         ["backup", rest @ ..] => backup::run(&config, config_file.as_deref(), &data_dir, rest),
         ["export", rest @ ..] => backup::export(&config, &data_dir, rest),
+        ["import", rest @ ..] => backup::import(&config, &data_dir, rest),
         other => anyhow::bail!("unknown command `{}` (see --help)", other.join(" ")),
     }
 }

@@ -547,3 +547,66 @@ fn one_user_is_exported_as_plain_files_while_the_server_runs() {
     ));
     assert!(out.contains("has no account on this homeserver"), "{out}");
 }
+
+#[test]
+fn a_whole_homeserver_moves_in_through_its_admin_webdav() {
+    let src = Server::start("");
+    let (a, b) = (new_user(&src), new_user(&src));
+    let photo = body("photo", true);
+    let files: Vec<(&User, &str, Vec<u8>)> = vec![
+        (&a, "/pub/photos/beach.jpg", photo.clone()),
+        (
+            &a,
+            "/pub/notes/a%20b%26c.txt",
+            b"spaces and an ampersand".to_vec(),
+        ),
+        (&a, "/pub/profile.json", br#"{"name":"Ana"}"#.to_vec()),
+        (&b, "/pub/blog/2026/first-post.md", b"# hello".to_vec()),
+    ];
+    for (u, p, bytes) in &files {
+        put_file(&src, u, p, bytes);
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let target = tmp.path().join("box");
+    let url = format!("http://{}/dav/", src.admin_addr.unwrap());
+    let import = |pw: &str| {
+        cli(
+            &target,
+            None,
+            &["import", "--from-webdav", &url, "--admin-password", pw],
+        )
+    };
+    let out = failed(import("test-admin"));
+    assert!(
+        out.contains("copy the reference homeserver's `secret`"),
+        "{out}"
+    );
+    std::fs::create_dir_all(&target).unwrap();
+    std::fs::copy(src.data_dir.join("secret"), target.join("secret")).unwrap();
+    let out = failed(import("wrong"));
+    assert!(out.contains("refused the admin password"), "{out}");
+
+    let out = ok(import("test-admin"));
+    assert!(out.contains("2 users (2 new), 4 files copied"), "{out}");
+    // run again (as after an interruption): nothing is copied twice
+    let out = ok(import("test-admin"));
+    assert!(
+        out.contains("0 files copied (0 bytes), 4 already here"),
+        "{out}"
+    );
+    ok(cli(&target, None, &["check"]));
+
+    let dst = Server::start_in(&target, "");
+    assert_eq!(dst.pk, src.pk, "the same homeserver identity");
+    for (u, p, bytes) in &files {
+        let theirs = src.req("GET", &src.storage_url(&u.pk, p)).send();
+        let ours = dst.req("GET", &dst.storage_url(&u.pk, p)).send();
+        assert_eq!(ours.status, 200, "{p}");
+        assert_eq!(&ours.body, bytes, "{p}");
+        assert_eq!(
+            ours.header("content-type"),
+            theirs.header("content-type"),
+            "{p}"
+        );
+    }
+}
