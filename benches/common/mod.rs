@@ -153,6 +153,7 @@ pub fn options() -> Vec<(String, String)> {
 }
 
 /// A `/proc/<pid>/status` memory field (`VmRSS:`, `VmHWM:`) in KiB.
+#[allow(dead_code)] // not every benchmark uses it
 pub fn rss_kib(pid: u32, field: &str) -> u64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     s.lines()
@@ -161,6 +162,7 @@ pub fn rss_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+#[allow(dead_code)] // not every benchmark uses it
 pub fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -168,6 +170,7 @@ pub fn now_secs() -> u64 {
         .as_secs()
 }
 
+#[allow(dead_code)] // not every benchmark uses it
 pub fn key() -> SigningKey {
     let mut seed = [0u8; 32];
     getrandom::fill(&mut seed).expect("random");
@@ -176,6 +179,7 @@ pub fn key() -> SigningKey {
 
 /// The JSON body of a grant from `user` (all of `/`, read-write) to a fresh client key,
 /// with that client's proof for homeserver `hs`.
+#[allow(dead_code)] // not every benchmark uses it
 pub fn proof(user: &SigningKey, hs: PublicKey, client_id: &str, lifetime: u64) -> String {
     let caps = Capabilities::parse("/:rw").expect("caps");
     mint::client_request_body(user, &key(), hs, client_id, caps, now_secs(), lifetime)
