@@ -18,4 +18,5 @@ pub mod capability;
 pub mod grant;
 pub mod jws;
 pub mod mint;
+pub mod recovery_file;
 pub mod secrets;

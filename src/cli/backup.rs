@@ -75,19 +75,28 @@ fn parse<'a>(args: &[&'a str]) -> Result<Opts<'a>> {
     Ok(o)
 }
 
-/// The passphrase from the file, the environment or the terminal (`twice` for a new one).
-fn passphrase(o: &Opts<'_>, twice: bool) -> Result<String> {
-    if let Some(f) = o.passphrase_file {
-        let s = std::fs::read_to_string(f).with_context(|| format!("reading {f}"))?;
+/// A secret from `file`, else the environment variable `env`, else the terminal.
+pub fn secret_input(file: Option<&Path>, env: &str, label: &str) -> Result<String> {
+    if let Some(f) = file {
+        let s = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
         return Ok(s.trim_end_matches(['\n', '\r']).to_string());
     }
-    if let Ok(p) = std::env::var("PUBKY_EDGE_BACKUP_PASSPHRASE") {
+    if let Ok(p) = std::env::var(env) {
         if !p.is_empty() {
             return Ok(p);
         }
     }
-    let p = prompt("backup passphrase: ")?;
-    if twice && prompt("again: ")? != p {
+    prompt(label)
+}
+
+/// The backup passphrase (`twice` on the terminal for a new one).
+fn passphrase(o: &Opts<'_>, twice: bool) -> Result<String> {
+    let file = o.passphrase_file.map(Path::new);
+    let label = "backup passphrase: ";
+    let p = secret_input(file, "PUBKY_EDGE_BACKUP_PASSPHRASE", label)?;
+    let asked = file.is_none()
+        && std::env::var("PUBKY_EDGE_BACKUP_PASSPHRASE").map_or(true, |v| v.is_empty());
+    if twice && asked && prompt("again: ")? != p {
         bail!("the two passphrases differ");
     }
     Ok(p)

@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod backup;
 pub mod check;
+pub mod moving;
 pub mod report;
 pub mod serve;
 pub mod testnet;
@@ -46,6 +47,10 @@ COMMANDS:
                  move a whole homeserver in from the reference homeserver's admin WebDAV
                  (copy its `secret` into the data directory first; the server stopped);
                  run again to resume
+    move --recovery-file FILE --to <homeserver> [--from <homeserver>]
+         [--signup-token TOKEN] [--delete-old]
+                 a user moves their files to another homeserver with their own key and
+                 points their record at it (runs anywhere; resumes when run again)
 
 OPTIONS:
     -c, --config FILE     configuration file (TOML), merged over the built-in defaults
@@ -92,10 +97,10 @@ pub fn parse_args(argv: impl IntoIterator<Item = String>) -> Result<Option<Args>
             "-d" | "--data-dir" => args.data_dir = Some(value("--data-dir")?.into()),
             s if s.starts_with("--config=") => args.config = Some(s[9..].into()),
             s if s.starts_with("--data-dir=") => args.data_dir = Some(s[11..].into()),
-            // `admin …` subcommands take their own options.
+            // `admin …`, `backup …`, `export`, `import` and `move` take their own options.
             s if s.starts_with('-')
                 && args.command.first().is_none_or(|c| {
-                    !["admin", "backup", "export", "import"].contains(&c.as_str())
+                    !["admin", "backup", "export", "import", "move"].contains(&c.as_str())
                 }) =>
             {
                 return Err(format!("unknown option {s} (see --help)"))
@@ -230,6 +235,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         ["backup", rest @ ..] => backup::run(&config, config_file.as_deref(), &data_dir, rest),
         ["export", rest @ ..] => backup::export(&config, &data_dir, rest),
         ["import", rest @ ..] => backup::import(&config, &data_dir, rest),
+        ["move", rest @ ..] => moving::run(&config, rest),
         other => anyhow::bail!("unknown command `{}` (see --help)", other.join(" ")),
     }
 }

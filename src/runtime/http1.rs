@@ -31,12 +31,16 @@ enum Framing {
     ToEof,
 }
 
+/// A connection to send a request on: TCP, or TLS over it.
+pub trait Stream: Read + Write + Send {}
+impl<T: Read + Write + Send> Stream for T {}
+
 /// A response whose body is read from the connection as it is consumed.
 pub struct Reply {
     pub status: u16,
     /// Header names in lower case.
     pub headers: Vec<(String, String)>,
-    conn: BufReader<TcpStream>,
+    conn: BufReader<Box<dyn Stream>>,
     framing: Framing,
 }
 
@@ -127,11 +131,21 @@ fn read_line(r: &mut impl BufRead) -> io::Result<String> {
         .to_string())
 }
 
-/// Sends `c` to `addr` (with `host` as the Host header) and reads the response head.
-pub fn call(addr: SocketAddr, host: &str, c: &Call<'_>, timeout: Duration) -> Result<Reply> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+/// A TCP connection whose reads give up after `timeout` of silence.
+pub fn connect(addr: SocketAddr, timeout: Duration) -> Result<TcpStream> {
+    let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
         .with_context(|| format!("cannot connect to {addr}"))?;
     s.set_read_timeout(Some(timeout))?;
+    Ok(s)
+}
+
+/// Sends `c` to `addr` (with `host` as the Host header) and reads the response head.
+pub fn call(addr: SocketAddr, host: &str, c: &Call<'_>, timeout: Duration) -> Result<Reply> {
+    call_on(Box::new(connect(addr, timeout)?), host, c)
+}
+
+/// [`call`] on a connection made by the caller (PubkyTLS, for one).
+pub fn call_on(mut s: Box<dyn Stream>, host: &str, c: &Call<'_>) -> Result<Reply> {
     let mut head = format!(
         "{} {} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\ncontent-length: {}\r\n",
         c.method,

@@ -470,3 +470,161 @@ async fn resolution_and_data_survive_a_restart() {
     let session = pubky.signer(user).signin_blocking(app()).await.unwrap();
     assert!(session.revalidate().await.unwrap().is_some());
 }
+
+/// `pubky-edge move` between two real servers on a loopback DHT: the official SDK makes the
+/// user and the recovery file; the move is interrupted (the new server's quota is too
+/// small for one file), resumed after the operator raises it, and leaves the user's record
+/// naming the new server, which the SDK then follows; `--delete-old` empties the old one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_moves_to_another_homeserver_and_the_sdk_follows() {
+    let net = net();
+    let old = Server::start(&server_toml(&net, ""));
+    let new = Server::start(&server_toml(&net, "[storage]\ndefault_quota_mb = 1\n"));
+    old.wait_published(20);
+    new.wait_published(20);
+    let pubky = sdk(&net);
+    let user = Keypair::random();
+    let signer = pubky.signer(user.clone());
+    signer.signup(&hs_key(&old), None).await.expect("signup");
+    let session = signer.signin_blocking(app()).await.expect("signin");
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    session
+        .storage()
+        .put("/pub/a.txt", "first post")
+        .await
+        .unwrap();
+    session
+        .storage()
+        .put("/pub/photos/big.bin", big.clone())
+        .await
+        .unwrap();
+    // a private file, through the server's own API (the SDK writes only /pub/)
+    let key = ed25519_dalek::SigningKey::from_bytes(&user.secret_key());
+    let bearer = common::signin(&old, &key, "/:rw");
+    let pk = pk_of(&key);
+    let r = old
+        .req("PUT", &old.storage_url(&pk, "/priv/diary.txt"))
+        .bearer(&bearer)
+        .body(b"dear diary".to_vec())
+        .send();
+    assert_eq!(r.status, 201);
+
+    let tmp = tempfile::tempdir().unwrap();
+    let recovery = tmp.path().join("me.pkarr");
+    std::fs::write(
+        &recovery,
+        pubky::recovery_file::create_recovery_file(&user, "my pass"),
+    )
+    .unwrap();
+    let nodes: Vec<String> = net.bootstrap.iter().map(|b| format!("{b:?}")).collect();
+    let config = tmp.path().join("client.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[pkdns]\ndht_request_timeout_ms = 1000\ndht_bootstrap_nodes = [{}]\n",
+            nodes.join(", ")
+        ),
+    )
+    .unwrap();
+    let to = new.pk.to_string();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["--config", config.to_str().unwrap(), "move"];
+        args.extend_from_slice(&["--recovery-file", recovery.to_str().unwrap(), "--to", &to]);
+        args.extend_from_slice(extra);
+        std::process::Command::new(env!("CARGO_BIN_EXE_pubky-edge"))
+            .args(&args)
+            .env("PUBKY_EDGE_RECOVERY_PASSPHRASE", "my pass")
+            .output()
+            .unwrap()
+    };
+    let text = |o: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+    let out = run(&[]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("PUT /pub/photos/big.bin"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        pubky
+            .get_homeserver_of(&user.public_key())
+            .await
+            .unwrap()
+            .map(|k| k.z32()),
+        Some(old.pk.to_string()),
+        "the record is not touched before every file is across"
+    );
+
+    let raised = new
+        .admin("PATCH", &format!("/users/{pk}/quota"))
+        .json(&serde_json::json!({ "storage_quota_mb": 10 }))
+        .send();
+    assert_eq!(raised.status, 200);
+    let out = run(&["--delete-old"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let said = text(&out);
+    assert!(
+        said.contains("3 files on the old homeserver: 2 copied now"),
+        "{said}"
+    );
+    assert!(said.contains("deleted 3 files"), "{said}");
+
+    // the SDK follows the record to the new server (a fresh client: no cached record)
+    let pubky = sdk(&net);
+    let signer = pubky.signer(user.clone());
+    assert_eq!(
+        pubky
+            .get_homeserver_of(&user.public_key())
+            .await
+            .unwrap()
+            .map(|k| k.z32()),
+        Some(to.clone())
+    );
+    let public = pubky.public_storage();
+    let got = public
+        .get(format!(
+            "pubky{}/pub/photos/big.bin",
+            user.public_key().z32()
+        ))
+        .await
+        .unwrap();
+    assert!(got.bytes().await.unwrap()[..] == big[..]);
+    let session = signer
+        .signin_blocking(app())
+        .await
+        .expect("signin on the new server");
+    assert_eq!(
+        session
+            .storage()
+            .get("/pub/a.txt")
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "first post"
+    );
+    let bearer = common::signin(&new, &key, "/:rw");
+    let r = new
+        .req("GET", &new.storage_url(&pk, "/priv/diary.txt"))
+        .bearer(&bearer)
+        .send();
+    assert_eq!(r.body, b"dear diary");
+    // the old server no longer holds the files
+    assert_eq!(
+        old.req("GET", &old.storage_url(&pk, "/pub/a.txt"))
+            .send()
+            .status,
+        404
+    );
+    assert!(
+        !tmp.path().join(format!(".pubky-move-{pk}.json")).exists(),
+        "journal removed"
+    );
+}

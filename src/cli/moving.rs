@@ -1,0 +1,462 @@
+//! `pubky-edge move`: a user moves their data from one homeserver to another, with their
+//! own key, from any machine. It reads the user's recovery file (the official format),
+//! finds both homeservers through the DHT, signs in on the old one and signs up on the new
+//! one (grant sessions over PubkyTLS, each server checked by its key), copies every file
+//! under `/pub/` and `/priv/` with the same path, bytes and content type, reads each back
+//! from the new server and compares BLAKE3 hashes, and only then republishes the user's
+//! `_pubky` record to point at the new homeserver (keeping the record's other entries), and
+//! only after that, with `--delete-old`, deletes the files on the old one. Progress is kept
+//! in a journal file, so an interrupted move resumes where it stopped. The secret key stays
+//! in this process.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use ed25519_dalek::SigningKey;
+use serde::{Deserialize, Serialize};
+
+use crate::announce::dht::{DhtClient, DhtSettings};
+use crate::announce::packet;
+use crate::auth::capability::Capabilities;
+use crate::config::Config;
+use crate::pubkey::PublicKey;
+use crate::runtime::http1;
+use crate::storage_path::percent_encode_path;
+
+pub const USAGE: &str = "\
+USAGE:
+    pubky-edge move --recovery-file FILE --to <homeserver> [--from <homeserver>]
+                    [--signup-token TOKEN] [--delete-old] [--passphrase-file FILE]
+
+  Moves your files (everything under /pub/ and /priv/) to another homeserver and points
+  your Pubky record at it. The recovery file's passphrase is read from --passphrase-file,
+  else PUBKY_EDGE_RECOVERY_PASSPHRASE, else asked on the terminal. --from defaults to the
+  homeserver your record names now. Interrupted, run the same command again: it resumes.
+";
+
+/// A homeserver reached over PubkyTLS, checked against its key.
+struct Homeserver {
+    key: PublicKey,
+    addr: SocketAddr,
+    tls: Arc<rustls::ClientConfig>,
+}
+
+/// A signed-in user on a homeserver.
+struct Session<'a> {
+    hs: &'a Homeserver,
+    user: PublicKey,
+    bearer: Option<String>,
+}
+
+impl Homeserver {
+    async fn locate(dht: &DhtClient, key: PublicKey) -> Result<Homeserver> {
+        let packet = dht
+            .get(&key)
+            .await
+            .with_context(|| format!("homeserver {key} has no record on the DHT"))?;
+        let (ip, port) = packet::direct_endpoint(&packet);
+        let (Some(ip), Some(port)) = (ip, port) else {
+            bail!("homeserver {key}'s record names no address and PubkyTLS port");
+        };
+        Ok(Homeserver {
+            key,
+            addr: SocketAddr::new(ip, port),
+            tls: crate::http::tls::client_config(&key),
+        })
+    }
+
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<http1::Reply> {
+        let tcp = http1::connect(self.addr, Duration::from_secs(60))?;
+        let name = rustls::pki_types::ServerName::try_from(self.key.to_string())
+            .map_err(|e| anyhow!("{e}"))?;
+        let conn = rustls::ClientConnection::new(self.tls.clone(), name)?;
+        let stream = rustls::StreamOwned::new(conn, tcp);
+        http1::call_on(
+            Box::new(stream),
+            &self.key.to_string(),
+            &http1::Call {
+                method,
+                path,
+                headers,
+                body,
+            },
+        )
+        .with_context(|| format!("{method} {path} on homeserver {}", self.key))
+    }
+
+    /// A grant for `user` (all of `/`, read-write) to `client_id` for `lifetime` seconds,
+    /// with a fresh client key's proof.
+    fn grant_body(&self, user: &SigningKey, client_id: &str, lifetime: u64) -> String {
+        let mut seed = [0u8; 32];
+        // Invariant: the OS random source is available on every supported platform.
+        getrandom::fill(&mut seed).expect("OS randomness");
+        let client = SigningKey::from_bytes(&seed);
+        // Invariant: the literal is a valid capability list.
+        let caps = Capabilities::parse("/:rw").expect("root capability");
+        crate::auth::mint::client_request_body(
+            user,
+            &client,
+            self.key,
+            client_id,
+            caps,
+            crate::clock::now_secs(),
+            lifetime,
+        )
+    }
+
+    fn sign_in<'a>(&'a self, user: &SigningKey) -> Result<Session<'a>> {
+        let json = [("content-type", "application/json")];
+        let body = self.grant_body(user, "pubky-edge.move", 24 * 3600);
+        let r = self.call("POST", "/auth/grant/session", &json, body.as_bytes())?;
+        let status = r.status;
+        let body = r.read_all()?;
+        if status != 200 {
+            bail!(
+                "homeserver {} refused the sign-in ({status}): {}",
+                self.key,
+                String::from_utf8_lossy(&body)
+            );
+        }
+        let v: serde_json::Value = serde_json::from_slice(&body)?;
+        let bearer = v["token"]
+            .as_str()
+            .context("no token in the session answer")?;
+        Ok(Session {
+            hs: self,
+            user: PublicKey::from(user.verifying_key()),
+            bearer: Some(bearer.to_string()),
+        })
+    }
+
+    /// Signs up (an account already there is fine: a resumed move) and signs in.
+    fn sign_up<'a>(&'a self, user: &SigningKey, token: Option<&str>) -> Result<Session<'a>> {
+        let path = match token {
+            Some(t) => format!("/auth/grant/signup?signup_token={t}"),
+            None => "/auth/grant/signup".into(),
+        };
+        let json = [("content-type", "application/json")];
+        // A signup grant: the protocol's own client id and a short life.
+        let body = self.grant_body(
+            user,
+            crate::auth::grant::SIGNUP_CLIENT_ID,
+            crate::auth::grant::MAX_SIGNUP_LIFETIME_SECS,
+        );
+        let r = self.call("POST", &path, &json, body.as_bytes())?;
+        let status = r.status;
+        let body = String::from_utf8_lossy(&r.read_all()?).into_owned();
+        match status {
+            200..=299 | 409 => self.sign_in(user),
+            _ => bail!(
+                "homeserver {} refused the sign-up ({status}): {body}{}",
+                self.key,
+                if token.is_none() {
+                    " (does it need --signup-token?)"
+                } else {
+                    ""
+                }
+            ),
+        }
+    }
+}
+
+impl Session<'_> {
+    /// A request as this user; `target` is the percent-encoded path (and query).
+    fn call(
+        &self,
+        method: &str,
+        target: &str,
+        extra: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<http1::Reply> {
+        let user = self.user.to_string();
+        let auth = self.bearer.as_ref().map(|b| format!("Bearer {b}"));
+        let mut headers = vec![("pubky-host", user.as_str())];
+        if let Some(a) = &auth {
+            headers.push(("authorization", a.as_str()));
+        }
+        headers.extend_from_slice(extra);
+        self.hs.call(method, target, &headers, body)
+    }
+
+    /// Every file under `dir` (`/pub/` or `/priv/`), following the listing's cursor (the
+    /// last `pubky://<user><path>` line of the page before).
+    fn list(&self, dir: &str) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        let prefix = format!("pubky://{}", self.user);
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut target = format!("{}?limit=500", percent_encode_path(dir));
+            if let Some(c) = &cursor {
+                target.push_str(&format!("&cursor={}", percent_encode_path(c)));
+            }
+            let r = self.call("GET", &target, &[], b"")?;
+            let status = r.status;
+            let text = String::from_utf8_lossy(&r.read_all()?).into_owned();
+            match status {
+                200 => {}
+                404 => return Ok(out),
+                s => bail!("listing {dir} on {} answered {s}: {text}", self.hs.key),
+            }
+            let page: Vec<&str> = text.lines().filter(|l| l.starts_with(&prefix)).collect();
+            let Some(last) = page.last() else {
+                return Ok(out);
+            };
+            cursor = Some(last.to_string());
+            for line in page {
+                let raw = &line[prefix.len()..];
+                out.push(crate::storage_path::percent_decode(raw).unwrap_or_else(|_| raw.into()));
+            }
+        }
+    }
+
+    /// The bytes and content type of a file.
+    fn get(&self, path: &str) -> Result<(Vec<u8>, String)> {
+        let mut r = self.call("GET", &percent_encode_path(path), &[], b"")?;
+        if r.status != 200 {
+            bail!("GET {path} on {} answered {}", self.hs.key, r.status);
+        }
+        let ct = r
+            .header("content-type")
+            .unwrap_or("application/octet-stream")
+            .to_string();
+        let mut body = Vec::new();
+        r.read_to_end(&mut body)?;
+        Ok((body, ct))
+    }
+
+    fn put(&self, path: &str, body: &[u8], content_type: &str) -> Result<()> {
+        let r = self.call(
+            "PUT",
+            &percent_encode_path(path),
+            &[("content-type", content_type)],
+            body,
+        )?;
+        match r.status {
+            200..=299 => Ok(()),
+            s => bail!(
+                "PUT {path} on {} answered {s}: {}",
+                self.hs.key,
+                String::from_utf8_lossy(&r.read_all()?)
+            ),
+        }
+    }
+
+    fn delete(&self, path: &str) -> Result<()> {
+        match self
+            .call("DELETE", &percent_encode_path(path), &[], b"")?
+            .status
+        {
+            200..=299 | 404 => Ok(()),
+            s => bail!("DELETE {path} on {} answered {s}", self.hs.key),
+        }
+    }
+}
+
+/// What a move has done so far, kept next to the recovery file.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Journal {
+    from: String,
+    to: String,
+    /// Path → BLAKE3 of the bytes verified on the new homeserver.
+    copied: BTreeMap<String, String>,
+    republished: bool,
+    deleted: Vec<String>,
+}
+
+impl Journal {
+    fn path(recovery: &Path, user: &PublicKey) -> PathBuf {
+        let name = format!(".pubky-move-{}.json", user);
+        recovery.parent().unwrap_or(Path::new(".")).join(name)
+    }
+
+    fn save(&self, path: &Path) -> Result<()> {
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)?;
+        std::fs::rename(&tmp, path)?;
+        Ok(())
+    }
+}
+
+/// Points the user's `_pubky` record at `to`, keeping the packet's other records.
+async fn republish(dht: &DhtClient, user: &SigningKey, to: &PublicKey) -> Result<()> {
+    use pkarr::dns::rdata::SVCB;
+    let pk = PublicKey::from(user.verifying_key());
+    let keypair = pkarr::Keypair::from_secret_key(&user.to_bytes());
+    let mut builder = pkarr::SignedPacket::builder();
+    let existing = dht.get(&pk).await;
+    if let Some(p) = &existing {
+        for rr in p.all_resource_records() {
+            if !rr.name.to_string().starts_with("_pubky") {
+                builder = builder.record(rr.clone());
+            }
+        }
+    }
+    let target = to.to_string();
+    let svcb = SVCB::new(0, target.as_str().try_into().map_err(|e| anyhow!("{e:?}"))?);
+    let name = "_pubky".try_into().map_err(|e| anyhow!("{e:?}"))?;
+    let mut builder = builder.https(name, svcb, packet::TTL_SECS);
+    if let Some(p) = &existing {
+        // strictly newer than what the DHT holds, whatever this machine's clock says
+        let now = crate::clock::now_micros().max(p.timestamp().as_u64() + 1);
+        builder = builder.timestamp(pkarr::Timestamp::from(now));
+    }
+    let signed = builder
+        .sign(&keypair)
+        .map_err(|e| anyhow!("signing the record: {e}"))?;
+    dht.put(&signed)
+        .await
+        .map_err(|e| anyhow!("publishing the record: {e}"))?;
+    match dht.get(&pk).await.and_then(|p| packet::homeserver_of(&p)) {
+        Some(hs) if hs == *to => Ok(()),
+        other => bail!("the DHT still names {other:?} as your homeserver"),
+    }
+}
+
+struct Opts {
+    recovery: PathBuf,
+    to: PublicKey,
+    from: Option<PublicKey>,
+    token: Option<String>,
+    delete_old: bool,
+    passphrase_file: Option<PathBuf>,
+}
+
+fn parse(args: &[&str]) -> Result<Opts> {
+    let (mut recovery, mut to, mut from, mut token) = (None, None, None, None);
+    let (mut delete_old, mut passphrase_file) = (false, None);
+    let key = |s: &str| {
+        PublicKey::parse_z32(s.trim_start_matches("pubky://"))
+            .map_err(|e| anyhow!("{s}: not a homeserver key ({e})"))
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = |n: &str| it.next().copied().ok_or(anyhow!("{n} needs a value"));
+        match *a {
+            "--recovery-file" => recovery = Some(PathBuf::from(value(a)?)),
+            "--to" => to = Some(key(value(a)?)?),
+            "--from" => from = Some(key(value(a)?)?),
+            "--signup-token" => token = Some(value(a)?.to_string()),
+            "--passphrase-file" => passphrase_file = Some(PathBuf::from(value(a)?)),
+            "--delete-old" => delete_old = true,
+            "help" | "--help" => bail!("{USAGE}"),
+            other => bail!("unknown move option {other}\n\n{USAGE}"),
+        }
+    }
+    Ok(Opts {
+        recovery: recovery.context("--recovery-file is required")?,
+        to: to.context("--to is required")?,
+        from,
+        token,
+        delete_old,
+        passphrase_file,
+    })
+}
+
+/// Runs `pubky-edge move …`.
+pub fn run(config: &Config, args: &[&str]) -> Result<()> {
+    let o = parse(args)?;
+    if !config.pkdns.dht {
+        bail!("move finds homeservers through the DHT, and pkdns.dht is off");
+    }
+    let file =
+        std::fs::read(&o.recovery).with_context(|| format!("reading {}", o.recovery.display()))?;
+    let passphrase = super::backup::secret_input(
+        o.passphrase_file.as_deref(),
+        "PUBKY_EDGE_RECOVERY_PASSPHRASE",
+        "recovery file passphrase: ",
+    )?;
+    let seed = crate::auth::recovery_file::decrypt(&file, &passphrase)?;
+    let user = SigningKey::from_bytes(&seed);
+    let pk = PublicKey::from(user.verifying_key());
+    let dht = DhtClient::start(&DhtSettings {
+        bootstrap: config.pkdns.dht_bootstrap_nodes.clone(),
+        request_timeout: config.pkdns.dht_request_timeout,
+        port: Some(0),
+    })?;
+    let journal_path = Journal::path(&o.recovery, &pk);
+    let mut journal: Journal = match std::fs::read(&journal_path) {
+        Ok(b) => serde_json::from_slice(&b).context("the move's journal is damaged")?,
+        Err(_) => Journal::default(),
+    };
+    let from = match (o.from, journal.from.as_str()) {
+        (Some(f), _) => f,
+        (None, j) if !j.is_empty() => PublicKey::parse_z32(j)?,
+        (None, _) => smol::block_on(dht.get(&pk))
+            .and_then(|p| packet::homeserver_of(&p))
+            .context("your record names no homeserver: give --from")?,
+    };
+    if from == o.to {
+        bail!("your data is already on {from}");
+    }
+    if !journal.to.is_empty()
+        && (journal.to != o.to.to_string() || journal.from != from.to_string())
+    {
+        bail!(
+            "{} belongs to a move from {} to {}; finish it or delete the file",
+            journal_path.display(),
+            journal.from,
+            journal.to
+        );
+    }
+    journal.from = from.to_string();
+    journal.to = o.to.to_string();
+    println!("moving {pk} from {from} to {}", o.to);
+
+    let old = smol::block_on(Homeserver::locate(&dht, from))?;
+    let new = smol::block_on(Homeserver::locate(&dht, o.to))?;
+    let old_s = old.sign_in(&user)?;
+    let new_s = new.sign_up(&user, o.token.as_deref())?;
+    let mut files = old_s.list("/pub/")?;
+    files.extend(old_s.list("/priv/")?);
+    let (mut copied, mut bytes) = (0, 0u64);
+    for path in &files {
+        if journal.copied.contains_key(path) {
+            continue;
+        }
+        let (body, ct) = old_s.get(path)?;
+        let hash = blake3::hash(&body).to_hex().to_string();
+        new_s.put(path, &body, &ct)?;
+        let (back, back_ct) = new_s.get(path)?;
+        if blake3::hash(&back).to_hex().as_str() != hash || back_ct != ct {
+            bail!("{path}: the new homeserver does not return what was sent");
+        }
+        journal.copied.insert(path.clone(), hash);
+        journal.save(&journal_path)?;
+        copied += 1;
+        bytes += body.len() as u64;
+    }
+    println!(
+        "{} files on the old homeserver: {copied} copied now ({bytes} bytes), {} earlier; all verified",
+        files.len(),
+        files.len() - copied
+    );
+    if !journal.republished {
+        smol::block_on(republish(&dht, &user, &o.to))?;
+        journal.republished = true;
+        journal.save(&journal_path)?;
+    }
+    println!("your record now names {} as your homeserver", o.to);
+    if o.delete_old {
+        for path in &files {
+            if !journal.deleted.contains(path) {
+                old_s.delete(path)?;
+                journal.deleted.push(path.clone());
+                journal.save(&journal_path)?;
+            }
+        }
+        println!("deleted {} files from {from}", journal.deleted.len());
+    }
+    std::fs::remove_file(&journal_path)?;
+    Ok(())
+}
