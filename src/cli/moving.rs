@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::announce::dht::{DhtClient, DhtSettings};
 use crate::announce::packet;
 use crate::auth::capability::Capabilities;
+use crate::backup::export::ExportManifest;
 use crate::config::Config;
 use crate::pubkey::PublicKey;
 use crate::runtime::http1;
@@ -31,12 +32,15 @@ use crate::storage_path::percent_encode_path;
 pub const USAGE: &str = "\
 USAGE:
     pubky-edge move --recovery-file FILE --to <homeserver> [--from <homeserver>]
-                    [--signup-token TOKEN] [--delete-old] [--passphrase-file FILE]
+                    [--from-export DIR] [--signup-token TOKEN] [--delete-old]
+                    [--passphrase-file FILE]
 
   Moves your files (everything under /pub/ and /priv/) to another homeserver and points
   your Pubky record at it. The recovery file's passphrase is read from --passphrase-file,
   else PUBKY_EDGE_RECOVERY_PASSPHRASE, else asked on the terminal. --from defaults to the
-  homeserver your record names now. Interrupted, run the same command again: it resumes.
+  homeserver your record names now. --from-export reads the files from a folder made by
+  `pubky-edge export` (when the old box cannot serve them any more). Interrupted, run the
+  same command again: it resumes.
 ";
 
 /// A homeserver reached over PubkyTLS, checked against its key.
@@ -330,11 +334,13 @@ struct Opts {
     token: Option<String>,
     delete_old: bool,
     passphrase_file: Option<PathBuf>,
+    /// A folder made by `pubky-edge export` to read the files from instead.
+    from_export: Option<PathBuf>,
 }
 
 fn parse(args: &[&str]) -> Result<Opts> {
     let (mut recovery, mut to, mut from, mut token) = (None, None, None, None);
-    let (mut delete_old, mut passphrase_file) = (false, None);
+    let (mut delete_old, mut passphrase_file, mut from_export) = (false, None, None);
     let key = |s: &str| {
         PublicKey::parse_z32(s.trim_start_matches("pubky://"))
             .map_err(|e| anyhow!("{s}: not a homeserver key ({e})"))
@@ -348,6 +354,7 @@ fn parse(args: &[&str]) -> Result<Opts> {
             "--from" => from = Some(key(value(a)?)?),
             "--signup-token" => token = Some(value(a)?.to_string()),
             "--passphrase-file" => passphrase_file = Some(PathBuf::from(value(a)?)),
+            "--from-export" => from_export = Some(PathBuf::from(value(a)?)),
             "--delete-old" => delete_old = true,
             "help" | "--help" => bail!("{USAGE}"),
             other => bail!("unknown move option {other}\n\n{USAGE}"),
@@ -360,7 +367,48 @@ fn parse(args: &[&str]) -> Result<Opts> {
         token,
         delete_old,
         passphrase_file,
+        from_export,
     })
+}
+
+/// Where the files come from: the old homeserver, or an export folder.
+enum Source<'a> {
+    Server(Session<'a>),
+    Export(PathBuf, ExportManifest),
+}
+
+impl Source<'_> {
+    fn files(&self) -> Result<Vec<String>> {
+        match self {
+            Source::Server(s) => {
+                let mut files = s.list("/pub/")?;
+                files.extend(s.list("/priv/")?);
+                Ok(files)
+            }
+            Source::Export(_, m) => Ok(m.files.iter().map(|f| f.path.clone()).collect()),
+        }
+    }
+
+    fn get(&self, path: &str) -> Result<(Vec<u8>, String)> {
+        match self {
+            Source::Server(s) => s.get(path),
+            Source::Export(dir, m) => {
+                // Invariant: `path` comes from this manifest's own list.
+                let f = m
+                    .files
+                    .iter()
+                    .find(|f| f.path == path)
+                    .expect("listed file");
+                let local = dir.join("files").join(path.trim_start_matches('/'));
+                let body = std::fs::read(&local)
+                    .with_context(|| format!("reading {}", local.display()))?;
+                if blake3::hash(&body).to_hex().as_str() != f.blake3 {
+                    bail!("{} does not match the export's manifest", local.display());
+                }
+                Ok((body, f.content_type.clone()))
+            }
+        }
+    }
 }
 
 /// Runs `pubky-edge move …`.
@@ -389,10 +437,32 @@ pub fn run(config: &Config, args: &[&str]) -> Result<()> {
         Ok(b) => serde_json::from_slice(&b).context("the move's journal is damaged")?,
         Err(_) => Journal::default(),
     };
-    let from = match (o.from, journal.from.as_str()) {
-        (Some(f), _) => f,
-        (None, j) if !j.is_empty() => PublicKey::parse_z32(j)?,
-        (None, _) => smol::block_on(dht.get(&pk))
+    let export = match &o.from_export {
+        Some(dir) => {
+            let m: ExportManifest = serde_json::from_slice(
+                &std::fs::read(dir.join("manifest.json"))
+                    .with_context(|| format!("{} is not an export folder", dir.display()))?,
+            )
+            .context("the export's manifest is malformed")?;
+            if m.user != pk.to_string() {
+                bail!(
+                    "{} holds the files of {}, not of {pk}",
+                    dir.display(),
+                    m.user
+                );
+            }
+            if o.delete_old {
+                bail!("--delete-old needs the old homeserver, not an export folder");
+            }
+            Some((dir.clone(), m))
+        }
+        None => None,
+    };
+    let from = match (o.from, &export, journal.from.as_str()) {
+        (Some(f), _, _) => f,
+        (None, Some((_, m)), _) => PublicKey::parse_z32(&m.homeserver)?,
+        (None, None, j) if !j.is_empty() => PublicKey::parse_z32(j)?,
+        (None, None, _) => smol::block_on(dht.get(&pk))
             .and_then(|p| packet::homeserver_of(&p))
             .context("your record names no homeserver: give --from")?,
     };
@@ -413,18 +483,23 @@ pub fn run(config: &Config, args: &[&str]) -> Result<()> {
     journal.to = o.to.to_string();
     println!("moving {pk} from {from} to {}", o.to);
 
-    let old = smol::block_on(Homeserver::locate(&dht, from))?;
     let new = smol::block_on(Homeserver::locate(&dht, o.to))?;
-    let old_s = old.sign_in(&user)?;
+    let old;
+    let source = match export {
+        Some((dir, m)) => Source::Export(dir, m),
+        None => {
+            old = smol::block_on(Homeserver::locate(&dht, from))?;
+            Source::Server(old.sign_in(&user)?)
+        }
+    };
     let new_s = new.sign_up(&user, o.token.as_deref())?;
-    let mut files = old_s.list("/pub/")?;
-    files.extend(old_s.list("/priv/")?);
+    let files = source.files()?;
     let (mut copied, mut bytes) = (0, 0u64);
     for path in &files {
         if journal.copied.contains_key(path) {
             continue;
         }
-        let (body, ct) = old_s.get(path)?;
+        let (body, ct) = source.get(path)?;
         let hash = blake3::hash(&body).to_hex().to_string();
         new_s.put(path, &body, &ct)?;
         let (back, back_ct) = new_s.get(path)?;
@@ -447,7 +522,7 @@ pub fn run(config: &Config, args: &[&str]) -> Result<()> {
         journal.save(&journal_path)?;
     }
     println!("your record now names {} as your homeserver", o.to);
-    if o.delete_old {
+    if let (true, Source::Server(old_s)) = (o.delete_old, &source) {
         for path in &files {
             if !journal.deleted.contains(path) {
                 old_s.delete(path)?;

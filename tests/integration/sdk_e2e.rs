@@ -628,3 +628,96 @@ async fn a_user_moves_to_another_homeserver_and_the_sdk_follows() {
         "journal removed"
     );
 }
+
+/// The box is dying: the operator exports the user's files, and the user moves from that
+/// folder (`--from-export`) to another homeserver; the SDK then reads them there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_moves_from_an_export_folder() {
+    let net = net();
+    let old = Server::start(&server_toml(&net, ""));
+    let new = Server::start(&server_toml(&net, ""));
+    old.wait_published(20);
+    new.wait_published(20);
+    let pubky = sdk(&net);
+    let user = Keypair::random();
+    let signer = pubky.signer(user.clone());
+    signer.signup(&hs_key(&old), None).await.expect("signup");
+    let session = signer.signin_blocking(app()).await.expect("signin");
+    session
+        .storage()
+        .put("/pub/notes/one.txt", "one")
+        .await
+        .unwrap();
+    session
+        .storage()
+        .put("/pub/two.json", r#"{"n":2}"#)
+        .await
+        .unwrap();
+
+    let tmp = tempfile::tempdir().unwrap();
+    let export = tmp.path().join("export");
+    let pk = user.public_key().z32();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pubky-edge"))
+        .arg("--data-dir")
+        .arg(&old.data_dir)
+        .args(["export", "--user", &pk])
+        .arg(&export)
+        .env("PUBKY_EDGE_ADMIN_ADDR", old.admin_addr.unwrap().to_string())
+        .env("PUBKY_EDGE_ADMIN_PASSWORD", "test-admin")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(old); // the old box is gone
+
+    let recovery = tmp.path().join("me.pkarr");
+    std::fs::write(
+        &recovery,
+        pubky::recovery_file::create_recovery_file(&user, "pw"),
+    )
+    .unwrap();
+    let nodes: Vec<String> = net.bootstrap.iter().map(|b| format!("{b:?}")).collect();
+    let config = tmp.path().join("client.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[pkdns]\ndht_request_timeout_ms = 1000\ndht_bootstrap_nodes = [{}]\n",
+            nodes.join(", ")
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pubky-edge"))
+        .arg("--config")
+        .arg(&config)
+        .args(["move", "--recovery-file"])
+        .arg(&recovery)
+        .args(["--to", &new.pk.to_string(), "--from-export"])
+        .arg(&export)
+        .env("PUBKY_EDGE_RECOVERY_PASSPHRASE", "pw")
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("2 files on the old homeserver: 2 copied now"),
+        "{said}"
+    );
+
+    let pubky = sdk(&net);
+    let public = pubky.public_storage();
+    let got = public.get(format!("pubky{pk}/pub/two.json")).await.unwrap();
+    assert_eq!(got.headers()["content-type"], "application/json");
+    assert_eq!(got.text().await.unwrap(), r#"{"n":2}"#);
+    let got = public
+        .get(format!("pubky{pk}/pub/notes/one.txt"))
+        .await
+        .unwrap();
+    assert_eq!(got.text().await.unwrap(), "one");
+}
