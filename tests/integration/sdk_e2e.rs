@@ -721,3 +721,199 @@ async fn a_user_moves_from_an_export_folder() {
         .unwrap();
     assert_eq!(got.text().await.unwrap(), "one");
 }
+
+/// Moving out to the reference homeserver and back in from it: a user leaves this box for a
+/// real `pubky-homeserver` 0.17.1 with `pubky-edge move` (the SDK then reads their files
+/// there), and the reference's whole content comes back into a fresh box with `pubky-edge
+/// import` over its admin WebDAV, under its identity. Runs when `PUBKY_EDGE_REFERENCE`
+/// names the reference's binary and `PUBKY_EDGE_REFERENCE_DB` an empty PostgreSQL
+/// database (`scripts/reference-peer` sets both up, inside a network namespace).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moving_out_to_the_reference_homeserver_and_importing_it_back() {
+    let (Ok(reference), Ok(db)) = (
+        std::env::var("PUBKY_EDGE_REFERENCE"),
+        std::env::var("PUBKY_EDGE_REFERENCE_DB"),
+    ) else {
+        eprintln!("note: PUBKY_EDGE_REFERENCE is not set; scripts/reference-peer runs this test");
+        return;
+    };
+    let net = net();
+    let edge = Server::start(&server_toml(&net, ""));
+    edge.wait_published(20);
+
+    // the reference, on loopback ports, on the same loopback DHT
+    let tmp = tempfile::tempdir().unwrap();
+    let refdir = tmp.path().join("reference");
+    std::fs::create_dir_all(&refdir).unwrap();
+    let port = common::proc::free_port;
+    let (tls_port, admin_port) = (port(), port());
+    let nodes: Vec<String> = net.bootstrap.iter().map(|b| format!("{b:?}")).collect();
+    std::fs::write(
+        refdir.join("config.toml"),
+        format!(
+            "[general]\ndatabase_url = \"{db}\"\nsignup_mode = \"token_required\"\n\
+             [drive]\npubky_listen_socket = \"127.0.0.1:{tls_port}\"\n\
+             icann_listen_socket = \"127.0.0.1:{}\"\n\
+             [admin]\nlisten_socket = \"127.0.0.1:{admin_port}\"\nadmin_password = \"ref-admin\"\n\
+             [metrics]\nenabled = false\n\
+             [pkdns]\npublic_ip = \"127.0.0.1\"\ndht_bootstrap_nodes = [{}]\n",
+            port(),
+            nodes.join(", ")
+        ),
+    )
+    .unwrap();
+    let child = std::process::Command::new(&reference)
+        .arg("--data-dir")
+        .arg(&refdir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(tmp.path().join("reference.log")).unwrap())
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let reference = Kill(child);
+    let admin = format!("127.0.0.1:{admin_port}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(&admin).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the reference did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let ref_key = pubky_edge::identity::Identity::load_existing(&refdir)
+        .unwrap()
+        .public_key();
+    let token = {
+        use pubky_edge::runtime::http1;
+        let call = http1::Call {
+            method: "GET",
+            path: "/generate_signup_token",
+            headers: &[("x-admin-password", "ref-admin")],
+            body: b"",
+        };
+        let r = http1::call(
+            admin.parse().unwrap(),
+            &admin,
+            &call,
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        assert_eq!(r.status, 200);
+        String::from_utf8(r.read_all().unwrap()).unwrap()
+    };
+
+    // a user of this box, with public files written by the SDK
+    let pubky = sdk(&net);
+    let user = Keypair::random();
+    let signer = pubky.signer(user.clone());
+    signer.signup(&hs_key(&edge), None).await.expect("signup");
+    let session = signer.signin_blocking(app()).await.expect("signin");
+    let big: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
+    session
+        .storage()
+        .put("/pub/posts/1.json", r#"{"t":"hi"}"#)
+        .await
+        .unwrap();
+    session
+        .storage()
+        .put("/pub/media/clip.bin", big.clone())
+        .await
+        .unwrap();
+
+    // moving out, to the reference
+    let recovery = tmp.path().join("me.pkarr");
+    std::fs::write(
+        &recovery,
+        pubky::recovery_file::create_recovery_file(&user, "pw"),
+    )
+    .unwrap();
+    let config = tmp.path().join("client.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[pkdns]\ndht_request_timeout_ms = 1000\ndht_bootstrap_nodes = [{}]\n",
+            nodes.join(", ")
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pubky-edge"))
+        .arg("--config")
+        .arg(&config)
+        .args(["move", "--recovery-file"])
+        .arg(&recovery)
+        .args(["--to", &ref_key.to_string(), "--signup-token", token.trim()])
+        .env("PUBKY_EDGE_RECOVERY_PASSPHRASE", "pw")
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{said}");
+    let pubky = sdk(&net);
+    let pk = user.public_key().z32();
+    let got = pubky
+        .public_storage()
+        .get(format!("pubky{pk}/pub/media/clip.bin"))
+        .await
+        .unwrap();
+    assert!(
+        got.bytes().await.unwrap()[..] == big[..],
+        "the SDK reads it from the reference"
+    );
+    assert_eq!(
+        pubky
+            .get_homeserver_of(&user.public_key())
+            .await
+            .unwrap()
+            .map(|k| k.z32()),
+        Some(ref_key.to_string())
+    );
+
+    // and the whole reference comes back into a fresh box, under its identity
+    let target = tmp.path().join("box");
+    std::fs::create_dir_all(&target).unwrap();
+    std::fs::copy(refdir.join("secret"), target.join("secret")).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pubky-edge"))
+        .arg("--data-dir")
+        .arg(&target)
+        .args([
+            "import",
+            "--from-webdav",
+            &format!("http://{admin}/dav/"),
+            "--admin-password",
+            "ref-admin",
+        ])
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("2 files copied"), "{said}");
+    drop(reference);
+    let imported = Server::start_in(&target, "");
+    assert_eq!(imported.pk, ref_key);
+    let user_pk = pubky_edge::pubkey::PublicKey::parse_z32(&pk).unwrap();
+    let r = imported
+        .req(
+            "GET",
+            &imported.storage_url(&user_pk, "/pub/media/clip.bin"),
+        )
+        .send();
+    assert_eq!(r.body, big);
+    let r = imported
+        .req("GET", &imported.storage_url(&user_pk, "/pub/posts/1.json"))
+        .send();
+    assert_eq!(r.body, br#"{"t":"hi"}"#);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+}
