@@ -13,6 +13,8 @@
 
 mod common;
 
+use common::disk_bytes;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -97,19 +99,6 @@ fn fill(data: &Path, small: usize, large: usize, large_len: usize, tag: &str) ->
         store.close().await.expect("close");
     });
     payload
-}
-
-fn disk_bytes(path: &Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(meta) = std::fs::symlink_metadata(path) else {
-        return 0;
-    };
-    if !meta.is_dir() {
-        return meta.blocks() * 512;
-    }
-    std::fs::read_dir(path)
-        .map(|rd| rd.flatten().map(|e| disk_bytes(&e.path())).sum())
-        .unwrap_or(0)
 }
 
 /// Runs the binary; returns the seconds it took.

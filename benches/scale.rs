@@ -31,7 +31,7 @@ use pubky_edge::storage_path::StoragePath;
 use pubky_edge::store::{Durability, Store, StoreConfig};
 
 use common::client::{pct, Conn};
-use common::{key, launch, proof, rss_kib};
+use common::{disk_bytes, key, launch, proof, rss_kib};
 
 struct Opts {
     files: usize,
@@ -148,20 +148,6 @@ fn fill(data: &Path, users: &[SigningKey], files: usize, size: usize) -> Vec<(us
         rss_kib(std::process::id(), "VmHWM:") as f64 / 1024.0
     );
     samples
-}
-
-/// Bytes a directory tree occupies on disk (allocated blocks), and its largest parts.
-fn disk_bytes(path: &Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(meta) = std::fs::symlink_metadata(path) else {
-        return 0;
-    };
-    if !meta.is_dir() {
-        return meta.blocks() * 512;
-    }
-    std::fs::read_dir(path)
-        .map(|rd| rd.flatten().map(|e| disk_bytes(&e.path())).sum())
-        .unwrap_or(0)
 }
 
 /// Keys and bytes per tree of the (closed) database: where the space goes.

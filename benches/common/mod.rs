@@ -184,3 +184,18 @@ pub fn proof(user: &SigningKey, hs: PublicKey, client_id: &str, lifetime: u64) -
     let caps = Capabilities::parse("/:rw").expect("caps");
     mint::client_request_body(user, &key(), hs, client_id, caps, now_secs(), lifetime)
 }
+
+/// Bytes a directory tree occupies on disk (allocated blocks).
+#[allow(dead_code)] // not every benchmark uses it
+pub fn disk_bytes(path: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return 0;
+    };
+    if !meta.is_dir() {
+        return meta.blocks() * 512;
+    }
+    std::fs::read_dir(path)
+        .map(|rd| rd.flatten().map(|e| disk_bytes(&e.path())).sum())
+        .unwrap_or(0)
+}

@@ -32,6 +32,8 @@ mod http_server;
 mod http_shutdown;
 /// WebDAV write locks.
 mod locks;
+/// `pubky-edge move` between servers on a loopback DHT (and to the reference homeserver).
+mod moving;
 /// What one stranger can hold (bodies, per-address shares), trusted proxies.
 mod open_internet;
 /// PubkyTLS with a raw-public-key client.
