@@ -322,6 +322,23 @@ async fn moving_out_to_the_reference_homeserver_and_importing_it_back() {
         String::from_utf8(r.unwrap().read_all().unwrap()).unwrap()
     };
 
+    // its record on the DHT, once it has published it
+    let dht =
+        pubky_edge::announce::dht::DhtClient::start(&pubky_edge::announce::dht::DhtSettings {
+            bootstrap: net.bootstrap.clone(),
+            request_timeout: Duration::from_secs(1),
+            port: Some(0),
+        })
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while dht.get(&ref_key).await.is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the reference never published its record"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
     // moving out, to the reference (it wants a signup token)
     let to = ref_key.to_string();
     let mut args = vec!["--config", mover.config.to_str().unwrap(), "move"];
