@@ -332,7 +332,10 @@ pub fn blob_index(m: &Manifest) -> BTreeMap<String, &BlobRef> {
 }
 
 /// Writes `bytes` from a reader into `out`, hashing them; returns (size, BLAKE3 hex).
-pub fn copy_hashed(r: &mut impl Read, out: &mut impl Write) -> io::Result<(u64, String)> {
+pub fn copy_hashed(
+    r: &mut impl Read,
+    out: &mut (impl Write + ?Sized),
+) -> io::Result<(u64, String)> {
     let mut hasher = blake3::Hasher::new();
     let mut n = 0u64;
     io::copy(

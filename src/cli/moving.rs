@@ -2,7 +2,8 @@
 //! own key, from any machine. It reads the user's recovery file (the official format),
 //! finds both homeservers through the DHT, signs in on the old one and signs up on the new
 //! one (grant sessions over PubkyTLS, each server checked by its key), copies every file
-//! under `/pub/` and `/priv/` with the same path, bytes and content type, reads each back
+//! under `/pub/` and `/priv/` with the same path, bytes and content type (streamed through
+//! a part file, one file at a time, so even a large video is never in memory), reads each back
 //! from the new server and compares BLAKE3 hashes, and only then republishes the user's
 //! `_pubky` record to point at the new homeserver (keeping the record's other entries), and
 //! only after that, with `--delete-old`, deletes the files on the old one. Progress is kept
@@ -10,7 +11,8 @@
 //! in this process.
 
 use std::collections::BTreeMap;
-use std::io::Read;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -24,6 +26,7 @@ use crate::announce::dht::{DhtClient, DhtSettings};
 use crate::announce::packet;
 use crate::auth::capability::Capabilities;
 use crate::backup::export::ExportManifest;
+use crate::backup::point::copy_hashed;
 use crate::config::Config;
 use crate::pubkey::PublicKey;
 use crate::runtime::http1;
@@ -74,29 +77,39 @@ impl Homeserver {
         })
     }
 
+    /// One request over PubkyTLS, the body read from `body` (`len` bytes) as it is sent.
     fn call(
         &self,
         method: &str,
         path: &str,
         headers: &[(&str, &str)],
-        body: &[u8],
+        body: &mut dyn Read,
+        len: u64,
     ) -> Result<http1::Reply> {
         let tcp = http1::connect(self.addr, Duration::from_secs(60))?;
         let name = rustls::pki_types::ServerName::try_from(self.key.to_string())
             .map_err(|e| anyhow!("{e}"))?;
         let conn = rustls::ClientConnection::new(self.tls.clone(), name)?;
         let stream = rustls::StreamOwned::new(conn, tcp);
-        http1::call_on(
-            Box::new(stream),
-            &self.key.to_string(),
-            &http1::Call {
-                method,
-                path,
-                headers,
-                body,
-            },
-        )
-        .with_context(|| format!("{method} {path} on homeserver {}", self.key))
+        let call = http1::Call {
+            method,
+            path,
+            headers,
+            body: b"",
+        };
+        http1::call_streaming(Box::new(stream), &self.key.to_string(), &call, body, len)
+            .with_context(|| format!("{method} {path} on homeserver {}", self.key))
+    }
+
+    /// A request whose body is small and in memory.
+    fn call_small(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<http1::Reply> {
+        self.call(method, path, headers, &mut &body[..], body.len() as u64)
     }
 
     /// A grant for `user` (all of `/`, read-write) to `client_id` for `lifetime` seconds,
@@ -122,7 +135,7 @@ impl Homeserver {
     fn sign_in<'a>(&'a self, user: &SigningKey) -> Result<Session<'a>> {
         let json = [("content-type", "application/json")];
         let body = self.grant_body(user, "pubky-edge.move", 24 * 3600);
-        let r = self.call("POST", "/auth/grant/session", &json, body.as_bytes())?;
+        let r = self.call_small("POST", "/auth/grant/session", &json, body.as_bytes())?;
         let status = r.status;
         let body = r.read_all()?;
         if status != 200 {
@@ -156,7 +169,7 @@ impl Homeserver {
             crate::auth::grant::SIGNUP_CLIENT_ID,
             crate::auth::grant::MAX_SIGNUP_LIFETIME_SECS,
         );
-        let r = self.call("POST", &path, &json, body.as_bytes())?;
+        let r = self.call_small("POST", &path, &json, body.as_bytes())?;
         let status = r.status;
         let body = String::from_utf8_lossy(&r.read_all()?).into_owned();
         match status {
@@ -181,7 +194,8 @@ impl Session<'_> {
         method: &str,
         target: &str,
         extra: &[(&str, &str)],
-        body: &[u8],
+        body: &mut dyn Read,
+        len: u64,
     ) -> Result<http1::Reply> {
         let user = self.user.to_string();
         let auth = self.bearer.as_ref().map(|b| format!("Bearer {b}"));
@@ -190,7 +204,12 @@ impl Session<'_> {
             headers.push(("authorization", a.as_str()));
         }
         headers.extend_from_slice(extra);
-        self.hs.call(method, target, &headers, body)
+        self.hs.call(method, target, &headers, body, len)
+    }
+
+    /// A request as this user without a body.
+    fn call_empty(&self, method: &str, target: &str) -> Result<http1::Reply> {
+        self.call(method, target, &[], &mut std::io::empty(), 0)
     }
 
     /// Every file under `dir` (`/pub/` or `/priv/`), following the listing's cursor (the
@@ -204,7 +223,7 @@ impl Session<'_> {
             if let Some(c) = &cursor {
                 target.push_str(&format!("&cursor={}", percent_encode_path(c)));
             }
-            let r = self.call("GET", &target, &[], b"")?;
+            let r = self.call_empty("GET", &target)?;
             let status = r.status;
             let text = String::from_utf8_lossy(&r.read_all()?).into_owned();
             match status {
@@ -224,9 +243,9 @@ impl Session<'_> {
         }
     }
 
-    /// The bytes and content type of a file.
-    fn get(&self, path: &str) -> Result<(Vec<u8>, String)> {
-        let mut r = self.call("GET", &percent_encode_path(path), &[], b"")?;
+    /// Streams a file into `out`: its size, BLAKE3 and content type.
+    fn download(&self, path: &str, out: &mut dyn Write) -> Result<(u64, String, String)> {
+        let mut r = self.call_empty("GET", &percent_encode_path(path))?;
         if r.status != 200 {
             bail!("GET {path} on {} answered {}", self.hs.key, r.status);
         }
@@ -234,18 +253,14 @@ impl Session<'_> {
             .header("content-type")
             .unwrap_or("application/octet-stream")
             .to_string();
-        let mut body = Vec::new();
-        r.read_to_end(&mut body)?;
-        Ok((body, ct))
+        let (size, hash) = copy_hashed(&mut r, out)?;
+        Ok((size, hash, ct))
     }
 
-    fn put(&self, path: &str, body: &[u8], content_type: &str) -> Result<()> {
-        let r = self.call(
-            "PUT",
-            &percent_encode_path(path),
-            &[("content-type", content_type)],
-            body,
-        )?;
+    /// Streams `len` bytes of `body` to `path`.
+    fn upload(&self, path: &str, body: &mut dyn Read, len: u64, content_type: &str) -> Result<()> {
+        let target = percent_encode_path(path);
+        let r = self.call("PUT", &target, &[("content-type", content_type)], body, len)?;
         match r.status {
             200..=299 => Ok(()),
             s => bail!(
@@ -258,7 +273,7 @@ impl Session<'_> {
 
     fn delete(&self, path: &str) -> Result<()> {
         match self
-            .call("DELETE", &percent_encode_path(path), &[], b"")?
+            .call_empty("DELETE", &percent_encode_path(path))?
             .status
         {
             200..=299 | 404 => Ok(()),
@@ -389,9 +404,21 @@ impl Source<'_> {
         }
     }
 
-    fn get(&self, path: &str) -> Result<(Vec<u8>, String)> {
-        match self {
-            Source::Server(s) => s.get(path),
+    /// A file to upload, opened at its start, with its size, BLAKE3 and content type: the
+    /// old server's copy downloaded into `part`, or the export's own file once checked.
+    fn fetch(&self, path: &str, part: &Path) -> Result<(File, u64, String, String)> {
+        let (file, size, hash, ct) = match self {
+            Source::Server(s) => {
+                let mut f = File::options()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .open(part)
+                    .with_context(|| format!("creating {}", part.display()))?;
+                let (size, hash, ct) = s.download(path, &mut f)?;
+                (f, size, hash, ct)
+            }
             Source::Export(dir, m) => {
                 // Invariant: `path` comes from this manifest's own list.
                 let f = m
@@ -400,14 +427,18 @@ impl Source<'_> {
                     .find(|f| f.path == path)
                     .expect("listed file");
                 let local = dir.join("files").join(path.trim_start_matches('/'));
-                let body = std::fs::read(&local)
-                    .with_context(|| format!("reading {}", local.display()))?;
-                if blake3::hash(&body).to_hex().as_str() != f.blake3 {
+                let mut file =
+                    File::open(&local).with_context(|| format!("reading {}", local.display()))?;
+                let (size, hash) = copy_hashed(&mut file, &mut std::io::sink())?;
+                if hash != f.blake3 {
                     bail!("{} does not match the export's manifest", local.display());
                 }
-                Ok((body, f.content_type.clone()))
+                (file, size, hash, f.content_type.clone())
             }
-        }
+        };
+        let mut file = file;
+        file.seek(SeekFrom::Start(0))?;
+        Ok((file, size, hash, ct))
     }
 }
 
@@ -494,23 +525,25 @@ pub fn run(config: &Config, args: &[&str]) -> Result<()> {
     };
     let new_s = new.sign_up(&user, o.token.as_deref())?;
     let files = source.files()?;
+    // One file at a time goes through this file, so no file is ever held in memory.
+    let part = journal_path.with_extension("part");
     let (mut copied, mut bytes) = (0, 0u64);
     for path in &files {
         if journal.copied.contains_key(path) {
             continue;
         }
-        let (body, ct) = source.get(path)?;
-        let hash = blake3::hash(&body).to_hex().to_string();
-        new_s.put(path, &body, &ct)?;
-        let (back, back_ct) = new_s.get(path)?;
-        if blake3::hash(&back).to_hex().as_str() != hash || back_ct != ct {
+        let (mut file, size, hash, ct) = source.fetch(path, &part)?;
+        new_s.upload(path, &mut file, size, &ct)?;
+        let (back_size, back_hash, back_ct) = new_s.download(path, &mut std::io::sink())?;
+        if (back_size, &back_hash, &back_ct) != (size, &hash, &ct) {
             bail!("{path}: the new homeserver does not return what was sent");
         }
         journal.copied.insert(path.clone(), hash);
         journal.save(&journal_path)?;
         copied += 1;
-        bytes += body.len() as u64;
+        bytes += size;
     }
+    let _ = std::fs::remove_file(&part);
     println!(
         "{} files on the old homeserver: {copied} copied now ({bytes} bytes), {} earlier; all verified",
         files.len(),

@@ -145,19 +145,34 @@ pub fn call(addr: SocketAddr, host: &str, c: &Call<'_>, timeout: Duration) -> Re
 }
 
 /// [`call`] on a connection made by the caller (PubkyTLS, for one).
-pub fn call_on(mut s: Box<dyn Stream>, host: &str, c: &Call<'_>) -> Result<Reply> {
+pub fn call_on(s: Box<dyn Stream>, host: &str, c: &Call<'_>) -> Result<Reply> {
+    let mut body = c.body;
+    call_streaming(s, host, c, &mut body, c.body.len() as u64)
+}
+
+/// [`call_on`] with the body read from `body` (exactly `len` bytes) as it is sent, so a
+/// large file never has to be in memory; `c.body` is not used.
+pub fn call_streaming(
+    mut s: Box<dyn Stream>,
+    host: &str,
+    c: &Call<'_>,
+    body: &mut dyn Read,
+    len: u64,
+) -> Result<Reply> {
     let mut head = format!(
-        "{} {} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\ncontent-length: {}\r\n",
-        c.method,
-        c.path,
-        c.body.len()
+        "{} {} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\ncontent-length: {len}\r\n",
+        c.method, c.path,
     );
     for (k, v) in c.headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
     head.push_str("\r\n");
     s.write_all(head.as_bytes())?;
-    s.write_all(c.body)?;
+    let sent = io::copy(&mut body.take(len), &mut s)?;
+    if sent != len {
+        bail!("the request body ended after {sent} of {len} bytes");
+    }
+    s.flush()?;
     let mut conn = BufReader::with_capacity(64 * 1024, s);
     let status_line = read_line(&mut conn).context("the server closed the connection early")?;
     let status: u16 = status_line
@@ -215,10 +230,26 @@ mod tests {
         let addr = l.local_addr().unwrap();
         let t = std::thread::spawn(move || {
             let (mut s, _) = l.accept().unwrap();
-            let mut got = vec![0u8; 4096];
-            let n = s.read(&mut got).unwrap();
+            // the whole request: its head, then as many bytes as it announces (the head
+            // and the body may arrive in separate reads)
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head = String::from_utf8_lossy(&got[..end]).to_string();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length: "))
+                        .map_or(0, |v| v.parse().unwrap());
+                    if got.len() >= end + 4 + len {
+                        break;
+                    }
+                }
+                let n = s.read(&mut buf).unwrap();
+                assert!(n > 0, "the request ended early");
+                got.extend_from_slice(&buf[..n]);
+            }
             s.write_all(raw).unwrap();
-            got.truncate(n);
             got
         });
         (addr, t)

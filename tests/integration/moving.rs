@@ -18,17 +18,45 @@ const PASS: &str = "my pass";
 
 /// Runs the binary; whether it succeeded, and everything it said.
 fn edge(args: &[&str], envs: &[(&str, &str)]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_pubky-edge"))
+    let (ok, said, _) = edge_measured(args, envs);
+    (ok, said)
+}
+
+/// [`edge`], with the process's peak resident memory (KiB, `VmHWM`, read while it runs).
+fn edge_measured(args: &[&str], envs: &[(&str, &str)]) -> (bool, String, u64) {
+    use std::process::Stdio;
+    let child = Command::new(env!("CARGO_BIN_EXE_pubky-edge"))
         .args(args)
         .envs(envs.iter().copied())
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
+    let status = format!("/proc/{}/status", child.id());
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let mut peak = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let hwm = std::fs::read_to_string(&status).ok().and_then(|s| {
+                    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+                    line.split_whitespace().nth(1)?.parse::<u64>().ok()
+                });
+                peak = peak.max(hwm.unwrap_or(0));
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            peak
+        })
+    };
+    let out = child.wait_with_output().unwrap();
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
     let said = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    (out.status.success(), said)
+    (out.status.success(), said, watcher.join().unwrap())
 }
 
 /// The user's side of a move: their recovery file (made by the SDK) and a client config
@@ -61,16 +89,18 @@ impl Mover {
 
     /// `pubky-edge move --recovery-file … --to <to> <extra…>`.
     fn run(&self, to: &Server, extra: &[&str]) -> (bool, String) {
+        let (ok, said, _) = self.run_measured(to, extra);
+        (ok, said)
+    }
+
+    /// [`Self::run`] with the move's peak resident memory in KiB.
+    fn run_measured(&self, to: &Server, extra: &[&str]) -> (bool, String, u64) {
         let to = to.pk.to_string();
         let mut args = vec!["--config", self.config.to_str().unwrap(), "move"];
-        args.extend([
-            "--recovery-file",
-            self.recovery.to_str().unwrap(),
-            "--to",
-            &to,
-        ]);
+        args.extend(["--recovery-file", self.recovery.to_str().unwrap()]);
+        args.extend(["--to", &to]);
         args.extend_from_slice(extra);
-        edge(&args, &[("PUBKY_EDGE_RECOVERY_PASSPHRASE", PASS)])
+        edge_measured(&args, &[("PUBKY_EDGE_RECOVERY_PASSPHRASE", PASS)])
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -113,7 +143,8 @@ async fn a_user_moves_to_another_homeserver_interrupted_and_resumed() {
     let new = Server::start(&server_toml(&net, "[storage]\ndefault_quota_mb = 1\n"));
     old.wait_published(20);
     new.wait_published(20);
-    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    // 48 MiB: more than the move may hold in memory
+    let big: Vec<u8> = (0..48u32 << 20).map(|i| (i % 251) as u8).collect();
     let files: [(&str, &[u8]); 2] = [("/pub/a.txt", b"first post"), ("/pub/photos/big.bin", &big)];
     let user = user_with_files(&net, &old, &files).await;
     // a private file, through the server's own API (the SDK writes only /pub/)
@@ -142,11 +173,19 @@ async fn a_user_moves_to_another_homeserver_interrupted_and_resumed() {
 
     let raised = new
         .admin("PATCH", &format!("/users/{pk}/quota"))
-        .json(&serde_json::json!({ "storage_quota_mb": 10 }))
+        .json(&serde_json::json!({ "storage_quota_mb": 100 }))
         .send();
     assert_eq!(raised.status, 200);
-    let (ok, said) = mover.run(&new, &["--delete-old"]);
+    let (ok, said, peak_kib) = mover.run_measured(&new, &["--delete-old"]);
     assert!(ok, "{said}");
+    // Files stream through a part file, so the 48 MiB one is never in memory: the move
+    // peaks at about 38 MiB with small files alone (19 of them Argon2's, opening the
+    // recovery file), and would pass 86 MiB holding one copy of this file.
+    assert!(
+        peak_kib > 0 && peak_kib < 64 << 10,
+        "peak RSS {peak_kib} KiB"
+    );
+    eprintln!("the move's peak RSS: {peak_kib} KiB");
     assert!(
         said.contains("3 files on the old homeserver: 2 copied now"),
         "{said}"
