@@ -113,13 +113,13 @@ pub fn export_user(
             }
             "entries" => {
                 let meta: EntryMeta = crate::store::codec::decode("entry", &v)?;
-                let hex = super::hex(&meta.hash);
+                let hex = crate::store::to_hex(&meta.hash);
                 let (size, blake3) = if meta.inline {
                     inline_written
                         .remove(&path)
                         .with_context(|| format!("{path}: its body is missing from the store"))?
                 } else {
-                    let src = snap.blob_dir.join(&hex[..2]).join(&hex);
+                    let src = crate::store::blob_path(&snap.blob_dir, &meta.hash);
                     let mut f = File::open(&src)
                         .with_context(|| format!("{path}: blob {} is missing", src.display()))?;
                     write_file(&local(dir, &path)?, &mut f)?

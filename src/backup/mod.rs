@@ -90,9 +90,10 @@ impl BoxKey {
     }
 }
 
-/// Writes a file readable by its owner only, durably: temp file, fsync, rename, fsync dir.
+/// Writes a file readable by its owner only, durably: temp file (`.tmp-<name>`, which a
+/// set clears after an interruption), fsync, rename, fsync dir.
 pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp-write");
+    let tmp = set::tmp_of(path);
     let _ = fs::remove_file(&tmp);
     let mut f = fs::OpenOptions::new()
         .write(true)
@@ -124,19 +125,4 @@ pub fn names_key(server_seed: &[u8; 32]) -> [u8; 32] {
 pub fn blob_file(names_key: &[u8; 32], hash: &[u8; 32]) -> String {
     let name = blake3::keyed_hash(names_key, hash).to_hex();
     format!("{}/{}.age", &name[..2], name)
-}
-
-pub fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-pub fn parse_hash(s: &str) -> Option<[u8; 32]> {
-    let mut out = [0u8; 32];
-    if s.len() != 64 {
-        return None;
-    }
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
 }

@@ -12,7 +12,7 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::set::{tmp_of, Set};
-use super::{blob_file, crypt, hex, tar};
+use super::{blob_file, crypt, tar};
 use crate::store::snapshot::{DumpReader, Frame};
 
 pub const FORMAT: &str = "pubky-edge-backup/1";
@@ -208,8 +208,8 @@ pub fn make(
     let (mut new_blobs, mut new_blob_bytes) = (0, 0);
     for h in &hashes {
         let rel = blob_file(&names, h);
-        let hx = hex(h);
-        let src = snap.blob_dir.join(&hx[..2]).join(&hx);
+        let hx = crate::store::to_hex(h);
+        let src = crate::store::blob_path(&snap.blob_dir, h);
         let size = if present.contains(&rel) {
             fs::metadata(&src).map(|m| m.len()).unwrap_or(0)
         } else {

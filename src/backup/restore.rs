@@ -141,15 +141,16 @@ pub fn restore(
         }
     }
     for b in &manifest.blobs {
-        let hash = super::parse_hash(&b.blake3).context("malformed blob hash in the manifest")?;
-        let target = store.blob_dir().join(&b.blake3[..2]).join(&b.blake3);
+        let hash = crate::store::hash_from_hex(&b.blake3)
+            .context("malformed blob hash in the manifest")?;
+        let target = crate::store::blob_path(store.blob_dir(), &hash);
         fs::create_dir_all(target.parent().context("blob path")?)?;
         let tmp = target.with_extension("restoring");
         let f = File::open(set.blob_path(&b.file))?;
         let mut r = crypt::decrypt_with(&identity, BufReader::new(f))?;
         let mut out = BufWriter::new(File::create(&tmp)?);
         let (_, got) = copy_hashed(&mut r, &mut out)?;
-        if got != super::hex(&hash) {
+        if got != crate::store::to_hex(&hash) {
             bail!(
                 "blob file blobs/{} changed while it was being restored",
                 b.file

@@ -94,12 +94,7 @@ impl Set {
 
     /// Writes a set file durably under its final name.
     pub fn write(&self, rel: &str, bytes: &[u8]) -> Result<()> {
-        let path = self.root.join(rel);
-        let tmp = tmp_of(&path);
-        fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-        fs::File::open(&tmp)?.sync_all()?;
-        fs::rename(&tmp, &path)?;
-        super::sync_parent(&path)
+        super::write_private(&self.root.join(rel), bytes)
     }
 
     /// Every blob file present, set-relative (`xx/name.age`).

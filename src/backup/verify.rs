@@ -115,15 +115,15 @@ fn read_dump(
                         let mut user = [0u8; 32];
                         user.copy_from_slice(&k[..32]);
                         let who = crate::pubkey::PublicKey::from_bytes(user)
-                            .map_or_else(|_| super::hex(&user), |p| p.to_string());
+                            .map_or_else(|_| crate::store::to_hex(&user), |p| p.to_string());
                         users_of
-                            .entry(super::hex(&meta.hash))
+                            .entry(crate::store::to_hex(&meta.hash))
                             .or_default()
                             .push(format!("{who}{}", String::from_utf8_lossy(&k[32..])));
                     }
                 }
                 Frame::Record(k, _) if tree == "blob_refs" => {
-                    refs.insert(super::hex(&k));
+                    refs.insert(crate::store::to_hex(&k));
                 }
                 _ => {}
             }

@@ -37,8 +37,7 @@ impl Blobs {
     }
 
     pub fn path(&self, hash: &[u8; 32]) -> PathBuf {
-        let hex = to_hex(hash);
-        self.root.join(&hex[..2]).join(hex)
+        blob_path(&self.root, hash)
     }
 
     /// Moves a finished temp file to its content address; an existing blob with the same
@@ -91,11 +90,18 @@ pub fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Where the blob of `hash` lives under a blob directory: `<root>/xx/<hex>`. Also how a
+/// backup finds blobs in a data directory it did not open as a store.
+pub fn blob_path(root: &Path, hash: &[u8; 32]) -> PathBuf {
+    let hex = to_hex(hash);
+    root.join(&hex[..2]).join(hex)
+}
+
 pub fn to_hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-fn from_hex(s: &str) -> Option<[u8; 32]> {
+pub fn from_hex(s: &str) -> Option<[u8; 32]> {
     if s.len() != 64 {
         return None;
     }

@@ -48,7 +48,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
 
-pub use blobs::{Staged, Upload};
+pub use blobs::{blob_path, from_hex as hash_from_hex, to_hex, Staged, Upload};
 pub use check::CheckReport;
 pub use cookies::{CookieSession, COOKIE_LIFETIME_SECS};
 pub use events::{Page, Scan, Wake, SCAN_BUDGET};

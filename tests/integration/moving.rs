@@ -135,14 +135,22 @@ async fn user_with_files(net: &Net, s: &Server, files: &[(&str, &[u8])]) -> Keyp
     user
 }
 
+/// An old and a new homeserver on the loopback DHT, both published; `new_extra` is the new
+/// one's extra config.
+fn two_servers(net: &Net, new_extra: &str) -> (Server, Server) {
+    let old = Server::start(&server_toml(net, ""));
+    let new = Server::start(&server_toml(net, new_extra));
+    old.wait_published(20);
+    new.wait_published(20);
+    (old, new)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_moves_to_another_homeserver_interrupted_and_resumed() {
     let net = net();
-    let old = Server::start(&server_toml(&net, ""));
-    // one MiB of quota: the large file does not fit until the operator raises it
-    let new = Server::start(&server_toml(&net, "[storage]\ndefault_quota_mb = 1\n"));
-    old.wait_published(20);
-    new.wait_published(20);
+    // one MiB of quota on the new one: the large file does not fit until the operator
+    // raises it
+    let (old, new) = two_servers(&net, "[storage]\ndefault_quota_mb = 1\n");
     // 48 MiB: more than the move may hold in memory
     let big: Vec<u8> = (0..48u32 << 20).map(|i| (i % 251) as u8).collect();
     let files: [(&str, &[u8]); 2] = [("/pub/a.txt", b"first post"), ("/pub/photos/big.bin", &big)];
@@ -222,10 +230,7 @@ async fn a_user_moves_to_another_homeserver_interrupted_and_resumed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_moves_from_an_export_folder() {
     let net = net();
-    let old = Server::start(&server_toml(&net, ""));
-    let new = Server::start(&server_toml(&net, ""));
-    old.wait_published(20);
-    new.wait_published(20);
+    let (old, new) = two_servers(&net, "");
     let files: [(&str, &[u8]); 2] = [
         ("/pub/notes/one.txt", b"one"),
         ("/pub/two.json", br#"{"n":2}"#),

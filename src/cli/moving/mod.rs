@@ -12,11 +12,8 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
-use std::net::SocketAddr;
+use std::io::{Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use ed25519_dalek::SigningKey;
@@ -24,13 +21,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::announce::dht::{DhtClient, DhtSettings};
 use crate::announce::packet;
-use crate::auth::capability::Capabilities;
 use crate::backup::export::ExportManifest;
 use crate::backup::point::copy_hashed;
 use crate::config::Config;
 use crate::pubkey::PublicKey;
-use crate::runtime::http1;
-use crate::storage_path::percent_encode_path;
+
+mod client;
+use client::{Homeserver, Session};
 
 pub const USAGE: &str = "\
 USAGE:
@@ -45,242 +42,6 @@ USAGE:
   `pubky-edge export` (when the old box cannot serve them any more). Interrupted, run the
   same command again: it resumes.
 ";
-
-/// A homeserver reached over PubkyTLS, checked against its key.
-struct Homeserver {
-    key: PublicKey,
-    addr: SocketAddr,
-    tls: Arc<rustls::ClientConfig>,
-}
-
-/// A signed-in user on a homeserver.
-struct Session<'a> {
-    hs: &'a Homeserver,
-    user: PublicKey,
-    bearer: Option<String>,
-}
-
-impl Homeserver {
-    async fn locate(dht: &DhtClient, key: PublicKey) -> Result<Homeserver> {
-        let packet = dht
-            .get(&key)
-            .await
-            .with_context(|| format!("homeserver {key} has no record on the DHT"))?;
-        let (ip, port) = packet::direct_endpoint(&packet);
-        let (Some(ip), Some(port)) = (ip, port) else {
-            bail!("homeserver {key}'s record names no address and PubkyTLS port");
-        };
-        Ok(Homeserver {
-            key,
-            addr: SocketAddr::new(ip, port),
-            tls: crate::http::tls::client_config(&key),
-        })
-    }
-
-    /// One request over PubkyTLS, the body read from `body` (`len` bytes) as it is sent.
-    fn call(
-        &self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: &mut dyn Read,
-        len: u64,
-    ) -> Result<http1::Reply> {
-        let tcp = http1::connect(self.addr, Duration::from_secs(60))?;
-        let name = rustls::pki_types::ServerName::try_from(self.key.to_string())
-            .map_err(|e| anyhow!("{e}"))?;
-        let conn = rustls::ClientConnection::new(self.tls.clone(), name)?;
-        let stream = rustls::StreamOwned::new(conn, tcp);
-        let call = http1::Call {
-            method,
-            path,
-            headers,
-            body: b"",
-        };
-        http1::call_streaming(Box::new(stream), &self.key.to_string(), &call, body, len)
-            .with_context(|| format!("{method} {path} on homeserver {}", self.key))
-    }
-
-    /// A request whose body is small and in memory.
-    fn call_small(
-        &self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: &[u8],
-    ) -> Result<http1::Reply> {
-        self.call(method, path, headers, &mut &body[..], body.len() as u64)
-    }
-
-    /// A grant for `user` (all of `/`, read-write) to `client_id` for `lifetime` seconds,
-    /// with a fresh client key's proof.
-    fn grant_body(&self, user: &SigningKey, client_id: &str, lifetime: u64) -> String {
-        let mut seed = [0u8; 32];
-        // Invariant: the OS random source is available on every supported platform.
-        getrandom::fill(&mut seed).expect("OS randomness");
-        let client = SigningKey::from_bytes(&seed);
-        // Invariant: the literal is a valid capability list.
-        let caps = Capabilities::parse("/:rw").expect("root capability");
-        crate::auth::mint::client_request_body(
-            user,
-            &client,
-            self.key,
-            client_id,
-            caps,
-            crate::clock::now_secs(),
-            lifetime,
-        )
-    }
-
-    fn sign_in<'a>(&'a self, user: &SigningKey) -> Result<Session<'a>> {
-        let json = [("content-type", "application/json")];
-        let body = self.grant_body(user, "pubky-edge.move", 24 * 3600);
-        let r = self.call_small("POST", "/auth/grant/session", &json, body.as_bytes())?;
-        let status = r.status;
-        let body = r.read_all()?;
-        if status != 200 {
-            bail!(
-                "homeserver {} refused the sign-in ({status}): {}",
-                self.key,
-                String::from_utf8_lossy(&body)
-            );
-        }
-        let v: serde_json::Value = serde_json::from_slice(&body)?;
-        let bearer = v["token"]
-            .as_str()
-            .context("no token in the session answer")?;
-        Ok(Session {
-            hs: self,
-            user: PublicKey::from(user.verifying_key()),
-            bearer: Some(bearer.to_string()),
-        })
-    }
-
-    /// Signs up (an account already there is fine: a resumed move) and signs in.
-    fn sign_up<'a>(&'a self, user: &SigningKey, token: Option<&str>) -> Result<Session<'a>> {
-        let path = match token {
-            Some(t) => format!("/auth/grant/signup?signup_token={t}"),
-            None => "/auth/grant/signup".into(),
-        };
-        let json = [("content-type", "application/json")];
-        // A signup grant: the protocol's own client id and a short life.
-        let body = self.grant_body(
-            user,
-            crate::auth::grant::SIGNUP_CLIENT_ID,
-            crate::auth::grant::MAX_SIGNUP_LIFETIME_SECS,
-        );
-        let r = self.call_small("POST", &path, &json, body.as_bytes())?;
-        let status = r.status;
-        let body = String::from_utf8_lossy(&r.read_all()?).into_owned();
-        match status {
-            200..=299 | 409 => self.sign_in(user),
-            _ => bail!(
-                "homeserver {} refused the sign-up ({status}): {body}{}",
-                self.key,
-                if token.is_none() {
-                    " (does it need --signup-token?)"
-                } else {
-                    ""
-                }
-            ),
-        }
-    }
-}
-
-impl Session<'_> {
-    /// A request as this user; `target` is the percent-encoded path (and query).
-    fn call(
-        &self,
-        method: &str,
-        target: &str,
-        extra: &[(&str, &str)],
-        body: &mut dyn Read,
-        len: u64,
-    ) -> Result<http1::Reply> {
-        let user = self.user.to_string();
-        let auth = self.bearer.as_ref().map(|b| format!("Bearer {b}"));
-        let mut headers = vec![("pubky-host", user.as_str())];
-        if let Some(a) = &auth {
-            headers.push(("authorization", a.as_str()));
-        }
-        headers.extend_from_slice(extra);
-        self.hs.call(method, target, &headers, body, len)
-    }
-
-    /// A request as this user without a body.
-    fn call_empty(&self, method: &str, target: &str) -> Result<http1::Reply> {
-        self.call(method, target, &[], &mut std::io::empty(), 0)
-    }
-
-    /// Every file under `dir` (`/pub/` or `/priv/`), following the listing's cursor (the
-    /// last `pubky://<user><path>` line of the page before).
-    fn list(&self, dir: &str) -> Result<Vec<String>> {
-        let mut out = Vec::new();
-        let prefix = format!("pubky://{}", self.user);
-        let mut cursor: Option<String> = None;
-        loop {
-            let mut target = format!("{}?limit=500", percent_encode_path(dir));
-            if let Some(c) = &cursor {
-                target.push_str(&format!("&cursor={}", percent_encode_path(c)));
-            }
-            let r = self.call_empty("GET", &target)?;
-            let status = r.status;
-            let text = String::from_utf8_lossy(&r.read_all()?).into_owned();
-            match status {
-                200 => {}
-                404 => return Ok(out),
-                s => bail!("listing {dir} on {} answered {s}: {text}", self.hs.key),
-            }
-            let page: Vec<&str> = text.lines().filter(|l| l.starts_with(&prefix)).collect();
-            let Some(last) = page.last() else {
-                return Ok(out);
-            };
-            cursor = Some(last.to_string());
-            for line in page {
-                let raw = &line[prefix.len()..];
-                out.push(crate::storage_path::percent_decode(raw).unwrap_or_else(|_| raw.into()));
-            }
-        }
-    }
-
-    /// Streams a file into `out`: its size, BLAKE3 and content type.
-    fn download(&self, path: &str, out: &mut dyn Write) -> Result<(u64, String, String)> {
-        let mut r = self.call_empty("GET", &percent_encode_path(path))?;
-        if r.status != 200 {
-            bail!("GET {path} on {} answered {}", self.hs.key, r.status);
-        }
-        let ct = r
-            .header("content-type")
-            .unwrap_or("application/octet-stream")
-            .to_string();
-        let (size, hash) = copy_hashed(&mut r, out)?;
-        Ok((size, hash, ct))
-    }
-
-    /// Streams `len` bytes of `body` to `path`.
-    fn upload(&self, path: &str, body: &mut dyn Read, len: u64, content_type: &str) -> Result<()> {
-        let target = percent_encode_path(path);
-        let r = self.call("PUT", &target, &[("content-type", content_type)], body, len)?;
-        match r.status {
-            200..=299 => Ok(()),
-            s => bail!(
-                "PUT {path} on {} answered {s}: {}",
-                self.hs.key,
-                String::from_utf8_lossy(&r.read_all()?)
-            ),
-        }
-    }
-
-    fn delete(&self, path: &str) -> Result<()> {
-        match self
-            .call_empty("DELETE", &percent_encode_path(path))?
-            .status
-        {
-            200..=299 | 404 => Ok(()),
-            s => bail!("DELETE {path} on {} answered {s}", self.hs.key),
-        }
-    }
-}
 
 /// What a move has done so far, kept next to the recovery file.
 #[derive(Debug, Default, Serialize, Deserialize)]
