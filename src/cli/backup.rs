@@ -75,58 +75,17 @@ fn parse<'a>(args: &[&'a str]) -> Result<Opts<'a>> {
     Ok(o)
 }
 
-/// A secret from `file`, else the environment variable `env`, else the terminal.
-pub fn secret_input(file: Option<&Path>, env: &str, label: &str) -> Result<String> {
-    if let Some(f) = file {
-        let s = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
-        return Ok(s.trim_end_matches(['\n', '\r']).to_string());
-    }
-    if let Ok(p) = std::env::var(env) {
-        if !p.is_empty() {
-            return Ok(p);
-        }
-    }
-    prompt(label)
-}
-
 /// The backup passphrase (`twice` on the terminal for a new one).
 fn passphrase(o: &Opts<'_>, twice: bool) -> Result<String> {
     let file = o.passphrase_file.map(Path::new);
     let label = "backup passphrase: ";
-    let p = secret_input(file, "PUBKY_EDGE_BACKUP_PASSPHRASE", label)?;
+    let p = super::secret::input(file, "PUBKY_EDGE_BACKUP_PASSPHRASE", label)?;
     let asked = file.is_none()
         && std::env::var("PUBKY_EDGE_BACKUP_PASSPHRASE").map_or(true, |v| v.is_empty());
-    if twice && asked && prompt("again: ")? != p {
+    if twice && asked && super::secret::prompt("again: ")? != p {
         bail!("the two passphrases differ");
     }
     Ok(p)
-}
-
-/// Reads a line from the terminal with echo off.
-fn prompt(label: &str) -> Result<String> {
-    use rustix::termios::{tcgetattr, tcsetattr, LocalModes, OptionalActions};
-    use std::io::{BufRead, Write};
-    let tty = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/tty")
-        .context(
-            "no terminal to ask for the backup passphrase; give --passphrase-file or \
-             PUBKY_EDGE_BACKUP_PASSPHRASE",
-        )?;
-    let saved = tcgetattr(&tty).context("reading the terminal's mode")?;
-    let mut quiet = saved.clone();
-    quiet.local_modes.remove(LocalModes::ECHO);
-    tcsetattr(&tty, OptionalActions::Now, &quiet)?;
-    let mut w = &tty;
-    let _ = write!(w, "{label}");
-    let _ = w.flush();
-    let mut line = String::new();
-    let read = std::io::BufReader::new(&tty).read_line(&mut line);
-    let _ = tcsetattr(&tty, OptionalActions::Now, &saved);
-    let _ = writeln!(w);
-    read?;
-    Ok(line.trim_end_matches(['\n', '\r']).to_string())
 }
 
 /// What keeps a snapshot alive while it is copied.
@@ -367,67 +326,6 @@ pub fn export(config: &Config, data_dir: &Path, args: &[&str]) -> Result<()> {
         m.files.len()
     );
     Ok(())
-}
-
-/// Runs `pubky-edge import --from-webdav URL --admin-password PW` (or
-/// `--admin-password-file F`) with the server stopped.
-pub fn import(config: &Config, data_dir: &Path, args: &[&str]) -> Result<()> {
-    let (mut url, mut password) = (None, None);
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut value = |name: &str| it.next().copied().ok_or(anyhow!("{name} needs a value"));
-        match *a {
-            "--from-webdav" => url = Some(value("--from-webdav")?.to_string()),
-            "--admin-password" => password = Some(value("--admin-password")?.to_string()),
-            "--admin-password-file" => {
-                let f = value("--admin-password-file")?;
-                let p = std::fs::read_to_string(f).with_context(|| format!("reading {f}"))?;
-                password = Some(p.trim_end_matches(['\n', '\r']).to_string());
-            }
-            other => bail!("unknown import option {other}"),
-        }
-    }
-    let (Some(url), Some(password)) = (url, password) else {
-        bail!("usage: pubky-edge import --from-webdav URL --admin-password PASSWORD");
-    };
-    if !data_dir.join(crate::identity::SECRET_FILE).is_file() {
-        bail!(
-            "no secret in {}: copy the reference homeserver's `secret` file there first, so \
-             this box takes over its identity and every user's record stays valid",
-            data_dir.display()
-        );
-    }
-    let id = crate::identity::Identity::load_existing(data_dir)?;
-    crate::app::prepare_data_dir(data_dir)?;
-    let store = Store::open(data_dir, crate::app::store_config(config)).map_err(|e| {
-        if e.to_string().contains("could not acquire lock") {
-            anyhow!(
-                "the server is running on {}: stop it first",
-                data_dir.display()
-            )
-        } else {
-            anyhow!("cannot open the store in {}: {e}", data_dir.display())
-        }
-    })?;
-    let src = backup::import::Source::new(&url, &password)?;
-    println!("importing into homeserver {}", id.public_key());
-    let done = backup::import::import(&store, &src, |what| println!("{what}"));
-    smol::block_on(store.close()).map_err(|e| anyhow!("closing the store: {e}"))?;
-    let done = done?;
-    println!(
-        "{} users ({} new), {} files copied ({} bytes), {} already here",
-        done.users, done.new_users, done.files, done.bytes, done.skipped
-    );
-    if done.failed.is_empty() {
-        return Ok(());
-    }
-    for f in &done.failed {
-        println!("failed:  {f}");
-    }
-    bail!(
-        "{} file(s) could not be imported; run the import again to retry them",
-        done.failed.len()
-    )
 }
 
 /// The `status` lines about backups.

@@ -9,6 +9,7 @@ pub mod backup;
 pub mod check;
 pub mod moving;
 pub mod report;
+pub mod secret;
 pub mod serve;
 pub mod testnet;
 
@@ -234,7 +235,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         ["admin", rest @ ..] => admin::run(&config, &data_dir, rest),
         ["backup", rest @ ..] => backup::run(&config, config_file.as_deref(), &data_dir, rest),
         ["export", rest @ ..] => backup::export(&config, &data_dir, rest),
-        ["import", rest @ ..] => backup::import(&config, &data_dir, rest),
+        ["import", rest @ ..] => moving::import(&config, &data_dir, rest),
         ["move", rest @ ..] => moving::run(&config, rest),
         other => anyhow::bail!("unknown command `{}` (see --help)", other.join(" ")),
     }

@@ -27,7 +27,9 @@ use crate::config::Config;
 use crate::pubkey::PublicKey;
 
 mod client;
+mod import;
 use client::{Homeserver, Session};
+pub use import::import;
 
 pub const USAGE: &str = "\
 USAGE:
@@ -211,7 +213,7 @@ pub fn run(config: &Config, args: &[&str]) -> Result<()> {
     }
     let file =
         std::fs::read(&o.recovery).with_context(|| format!("reading {}", o.recovery.display()))?;
-    let passphrase = super::backup::secret_input(
+    let passphrase = super::secret::input(
         o.passphrase_file.as_deref(),
         "PUBKY_EDGE_RECOVERY_PASSPHRASE",
         "recovery file passphrase: ",
