@@ -81,7 +81,7 @@ pub fn launch(
         format!(
             "[general]\nsignup_mode = \"open\"\n[drive]\nicann_listen_socket = \"127.0.0.1:{port}\"\n\
              pubky_listen_socket = \"127.0.0.1:{tls_port}\"\n[pkdns]\ndht = false\n\
-             [admin]\nlisten_socket = \"127.0.0.1:0\"\n[metrics]\nlisten_socket = \"127.0.0.1:0\"\n\
+             [admin]\nlisten_socket = \"127.0.0.1:0\"\n[metrics]\nlisten_socket = \"127.0.0.1:0\"\n[dashboard]\nlisten_socket = \"127.0.0.1:0\"\n\
              [logging]\nlevel = \"warn\"\n{extra_toml}"
         ),
     )

@@ -28,6 +28,8 @@ listen_socket = "127.0.0.1:15411"
 listen_socket = "127.0.0.1:0"
 [metrics]
 enabled = false
+[dashboard]
+enabled = false
 TOML
 "$bin" --config "$tmp/c.toml" --data-dir "$tmp/data" info > "$tmp/info"
 hs=$(sed -n 's/^public key: *//p' "$tmp/info")

@@ -1,7 +1,8 @@
 //! The household's rules, free of HTTP types: who is asking ([`caller`]), what they may
 //! read and write ([`access`]), who may create an account and sign in ([`signup`]), and the
 //! signup tokens dropped by `pubky-edge token new` ([`spool`]), the operator's
-//! password ([`operator`]) and WebDAV write locks ([`locks`]). Each rule exists once; the
+//! password ([`operator`]), the owner who claimed the box and their signed-in browsers
+//! ([`owner`], [`owner_sessions`]) and WebDAV write locks ([`locks`]). Each rule exists once; the
 //! functions take the store, the caller and `now`, and answer with an [`Error`] that
 //! `http::response` turns into a status in one table.
 
@@ -9,6 +10,9 @@ pub mod access;
 pub mod caller;
 pub mod locks;
 pub mod operator;
+pub mod owner;
+pub mod owner_sessions;
+pub mod people;
 pub mod signup;
 pub mod spool;
 

@@ -27,6 +27,8 @@ pub struct Listeners {
     pub pubky_tls: SocketAddr,
     pub http: SocketAddr,
     pub relay: Option<SocketAddr>,
+    /// Announced on mDNS only; never asked of the router.
+    pub dashboard: Option<SocketAddr>,
 }
 
 /// The running household workers.
@@ -159,6 +161,7 @@ fn start_mdns(
         pubky_tls: listeners.pubky_tls.port(),
         http: listeners.http.port(),
         relay: listeners.relay.map(|r| r.port()),
+        dashboard: listeners.dashboard,
     };
     let listen_ip = listeners.pubky_tls.ip();
     match Announcer::start(&mdns_settings(config), key, ports, listen_ip, data_dir) {

@@ -24,6 +24,8 @@ use super::worker::save_json;
 use crate::pubkey::PublicKey;
 
 pub const SERVICE_TYPE: &str = "_pubky._tcp.local.";
+/// The dashboard's service type: Bonjour-aware browsers and phone apps list these.
+pub const WEB_SERVICE_TYPE: &str = "_http._tcp.local.";
 pub const STATE_FILE: &str = "mdns.json";
 
 /// Interface selection (from `[mdns]`).
@@ -53,6 +55,8 @@ pub struct Ports {
     pub pubky_tls: u16,
     pub http: u16,
     pub relay: Option<u16>,
+    /// The dashboard's listener, announced as `_http._tcp` when it is on the LAN.
+    pub dashboard: Option<std::net::SocketAddr>,
 }
 
 pub fn host_name(key: &PublicKey) -> String {
@@ -114,6 +118,8 @@ pub fn lan_addresses(settings: &MdnsSettings) -> Vec<(String, IpAddr)> {
 pub struct Announcer {
     daemon: ServiceDaemon,
     fullname: String,
+    /// The dashboard's `_http._tcp` service, when announced.
+    web: Option<String>,
     state: Arc<Mutex<MdnsState>>,
     data_dir: PathBuf,
     monitor: Option<std::thread::JoinHandle<()>>,
@@ -138,6 +144,18 @@ impl Announcer {
         daemon
             .register(info)
             .map_err(|e| format!("mDNS register: {e}"))?;
+        let web = match ports.dashboard.filter(|d| !d.ip().is_loopback()) {
+            Some(d) => {
+                let info = web_service_info(key, &host, d)?;
+                let name = info.get_fullname().to_string();
+                daemon
+                    .register(info)
+                    .map_err(|e| format!("mDNS register: {e}"))?;
+                tracing::info!(instance = %name, "announcing the dashboard on mDNS");
+                Some(name)
+            }
+            None => None,
+        };
         let state = Arc::new(Mutex::new(MdnsState {
             state: "announcing".into(),
             service_type: SERVICE_TYPE.into(),
@@ -165,6 +183,7 @@ impl Announcer {
         Ok(Announcer {
             daemon,
             fullname,
+            web,
             state,
             data_dir: data_dir.to_path_buf(),
             monitor: Some(monitor),
@@ -175,13 +194,15 @@ impl Announcer {
     /// Sends the goodbye (unregister, waiting for mdns-sd to have sent it) and stops the
     /// daemon. Blocking, bounded: run it off the executor.
     pub fn stop(mut self) {
-        match self.daemon.unregister(&self.fullname) {
-            Ok(rx) => {
-                if rx.recv_timeout(Duration::from_secs(3)).is_err() {
-                    tracing::warn!("mDNS: no confirmation that the goodbye was sent");
+        for name in std::iter::once(&self.fullname).chain(self.web.as_ref()) {
+            match self.daemon.unregister(name) {
+                Ok(rx) => {
+                    if rx.recv_timeout(Duration::from_secs(3)).is_err() {
+                        tracing::warn!("mDNS: no confirmation that the goodbye was sent");
+                    }
                 }
+                Err(e) => tracing::warn!("mDNS unregister: {e}"),
             }
-            Err(e) => tracing::warn!("mDNS unregister: {e}"),
         }
         if let Ok(rx) = self.daemon.shutdown() {
             let _ = rx.recv_timeout(Duration::from_secs(3));
@@ -240,6 +261,39 @@ fn service_info(
     )
     .map_err(|e| format!("mDNS service: {e}"))?;
     Ok(if listen_ip.is_unspecified() {
+        info.enable_addr_auto()
+    } else {
+        info
+    })
+}
+
+/// The dashboard's service: named after the box (`pubky-xxxx`), on the same host name, at
+/// the dashboard's port, with the page's path.
+fn web_service_info(
+    key: &PublicKey,
+    host: &str,
+    at: std::net::SocketAddr,
+) -> Result<ServiceInfo, String> {
+    let name = host.trim_end_matches('.').trim_end_matches(".local");
+    let addrs: Vec<IpAddr> = if at.ip().is_unspecified() {
+        Vec::new()
+    } else {
+        vec![at.ip()]
+    };
+    let txt = [
+        ("path".to_string(), "/".to_string()),
+        ("pk".to_string(), key.to_string()),
+    ];
+    let info = ServiceInfo::new(
+        WEB_SERVICE_TYPE,
+        name,
+        host,
+        &addrs[..],
+        at.port(),
+        &txt[..],
+    )
+    .map_err(|e| format!("mDNS service: {e}"))?;
+    Ok(if at.ip().is_unspecified() {
         info.enable_addr_auto()
     } else {
         info
@@ -321,6 +375,7 @@ mod tests {
                 pubky_tls: 6287,
                 http: 6286,
                 relay: None,
+                dashboard: None,
             },
         );
         let get = |n: &str| t.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());

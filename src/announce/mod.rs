@@ -18,6 +18,7 @@ pub mod relay;
 pub mod router;
 pub mod upnp;
 pub mod users;
+pub mod verdict;
 pub mod worker;
 
 pub use address::PublicAddress;

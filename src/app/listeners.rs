@@ -23,6 +23,7 @@ pub struct Listeners {
     relay: Option<TcpListener>,
     admin: Option<TcpListener>,
     metrics: Option<TcpListener>,
+    dashboard: Option<TcpListener>,
 }
 
 /// Where each listener ended up (port 0 in the config picks a free port).
@@ -33,6 +34,7 @@ pub struct Addresses {
     pub relay: Option<SocketAddr>,
     pub admin: Option<SocketAddr>,
     pub metrics: Option<SocketAddr>,
+    pub dashboard: Option<SocketAddr>,
 }
 
 /// One task per listener, each with its own connection counts.
@@ -42,6 +44,7 @@ pub struct Served {
     pub relay: Option<Task<io::Result<()>>>,
     pub admin: Option<Task<io::Result<()>>>,
     pub metrics: Option<Task<io::Result<()>>>,
+    pub dashboard: Option<Task<io::Result<()>>>,
 }
 
 impl Served {
@@ -53,6 +56,7 @@ impl Served {
             ("relay", self.relay),
             ("admin", self.admin),
             ("metrics", self.metrics),
+            ("dashboard", self.dashboard),
         ]
         .into_iter()
         .filter_map(|(name, t)| t.map(|t| (name, t)))
@@ -72,6 +76,21 @@ async fn bind_if(on: bool, addr: Option<SocketAddr>) -> Result<Option<TcpListene
     }
 }
 
+/// The dashboard's socket: the one systemd passed as `dashboard` (port 80 on the image,
+/// bound by systemd so the service needs no privilege), else `dashboard.listen_socket`.
+async fn bind_dashboard(config: &Config) -> Result<Option<TcpListener>> {
+    if !config.dashboard.enabled {
+        return Ok(None);
+    }
+    if let Some(passed) = crate::runtime::systemd::passed_listener("dashboard") {
+        let l = passed.context("the dashboard socket systemd passed")?;
+        return Ok(Some(
+            TcpListener::try_from(l).context("the dashboard socket systemd passed")?,
+        ));
+    }
+    bind_if(true, Some(config.dashboard.listen_socket)).await
+}
+
 fn local(l: &Option<TcpListener>) -> io::Result<Option<SocketAddr>> {
     l.as_ref().map(TcpListener::local_addr).transpose()
 }
@@ -86,6 +105,7 @@ impl Listeners {
             relay: bind_if(relay.enabled, relay.listen_socket).await?,
             admin: bind_if(config.admin.enabled, Some(config.admin.listen_socket)).await?,
             metrics: bind_if(config.metrics.enabled, Some(config.metrics.listen_socket)).await?,
+            dashboard: bind_dashboard(config).await?,
         })
     }
 
@@ -96,11 +116,11 @@ impl Listeners {
             relay: local(&self.relay)?,
             admin: local(&self.admin)?,
             metrics: local(&self.metrics)?,
+            dashboard: local(&self.dashboard)?,
         })
     }
 
-    /// Serves every listener on `ex` until `signal`. The admin password is resolved first:
-    /// the default one is refused beyond loopback.
+    /// Serves every listener on `ex` until `signal`.
     pub fn serve(
         self,
         ex: &Arc<Executor<'static>>,
@@ -109,13 +129,6 @@ impl Listeners {
         limits: &ServerLimits,
         signal: &ShutdownSignal,
     ) -> Result<Served> {
-        let password = match &self.admin {
-            Some(_) => Arc::new(
-                crate::account::operator::server_password(&app.config.admin, &app.data_dir)
-                    .map_err(anyhow::Error::msg)?,
-            ),
-            None => Arc::default(),
-        };
         let client = {
             let app = app.clone();
             move |req, _conn| {
@@ -164,8 +177,8 @@ impl Listeners {
         let admin = self.admin.map(|l| {
             let app = app.clone();
             spawn(ex, l, limits, signal, move |req, conn| {
-                let (app, password) = (app.clone(), password.clone());
-                async move { crate::http::operator::admin(&app, &password, req, conn).await }
+                let app = app.clone();
+                async move { crate::http::operator::admin(&app, req, conn).await }
             })
         });
         let client_conns = Arc::new([icann_conns, tls_conns, relay_conns]);
@@ -176,12 +189,24 @@ impl Listeners {
                 async move { crate::http::operator::metrics(&app, &conns[..], req).await }
             })
         });
+        let dashboard = self.dashboard.map(|l| {
+            let app = app.clone();
+            let dash = crate::http::dashboard::Dashboard::new(
+                ex,
+                app.config.drive.pubky_listen_socket.port(),
+            );
+            spawn(ex, l, limits, signal, move |req, conn| {
+                let (app, dash) = (app.clone(), dash.clone());
+                async move { crate::http::dashboard::handle(&app, &dash, req, conn).await }
+            })
+        });
         Ok(Served {
             icann,
             pubky_tls,
             relay,
             admin,
             metrics,
+            dashboard,
         })
     }
 }

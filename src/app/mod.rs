@@ -95,7 +95,16 @@ pub async fn start(
     let shutdown = Shutdown::new(config.limits.shutdown_drain);
     let limits = server_limits(&config);
     let relay = found.relay.clone();
-    let app = Arc::new(App::new(store, config, public_key, data_dir.clone(), relay));
+    let owner =
+        crate::account::owner::Owner::load(&config.admin, &data_dir).map_err(anyhow::Error::msg)?;
+    let app = Arc::new(App::new(
+        store,
+        config,
+        public_key,
+        data_dir.clone(),
+        relay,
+        owner,
+    ));
     let tls = PubkyTls::new(server_config(identity.signing_key())?);
     let listeners = listeners.serve(ex, &app, tls, &limits, &shutdown.signal())?;
     let (workers, probes) = Workers::start(ex, &app, &identity, &addrs, &found, &shutdown);
@@ -107,6 +116,7 @@ pub async fn start(
             pubky_tls: addrs.pubky_tls,
             http: addrs.icann,
             relay: addrs.relay,
+            dashboard: addrs.dashboard,
         },
         &found.address,
         &data_dir,
@@ -118,6 +128,7 @@ pub async fn start(
         pubky_tls = %addrs.pubky_tls,
         admin = ?addrs.admin,
         metrics = ?addrs.metrics,
+        dashboard = ?addrs.dashboard,
         relay = ?addrs.relay,
         dht = found.dht.is_some(),
         data = %data_dir.display(),

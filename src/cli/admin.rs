@@ -122,7 +122,7 @@ pub fn target(config: &Config, data_dir: &Path) -> Result<(SocketAddr, String)> 
     }
     let password = match std::env::var("PUBKY_EDGE_ADMIN_PASSWORD") {
         Ok(p) if !p.is_empty() => p,
-        _ => crate::account::operator::client_password(&config.admin, data_dir)
+        _ => crate::account::owner::client_credential(&config.admin, data_dir)
             .map_err(anyhow::Error::msg)?,
     };
     Ok((addr, password))

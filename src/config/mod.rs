@@ -61,6 +61,7 @@ pub struct Config {
     pub events: Events,
     pub admin: Admin,
     pub metrics: Metrics,
+    pub dashboard: Dashboard,
     /// `[default_quotas]`: the bandwidth every user gets unless the admin overrides it.
     pub bandwidth: DefaultBandwidth,
     pub upnp: Upnp,
@@ -236,6 +237,18 @@ pub struct Admin {
 pub struct Metrics {
     pub enabled: bool,
     pub listen_socket: SocketAddr,
+}
+
+/// `[dashboard]`: the household's web page on the LAN (`http::dashboard`).
+#[derive(Debug, Clone)]
+pub struct Dashboard {
+    pub enabled: bool,
+    /// Overridden by a socket systemd passes as `dashboard` (port 80 on the image).
+    pub listen_socket: SocketAddr,
+    /// Names besides the box's own (host name, `<host>.local`, `localhost`) and IP
+    /// literals that may appear in `Host`, lower case.
+    pub hosts: Vec<String>,
+    pub session_ttl: Duration,
 }
 
 /// `[default_quotas]`: bandwidth defaults (§10.2).

@@ -27,6 +27,7 @@ pub struct RawConfig {
     pub events: Events,
     pub admin: Admin,
     pub metrics: Metrics,
+    pub dashboard: Dashboard,
     pub default_quotas: DefaultQuotas,
     pub upnp: Upnp,
     pub mdns: Mdns,
@@ -152,6 +153,14 @@ pub struct Upnp {
     pub retry_max_ms: u64,
     pub alternative_ports: u16,
     pub description: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Dashboard {
+    pub enabled: bool,
+    pub listen_socket: SocketAddr,
+    pub hosts: Vec<String>,
+    pub session_hours: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

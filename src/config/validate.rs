@@ -51,6 +51,7 @@ impl RawConfig {
             .collect::<Result<Vec<_>, _>>()?;
         let bandwidth = self.bandwidth()?;
         let upnp = self.household()?;
+        let dashboard = self.dashboard()?;
         const LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
         if !LEVELS.contains(&self.logging.level.as_str()) {
             return Err(format!(
@@ -108,6 +109,7 @@ impl RawConfig {
                 enabled: self.metrics.enabled,
                 listen_socket: self.metrics.listen_socket,
             },
+            dashboard,
             bandwidth,
             upnp,
             mdns: super::Mdns {
@@ -317,6 +319,34 @@ impl RawConfig {
             cache_entries: r.cache_entries,
         };
         Ok((pkdns, relay))
+    }
+
+    fn dashboard(&self) -> Result<super::Dashboard, String> {
+        let d = &self.dashboard;
+        if !(1..=24 * 90).contains(&d.session_hours) {
+            return Err(format!(
+                "dashboard.session_hours must be 1..=2160 (90 days), not {}",
+                d.session_hours
+            ));
+        }
+        let mut hosts = Vec::new();
+        for h in &d.hosts {
+            let h = h.trim().trim_end_matches('.').to_ascii_lowercase();
+            let ok = !h.is_empty()
+                && h.len() <= 253
+                && h.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+            if !ok {
+                return Err(format!("dashboard.hosts: {h:?} is not a host name"));
+            }
+            hosts.push(h);
+        }
+        Ok(super::Dashboard {
+            enabled: d.enabled,
+            listen_socket: d.listen_socket,
+            hosts,
+            session_ttl: Duration::from_secs(d.session_hours * 3600),
+        })
     }
 
     fn household(&self) -> Result<super::Upnp, String> {

@@ -17,7 +17,6 @@ use super::response::json as json_response;
 use super::response::ApiError;
 use super::route::RouteError;
 use super::App;
-use crate::account::operator::check_password;
 use crate::auth::secrets::{is_signup_token, new_signup_token};
 use crate::clock;
 use crate::pubkey::PublicKey;
@@ -27,22 +26,17 @@ use crate::store::{QuotaOverrides, User};
 /// Any request to the admin listener (`/info`, `/generate_signup_token`, `/users…`,
 /// `/events-stream`, …): checks the password (wrong ones are throttled per address), then
 /// routes.
-pub async fn handle(
-    app: &App,
-    password: &str,
-    req: Request<Incoming>,
-    peer: std::net::IpAddr,
-) -> Response<Body> {
+pub async fn handle(app: &App, req: Request<Incoming>, peer: std::net::IpAddr) -> Response<Body> {
     let path = req.uri().path().to_string();
     if path == "/" && req.method() == Method::GET {
         return super::response::text(StatusCode::OK, "Homeserver - Admin Endpoint");
     }
     if path == super::dav::PREFIX || path.starts_with("/dav/") {
-        return super::dav::handle(app, password, req, peer).await;
+        return super::dav::handle(app, req, peer).await;
     }
     let given = req.headers().get("x-admin-password").map(|v| v.as_bytes());
     let now = std::time::Instant::now();
-    let checked = check_password(&app.admin_attempts, peer, given, password, now);
+    let checked = app.owner.check(peer, given, now);
     let result = match checked.map_err(ApiError::from) {
         Err(e) => Err(e),
         Ok(()) => route(app, req, &path).await,

@@ -12,6 +12,7 @@ pub mod bandwidth;
 pub mod body;
 pub mod capacity;
 pub mod cookie;
+pub mod dashboard;
 pub mod dav;
 pub mod event_stream;
 pub mod events;
@@ -72,8 +73,10 @@ pub struct App {
     pub limiter: Limiter,
     /// Bandwidth buckets.
     pub throttle: Arc<crate::limits::bandwidth::Throttle>,
-    /// Wrong admin passwords per address.
-    pub admin_attempts: crate::limits::attempts::Attempts,
+    /// The owner's one secret (admin API, WebDAV, dashboard) and wrong tries per address.
+    pub owner: crate::account::owner::Owner,
+    /// The owner's signed-in browsers (the dashboard).
+    pub owner_sessions: crate::account::owner_sessions::OwnerSessions,
     /// Which Hosts name users' websites; `None` when `drive.websites` is off.
     pub sites: Option<route::Sites>,
     /// Live WebDAV write locks.
@@ -89,6 +92,7 @@ impl App {
         homeserver: PublicKey,
         data_dir: PathBuf,
         relay: Option<Arc<crate::announce::relay::Relay>>,
+        owner: crate::account::owner::Owner,
     ) -> App {
         App {
             store,
@@ -108,7 +112,8 @@ impl App {
             metrics: Arc::new(Metrics::new()),
             replay: ReplayGuard::default(),
             throttle: Arc::default(),
-            admin_attempts: Default::default(),
+            owner,
+            owner_sessions: Default::default(),
             locks: Default::default(),
             dav_folders: Default::default(),
         }

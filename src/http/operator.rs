@@ -15,16 +15,11 @@ use super::App;
 use super::ConnInfo;
 use crate::metrics::{Device, RouteClass};
 
-/// One request to the admin listener, checked against `password` by the admin API and
+/// One request to the admin listener, checked against the owner's secret by the admin API and
 /// counted under the `admin` route class. No browser page may drive it: a request from
 /// another origin (any `Origin` header, any preflight) is refused and nothing grants CORS,
 /// and a `Host` that is a name other than `localhost` (DNS rebinding) is refused.
-pub async fn admin(
-    app: &App,
-    password: &str,
-    req: Request<Incoming>,
-    conn: ConnInfo,
-) -> Response<Body> {
+pub async fn admin(app: &App, req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
     let start = Instant::now();
     // WebDAV clients ask OPTIONS without an Origin; a browser's preflight always has one.
     let dav = req.uri().path().starts_with(super::dav::PREFIX);
@@ -34,7 +29,7 @@ pub async fn admin(
     } else if !local_host(req.headers()) {
         ApiError::forbidden("Host must be this listener's address or localhost").into_response()
     } else {
-        super::admin::handle(app, password, req, conn.client).await
+        super::admin::handle(app, req, conn.client).await
     };
     app.metrics
         .request(RouteClass::Admin, resp.status().as_u16(), start.elapsed());

@@ -130,3 +130,66 @@ mod tests {
         assert_eq!(watchdog_interval_from(Some("soon"), None, 7), None);
     }
 }
+
+/// Which of the sockets systemd passed (`LISTEN_FDS`, named by `LISTEN_FDNAMES`) is called
+/// `name`, as its descriptor number; `None` outside socket activation or when it is not
+/// among them. The variables must be meant for this process (`LISTEN_PID`).
+pub fn passed_fd(name: &str) -> Option<i32> {
+    let var = |k: &str| std::env::var(k).ok();
+    passed_fd_in(
+        var("LISTEN_PID")?.as_str(),
+        var("LISTEN_FDS")?.as_str(),
+        var("LISTEN_FDNAMES").as_deref().unwrap_or(""),
+        std::process::id(),
+        name,
+    )
+}
+
+fn passed_fd_in(pid: &str, fds: &str, names: &str, me: u32, name: &str) -> Option<i32> {
+    /// The first passed descriptor (`SD_LISTEN_FDS_START`).
+    const FIRST: i32 = 3;
+    if pid.parse::<u32>().ok()? != me {
+        return None;
+    }
+    let n: i32 = fds.parse().ok()?;
+    let i = names.split(':').position(|n| n == name)? as i32;
+    (i < n).then_some(FIRST + i)
+}
+
+/// The listening TCP socket systemd passed as `name` (see [`passed_fd`]), non-blocking.
+#[allow(
+    unsafe_code,
+    reason = "takes ownership of a descriptor systemd passed by number"
+)]
+pub fn passed_listener(name: &str) -> Option<io::Result<std::net::TcpListener>> {
+    use std::os::fd::FromRawFd;
+    let fd = passed_fd(name)?;
+    // SAFETY: systemd passed `fd` open to this process (LISTEN_PID is ours) and nothing
+    // else in the process owns it: only this function takes named descriptors, and the
+    // caller takes it once at start-up.
+    let l = unsafe { std::net::TcpListener::from_raw_fd(fd) };
+    Some(l.set_nonblocking(true).map(|()| l))
+}
+
+#[cfg(test)]
+mod passed_tests {
+    use super::passed_fd_in;
+
+    #[test]
+    fn named_descriptors_count_from_three_and_only_for_this_process() {
+        assert_eq!(
+            passed_fd_in("42", "1", "dashboard", 42, "dashboard"),
+            Some(3)
+        );
+        assert_eq!(
+            passed_fd_in("42", "2", "other:dashboard", 42, "dashboard"),
+            Some(4)
+        );
+        assert_eq!(passed_fd_in("41", "1", "dashboard", 42, "dashboard"), None);
+        assert_eq!(passed_fd_in("42", "1", "other", 42, "dashboard"), None);
+        assert_eq!(
+            passed_fd_in("42", "1", "x:dashboard", 42, "dashboard"),
+            None
+        );
+    }
+}

@@ -129,6 +129,31 @@ impl Store {
         self.durable(ticket).await
     }
 
+    /// Revokes an unused signup token (with the quota it carried). A used one is kept: it
+    /// records who signed up with it.
+    pub async fn revoke_signup_token(&self, token: &str) -> Result<(), StoreError> {
+        let ticket = {
+            let _w = self.writer();
+            let t = &self.0.t;
+            let st: SignupToken = match t.signup_tokens.get(token.as_bytes())? {
+                Some(v) => decode("signup token", &v)?,
+                None => return Err(StoreError::TokenUnknown),
+            };
+            if st.used_by.is_some() {
+                return Err(StoreError::TokenUsed);
+            }
+            (&t.signup_tokens, &t.token_quotas)
+                .transaction(|(tokens, quotas)| {
+                    tokens.remove(token.as_bytes())?;
+                    quotas.remove(token.as_bytes())?;
+                    Ok(())
+                })
+                .map_err(tx_err)?;
+            self.0.commit.ticket()
+        };
+        self.durable(ticket).await
+    }
+
     /// Every signup token in token order, with the quota it carries.
     pub fn signup_tokens(&self) -> Result<Vec<(String, SignupToken, QuotaOverrides)>, StoreError> {
         let mut out = Vec::new();

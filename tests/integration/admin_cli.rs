@@ -83,7 +83,7 @@ fn the_weak_password_is_refused_beyond_loopback() {
         &cfg,
         "[drive]\nicann_listen_socket = \"127.0.0.1:0\"\npubky_listen_socket = \"127.0.0.1:0\"\n\
          [pkdns]\ndht = false\n\
-         [admin]\nlisten_socket = \"0.0.0.0:0\"\npassword = \"admin\"\n[metrics]\nenabled = false\n",
+         [admin]\nlisten_socket = \"0.0.0.0:0\"\npassword = \"admin\"\n[metrics]\nenabled = false\n[dashboard]\nenabled = false\n",
     )
     .unwrap();
     let o = Command::new(env!("CARGO_BIN_EXE_pubky-edge"))

@@ -18,6 +18,8 @@ mod cli;
 mod compat;
 /// Cookie sessions (AuthToken sign-in) and the cookie as a credential.
 mod cookie_sessions;
+/// The household's dashboard in headless Chromium: claim, invite by QR, people, refusals.
+mod dashboard;
 /// The pkarr relay, the DHT record and the users' republisher, on a loopback DHT.
 mod discovery;
 /// The `/events/` feed and the SSE stream.

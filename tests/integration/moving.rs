@@ -293,7 +293,7 @@ fn reference(binary: &str, db: &str, dir: &Path, net: &Net) -> (Reference, Strin
         "[general]\ndatabase_url = \"{db}\"\nsignup_mode = \"token_required\"\n\
          [drive]\npubky_listen_socket = \"127.0.0.1:{}\"\nicann_listen_socket = \"127.0.0.1:{}\"\n\
          [admin]\nlisten_socket = \"{admin}\"\nadmin_password = \"ref-admin\"\n\
-         [metrics]\nenabled = false\n\
+         [metrics]\nenabled = false\n[dashboard]\nenabled = false\n\
          [pkdns]\npublic_ip = \"127.0.0.1\"\ndht_bootstrap_nodes = [{}]\n",
         port(),
         port(),

@@ -208,6 +208,9 @@ enabled = false
 [mdns]
 enabled = false
 
+[dashboard]
+enabled = false
+
 [logging]
 level = "info"
 module_levels = ["pubky_homeserver=debug"]

@@ -7,6 +7,7 @@
 pub mod proc;
 pub mod sse;
 pub mod transport;
+pub mod webdriver;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -36,7 +37,7 @@ pub struct Server {
 
 /// Config text used by tests: open signup, ephemeral ports, no DHT (tests that need one
 /// start a local testnet and pass its bootstrap nodes).
-pub const OPEN: &str = "[general]\nsignup_mode = \"open\"\n[drive]\nicann_listen_socket = \"127.0.0.1:0\"\npubky_listen_socket = \"127.0.0.1:0\"\n[pkdns]\ndht = false\n[admin]\nlisten_socket = \"127.0.0.1:0\"\npassword = \"test-admin\"\n[metrics]\nlisten_socket = \"127.0.0.1:0\"\n";
+pub const OPEN: &str = "[general]\nsignup_mode = \"open\"\n[drive]\nicann_listen_socket = \"127.0.0.1:0\"\npubky_listen_socket = \"127.0.0.1:0\"\n[pkdns]\ndht = false\n[admin]\nlisten_socket = \"127.0.0.1:0\"\npassword = \"test-admin\"\n[metrics]\nlisten_socket = \"127.0.0.1:0\"\n[dashboard]\nlisten_socket = \"127.0.0.1:0\"\n";
 
 impl Server {
     pub fn start(extra_toml: &str) -> Server {
@@ -123,6 +124,17 @@ impl Server {
     pub fn admin_raw(&self, method: &str, path: &str) -> Req {
         Req {
             addr: self.admin_addr.expect("admin listener enabled"),
+            method: method.into(),
+            path: path.into(),
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+
+    /// A request to the dashboard listener (Host `localhost` unless a header says otherwise).
+    pub fn dashboard(&self, method: &str, path: &str) -> Req {
+        Req {
+            addr: self.running().addrs.dashboard.expect("dashboard enabled"),
             method: method.into(),
             path: path.into(),
             headers: Vec::new(),

@@ -61,7 +61,7 @@ fn config(http: u16, tls: u16) -> String {
     format!(
         "[general]\nsignup_mode = \"open\"\n[drive]\nicann_listen_socket = \"127.0.0.1:{http}\"\n\
          pubky_listen_socket = \"127.0.0.1:{tls}\"\n\
-         [pkdns]\ndht = false\n[admin]\nenabled = false\n[metrics]\nenabled = false\n\
+         [pkdns]\ndht = false\n[admin]\nenabled = false\n[metrics]\nenabled = false\n[dashboard]\nenabled = false\n\
          [logging]\nlevel = \"warn\"\n"
     )
 }

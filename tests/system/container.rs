@@ -63,7 +63,7 @@ async fn the_image_serves_the_sdk_on_host_networking() {
              [drive]\nicann_listen_socket = \"127.0.0.1:{http}\"\n\
              pubky_listen_socket = \"127.0.0.1:{tls}\"\n\
              [admin]\nlisten_socket = \"127.0.0.1:{admin}\"\n\
-             [metrics]\nlisten_socket = \"127.0.0.1:{metrics}\"\n\
+             [metrics]\nlisten_socket = \"127.0.0.1:{metrics}\"\n[dashboard]\nenabled = false\n\
              [pkdns]\npublic_ip = \"127.0.0.1\"\ndht_request_timeout_ms = 1000\n\
              publish_retry_min_ms = 100\ndht_bootstrap_nodes = [{}]\n",
             nodes.join(", ")

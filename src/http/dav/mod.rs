@@ -26,7 +26,6 @@ use hyper::{header, HeaderMap, Method, Request, Response, StatusCode};
 use super::body::{read_limited, Body};
 use super::response::ApiError;
 use super::App;
-use crate::account::operator::check_password;
 use crate::pubkey::PublicKey;
 use crate::storage_path::{percent_decode, percent_encode_path, StoragePath};
 use crate::store::{EntryMeta, ListOptions, StoreError};
@@ -138,16 +137,11 @@ fn href(user: &PublicKey, path: &str) -> String {
 
 /// Any `/dav…` request: checks the Basic credentials (wrong ones are throttled per
 /// address, with the admin API's), then serves the method.
-pub async fn handle(
-    app: &App,
-    password: &str,
-    req: Request<Incoming>,
-    peer: std::net::IpAddr,
-) -> Response<Body> {
+pub async fn handle(app: &App, req: Request<Incoming>, peer: std::net::IpAddr) -> Response<Body> {
     let given = basic_password(req.headers());
     let given = given.as_deref().map(str::as_bytes);
     let now = std::time::Instant::now();
-    let checked = check_password(&app.admin_attempts, peer, given, password, now);
+    let checked = app.owner.check(peer, given, now);
     if let Err(e) = checked {
         let mut r = ApiError::from(e).into_response();
         if r.status() == StatusCode::UNAUTHORIZED {

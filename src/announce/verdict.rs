@@ -1,0 +1,284 @@
+//! Reachability in one verdict for the household (the dashboard's first card): from what
+//! the workers wrote (`upnp.json`, `announce.json`) and, when it has been looked up, the
+//! record on the DHT. Each verdict says why and what to try. `cli::report` prints the
+//! same facts line by line for operators.
+
+use super::mapping::NatKind;
+use super::reachability::{current_address, Resolution};
+use super::upnp::UpnpState;
+use super::PublishStatus;
+use crate::config::Config;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Good,
+    Warn,
+    Bad,
+    Unknown,
+}
+
+impl Level {
+    pub fn css(self) -> &'static str {
+        match self {
+            Level::Good => "good",
+            Level::Warn => "warn",
+            Level::Bad => "bad",
+            Level::Unknown => "unknown",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub level: Level,
+    pub headline: String,
+    pub reason: String,
+    pub fix: String,
+}
+
+fn v(level: Level, headline: &str, reason: String, fix: &str) -> Verdict {
+    Verdict {
+        level,
+        headline: headline.into(),
+        reason,
+        fix: fix.into(),
+    }
+}
+
+/// The verdict; `tls_port` is the PubkyTLS listener's local port.
+pub fn judge(
+    config: &Config,
+    upnp: Option<&UpnpState>,
+    publish: Option<&PublishStatus>,
+    record: Option<&Resolution>,
+    tls_port: u16,
+) -> Verdict {
+    if !config.pkdns.dht {
+        return v(
+            Level::Warn,
+            "Not announced on the internet",
+            "The box does not publish its address on the Mainline DHT (pkdns.dht = false), so \
+             apps outside this network cannot find it by its key."
+                .into(),
+            "Set pkdns.dht = true in the config and restart the box.",
+        );
+    }
+    let nat = upnp.and_then(|u| u.nat);
+    let cgnat_fix = "Ask your internet provider for a public IPv4 address (some call it \
+                     \"disable CGNAT\"), or set the provider's router to bridge mode so that \
+                     your own router gets the public address.";
+    match nat {
+        Some(NatKind::Cgnat) => {
+            return v(
+                Level::Bad,
+                "Not reachable from the internet",
+                "Your router's internet address is in the carrier-grade NAT range \
+                 (100.64.0.0/10): your provider shares one public address among many \
+                 customers, so nobody outside can connect in."
+                    .into(),
+                cgnat_fix,
+            )
+        }
+        Some(NatKind::DoubleNat) => {
+            return v(
+                Level::Bad,
+                "Not reachable from the internet",
+                "Your router's internet address is itself private: there is a second router \
+                 (often the provider's box) in front of it, and it does not forward to this one."
+                    .into(),
+                "Put the provider's router in bridge mode, or forward the port on it to your \
+                 router as well.",
+            )
+        }
+        Some(NatKind::NoPublicAddress) => {
+            return v(
+                Level::Bad,
+                "Not reachable from the internet",
+                "The router reports no public internet address: it is behind another NAT, or \
+                 its internet link is down."
+                    .into(),
+                cgnat_fix,
+            )
+        }
+        _ => {}
+    }
+    let mapped = upnp.is_some_and(|u| u.mappings.iter().any(|m| m.name == "pubky_tls"));
+    let by_hand = config.pkdns.public_ip.is_some();
+    if config.upnp.enabled && !mapped && !by_hand {
+        let (state, err) = upnp.map_or(("not started".to_string(), None), |u| {
+            (u.state.replace('_', " "), u.last_error.clone())
+        });
+        if state == "searching" || state == "not started" {
+            return v(
+                Level::Unknown,
+                "Checking the router…",
+                "The box is still asking the router to open its port.".into(),
+                "Wait a minute and reload this page.",
+            );
+        }
+        let reason = match err {
+            Some(e) => format!("The router did not open the port ({state}: {e})."),
+            None => format!("The router did not open the port ({state})."),
+        };
+        return Verdict {
+            level: Level::Bad,
+            headline: "The router does not let apps in".into(),
+            reason,
+            fix: format!(
+                "Turn on UPnP in your router's settings; or forward TCP port {tls_port} to this \
+                 box by hand and set pkdns.public_ip to your internet address."
+            ),
+        };
+    }
+    match publish {
+        None => {
+            return v(
+                Level::Unknown,
+                "Announcing…",
+                "The box has not published its address on the DHT yet.".into(),
+                "Wait a minute and reload this page.",
+            )
+        }
+        Some(p) if p.last_error.is_some() => {
+            return v(
+                Level::Warn,
+                "The announcement is failing",
+                format!(
+                    "The last attempt to publish the address on the DHT failed: {}.",
+                    p.last_error.as_deref().unwrap_or("")
+                ),
+                "Check that the box has internet access; it retries by itself.",
+            )
+        }
+        Some(_) => {}
+    }
+    let current = current_address(upnp, publish);
+    match (record, current) {
+        (Some(Resolution::NotFound), _) => v(
+            Level::Warn,
+            "The record is not on the network",
+            "Looking the box's key up on the DHT found nothing, although it was published.".into(),
+            "Wait for the next publish (the box retries by itself); if it stays, check the \
+             internet access.",
+        ),
+        (Some(Resolution::Found { ip, port }), Some((cip, cport)))
+            if *ip != Some(cip) || *port != Some(cport) =>
+        {
+            v(
+                Level::Warn,
+                "The address on the network is out of date",
+                format!(
+                    "The DHT still says {}:{}, but the box is now at {cip}:{cport}.",
+                    ip.map_or("?".into(), |i| i.to_string()),
+                    port.map_or("?".into(), |p| p.to_string())
+                ),
+                "Nothing to do: the box republishes when its address changes.",
+            )
+        }
+        (Some(Resolution::Found { .. }), _) => v(
+            Level::Good,
+            "Reachable from the internet",
+            match current {
+                Some((ip, port)) => format!(
+                    "The router forwards port {port}, and the record on the DHT points at \
+                     {ip}:{port}."
+                ),
+                None => "The record on the DHT points at the published address.".into(),
+            },
+            "Nothing to do.",
+        ),
+        _ => v(
+            Level::Good,
+            "Announced",
+            match current {
+                Some((ip, port)) => format!("The box published {ip}:{port} on the DHT."),
+                None => "The box published its address on the DHT.".into(),
+            },
+            "The check that the record is found on the network runs in the background.",
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::announce::upnp::MappingState;
+
+    fn config(dht: bool) -> Config {
+        let toml = format!("[pkdns]\ndht = {dht}\n");
+        Config::from_layers(&[("test", &toml)]).unwrap().config
+    }
+
+    fn upnp(nat: NatKind, mapped: bool) -> UpnpState {
+        UpnpState {
+            state: if mapped { "mapped" } else { "refused" }.into(),
+            external_ip: Some("203.0.113.9".into()),
+            nat: Some(nat),
+            mappings: mapped
+                .then(|| MappingState {
+                    name: "pubky_tls".into(),
+                    external_port: 6287,
+                    ..Default::default()
+                })
+                .into_iter()
+                .collect(),
+            last_error: (!mapped).then(|| "ConflictInMappingEntry".into()),
+            ..Default::default()
+        }
+    }
+
+    fn published() -> PublishStatus {
+        PublishStatus {
+            last_success_secs: Some(1),
+            published_ip: Some("203.0.113.9".into()),
+            pubky_tls_port: 6287,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn each_case_has_its_verdict() {
+        let c = config(true);
+        let found = |ip: &str| Resolution::Found {
+            ip: Some(ip.parse().unwrap()),
+            port: Some(6287),
+        };
+        let good = upnp(NatKind::Public, true);
+        let j =
+            |u: &UpnpState, r: Option<&Resolution>| judge(&c, Some(u), Some(&published()), r, 6287);
+        assert_eq!(j(&good, Some(&found("203.0.113.9"))).level, Level::Good);
+        assert_eq!(
+            j(&good, Some(&found("198.51.100.1"))).headline,
+            "The address on the network is out of date"
+        );
+        assert_eq!(j(&good, Some(&Resolution::NotFound)).level, Level::Warn);
+        assert_eq!(j(&good, None).headline, "Announced");
+        let cg = j(&upnp(NatKind::Cgnat, true), None);
+        assert_eq!(
+            (cg.level, cg.reason.contains("100.64.0.0/10")),
+            (Level::Bad, true)
+        );
+        assert!(j(&upnp(NatKind::DoubleNat, true), None)
+            .fix
+            .contains("bridge mode"));
+        let refused = j(&upnp(NatKind::Public, false), None);
+        assert_eq!(refused.level, Level::Bad);
+        assert!(refused.reason.contains("ConflictInMappingEntry") && refused.fix.contains("6287"));
+        let off = judge(&config(false), Some(&good), None, None, 6287);
+        assert_eq!(
+            (off.level, off.headline.as_str()),
+            (Level::Warn, "Not announced on the internet")
+        );
+        let failing = PublishStatus {
+            last_error: Some("no nodes".into()),
+            ..published()
+        };
+        assert!(judge(&c, Some(&good), Some(&failing), None, 6287)
+            .reason
+            .contains("no nodes"));
+        assert_eq!(
+            judge(&c, Some(&good), None, None, 6287).level,
+            Level::Unknown
+        );
+    }
+}

@@ -1,0 +1,579 @@
+//! The household's dashboard on its own listener: claim the box, sign in, see that it
+//! works, invite people by QR code, manage them, read what happened.
+//!
+//! **LAN only by construction.** A request is refused unless its sender is on a loopback,
+//! private (RFC 1918, IPv6 ULA) or link-local address, and unless its `Host` is one of the
+//! box's own names (`pubky-xxxx.local`, the host name, `localhost`, `dashboard.hosts`) or an
+//! IP literal, so a page on the internet cannot reach it through DNS rebinding. The
+//! listener is never among the ports the router is asked to forward.
+//!
+//! **Sessions and forms.** The owner's password is [`crate::account::owner`]'s one secret.
+//! A signed-in browser holds an `HttpOnly`, `SameSite=Strict` cookie; every state-changing
+//! form carries its session's CSRF token, and the two forms before a session (claim, sign
+//! in) carry a token that must match a cookie set with the form. A POST whose `Origin` is
+//! not this page's is refused. Pages are rendered on the server ([`pages`]) and work
+//! without JavaScript; the only script is the copy buttons'.
+
+mod pages;
+pub mod qr;
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use smol::Executor;
+
+use super::body::{read_limited, Body};
+use super::query::{form_decode, query_pairs};
+use super::{App, ConnInfo};
+use crate::account::operator::Refused;
+use crate::account::owner::ClaimError;
+use crate::announce::reachability::Resolution;
+use crate::metrics::RouteClass;
+
+const SESSION_COOKIE: &str = "pe_session";
+const PRE_COOKIE: &str = "pe_pre";
+/// Largest form body accepted.
+const MAX_FORM: usize = 16 * 1024;
+/// How long a lookup of the box's own record on the DHT is trusted.
+const RECORD_TTL: Duration = Duration::from_secs(600);
+
+/// The dashboard listener's own state.
+pub struct Dashboard {
+    ex: Arc<Executor<'static>>,
+    started: Instant,
+    /// The local PubkyTLS port (the verdict names it in its fix).
+    tls_port: u16,
+    /// The last lookup of the box's record on the DHT and when it finished.
+    record: Mutex<Option<(Instant, Resolution)>>,
+    looking_up: AtomicBool,
+}
+
+impl Dashboard {
+    pub fn new(ex: &Arc<Executor<'static>>, tls_port: u16) -> Arc<Dashboard> {
+        Arc::new(Dashboard {
+            ex: ex.clone(),
+            started: Instant::now(),
+            tls_port,
+            record: Mutex::new(None),
+            looking_up: AtomicBool::new(false),
+        })
+    }
+
+    /// The cached record lookup; starts a new one in the background when stale (it ends
+    /// within its timeout, so it never holds up a shutdown for long).
+    fn record(self: &Arc<Self>, app: &Arc<App>) -> Option<Resolution> {
+        let cached = self
+            .record
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let fresh = cached
+            .as_ref()
+            .is_some_and(|(at, _)| at.elapsed() < RECORD_TTL);
+        if !fresh && app.config.pkdns.dht && !self.looking_up.swap(true, Ordering::AcqRel) {
+            let (app, me) = (app.clone(), self.clone());
+            self.ex
+                .spawn(async move {
+                    let timeout = Duration::from_secs(20);
+                    let r = crate::announce::reachability::resolve(
+                        &app.config,
+                        &app.homeserver,
+                        timeout,
+                    )
+                    .await;
+                    *me.record.lock().unwrap_or_else(|e| e.into_inner()) =
+                        Some((Instant::now(), r));
+                    me.looking_up.store(false, Ordering::Release);
+                })
+                .detach();
+        }
+        cached.map(|(_, r)| r)
+    }
+}
+
+/// Any request to the dashboard listener.
+pub async fn handle(
+    app: &Arc<App>,
+    dash: &Arc<Dashboard>,
+    req: Request<Incoming>,
+    conn: ConnInfo,
+) -> Response<Body> {
+    let start = Instant::now();
+    let peer = conn.peer.ip();
+    let resp = if !lan_peer(peer) {
+        plain(
+            StatusCode::FORBIDDEN,
+            "The dashboard answers only this home network.",
+        )
+    } else if !own_host(app, req.headers()) {
+        plain(
+            StatusCode::MISDIRECTED_REQUEST,
+            "Unknown host name: use this box's own name or address.",
+        )
+    } else {
+        route(app, dash, req, peer).await
+    };
+    app.metrics
+        .request(RouteClass::Admin, resp.status().as_u16(), start.elapsed());
+    secure_headers(resp)
+}
+
+/// Loopback, private or link-local (IPv4-mapped addresses judged as IPv4).
+pub fn lan_peer(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback() || v4.is_private() || v4.is_link_local(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => lan_peer(IpAddr::V4(v4)),
+            None => {
+                let s = v6.segments()[0];
+                v6.is_loopback() || (s & 0xfe00) == 0xfc00 || (s & 0xffc0) == 0xfe80
+            }
+        },
+    }
+}
+
+/// The names the box answers to, lower case, without a trailing dot.
+pub fn own_names(app: &App) -> Vec<String> {
+    let mdns = crate::announce::mdns::host_name(&app.homeserver);
+    let mdns = mdns.trim_end_matches('.').to_ascii_lowercase();
+    let host = rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .to_ascii_lowercase();
+    let mut names = vec!["localhost".to_string(), mdns];
+    if !host.is_empty() {
+        names.push(format!("{host}.local"));
+        names.push(host);
+    }
+    names.extend(app.config.dashboard.hosts.iter().cloned());
+    names
+}
+
+/// `Host` is an IP literal or one of [`own_names`] (any port).
+fn own_host(app: &App, h: &HeaderMap) -> bool {
+    let Some(host) = h.get(header::HOST).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    if let Some(v6) = host.strip_prefix('[') {
+        return v6
+            .split(']')
+            .next()
+            .is_some_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok());
+    }
+    let name = host.rsplit_once(':').map_or(host, |(n, _)| n);
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    name.parse::<std::net::Ipv4Addr>().is_ok() || own_names(app).contains(&name)
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
+    let mut r = Response::new(Body::from(text));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn secure_headers(mut r: Response<Body>) -> Response<Body> {
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; \
+             form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    r
+}
+
+/// What a request carries that the pages need.
+pub struct Visit {
+    pub peer: IpAddr,
+    pub query: Vec<(String, String)>,
+    pub session: Option<crate::account::owner_sessions::OwnerSession>,
+    cookies: Vec<(String, String)>,
+    agent: String,
+}
+
+impl Visit {
+    fn cookie(&self, name: &str) -> Option<&str> {
+        self.cookies
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn param(&self, key: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn cookies(h: &HeaderMap) -> Vec<(String, String)> {
+    h.get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// A decoded `application/x-www-form-urlencoded` body.
+pub struct Form(Vec<(String, String)>);
+
+impl Form {
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Why a POST was refused before its handler ran.
+fn refuse(status: StatusCode, why: &'static str) -> Response<Body> {
+    plain(status, why)
+}
+
+async fn route(
+    app: &Arc<App>,
+    dash: &Arc<Dashboard>,
+    req: Request<Incoming>,
+    peer: IpAddr,
+) -> Response<Body> {
+    let path = req.uri().path().to_string();
+    let now = crate::clock::now_secs();
+    let cookies = cookies(req.headers());
+    let session = cookies
+        .iter()
+        .find(|(k, _)| k == SESSION_COOKIE)
+        .and_then(|(_, v)| app.owner_sessions.get(v, now));
+    let visit = Visit {
+        peer,
+        query: query_pairs(req.uri().query().unwrap_or(""))
+            .map(|(k, v)| (k.to_string(), form_decode(v)))
+            .collect(),
+        session,
+        agent: req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string(),
+        cookies,
+    };
+    let method = req.method().clone();
+    match (method, path.as_str()) {
+        (Method::GET | Method::HEAD, "/style.css") => asset(
+            include_str!("templates/style.css"),
+            "text/css; charset=utf-8",
+        ),
+        (Method::GET | Method::HEAD, "/copy.js") => asset(
+            include_str!("templates/copy.js"),
+            "text/javascript; charset=utf-8",
+        ),
+        (Method::GET | Method::HEAD, "/favicon.ico") => plain(StatusCode::NOT_FOUND, "none"),
+        (Method::GET | Method::HEAD, p) => get(app, dash, &visit, p),
+        (Method::POST, p) => {
+            if !same_origin(req.headers()) {
+                return refuse(
+                    StatusCode::FORBIDDEN,
+                    "This form was sent from another site.",
+                );
+            }
+            let form = match read_form(app, req).await {
+                Ok(f) => f,
+                Err(r) => return r,
+            };
+            post(app, &visit, p, &form).await
+        }
+        _ => {
+            let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed");
+            r.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, POST"));
+            r
+        }
+    }
+}
+
+fn asset(text: &'static str, kind: &'static str) -> Response<Body> {
+    let mut r = Response::new(Body::from(text));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("max-age=3600"),
+    );
+    r
+}
+
+/// A POST's `Origin` (when the browser sends one) must be this page's own.
+fn same_origin(h: &HeaderMap) -> bool {
+    let fetch_site = h.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+    if fetch_site.is_some_and(|s| s == "cross-site" || s == "same-site") {
+        return false;
+    }
+    let Some(origin) = h.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    let host = h
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    origin
+        .strip_prefix("http://")
+        .is_some_and(|o| o.eq_ignore_ascii_case(host))
+}
+
+async fn read_form(app: &App, req: Request<Incoming>) -> Result<Form, Response<Body>> {
+    let kind = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !kind.starts_with("application/x-www-form-urlencoded") {
+        return Err(refuse(StatusCode::UNSUPPORTED_MEDIA_TYPE, "Forms only."));
+    }
+    let body = read_limited(req.into_body(), MAX_FORM, app.config.limits.body_pace)
+        .await
+        .map_err(|_| refuse(StatusCode::PAYLOAD_TOO_LARGE, "The form is too large."))?;
+    let text = String::from_utf8_lossy(&body);
+    Ok(Form(
+        query_pairs(&text)
+            .map(|(k, v)| (form_decode(k), form_decode(v)))
+            .collect(),
+    ))
+}
+
+pub fn redirect(to: &str) -> Response<Body> {
+    let mut r = super::response::empty(StatusCode::SEE_OTHER);
+    if let Ok(v) = HeaderValue::from_str(to) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r
+}
+
+fn set_cookie(r: &mut Response<Body>, name: &str, value: &str, max_age: u64) {
+    let c = format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}");
+    if let Ok(v) = HeaderValue::from_str(&c) {
+        r.headers_mut().append(header::SET_COOKIE, v);
+    }
+}
+
+/// A page before any session (claim, sign in) with its form token, set as a cookie too.
+fn with_pre(render: impl FnOnce(&str) -> Response<Body>) -> Response<Body> {
+    let pre = crate::auth::secrets::new_cookie_secret();
+    let mut r = render(&pre);
+    set_cookie(&mut r, PRE_COOKIE, &pre, 3600);
+    r
+}
+
+fn pre_ok(visit: &Visit, form: &Form) -> bool {
+    matches!((visit.cookie(PRE_COOKIE), form.get("pre")), (Some(c), Some(f)) if !c.is_empty() && c == f)
+}
+
+fn get(app: &Arc<App>, dash: &Arc<Dashboard>, visit: &Visit, path: &str) -> Response<Body> {
+    if !app.owner.claimed() {
+        return match path {
+            "/" => with_pre(|pre| pages::claim(app, pre, None, StatusCode::OK)),
+            _ => redirect("/"),
+        };
+    }
+    let Some(session) = &visit.session else {
+        return match path {
+            "/login" => with_pre(|pre| pages::login(pre, None, StatusCode::OK)),
+            _ => redirect("/login"),
+        };
+    };
+    match path {
+        "/" => {
+            let record = dash.record(app);
+            pages::home(
+                app,
+                session,
+                dash.started.elapsed(),
+                record,
+                dash.tls_port,
+                visit,
+            )
+        }
+        "/login" | "/claim" => redirect("/"),
+        "/invites" => pages::invites(app, session, visit, None),
+        "/people" => pages::people(app, session, visit, None),
+        "/people/delete" => pages::confirm_delete(app, session, visit),
+        "/activity" => pages::activity(app, session, visit),
+        "/settings" => pages::settings(app, session, visit, None),
+        _ => pages::not_found(app, session),
+    }
+}
+
+async fn post(app: &Arc<App>, visit: &Visit, path: &str, form: &Form) -> Response<Body> {
+    let now = crate::clock::now_secs();
+    match path {
+        "/claim" => {
+            if !pre_ok(visit, form) {
+                return refuse(StatusCode::FORBIDDEN, "The form expired: reload the page.");
+            }
+            claim(app, visit, form, now)
+        }
+        "/login" => {
+            if !pre_ok(visit, form) {
+                return refuse(StatusCode::FORBIDDEN, "The form expired: reload the page.");
+            }
+            login(app, visit, form, now)
+        }
+        _ => {
+            let Some(session) = &visit.session else {
+                return redirect("/login");
+            };
+            if form.get("csrf") != Some(session.csrf.as_str()) {
+                return refuse(StatusCode::FORBIDDEN, "The form expired: reload the page.");
+            }
+            pages::act(app, session, visit, path, form, now).await
+        }
+    }
+}
+
+fn claim(app: &Arc<App>, visit: &Visit, form: &Form, now: u64) -> Response<Body> {
+    let new = form.get("new").filter(|n| !n.is_empty());
+    let error = if !app.owner.claim_needs_configured() && form.get("again") != new {
+        Some(ClaimError::Weak("the two passwords differ".into()))
+    } else {
+        app.owner
+            .claim(visit.peer, form.get("configured"), new, Instant::now())
+            .err()
+    };
+    match error {
+        None => signed_in(app, visit, now, "/?n=claimed"),
+        Some(ClaimError::AlreadyClaimed) => redirect("/login"),
+        Some(e) => {
+            let status = match e {
+                ClaimError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
+                ClaimError::Wrong => StatusCode::UNAUTHORIZED,
+                _ => StatusCode::UNPROCESSABLE_ENTITY,
+            };
+            with_pre(|pre| pages::claim(app, pre, Some(capitalised(&e.to_string())), status))
+        }
+    }
+}
+
+fn login(app: &Arc<App>, visit: &Visit, form: &Form, now: u64) -> Response<Body> {
+    let given = form.get("password").map(str::as_bytes);
+    match app.owner.check(visit.peer, given, Instant::now()) {
+        Ok(()) => signed_in(app, visit, now, "/"),
+        Err(e) => {
+            let (status, text) = match e {
+                Refused::Throttled(s) => (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    format!("Too many wrong passwords from this device: try again in {s} s."),
+                ),
+                _ => (
+                    StatusCode::UNAUTHORIZED,
+                    "That is not the password.".to_string(),
+                ),
+            };
+            tracing::info!(peer = %visit.peer, "dashboard sign-in refused");
+            with_pre(|pre| pages::login(pre, Some(text), status))
+        }
+    }
+}
+
+fn signed_in(app: &App, visit: &Visit, now: u64, to: &str) -> Response<Body> {
+    let ttl = app.config.dashboard.session_ttl.as_secs();
+    let (cookie, _) = app.owner_sessions.open(visit.peer, &visit.agent, now, ttl);
+    let mut r = redirect(to);
+    set_cookie(&mut r, SESSION_COOKIE, &cookie, ttl);
+    set_cookie(&mut r, PRE_COOKIE, "", 0);
+    tracing::info!(peer = %visit.peer, "the owner signed in to the dashboard");
+    r
+}
+
+/// Ends the cookie in the browser too (sign out).
+pub fn signed_out(to: &str) -> Response<Body> {
+    let mut r = redirect(to);
+    set_cookie(&mut r, SESSION_COOKIE, "", 0);
+    r
+}
+
+fn capitalised(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect::<String>() + ".",
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_home_network_senders_are_answered() {
+        for ok in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.9",
+            "192.168.178.20",
+            "169.254.3.4",
+            "::1",
+            "fd12::1",
+            "fe80::1",
+            "::ffff:192.168.1.2",
+        ] {
+            assert!(lan_peer(ok.parse().unwrap()), "{ok}");
+        }
+        for no in [
+            "8.8.8.8",
+            "100.64.0.1",
+            "172.32.0.1",
+            "2001:db8::1",
+            "::ffff:1.1.1.1",
+            "0.0.0.0",
+        ] {
+            assert!(!lan_peer(no.parse().unwrap()), "{no}");
+        }
+    }
+
+    #[test]
+    fn cross_site_posts_are_refused() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("pubky-abcd.local"));
+        assert!(same_origin(&h));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://pubky-abcd.local"),
+        );
+        assert!(same_origin(&h));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://evil.example"),
+        );
+        assert!(!same_origin(&h));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://pubky-abcd.local"),
+        );
+        h.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
+        assert!(!same_origin(&h));
+    }
+}
