@@ -190,6 +190,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             if config.pkarr_relay.enabled {
                 println!("pkarr relay: /pkarr/<key> on the http listener");
             }
+            println!("{}", report::dashboard_line(&config, &data_dir));
             report::print_publish_status(&config, &data_dir);
             let not_checked = Resolution::NotChecked("see `pubky-edge status`".into());
             for line in report::reachability(&config, &data_dir, &not_checked, false) {

@@ -173,6 +173,22 @@ fn record_line(resolution: &Resolution, current: Option<(std::net::IpAddr, u16)>
     }
 }
 
+/// Where the dashboard is and whether the box has been claimed.
+pub fn dashboard_line(config: &Config, data_dir: &Path) -> String {
+    if !config.dashboard.enabled {
+        return "dashboard:   off (dashboard.enabled = false)".into();
+    }
+    let claimed = if crate::account::owner::hash_file(data_dir).exists() {
+        "claimed"
+    } else {
+        "NOT CLAIMED yet: the first visitor sets the password"
+    };
+    format!(
+        "dashboard:   http://{}/ ({claimed}; under systemd, the socket it passes wins)",
+        config.dashboard.listen_socket
+    )
+}
+
 /// The outcome of the last publish of the homeserver record, from `announce.json`.
 pub fn print_publish_status(config: &Config, data_dir: &std::path::Path) {
     if !config.pkdns.dht {

@@ -300,3 +300,103 @@ async fn a_household_claims_invites_and_manages_the_box_in_a_browser() {
         .header("set-cookie")
         .is_some_and(|c| c.contains("HttpOnly") && c.contains("SameSite=Strict")));
 }
+
+/// Under systemd the dashboard serves the socket passed as `dashboard` (port 80 on the
+/// image), not its configured one: `systemd-socket-activate` passes it the same way.
+#[test]
+fn the_dashboard_serves_the_socket_systemd_passes() {
+    if !support::installed("systemd-socket-activate", "--version") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = support::proc::free_port();
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        "[drive]\nicann_listen_socket = \"127.0.0.1:0\"\npubky_listen_socket = \"127.0.0.1:0\"\n\
+         [pkdns]\ndht = false\n[admin]\nenabled = false\n[metrics]\nenabled = false\n\
+         [upnp]\nenabled = false\n[mdns]\nenabled = false\n\
+         [dashboard]\nlisten_socket = \"127.0.0.1:0\"\n",
+    )
+    .unwrap();
+    let mut child = Command::new("systemd-socket-activate")
+        .args(["-l", &format!("127.0.0.1:{port}"), "--fdname=dashboard"])
+        .arg(support::proc::BIN)
+        .args(["-c", config.to_str().unwrap(), "-d"])
+        .arg(dir.path().join("data"))
+        .arg("run")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let page = loop {
+        let got = std::net::TcpStream::connect(("127.0.0.1", port))
+            .ok()
+            .map(|_| {
+                support::send_raw(
+                    ([127, 0, 0, 1], port).into(),
+                    b"GET / HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n",
+                    false,
+                )
+            });
+        match got {
+            Some(r) if r.status == 200 => break r.text(),
+            _ if std::time::Instant::now() > deadline => {
+                panic!("no dashboard on the passed socket")
+            }
+            _ => std::thread::sleep(std::time::Duration::from_millis(100)),
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(page.contains("Claim this box"), "{page}");
+}
+
+/// With many people and invitations the lists come a page at a time, and every page stays
+/// under 50 KiB with its stylesheet and script.
+#[test]
+fn pages_stay_small_with_many_people_and_invitations() {
+    let s = Server::start("[drive]\nrate_limits = []\n");
+    for _ in 0..60 {
+        support::new_user(&s);
+    }
+    for _ in 0..120 {
+        assert_eq!(s.admin("POST", "/generate_signup_token").send().status, 200);
+    }
+    // Claimed with the configured password (it stays the password).
+    let claim = s
+        .dashboard("POST", "/claim")
+        .header("cookie", "pe_pre=t")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("pre=t&configured=test-admin")
+        .send();
+    assert_eq!(claim.status, 303, "{}", claim.text());
+    let cookie = claim
+        .header("set-cookie")
+        .and_then(|c| c.split(';').next())
+        .unwrap()
+        .trim_start_matches("pe_session=")
+        .to_string();
+    for (path, rows, next) in [
+        ("/people", "class=\"card person\"", Some("/people?page=1")),
+        ("/people?page=2", "class=\"card person\"", None),
+        ("/invites", "<td><code>", Some("/invites?page=1")),
+        ("/activity", "<li", None),
+    ] {
+        let r = s
+            .dashboard("GET", path)
+            .header("cookie", &format!("pe_session={cookie}"))
+            .send();
+        let html = r.text();
+        assert_eq!(r.status, 200, "{path}");
+        let w = page_weight(&s, &cookie, path);
+        assert!(w < 50 * 1024, "{path}: {w} bytes");
+        let n = html.matches(rows).count();
+        assert!(n > 0, "{path}: {html}");
+        if let Some(next) = next {
+            assert!(html.contains(&format!("href=\"{next}\"")), "{path}");
+        }
+        eprintln!("{path}: {n} rows, {w} bytes");
+    }
+}

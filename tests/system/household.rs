@@ -691,11 +691,32 @@ fn mdns_announces_follows_addresses_and_says_goodbye_and_a_missing_router_is_rep
             let _ = daemon.shutdown();
         })
     });
+    // The dashboard's `_http._tcp` service, browsed from the same LAN.
+    let (web_tx, web_rx) = std::sync::mpsc::channel();
+    let lan2_web = net.ns("lan2");
+    let web_browser = std::thread::spawn(move || {
+        in_ns(&lan2_web, move || {
+            let daemon = mdns_sd::ServiceDaemon::new().unwrap();
+            let events = daemon
+                .browse(pubky_edge::announce::mdns::WEB_SERVICE_TYPE)
+                .unwrap();
+            // Resolutions come as the records arrive: wait for the one with the IPv4 address.
+            while let Ok(ev) = events.recv_timeout(SAFETY * 2) {
+                if let mdns_sd::ServiceEvent::ServiceResolved(s) = ev {
+                    let v4 = s.get_addresses_v4().contains(&LAN_IP.parse().unwrap());
+                    if web_tx.send(s).is_err() || v4 {
+                        break;
+                    }
+                }
+            }
+            let _ = daemon.shutdown();
+        })
+    });
     // No router runs UPnP in this topology: the mapper must say so, not fail the server.
     let device = Device::start(
         &net,
         &format!(
-            "[pkdns]\ndht = false\n{}",
+            "[pkdns]\ndht = false\n{}[dashboard]\nlisten_socket = \"0.0.0.0:6290\"\n",
             FAST_UPNP.replace("discovery_timeout_ms = 2000", "discovery_timeout_ms = 500")
         ),
     );
@@ -722,6 +743,45 @@ fn mdns_announces_follows_addresses_and_says_goodbye_and_a_missing_router_is_rep
     let addrs = resolved.get_addresses_v4();
     assert!(addrs.contains(&LAN_IP.parse().unwrap()), "{addrs:?}");
     assert!(!addrs.iter().any(|a| a.is_loopback()), "{addrs:?}");
+    // The dashboard is listed as a web page named after the box, and answers a LAN host
+    // that asks for it by that name.
+    let web = loop {
+        let w = web_rx
+            .recv_timeout(SAFETY)
+            .expect("the dashboard is found on the LAN");
+        if w.get_addresses_v4().contains(&LAN_IP.parse().unwrap()) {
+            break w;
+        }
+    };
+    web_browser.join().unwrap();
+    let name = format!("pubky-{}", &z[..4]);
+    assert_eq!(
+        web.get_fullname(),
+        format!("{name}.{}", pubky_edge::announce::mdns::WEB_SERVICE_TYPE)
+    );
+    assert_eq!(web.get_port(), 6290);
+    assert_eq!(web.get_property_val_str("path"), Some("/"));
+    assert!(
+        web.get_addresses_v4().contains(&LAN_IP.parse().unwrap()),
+        "{:?}",
+        web.get_addresses()
+    );
+    let page = in_ns(&net.ns("lan2"), move || {
+        let mut s = std::net::TcpStream::connect((LAN_IP, 6290)).unwrap();
+        use std::io::{Read, Write};
+        write!(
+            s,
+            "GET / HTTP/1.1\r\nhost: {name}.local\r\nconnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    });
+    assert!(
+        page.starts_with("HTTP/1.1 200") && page.contains("Claim this box"),
+        "{page}"
+    );
 
     // A new address on the device's interface is announced (mdns-sd checks every 5 s).
     sh(&[

@@ -433,6 +433,7 @@ struct Invites {
     f: Frame,
     new: Option<NewInvite>,
     invites: Vec<InviteRow>,
+    pager: Pager,
     default_quota: Option<u64>,
 }
 
@@ -490,7 +491,13 @@ pub fn invites(
         .map(|(t, st, _)| (t.as_str(), st.created_at))
         .collect();
     rows.sort_by_key(|r| std::cmp::Reverse(created.get(r.token.as_str()).copied().unwrap_or(0)));
-    rows.truncate(200);
+    let at = page_param(visit);
+    let pager = pager("/invites?", at, INVITES_PER_PAGE, rows.len());
+    let rows: Vec<InviteRow> = rows
+        .into_iter()
+        .skip(at * INVITES_PER_PAGE)
+        .take(INVITES_PER_PAGE)
+        .collect();
     let mut f = frame(app, "Invitations", Some(session), Some(visit));
     f.error = error;
     let status = if f.error.is_some() {
@@ -502,6 +509,7 @@ pub fn invites(
         f,
         new,
         invites: rows,
+        pager,
         default_quota: app.config.storage.default_quota_mb,
     };
     page(&t, status)
@@ -517,11 +525,52 @@ struct Person {
     disabled: bool,
 }
 
+/// People on one page (each takes about 1.3 KB of HTML: 25 keep the page under 50 KiB).
+const PEOPLE_PER_PAGE: usize = 25;
+/// Invitations listed on one page.
+const INVITES_PER_PAGE: usize = 50;
+/// Log lines and events on the activity page, and the longest text shown of each.
+const LOG_LINES: usize = 80;
+const EVENTS: usize = 30;
+const SHOWN_CHARS: usize = 300;
+
+/// Links to the pages before and after this one (`base` ends in `?` or `&`).
+struct Pager {
+    prev: Option<String>,
+    next: Option<String>,
+    what: String,
+}
+
+fn pager(base: &str, page: usize, per: usize, total: usize) -> Pager {
+    let pages = total.div_ceil(per).max(1);
+    Pager {
+        prev: (page > 0).then(|| format!("{base}page={}", page - 1)),
+        next: (page + 1 < pages).then(|| format!("{base}page={}", page + 1)),
+        what: format!("page {} of {pages}", page + 1),
+    }
+}
+
+fn page_param(visit: &Visit) -> usize {
+    visit
+        .param("page")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0)
+        .min(100_000)
+}
+
+fn shorten(s: &str) -> String {
+    match s.char_indices().nth(SHOWN_CHARS) {
+        Some((cut, _)) => format!("{}…", &s[..cut]),
+        None => s.to_string(),
+    }
+}
+
 #[derive(Template)]
 #[template(path = "people.html")]
 struct People {
     f: Frame,
     people: Vec<Person>,
+    pager: Pager,
 }
 
 pub fn people(
@@ -532,9 +581,12 @@ pub fn people(
 ) -> Response<Body> {
     let mut users = app.store.users().unwrap_or_default();
     users.sort_by_key(|(_, u)| u.created_at);
+    let at = page_param(visit);
+    let pager = pager("/people?", at, PEOPLE_PER_PAGE, users.len());
     let people = users
         .iter()
-        .take(500)
+        .skip(at * PEOPLE_PER_PAGE)
+        .take(PEOPLE_PER_PAGE)
         .map(|(pk, u)| {
             let q = app.store.quota_overrides(pk).unwrap_or_default();
             Person {
@@ -561,7 +613,7 @@ pub fn people(
     } else {
         StatusCode::OK
     };
-    page(&People { f, people }, status)
+    page(&People { f, people, pager }, status)
 }
 
 #[derive(Template)]
@@ -605,7 +657,7 @@ pub fn activity(app: &App, session: &OwnerSession, visit: &Visit) -> Response<Bo
     let scan = Scan {
         cursor: None,
         reverse: true,
-        limit: 40,
+        limit: EVENTS,
     };
     let events = app
         .store
@@ -621,7 +673,7 @@ pub fn activity(app: &App, session: &OwnerSession, visit: &Visit) -> Response<Bo
             (
                 when(e.created_at / 1_000_000),
                 kind,
-                format!("pubky://{}{}", e.user.to_z32(), e.path),
+                shorten(&format!("pubky://{}{}", e.user.to_z32(), e.path)),
             )
         })
         .collect();
@@ -631,7 +683,7 @@ pub fn activity(app: &App, session: &OwnerSession, visit: &Visit) -> Response<Bo
         Some("debug") => Level::DEBUG,
         _ => Level::INFO,
     };
-    let lines = crate::runtime::logging::recent(level, 200)
+    let lines = crate::runtime::logging::recent(level, LOG_LINES)
         .into_iter()
         .map(|l| {
             let lv = match l.level {
@@ -644,7 +696,7 @@ pub fn activity(app: &App, session: &OwnerSession, visit: &Visit) -> Response<Bo
             (
                 crate::clock::rfc3339(l.at_secs)[11..19].to_string(),
                 lv,
-                l.text,
+                shorten(&l.text),
             )
         })
         .collect();
