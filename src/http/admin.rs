@@ -36,7 +36,7 @@ pub async fn handle(app: &App, req: Request<Incoming>, peer: std::net::IpAddr) -
     }
     let given = req.headers().get("x-admin-password").map(|v| v.as_bytes());
     let now = std::time::Instant::now();
-    let checked = app.owner.check(peer, given, now);
+    let checked = app.owner.verify(peer, given, now).await;
     let result = match checked.map_err(ApiError::from) {
         Err(e) => Err(e),
         Ok(()) => route(app, req, &path).await,

@@ -74,7 +74,7 @@ pub struct App {
     /// Bandwidth buckets.
     pub throttle: Arc<crate::limits::bandwidth::Throttle>,
     /// The owner's one secret (admin API, WebDAV, dashboard) and wrong tries per address.
-    pub owner: crate::account::owner::Owner,
+    pub owner: Arc<crate::account::owner::Owner>,
     /// The owner's signed-in browsers (the dashboard).
     pub owner_sessions: crate::account::owner_sessions::OwnerSessions,
     /// Which Hosts name users' websites; `None` when `drive.websites` is off.
@@ -112,7 +112,7 @@ impl App {
             metrics: Arc::new(Metrics::new()),
             replay: ReplayGuard::default(),
             throttle: Arc::default(),
-            owner,
+            owner: Arc::new(owner),
             owner_sessions: Default::default(),
             locks: Default::default(),
             dav_folders: Default::default(),

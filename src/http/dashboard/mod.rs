@@ -434,13 +434,13 @@ async fn post(app: &Arc<App>, visit: &Visit, path: &str, form: &Form) -> Respons
             if !pre_ok(visit, form) {
                 return refuse(StatusCode::FORBIDDEN, "The form expired: reload the page.");
             }
-            claim(app, visit, form, now)
+            claim(app, visit, form, now).await
         }
         "/login" => {
             if !pre_ok(visit, form) {
                 return refuse(StatusCode::FORBIDDEN, "The form expired: reload the page.");
             }
-            login(app, visit, form, now)
+            login(app, visit, form, now).await
         }
         _ => {
             let Some(session) = &visit.session else {
@@ -454,14 +454,20 @@ async fn post(app: &Arc<App>, visit: &Visit, path: &str, form: &Form) -> Respons
     }
 }
 
-fn claim(app: &Arc<App>, visit: &Visit, form: &Form, now: u64) -> Response<Body> {
+async fn claim(app: &Arc<App>, visit: &Visit, form: &Form, now: u64) -> Response<Body> {
     let new = form.get("new").filter(|n| !n.is_empty());
     let error = if !app.owner.claim_needs_configured() && form.get("again") != new {
         Some(ClaimError::Weak("the two passwords differ".into()))
     } else {
-        app.owner
-            .claim(visit.peer, form.get("configured"), new, Instant::now())
-            .err()
+        // Hashing takes about a second on a small board: off the executor.
+        let owner = app.owner.clone();
+        let (peer, configured) = (visit.peer, form.get("configured").map(str::to_string));
+        let new = new.map(str::to_string);
+        smol::unblock(move || {
+            owner.claim(peer, configured.as_deref(), new.as_deref(), Instant::now())
+        })
+        .await
+        .err()
     };
     match error {
         None => signed_in(app, visit, now, "/?n=claimed"),
@@ -477,9 +483,9 @@ fn claim(app: &Arc<App>, visit: &Visit, form: &Form, now: u64) -> Response<Body>
     }
 }
 
-fn login(app: &Arc<App>, visit: &Visit, form: &Form, now: u64) -> Response<Body> {
+async fn login(app: &Arc<App>, visit: &Visit, form: &Form, now: u64) -> Response<Body> {
     let given = form.get("password").map(str::as_bytes);
-    match app.owner.check(visit.peer, given, Instant::now()) {
+    match app.owner.verify(visit.peer, given, Instant::now()).await {
         Ok(()) => signed_in(app, visit, now, "/"),
         Err(e) => {
             let (status, text) = match e {

@@ -916,10 +916,13 @@ pub async fn act(
                 form.get("current").unwrap_or(""),
                 form.get("new").unwrap_or(""),
             );
-            match app
-                .owner
-                .change(visit.peer, cur, new, std::time::Instant::now())
-            {
+            // Hashing takes about a second on a small board: off the executor.
+            let owner = app.owner.clone();
+            let (peer, cur, new) = (visit.peer, cur.to_string(), new.to_string());
+            let changed =
+                smol::unblock(move || owner.change(peer, &cur, &new, std::time::Instant::now()))
+                    .await;
+            match changed {
                 Ok(()) => {
                     app.owner_sessions.end_all();
                     signed_out("/login")

@@ -141,7 +141,7 @@ pub async fn handle(app: &App, req: Request<Incoming>, peer: std::net::IpAddr) -
     let given = basic_password(req.headers());
     let given = given.as_deref().map(str::as_bytes);
     let now = std::time::Instant::now();
-    let checked = app.owner.check(peer, given, now);
+    let checked = app.owner.verify(peer, given, now).await;
     if let Err(e) = checked {
         let mut r = ApiError::from(e).into_response();
         if r.status() == StatusCode::UNAUTHORIZED {
