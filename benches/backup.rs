@@ -22,7 +22,7 @@ use std::time::Instant;
 
 use pubky_edge::pubkey::PublicKey;
 use pubky_edge::storage_path::StoragePath;
-use pubky_edge::store::{Durability, Store, StoreConfig};
+use pubky_edge::store::Store;
 
 struct Opts {
     small: usize,
@@ -61,12 +61,7 @@ fn random(len: usize) -> Vec<u8> {
 
 /// Adds files through the store API; returns the payload bytes.
 fn fill(data: &Path, small: usize, large: usize, large_len: usize, tag: &str) -> u64 {
-    let cfg = StoreConfig {
-        cache_capacity_bytes: 8 << 20,
-        inline_max: 16384,
-        durability: Durability::Relaxed,
-        default_quota_bytes: None,
-    };
+    let cfg = common::fill_config();
     let user: PublicKey = ed25519_dalek::SigningKey::from_bytes(&[7; 32])
         .verifying_key()
         .into();

@@ -19,15 +19,10 @@ use std::time::{Duration, Instant};
 
 use pubky_edge::pubkey::PublicKey;
 use pubky_edge::storage_path::StoragePath;
-use pubky_edge::store::{Durability, Store, StoreConfig};
+use pubky_edge::store::Store;
 
 fn fill(data: &Path, users: usize, files: usize) {
-    let cfg = StoreConfig {
-        cache_capacity_bytes: 8 << 20,
-        inline_max: 16384,
-        durability: Durability::Relaxed,
-        default_quota_bytes: None,
-    };
+    let cfg = common::fill_config();
     smol::block_on(async {
         let store = Store::open(data, cfg).expect("open store");
         for u in 0..users {

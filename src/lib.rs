@@ -11,10 +11,12 @@
 //!    group-committed flushes), [`auth`] (pure protocol checks: capabilities, grant/PoP JWS,
 //!    AuthTokens, token minting) and [`identity`] (the homeserver key file).
 //! 4. The household's rules, free of HTTP types: [`account`] (who is asking, what they may
-//!    read and write, signup and sign-in, the token spool, WebDAV locks) and [`limits`] (request rates,
+//!    read and write, signup and sign-in, the token spool, WebDAV locks, the owner's one
+//!    secret and signed-in browsers) and [`limits`] (request rates,
 //!    bandwidth budgets, the event-stream cap, body deadlines, per-address shares), and
 //!    [`backup`] (encrypted, incremental points in time of the whole box, and restore).
-//! 5. Surfaces: [`http`] (client API, PubkyTLS, relay and operator listeners) and
+//! 5. Surfaces: [`http`] (client API, PubkyTLS, relay and operator listeners, the
+//!    household's dashboard) and
 //!    [`announce`] (DHT record, relay, UPnP, mDNS).
 //! 6. Assembly: [`app`] (the start-up runbook and its teardown in reverse).
 //! 7. [`cli`], the command line, which runs the server through `app`; `main.rs` only maps

@@ -205,3 +205,15 @@ pub fn disk_bytes(path: &std::path::Path) -> u64 {
         .map(|rd| rd.flatten().map(|e| disk_bytes(&e.path())).sum())
         .unwrap_or(0)
 }
+
+/// How the benchmarks fill a store directly: small cache, relaxed durability (the fill is
+/// closed cleanly before the server opens it).
+#[allow(dead_code)] // only the benchmarks that fill a store use it
+pub fn fill_config() -> pubky_edge::store::StoreConfig {
+    pubky_edge::store::StoreConfig {
+        cache_capacity_bytes: 8 << 20,
+        inline_max: 16384,
+        durability: pubky_edge::store::Durability::Relaxed,
+        default_quota_bytes: None,
+    }
+}

@@ -55,6 +55,25 @@ fn frame(
     }
 }
 
+/// A signed-in page's frame showing `error` if any, and the status that goes with it.
+fn frame_with(
+    app: &App,
+    title: &'static str,
+    session: &OwnerSession,
+    visit: &Visit,
+    error: Option<String>,
+) -> (Frame, StatusCode) {
+    let status = match error {
+        Some(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        None => StatusCode::OK,
+    };
+    let f = Frame {
+        error,
+        ..frame(app, title, Some(session), Some(visit))
+    };
+    (f, status)
+}
+
 fn notice(code: &str) -> Option<String> {
     Some(
         match code {
@@ -498,13 +517,7 @@ pub fn invites(
         .skip(at * INVITES_PER_PAGE)
         .take(INVITES_PER_PAGE)
         .collect();
-    let mut f = frame(app, "Invitations", Some(session), Some(visit));
-    f.error = error;
-    let status = if f.error.is_some() {
-        StatusCode::UNPROCESSABLE_ENTITY
-    } else {
-        StatusCode::OK
-    };
+    let (f, status) = frame_with(app, "Invitations", session, visit, error);
     let t = Invites {
         f,
         new,
@@ -606,13 +619,7 @@ pub fn people(
             }
         })
         .collect();
-    let mut f = frame(app, "People", Some(session), Some(visit));
-    f.error = error;
-    let status = if f.error.is_some() {
-        StatusCode::UNPROCESSABLE_ENTITY
-    } else {
-        StatusCode::OK
-    };
+    let (f, status) = frame_with(app, "People", session, visit, error);
     page(&People { f, people, pager }, status)
 }
 
@@ -755,13 +762,7 @@ pub fn settings(
             id: s.id,
         })
         .collect();
-    let mut f = frame(app, "Settings", Some(session), Some(visit));
-    f.error = error;
-    let status = if f.error.is_some() {
-        StatusCode::UNPROCESSABLE_ENTITY
-    } else {
-        StatusCode::OK
-    };
+    let (f, status) = frame_with(app, "Settings", session, visit, error);
     page(
         &Settings {
             f,
