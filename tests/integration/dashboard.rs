@@ -55,6 +55,8 @@ async fn a_household_claims_invites_and_manages_the_box_in_a_browser() {
     if !webdriver::available() || !support::installed("zbarimg", "--version") {
         return;
     }
+    // The activity page shows the server's recent log lines (kept, not printed).
+    pubky_edge::runtime::logging::init_quiet("warn,pubky_edge=info");
     let net = net();
     let s = Server::start(&server_toml(
         &net,
@@ -197,6 +199,23 @@ async fn a_household_claims_invites_and_manages_the_box_in_a_browser() {
     b.goto(&format!("{base}/activity"));
     let activity = b.body();
     assert!(activity.contains("/pub/family/hello.txt"), "{activity}");
+    assert!(
+        activity.contains("the owner created an invitation"),
+        "{activity}"
+    );
+    assert!(
+        activity.contains("the owner changed an account user="),
+        "{activity}"
+    );
+    assert!(activity.contains("disabled=true"), "{activity}");
+    // Only warnings and errors: the info lines go.
+    b.goto(&format!("{base}/activity?level=warn"));
+    assert!(
+        !b.body().contains("the owner created an invitation"),
+        "{}",
+        b.body()
+    );
+    b.goto(&format!("{base}/activity"));
     snap(&b, "activity");
 
     b.goto(&format!(
