@@ -24,19 +24,19 @@ pub enum Refused {
     Wrong,
 }
 
-/// Checks `given` (`None`: none was given) against `password`; wrong ones count against
+/// Checks `given` (`None`: none was given) with `matches`; wrong ones count against
 /// `peer`'s address, which is refused for a while after too many.
 pub fn check_password(
     attempts: &Attempts,
     peer: std::net::IpAddr,
     given: Option<&[u8]>,
-    password: &str,
+    matches: impl FnOnce(&[u8]) -> bool,
     now: std::time::Instant,
 ) -> Result<(), Refused> {
     attempts.check(peer, now).map_err(Refused::Throttled)?;
     match given {
         None => Err(Refused::Missing),
-        Some(v) if same_password(v, password) => {
+        Some(v) if matches(v) => {
             attempts.succeeded(peer);
             Ok(())
         }
@@ -47,9 +47,9 @@ pub fn check_password(
     }
 }
 
-/// Compares via digests so the time taken does not depend on where the strings differ.
-fn same_password(given: &[u8], expected: &str) -> bool {
-    Sha256::digest(given) == Sha256::digest(expected.as_bytes())
+/// Compares via digests so the time taken does not depend on where the values differ.
+pub fn same_password(given: &[u8], expected: impl AsRef<[u8]>) -> bool {
+    Sha256::digest(given) == Sha256::digest(expected.as_ref())
 }
 
 /// The weak password older configs shipped; refused on a listener beyond loopback.
@@ -116,9 +116,14 @@ pub fn client_password(admin: &Admin, data_dir: &Path) -> Result<String, String>
 
 /// Reads `<data>/admin-password`, creating it (0600, 24 random characters) if missing.
 fn generated(data_dir: &Path) -> Result<String, String> {
-    let path = generated_file(data_dir);
+    secret_file(&generated_file(data_dir), "the admin password")
+}
+
+/// The first line of the secret file `path`, which is created (0600, 24 random characters,
+/// flushed) if missing; `what` names it in the log.
+pub fn secret_file(path: &Path, what: &str) -> Result<String, String> {
     if path.exists() {
-        return first_line(&path);
+        return first_line(path);
     }
     let pw = crate::auth::secrets::new_password();
     let write = || -> std::io::Result<()> {
@@ -126,12 +131,12 @@ fn generated(data_dir: &Path) -> Result<String, String> {
             .write(true)
             .create_new(true)
             .mode(0o600)
-            .open(&path)?;
+            .open(path)?;
         f.write_all(format!("{pw}\n").as_bytes())?;
         f.sync_all()
     };
     write().map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-    tracing::info!(file = %path.display(), "generated the admin password");
+    tracing::info!(file = %path.display(), "generated {what}");
     Ok(pw)
 }
 
@@ -142,7 +147,15 @@ mod tests {
     fn network_passwords_are_compared_and_throttled() {
         let attempts = Attempts::default();
         let (peer, now) = ("192.0.2.1".parse().unwrap(), std::time::Instant::now());
-        let check = |given: Option<&[u8]>| check_password(&attempts, peer, given, "from-file", now);
+        let check = |given: Option<&[u8]>| {
+            check_password(
+                &attempts,
+                peer,
+                given,
+                |g| same_password(g, "from-file"),
+                now,
+            )
+        };
         assert_eq!(check(Some(b"from-file")), Ok(()));
         assert_eq!(check(None), Err(Refused::Missing));
         assert_eq!(check(Some(b"from-fil")), Err(Refused::Wrong));

@@ -26,7 +26,7 @@ use base64::engine::general_purpose::STANDARD_NO_PAD as B64;
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
-use super::operator::{self, Refused};
+use super::operator::{self, same_password, Refused};
 use crate::config::Admin;
 use crate::limits::attempts::Attempts;
 
@@ -121,7 +121,14 @@ impl Owner {
         } else {
             operator::server_password(admin, data_dir)?
         };
-        let local_token = local_token(data_dir)?;
+        let local_token =
+            operator::secret_file(&local_token_file(data_dir), "the admin local token")?;
+        if local_token.is_empty() {
+            return Err(format!(
+                "{} is empty: delete it",
+                local_token_file(data_dir).display()
+            ));
+        }
         if hash.is_some() && configured {
             tracing::info!("the box is claimed: the configured admin password is no longer used");
         }
@@ -152,19 +159,10 @@ impl Owner {
     /// The one check of a password given over the network (admin API header, WebDAV Basic,
     /// dashboard login). `peer` is the sender; the local token counts only from loopback.
     pub fn check(&self, peer: IpAddr, given: Option<&[u8]>, now: Instant) -> Result<(), Refused> {
-        self.attempts.check(peer, now).map_err(Refused::Throttled)?;
-        let Some(given) = given else {
-            return Err(Refused::Missing);
+        let matches = |g: &[u8]| {
+            (peer.is_loopback() && same_password(g, &self.local_token)) || self.matches(g)
         };
-        let ok =
-            (peer.is_loopback() && same(given, self.local_token.as_bytes())) || self.matches(given);
-        if ok {
-            self.attempts.succeeded(peer);
-            Ok(())
-        } else {
-            self.attempts.failed(peer, now);
-            Err(Refused::Wrong)
-        }
+        operator::check_password(&self.attempts, peer, given, matches, now)
     }
 
     /// [`Self::check`] with the Argon2 run (about a second on a Pi Zero) off the executor;
@@ -179,7 +177,7 @@ impl Owner {
             None => true,
             Some(g) => {
                 !self.claimed()
-                    || (peer.is_loopback() && same(g, self.local_token.as_bytes()))
+                    || (peer.is_loopback() && same_password(g, &self.local_token))
                     || self.attempts.check(peer, now).is_err()
                     || *self.verified.lock().unwrap_or_else(|e| e.into_inner())
                         == Some(Sha256::digest(g).into())
@@ -195,7 +193,7 @@ impl Owner {
     fn matches(&self, given: &[u8]) -> bool {
         let hash = self.hash.read().unwrap_or_else(|e| e.into_inner()).clone();
         let Some(hash) = hash else {
-            return !self.initial.is_empty() && same(given, self.initial.as_bytes());
+            return !self.initial.is_empty() && same_password(given, &self.initial);
         };
         let digest: [u8; 32] = Sha256::digest(given).into();
         let cached = *self.verified.lock().unwrap_or_else(|e| e.into_inner());
@@ -219,7 +217,7 @@ impl Owner {
         let _one = self.hashing.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = vec![0u8; expected.len()];
         let a = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
-        a.hash_password_into(given, &salt, &mut out).is_ok() && same(&out, &expected)
+        a.hash_password_into(given, &salt, &mut out).is_ok() && same_password(&out, &expected)
     }
 
     /// Claims the box: `configured` is what the visitor typed as the configured password
@@ -240,7 +238,7 @@ impl Owner {
             .map_err(ClaimError::Throttled)?;
         let password = if self.configured {
             let given = configured.unwrap_or("");
-            if !same(given.as_bytes(), self.initial.as_bytes()) {
+            if !same_password(given.as_bytes(), &self.initial) {
                 self.attempts.failed(peer, now);
                 return Err(ClaimError::Wrong);
             }
@@ -353,25 +351,6 @@ fn parse_phc(phc: &str) -> Option<(Params, Vec<u8>, Vec<u8>)> {
     }
     let params = Params::new(m?, t?, p?, Some(hash.len())).ok()?;
     Some((params, salt, hash))
-}
-
-/// Compares via digests so the time taken does not depend on where the values differ.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    Sha256::digest(a) == Sha256::digest(b)
-}
-
-/// Reads `<data>/admin-local-token`, creating it (0600) if missing.
-fn local_token(data_dir: &Path) -> Result<String, String> {
-    let path = local_token_file(data_dir);
-    if let Ok(t) = fs::read_to_string(&path) {
-        if !t.trim().is_empty() {
-            return Ok(t.trim().to_string());
-        }
-    }
-    let token = crate::auth::secrets::new_password();
-    crate::backup::write_private(&path, format!("{token}\n").as_bytes())
-        .map_err(|e| format!("cannot create {}: {e:#}", path.display()))?;
-    Ok(token)
 }
 
 /// The credential a program on this machine sends: the local token when the server has
