@@ -115,6 +115,41 @@ impl Head {
     }
 }
 
+/// What a request's `Host` names, its port left off.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Host<'a> {
+    /// An IP literal (`192.0.2.1`, `[::1]`): no DNS name an attacker could rebind.
+    Literal,
+    /// A name, as written.
+    Name(&'a str),
+}
+
+/// The request's `Host`, if it has a readable one.
+pub fn host(h: &HeaderMap) -> Option<Host<'_>> {
+    let host = h.get(header::HOST)?.to_str().ok()?;
+    if let Some(v6) = host.strip_prefix('[') {
+        let literal = v6
+            .split(']')
+            .next()
+            .is_some_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok());
+        return literal.then_some(Host::Literal);
+    }
+    let name = host.rsplit_once(':').map_or(host, |(n, _)| n);
+    Some(match name.parse::<std::net::Ipv4Addr>() {
+        Ok(_) => Host::Literal,
+        Err(_) => Host::Name(name),
+    })
+}
+
+/// Every `name=value` pair of the request's `Cookie` headers.
+pub fn cookie_pairs(h: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
+    h.get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+}
+
 /// Reads the bearer and the session-shaped cookies of a request.
 pub fn credentials(headers: &HeaderMap) -> Credentials {
     let auth = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
@@ -123,12 +158,7 @@ pub fn credentials(headers: &HeaderMap) -> Credentials {
             .and_then(secrets::bearer_from_header)
             .map(str::to_string),
         bearer_header: auth.is_some_and(|v| v.starts_with(b"Bearer ")),
-        cookies: headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|kv| kv.trim().split_once('='))
+        cookies: cookie_pairs(headers)
             .filter(|(_, v)| v.len() == COOKIE_SECRET_LEN)
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),

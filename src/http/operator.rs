@@ -39,19 +39,12 @@ pub async fn admin(app: &App, req: Request<Incoming>, conn: ConnInfo) -> Respons
 /// `Host` is an IP literal or `localhost` (with any port): names an attacker controls can
 /// be rebound to this address, literals cannot.
 fn local_host(h: &hyper::HeaderMap) -> bool {
-    let Some(host) = h.get(header::HOST).and_then(|v| v.to_str().ok()) else {
-        return false;
-    };
-    let name = match host.strip_prefix('[') {
-        Some(v6) => {
-            return v6
-                .split(']')
-                .next()
-                .is_some_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok())
-        }
-        None => host.rsplit_once(':').map_or(host, |(n, _)| n),
-    };
-    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::Ipv4Addr>().is_ok()
+    use super::head::Host;
+    match super::head::host(h) {
+        Some(Host::Literal) => true,
+        Some(Host::Name(n)) => n.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
 }
 
 /// One request to the metrics listener: `GET /metrics` and nothing else. `conns` are the

@@ -29,6 +29,7 @@ use smol::Executor;
 
 use super::body::{read_limited, Body};
 use super::query::{form_decode, query_pairs};
+use super::response::text as plain;
 use super::{App, ConnInfo};
 use crate::account::operator::Refused;
 use crate::account::owner::ClaimError;
@@ -156,28 +157,14 @@ pub fn own_names(app: &App) -> Vec<String> {
 
 /// `Host` is an IP literal or one of [`own_names`] (any port).
 fn own_host(app: &App, h: &HeaderMap) -> bool {
-    let Some(host) = h.get(header::HOST).and_then(|v| v.to_str().ok()) else {
-        return false;
-    };
-    if let Some(v6) = host.strip_prefix('[') {
-        return v6
-            .split(']')
-            .next()
-            .is_some_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok());
+    use super::head::Host;
+    match super::head::host(h) {
+        Some(Host::Literal) => true,
+        Some(Host::Name(n)) => {
+            own_names(app).contains(&n.trim_end_matches('.').to_ascii_lowercase())
+        }
+        None => false,
     }
-    let name = host.rsplit_once(':').map_or(host, |(n, _)| n);
-    let name = name.trim_end_matches('.').to_ascii_lowercase();
-    name.parse::<std::net::Ipv4Addr>().is_ok() || own_names(app).contains(&name)
-}
-
-fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
-    let mut r = Response::new(Body::from(text));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    r
 }
 
 fn secure_headers(mut r: Response<Body>) -> Response<Body> {
@@ -229,11 +216,7 @@ impl Visit {
 }
 
 fn cookies(h: &HeaderMap) -> Vec<(String, String)> {
-    h.get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| c.trim().split_once('='))
+    super::head::cookie_pairs(h)
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
 }
@@ -248,11 +231,6 @@ impl Form {
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
     }
-}
-
-/// Why a POST was refused before its handler ran.
-fn refuse(status: StatusCode, why: &'static str) -> Response<Body> {
-    plain(status, why)
 }
 
 async fn route(
@@ -296,7 +274,7 @@ async fn route(
         (Method::GET | Method::HEAD, p) => get(app, dash, &visit, p),
         (Method::POST, p) => {
             if !same_origin(req.headers()) {
-                return refuse(
+                return plain(
                     StatusCode::FORBIDDEN,
                     "This form was sent from another site.",
                 );
@@ -352,11 +330,11 @@ async fn read_form(app: &App, req: Request<Incoming>) -> Result<Form, Response<B
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     if !kind.starts_with("application/x-www-form-urlencoded") {
-        return Err(refuse(StatusCode::UNSUPPORTED_MEDIA_TYPE, "Forms only."));
+        return Err(plain(StatusCode::UNSUPPORTED_MEDIA_TYPE, "Forms only."));
     }
     let body = read_limited(req.into_body(), MAX_FORM, app.config.limits.body_pace)
         .await
-        .map_err(|_| refuse(StatusCode::PAYLOAD_TOO_LARGE, "The form is too large."))?;
+        .map_err(|_| plain(StatusCode::PAYLOAD_TOO_LARGE, "The form is too large."))?;
     let text = String::from_utf8_lossy(&body);
     Ok(Form(
         query_pairs(&text)
@@ -432,13 +410,13 @@ async fn post(app: &Arc<App>, visit: &Visit, path: &str, form: &Form) -> Respons
     match path {
         "/claim" => {
             if !pre_ok(visit, form) {
-                return refuse(StatusCode::FORBIDDEN, "The form expired: reload the page.");
+                return plain(StatusCode::FORBIDDEN, "The form expired: reload the page.");
             }
             claim(app, visit, form, now).await
         }
         "/login" => {
             if !pre_ok(visit, form) {
-                return refuse(StatusCode::FORBIDDEN, "The form expired: reload the page.");
+                return plain(StatusCode::FORBIDDEN, "The form expired: reload the page.");
             }
             login(app, visit, form, now).await
         }
@@ -447,7 +425,7 @@ async fn post(app: &Arc<App>, visit: &Visit, path: &str, form: &Form) -> Respons
                 return redirect("/login");
             };
             if form.get("csrf") != Some(session.csrf.as_str()) {
-                return refuse(StatusCode::FORBIDDEN, "The form expired: reload the page.");
+                return plain(StatusCode::FORBIDDEN, "The form expired: reload the page.");
             }
             pages::act(app, session, visit, path, form, now).await
         }

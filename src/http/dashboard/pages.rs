@@ -104,7 +104,7 @@ fn page(t: &impl Template, status: StatusCode) -> Response<Body> {
         }
         Err(e) => {
             tracing::error!(error = %e, "a dashboard page did not render");
-            super::plain(
+            crate::http::response::text(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "The page did not render.",
             )
@@ -955,7 +955,7 @@ pub async fn act(
             }
             None => redirect("/settings"),
         },
-        _ => super::plain(StatusCode::NOT_FOUND, "No such form."),
+        _ => crate::http::response::text(StatusCode::NOT_FOUND, "No such form."),
     }
 }
 
