@@ -147,6 +147,8 @@ impl Listeners {
             ..limits.clone()
         };
         let drive = &app.config.drive;
+        // The bound port (the config may say 0): the dashboard's verdict names it.
+        let tls_port = self.pubky_tls.local_addr()?.port();
         let icann = spawn_with(
             ex,
             self.icann,
@@ -191,10 +193,7 @@ impl Listeners {
         });
         let dashboard = self.dashboard.map(|l| {
             let app = app.clone();
-            let dash = crate::http::dashboard::Dashboard::new(
-                ex,
-                app.config.drive.pubky_listen_socket.port(),
-            );
+            let dash = crate::http::dashboard::Dashboard::new(ex, tls_port);
             spawn(ex, l, limits, signal, move |req, conn| {
                 let (app, dash) = (app.clone(), dash.clone());
                 async move { crate::http::dashboard::handle(&app, &dash, req, conn).await }
