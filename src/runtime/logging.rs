@@ -91,18 +91,6 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Recent {
     }
 }
 
-/// Keeps the lines `filter` passes for the dashboard without writing them anywhere: for a
-/// process that runs the server in-process beside other output (the tests). Does nothing
-/// if a subscriber is already set.
-pub fn init_quiet(filter: &str) {
-    if let Some(filter) = targets(filter) {
-        let _ = tracing_subscriber::registry()
-            .with(Recent)
-            .with(filter)
-            .try_init();
-    }
-}
-
 /// `filter` is `config::Logging::filter()`'s directive list.
 pub fn init(filter: &str) {
     let from_env = std::env::var("RUST_LOG").ok().and_then(|v| targets(&v));

@@ -11,11 +11,19 @@
 //! A signed-in browser holds an `HttpOnly`, `SameSite=Strict` cookie; every state-changing
 //! form carries its session's CSRF token, and the two forms before a session (claim, sign
 //! in) carry a token that must match a cookie set with the form. A POST whose `Origin` is
-//! not this page's is refused. Pages are rendered on the server ([`pages`]) and work
-//! without JavaScript; the only script is the copy buttons'.
+//! not this page's is refused. Pages are rendered on the server (`home`, `pages`,
+//! with their `frame`) and work without JavaScript; the only script is the copy buttons'.
+//!
+//! Here: the listener's state and routing. [`guard`] holds the LAN and origin rules,
+//! `sign_in` claiming and signing in, `forms` what a signed-in owner's forms do.
 
+mod forms;
+mod frame;
+pub mod guard;
+mod home;
 mod pages;
 pub mod qr;
+mod sign_in;
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,13 +39,14 @@ use super::body::{read_limited, Body};
 use super::query::{form_decode, query_pairs};
 use super::response::text as plain;
 use super::{App, ConnInfo};
-use crate::account::operator::Refused;
-use crate::account::owner::ClaimError;
 use crate::announce::reachability::Resolution;
 use crate::metrics::RouteClass;
+use guard::{lan_peer, own_host, same_origin, secure_headers};
+pub use sign_in::signed_out;
+use sign_in::{claim, login, pre_ok, with_pre};
 
-const SESSION_COOKIE: &str = "pe_session";
-const PRE_COOKIE: &str = "pe_pre";
+pub(super) const SESSION_COOKIE: &str = "pe_session";
+pub(super) const PRE_COOKIE: &str = "pe_pre";
 /// Largest form body accepted.
 const MAX_FORM: usize = 16 * 1024;
 /// How long a lookup of the box's own record on the DHT is trusted.
@@ -122,73 +131,6 @@ pub async fn handle(
     app.metrics
         .request(RouteClass::Admin, resp.status().as_u16(), start.elapsed());
     secure_headers(resp)
-}
-
-/// Loopback, private or link-local (IPv4-mapped addresses judged as IPv4).
-pub fn lan_peer(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => v4.is_loopback() || v4.is_private() || v4.is_link_local(),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => lan_peer(IpAddr::V4(v4)),
-            None => {
-                let s = v6.segments()[0];
-                v6.is_loopback() || (s & 0xfe00) == 0xfc00 || (s & 0xffc0) == 0xfe80
-            }
-        },
-    }
-}
-
-/// The names the box answers to, lower case, without a trailing dot.
-pub fn own_names(app: &App) -> Vec<String> {
-    let mdns = crate::announce::mdns::host_name(&app.homeserver);
-    let mdns = mdns.trim_end_matches('.').to_ascii_lowercase();
-    let host = rustix::system::uname()
-        .nodename()
-        .to_string_lossy()
-        .to_ascii_lowercase();
-    let mut names = vec!["localhost".to_string(), mdns];
-    if !host.is_empty() {
-        names.push(format!("{host}.local"));
-        names.push(host);
-    }
-    names.extend(app.config.dashboard.hosts.iter().cloned());
-    names
-}
-
-/// `Host` is an IP literal or one of [`own_names`] (any port).
-fn own_host(app: &App, h: &HeaderMap) -> bool {
-    use super::head::Host;
-    match super::head::host(h) {
-        Some(Host::Literal) => true,
-        Some(Host::Name(n)) => {
-            own_names(app).contains(&n.trim_end_matches('.').to_ascii_lowercase())
-        }
-        None => false,
-    }
-}
-
-fn secure_headers(mut r: Response<Body>) -> Response<Body> {
-    let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; \
-             form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-        ),
-    );
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("same-origin"),
-    );
-    if !h.contains_key(header::CACHE_CONTROL) {
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    }
-    r
 }
 
 /// What a request carries that the pages need.
@@ -305,24 +247,6 @@ fn asset(text: &'static str, kind: &'static str) -> Response<Body> {
     r
 }
 
-/// A POST's `Origin` (when the browser sends one) must be this page's own.
-fn same_origin(h: &HeaderMap) -> bool {
-    let fetch_site = h.get("sec-fetch-site").and_then(|v| v.to_str().ok());
-    if fetch_site.is_some_and(|s| s == "cross-site" || s == "same-site") {
-        return false;
-    }
-    let Some(origin) = h.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
-        return true;
-    };
-    let host = h
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    origin
-        .strip_prefix("http://")
-        .is_some_and(|o| o.eq_ignore_ascii_case(host))
-}
-
 async fn read_form(app: &App, req: Request<Incoming>) -> Result<Form, Response<Body>> {
     let kind = req
         .headers()
@@ -351,25 +275,6 @@ pub fn redirect(to: &str) -> Response<Body> {
     r
 }
 
-fn set_cookie(r: &mut Response<Body>, name: &str, value: &str, max_age: u64) {
-    let c = format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}");
-    if let Ok(v) = HeaderValue::from_str(&c) {
-        r.headers_mut().append(header::SET_COOKIE, v);
-    }
-}
-
-/// A page before any session (claim, sign in) with its form token, set as a cookie too.
-fn with_pre(render: impl FnOnce(&str) -> Response<Body>) -> Response<Body> {
-    let pre = crate::auth::secrets::new_cookie_secret();
-    let mut r = render(&pre);
-    set_cookie(&mut r, PRE_COOKIE, &pre, 3600);
-    r
-}
-
-fn pre_ok(visit: &Visit, form: &Form) -> bool {
-    matches!((visit.cookie(PRE_COOKIE), form.get("pre")), (Some(c), Some(f)) if !c.is_empty() && c == f)
-}
-
 fn get(app: &Arc<App>, dash: &Arc<Dashboard>, visit: &Visit, path: &str) -> Response<Body> {
     if !app.owner.claimed() {
         return match path {
@@ -386,7 +291,7 @@ fn get(app: &Arc<App>, dash: &Arc<Dashboard>, visit: &Visit, path: &str) -> Resp
     match path {
         "/" => {
             let record = dash.record(app);
-            pages::home(
+            home::home(
                 app,
                 session,
                 dash.started.elapsed(),
@@ -427,137 +332,7 @@ async fn post(app: &Arc<App>, visit: &Visit, path: &str, form: &Form) -> Respons
             if form.get("csrf") != Some(session.csrf.as_str()) {
                 return plain(StatusCode::FORBIDDEN, "The form expired: reload the page.");
             }
-            pages::act(app, session, visit, path, form, now).await
+            forms::act(app, session, visit, path, form, now).await
         }
-    }
-}
-
-async fn claim(app: &Arc<App>, visit: &Visit, form: &Form, now: u64) -> Response<Body> {
-    let new = form.get("new").filter(|n| !n.is_empty());
-    let error = if !app.owner.claim_needs_configured() && form.get("again") != new {
-        Some(ClaimError::Weak("the two passwords differ".into()))
-    } else {
-        // Hashing takes about a second on a small board: off the executor.
-        let owner = app.owner.clone();
-        let (peer, configured) = (visit.peer, form.get("configured").map(str::to_string));
-        let new = new.map(str::to_string);
-        smol::unblock(move || {
-            owner.claim(peer, configured.as_deref(), new.as_deref(), Instant::now())
-        })
-        .await
-        .err()
-    };
-    match error {
-        None => signed_in(app, visit, now, "/?n=claimed"),
-        Some(ClaimError::AlreadyClaimed) => redirect("/login"),
-        Some(e) => {
-            let status = match e {
-                ClaimError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
-                ClaimError::Wrong => StatusCode::UNAUTHORIZED,
-                _ => StatusCode::UNPROCESSABLE_ENTITY,
-            };
-            with_pre(|pre| pages::claim(app, pre, Some(capitalised(&e.to_string())), status))
-        }
-    }
-}
-
-async fn login(app: &Arc<App>, visit: &Visit, form: &Form, now: u64) -> Response<Body> {
-    let given = form.get("password").map(str::as_bytes);
-    match app.owner.verify(visit.peer, given, Instant::now()).await {
-        Ok(()) => signed_in(app, visit, now, "/"),
-        Err(e) => {
-            let (status, text) = match e {
-                Refused::Throttled(s) => (
-                    StatusCode::TOO_MANY_REQUESTS,
-                    format!("Too many wrong passwords from this device: try again in {s} s."),
-                ),
-                _ => (
-                    StatusCode::UNAUTHORIZED,
-                    "That is not the password.".to_string(),
-                ),
-            };
-            tracing::info!(peer = %visit.peer, "dashboard sign-in refused");
-            with_pre(|pre| pages::login(pre, Some(text), status))
-        }
-    }
-}
-
-fn signed_in(app: &App, visit: &Visit, now: u64, to: &str) -> Response<Body> {
-    let ttl = app.config.dashboard.session_ttl.as_secs();
-    let (cookie, _) = app.owner_sessions.open(visit.peer, &visit.agent, now, ttl);
-    let mut r = redirect(to);
-    set_cookie(&mut r, SESSION_COOKIE, &cookie, ttl);
-    set_cookie(&mut r, PRE_COOKIE, "", 0);
-    tracing::info!(peer = %visit.peer, "the owner signed in to the dashboard");
-    r
-}
-
-/// Ends the cookie in the browser too (sign out).
-pub fn signed_out(to: &str) -> Response<Body> {
-    let mut r = redirect(to);
-    set_cookie(&mut r, SESSION_COOKIE, "", 0);
-    r
-}
-
-fn capitalised(s: &str) -> String {
-    let mut c = s.chars();
-    match c.next() {
-        Some(f) => f.to_uppercase().chain(c).collect::<String>() + ".",
-        None => String::new(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_home_network_senders_are_answered() {
-        for ok in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "172.16.0.9",
-            "192.168.178.20",
-            "169.254.3.4",
-            "::1",
-            "fd12::1",
-            "fe80::1",
-            "::ffff:192.168.1.2",
-        ] {
-            assert!(lan_peer(ok.parse().unwrap()), "{ok}");
-        }
-        for no in [
-            "8.8.8.8",
-            "100.64.0.1",
-            "172.32.0.1",
-            "2001:db8::1",
-            "::ffff:1.1.1.1",
-            "0.0.0.0",
-        ] {
-            assert!(!lan_peer(no.parse().unwrap()), "{no}");
-        }
-    }
-
-    #[test]
-    fn cross_site_posts_are_refused() {
-        let mut h = HeaderMap::new();
-        h.insert(header::HOST, HeaderValue::from_static("pubky-abcd.local"));
-        assert!(same_origin(&h));
-        h.insert(
-            header::ORIGIN,
-            HeaderValue::from_static("http://pubky-abcd.local"),
-        );
-        assert!(same_origin(&h));
-        h.insert(
-            header::ORIGIN,
-            HeaderValue::from_static("http://evil.example"),
-        );
-        assert!(!same_origin(&h));
-        h.insert(
-            header::ORIGIN,
-            HeaderValue::from_static("http://pubky-abcd.local"),
-        );
-        h.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
-        assert!(!same_origin(&h));
     }
 }

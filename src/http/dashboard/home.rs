@@ -1,0 +1,250 @@
+//! The home page: the box at a glance. The reachability verdict and its facts (from the
+//! workers' state files and a background lookup of the box's record), the key with its QR
+//! code, storage, the board's health and the last backup.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use askama::Template;
+use hyper::{Response, StatusCode};
+
+use super::frame::{box_name, frame, page, short, size, span, usage, when, Frame};
+use super::{qr, Visit};
+use crate::account::owner_sessions::OwnerSession;
+use crate::announce::reachability::Resolution;
+use crate::announce::verdict::{judge, Verdict};
+use crate::http::body::Body;
+use crate::http::App;
+
+#[derive(Template)]
+#[template(path = "home.html")]
+struct Home {
+    f: Frame,
+    verdict: Verdict,
+    verdict_class: &'static str,
+    reach_facts: Vec<(&'static str, String)>,
+    key: String,
+    key_qr: String,
+    uptime: String,
+    box_facts: Vec<(&'static str, String)>,
+    used: String,
+    free: String,
+    user_count: usize,
+    top_users: Vec<(String, String)>,
+    health: Vec<(&'static str, String, bool)>,
+    backup: String,
+    backup_bad: bool,
+}
+
+pub fn home(
+    app: &Arc<App>,
+    session: &OwnerSession,
+    uptime: Duration,
+    record: Option<Resolution>,
+    tls_port: u16,
+    visit: &Visit,
+) -> Response<Body> {
+    use crate::announce::mdns::MdnsState;
+    use crate::announce::upnp::UpnpState;
+    use crate::announce::PublishStatus;
+    let dir = &app.data_dir;
+    let upnp = UpnpState::load(dir);
+    let publish = PublishStatus::load(dir);
+    let verdict = judge(
+        &app.config,
+        upnp.as_ref(),
+        publish.as_ref(),
+        record.as_ref(),
+        tls_port,
+    );
+    let mut reach_facts = Vec::new();
+    let lan = crate::announce::mdns::lan_addresses(&crate::announce::household::mdns_settings(
+        &app.config,
+    ));
+    reach_facts.push((
+        "Home network",
+        if lan.is_empty() {
+            "no address".into()
+        } else {
+            lan.iter()
+                .map(|(_, ip)| ip.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
+    ));
+    reach_facts.push((
+        "Name on the network",
+        match MdnsState::load(dir) {
+            Some(m) if m.state == "announcing" => {
+                format!("{} (announced)", m.host.trim_end_matches('.'))
+            }
+            Some(m) => format!("not announced ({})", m.state),
+            None => "not announced yet".into(),
+        },
+    ));
+    if let Some(u) = &upnp {
+        let mapped: Vec<String> = u
+            .mappings
+            .iter()
+            .map(|m| format!("{} → {}", m.external_port, m.internal))
+            .collect();
+        reach_facts.push((
+            "Router (UPnP)",
+            if mapped.is_empty() {
+                u.state.replace('_', " ")
+            } else {
+                format!("forwards {}", mapped.join(", "))
+            },
+        ));
+        if let Some(ip) = &u.external_ip {
+            reach_facts.push(("Internet address", ip.clone()));
+        }
+        if let Some(n) = u.nat {
+            use crate::announce::mapping::NatKind;
+            let v = match n {
+                NatKind::Public => "no",
+                NatKind::Cgnat => "yes: carrier-grade NAT",
+                NatKind::DoubleNat => "yes: double NAT",
+                NatKind::NoPublicAddress => "probably: no public address",
+            };
+            reach_facts.push(("Behind another NAT", v.into()));
+        }
+    } else if !app.config.upnp.enabled {
+        reach_facts.push(("Router (UPnP)", "off in the config".into()));
+    }
+    reach_facts.push((
+        "Last announcement",
+        match &publish {
+            _ if !app.config.pkdns.dht => "off".into(),
+            None => "not yet".into(),
+            Some(p) => match (&p.last_error, p.last_success_secs) {
+                (None, Some(t)) => format!("{} on {} DHT nodes", when(t), p.stored_at_nodes),
+                (Some(e), _) => format!("failed at {}: {e}", when(p.last_attempt_secs)),
+                _ => "not yet".into(),
+            },
+        },
+    ));
+    if app.config.pkdns.dht {
+        reach_facts.push((
+            "Record on the network",
+            match &record {
+                None => "being looked up…".into(),
+                Some(Resolution::NotFound) => "not found".into(),
+                Some(Resolution::NotChecked(why)) => format!("not checked ({why})"),
+                Some(Resolution::Found { ip, port }) => format!(
+                    "{}:{}",
+                    ip.map_or("?".into(), |i| i.to_string()),
+                    port.map_or("?".into(), |p| p.to_string())
+                ),
+            },
+        ));
+    }
+
+    let key = app.homeserver.to_z32();
+    let host = rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned();
+    let box_facts = vec![
+        (
+            "Address on this network",
+            format!("http://{}.local/", box_name(app)),
+        ),
+        ("Host name", host),
+    ];
+
+    let users = app.store.users().unwrap_or_default();
+    let used: u64 = users.iter().map(|(_, u)| u.used_bytes).sum();
+    let free = crate::store::space::available(dir).unwrap_or(0);
+    let mut top: Vec<_> = users.iter().filter(|(_, u)| u.used_bytes > 0).collect();
+    top.sort_by_key(|(_, u)| std::cmp::Reverse(u.used_bytes));
+    let top_users = top
+        .iter()
+        .take(5)
+        .map(|(pk, u)| (short(pk), usage(u.used_bytes, u.quota_bytes, app)))
+        .collect();
+
+    let h = crate::runtime::health::read(dir);
+    let mut health = Vec::new();
+    if let Some(t) = h.temp_c {
+        health.push(("CPU temperature", format!("{t:.1} °C"), t >= 80.0));
+    }
+    if let Some(th) = h.throttled {
+        let (now, since) = th.describe();
+        let v = match (now.is_empty(), since.is_empty()) {
+            (true, true) => "none since boot".to_string(),
+            (false, _) => format!("now: {}", now.join(", ")),
+            (true, false) => format!("earlier since boot: {}", since.join(", ")),
+        };
+        health.push((
+            "Power and throttling",
+            v,
+            !now.is_empty() || !since.is_empty(),
+        ));
+    }
+    let mem_used = h.mem_total.saturating_sub(h.mem_available);
+    health.push((
+        "Memory",
+        format!(
+            "{} of {} in use; this server {}",
+            size(mem_used),
+            size(h.mem_total),
+            size(crate::runtime::probe::rss_bytes())
+        ),
+        h.mem_total > 0 && h.mem_available < h.mem_total / 20,
+    ));
+    health.push((
+        "Load",
+        format!(
+            "{:.2} {:.2} {:.2} on {} CPUs",
+            h.load[0], h.load[1], h.load[2], h.cpus
+        ),
+        h.load[1] > h.cpus as f64 * 1.5,
+    ));
+    if let Some((dev, bytes)) = &h.disk_written {
+        health.push((
+            "Written to the data disk",
+            format!(
+                "{} to {dev} since the system started {} ago",
+                size(*bytes),
+                span(Duration::from_secs(h.system_uptime_secs))
+            ),
+            false,
+        ));
+    }
+    let now = crate::clock::now_secs();
+    let (backup, backup_bad) = match crate::backup::outcome::Outcome::load(dir) {
+        None => (
+            "No backup yet. Plug in a USB disk labelled PUBKY-BACKUP (see the guide).".to_string(),
+            false,
+        ),
+        Some(o) => {
+            let last = match (o.last_success_point.as_deref(), o.last_success_secs) {
+                (Some(p), Some(t)) => format!("Last good backup {} ({p}) on {}.", when(t), o.dest),
+                _ => "No backup has succeeded yet.".into(),
+            };
+            match o.problem(now) {
+                Some(p) => (format!("{last} Problem: {p}."), true),
+                None => (last, false),
+            }
+        }
+    };
+    let t = Home {
+        f: frame(app, "Home", Some(session), Some(visit)),
+        verdict_class: verdict.level.css(),
+        verdict,
+        reach_facts,
+        key_qr: qr::svg(&key, "QR code of this box's public key"),
+        key,
+        uptime: span(uptime),
+        box_facts,
+        used: size(used),
+        free: size(free),
+        user_count: users.len(),
+        top_users,
+        health,
+        backup,
+        backup_bad,
+    };
+    page(&t, StatusCode::OK)
+}
