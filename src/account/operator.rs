@@ -10,8 +10,6 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
 use crate::config::Admin;
 use crate::limits::attempts::Attempts;
 
@@ -47,10 +45,7 @@ pub fn check_password(
     }
 }
 
-/// Compares via digests so the time taken does not depend on where the values differ.
-pub fn same_password(given: &[u8], expected: impl AsRef<[u8]>) -> bool {
-    Sha256::digest(given) == Sha256::digest(expected.as_ref())
-}
+pub use crate::auth::password::same_password;
 
 /// The weak password older configs shipped; refused on a listener beyond loopback.
 pub const WEAK_PASSWORD: &str = "admin";

@@ -11,12 +11,13 @@
 //! then carry `Authorization: Bearer …` and are checked against the grant's
 //! [`capability::Capabilities`]. [`secrets`] mints every secret handed out (bearer, signup
 //! token, cookie secret); [`mint`] builds what a *client* sends, for the tools and
-//! benchmarks that act as one.
+//! benchmarks that act as one; [`password`] keeps the owner's password as an Argon2id hash.
 
 pub mod auth_token;
 pub mod capability;
 pub mod grant;
 pub mod jws;
 pub mod mint;
+pub mod password;
 pub mod recovery_file;
 pub mod secrets;
