@@ -1,7 +1,8 @@
 //! Consistency check of the store's cross-tree invariants, for crash and disk-full tests
 //! and for diagnosing a data directory: every entry has its body (inline content or an
 //! intact blob file), blob reference counts equal the entries that use them, no blob file
-//! is unreferenced, and each user's quota usage equals the sum over their files.
+//! is unreferenced, each user's quota usage equals the sum over their files, and every
+//! archived event segment is intact.
 
 use std::collections::BTreeMap;
 
@@ -33,7 +34,28 @@ impl Store {
         self.check_refcounts(refs, &mut report)?;
         self.check_blob_files(&mut report)?;
         self.check_usage(usage, &mut report)?;
+        self.check_archive(&mut report)?;
         Ok(report)
+    }
+
+    /// Every archived segment matches its footer, and sled holds no event the archive has.
+    fn check_archive(&self, report: &mut CheckReport) -> Result<(), StoreError> {
+        let segs = self.segments();
+        for seg in segs.iter() {
+            if let Err(e) = seg.verify() {
+                report.problems.push(e.to_string());
+            }
+        }
+        let upto = super::archive::upto(&segs);
+        if let Some(kv) = self.0.t.events.iter().next() {
+            let (k, _) = kv?;
+            if k.as_ref() <= &keys::event(upto)[..] {
+                report.problems.push(format!(
+                    "events up to {upto} are archived but still in the database"
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Every entry with its body; returns each user's counted usage and each blob's

@@ -18,6 +18,7 @@ use std::task::Poll;
 
 use event_listener::{Event, EventListener};
 
+use super::archive::{self, Filter};
 use super::codec::decode;
 use super::{keys, EventRecord, Store, StoreError};
 use crate::pubkey::PublicKey;
@@ -157,35 +158,32 @@ impl Store {
         cursor: u64,
         limit: usize,
     ) -> Result<Vec<(u64, EventRecord)>, StoreError> {
-        let start = keys::event(cursor.saturating_add(1));
-        let mut out = Vec::new();
-        for kv in self.0.t.events.range(start..).take(limit) {
-            let (k, v) = kv?;
-            out.push((event_id(&k)?, decode("event", &v)?));
-        }
-        Ok(out)
+        let segs = self.segments();
+        self.walk(
+            &segs,
+            cursor.saturating_add(1),
+            u64::MAX,
+            false,
+            Filter::All,
+        )
+        .take(limit)
+        .collect()
     }
 
     /// Visible `/pub/` events of all users with id > `cursor`, oldest first, at most
-    /// `limit` (the public feed): read from their own index, so the work is `limit` records
-    /// however many private events lie between.
+    /// `limit` (the public feed): read from their own index (in the archive, only blocks
+    /// that hold one), so the work is about `limit` records however many private events
+    /// lie between.
     pub fn public_events_after(
         &self,
         cursor: u64,
         limit: usize,
     ) -> Result<Vec<(u64, EventRecord)>, StoreError> {
+        let segs = self.segments();
         let (lo, hi) = (cursor.saturating_add(1), self.event_head());
-        if lo > hi {
-            return Ok(Vec::new());
-        }
-        let range = self.0.t.pub_events.range(keys::event(lo)..=keys::event(hi));
-        let mut out = Vec::new();
-        for kv in range.take(limit) {
-            let (k, _) = kv?;
-            let id = event_id(&k)?;
-            out.push((id, self.event_record(id)?));
-        }
-        Ok(out)
+        self.walk(&segs, lo, hi, false, Filter::Public)
+            .take(limit)
+            .collect()
     }
 
     /// The cursor a legacy timestamp cursor stands for: the id of the last visible event
@@ -193,22 +191,16 @@ impl Store {
     /// first event after that moment. A binary search over ids (they rise with time; a
     /// clock that stepped back only blurs the answer around the step).
     pub fn event_cursor_at(&self, micros: u64) -> Result<u64, StoreError> {
+        let segs = self.segments();
         let (mut lo, mut hi) = (0u64, self.event_head());
         // Invariant: events ≤ lo are at or before `micros`; the answer lies in [lo, hi].
         while lo < hi {
             let mid = lo + (hi - lo).div_ceil(2);
-            let first = self
-                .0
-                .t
-                .events
-                .range(keys::event(mid)..=keys::event(hi))
-                .next();
-            let Some(kv) = first else {
+            let Some(first) = self.walk(&segs, mid, hi, false, Filter::All).next() else {
                 hi = mid - 1;
                 continue;
             };
-            let (k, v) = kv?;
-            let (id, e): (u64, EventRecord) = (event_id(&k)?, decode("event", &v)?);
+            let (id, e) = first?;
             if e.created_at <= micros {
                 lo = id;
             } else {
@@ -218,6 +210,7 @@ impl Store {
         Ok(lo)
     }
 
+    /// The event `id` as sled holds it (ids past the archive).
     fn event_record(&self, id: u64) -> Result<EventRecord, StoreError> {
         match self.0.t.events.get(keys::event(id))? {
             Some(v) => decode("event", &v),
@@ -232,19 +225,7 @@ impl Store {
         scan: Scan,
         keep: impl Fn(&EventRecord) -> bool,
     ) -> Result<Page, StoreError> {
-        let (lo, hi) = bounds(scan, self.event_head());
-        if lo > hi || scan.limit == 0 {
-            return Ok(Page {
-                exhausted: true,
-                ..Page::default()
-            });
-        }
-        let range = self.0.t.events.range(keys::event(lo)..=keys::event(hi));
-        let events = range.map(|kv| {
-            let (k, v) = kv?;
-            Ok((event_id(&k)?, decode("event", &v)?))
-        });
-        take_kept(events, scan, keep)
+        self.scan(scan, Filter::All, keep)
     }
 
     /// Visible events of one user that pass `keep`, in id order per `scan`, examining at
@@ -255,6 +236,15 @@ impl Store {
         scan: Scan,
         keep: impl Fn(&EventRecord) -> bool,
     ) -> Result<Page, StoreError> {
+        self.scan(scan, Filter::User(user), keep)
+    }
+
+    fn scan(
+        &self,
+        scan: Scan,
+        filter: Filter<'_>,
+        keep: impl Fn(&EventRecord) -> bool,
+    ) -> Result<Page, StoreError> {
         let (lo, hi) = bounds(scan, self.event_head());
         if lo > hi || scan.limit == 0 {
             return Ok(Page {
@@ -262,17 +252,53 @@ impl Store {
                 ..Page::default()
             });
         }
-        let range = self
-            .0
-            .t
-            .user_events
-            .range(keys::user_event(user, lo)..=keys::user_event(user, hi));
-        let events = range.map(|kv| {
+        let segs = self.segments();
+        take_kept(self.walk(&segs, lo, hi, scan.reverse, filter), scan, keep)
+    }
+
+    /// Events with ids in `[lo, hi]` that pass `filter`, ascending (or descending): the
+    /// archive's, then sled's past it. `segs` is the held segment list, so no move of
+    /// events from sled to the archive happens meanwhile.
+    fn walk<'a>(
+        &'a self,
+        segs: &'a [archive::Segment],
+        lo: u64,
+        hi: u64,
+        reverse: bool,
+        filter: Filter<'a>,
+    ) -> Box<dyn Iterator<Item = Result<(u64, EventRecord), StoreError>> + 'a> {
+        let archived = archive::walk(segs, lo, hi, reverse, filter);
+        let lo = lo.max(archive::upto(segs).saturating_add(1));
+        if lo > hi {
+            return Box::new(archived);
+        }
+        let t = &self.0.t;
+        let by_id = |kv: sled::Result<(sled::IVec, sled::IVec)>, at: usize| {
             let (k, _) = kv?;
-            let id = event_id(k.get(32..).unwrap_or_default())?;
+            let id = event_id(k.get(at..).unwrap_or_default())?;
             Ok((id, self.event_record(id)?))
-        });
-        take_kept(events, scan, keep)
+        };
+        let live: Box<dyn DoubleEndedIterator<Item = _>> = match filter {
+            Filter::All => Box::new(t.events.range(keys::event(lo)..=keys::event(hi)).map(|kv| {
+                let (k, v) = kv?;
+                Ok((event_id(&k)?, decode("event", &v)?))
+            })),
+            Filter::User(u) => Box::new(
+                t.user_events
+                    .range(keys::user_event(u, lo)..=keys::user_event(u, hi))
+                    .map(move |kv| by_id(kv, 32)),
+            ),
+            Filter::Public => Box::new(
+                t.pub_events
+                    .range(keys::event(lo)..=keys::event(hi))
+                    .map(move |kv| by_id(kv, 0)),
+            ),
+        };
+        if reverse {
+            Box::new(live.rev().chain(archived))
+        } else {
+            Box::new(archived.chain(live))
+        }
     }
 
     /// Builds the public-event index from the log when this data directory predates it.
@@ -331,18 +357,13 @@ fn bounds(scan: Scan, head: u64) -> (u64, u64) {
     }
 }
 
-/// Walks `events` (ascending ids) in `scan`'s direction and keeps up to `scan.limit` of the
-/// ones that pass `keep`, examining at most [`SCAN_BUDGET`].
+/// Keeps up to `scan.limit` of `events` (already in the scan's direction) that pass `keep`,
+/// examining at most [`SCAN_BUDGET`].
 fn take_kept(
-    events: impl DoubleEndedIterator<Item = Result<(u64, EventRecord), StoreError>>,
+    mut iter: impl Iterator<Item = Result<(u64, EventRecord), StoreError>>,
     scan: Scan,
     keep: impl Fn(&EventRecord) -> bool,
 ) -> Result<Page, StoreError> {
-    let mut iter: Box<dyn Iterator<Item = _>> = if scan.reverse {
-        Box::new(events.rev())
-    } else {
-        Box::new(events)
-    };
     let mut page = Page::default();
     for _ in 0..SCAN_BUDGET {
         let Some(item) = iter.next() else {

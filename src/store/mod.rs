@@ -23,10 +23,15 @@
 //! | `user_quotas`   | user (32 B)                       | [`QuotaOverrides`] (admin-set) |
 //! | `token_quotas`  | signup token (UTF-8)              | [`QuotaOverrides`] for its redeemer |
 //!
-//! Files: `<data>/db/` (sled), `<data>/blobs/xx/<hex>` (large bodies), `<data>/tmp/`
-//! (uploads in progress, cleared at open).
+//! `events`, `user_events` and `pub_events` hold only the newest events: older ones move to
+//! sealed segment files (`archive`), read back by the same scans.
+//!
+//! Files: `<data>/db/` (sled), `<data>/events/<first id>.seg` (archived events),
+//! `<data>/blobs/xx/<hex>` (large bodies), `<data>/tmp/` (uploads in progress, cleared at
+//! open).
 
 mod accounts;
+mod archive;
 mod blobs;
 mod check;
 pub mod codec;
@@ -43,8 +48,8 @@ pub mod space;
 #[cfg(test)]
 mod tests;
 
-use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use serde::{Deserialize, Serialize};
 
@@ -250,6 +255,12 @@ struct Inner {
     commit: commit::GroupCommit,
     /// Published end of the event log; wakes live subscribers.
     feed: events::Feed,
+    /// Sealed segments of older events (`<data>/events/`), oldest first; see `archive`.
+    archive: RwLock<Vec<archive::Segment>>,
+    archive_dir: PathBuf,
+    /// Held by a pass of the archiver; `close` sets `archiver_stop` and waits for it.
+    archiver_pass: Mutex<()>,
+    archiver_stop: std::sync::atomic::AtomicBool,
     /// Serialises all metadata writes (each is one short transaction).
     writer: Mutex<WriterState>,
     /// Held from placing a blob file until its refcount is committed, and by unlinkers
@@ -306,6 +317,8 @@ impl Store {
             None => 0,
         };
         let blobs = blobs::Blobs::open(data_dir)?;
+        let archive_dir = data_dir.join("events");
+        let segments = archive::open(&archive_dir)?;
         let files = Arc::new(commit::SledFiles::open(&db_dir)?);
         let commit = commit::GroupCommit::start(db.clone(), files.clone());
         let store = Store(Arc::new(Inner {
@@ -316,6 +329,10 @@ impl Store {
             blobs,
             commit,
             feed: events::Feed::new(last_event),
+            archive: RwLock::new(segments),
+            archive_dir,
+            archiver_pass: Mutex::new(()),
+            archiver_stop: Default::default(),
             writer: Mutex::new(WriterState {
                 last_event,
                 last_nonce_gc: 0,
@@ -324,9 +341,11 @@ impl Store {
             pins: Mutex::new(snapshot::Pins::default()),
         }));
         store.sweep_orphans()?;
+        store.finish_archiving()?;
         store.index_user_events()?;
         store.index_public_events()?;
         store.hash_cookie_secrets()?;
+        store.start_archiver();
         Ok(store)
     }
 
@@ -334,6 +353,7 @@ impl Store {
     pub async fn close(&self) -> Result<(), StoreError> {
         let inner = self.0.clone();
         smol::unblock(move || {
+            Store(inner.clone()).stop_archiver();
             inner.commit.stop();
             Store(inner).flush_durably()
         })

@@ -3,7 +3,8 @@
 //! [`Store::snapshot`] holds the writer lock while it copies every sled tree, key and value
 //! as they are, into a dump file under `<data>/tmp/`: every write is one transaction under
 //! that lock, so the dump is one point in time (each entry with its body or blob reference,
-//! quota usage matching the entries, the event log up to `event_seq`). Reads go on; writes
+//! quota usage matching the entries, the event log up to `event_seq`, archived events written
+//! as the `events`, `user_events` and `pub_events` records they were). Reads go on; writes
 //! wait for the copy, which is a sequential write on the local disk (measured in the
 //! snapshot's `paused_ms`). Blob files are not copied: they are immutable and named by
 //! their hash, and the [`Snapshot`] pins them: while one exists, a blob whose last
@@ -187,12 +188,14 @@ impl Store {
         let started = Instant::now();
         snap.taken_us = crate::clock::now_micros();
         snap.event_seq = writer.last_event;
+        let segs = self.segments();
         let mut names = self.0.db.tree_names();
         names.sort();
         for name in names {
             let tree = self.0.db.open_tree(&name)?;
             frame(&mut w, TAG_TREE, &[&name])?;
             let refs = &*name == b"blob_refs";
+            snap.records += self.dump_archived(&mut w, &segs, &name)?;
             for kv in tree.iter() {
                 let (k, v) = kv?;
                 let klen = (k.len() as u32).to_le_bytes();
@@ -209,6 +212,7 @@ impl Store {
         end.extend_from_slice(&snap.event_seq.to_le_bytes());
         frame(&mut w, TAG_END, &[&end])?;
         w.flush()?;
+        drop(segs);
         drop(writer);
         snap.paused_ms = started.elapsed().as_millis() as u64;
         snap.dump_bytes = w.get_ref().metadata()?.len();
@@ -228,6 +232,7 @@ impl Store {
         if [&t.users, &t.entries, &t.events, &t.signup_tokens]
             .iter()
             .any(|tree| !tree.is_empty())
+            || !self.segments().is_empty()
         {
             return Err(StoreError::Db(
                 "the store to load a dump into is not empty".into(),
@@ -277,6 +282,43 @@ impl Store {
         flush(&tree, &mut batch)?;
         self.flush_durably()?;
         Ok(records)
+    }
+
+    /// Writes the archive's part of tree `name` as dump records, as sled held them before
+    /// they moved (events with their `user_events` and `pub_events` keys), so a dump
+    /// looks the same whether or not events were archived. Returns the records written.
+    fn dump_archived(
+        &self,
+        w: &mut impl Write,
+        segs: &[super::archive::Segment],
+        name: &[u8],
+    ) -> Result<u64, StoreError> {
+        if !matches!(name, b"events" | b"user_events" | b"pub_events") {
+            return Ok(0);
+        }
+        let mut n = 0;
+        for r in super::archive::records(segs) {
+            let (id, v) = r?;
+            let key = match name {
+                b"events" => super::keys::event(id).to_vec(),
+                b"user_events" => {
+                    let ev: super::EventRecord = super::codec::decode("event", &v)?;
+                    super::keys::user_event(&ev.user, id)
+                }
+                _ => {
+                    let ev: super::EventRecord = super::codec::decode("event", &v)?;
+                    if !ev.path.starts_with("/pub/") {
+                        continue;
+                    }
+                    super::keys::event(id).to_vec()
+                }
+            };
+            let value: &[u8] = if name == b"events" { &v } else { &[] };
+            let klen = (key.len() as u32).to_le_bytes();
+            frame(w, TAG_RECORD, &[&klen, &key, value])?;
+            n += 1;
+        }
+        Ok(n)
     }
 
     /// Where blob files live (`<data>/blobs`).

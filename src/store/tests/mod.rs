@@ -2,6 +2,7 @@
 //! sweep, reopen, corruption, concurrent group-committed writes and quota; reads, listings
 //! and the event index are in [`reads`].
 
+mod archive;
 mod reads;
 mod snapshots;
 
