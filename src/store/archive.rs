@@ -511,23 +511,18 @@ impl super::Store {
         }
     }
 
-    /// Deletes moved events (and their index keys) from sled, a thousand at a time (a
-    /// crash part way is finished at the next open).
+    /// Deletes moved events (and their index keys) from sled, one key at a time (a crash
+    /// part way is finished at the next open).
     fn drop_from_sled(&self, moved: &[Moved]) -> Result<(), StoreError> {
         let t = &self.0.t;
-        for chunk in moved.chunks(1024) {
-            let (mut events, mut by_user, mut public) = Default::default();
-            for m in chunk {
-                let key = super::keys::event(m.id);
-                sled::Batch::remove(&mut events, &key[..]);
-                sled::Batch::remove(&mut by_user, super::keys::user_event(&m.user, m.id));
-                if m.public {
-                    sled::Batch::remove(&mut public, &key[..]);
-                }
+        for m in moved {
+            let key = super::keys::event(m.id);
+            t.events.remove(key)?;
+            t.user_events
+                .remove(super::keys::user_event(&m.user, m.id))?;
+            if m.public {
+                t.pub_events.remove(key)?;
             }
-            t.events.apply_batch(events)?;
-            t.user_events.apply_batch(by_user)?;
-            t.pub_events.apply_batch(public)?;
         }
         Ok(())
     }
