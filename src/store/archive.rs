@@ -7,8 +7,9 @@
 //! of every tree in memory, so three of the five keys a small file used to cost for ever
 //! now cost nothing once archived; the history stays readable through the same scans.
 //!
-//! A segment is written to `<data>/events/<first id>.tmp`, synced, renamed to
-//! `<first id>.seg` and the directory synced, before a single sled key is deleted. A crash
+//! A segment is written to `<data>/events/segment.tmp`, synced, renamed to
+//! `<first id>.seg` and the directory synced, before a single sled key is deleted (the
+//! move itself is `archiver`'s). A crash
 //! before the rename leaves a `.tmp` (removed at open); after it, the events are in both
 //! places and the open deletes sled's copies. Readers and the move exclude each other by
 //! the lock around the segment list, so a scan sees every event exactly once.
@@ -25,7 +26,6 @@ use std::fs::{self, File};
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 
 use serde::{Deserialize, Serialize};
 
@@ -222,9 +222,9 @@ fn read_footer(path: PathBuf) -> Result<Segment, StoreError> {
 
 /// What sled held for one moved event: its id and the index keys it had.
 pub struct Moved {
-    id: u64,
-    user: PublicKey,
-    public: bool,
+    pub id: u64,
+    pub user: PublicKey,
+    pub public: bool,
 }
 
 /// Writes `records` (ascending ids, sled's values) as a sealed segment in `dir`, durably,
@@ -304,12 +304,6 @@ pub fn write<V: AsRef<[u8]>>(
     fs::rename(&tmp, &path)?;
     super::blobs::sync_dir(dir)?;
     Ok((Segment { path, f }, moved))
-}
-
-fn event_id(key: &[u8]) -> Result<u64, StoreError> {
-    key.try_into()
-        .map(u64::from_be_bytes)
-        .map_err(|_| StoreError::Corrupt("event key".into()))
 }
 
 /// The last archived id (0 when nothing is archived).
@@ -459,131 +453,4 @@ pub fn records(segs: &[Segment]) -> impl Iterator<Item = Result<(u64, Vec<u8>), 
             Err(e) => vec![Err(e)],
         })
     })
-}
-
-impl super::Store {
-    /// The segment list, held: no events move from sled to the archive while it is.
-    pub(super) fn segments(&self) -> std::sync::RwLockReadGuard<'_, Vec<Segment>> {
-        // The list is only replaced whole by a push; it stays valid after a panic.
-        self.0.archive.read().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Moves events to the archive while more than [`KEEP`] + [`BATCH`] lie past it;
-    /// returns how many moved. Blocking; the store's archiver thread calls it.
-    pub fn archive_events(&self) -> Result<u64, StoreError> {
-        self.archive_events_with(BATCH, KEEP)
-    }
-
-    /// [`Self::archive_events`] with other sizes (tests).
-    pub(crate) fn archive_events_with(&self, batch: usize, keep: u64) -> Result<u64, StoreError> {
-        let mut done = 0;
-        let _pass = self
-            .0
-            .archiver_pass
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        loop {
-            if self.0.archiver_stop.load(Ordering::SeqCst) {
-                return Ok(done);
-            }
-            let upto = upto(&self.segments());
-            if self.event_head().saturating_sub(upto) < keep + batch as u64 {
-                return Ok(done);
-            }
-            let records = self.0.t.events.range(super::keys::event(upto + 1)..);
-            let records = records.take(batch).map(|kv| {
-                let (k, v) = kv?;
-                Ok((event_id(&k)?, v))
-            });
-            let (seg, moved) = write(&self.0.archive_dir, records)?;
-            {
-                let mut segs = self.0.archive.write().unwrap_or_else(|e| e.into_inner());
-                segs.push(seg);
-                self.drop_from_sled(&moved)?;
-            }
-            self.flush_durably()?;
-            done += moved.len() as u64;
-            tracing::debug!(
-                events = moved.len(),
-                upto = upto + moved.len() as u64,
-                "events archived"
-            );
-        }
-    }
-
-    /// Deletes moved events (and their index keys) from sled, one key at a time (a crash
-    /// part way is finished at the next open).
-    fn drop_from_sled(&self, moved: &[Moved]) -> Result<(), StoreError> {
-        let t = &self.0.t;
-        for m in moved {
-            let key = super::keys::event(m.id);
-            t.events.remove(key)?;
-            t.user_events
-                .remove(super::keys::user_event(&m.user, m.id))?;
-            if m.public {
-                t.pub_events.remove(key)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// At open: removes from sled the events a crash left in both places (after a segment
-    /// was renamed into place, before sled's copies were deleted).
-    pub(super) fn finish_archiving(&self) -> Result<(), StoreError> {
-        let upto = upto(&self.segments());
-        let t = &self.0.t;
-        let mut left = Vec::new();
-        for kv in t.events.range(..=super::keys::event(upto)) {
-            let (k, v) = kv?;
-            let ev: EventRecord = decode("event", &v)?;
-            left.push(Moved {
-                id: event_id(&k)?,
-                public: ev.path.starts_with("/pub/"),
-                user: ev.user,
-            });
-        }
-        if left.is_empty() {
-            return Ok(());
-        }
-        self.drop_from_sled(&left)?;
-        self.flush_durably()?;
-        tracing::info!(
-            events = left.len(),
-            "archived events removed from the database"
-        );
-        Ok(())
-    }
-
-    /// Ends archiving: waits for a batch being moved, and no other starts.
-    pub(super) fn stop_archiver(&self) {
-        self.0.archiver_stop.store(true, Ordering::SeqCst);
-        drop(
-            self.0
-                .archiver_pass
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()),
-        );
-    }
-
-    /// Starts the thread that moves old events to the archive every few seconds. It holds
-    /// the store only while it works, and ends when the store is dropped.
-    pub(super) fn start_archiver(&self) {
-        let weak = std::sync::Arc::downgrade(&self.0);
-        let spawned = std::thread::Builder::new()
-            .name("event-archiver".into())
-            .spawn(move || loop {
-                std::thread::park_timeout(std::time::Duration::from_secs(2));
-                let Some(inner) = weak.upgrade() else { return };
-                if inner.archiver_stop.load(Ordering::SeqCst) {
-                    return;
-                }
-                if let Err(e) = super::Store(inner).archive_events() {
-                    tracing::warn!(error = %e, "moving events to the archive failed; retrying");
-                    std::thread::sleep(std::time::Duration::from_secs(30));
-                }
-            });
-        if let Err(e) = spawned {
-            tracing::warn!(error = %e, "the event archiver could not start");
-        }
-    }
 }

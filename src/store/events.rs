@@ -112,7 +112,7 @@ pub struct Page {
     pub examined: usize,
 }
 
-fn event_id(key: &[u8]) -> Result<u64, StoreError> {
+pub(super) fn event_id(key: &[u8]) -> Result<u64, StoreError> {
     key.try_into()
         .map(u64::from_be_bytes)
         .map_err(|_| StoreError::Corrupt("event key".into()))

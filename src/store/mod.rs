@@ -32,6 +32,7 @@
 
 mod accounts;
 mod archive;
+mod archiver;
 mod blobs;
 mod check;
 pub mod codec;
