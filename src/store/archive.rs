@@ -15,8 +15,8 @@
 //! the lock around the segment list, so a scan sees every event exactly once.
 //!
 //! Segment format: `PEEVSEG1`, then records `len (u32 LE) ‖ id (u64 LE) ‖ value` (value:
-//! the event as sled held it, so a dump of the archive is byte for byte what sled had;
-//! `len` counts id and value), then the footer (versioned postcard of [`Footer`]), its
+//! the event in the store's versioned encoding, as sled held it; `len` counts id and
+//! value), then the footer (versioned postcard of [`Footer`]), its
 //! length (u32 LE) and `PEEVEND1`. The footer indexes blocks of [`BLOCK`] records: the
 //! first id and offset of each, whether it holds a `/pub/` event, and a 64-bit mask of the
 //! segment's users it holds, so public and per-user scans skip blocks without a match.
@@ -437,20 +437,4 @@ impl Iterator for Walk<'_> {
         }
         self.buf.pop_front().map(Ok)
     }
-}
-
-/// Every archived record, in id order, as sled held it (for dumps).
-pub fn records(segs: &[Segment]) -> impl Iterator<Item = Result<(u64, Vec<u8>), StoreError>> + '_ {
-    segs.iter().flat_map(|seg| {
-        let blocks = match File::open(&seg.path) {
-            Ok(file) => (0..seg.f.blocks.len())
-                .map(|b| seg.read_block(&file, b))
-                .collect::<Vec<_>>(),
-            Err(e) => vec![Err(e.into())],
-        };
-        blocks.into_iter().flat_map(|r| match r {
-            Ok(v) => v.into_iter().map(Ok).collect::<Vec<_>>(),
-            Err(e) => vec![Err(e)],
-        })
-    })
 }

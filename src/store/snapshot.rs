@@ -293,29 +293,22 @@ impl Store {
         segs: &[super::archive::Segment],
         name: &[u8],
     ) -> Result<u64, StoreError> {
-        if !matches!(name, b"events" | b"user_events" | b"pub_events") {
-            return Ok(0);
-        }
+        use super::archive::{walk, Filter};
+        let filter = match name {
+            b"events" | b"user_events" => Filter::All,
+            b"pub_events" => Filter::Public,
+            _ => return Ok(0),
+        };
         let mut n = 0;
-        for r in super::archive::records(segs) {
-            let (id, v) = r?;
-            let key = match name {
-                b"events" => super::keys::event(id).to_vec(),
-                b"user_events" => {
-                    let ev: super::EventRecord = super::codec::decode("event", &v)?;
-                    super::keys::user_event(&ev.user, id)
-                }
-                _ => {
-                    let ev: super::EventRecord = super::codec::decode("event", &v)?;
-                    if !ev.path.starts_with("/pub/") {
-                        continue;
-                    }
-                    super::keys::event(id).to_vec()
-                }
+        for r in walk(segs, 0, u64::MAX, false, filter) {
+            let (id, ev) = r?;
+            let (key, value) = match name {
+                b"events" => (super::keys::event(id).to_vec(), super::codec::encode(&ev)),
+                b"user_events" => (super::keys::user_event(&ev.user, id), Vec::new()),
+                _ => (super::keys::event(id).to_vec(), Vec::new()),
             };
-            let value: &[u8] = if name == b"events" { &v } else { &[] };
             let klen = (key.len() as u32).to_le_bytes();
-            frame(w, TAG_RECORD, &[&klen, &key, value])?;
+            frame(w, TAG_RECORD, &[&klen, &key, &value])?;
             n += 1;
         }
         Ok(n)
