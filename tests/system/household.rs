@@ -727,7 +727,13 @@ fn mdns_announces_follows_addresses_and_says_goodbye_and_a_missing_router_is_rep
             .recv_timeout(SAFETY)
             .expect("the service is found on the LAN")
         {
-            mdns_sd::ServiceEvent::ServiceResolved(s) if s.get_fullname() == fullname => break s,
+            // A resolution may come before the address records (then without IPv4
+            // addresses); a later one carries them.
+            mdns_sd::ServiceEvent::ServiceResolved(s)
+                if s.get_fullname() == fullname && !s.get_addresses_v4().is_empty() =>
+            {
+                break s
+            }
             _ => {}
         }
     };
