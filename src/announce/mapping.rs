@@ -1,7 +1,8 @@
 //! The rules of a router port mapping, free of the network: what the router's external
 //! address means for reachability, which external port to ask for next when one is taken or
-//! a lease kind is refused, and when a lease is due for renewal. `upnp` asks the router and
-//! follows these answers.
+//! a lease kind is refused, when a lease is due for renewal, and when a NAT-PMP or PCP
+//! router's epoch says it lost its mappings. `upnp` asks the router and follows these
+//! answers.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -67,10 +68,27 @@ pub fn classify(ip: IpAddr) -> NatKind {
     }
 }
 
-/// The gateway's answer to AddPortMapping, reduced to what decides the next step.
+pub use crate::config::MappingProtocol as Protocol;
+
+/// Whether a NAT-PMP or PCP server lost its mappings (RFC 6886 §3.6, RFC 6887 §8.5): its
+/// epoch (seconds since it started) went back, or advanced by clearly less than the time
+/// that passed here since `previous` was read (7/8 of it, less 2 s of slack, allowing for
+/// a server clock that runs a little slow).
+pub fn epoch_lost(previous: u32, elapsed: Duration, now: u32) -> bool {
+    let expected = u64::from(previous) + elapsed.as_secs() * 7 / 8;
+    now < previous || u64::from(now) + 2 < expected
+}
+
+/// The gateway's answer to a mapping request, reduced to what decides the next step.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AddOutcome {
+    /// UPnP: the port and lease asked for.
     Mapped,
+    /// NAT-PMP and PCP: the router chose the external port and the lease.
+    Granted {
+        external_port: u16,
+        lease_secs: u32,
+    },
     /// Error 718: another host holds the external port.
     InUse,
     /// Error 725: the router only accepts permanent leases.
@@ -110,6 +128,14 @@ pub enum Next {
 pub fn after_add(req: &PortRequest, attempt: Attempt, outcome: AddOutcome, max_alt: u16) -> Next {
     match outcome {
         AddOutcome::Mapped => Next::Done(attempt),
+        AddOutcome::Granted {
+            external_port,
+            lease_secs,
+        } => Next::Done(Attempt {
+            external_port,
+            lease_secs,
+            ..attempt
+        }),
         AddOutcome::OnlyPermanent if attempt.lease_secs != 0 => Next::Retry(Attempt {
             lease_secs: 0,
             ..attempt
@@ -236,6 +262,42 @@ mod tests {
         assert_eq!(lease_secs(Duration::from_millis(1500)), 2);
         assert_eq!(lease_secs(Duration::from_millis(1)), 1);
         assert_eq!(lease_secs(Duration::from_secs(3600)), 3600);
+    }
+
+    #[test]
+    fn a_granted_port_and_lease_are_what_the_router_chose() {
+        let granted = AddOutcome::Granted {
+            external_port: 40001,
+            lease_secs: 120,
+        };
+        let Next::Done(a) = after_add(&req(), first(), granted, 8) else {
+            panic!()
+        };
+        assert_eq!((a.external_port, a.lease_secs), (40001, 120));
+    }
+
+    #[test]
+    fn a_router_that_restarted_is_told_by_its_epoch() {
+        let s = Duration::from_secs;
+        // Steady: the epoch advanced as much as the time here.
+        assert!(!epoch_lost(1000, s(60), 1060));
+        // A slower server clock is tolerated down to 7/8 of the time, less 2 s.
+        assert!(!epoch_lost(1000, s(80), 1068));
+        assert!(epoch_lost(1000, s(80), 1067));
+        // The epoch went back: the server restarted (and forgot its mappings).
+        assert!(epoch_lost(1000, s(1), 3));
+        // Restarted long enough ago to be past the old epoch, but not by the time passed.
+        assert!(epoch_lost(100, s(600), 120));
+        // Same second.
+        assert!(!epoch_lost(5, Duration::ZERO, 5));
+    }
+
+    #[test]
+    fn protocols_have_config_keys() {
+        for p in Protocol::ALL {
+            assert_eq!(Protocol::from_key(p.key()), Some(p));
+        }
+        assert_eq!(Protocol::from_key("natpmp"), None);
     }
 
     #[test]

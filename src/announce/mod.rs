@@ -2,7 +2,8 @@
 //! (`packet` builds it, `publisher` keeps it there at the `address` others learn), the users' records kept alive
 //! (`users`), and the DHT client they share (`dht`), which the pkarr relay endpoint uses too.
 //! In the household: the router port mapping (`upnp`, its rules in `mapping`, the
-//! calls to the router in `router`), the LAN announcement (`mdns`), both
+//! calls to the router in `router`: UPnP IGD, or NAT-PMP and PCP through `port_control`
+//! with their messages in `natpmp` and `pcp`), the LAN announcement (`mdns`), both
 //! started and stopped by `household`, and the report `pubky-edge status` prints
 //! (`reachability`). `worker` holds what the workers share: backoff and state files.
 
@@ -11,7 +12,10 @@ pub mod dht;
 pub mod household;
 pub mod mapping;
 pub mod mdns;
+pub mod natpmp;
 pub mod packet;
+pub mod pcp;
+pub mod port_control;
 pub mod publisher;
 pub mod reachability;
 pub mod relay;

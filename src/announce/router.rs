@@ -1,7 +1,8 @@
-//! Talking to the household router over UPnP IGD: discovery, the external address, adding,
-//! listing and removing TCP port mappings. Each call is `igd-next`'s blocking client run in
-//! `smol::unblock`, and answers come back in the terms of `mapping` (no igd-next types leak
-//! to the port mapper).
+//! Talking to the household router in the protocol it answered: discovery, the external
+//! address, adding, checking and removing TCP port mappings. UPnP IGD is `igd-next`'s
+//! blocking client run in `smol::unblock`; NAT-PMP and PCP are `port_control`. Answers come
+//! back in the terms of `mapping`, the same for every protocol (no protocol's types leak to
+//! the port mapper).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::Duration;
@@ -9,7 +10,8 @@ use std::time::Duration;
 use igd_next::{Gateway, PortMappingProtocol, SearchOptions};
 use smol::future::FutureExt;
 
-use super::mapping::AddOutcome;
+use super::mapping::{AddOutcome, Protocol};
+use super::port_control::PortControl;
 
 /// Router table entries read when looking for our mapping.
 const MAX_LISTED: u32 = 128;
@@ -20,23 +22,126 @@ pub enum External {
     Address(IpAddr),
     /// It answered, with an error or an empty address.
     NoneNamed,
+    /// PCP before its first mapping: the address comes with a mapping's answer.
+    Unknown,
 }
 
-/// A router found on the LAN.
-#[derive(Debug, Clone)]
-pub struct Router {
-    gw: Gateway,
+/// A router found on the LAN, and the protocol it answered.
+#[derive(Clone)]
+pub enum Router {
+    Igd(Igd),
+    Control(PortControl),
 }
 
 impl std::fmt::Display for Router {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.gw.fmt(f)
+        match self {
+            Router::Igd(g) => write!(f, "UPnP IGD at {}", g.gw),
+            Router::Control(c) => c.fmt(f),
+        }
     }
 }
 
 impl Router {
+    /// Asks the router in `protocol`; the error is a sentence for the report.
+    pub async fn search(protocol: Protocol, timeout: Duration) -> Result<Router, String> {
+        match protocol {
+            Protocol::Upnp => Igd::search(timeout).await.map(Router::Igd),
+            _ => PortControl::find(protocol, timeout)
+                .await
+                .map(Router::Control),
+        }
+    }
+
+    pub fn protocol(&self) -> Protocol {
+        match self {
+            Router::Igd(_) => Protocol::Upnp,
+            Router::Control(c) => c.protocol(),
+        }
+    }
+
+    /// Where the router answers.
+    pub fn addr(&self) -> SocketAddr {
+        match self {
+            Router::Igd(g) => g.gw.addr,
+            Router::Control(c) => c.addr(),
+        }
+    }
+
+    /// The router's restarts seen so far (NAT-PMP and PCP epochs; always 0 for UPnP).
+    pub fn generation(&self) -> u64 {
+        match self {
+            Router::Igd(_) => 0,
+            Router::Control(c) => c.generation(),
+        }
+    }
+
+    /// The external address; `Err` when the router stopped answering.
+    pub async fn external(&self) -> Result<External, String> {
+        match self {
+            Router::Igd(g) => g.external().await,
+            Router::Control(c) => c.external().await,
+        }
+    }
+
+    /// Maps TCP `external_port` (UPnP) or asks for it (NAT-PMP and PCP pick the port and
+    /// the lease themselves); `lease_secs` 0 = permanent (UPnP only).
+    pub async fn add(
+        &self,
+        external_port: u16,
+        internal: SocketAddr,
+        lease_secs: u32,
+        description: &str,
+    ) -> AddOutcome {
+        match self {
+            Router::Igd(g) => {
+                g.add(external_port, internal, lease_secs, description)
+                    .await
+            }
+            Router::Control(c) => c.map(internal, external_port, lease_secs).await,
+        }
+    }
+
+    /// Removes our mapping, bounded in time so a vanished router cannot hold up a stop.
+    pub async fn remove(&self, external_port: u16, internal: SocketAddr) -> Result<(), String> {
+        let removal = async {
+            match self {
+                Router::Igd(g) => g.remove(external_port).await,
+                Router::Control(c) => c.unmap(internal).await,
+            }
+        };
+        removal
+            .or(async {
+                smol::Timer::after(Duration::from_secs(3)).await;
+                Err("the router did not answer within 3 s".into())
+            })
+            .await
+    }
+
+    /// Whether the mapping made at `generation` still stands: UPnP lists the router's
+    /// table; NAT-PMP and PCP tell a restart by the epoch `external` last read.
+    pub async fn still_mapped(
+        &self,
+        external_port: u16,
+        internal: SocketAddr,
+        generation: u64,
+    ) -> bool {
+        match self {
+            Router::Igd(g) => g.still_mapped(external_port, internal).await,
+            Router::Control(c) => c.generation() == generation,
+        }
+    }
+}
+
+/// A UPnP IGD router.
+#[derive(Debug, Clone)]
+pub struct Igd {
+    gw: Gateway,
+}
+
+impl Igd {
     /// SSDP discovery; the error is a sentence for the report.
-    pub async fn search(timeout: Duration) -> Result<Router, String> {
+    async fn search(timeout: Duration) -> Result<Igd, String> {
         let found = smol::unblock(move || {
             igd_next::search_gateway(SearchOptions {
                 timeout: Some(timeout),
@@ -45,7 +150,7 @@ impl Router {
             })
         })
         .await;
-        found.map(|gw| Router { gw }).map_err(|e| match e {
+        found.map(|gw| Igd { gw }).map_err(|e| match e {
             igd_next::SearchError::IoError(io)
                 if matches!(
                     io.kind(),
@@ -58,13 +163,7 @@ impl Router {
         })
     }
 
-    /// The address of the router's control endpoint.
-    pub fn addr(&self) -> SocketAddr {
-        self.gw.addr
-    }
-
-    /// The external address; `Err` when the router stopped answering.
-    pub async fn external(&self) -> Result<External, String> {
+    async fn external(&self) -> Result<External, String> {
         let g = self.gw.clone();
         match smol::unblock(move || g.get_external_ip()).await {
             Ok(ip) if !ip.is_unspecified() => Ok(External::Address(ip)),
@@ -77,7 +176,7 @@ impl Router {
     }
 
     /// AddPortMapping (TCP); `lease_secs` 0 = permanent.
-    pub async fn add(
+    async fn add(
         &self,
         external_port: u16,
         internal: SocketAddr,
@@ -98,23 +197,19 @@ impl Router {
         .into()
     }
 
-    /// DeletePortMapping (TCP), bounded in time so a vanished router cannot hold up a stop.
-    pub async fn remove(&self, external_port: u16) -> Result<(), String> {
+    /// DeletePortMapping (TCP).
+    async fn remove(&self, external_port: u16) -> Result<(), String> {
         let g = self.gw.clone();
         smol::unblock(move || {
             g.remove_port(PortMappingProtocol::TCP, external_port)
                 .map_err(|e| e.to_string())
-        })
-        .or(async {
-            smol::Timer::after(Duration::from_secs(3)).await;
-            Err("the router did not answer within 3 s".into())
         })
         .await
     }
 
     /// Whether the router still lists our mapping of `external_port` (read-only, so renewals
     /// stay at half-life). A router that cannot list mappings is trusted until the renewal.
-    pub async fn still_mapped(&self, external_port: u16, internal: SocketAddr) -> bool {
+    async fn still_mapped(&self, external_port: u16, internal: SocketAddr) -> bool {
         use igd_next::GetGenericPortMappingEntryError as E;
         let g = self.gw.clone();
         smol::unblock(move || {
@@ -150,9 +245,45 @@ pub fn local_ip_towards(listen_ip: IpAddr, router: SocketAddr) -> Option<IpAddr>
     Some(probe.local_addr().ok()?.ip()).filter(|ip| !ip.is_unspecified())
 }
 
+/// The IPv4 default gateway, from the kernel's routing table (where NAT-PMP and PCP
+/// requests go).
+pub fn default_gateway() -> Option<Ipv4Addr> {
+    parse_default_route(&std::fs::read_to_string("/proc/net/route").ok()?)
+}
+
+/// The gateway of the first default route in `/proc/net/route` text: destination 0, the
+/// RTF_GATEWAY flag, addresses as host-order hex.
+fn parse_default_route(table: &str) -> Option<Ipv4Addr> {
+    const RTF_UP: u32 = 0x1;
+    const RTF_GATEWAY: u32 = 0x2;
+    table.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let hex = |i: usize| u32::from_str_radix(f.get(i)?, 16).ok();
+        let (dest, gw, flags) = (hex(1)?, hex(2)?, hex(3)?);
+        let up_via_gateway = flags & (RTF_UP | RTF_GATEWAY) == RTF_UP | RTF_GATEWAY;
+        // The kernel prints the address as a native integer whose bytes in memory are in
+        // network order.
+        (dest == 0 && up_via_gateway).then(|| Ipv4Addr::from(gw.to_ne_bytes()))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_gateway_is_read_from_the_routing_table() {
+        let table =
+            "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
+                     eth0\t00004DC0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n\
+                     eth0\t00000000\t014DA8C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n";
+        assert_eq!(
+            parse_default_route(table),
+            Some(Ipv4Addr::new(192, 168, 77, 1))
+        );
+        let no_default = "Iface\tDestination\tGateway\tFlags\neth0\t00004DC0\t00000000\t0001\n";
+        assert_eq!(parse_default_route(no_default), None);
+    }
 
     #[test]
     fn a_specific_listener_address_is_used_as_is() {

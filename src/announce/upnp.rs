@@ -1,6 +1,9 @@
-//! Opens the device's ports on the household router with UPnP IGD: finds the gateway, maps
-//! the PubkyTLS port (and the plain HTTP port when configured), reads the external address,
-//! renews leases at half-life and removes the mappings on a clean stop. What the router says
+//! Opens the device's ports on the household router: finds the gateway by trying the
+//! ladder of `[upnp] protocols` in turn (UPnP IGD, NAT-PMP, PCP), maps the PubkyTLS port
+//! (and the plain HTTP port when configured), reads the external address, renews leases at
+//! half-life, maps again after the router lost its table (UPnP: the mapping is no longer
+//! listed; NAT-PMP and PCP: the router's epoch went back), and removes the mappings on a
+//! clean stop. What the router says
 //! feeds [`PublicAddress`] (so the pkarr record follows the external address and the mapped
 //! port) and `<data>/upnp.json` (so `pubky-edge status` can report it).
 //!
@@ -20,6 +23,7 @@ use smol::future::FutureExt;
 use super::address::PublicAddress;
 use super::mapping::{
     after_add, classify, lease_secs, renew_due, AddOutcome, Attempt, NatKind, Next, PortRequest,
+    Protocol,
 };
 use super::router::{local_ip_towards, External, Router};
 use super::worker::{backoff, save_json};
@@ -39,11 +43,29 @@ pub struct MappingState {
     pub renewals: u32,
 }
 
+/// One protocol tried in the last search for the router.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rung {
+    pub protocol: Protocol,
+    /// Whether the router answered in it.
+    pub answered: bool,
+    /// The router's answer, or why there was none.
+    pub result: String,
+    /// How long the try took.
+    pub took_ms: u64,
+}
+
 /// What the port mapper knows; persisted for `pubky-edge status`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UpnpState {
     /// "searching", "mapped", "no_gateway", "refused", "error", "stopped", "off"
     pub state: String,
+    /// The protocol the router answered (`gateway` is where).
+    #[serde(default)]
+    pub protocol: Option<Protocol>,
+    /// The protocols tried, in order, the last time the router was searched for.
+    #[serde(default)]
+    pub ladder: Vec<Rung>,
     pub gateway: Option<String>,
     pub local_ip: Option<String>,
     pub external_ip: Option<String>,
@@ -62,6 +84,9 @@ impl UpnpState {
 struct Held {
     req: PortRequest,
     attempt: Attempt,
+    internal: SocketAddr,
+    /// The router's restart count (`Router::generation`) when it was made.
+    generation: u64,
     renewed: Instant,
     state: MappingState,
 }
@@ -145,7 +170,7 @@ impl PortMapper {
     }
 
     fn fail(&self, state: &str, error: String) {
-        tracing::warn!(upnp = state, "UPnP: {error}; will retry");
+        tracing::warn!(upnp = state, "port mapping: {error}; will retry");
         self.update(|st| {
             st.state = state.into();
             st.last_error = Some(error);
@@ -170,7 +195,7 @@ impl PortMapper {
             self.fail("error", format!("no local address towards {}", gw.addr()));
             return false;
         };
-        let Some((external_ip, nat)) = self.external(&gw).await else {
+        let Some(mut answer) = self.external(&gw).await else {
             *gateway = None;
             return false;
         };
@@ -180,6 +205,17 @@ impl PortMapper {
                 errors.push(format!("{}: {e}", req.name));
             }
         }
+        if answer == (None, None) && !held.is_empty() {
+            // PCP names the external address in its mapping answers.
+            match self.external(&gw).await {
+                Some(a) => answer = a,
+                None => {
+                    *gateway = None;
+                    return false;
+                }
+            }
+        }
+        let (external_ip, nat) = answer;
         // After the mappings, so the first record carries the mapped port too.
         if let (Some(ip), Some(NatKind::Public)) = (external_ip, nat) {
             self.address.set(ip);
@@ -188,10 +224,11 @@ impl PortMapper {
         let gw_text = gw.to_string();
         let error = (!errors.is_empty()).then(|| format!("mapping refused: {}", errors.join("; ")));
         if let Some(e) = &error {
-            tracing::warn!("UPnP: {e}; will retry");
+            tracing::warn!("port mapping: {e}; will retry");
         }
         self.update(|st| {
             st.state = if error.is_some() { "refused" } else { "mapped" }.into();
+            st.protocol = Some(gw.protocol());
             st.gateway = Some(gw_text);
             st.local_ip = Some(local_ip.to_string());
             st.external_ip = external_ip.map(|ip| ip.to_string());
@@ -202,19 +239,42 @@ impl PortMapper {
         error.is_none()
     }
 
-    /// SSDP discovery of the router.
+    /// Asks the router in each protocol of the ladder until one answers.
     async fn search(&self) -> Option<Router> {
-        self.update(|st| st.state = "searching".into());
-        match Router::search(self.settings.discovery_timeout).await {
-            Ok(r) => {
-                tracing::info!(gateway = %r.addr(), "UPnP gateway found");
-                Some(r)
-            }
-            Err(why) => {
-                self.fail("no_gateway", format!("no UPnP gateway found ({why})"));
-                None
+        self.update(|st| {
+            st.state = "searching".into();
+            st.protocol = None;
+            st.ladder.clear();
+        });
+        let mut why = Vec::new();
+        for &protocol in &self.settings.protocols {
+            let started = Instant::now();
+            let found = Router::search(protocol, self.settings.discovery_timeout).await;
+            let rung = Rung {
+                protocol,
+                answered: found.is_ok(),
+                result: match &found {
+                    Ok(r) => format!("answered at {}", r.addr()),
+                    Err(e) => e.clone(),
+                },
+                took_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            };
+            tracing::debug!(protocol = protocol.label(), took_ms = rung.took_ms, result = %rung.result, "port mapping: asked the router");
+            self.update(|st| st.ladder.push(rung));
+            match found {
+                Ok(r) => {
+                    tracing::info!(gateway = %r, "router found");
+                    self.update(|st| st.protocol = Some(protocol));
+                    return Some(r);
+                }
+                Err(e) => why.push(format!("{}: {e}", protocol.label())),
             }
         }
+        self.fail(
+            "no_gateway",
+            format!("no router answered ({})", why.join("; ")),
+        );
+        None
     }
 
     /// Reads the external address; a public one becomes the record's address. `None` when
@@ -223,6 +283,7 @@ impl PortMapper {
         let (external_ip, nat) = match gw.external().await {
             Ok(External::Address(ip)) => (Some(ip), Some(classify(ip))),
             Ok(External::NoneNamed) => (None, Some(NatKind::NoPublicAddress)),
+            Ok(External::Unknown) => (None, None),
             Err(e) => {
                 self.fail("error", format!("the gateway stopped answering ({e})"));
                 return None;
@@ -241,7 +302,7 @@ impl PortMapper {
                 tracing::warn!(
                     external = ?ip,
                     nat = ?kind,
-                    "UPnP: the router has no public external address (carrier-grade or double NAT): inbound connections from the internet will not arrive"
+                    "port mapping: the router has no public external address (carrier-grade or double NAT): inbound connections from the internet will not arrive"
                 )
             }
             _ => {}
@@ -262,13 +323,16 @@ impl PortMapper {
             let h = &held[i];
             if !renew_due(h.attempt.lease_secs, h.renewed.elapsed()) {
                 let internal = SocketAddr::new(local_ip, req.internal_port);
-                if gw.still_mapped(h.attempt.external_port, internal).await {
+                if gw
+                    .still_mapped(h.attempt.external_port, internal, h.generation)
+                    .await
+                {
                     return Ok(());
                 }
                 // A router that rebooted (households pull plugs) forgets its mappings.
                 tracing::warn!(
                     port = h.attempt.external_port,
-                    "UPnP: the router lost the mapping; mapping again"
+                    "port mapping: the router lost the mapping; mapping again"
                 );
             }
         }
@@ -293,7 +357,7 @@ impl PortMapper {
         if pos.is_none() {
             tracing::info!(
                 name = %req.name, %internal, external = attempt.external_port,
-                lease_secs = attempt.lease_secs, "UPnP port mapped"
+                lease_secs = attempt.lease_secs, protocol = gw.protocol().label(), "port mapped"
             );
         }
         if req.name == "pubky_tls" {
@@ -302,6 +366,8 @@ impl PortMapper {
         let h = Held {
             req: req.clone(),
             attempt,
+            internal,
+            generation: gw.generation(),
             renewed: Instant::now(),
             state: MappingState {
                 name: req.name.clone(),
@@ -319,7 +385,7 @@ impl PortMapper {
         Ok(())
     }
 
-    /// AddPortMapping until the pure step says done or give up.
+    /// Asks for the mapping until the pure step says done or give up.
     async fn negotiate(
         &self,
         gw: &Router,
@@ -340,7 +406,8 @@ impl PortMapper {
                 tracing::debug!(
                     port = attempt.external_port,
                     ?outcome,
-                    "UPnP AddPortMapping"
+                    protocol = gw.protocol().label(),
+                    "mapping request"
                 );
             }
             match after_add(req, attempt, outcome, self.settings.alternative_ports) {
@@ -359,9 +426,9 @@ impl PortMapper {
         };
         for h in held {
             let port = h.attempt.external_port;
-            match gw.remove(port).await {
-                Ok(()) => tracing::info!(port, "UPnP mapping removed"),
-                Err(e) => tracing::warn!(port, "UPnP: could not remove the mapping: {e}"),
+            match gw.remove(port, h.internal).await {
+                Ok(()) => tracing::info!(port, protocol = gw.protocol().label(), "mapping removed"),
+                Err(e) => tracing::warn!(port, "port mapping: could not remove the mapping: {e}"),
             }
         }
         self.update(|st| {

@@ -125,8 +125,9 @@ pub fn judge(
             headline: "The router does not let apps in".into(),
             reason,
             fix: format!(
-                "Turn on UPnP in your router's settings; or forward TCP port {tls_port} to this \
-                 box by hand and set pkdns.public_ip to your internet address."
+                "Turn on UPnP or NAT-PMP (also called PCP) in your router's settings; or forward \
+                 TCP port {tls_port} to this box by hand and set pkdns.public_ip to your \
+                 internet address."
             ),
         };
     }

@@ -29,7 +29,7 @@ USAGE:
 COMMANDS:
     run          run the homeserver (the default)
     info         print the homeserver's public key and where its data lives
-    status       reachability: LAN addresses, mDNS name, UPnP mapping, external address,
+    status       reachability: LAN addresses, mDNS name, router mapping, external address,
                  CGNAT, last DHT publish and whether the record resolves to this device
     token new    create a signup token (for signup_mode = \"token_required\")
     check        verify the stored data offline (stop the server first): every file has

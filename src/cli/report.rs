@@ -1,5 +1,6 @@
 //! What `info` and `status` print: the last DHT publish, and the reachability report —
-//! LAN addresses, the mDNS name, the UPnP state and mappings, the external address, whether
+//! LAN addresses, the mDNS name, the router port mapping (the protocols tried, the one the
+//! router answered, the mappings), the external address, whether
 //! carrier-grade or double NAT was detected, the last DHT publish and whether the record on
 //! the DHT points back at the current address. The command runs in its own process, so it
 //! reads what the workers wrote into the data directory (`upnp.json`, `mdns.json`,
@@ -71,18 +72,25 @@ fn mdns_line(data_dir: &Path) -> String {
 
 fn upnp_lines(upnp: Option<&UpnpState>) -> Vec<String> {
     let Some(u) = upnp else {
-        return vec!["upnp:          unknown (the server has not run yet)".into()];
+        return vec!["router:        unknown (the server has not run yet)".into()];
     };
-    let via = u
-        .gateway
-        .as_deref()
-        .map(|g| format!(" via {g}"))
-        .unwrap_or_default();
+    let via = match (u.protocol, u.gateway.as_deref()) {
+        (Some(_), Some(g)) => format!(" via {g}"),
+        _ => String::new(),
+    };
     let mut out = vec![format!(
-        "upnp:          {}{via} (as of {})",
+        "router:        {}{via} (as of {})",
         u.state,
         rfc3339(u.updated_secs)
     )];
+    for r in &u.ladder {
+        out.push(format!(
+            "tried:         {}, {} ms: {}",
+            r.protocol.label(),
+            r.took_ms,
+            r.result
+        ));
+    }
     for m in &u.mappings {
         let lease = if m.lease_secs == 0 {
             "permanent".to_string()
@@ -90,7 +98,7 @@ fn upnp_lines(upnp: Option<&UpnpState>) -> Vec<String> {
             format!("lease {} s", m.lease_secs)
         };
         out.push(format!(
-            "upnp mapping:  {} external port {} -> {} ({lease}, renewed {}, {} renewals)",
+            "mapping:       {} external port {} -> {} ({lease}, renewed {}, {} renewals)",
             m.name,
             m.external_port,
             m.internal,
@@ -99,7 +107,7 @@ fn upnp_lines(upnp: Option<&UpnpState>) -> Vec<String> {
         ));
     }
     if let Some(e) = &u.last_error {
-        out.push(format!("upnp error:    {e}"));
+        out.push(format!("router error:  {e}"));
     }
     out
 }

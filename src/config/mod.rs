@@ -24,7 +24,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 pub use rates::{Bandwidth, KeyKind, Rule};
 pub use raw::DEFAULT_TOML;
@@ -261,10 +261,56 @@ pub struct DefaultBandwidth {
     pub unauthenticated_ip_rate_read: Option<Bandwidth>,
 }
 
+/// A rung of the port-mapping ladder (`upnp.protocols`), in the default order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MappingProtocol {
+    /// UPnP IGD: SSDP discovery, then SOAP calls to the router's control URL.
+    #[serde(rename = "upnp")]
+    Upnp,
+    /// NAT-PMP (RFC 6886), UDP to the default gateway's port 5351.
+    #[serde(rename = "nat-pmp")]
+    NatPmp,
+    /// PCP (RFC 6887), NAT-PMP's successor on the same port.
+    #[serde(rename = "pcp")]
+    Pcp,
+}
+
+impl MappingProtocol {
+    pub const ALL: [MappingProtocol; 3] = [
+        MappingProtocol::Upnp,
+        MappingProtocol::NatPmp,
+        MappingProtocol::Pcp,
+    ];
+
+    /// The name in the config file.
+    pub fn key(self) -> &'static str {
+        match self {
+            MappingProtocol::Upnp => "upnp",
+            MappingProtocol::NatPmp => "nat-pmp",
+            MappingProtocol::Pcp => "pcp",
+        }
+    }
+
+    /// The name in reports and logs.
+    pub fn label(self) -> &'static str {
+        match self {
+            MappingProtocol::Upnp => "UPnP IGD",
+            MappingProtocol::NatPmp => "NAT-PMP",
+            MappingProtocol::Pcp => "PCP",
+        }
+    }
+
+    pub fn from_key(key: &str) -> Option<MappingProtocol> {
+        MappingProtocol::ALL.into_iter().find(|p| p.key() == key)
+    }
+}
+
 /// `[upnp]`: the router port mapping.
 #[derive(Debug, Clone)]
 pub struct Upnp {
     pub enabled: bool,
+    /// The protocols tried in turn until the router answers one.
+    pub protocols: Vec<MappingProtocol>,
     pub map_http_port: bool,
     /// Lease asked for; renewed at half of it. Rounded up to whole seconds.
     pub lease: Duration,

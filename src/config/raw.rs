@@ -145,6 +145,7 @@ pub struct DefaultQuotas {
 #[derive(Debug, Clone, Deserialize)]
 pub struct Upnp {
     pub enabled: bool,
+    pub protocols: Vec<String>,
     pub map_http_port: bool,
     pub lease_ms: u64,
     pub check_interval_ms: u64,

@@ -108,6 +108,10 @@ fn household_settings_are_checked() {
     assert!(d.upnp.enabled && d.mdns.enabled);
     assert!(!d.upnp.map_http_port);
     assert_eq!(d.upnp.lease, Duration::from_millis(3_600_000));
+    use crate::config::MappingProtocol as P;
+    assert_eq!(d.upnp.protocols, vec![P::Upnp, P::NatPmp, P::Pcp]);
+    let pcp_first = load("[upnp]\nprotocols = [\"pcp\", \"upnp\"]\n").unwrap();
+    assert_eq!(pcp_first.config.upnp.protocols, vec![P::Pcp, P::Upnp]);
     assert!(d.mdns.skip_interfaces.iter().any(|s| s == "docker"));
     let off = load("[upnp]\nenabled = false\n[mdns]\nenabled = false\ninterfaces = [\"wlan0\"]\n")
         .unwrap()
@@ -121,6 +125,15 @@ fn household_settings_are_checked() {
             "upnp.retry_max_ms",
         ),
         ("[upnp]\ndescription = \"\"", "upnp.description"),
+        ("[upnp]\nprotocols = []", "upnp.protocols is empty"),
+        (
+            "[upnp]\nprotocols = [\"natpmp\"]",
+            "upnp.protocols: \"natpmp\" is not",
+        ),
+        (
+            "[upnp]\nprotocols = [\"pcp\", \"pcp\"]",
+            "upnp.protocols: \"pcp\" is listed twice",
+        ),
         ("[mdns]\nskip_interfaces = [\"\"]", "mdns"),
     ] {
         let e = load(text).unwrap_err();

@@ -364,6 +364,19 @@ impl RawConfig {
         if u.description.is_empty() || u.description.len() > 64 {
             return Err("upnp.description must be 1 to 64 characters".into());
         }
+        let mut protocols = Vec::new();
+        for name in &u.protocols {
+            let p = super::MappingProtocol::from_key(name).ok_or_else(|| {
+                format!("upnp.protocols: {name:?} is not one of \"upnp\", \"nat-pmp\", \"pcp\"")
+            })?;
+            if protocols.contains(&p) {
+                return Err(format!("upnp.protocols: {name:?} is listed twice"));
+            }
+            protocols.push(p);
+        }
+        if protocols.is_empty() {
+            return Err("upnp.protocols is empty (set upnp.enabled = false to map nothing)".into());
+        }
         if let Some(n) = self
             .mdns
             .interfaces
@@ -375,6 +388,7 @@ impl RawConfig {
         }
         Ok(super::Upnp {
             enabled: u.enabled,
+            protocols,
             map_http_port: u.map_http_port,
             lease: ms(u.lease_ms),
             check_interval: ms(u.check_interval_ms),

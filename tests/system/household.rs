@@ -21,6 +21,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use pubky_edge::announce::dht::local_testnet;
+use pubky_edge::announce::mapping::Protocol;
 use pubky_edge::announce::packet::direct_endpoint;
 use pubky_edge::announce::upnp::UpnpState;
 use pubky_edge::announce::{DhtClient, DhtSettings};
@@ -71,6 +72,7 @@ fn which(bin: &str) -> bool {
 struct Net {
     prefix: String,
     miniupnpd: Option<Child>,
+    router_started: Instant,
     tmp: tempfile::TempDir,
 }
 
@@ -90,6 +92,7 @@ impl Net {
         let net = Net {
             prefix: format!("pe{}{tag}", std::process::id() % 100_000),
             miniupnpd: None,
+            router_started: Instant::now(),
             tmp: tempfile::tempdir().map_err(|e| e.to_string())?,
         };
         sh(&["ip", "netns", "add", &net.ns("rt")])
@@ -176,8 +179,14 @@ impl Net {
         ])
     }
 
-    /// Starts miniupnpd on the router with the nftables chains it fills.
+    /// Starts miniupnpd on the router, speaking UPnP IGD only, with the nftables chains it
+    /// fills.
     fn start_router(&mut self) -> Result<(), String> {
+        self.start_router_with("enable_natpmp=no\nenable_upnp=yes\nsystem_uptime=yes\n")
+    }
+
+    /// Starts miniupnpd with `protocols` (its `enable_*` and `system_uptime` lines).
+    fn start_router_with(&mut self, protocols: &str) -> Result<(), String> {
         let dir = self.tmp.path();
         let rules = dir.join("rules.nft");
         std::fs::write(
@@ -205,12 +214,18 @@ impl Net {
         let conf = dir.join("miniupnpd.conf");
         std::fs::write(
             &conf,
-            "ext_ifname=wan\nlistening_ip=br0\nenable_natpmp=no\nenable_upnp=yes\nsecure_mode=yes\n\
-             system_uptime=yes\nuuid=3e1f8b3c-3f4e-4e3a-9d41-6a1c0b2f7e55\n\
-             allow 1024-65535 192.168.77.0/24 1024-65535\ndeny 0-65535 0.0.0.0/0 0-65535\n",
+            format!(
+                "ext_ifname=wan\nlistening_ip=br0\n{protocols}secure_mode=yes\n\
+                 uuid=3e1f8b3c-3f4e-4e3a-9d41-6a1c0b2f7e55\n\
+                 allow 1024-65535 192.168.77.0/24 1024-65535\ndeny 0-65535 0.0.0.0/0 0-65535\n"
+            ),
         )
         .map_err(|e| e.to_string())?;
-        let log = std::fs::File::create(dir.join("miniupnpd.log")).map_err(|e| e.to_string())?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("miniupnpd.log"))
+            .map_err(|e| e.to_string())?;
         let child = Command::new("ip")
             .args(["netns", "exec", &rt, "miniupnpd", "-d", "-f"])
             .arg(&conf)
@@ -221,7 +236,40 @@ impl Net {
             .spawn()
             .map_err(|e| format!("miniupnpd: {e}"))?;
         self.miniupnpd = Some(child);
+        self.router_started = Instant::now();
         Ok(())
+    }
+
+    /// The router reboots: the daemon dies, the forwarding table is empty again, and the
+    /// daemon starts afresh (with `system_uptime=no` its epoch starts again at 0).
+    fn reboot_router(&mut self, protocols: &str) {
+        if let Some(mut c) = self.miniupnpd.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let rt = self.ns("rt");
+        for chain in ["miniupnpd", "prerouting_miniupnpd", "postrouting_miniupnpd"] {
+            sh(&[
+                "ip", "netns", "exec", &rt, "nft", "flush", "chain", "inet", "filter", chain,
+            ])
+            .unwrap();
+        }
+        self.start_router_with(protocols).unwrap();
+    }
+
+    /// The router's port forwards as nftables shows them (what any mapping protocol made).
+    fn forwards(&self) -> String {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.ns("rt"), "nft", "list", "chain"])
+            .args(["inet", "filter", "prerouting_miniupnpd"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.contains("dnat"))
+            .map(str::trim)
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     /// The ISP's DHCP hands the router a new WAN address (old one gone first, as on a
@@ -305,6 +353,30 @@ fn gateway_mappings(ns: &str) -> Vec<(u16, String, u16, u32)> {
             }
         }
         out
+    })
+}
+
+/// A PubkyTLS GET of `/` from the WAN namespace to the router's external `port`, checking
+/// the device's key: what a client on the internet does.
+fn wan_tls_get(net: &Net, key: &PublicKey, port: u16) -> String {
+    let key = *key;
+    in_ns(&net.ns("wan"), move || {
+        let addr: SocketAddr = format!("{ROUTER_WAN}:{port}").parse().unwrap();
+        let name = rustls::pki_types::ServerName::try_from(key.to_z32()).unwrap();
+        let conn = rustls::ClientConnection::new(pubky_edge::http::tls::client_config(&key), name)
+            .unwrap();
+        let tcp = match TcpStream::connect_timeout(&addr, Duration::from_secs(3)) {
+            Ok(t) => t,
+            Err(e) => return format!("connect: {e}"),
+        };
+        tcp.set_read_timeout(Some(SAFETY)).unwrap();
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        if let Err(e) = tls.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n") {
+            return format!("tls: {e}");
+        }
+        let mut out = Vec::new();
+        let _ = tls.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
     })
 }
 
@@ -496,21 +568,7 @@ fn upnp_maps_forwards_renews_follows_the_address_and_cleans_up() {
         out
     });
     assert!(wan_http.starts_with("HTTP/1.1 200"), "{wan_http}");
-    let key = device.key;
-    let wan_tls = in_ns(&net.ns("wan"), move || {
-        let addr: SocketAddr = format!("{ROUTER_WAN}:6287").parse().unwrap();
-        let name = rustls::pki_types::ServerName::try_from(key.to_z32()).unwrap();
-        let conn = rustls::ClientConnection::new(pubky_edge::http::tls::client_config(&key), name)
-            .unwrap();
-        let tcp = TcpStream::connect_timeout(&addr, SAFETY).unwrap();
-        tcp.set_read_timeout(Some(SAFETY)).unwrap();
-        let mut tls = rustls::StreamOwned::new(conn, tcp);
-        tls.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .unwrap();
-        let mut out = Vec::new();
-        let _ = tls.read_to_end(&mut out);
-        String::from_utf8_lossy(&out).into_owned()
-    });
+    let wan_tls = wan_tls_get(&net, &device.key, 6287);
     assert!(
         wan_tls.starts_with("HTTP/1.1 200"),
         "PubkyTLS through the mapping: {wan_tls}"
@@ -560,8 +618,14 @@ fn upnp_maps_forwards_renews_follows_the_address_and_cleans_up() {
         "{status}"
     );
     assert!(status.contains("cgnat:         no"), "{status}");
+    // The first rung answered: nothing else was asked.
     assert!(
-        status.contains("upnp mapping:  pubky_tls external port 6287 -> 192.168.77.10:6287"),
+        status.contains("router:        mapped via UPnP IGD at http://192.168.77.1:"),
+        "{status}"
+    );
+    assert_eq!(status.matches("tried:").count(), 1, "{status}");
+    assert!(
+        status.contains("mapping:       pubky_tls external port 6287 -> 192.168.77.10:6287"),
         "{status}"
     );
     assert!(
@@ -663,6 +727,155 @@ fn a_port_held_by_another_host_moves_and_the_record_says_so_and_cgnat_is_reporte
     device.stop();
     let m = gateway_mappings(&net.ns("lan2"));
     assert_eq!(m.len(), 1, "only the other host's mapping is left: {m:?}");
+}
+
+/// miniupnpd with UPnP off: it answers NAT-PMP and PCP (both on port 5351), and its epoch
+/// counts from its own start, as a router's does from its boot.
+const NATPMP_AND_PCP: &str =
+    "enable_natpmp=yes\nenable_upnp=no\nsystem_uptime=no\nmin_lifetime=1\n";
+
+fn ladder(st: &UpnpState) -> Vec<(Protocol, bool)> {
+    st.ladder.iter().map(|r| (r.protocol, r.answered)).collect()
+}
+
+#[test]
+fn nat_pmp_takes_over_when_upnp_is_off_renews_and_cleans_up() {
+    let _suite = crate::suite("household");
+    let mut net = match Net::create("d", true) {
+        Ok(n) => n,
+        Err(e) if skip(&e) => return,
+        Err(e) => panic!("{e}"),
+    };
+    net.start_router_with(NATPMP_AND_PCP).unwrap();
+    let (_nodes, bootstrap, dht) = lan_dht(&net.ns("lan"));
+    let device = Device::start(
+        &net,
+        &format!(
+            "{}{FAST_UPNP}[mdns]\nenabled = false\n",
+            dht_toml(&bootstrap)
+        ),
+    );
+
+    // UPnP finds nobody; NAT-PMP, the next rung, maps the PubkyTLS port.
+    let st = eventually("a mapping", || {
+        let st = device.upnp()?;
+        (st.state == "mapped").then_some(st)
+    });
+    assert_eq!(st.protocol, Some(Protocol::NatPmp), "{st:?}");
+    assert_eq!(
+        ladder(&st),
+        vec![(Protocol::Upnp, false), (Protocol::NatPmp, true)]
+    );
+    let fwd = net.forwards();
+    assert!(
+        fwd.contains("dport 6287 dnat ip to 192.168.77.10:6287"),
+        "{fwd}"
+    );
+    let wan_tls = wan_tls_get(&net, &device.key, 6287);
+    assert!(
+        wan_tls.starts_with("HTTP/1.1 200"),
+        "through NAT-PMP: {wan_tls}"
+    );
+    eventually("the record to announce the external address", || {
+        (record(&dht, &device.key) == Some((Some(ROUTER_WAN.parse().unwrap()), Some(6287))))
+            .then_some(())
+    });
+
+    // The router granted the 4 s asked for; renewals at half of it keep the forward.
+    eventually("two lease renewals", || {
+        let st = device.upnp()?;
+        st.mappings
+            .iter()
+            .all(|m| m.renewals >= 2 && m.lease_secs == 4)
+            .then_some(())
+    });
+    assert!(net.forwards().contains("192.168.77.10:6287"));
+
+    let status = device.status();
+    println!("{status}");
+    for line in [
+        "router:        mapped via NAT-PMP at 192.168.77.1:5351",
+        "tried:         UPnP IGD, ",
+        "tried:         NAT-PMP, ",
+        "mapping:       pubky_tls external port 6287 -> 192.168.77.10:6287 (lease 4 s",
+        "external ip:   11.0.0.1 (from the router)",
+    ] {
+        assert!(status.contains(line), "{line}: {status}");
+    }
+
+    device.stop();
+    assert_eq!(net.forwards(), "", "the forward was left at the router");
+}
+
+#[test]
+fn pcp_maps_and_a_router_restart_is_told_by_its_epoch() {
+    let _suite = crate::suite("household");
+    let mut net = match Net::create("e", true) {
+        Ok(n) => n,
+        Err(e) if skip(&e) => return,
+        Err(e) => panic!("{e}"),
+    };
+    net.start_router_with(NATPMP_AND_PCP).unwrap();
+    let (_nodes, bootstrap, dht) = lan_dht(&net.ns("lan"));
+    // PCP alone, with a long lease: a forward that comes back below was not renewed.
+    let device = Device::start(
+        &net,
+        &format!(
+            "{}{}protocols = [\"pcp\"]\n[mdns]\nenabled = false\n",
+            dht_toml(&bootstrap),
+            FAST_UPNP.replace("lease_ms = 4000", "lease_ms = 600000")
+        ),
+    );
+    let st = eventually("a mapping", || {
+        let st = device.upnp()?;
+        (st.state == "mapped").then_some(st)
+    });
+    assert_eq!(st.protocol, Some(Protocol::Pcp), "{st:?}");
+    assert_eq!(ladder(&st), vec![(Protocol::Pcp, true)]);
+    // PCP names the external address in the mapping's answer.
+    assert_eq!(st.external_ip.as_deref(), Some(ROUTER_WAN), "{st:?}");
+    assert!(
+        st.mappings[0].lease_secs > 500,
+        "the lease asked for: {st:?}"
+    );
+    assert!(net.forwards().contains("192.168.77.10:6287"));
+    let wan_tls = wan_tls_get(&net, &device.key, 6287);
+    assert!(
+        wan_tls.starts_with("HTTP/1.1 200"),
+        "through PCP: {wan_tls}"
+    );
+    eventually("the record to announce the external address", || {
+        (record(&dht, &device.key) == Some((Some(ROUTER_WAN.parse().unwrap()), Some(6287))))
+            .then_some(())
+    });
+
+    // A reboot is told by the epoch going back, which needs an epoch to go back from: the
+    // epoch counts whole seconds and a restart within 2 s of the last reading is allowed
+    // for as clock drift. A real router takes far longer to boot.
+    let old_router_up = Duration::from_secs(5);
+    if let Some(wait) = old_router_up.checked_sub(net.router_started.elapsed()) {
+        std::thread::sleep(wait);
+    }
+    // The router reboots while the device is paused: when it looks again the router answers
+    // as before, with an empty table and an epoch that started again.
+    let pid = device.child.id().to_string();
+    sh(&["kill", "-STOP", &pid]).unwrap();
+    net.reboot_router(NATPMP_AND_PCP);
+    assert_eq!(net.forwards(), "", "a rebooted router forwards nothing");
+    sh(&["kill", "-CONT", &pid]).unwrap();
+    eventually("the forward to be made again", || {
+        net.forwards().contains("192.168.77.10:6287").then_some(())
+    });
+    let log = std::fs::read_to_string(net.tmp.path().join("device.log")).unwrap();
+    assert!(log.contains("the router restarted"), "{log}");
+    let wan_tls = wan_tls_get(&net, &device.key, 6287);
+    assert!(
+        wan_tls.starts_with("HTTP/1.1 200"),
+        "after the reboot: {wan_tls}"
+    );
+
+    device.stop();
+    assert_eq!(net.forwards(), "", "the forward was left at the router");
 }
 
 #[test]
@@ -823,9 +1036,17 @@ fn mdns_announces_follows_addresses_and_says_goodbye_and_a_missing_router_is_rep
         status.contains(&format!("mdns:          {fullname} on pubky-")),
         "{status}"
     );
-    assert!(status.contains("upnp:          no_gateway"), "{status}");
+    assert!(status.contains("router:        no_gateway"), "{status}");
+    // Every rung of the ladder was asked, and each says why it failed.
+    for tried in [
+        "tried:         UPnP IGD, ",
+        "tried:         NAT-PMP, ",
+        "tried:         PCP, ",
+    ] {
+        assert!(status.contains(tried), "{tried}: {status}");
+    }
     assert!(
-        status.contains("upnp error:    no UPnP gateway found"),
+        status.contains("router error:  no router answered (UPnP IGD: nothing answered"),
         "{status}"
     );
 

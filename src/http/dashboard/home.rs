@@ -88,12 +88,15 @@ pub fn home(
             .iter()
             .map(|m| format!("{} → {}", m.external_port, m.internal))
             .collect();
+        let via = u
+            .protocol
+            .map_or(String::new(), |p| format!(" ({})", p.label()));
         reach_facts.push((
-            "Router (UPnP)",
+            "Router",
             if mapped.is_empty() {
                 u.state.replace('_', " ")
             } else {
-                format!("forwards {}", mapped.join(", "))
+                format!("forwards {}{via}", mapped.join(", "))
             },
         ));
         if let Some(ip) = &u.external_ip {
@@ -110,7 +113,7 @@ pub fn home(
             reach_facts.push(("Behind another NAT", v.into()));
         }
     } else if !app.config.upnp.enabled {
-        reach_facts.push(("Router (UPnP)", "off in the config".into()));
+        reach_facts.push(("Router", "port mapping off in the config".into()));
     }
     reach_facts.push((
         "Last announcement",

@@ -1,0 +1,336 @@
+//! A NAT-PMP or PCP client for the router at the default gateway: one UDP exchange per
+//! request, retransmitted from 250 ms doubling (RFC 6886 §3.1; PCP's own 3 s first wait is
+//! too slow for a ladder) until the configured timeout. It remembers what the mappings'
+//! renewals and deletions need (PCP's nonces) and the server's epoch, and counts the
+//! router's restarts seen in it: a mapping made before the last one is gone.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use smol::Async;
+
+use super::mapping::{epoch_lost, AddOutcome, Protocol};
+use super::router::External;
+use super::{natpmp, pcp};
+
+/// First retransmission wait (RFC 6886 §3.1).
+const FIRST_WAIT: Duration = Duration::from_millis(250);
+
+#[derive(Default)]
+struct Known {
+    /// The last epoch read and when.
+    epoch: Option<(u32, Instant)>,
+    /// Restarts of the router seen in its epoch.
+    generation: u64,
+    /// PCP: the nonce of each internal port's mapping.
+    nonces: HashMap<u16, pcp::Nonce>,
+    /// PCP: the external address the last mapping named.
+    external: Option<IpAddr>,
+}
+
+/// A router that answered NAT-PMP or PCP.
+#[derive(Clone)]
+pub struct PortControl {
+    protocol: Protocol,
+    gateway: SocketAddr,
+    timeout: Duration,
+    known: Arc<Mutex<Known>>,
+}
+
+impl PortControl {
+    /// Asks the default gateway (NAT-PMP: its external address; PCP: an ANNOUNCE); the
+    /// error is a sentence for the report.
+    pub async fn find(protocol: Protocol, timeout: Duration) -> Result<PortControl, String> {
+        let gw = super::router::default_gateway()
+            .ok_or_else(|| "no default route, so no router to ask".to_string())?;
+        let pc = PortControl {
+            protocol,
+            gateway: SocketAddr::new(IpAddr::V4(gw), natpmp::SERVER_PORT),
+            timeout,
+            known: Arc::default(),
+        };
+        pc.read_epoch().await?;
+        Ok(pc)
+    }
+
+    pub fn protocol(&self) -> Protocol {
+        self.protocol
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.gateway
+    }
+
+    /// Restarts of the router seen so far; a mapping made at an older count is gone.
+    pub fn generation(&self) -> u64 {
+        self.lock().generation
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Known> {
+        self.known.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Notes an epoch read from any answer.
+    fn saw_epoch(&self, epoch: u32) {
+        let mut k = self.lock();
+        tracing::trace!(protocol = self.protocol.label(), epoch, "router epoch");
+        if let Some((previous, at)) = k.epoch {
+            if epoch_lost(previous, at.elapsed(), epoch) {
+                k.generation += 1;
+                tracing::warn!(
+                    protocol = self.protocol.label(),
+                    previous,
+                    epoch,
+                    "the router restarted (its epoch went back): its mappings are gone"
+                );
+            }
+        }
+        k.epoch = Some((epoch, Instant::now()));
+    }
+
+    /// Reads the epoch (and for NAT-PMP the external address) without changing anything.
+    async fn read_epoch(&self) -> Result<External, String> {
+        match self.protocol {
+            Protocol::Pcp => {
+                let r = self
+                    .exchange(
+                        None,
+                        |ip| pcp::announce_request(ip).to_vec(),
+                        |p| pcp::parse(p, pcp::ANNOUNCE, None),
+                    )
+                    .await?;
+                match r {
+                    pcp::Response::Announced { epoch } => {
+                        self.saw_epoch(epoch);
+                        Ok(self
+                            .lock()
+                            .external
+                            .map_or(External::Unknown, External::Address))
+                    }
+                    pcp::Response::NatPmpOnly => {
+                        Err("the router speaks NAT-PMP, not PCP".to_string())
+                    }
+                    pcp::Response::Failed { code } => Err(pcp::result_text(code)),
+                    pcp::Response::Mapped { .. } => Err("an unexpected answer".to_string()),
+                }
+            }
+            _ => {
+                let r = self
+                    .exchange(
+                        None,
+                        |_| natpmp::external_request().to_vec(),
+                        |p| natpmp::parse(p, natpmp::EXTERNAL),
+                    )
+                    .await?;
+                match r {
+                    natpmp::Response::External { epoch, ip } => {
+                        self.saw_epoch(epoch);
+                        Ok(if ip.is_unspecified() {
+                            External::NoneNamed
+                        } else {
+                            External::Address(IpAddr::V4(ip))
+                        })
+                    }
+                    // Network failure: the router has no public address (RFC 6886 §3.5).
+                    natpmp::Response::Failed { code: 3 } => Ok(External::NoneNamed),
+                    natpmp::Response::Failed { code } => Err(natpmp::result_text(code)),
+                    natpmp::Response::Mapped { .. } => Err("an unexpected answer".to_string()),
+                }
+            }
+        }
+    }
+
+    /// The external address: NAT-PMP asks; PCP names it in mapping answers, so this reads
+    /// the epoch (the router is alive) and gives the last one named. `Err` when the router
+    /// stopped answering.
+    pub async fn external(&self) -> Result<External, String> {
+        self.read_epoch().await
+    }
+
+    /// Maps TCP `internal` (the request is sent from its address, which is what both
+    /// protocols map), or renews it; `lease_secs` 0 is not asked for (it would delete).
+    pub async fn map(&self, internal: SocketAddr, suggested: u16, lease_secs: u32) -> AddOutcome {
+        let lease = lease_secs.max(1);
+        let port = internal.port();
+        let result = match self.protocol {
+            Protocol::Pcp => self.pcp_map(internal, suggested, lease).await,
+            _ => {
+                let r = self
+                    .exchange(
+                        Some(internal.ip()),
+                        |_| natpmp::map_request(port, suggested, lease).to_vec(),
+                        |p| {
+                            natpmp::parse(p, natpmp::MAP_TCP).filter(|r| {
+                                !matches!(r, natpmp::Response::Mapped { internal_port, .. } if *internal_port != port)
+                            })
+                        },
+                    )
+                    .await;
+                match r {
+                    Ok(natpmp::Response::Mapped {
+                        epoch,
+                        external_port,
+                        lifetime_secs,
+                        ..
+                    }) => {
+                        self.saw_epoch(epoch);
+                        Ok((external_port, lifetime_secs))
+                    }
+                    Ok(natpmp::Response::Failed { code }) => Err(natpmp::result_text(code)),
+                    Ok(_) => Err("an unexpected answer".into()),
+                    Err(e) => Err(e),
+                }
+            }
+        };
+        match result {
+            // A lifetime of 0 in an answer to a request for more is no mapping at all.
+            Ok((_, 0)) | Ok((0, _)) => AddOutcome::Refused(format!(
+                "the router answered {} without a mapping",
+                self.protocol.label()
+            )),
+            Ok((external_port, lease_secs)) => AddOutcome::Granted {
+                external_port,
+                lease_secs,
+            },
+            Err(e) => AddOutcome::Refused(e),
+        }
+    }
+
+    async fn pcp_map(
+        &self,
+        internal: SocketAddr,
+        suggested: u16,
+        lease: u32,
+    ) -> Result<(u16, u32), String> {
+        let port = internal.port();
+        let nonce = *self.lock().nonces.entry(port).or_insert_with(|| {
+            let mut n = [0u8; 12];
+            getrandom::fill(&mut n).expect("OS randomness");
+            n
+        });
+        let r = self
+            .exchange(
+                Some(internal.ip()),
+                |ip| pcp::map_request(ip, &nonce, port, suggested, lease).to_vec(),
+                |p| pcp::parse(p, pcp::MAP, Some(&nonce)),
+            )
+            .await?;
+        match r {
+            pcp::Response::Mapped {
+                epoch,
+                lifetime_secs,
+                external_port,
+                external_ip,
+                ..
+            } => {
+                self.saw_epoch(epoch);
+                self.lock().external = Some(external_ip).filter(|ip| !ip.is_unspecified());
+                Ok((external_port, lifetime_secs))
+            }
+            pcp::Response::Failed { code } => Err(pcp::result_text(code)),
+            pcp::Response::NatPmpOnly => Err("the router speaks NAT-PMP, not PCP".into()),
+            pcp::Response::Announced { .. } => Err("an unexpected answer".into()),
+        }
+    }
+
+    /// Deletes the mapping of TCP `internal` (lifetime 0).
+    pub async fn unmap(&self, internal: SocketAddr) -> Result<(), String> {
+        let port = internal.port();
+        match self.protocol {
+            Protocol::Pcp => {
+                let Some(nonce) = self.lock().nonces.get(&port).copied() else {
+                    return Ok(());
+                };
+                let r = self
+                    .exchange(
+                        Some(internal.ip()),
+                        |ip| pcp::map_request(ip, &nonce, port, 0, 0).to_vec(),
+                        |p| pcp::parse(p, pcp::MAP, Some(&nonce)),
+                    )
+                    .await?;
+                match r {
+                    pcp::Response::Failed { code } => Err(pcp::result_text(code)),
+                    _ => Ok(()),
+                }
+            }
+            _ => {
+                let r = self
+                    .exchange(
+                        Some(internal.ip()),
+                        |_| natpmp::map_request(port, 0, 0).to_vec(),
+                        |p| natpmp::parse(p, natpmp::MAP_TCP),
+                    )
+                    .await?;
+                match r {
+                    natpmp::Response::Failed { code } => Err(natpmp::result_text(code)),
+                    _ => Ok(()),
+                }
+            }
+        }
+    }
+
+    /// Sends `request(local ip)` from `from` (any address when `None`) and waits for an
+    /// answer `accept` takes, resending at 250 ms, 500 ms, 1 s… until the timeout.
+    async fn exchange<T>(
+        &self,
+        from: Option<IpAddr>,
+        request: impl Fn(IpAddr) -> Vec<u8>,
+        accept: impl Fn(&[u8]) -> Option<T>,
+    ) -> Result<T, String> {
+        let gw = self.gateway;
+        let bind = SocketAddr::new(from.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)), 0);
+        let sock = UdpSocket::bind(bind).map_err(|e| format!("UDP socket on {bind}: {e}"))?;
+        sock.connect(gw)
+            .map_err(|e| format!("no route to {gw}: {e}"))?;
+        let local = sock.local_addr().map_err(|e| e.to_string())?.ip();
+        let sock = Async::new(sock).map_err(|e| e.to_string())?;
+        let packet = request(local);
+        let deadline = Instant::now() + self.timeout;
+        let mut wait = FIRST_WAIT;
+        let mut buf = [0u8; 1100];
+        loop {
+            sock.send(&packet)
+                .await
+                .map_err(|e| format!("sending to {gw}: {e}"))?;
+            let until = (Instant::now() + wait).min(deadline);
+            loop {
+                let got = smol::future::or(async { Some(sock.recv(&mut buf).await) }, async {
+                    smol::Timer::at(until).await;
+                    None
+                })
+                .await;
+                match got {
+                    None => break,
+                    Some(Ok(n)) => {
+                        if let Some(answer) = accept(&buf[..n]) {
+                            return Ok(answer);
+                        }
+                    }
+                    Some(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                        return Err(format!(
+                            "the router refused ({gw}: nothing listens for {})",
+                            self.protocol.label()
+                        ));
+                    }
+                    Some(Err(e)) => return Err(format!("receiving from {gw}: {e}")),
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "no {} answer from {gw} within {:?}",
+                    self.protocol.label(),
+                    self.timeout
+                ));
+            }
+            wait = wait.saturating_mul(2);
+        }
+    }
+}
+
+impl std::fmt::Display for PortControl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} at {}", self.protocol.label(), self.gateway)
+    }
+}
