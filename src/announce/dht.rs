@@ -89,6 +89,14 @@ impl DhtClient {
     }
 
     /// `host:port` of this node, for others to bootstrap from.
+    /// What the DHT nodes that answered say about this node (BEP 42's `ip` field): the
+    /// address they saw it come from, once a query gathered their votes, and whether a
+    /// ping to that address failed to come back (its UDP port is not reachable inbound).
+    pub async fn view(&self) -> (Option<std::net::SocketAddrV4>, bool) {
+        let info = self.dht.info().await;
+        (info.public_address(), info.firewalled())
+    }
+
     pub async fn local_addr(&self) -> SocketAddr {
         SocketAddr::V4(self.dht.info().await.local_addr())
     }

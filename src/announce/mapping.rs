@@ -79,6 +79,34 @@ pub fn epoch_lost(previous: u32, elapsed: Duration, now: u32) -> bool {
     now < previous || u64::from(now) + 2 < expected
 }
 
+/// The router's external address next to the one the DHT nodes saw (the most reliable sign
+/// of a NAT the router does not know about: it names one address, the internet sees
+/// another).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Views {
+    Agree(IpAddr),
+    /// Another NAT sits between the router and the internet (carrier-grade or double NAT).
+    Differ {
+        router: IpAddr,
+        dht: IpAddr,
+    },
+    /// Only the DHT's view: no router answered.
+    DhtOnly(IpAddr),
+    Unknown,
+}
+
+/// Compares the two; a DHT view that is not a public address (a DHT on the LAN or on
+/// loopback sees the private side) says nothing about the internet and is left out.
+pub fn compare_views(router: Option<IpAddr>, dht: Option<IpAddr>) -> Views {
+    let dht = dht.filter(|ip| classify(*ip) == NatKind::Public);
+    match (router, dht) {
+        (Some(r), Some(d)) if r == d => Views::Agree(r),
+        (Some(router), Some(dht)) => Views::Differ { router, dht },
+        (None, Some(d)) => Views::DhtOnly(d),
+        _ => Views::Unknown,
+    }
+}
+
 /// The gateway's answer to a mapping request, reduced to what decides the next step.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AddOutcome {
@@ -290,6 +318,33 @@ mod tests {
         assert!(epoch_lost(100, s(600), 120));
         // Same second.
         assert!(!epoch_lost(5, Duration::ZERO, 5));
+    }
+
+    #[test]
+    fn the_router_and_the_dht_views_are_compared() {
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        assert_eq!(
+            compare_views(ip("11.0.0.1"), ip("11.0.0.1")),
+            Views::Agree("11.0.0.1".parse().unwrap())
+        );
+        assert_eq!(
+            compare_views(ip("11.0.0.1"), ip("12.0.0.1")),
+            Views::Differ {
+                router: "11.0.0.1".parse().unwrap(),
+                dht: "12.0.0.1".parse().unwrap()
+            }
+        );
+        assert_eq!(
+            compare_views(None, ip("12.0.0.1")),
+            Views::DhtOnly("12.0.0.1".parse().unwrap())
+        );
+        assert_eq!(compare_views(ip("11.0.0.1"), None), Views::Unknown);
+        // A testnet on loopback or the LAN sees the private side: not an internet view.
+        assert_eq!(
+            compare_views(ip("11.0.0.1"), ip("127.0.0.1")),
+            Views::Unknown
+        );
+        assert_eq!(compare_views(None, ip("192.168.77.10")), Views::Unknown);
     }
 
     #[test]

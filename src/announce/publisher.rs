@@ -32,6 +32,12 @@ pub struct PublishStatus {
     pub pubky_tls_port: u16,
     pub stored_at_nodes: u32,
     pub packet_timestamp_us: u64,
+    /// The address the DHT nodes saw the last publish come from (an independent view of
+    /// the public address), and whether the DHT port is unreachable inbound.
+    #[serde(default)]
+    pub dht_seen_ip: Option<String>,
+    #[serde(default)]
+    pub dht_firewalled: Option<bool>,
 }
 
 impl PublishStatus {
@@ -151,6 +157,7 @@ impl Publisher {
             return true;
         };
         let result = dht.put(packet).await;
+        let (seen, firewalled) = dht.view().await;
         let now = crate::clock::now_secs();
         let snapshot = {
             let mut st = self.status.lock().unwrap_or_else(|e| e.into_inner());
@@ -158,6 +165,10 @@ impl Publisher {
             st.published_ip = Some(ip.to_string());
             st.pubky_tls_port = port;
             st.packet_timestamp_us = packet.timestamp().as_u64();
+            if let Some(seen) = seen {
+                st.dht_seen_ip = Some(seen.ip().to_string());
+                st.dht_firewalled = Some(firewalled);
+            }
             match &result {
                 Ok(n) => {
                     self.metrics.set_dht_last_publish(now);

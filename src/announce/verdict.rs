@@ -3,7 +3,7 @@
 //! record on the DHT. Each verdict says why and what to try. `cli::report` prints the
 //! same facts line by line for operators.
 
-use super::mapping::NatKind;
+use super::mapping::{compare_views, NatKind, Views};
 use super::reachability::{current_address, Resolution};
 use super::upnp::UpnpState;
 use super::PublishStatus;
@@ -67,6 +67,20 @@ pub fn judge(
     let cgnat_fix = "Ask your internet provider for a public IPv4 address (some call it \
                      \"disable CGNAT\"), or set the provider's router to bridge mode so that \
                      your own router gets the public address.";
+    let router_ip = upnp.and_then(|u| u.external_ip.as_deref()?.parse().ok());
+    let seen = publish.and_then(|p| p.dht_seen_ip.as_deref()?.parse().ok());
+    if let Views::Differ { router, dht } = compare_views(router_ip, seen) {
+        return v(
+            Level::Bad,
+            "Not reachable from the internet",
+            format!(
+                "Your router says its internet address is {router}, but the internet sees \
+                 this box at {dht}: another NAT (the provider's carrier-grade NAT, or a second \
+                 router) sits in front of yours and does not forward to it."
+            ),
+            cgnat_fix,
+        );
+    }
     match nat {
         Some(NatKind::Cgnat) => {
             return v(
@@ -281,5 +295,19 @@ mod tests {
             judge(&c, Some(&good), None, None, 6287).level,
             Level::Unknown
         );
+        // The DHT's nodes see another address than the router names: a NAT in front of it.
+        let router_ip = upnp(NatKind::Public, true).external_ip.unwrap();
+        let seen = |ip: &str| PublishStatus {
+            dht_seen_ip: Some(ip.into()),
+            ..published()
+        };
+        let behind = judge(&c, Some(&good), Some(&seen("84.1.2.3")), None, 6287);
+        assert_eq!(behind.level, Level::Bad);
+        assert!(
+            behind.reason.contains("84.1.2.3") && behind.reason.contains(&router_ip),
+            "{behind:?}"
+        );
+        let agreeing = judge(&c, Some(&good), Some(&seen(&router_ip)), None, 6287);
+        assert_eq!(agreeing.headline, "Announced");
     }
 }

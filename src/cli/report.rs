@@ -9,7 +9,7 @@
 use std::path::Path;
 
 use crate::announce::household::mdns_settings;
-use crate::announce::mapping::NatKind;
+use crate::announce::mapping::{compare_views, NatKind, Views};
 use crate::announce::mdns::{lan_addresses, MdnsState};
 use crate::announce::reachability::{current_address, Resolution};
 use crate::announce::upnp::UpnpState;
@@ -27,8 +27,8 @@ pub fn reachability(
     let mut out = vec![lan_line(config), mdns_line(data_dir)];
     let upnp = UpnpState::load(data_dir);
     out.extend(upnp_lines(upnp.as_ref()));
-    out.extend(external_lines(config, upnp.as_ref()));
     let publish = PublishStatus::load(data_dir);
+    out.extend(external_lines(config, upnp.as_ref(), publish.as_ref()));
     if with_publish {
         out.push(publish_line(config, publish.as_ref()));
     }
@@ -112,24 +112,51 @@ fn upnp_lines(upnp: Option<&UpnpState>) -> Vec<String> {
     out
 }
 
-/// The external address and what the router's answer says about NAT.
-fn external_lines(config: &Config, upnp: Option<&UpnpState>) -> [String; 2] {
+/// The external address, the DHT's view of it, and what the two say about NAT.
+fn external_lines(
+    config: &Config,
+    upnp: Option<&UpnpState>,
+    publish: Option<&PublishStatus>,
+) -> [String; 3] {
     let nat = upnp.and_then(|u| u.nat);
     let external = upnp.and_then(|u| u.external_ip.clone());
+    let seen = publish.and_then(|p| p.dht_seen_ip.as_deref()?.parse().ok());
+    let views = compare_views(external.as_deref().and_then(|e| e.parse().ok()), seen);
+    let dht = match (seen, publish.and_then(|p| p.dht_firewalled)) {
+        (None, _) => "unknown (no DHT answer yet)".to_string(),
+        (Some(ip), firewalled) => {
+            let udp = match firewalled {
+                Some(true) => ", its DHT port not reachable inbound",
+                Some(false) => ", its DHT port reachable inbound",
+                None => "",
+            };
+            let agreement = match views {
+                Views::Agree(_) => " (agrees with the router)",
+                Views::Differ { .. } => " (the router names another: see cgnat)",
+                Views::DhtOnly(_) => "",
+                Views::Unknown => " (not a public address: a DHT on this network)",
+            };
+            format!("nodes see {ip}{udp}{agreement}")
+        }
+    };
     let ip = match (&external, config.pkdns.public_ip) {
         (Some(ip), _) => format!("{ip} (from the router)"),
         (None, Some(ip)) => format!("{ip} (from pkdns.public_ip)"),
         (None, None) => "unknown".into(),
     };
-    let cgnat = match nat {
+    let cgnat = match (nat, views) {
+        (_, Views::Differ { router, dht }) => format!("YES: the router says its internet address is {router}, but the DHT's nodes see {dht}: another NAT sits in front of the router (carrier-grade or double NAT); inbound connections cannot reach this device (see README, Households)"),
+        (nat, _) => match nat {
         Some(NatKind::Public) => "no".into(),
         Some(NatKind::Cgnat) => "YES: the router's external address is carrier-grade NAT (100.64.0.0/10); inbound connections cannot reach this device (see README, Households)".to_string(),
         Some(NatKind::DoubleNat) => "YES: double NAT, the router's external address is private; inbound connections cannot reach this device (see README, Households)".to_string(),
         Some(NatKind::NoPublicAddress) => "YES (probably): the router reports no public external address (it is behind carrier-grade or another NAT, or its internet link is down); inbound connections cannot reach this device (see README, Households)".to_string(),
         None => "unknown (no router answer)".into(),
+        },
     };
     [
         format!("external ip:   {ip}"),
+        format!("dht view:      {dht}"),
         format!("cgnat:         {cgnat}"),
     ]
 }

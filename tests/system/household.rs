@@ -240,6 +240,51 @@ impl Net {
         Ok(())
     }
 
+    /// Puts the provider's NAT between the router and the internet: the WAN namespace
+    /// masquerades the router's 11.0.0.1 to 12.0.0.1 towards an "internet" namespace
+    /// (12.0.0.2) — a double NAT the router cannot see, since its own WAN address looks
+    /// public.
+    fn add_provider_nat(&self) -> Result<(), String> {
+        let (rt, wan, inet) = (self.ns("rt"), self.ns("wan"), self.ns("inet"));
+        sh(&["ip", "netns", "add", &inet])?;
+        sh(&["ip", "-n", &inet, "link", "set", "lo", "up"])?;
+        sh(&[
+            "ip", "link", "add", "i0", "netns", &inet, "type", "veth", "peer", "name", "up0",
+            "netns", &wan,
+        ])?;
+        sh(&["ip", "-n", &wan, "addr", "add", "12.0.0.1/24", "dev", "up0"])?;
+        sh(&["ip", "-n", &wan, "link", "set", "up0", "up"])?;
+        sh(&["ip", "-n", &inet, "addr", "add", "12.0.0.2/24", "dev", "i0"])?;
+        sh(&["ip", "-n", &inet, "link", "set", "i0", "up"])?;
+        sh(&[
+            "ip", "-n", &rt, "route", "add", "default", "via", "11.0.0.2",
+        ])?;
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &wan,
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_forward=1",
+        ])?;
+        let rules = self.tmp.path().join("provider.nft");
+        std::fs::write(
+            &rules,
+            "table ip provider {\n chain post { type nat hook postrouting priority 100; oifname \"up0\" masquerade; }\n}\n",
+        )
+        .map_err(|e| e.to_string())?;
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &wan,
+            "nft",
+            "-f",
+            rules.to_str().unwrap(),
+        ])
+    }
+
     /// The router reboots: the daemon dies, the forwarding table is empty again, and the
     /// daemon starts afresh (with `system_uptime=no` its epoch starts again at 0).
     fn reboot_router(&mut self, protocols: &str) {
@@ -299,7 +344,7 @@ impl Drop for Net {
             let _ = c.kill();
             let _ = c.wait();
         }
-        for role in ["lan", "lan2", "wan", "rt"] {
+        for role in ["lan", "lan2", "wan", "rt", "inet"] {
             let _ = sh(&["ip", "netns", "del", &self.ns(role)]);
         }
     }
@@ -503,6 +548,43 @@ fn lan_dht(ns: &str) -> (Vec<mainline::async_dht::AsyncDht>, String, DhtClient) 
         })
         .unwrap();
         (nodes, bootstrap[0].clone(), client)
+    })
+}
+
+/// A Mainline testnet bound to `ip` inside namespace `ns` (on the internet side, so the
+/// device's DHT traffic crosses the NATs), and a client there that reads records.
+fn dht_at(ns: &str, ip: &str) -> (Vec<mainline::async_dht::AsyncDht>, String, DhtClient) {
+    let ip: std::net::Ipv4Addr = ip.parse().unwrap();
+    in_ns(ns, move || {
+        let first = mainline::Dht::builder()
+            .server_mode()
+            .no_bootstrap()
+            .bind_address(ip)
+            .port(0)
+            .build()
+            .unwrap()
+            .as_async();
+        let bootstrap = smol::block_on(first.info()).local_addr().to_string();
+        let mut nodes = vec![first];
+        for _ in 0..2 {
+            nodes.push(
+                mainline::Dht::builder()
+                    .server_mode()
+                    .bootstrap(std::slice::from_ref(&bootstrap))
+                    .bind_address(ip)
+                    .port(0)
+                    .build()
+                    .unwrap()
+                    .as_async(),
+            );
+        }
+        let client = DhtClient::start(&DhtSettings {
+            bootstrap: vec![bootstrap.clone()],
+            request_timeout: Duration::from_millis(500),
+            port: Some(0),
+        })
+        .unwrap();
+        (nodes, bootstrap, client)
     })
 }
 
@@ -747,7 +829,8 @@ fn nat_pmp_takes_over_when_upnp_is_off_renews_and_cleans_up() {
         Err(e) => panic!("{e}"),
     };
     net.start_router_with(NATPMP_AND_PCP).unwrap();
-    let (_nodes, bootstrap, dht) = lan_dht(&net.ns("lan"));
+    // The DHT on the internet side: its nodes see the device come from the router's address.
+    let (_nodes, bootstrap, dht) = dht_at(&net.ns("wan"), "11.0.0.2");
     let device = Device::start(
         &net,
         &format!(
@@ -791,7 +874,18 @@ fn nat_pmp_takes_over_when_upnp_is_off_renews_and_cleans_up() {
     });
     assert!(net.forwards().contains("192.168.77.10:6287"));
 
+    // The DHT's nodes saw the publish come from the router's external address.
+    eventually("the DHT's view of the address", || {
+        let p = pubky_edge::announce::PublishStatus::load(&device.data)?;
+        (p.dht_seen_ip.as_deref() == Some(ROUTER_WAN)).then_some(())
+    });
     let status = device.status();
+    assert!(
+        status.contains("dht view:      nodes see 11.0.0.1")
+            && status.contains("(agrees with the router)"),
+        "{status}"
+    );
+
     println!("{status}");
     for line in [
         "router:        mapped via NAT-PMP at 192.168.77.1:5351",
@@ -799,6 +893,7 @@ fn nat_pmp_takes_over_when_upnp_is_off_renews_and_cleans_up() {
         "tried:         NAT-PMP, ",
         "mapping:       pubky_tls external port 6287 -> 192.168.77.10:6287 (lease 4 s",
         "external ip:   11.0.0.1 (from the router)",
+        "cgnat:         no",
     ] {
         assert!(status.contains(line), "{line}: {status}");
     }
@@ -876,6 +971,48 @@ fn pcp_maps_and_a_router_restart_is_told_by_its_epoch() {
 
     device.stop();
     assert_eq!(net.forwards(), "", "the forward was left at the router");
+}
+
+#[test]
+fn a_nat_in_front_of_the_router_is_told_by_the_dht_view() {
+    let _suite = crate::suite("household");
+    let mut net = match Net::create("f", true) {
+        Ok(n) => n,
+        Err(e) if skip(&e) => return,
+        Err(e) => panic!("{e}"),
+    };
+    net.add_provider_nat().unwrap();
+    net.start_router().unwrap();
+    let (_nodes, bootstrap, _dht) = dht_at(&net.ns("inet"), "12.0.0.2");
+    let device = Device::start(
+        &net,
+        &format!(
+            "{}{FAST_UPNP}[mdns]\nenabled = false\n",
+            dht_toml(&bootstrap)
+        ),
+    );
+    // The router maps the port and names its own WAN address, which looks public...
+    let st = eventually("a mapping", || {
+        let st = device.upnp()?;
+        (st.state == "mapped").then_some(st)
+    });
+    assert_eq!(st.external_ip.as_deref(), Some(ROUTER_WAN));
+    assert_eq!(st.nat, Some(pubky_edge::announce::mapping::NatKind::Public));
+    // ...but the DHT's nodes see the provider's address.
+    eventually("the DHT's view of the address", || {
+        let p = pubky_edge::announce::PublishStatus::load(&device.data)?;
+        (p.dht_seen_ip.as_deref() == Some("12.0.0.1")).then_some(())
+    });
+    let status = device.status();
+    println!("{status}");
+    for line in [
+        "dht view:      nodes see 12.0.0.1",
+        "(the router names another: see cgnat)",
+        "cgnat:         YES: the router says its internet address is 11.0.0.1, but the DHT's nodes see 12.0.0.1",
+    ] {
+        assert!(status.contains(line), "{line}: {status}");
+    }
+    device.stop();
 }
 
 #[test]
