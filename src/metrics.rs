@@ -433,7 +433,26 @@ impl Metrics {
             g(&mut o, name, kind, help);
             let _ = writeln!(o, "{name} {v}");
         }
+        self.render_addresses(&mut o, device);
         o
+    }
+
+    /// The two views of the public address, and whether they disagree (a NAT in front of
+    /// the router).
+    fn render_addresses(&self, o: &mut String, device: &Device) {
+        let name = "pubky_edge_public_address_info";
+        let _ = writeln!(o, "# HELP {name} The public address as the router names it (source=router) and as the DHT's nodes saw it (source=dht)\n# TYPE {name} gauge");
+        for (source, ip) in [("router", device.router_ip), ("dht", device.dht_seen_ip)] {
+            if let Some(ip) = ip {
+                let _ = writeln!(o, "{name}{{source=\"{source}\",address=\"{ip}\"}} 1");
+            }
+        }
+        let name = "pubky_edge_nat_in_front_of_router";
+        let _ = writeln!(o, "# HELP {name} 1 when the DHT's nodes see another public address than the router names\n# TYPE {name} gauge\n{name} {}", u8::from(device.nat_in_front));
+        if let Some(f) = device.dht_firewalled {
+            let name = "pubky_edge_dht_firewalled";
+            let _ = writeln!(o, "# HELP {name} 1 when the DHT port was not reachable inbound at the last publish\n# TYPE {name} gauge\n{name} {}", u8::from(f));
+        }
     }
 }
 
@@ -451,6 +470,13 @@ pub struct Device {
     pub backup_last_success: u64,
     /// 1 when backups are set up and the last failed or is stale.
     pub backup_problem: u64,
+    /// The public address the router names, and the one the DHT's nodes saw.
+    pub router_ip: Option<std::net::IpAddr>,
+    pub dht_seen_ip: Option<std::net::IpAddr>,
+    /// Whether the DHT port was unreachable inbound at the last publish.
+    pub dht_firewalled: Option<bool>,
+    /// The two addresses differ: a NAT the router does not know of sits in front of it.
+    pub nat_in_front: bool,
 }
 
 #[cfg(test)]
@@ -483,6 +509,28 @@ mod tests {
         assert!(out.contains("addressing_mode=\"legacy\",auth_method=\"grant\""));
         assert!(out.contains("pubky_host_header=\"other\",pubky_host_query=\"false\"} 1"));
         assert!(out.contains("pubky_edge_dht_last_publish_timestamp_seconds 1700000000\n"));
+        assert!(out.contains("pubky_edge_nat_in_front_of_router 0\n"));
+        assert!(!out.contains("pubky_edge_public_address_info{"));
+    }
+
+    #[test]
+    fn both_views_of_the_address_are_exported() {
+        let device = Device {
+            router_ip: Some("11.0.0.1".parse().unwrap()),
+            dht_seen_ip: Some("12.0.0.1".parse().unwrap()),
+            dht_firewalled: Some(true),
+            nat_in_front: true,
+            ..Device::default()
+        };
+        let out = Metrics::new().render(&device);
+        for line in [
+            "pubky_edge_public_address_info{source=\"router\",address=\"11.0.0.1\"} 1\n",
+            "pubky_edge_public_address_info{source=\"dht\",address=\"12.0.0.1\"} 1\n",
+            "pubky_edge_nat_in_front_of_router 1\n",
+            "pubky_edge_dht_firewalled 1\n",
+        ] {
+            assert!(out.contains(line), "{line}: {out}");
+        }
     }
 
     /// The reference's query histograms: OpenTelemetry's default buckets, whole

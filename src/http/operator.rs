@@ -62,13 +62,22 @@ pub async fn metrics(app: &App, conns: &[ConnStats], req: Request<Incoming>) -> 
 /// `GET /metrics`: counters plus gauges read now (disk walks run off the executor).
 async fn scrape(app: &App, conns: &[ConnStats]) -> Response<Body> {
     let dir = app.data_dir.clone();
-    let (store_bytes, disk_free_bytes, backup) = smol::unblock(move || {
+    let (store_bytes, disk_free_bytes, backup, router, publish) = smol::unblock(move || {
         let free = crate::store::space::available(&dir).unwrap_or(0);
         let backup = crate::backup::outcome::Outcome::load(&dir);
-        (crate::runtime::probe::dir_bytes(&dir), free, backup)
+        let router = crate::announce::upnp::UpnpState::load(&dir);
+        let publish = crate::announce::PublishStatus::load(&dir);
+        let bytes = crate::runtime::probe::dir_bytes(&dir);
+        (bytes, free, backup, router, publish)
     })
     .await;
     let now = crate::clock::now_secs();
+    let router_ip = router.and_then(|u| u.external_ip?.parse().ok());
+    let dht_seen_ip = publish
+        .as_ref()
+        .and_then(|p| p.dht_seen_ip.as_deref()?.parse().ok());
+    use crate::announce::mapping::{compare_views, Views};
+    let nat_in_front = matches!(compare_views(router_ip, dht_seen_ip), Views::Differ { .. });
     let device = Device {
         connections: conns.iter().map(|c| c.live() as u64).sum(),
         connections_refused: conns.iter().map(ConnStats::refused).sum(),
@@ -82,6 +91,10 @@ async fn scrape(app: &App, conns: &[ConnStats]) -> Response<Body> {
             .and_then(|b| b.last_success_secs)
             .unwrap_or(0),
         backup_problem: backup.is_some_and(|b| b.problem(now).is_some()) as u64,
+        router_ip,
+        dht_seen_ip,
+        dht_firewalled: publish.and_then(|p| p.dht_firewalled),
+        nat_in_front,
     };
     let mut r = Response::new(Body::from(app.metrics.render(&device)));
     r.headers_mut().insert(

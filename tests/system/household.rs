@@ -1012,6 +1012,23 @@ fn a_nat_in_front_of_the_router_is_told_by_the_dht_view() {
     ] {
         assert!(status.contains(line), "{line}: {status}");
     }
+    // The metrics carry both views and the verdict on them.
+    let metrics = in_ns(&device.ns, || {
+        let mut s = TcpStream::connect("127.0.0.1:6289").unwrap();
+        s.set_read_timeout(Some(SAFETY)).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    });
+    for line in [
+        "pubky_edge_public_address_info{source=\"router\",address=\"11.0.0.1\"} 1",
+        "pubky_edge_public_address_info{source=\"dht\",address=\"12.0.0.1\"} 1",
+        "pubky_edge_nat_in_front_of_router 1",
+    ] {
+        assert!(metrics.contains(line), "{line}: {metrics}");
+    }
     device.stop();
 }
 
