@@ -81,6 +81,16 @@ impl UpnpState {
     }
 }
 
+/// Protocols the router answered but refused the mapping in, with the refusal.
+#[derive(Default)]
+struct PassedOver(Vec<(Protocol, String)>);
+
+impl PassedOver {
+    fn has(&self, p: Protocol) -> bool {
+        self.0.iter().any(|(q, _)| *q == p)
+    }
+}
+
 struct Held {
     req: PortRequest,
     attempt: Attempt,
@@ -108,12 +118,13 @@ pub struct PortMapper {
 impl PortMapper {
     pub async fn run(self, shutdown: ShutdownSignal) {
         let mut gateway: Option<Router> = None;
+        let mut passed_over = PassedOver::default();
         let mut held: Vec<Held> = Vec::new();
         let mut failures = 0u32;
         loop {
             // A round waiting on a silent router must not hold up the stop. A mapping made
             // in an interrupted round is not removed; its lease ends it.
-            let round = async { Some(self.round(&mut gateway, &mut held).await) }
+            let round = async { Some(self.round(&mut gateway, &mut held, &mut passed_over).await) }
                 .or(async {
                     shutdown.wait().await;
                     None
@@ -179,10 +190,15 @@ impl PortMapper {
 
     /// One pass: find the gateway if needed, read the external address, map or renew.
     /// Returns false when something failed (the caller backs off).
-    async fn round(&self, gateway: &mut Option<Router>, held: &mut Vec<Held>) -> bool {
+    async fn round(
+        &self,
+        gateway: &mut Option<Router>,
+        held: &mut Vec<Held>,
+        passed_over: &mut PassedOver,
+    ) -> bool {
         let gw = match gateway.clone() {
             Some(gw) => gw,
-            None => match self.search().await {
+            None => match self.search(passed_over).await {
                 Some(gw) => {
                     held.clear();
                     *gateway = Some(gw.clone());
@@ -204,6 +220,20 @@ impl PortMapper {
             if let Err(e) = self.keep_mapped(&gw, local_ip, req, held).await {
                 errors.push(format!("{}: {e}", req.name));
             }
+        }
+        let tls_mapped = held.iter().any(|h| h.req.name == "pubky_tls");
+        if !tls_mapped && !errors.is_empty() && self.ladder_goes_on(gw.protocol(), passed_over) {
+            // A router may answer a protocol and refuse its mappings (an ACL, or UPnP left on
+            // read-only) while it maps through another: the next search skips this one.
+            let why = errors.join("; ");
+            tracing::warn!(
+                protocol = gw.protocol().label(),
+                "port mapping: the router refused the mapping ({why}); asking in the next protocol"
+            );
+            passed_over.0.push((gw.protocol(), why));
+            held.clear();
+            *gateway = None;
+            return false;
         }
         if answer == (None, None) && !held.is_empty() {
             // PCP names the external address in its mapping answers.
@@ -239,8 +269,19 @@ impl PortMapper {
         error.is_none()
     }
 
-    /// Asks the router in each protocol of the ladder until one answers.
-    async fn search(&self) -> Option<Router> {
+    /// Whether a protocol after `protocol` is left to ask.
+    fn ladder_goes_on(&self, protocol: Protocol, passed_over: &PassedOver) -> bool {
+        self.settings
+            .protocols
+            .iter()
+            .skip_while(|p| **p != protocol)
+            .skip(1)
+            .any(|p| !passed_over.has(*p))
+    }
+
+    /// Asks the router in each protocol of the ladder until one answers, passing over those
+    /// that refused the mapping since the last search that found nothing.
+    async fn search(&self, passed_over: &mut PassedOver) -> Option<Router> {
         self.update(|st| {
             st.state = "searching".into();
             st.protocol = None;
@@ -248,6 +289,17 @@ impl PortMapper {
         });
         let mut why = Vec::new();
         for &protocol in &self.settings.protocols {
+            if let Some((_, refused)) = passed_over.0.iter().find(|(p, _)| *p == protocol) {
+                let rung = Rung {
+                    protocol,
+                    answered: true,
+                    result: format!("passed over: it refused the mapping ({refused})"),
+                    took_ms: 0,
+                };
+                self.update(|st| st.ladder.push(rung));
+                why.push(format!("{}: refused the mapping", protocol.label()));
+                continue;
+            }
             let started = Instant::now();
             let found = Router::search(protocol, self.settings.discovery_timeout).await;
             let rung = Rung {
@@ -270,10 +322,14 @@ impl PortMapper {
                 Err(e) => why.push(format!("{}: {e}", protocol.label())),
             }
         }
-        self.fail(
-            "no_gateway",
-            format!("no router answered ({})", why.join("; ")),
-        );
+        // Next time every protocol is asked again: a refusal may have been passing.
+        let state = if passed_over.0.is_empty() {
+            "no_gateway"
+        } else {
+            "refused"
+        };
+        passed_over.0.clear();
+        self.fail(state, format!("no router answered ({})", why.join("; ")));
         None
     }
 

@@ -71,7 +71,9 @@ fn which(bin: &str) -> bool {
 /// The four namespaces; deleted (and the daemons in them stopped) on drop.
 struct Net {
     prefix: String,
-    miniupnpd: Option<Child>,
+    /// The router's daemons (two when one protocol is refused and another allowed).
+    miniupnpd: Vec<Child>,
+    rules_loaded: bool,
     router_started: Instant,
     tmp: tempfile::TempDir,
 }
@@ -91,7 +93,8 @@ impl Net {
         }
         let net = Net {
             prefix: format!("pe{}{tag}", std::process::id() % 100_000),
-            miniupnpd: None,
+            miniupnpd: Vec::new(),
+            rules_loaded: false,
             router_started: Instant::now(),
             tmp: tempfile::tempdir().map_err(|e| e.to_string())?,
         };
@@ -185,10 +188,47 @@ impl Net {
         self.start_router_with("enable_natpmp=no\nenable_upnp=yes\nsystem_uptime=yes\n")
     }
 
-    /// Starts miniupnpd with `protocols` (its `enable_*` and `system_uptime` lines).
+    /// Starts a miniupnpd with `protocols` (its `enable_*` and `system_uptime` lines, and
+    /// any permission rules that must come before the default allow-the-LAN one).
     fn start_router_with(&mut self, protocols: &str) -> Result<(), String> {
+        if !self.rules_loaded {
+            self.load_rules()?;
+        }
         let dir = self.tmp.path();
-        let rules = dir.join("rules.nft");
+        let rt = self.ns("rt");
+        let n = self.miniupnpd.len();
+        let conf = dir.join(format!("miniupnpd-{n}.conf"));
+        std::fs::write(
+            &conf,
+            format!(
+                "ext_ifname=wan\nlistening_ip=br0\n{protocols}secure_mode=yes\n\
+                 uuid=3e1f8b3c-3f4e-4e3a-9d41-6a1c0b2f7e5{n}\n\
+                 allow 1024-65535 192.168.77.0/24 1024-65535\ndeny 0-65535 0.0.0.0/0 0-65535\n"
+            ),
+        )
+        .map_err(|e| e.to_string())?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("miniupnpd.log"))
+            .map_err(|e| e.to_string())?;
+        let child = Command::new("ip")
+            .args(["netns", "exec", &rt, "miniupnpd", "-d", "-f"])
+            .arg(&conf)
+            .arg("-P")
+            .arg(dir.join(format!("miniupnpd-{n}.pid")))
+            .stdout(log.try_clone().map_err(|e| e.to_string())?)
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("miniupnpd: {e}"))?;
+        self.miniupnpd.push(child);
+        self.router_started = Instant::now();
+        Ok(())
+    }
+
+    /// The router's firewall and NAT, with the chains miniupnpd fills.
+    fn load_rules(&mut self) -> Result<(), String> {
+        let rules = self.tmp.path().join("rules.nft");
         std::fs::write(
             &rules,
             "table inet filter {\n\
@@ -211,32 +251,7 @@ impl Net {
             rules.to_str().unwrap(),
         ])
         .map_err(|e| format!("nftables in the router namespace: {e}"))?;
-        let conf = dir.join("miniupnpd.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "ext_ifname=wan\nlistening_ip=br0\n{protocols}secure_mode=yes\n\
-                 uuid=3e1f8b3c-3f4e-4e3a-9d41-6a1c0b2f7e55\n\
-                 allow 1024-65535 192.168.77.0/24 1024-65535\ndeny 0-65535 0.0.0.0/0 0-65535\n"
-            ),
-        )
-        .map_err(|e| e.to_string())?;
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join("miniupnpd.log"))
-            .map_err(|e| e.to_string())?;
-        let child = Command::new("ip")
-            .args(["netns", "exec", &rt, "miniupnpd", "-d", "-f"])
-            .arg(&conf)
-            .arg("-P")
-            .arg(dir.join("miniupnpd.pid"))
-            .stdout(log.try_clone().map_err(|e| e.to_string())?)
-            .stderr(log)
-            .spawn()
-            .map_err(|e| format!("miniupnpd: {e}"))?;
-        self.miniupnpd = Some(child);
-        self.router_started = Instant::now();
+        self.rules_loaded = true;
         Ok(())
     }
 
@@ -288,7 +303,7 @@ impl Net {
     /// The router reboots: the daemon dies, the forwarding table is empty again, and the
     /// daemon starts afresh (with `system_uptime=no` its epoch starts again at 0).
     fn reboot_router(&mut self, protocols: &str) {
-        if let Some(mut c) = self.miniupnpd.take() {
+        for mut c in self.miniupnpd.drain(..) {
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -340,7 +355,7 @@ impl Drop for Net {
                 }
             }
         }
-        if let Some(mut c) = self.miniupnpd.take() {
+        for mut c in self.miniupnpd.drain(..) {
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -898,6 +913,59 @@ fn nat_pmp_takes_over_when_upnp_is_off_renews_and_cleans_up() {
         assert!(status.contains(line), "{line}: {status}");
     }
 
+    device.stop();
+    assert_eq!(net.forwards(), "", "the forward was left at the router");
+}
+
+#[test]
+fn a_protocol_that_refuses_the_mapping_is_passed_over_for_the_next() {
+    let _suite = crate::suite("household");
+    let mut net = match Net::create("g", true) {
+        Ok(n) => n,
+        Err(e) if skip(&e) => return,
+        Err(e) => panic!("{e}"),
+    };
+    // UPnP answers but refuses every mapping (its permission rules deny all); NAT-PMP,
+    // in a second daemon, maps.
+    net.start_router_with(
+        "enable_natpmp=no\nenable_upnp=yes\nsystem_uptime=yes\ndeny 0-65535 0.0.0.0/0 0-65535\n",
+    )
+    .unwrap();
+    net.start_router_with(NATPMP_AND_PCP).unwrap();
+    let (_nodes, bootstrap, _dht) = lan_dht(&net.ns("lan"));
+    let device = Device::start(
+        &net,
+        &format!(
+            "{}{FAST_UPNP}[mdns]\nenabled = false\n",
+            dht_toml(&bootstrap)
+        ),
+    );
+    let st = eventually("a mapping", || {
+        let st = device.upnp()?;
+        (st.state == "mapped").then_some(st)
+    });
+    assert_eq!(st.protocol, Some(Protocol::NatPmp), "{st:?}");
+    assert_eq!(
+        ladder(&st),
+        vec![(Protocol::Upnp, true), (Protocol::NatPmp, true)]
+    );
+    assert!(
+        st.ladder[0]
+            .result
+            .starts_with("passed over: it refused the mapping (pubky_tls: "),
+        "{st:?}"
+    );
+    let wan_tls = wan_tls_get(&net, &device.key, 6287);
+    assert!(
+        wan_tls.starts_with("HTTP/1.1 200"),
+        "through NAT-PMP: {wan_tls}"
+    );
+    let status = device.status();
+    println!("{status}");
+    assert!(
+        status.contains("tried:         UPnP IGD, 0 ms: passed over: it refused the mapping"),
+        "{status}"
+    );
     device.stop();
     assert_eq!(net.forwards(), "", "the forward was left at the router");
 }
