@@ -511,6 +511,14 @@ impl Device {
         UpnpState::load(&self.data)
     }
 
+    /// Waits for the port mapper to report its mappings made.
+    fn mapped(&self) -> UpnpState {
+        eventually("a mapping", || {
+            let st = self.upnp()?;
+            (st.state == "mapped").then_some(st)
+        })
+    }
+
     /// `pubky-edge status`, run in the LAN namespace like on the device.
     fn status(&self) -> String {
         let out = Command::new("ip")
@@ -611,6 +619,14 @@ fn dht_toml(bootstrap: &str) -> String {
     format!(
         "[pkdns]\ndht = true\ndht_bootstrap_nodes = [\"{bootstrap}\"]\ndht_request_timeout_ms = 500\n\
          publish_retry_min_ms = 200\nuser_keys_republish_interval_ms = 0\n"
+    )
+}
+
+/// The DHT at `bootstrap`, the port mapper at test speed, mDNS off.
+fn fast_mapping(bootstrap: &str) -> String {
+    format!(
+        "{}{FAST_UPNP}[mdns]\nenabled = false\n",
+        dht_toml(bootstrap)
     )
 }
 
@@ -846,19 +862,10 @@ fn nat_pmp_takes_over_when_upnp_is_off_renews_and_cleans_up() {
     net.start_router_with(NATPMP_AND_PCP).unwrap();
     // The DHT on the internet side: its nodes see the device come from the router's address.
     let (_nodes, bootstrap, dht) = dht_at(&net.ns("wan"), "11.0.0.2");
-    let device = Device::start(
-        &net,
-        &format!(
-            "{}{FAST_UPNP}[mdns]\nenabled = false\n",
-            dht_toml(&bootstrap)
-        ),
-    );
+    let device = Device::start(&net, &fast_mapping(&bootstrap));
 
     // UPnP finds nobody; NAT-PMP, the next rung, maps the PubkyTLS port.
-    let st = eventually("a mapping", || {
-        let st = device.upnp()?;
-        (st.state == "mapped").then_some(st)
-    });
+    let st = device.mapped();
     assert_eq!(st.protocol, Some(Protocol::NatPmp), "{st:?}");
     assert_eq!(
         ladder(&st),
@@ -933,17 +940,8 @@ fn a_protocol_that_refuses_the_mapping_is_passed_over_for_the_next() {
     .unwrap();
     net.start_router_with(NATPMP_AND_PCP).unwrap();
     let (_nodes, bootstrap, _dht) = lan_dht(&net.ns("lan"));
-    let device = Device::start(
-        &net,
-        &format!(
-            "{}{FAST_UPNP}[mdns]\nenabled = false\n",
-            dht_toml(&bootstrap)
-        ),
-    );
-    let st = eventually("a mapping", || {
-        let st = device.upnp()?;
-        (st.state == "mapped").then_some(st)
-    });
+    let device = Device::start(&net, &fast_mapping(&bootstrap));
+    let st = device.mapped();
     assert_eq!(st.protocol, Some(Protocol::NatPmp), "{st:?}");
     assert_eq!(
         ladder(&st),
@@ -989,10 +987,7 @@ fn pcp_maps_and_a_router_restart_is_told_by_its_epoch() {
             FAST_UPNP.replace("lease_ms = 4000", "lease_ms = 600000")
         ),
     );
-    let st = eventually("a mapping", || {
-        let st = device.upnp()?;
-        (st.state == "mapped").then_some(st)
-    });
+    let st = device.mapped();
     assert_eq!(st.protocol, Some(Protocol::Pcp), "{st:?}");
     assert_eq!(ladder(&st), vec![(Protocol::Pcp, true)]);
     // PCP names the external address in the mapping's answer.
@@ -1052,18 +1047,9 @@ fn a_nat_in_front_of_the_router_is_told_by_the_dht_view() {
     net.add_provider_nat().unwrap();
     net.start_router().unwrap();
     let (_nodes, bootstrap, _dht) = dht_at(&net.ns("inet"), "12.0.0.2");
-    let device = Device::start(
-        &net,
-        &format!(
-            "{}{FAST_UPNP}[mdns]\nenabled = false\n",
-            dht_toml(&bootstrap)
-        ),
-    );
+    let device = Device::start(&net, &fast_mapping(&bootstrap));
     // The router maps the port and names its own WAN address, which looks public...
-    let st = eventually("a mapping", || {
-        let st = device.upnp()?;
-        (st.state == "mapped").then_some(st)
-    });
+    let st = device.mapped();
     assert_eq!(st.external_ip.as_deref(), Some(ROUTER_WAN));
     assert_eq!(st.nat, Some(pubky_edge::announce::mapping::NatKind::Public));
     // ...but the DHT's nodes see the provider's address.
