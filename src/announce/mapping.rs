@@ -79,6 +79,16 @@ pub fn epoch_lost(previous: u32, elapsed: Duration, now: u32) -> bool {
     now < previous || u64::from(now) + 2 < expected
 }
 
+/// What the router says about its external address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum External {
+    Address(IpAddr),
+    /// It answered, with an error or an empty address.
+    NoneNamed,
+    /// PCP before its first mapping: the address comes with a mapping's answer.
+    Unknown,
+}
+
 /// The router's external address next to the one the DHT nodes saw (the most reliable sign
 /// of a NAT the router does not know about: it names one address, the internet sees
 /// another).

@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 
 use smol::Async;
 
-use super::mapping::{epoch_lost, AddOutcome, Protocol};
-use super::router::External;
+use super::mapping::{epoch_lost, AddOutcome, External, Protocol};
 use super::{natpmp, pcp};
 
 /// First retransmission wait (RFC 6886 §3.1).
@@ -43,8 +42,8 @@ impl PortControl {
     /// Asks the default gateway (NAT-PMP: its external address; PCP: an ANNOUNCE); the
     /// error is a sentence for the report.
     pub async fn find(protocol: Protocol, timeout: Duration) -> Result<PortControl, String> {
-        let gw = super::router::default_gateway()
-            .ok_or_else(|| "no default route, so no router to ask".to_string())?;
+        let gw =
+            default_gateway().ok_or_else(|| "no default route, so no router to ask".to_string())?;
         let pc = PortControl {
             protocol,
             gateway: SocketAddr::new(IpAddr::V4(gw), natpmp::SERVER_PORT),
@@ -332,5 +331,46 @@ impl PortControl {
 impl std::fmt::Display for PortControl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} at {}", self.protocol.label(), self.gateway)
+    }
+}
+
+/// The IPv4 default gateway, from the kernel's routing table (where NAT-PMP and PCP
+/// requests go).
+pub fn default_gateway() -> Option<Ipv4Addr> {
+    parse_default_route(&std::fs::read_to_string("/proc/net/route").ok()?)
+}
+
+/// The gateway of the first default route in `/proc/net/route` text: destination 0, the
+/// RTF_GATEWAY flag, addresses as host-order hex.
+fn parse_default_route(table: &str) -> Option<Ipv4Addr> {
+    const RTF_UP: u32 = 0x1;
+    const RTF_GATEWAY: u32 = 0x2;
+    table.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let hex = |i: usize| u32::from_str_radix(f.get(i)?, 16).ok();
+        let (dest, gw, flags) = (hex(1)?, hex(2)?, hex(3)?);
+        let up_via_gateway = flags & (RTF_UP | RTF_GATEWAY) == RTF_UP | RTF_GATEWAY;
+        // The kernel prints the address as a native integer whose bytes in memory are in
+        // network order.
+        (dest == 0 && up_via_gateway).then(|| Ipv4Addr::from(gw.to_ne_bytes()))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_gateway_is_read_from_the_routing_table() {
+        let table =
+            "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
+                     eth0\t00004DC0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n\
+                     eth0\t00000000\t014DA8C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n";
+        assert_eq!(
+            parse_default_route(table),
+            Some(Ipv4Addr::new(192, 168, 77, 1))
+        );
+        let no_default = "Iface\tDestination\tGateway\tFlags\neth0\t00004DC0\t00000000\t0001\n";
+        assert_eq!(parse_default_route(no_default), None);
     }
 }

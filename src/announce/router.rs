@@ -10,21 +10,11 @@ use std::time::Duration;
 use igd_next::{Gateway, PortMappingProtocol, SearchOptions};
 use smol::future::FutureExt;
 
-use super::mapping::{AddOutcome, Protocol};
+use super::mapping::{AddOutcome, External, Protocol};
 use super::port_control::PortControl;
 
 /// Router table entries read when looking for our mapping.
 const MAX_LISTED: u32 = 128;
-
-/// What the router says about its external address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum External {
-    Address(IpAddr),
-    /// It answered, with an error or an empty address.
-    NoneNamed,
-    /// PCP before its first mapping: the address comes with a mapping's answer.
-    Unknown,
-}
 
 /// A router found on the LAN, and the protocol it answered.
 #[derive(Clone)]
@@ -245,45 +235,9 @@ pub fn local_ip_towards(listen_ip: IpAddr, router: SocketAddr) -> Option<IpAddr>
     Some(probe.local_addr().ok()?.ip()).filter(|ip| !ip.is_unspecified())
 }
 
-/// The IPv4 default gateway, from the kernel's routing table (where NAT-PMP and PCP
-/// requests go).
-pub fn default_gateway() -> Option<Ipv4Addr> {
-    parse_default_route(&std::fs::read_to_string("/proc/net/route").ok()?)
-}
-
-/// The gateway of the first default route in `/proc/net/route` text: destination 0, the
-/// RTF_GATEWAY flag, addresses as host-order hex.
-fn parse_default_route(table: &str) -> Option<Ipv4Addr> {
-    const RTF_UP: u32 = 0x1;
-    const RTF_GATEWAY: u32 = 0x2;
-    table.lines().skip(1).find_map(|line| {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        let hex = |i: usize| u32::from_str_radix(f.get(i)?, 16).ok();
-        let (dest, gw, flags) = (hex(1)?, hex(2)?, hex(3)?);
-        let up_via_gateway = flags & (RTF_UP | RTF_GATEWAY) == RTF_UP | RTF_GATEWAY;
-        // The kernel prints the address as a native integer whose bytes in memory are in
-        // network order.
-        (dest == 0 && up_via_gateway).then(|| Ipv4Addr::from(gw.to_ne_bytes()))
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_default_gateway_is_read_from_the_routing_table() {
-        let table =
-            "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
-                     eth0\t00004DC0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n\
-                     eth0\t00000000\t014DA8C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n";
-        assert_eq!(
-            parse_default_route(table),
-            Some(Ipv4Addr::new(192, 168, 77, 1))
-        );
-        let no_default = "Iface\tDestination\tGateway\tFlags\neth0\t00004DC0\t00000000\t0001\n";
-        assert_eq!(parse_default_route(no_default), None);
-    }
 
     #[test]
     fn a_specific_listener_address_is_used_as_is() {

@@ -22,10 +22,10 @@ use smol::future::FutureExt;
 
 use super::address::PublicAddress;
 use super::mapping::{
-    after_add, classify, lease_secs, renew_due, AddOutcome, Attempt, NatKind, Next, PortRequest,
-    Protocol,
+    after_add, classify, lease_secs, renew_due, AddOutcome, Attempt, External, NatKind, Next,
+    PortRequest, Protocol,
 };
-use super::router::{local_ip_towards, External, Router};
+use super::router::{local_ip_towards, Router};
 use super::worker::{backoff, save_json};
 use crate::runtime::shutdown::ShutdownSignal;
 
