@@ -231,7 +231,8 @@ impl PortMapper {
                 "port mapping: the router refused the mapping ({why}); asking in the next protocol"
             );
             passed_over.0.push((gw.protocol(), why));
-            held.clear();
+            // What this protocol did map (the HTTP port) is not left behind.
+            Self::unmap(&gw, std::mem::take(held)).await;
             *gateway = None;
             return false;
         }
@@ -475,11 +476,8 @@ impl PortMapper {
     }
 
     /// Deletes our mappings (bounded in time so a vanished router cannot hold up the stop).
-    async fn remove_all(&self, gateway: Option<Router>, held: Vec<Held>) {
-        let Some(gw) = gateway else {
-            self.update(|st| st.state = "stopped".into());
-            return;
-        };
+    /// Removes `held` at the router (each bounded in time).
+    async fn unmap(gw: &Router, held: Vec<Held>) {
         for h in held {
             let port = h.attempt.external_port;
             match gw.remove(port, h.internal).await {
@@ -487,6 +485,14 @@ impl PortMapper {
                 Err(e) => tracing::warn!(port, "port mapping: could not remove the mapping: {e}"),
             }
         }
+    }
+
+    async fn remove_all(&self, gateway: Option<Router>, held: Vec<Held>) {
+        let Some(gw) = gateway else {
+            self.update(|st| st.state = "stopped".into());
+            return;
+        };
+        Self::unmap(&gw, held).await;
         self.update(|st| {
             st.state = "stopped".into();
             st.mappings.clear();
