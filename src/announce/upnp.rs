@@ -3,9 +3,9 @@
 //! (and the plain HTTP port when configured), reads the external address, renews leases at
 //! half-life, maps again after the router lost its table (UPnP: the mapping is no longer
 //! listed; NAT-PMP and PCP: the router's epoch went back), and removes the mappings on a
-//! clean stop. What the router says
-//! feeds [`PublicAddress`] (so the pkarr record follows the external address and the mapped
-//! port) and `<data>/upnp.json` (so `pubky-edge status` can report it).
+//! clean stop. What the router says feeds [`PublicAddress`] (so the pkarr record follows the
+//! external address and the mapped port) and `<data>/upnp.json` (so `pubky-edge status` can
+//! report it).
 //!
 //! The decisions (which port to try next, when to renew, what an external address means) are
 //! the pure functions of `mapping`; the calls to the router are in `router`.
