@@ -920,6 +920,19 @@ fn nat_pmp_takes_over_when_upnp_is_off_renews_and_cleans_up() {
         assert!(status.contains(line), "{line}: {status}");
     }
 
+    // The ISP hands the router a new address: NAT-PMP's answer carries it, and the
+    // publisher signs the record for it. (Whether the put lands is the UPnP test's to show:
+    // here the router's conntrack still sends the DHT's flows from the old address, which
+    // it no longer has, until they time out, as a real router's would.)
+    net.set_router_wan(ROUTER_WAN, "11.0.0.9");
+    eventually("the record to be published for the new address", || {
+        let p = pubky_edge::announce::PublishStatus::load(&device.data)?;
+        let st = device.upnp()?;
+        (st.external_ip.as_deref() == Some("11.0.0.9")
+            && p.published_ip.as_deref() == Some("11.0.0.9"))
+        .then_some(())
+    });
+
     device.stop();
     assert_eq!(net.forwards(), "", "the forward was left at the router");
 }
