@@ -921,9 +921,9 @@ fn nat_pmp_takes_over_when_upnp_is_off_renews_and_cleans_up() {
     }
 
     // The ISP hands the router a new address: NAT-PMP's answer carries it, and the
-    // publisher signs the record for it. (Whether the put lands is the UPnP test's to show:
-    // here the router's conntrack still sends the DHT's flows from the old address, which
-    // it no longer has, until they time out, as a real router's would.)
+    // publisher signs the record for it. (Whether the put lands is the UPnP test's to show,
+    // with its DHT on the LAN: through the router, this topology's DHT puts time out for
+    // a while after the change.)
     net.set_router_wan(ROUTER_WAN, "11.0.0.9");
     eventually("the record to be published for the new address", || {
         let p = pubky_edge::announce::PublishStatus::load(&device.data)?;
