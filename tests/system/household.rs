@@ -1033,6 +1033,15 @@ fn pcp_maps_and_a_router_restart_is_told_by_its_epoch() {
     sh(&["kill", "-STOP", &pid]).unwrap();
     net.reboot_router(NATPMP_AND_PCP);
     assert_eq!(net.forwards(), "", "a rebooted router forwards nothing");
+    // Resumed only once the router is back: then its epoch, not its silence, tells.
+    let rt = net.ns("rt");
+    eventually("the rebooted router to listen for PCP", || {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &rt, "ss", "-Hlun", "sport = :5351"])
+            .output()
+            .ok()?;
+        (!out.stdout.is_empty()).then_some(())
+    });
     sh(&["kill", "-CONT", &pid]).unwrap();
     eventually("the forward to be made again", || {
         net.forwards().contains("192.168.77.10:6287").then_some(())
