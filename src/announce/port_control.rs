@@ -50,7 +50,7 @@ impl PortControl {
             timeout,
             known: Arc::default(),
         };
-        pc.read_epoch().await?;
+        pc.external().await?;
         Ok(pc)
     }
 
@@ -89,101 +89,54 @@ impl PortControl {
         k.epoch = Some((epoch, Instant::now()));
     }
 
-    /// Reads the epoch (and for NAT-PMP the external address) without changing anything.
-    async fn read_epoch(&self) -> Result<External, String> {
-        match self.protocol {
-            Protocol::Pcp => {
-                let r = self
-                    .exchange(
-                        None,
-                        |ip| pcp::announce_request(ip).to_vec(),
-                        |p| pcp::parse(p, pcp::ANNOUNCE, None),
-                    )
-                    .await?;
-                match r {
-                    pcp::Response::Announced { epoch } => {
-                        self.saw_epoch(epoch);
-                        Ok(self
-                            .lock()
-                            .external
-                            .map_or(External::Unknown, External::Address))
-                    }
-                    pcp::Response::NatPmpOnly => {
-                        Err("the router speaks NAT-PMP, not PCP".to_string())
-                    }
-                    pcp::Response::Failed { code } => Err(pcp::result_text(code)),
-                    pcp::Response::Mapped { .. } => Err("an unexpected answer".to_string()),
-                }
-            }
-            _ => {
-                let r = self
-                    .exchange(
-                        None,
-                        |_| natpmp::external_request().to_vec(),
-                        |p| natpmp::parse(p, natpmp::EXTERNAL),
-                    )
-                    .await?;
-                match r {
-                    natpmp::Response::External { epoch, ip } => {
-                        self.saw_epoch(epoch);
-                        Ok(if ip.is_unspecified() {
-                            External::NoneNamed
-                        } else {
-                            External::Address(IpAddr::V4(ip))
-                        })
-                    }
-                    // Network failure: the router has no public address (RFC 6886 §3.5).
-                    natpmp::Response::Failed { code: 3 } => Ok(External::NoneNamed),
-                    natpmp::Response::Failed { code } => Err(natpmp::result_text(code)),
-                    natpmp::Response::Mapped { .. } => Err("an unexpected answer".to_string()),
-                }
-            }
-        }
-    }
-
-    /// The external address: NAT-PMP asks; PCP names it in mapping answers, so this reads
-    /// the epoch (the router is alive) and gives the last one named. `Err` when the router
-    /// stopped answering.
+    /// The external address, read without changing anything: NAT-PMP asks for it; PCP has
+    /// no such request, so this sends an ANNOUNCE (the router is alive, and its epoch) and
+    /// gives the address the last mapping's answer named. Every answer's epoch is noted.
+    /// `Err` when the router stopped answering.
     pub async fn external(&self) -> Result<External, String> {
-        self.read_epoch().await
+        if self.protocol == Protocol::Pcp {
+            let r = self
+                .exchange(
+                    None,
+                    |ip| pcp::announce_request(ip).to_vec(),
+                    |p| pcp::parse(p, pcp::ANNOUNCE, None),
+                )
+                .await?;
+            let pcp::Response::Announced { epoch } = r else {
+                return Err(pcp_error(r));
+            };
+            self.saw_epoch(epoch);
+            return Ok(self
+                .lock()
+                .external
+                .map_or(External::Unknown, External::Address));
+        }
+        let r = self
+            .exchange(
+                None,
+                |_| natpmp::external_request().to_vec(),
+                |p| natpmp::parse(p, natpmp::EXTERNAL),
+            )
+            .await?;
+        match r {
+            natpmp::Response::External { epoch, ip } => {
+                self.saw_epoch(epoch);
+                Ok(if ip.is_unspecified() {
+                    External::NoneNamed
+                } else {
+                    External::Address(IpAddr::V4(ip))
+                })
+            }
+            // Network failure: the router has no public address (RFC 6886 §3.5).
+            natpmp::Response::Failed { code: 3 } => Ok(External::NoneNamed),
+            r => Err(natpmp_error(r)),
+        }
     }
 
     /// Maps TCP `internal` (the request is sent from its address, which is what both
     /// protocols map), or renews it; `lease_secs` 0 is not asked for (it would delete).
     pub async fn map(&self, internal: SocketAddr, suggested: u16, lease_secs: u32) -> AddOutcome {
-        let lease = lease_secs.max(1);
-        let port = internal.port();
-        let result = match self.protocol {
-            Protocol::Pcp => self.pcp_map(internal, suggested, lease).await,
-            _ => {
-                let r = self
-                    .exchange(
-                        Some(internal.ip()),
-                        |_| natpmp::map_request(port, suggested, lease).to_vec(),
-                        |p| {
-                            natpmp::parse(p, natpmp::MAP_TCP).filter(|r| {
-                                !matches!(r, natpmp::Response::Mapped { internal_port, .. } if *internal_port != port)
-                            })
-                        },
-                    )
-                    .await;
-                match r {
-                    Ok(natpmp::Response::Mapped {
-                        epoch,
-                        external_port,
-                        lifetime_secs,
-                        ..
-                    }) => {
-                        self.saw_epoch(epoch);
-                        Ok((external_port, lifetime_secs))
-                    }
-                    Ok(natpmp::Response::Failed { code }) => Err(natpmp::result_text(code)),
-                    Ok(_) => Err("an unexpected answer".into()),
-                    Err(e) => Err(e),
-                }
-            }
-        };
-        match result {
+        match self.request(internal, suggested, lease_secs.max(1)).await {
             // A lifetime of 0 in an answer to a request for more is no mapping at all.
             Ok((_, 0)) | Ok((0, _)) => AddOutcome::Refused(format!(
                 "the router answered {} without a mapping",
@@ -197,77 +150,76 @@ impl PortControl {
         }
     }
 
-    async fn pcp_map(
+    /// Deletes the mapping of TCP `internal` (a request with lifetime 0).
+    pub async fn unmap(&self, internal: SocketAddr) -> Result<(), String> {
+        let pcp_unmapped =
+            self.protocol == Protocol::Pcp && !self.lock().nonces.contains_key(&internal.port());
+        if pcp_unmapped {
+            return Ok(());
+        }
+        self.request(internal, 0, 0).await.map(|_| ())
+    }
+
+    /// One mapping request for TCP `internal` in the router's protocol; the answer's
+    /// (external port, lifetime).
+    async fn request(
         &self,
         internal: SocketAddr,
         suggested: u16,
         lease: u32,
     ) -> Result<(u16, u32), String> {
         let port = internal.port();
-        let nonce = *self.lock().nonces.entry(port).or_insert_with(|| {
-            let mut n = [0u8; 12];
-            getrandom::fill(&mut n).expect("OS randomness");
-            n
-        });
-        let r = self
-            .exchange(
-                Some(internal.ip()),
-                |ip| pcp::map_request(ip, &nonce, port, suggested, lease).to_vec(),
-                |p| pcp::parse(p, pcp::MAP, Some(&nonce)),
-            )
-            .await?;
-        match r {
-            pcp::Response::Mapped {
+        if self.protocol == Protocol::Pcp {
+            let nonce = *self.lock().nonces.entry(port).or_insert_with(|| {
+                let mut n = [0u8; 12];
+                getrandom::fill(&mut n).expect("OS randomness");
+                n
+            });
+            let r = self
+                .exchange(
+                    Some(internal.ip()),
+                    |ip| pcp::map_request(ip, &nonce, port, suggested, lease).to_vec(),
+                    |p| pcp::parse(p, pcp::MAP, Some(&nonce)),
+                )
+                .await?;
+            let pcp::Response::Mapped {
                 epoch,
                 lifetime_secs,
                 external_port,
                 external_ip,
                 ..
-            } => {
-                self.saw_epoch(epoch);
+            } = r
+            else {
+                return Err(pcp_error(r));
+            };
+            self.saw_epoch(epoch);
+            if lease != 0 {
                 self.lock().external = Some(external_ip).filter(|ip| !ip.is_unspecified());
-                Ok((external_port, lifetime_secs))
             }
-            pcp::Response::Failed { code } => Err(pcp::result_text(code)),
-            pcp::Response::NatPmpOnly => Err("the router speaks NAT-PMP, not PCP".into()),
-            pcp::Response::Announced { .. } => Err("an unexpected answer".into()),
+            return Ok((external_port, lifetime_secs));
         }
-    }
-
-    /// Deletes the mapping of TCP `internal` (lifetime 0).
-    pub async fn unmap(&self, internal: SocketAddr) -> Result<(), String> {
-        let port = internal.port();
-        match self.protocol {
-            Protocol::Pcp => {
-                let Some(nonce) = self.lock().nonces.get(&port).copied() else {
-                    return Ok(());
-                };
-                let r = self
-                    .exchange(
-                        Some(internal.ip()),
-                        |ip| pcp::map_request(ip, &nonce, port, 0, 0).to_vec(),
-                        |p| pcp::parse(p, pcp::MAP, Some(&nonce)),
-                    )
-                    .await?;
-                match r {
-                    pcp::Response::Failed { code } => Err(pcp::result_text(code)),
-                    _ => Ok(()),
-                }
-            }
-            _ => {
-                let r = self
-                    .exchange(
-                        Some(internal.ip()),
-                        |_| natpmp::map_request(port, 0, 0).to_vec(),
-                        |p| natpmp::parse(p, natpmp::MAP_TCP),
-                    )
-                    .await?;
-                match r {
-                    natpmp::Response::Failed { code } => Err(natpmp::result_text(code)),
-                    _ => Ok(()),
-                }
-            }
-        }
+        let r = self
+            .exchange(
+                Some(internal.ip()),
+                |_| natpmp::map_request(port, suggested, lease).to_vec(),
+                |p| {
+                    natpmp::parse(p, natpmp::MAP_TCP).filter(|r| {
+                        !matches!(r, natpmp::Response::Mapped { internal_port, .. } if *internal_port != port)
+                    })
+                },
+            )
+            .await?;
+        let natpmp::Response::Mapped {
+            epoch,
+            external_port,
+            lifetime_secs,
+            ..
+        } = r
+        else {
+            return Err(natpmp_error(r));
+        };
+        self.saw_epoch(epoch);
+        Ok((external_port, lifetime_secs))
     }
 
     /// Sends `request(local ip)` from `from` (any address when `None`) and waits for an
@@ -325,6 +277,23 @@ impl PortControl {
             }
             wait = wait.saturating_mul(2);
         }
+    }
+}
+
+/// What a PCP answer that is not the one asked for says.
+fn pcp_error(r: pcp::Response) -> String {
+    match r {
+        pcp::Response::Failed { code } => pcp::result_text(code),
+        pcp::Response::NatPmpOnly => "the router speaks NAT-PMP, not PCP".into(),
+        _ => "an unexpected answer".into(),
+    }
+}
+
+/// What a NAT-PMP answer that is not the one asked for says.
+fn natpmp_error(r: natpmp::Response) -> String {
+    match r {
+        natpmp::Response::Failed { code } => natpmp::result_text(code),
+        _ => "an unexpected answer".into(),
     }
 }
 
