@@ -45,6 +45,11 @@ impl PublishStatus {
         super::worker::load_json(data_dir, STATUS_FILE)
     }
 
+    /// The address the DHT's nodes saw the last publish come from.
+    pub fn dht_seen_addr(&self) -> Option<IpAddr> {
+        self.dht_seen_ip.as_deref()?.parse().ok()
+    }
+
     fn save(&self, data_dir: &Path) {
         // Best effort: the status is informational and rewritten on every attempt.
         super::worker::save_json(data_dir, STATUS_FILE, self);

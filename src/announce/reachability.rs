@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use super::mapping::NatKind;
+use super::mapping::{compare_views, NatKind, Views};
 use super::upnp::UpnpState;
 use super::{DhtClient, DhtSettings, PublishStatus};
 use crate::config::Config;
@@ -51,6 +51,15 @@ pub async fn resolve(config: &Config, key: &PublicKey, timeout: Duration) -> Res
     }
 }
 
+/// The router's external address next to the DHT nodes' view of it, as the port mapper and
+/// the publisher last wrote them.
+pub fn views(upnp: Option<&UpnpState>, publish: Option<&PublishStatus>) -> Views {
+    compare_views(
+        upnp.and_then(UpnpState::external_addr),
+        publish.and_then(PublishStatus::dht_seen_addr),
+    )
+}
+
 /// Where clients should reach the homeserver now: the router's external address and mapped
 /// port when UPnP knows them, nothing when the router says it has no public address, else
 /// what the publisher last announced.
@@ -59,7 +68,7 @@ pub fn current_address(
     publish: Option<&PublishStatus>,
 ) -> Option<(IpAddr, u16)> {
     let from_upnp = upnp.and_then(|u| {
-        let ip = u.external_ip.as_ref()?.parse().ok()?;
+        let ip = u.external_addr()?;
         let port = u
             .mappings
             .iter()

@@ -79,6 +79,11 @@ impl UpnpState {
     pub fn load(data_dir: &std::path::Path) -> Option<UpnpState> {
         super::worker::load_json(data_dir, STATE_FILE)
     }
+
+    /// The external address the router named.
+    pub fn external_addr(&self) -> Option<IpAddr> {
+        self.external_ip.as_deref()?.parse().ok()
+    }
 }
 
 /// Protocols the router answered but refused the mapping in, with the refusal.

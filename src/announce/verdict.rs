@@ -3,8 +3,8 @@
 //! record on the DHT. Each verdict says why and what to try. `cli::report` prints the
 //! same facts line by line for operators.
 
-use super::mapping::{compare_views, NatKind, Views};
-use super::reachability::{current_address, Resolution};
+use super::mapping::{NatKind, Views};
+use super::reachability::{current_address, views, Resolution};
 use super::upnp::UpnpState;
 use super::PublishStatus;
 use crate::config::Config;
@@ -67,9 +67,7 @@ pub fn judge(
     let cgnat_fix = "Ask your internet provider for a public IPv4 address (some call it \
                      \"disable CGNAT\"), or set the provider's router to bridge mode so that \
                      your own router gets the public address.";
-    let router_ip = upnp.and_then(|u| u.external_ip.as_deref()?.parse().ok());
-    let seen = publish.and_then(|p| p.dht_seen_ip.as_deref()?.parse().ok());
-    if let Views::Differ { router, dht } = compare_views(router_ip, seen) {
+    if let Views::Differ { router, dht } = views(upnp, publish) {
         return v(
             Level::Bad,
             "Not reachable from the internet",

@@ -9,9 +9,9 @@
 use std::path::Path;
 
 use crate::announce::household::mdns_settings;
-use crate::announce::mapping::{compare_views, NatKind, Views};
+use crate::announce::mapping::{NatKind, Views};
 use crate::announce::mdns::{lan_addresses, MdnsState};
-use crate::announce::reachability::{current_address, Resolution};
+use crate::announce::reachability::{current_address, views, Resolution};
 use crate::announce::upnp::UpnpState;
 use crate::announce::PublishStatus;
 use crate::clock::rfc3339;
@@ -120,8 +120,8 @@ fn external_lines(
 ) -> [String; 3] {
     let nat = upnp.and_then(|u| u.nat);
     let external = upnp.and_then(|u| u.external_ip.clone());
-    let seen = publish.and_then(|p| p.dht_seen_ip.as_deref()?.parse().ok());
-    let views = compare_views(external.as_deref().and_then(|e| e.parse().ok()), seen);
+    let seen = publish.and_then(PublishStatus::dht_seen_addr);
+    let views = views(upnp, publish);
     let dht = match (seen, publish.and_then(|p| p.dht_firewalled)) {
         (None, _) => "unknown (no DHT answer yet)".to_string(),
         (Some(ip), firewalled) => {

@@ -72,12 +72,11 @@ async fn scrape(app: &App, conns: &[ConnStats]) -> Response<Body> {
     })
     .await;
     let now = crate::clock::now_secs();
-    let router_ip = router.and_then(|u| u.external_ip?.parse().ok());
-    let dht_seen_ip = publish
-        .as_ref()
-        .and_then(|p| p.dht_seen_ip.as_deref()?.parse().ok());
-    use crate::announce::mapping::{compare_views, Views};
-    let nat_in_front = matches!(compare_views(router_ip, dht_seen_ip), Views::Differ { .. });
+    let (router, publish) = (router.as_ref(), publish.as_ref());
+    let nat_in_front = matches!(
+        crate::announce::reachability::views(router, publish),
+        crate::announce::mapping::Views::Differ { .. }
+    );
     let device = Device {
         connections: conns.iter().map(|c| c.live() as u64).sum(),
         connections_refused: conns.iter().map(ConnStats::refused).sum(),
@@ -91,8 +90,8 @@ async fn scrape(app: &App, conns: &[ConnStats]) -> Response<Body> {
             .and_then(|b| b.last_success_secs)
             .unwrap_or(0),
         backup_problem: backup.is_some_and(|b| b.problem(now).is_some()) as u64,
-        router_ip,
-        dht_seen_ip,
+        router_ip: router.and_then(|u| u.external_addr()),
+        dht_seen_ip: publish.and_then(|p| p.dht_seen_addr()),
         dht_firewalled: publish.and_then(|p| p.dht_firewalled),
         nat_in_front,
     };
