@@ -70,6 +70,42 @@ pub fn classify(ip: IpAddr) -> NatKind {
 
 pub use crate::config::MappingProtocol as Protocol;
 
+/// Protocols the router answered but refused the mapping in, with the refusal: the ladder
+/// passes over them until a search finds nothing (then every rung is asked again).
+#[derive(Debug, Default)]
+pub struct PassedOver(Vec<(Protocol, String)>);
+
+impl PassedOver {
+    pub fn push(&mut self, protocol: Protocol, refusal: String) {
+        self.0.push((protocol, refusal));
+    }
+
+    /// Why `protocol` is passed over, if it is.
+    pub fn refusal(&self, protocol: Protocol) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(p, _)| *p == protocol)
+            .map(|(_, r)| r.as_str())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    /// Whether a rung of `ladder` after `protocol` is left to ask.
+    pub fn ladder_goes_on(&self, ladder: &[Protocol], protocol: Protocol) -> bool {
+        ladder
+            .iter()
+            .skip_while(|p| **p != protocol)
+            .skip(1)
+            .any(|p| self.refusal(*p).is_none())
+    }
+}
+
 /// Whether a NAT-PMP or PCP server lost its mappings (RFC 6886 §3.6, RFC 6887 §8.5): its
 /// epoch (seconds since it started) went back, or advanced by clearly less than the time
 /// that passed here since `previous` was read (7/8 of it, less 2 s of slack, allowing for
@@ -355,6 +391,22 @@ mod tests {
             Views::Unknown
         );
         assert_eq!(compare_views(None, ip("192.168.77.10")), Views::Unknown);
+    }
+
+    #[test]
+    fn the_ladder_goes_on_past_refusing_rungs_only_while_a_rung_is_left() {
+        let ladder = Protocol::ALL;
+        let mut passed = PassedOver::default();
+        assert!(passed.ladder_goes_on(&ladder, Protocol::Upnp));
+        assert!(!passed.ladder_goes_on(&ladder, Protocol::Pcp));
+        passed.push(Protocol::NatPmp, "refused".into());
+        assert_eq!(passed.refusal(Protocol::NatPmp), Some("refused"));
+        // PCP is left after UPnP; nothing after NAT-PMP once PCP refuses too.
+        assert!(passed.ladder_goes_on(&ladder, Protocol::Upnp));
+        passed.push(Protocol::Pcp, "refused".into());
+        assert!(!passed.ladder_goes_on(&ladder, Protocol::Upnp));
+        passed.clear();
+        assert!(passed.is_empty());
     }
 
     #[test]

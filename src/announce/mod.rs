@@ -1,7 +1,8 @@
 //! Making the device findable: the homeserver's pkarr record on the Mainline DHT
 //! (`packet` builds it, `publisher` keeps it there at the `address` others learn), the users' records kept alive
 //! (`users`), and the DHT client they share (`dht`), which the pkarr relay endpoint uses too.
-//! In the household: the router port mapping (`upnp`, its rules in `mapping`, the
+//! In the household: the router port mapping (`upnp`, its rules in `mapping`, its report
+//! in `mapper_state`, the
 //! calls to the router in `router`: UPnP IGD, or NAT-PMP and PCP through `port_control`
 //! with their messages in `natpmp` and `pcp`), the LAN announcement (`mdns`), both
 //! started and stopped by `household`, and the report `pubky-edge status` prints
@@ -10,6 +11,7 @@
 pub mod address;
 pub mod dht;
 pub mod household;
+pub mod mapper_state;
 pub mod mapping;
 pub mod mdns;
 pub mod natpmp;

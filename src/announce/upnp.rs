@@ -17,84 +17,18 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use event_listener::Event;
-use serde::{Deserialize, Serialize};
 use smol::future::FutureExt;
 
 use super::address::PublicAddress;
 use super::mapping::{
     after_add, classify, lease_secs, renew_due, AddOutcome, Attempt, External, NatKind, Next,
-    PortRequest, Protocol,
+    PassedOver, PortRequest,
 };
 use super::router::{local_ip_towards, Router};
 use super::worker::{backoff, save_json};
 use crate::runtime::shutdown::ShutdownSignal;
 
-pub const STATE_FILE: &str = "upnp.json";
-
-/// A mapping the gateway accepted, as reported in `upnp.json`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MappingState {
-    pub name: String,
-    pub internal: String,
-    pub external_port: u16,
-    /// 0 = permanent.
-    pub lease_secs: u32,
-    pub renewed_secs: u64,
-    pub renewals: u32,
-}
-
-/// One protocol tried in the last search for the router.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Rung {
-    pub protocol: Protocol,
-    /// Whether the router answered in it.
-    pub answered: bool,
-    /// The router's answer, or why there was none.
-    pub result: String,
-    /// How long the try took.
-    pub took_ms: u64,
-}
-
-/// What the port mapper knows; persisted for `pubky-edge status`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UpnpState {
-    /// "searching", "mapped", "no_gateway", "refused", "error", "stopped", "off"
-    pub state: String,
-    /// The protocol the router answered (`gateway` is where).
-    #[serde(default)]
-    pub protocol: Option<Protocol>,
-    /// The protocols tried, in order, the last time the router was searched for.
-    #[serde(default)]
-    pub ladder: Vec<Rung>,
-    pub gateway: Option<String>,
-    pub local_ip: Option<String>,
-    pub external_ip: Option<String>,
-    pub nat: Option<NatKind>,
-    pub mappings: Vec<MappingState>,
-    pub last_error: Option<String>,
-    pub updated_secs: u64,
-}
-
-impl UpnpState {
-    pub fn load(data_dir: &std::path::Path) -> Option<UpnpState> {
-        super::worker::load_json(data_dir, STATE_FILE)
-    }
-
-    /// The external address the router named.
-    pub fn external_addr(&self) -> Option<IpAddr> {
-        self.external_ip.as_deref()?.parse().ok()
-    }
-}
-
-/// Protocols the router answered but refused the mapping in, with the refusal.
-#[derive(Default)]
-struct PassedOver(Vec<(Protocol, String)>);
-
-impl PassedOver {
-    fn has(&self, p: Protocol) -> bool {
-        self.0.iter().any(|(q, _)| *q == p)
-    }
-}
+pub use super::mapper_state::{MappingState, Rung, UpnpState, STATE_FILE};
 
 struct Held {
     req: PortRequest,
@@ -227,7 +161,10 @@ impl PortMapper {
             }
         }
         let tls_mapped = held.iter().any(|h| h.req.name == "pubky_tls");
-        if !tls_mapped && !errors.is_empty() && self.ladder_goes_on(gw.protocol(), passed_over) {
+        if !tls_mapped
+            && !errors.is_empty()
+            && passed_over.ladder_goes_on(&self.settings.protocols, gw.protocol())
+        {
             // A router may answer a protocol and refuse its mappings (an ACL, or UPnP left on
             // read-only) while it maps through another: the next search skips this one.
             let why = errors.join("; ");
@@ -235,7 +172,7 @@ impl PortMapper {
                 protocol = gw.protocol().label(),
                 "port mapping: the router refused the mapping ({why}); asking in the next protocol"
             );
-            passed_over.0.push((gw.protocol(), why));
+            passed_over.push(gw.protocol(), why);
             // What this protocol did map (the HTTP port) is not left behind.
             Self::unmap(&gw, std::mem::take(held)).await;
             *gateway = None;
@@ -275,16 +212,6 @@ impl PortMapper {
         error.is_none()
     }
 
-    /// Whether a protocol after `protocol` is left to ask.
-    fn ladder_goes_on(&self, protocol: Protocol, passed_over: &PassedOver) -> bool {
-        self.settings
-            .protocols
-            .iter()
-            .skip_while(|p| **p != protocol)
-            .skip(1)
-            .any(|p| !passed_over.has(*p))
-    }
-
     /// Asks the router in each protocol of the ladder until one answers, passing over those
     /// that refused the mapping since the last search that found nothing.
     async fn search(&self, passed_over: &mut PassedOver) -> Option<Router> {
@@ -295,7 +222,7 @@ impl PortMapper {
         });
         let mut why = Vec::new();
         for &protocol in &self.settings.protocols {
-            if let Some((_, refused)) = passed_over.0.iter().find(|(p, _)| *p == protocol) {
+            if let Some(refused) = passed_over.refusal(protocol) {
                 let rung = Rung {
                     protocol,
                     answered: true,
@@ -329,12 +256,12 @@ impl PortMapper {
             }
         }
         // Next time every protocol is asked again: a refusal may have been passing.
-        let state = if passed_over.0.is_empty() {
+        let state = if passed_over.is_empty() {
             "no_gateway"
         } else {
             "refused"
         };
-        passed_over.0.clear();
+        passed_over.clear();
         self.fail(state, format!("no router answered ({})", why.join("; ")));
         None
     }
