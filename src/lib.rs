@@ -53,3 +53,4 @@ pub mod pubkey;
 pub mod runtime;
 pub mod storage_path;
 pub mod store;
+pub mod tunnel;

@@ -1,7 +1,7 @@
 //! The address the homeserver's record announces, shared by whoever learns it (the config,
 //! the router over UPnP) and the publisher, which wakes on every change.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -15,6 +15,9 @@ use event_listener::Event;
 pub struct PublicAddress {
     ip: Mutex<Option<IpAddr>>,
     pubky_tls_port: Mutex<Option<u16>>,
+    /// The relay's public address and the port it gives this box: while set, it is what
+    /// the record announces, whatever the router or the config say.
+    relayed: Mutex<Option<SocketAddr>>,
     held: AtomicBool,
     changed: Event,
 }
@@ -24,13 +27,18 @@ impl PublicAddress {
         Arc::new(PublicAddress {
             ip: Mutex::new(ip),
             pubky_tls_port: Mutex::new(None),
+            relayed: Mutex::new(None),
             held: AtomicBool::new(false),
             changed: Event::new(),
         })
     }
 
-    /// The address to publish; `None` while unknown or held.
+    /// The address to publish: the relay's when there is one, else `None` while unknown or
+    /// held.
     pub fn get(&self) -> Option<IpAddr> {
+        if let Some(relayed) = self.relayed() {
+            return Some(relayed.ip());
+        }
         if self.is_held() {
             return None;
         }
@@ -70,12 +78,32 @@ impl PublicAddress {
         self.held.load(Ordering::SeqCst)
     }
 
-    /// The external PubkyTLS port, when it differs from the configured/bound one.
+    /// The external PubkyTLS port, when it differs from the configured/bound one (the
+    /// relay's port while there is one).
     pub fn pubky_tls_port(&self) -> Option<u16> {
+        if let Some(relayed) = self.relayed() {
+            return Some(relayed.port());
+        }
         *self
             .pubky_tls_port
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Announces the relay's public address and port instead of this box's own; republishes
+    /// on change.
+    pub fn set_relayed(&self, at: SocketAddr) {
+        let mut cur = self.relayed.lock().unwrap_or_else(|e| e.into_inner());
+        if *cur != Some(at) {
+            *cur = Some(at);
+            drop(cur);
+            self.changed.notify(usize::MAX);
+        }
+    }
+
+    /// The relay endpoint the record announces, if any.
+    pub fn relayed(&self) -> Option<SocketAddr> {
+        *self.relayed.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Sets the external PubkyTLS port (a router mapping); republishes on change.
@@ -164,5 +192,22 @@ mod tests {
         smol::block_on(l);
         assert!(!a.is_held());
         assert_eq!(a.get(), Some(ip));
+    }
+
+    #[test]
+    fn a_relay_endpoint_wins_over_the_router_and_a_hold() {
+        let a = PublicAddress::new(Some("192.168.1.5".parse().unwrap()));
+        a.hold();
+        a.set_pubky_tls_port(6288);
+        let l = a.changed.listen();
+        let relay: SocketAddr = "203.0.113.5:6290".parse().unwrap();
+        a.set_relayed(relay);
+        smol::block_on(l);
+        assert_eq!(a.get(), Some(relay.ip()));
+        assert_eq!(a.pubky_tls_port(), Some(6290));
+        // The router's later answers do not take the record back from the relay.
+        a.set("11.0.0.1".parse().unwrap());
+        assert_eq!(a.get(), Some(relay.ip()));
+        assert_eq!(a.pubky_tls_port(), Some(6290));
     }
 }

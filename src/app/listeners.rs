@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use smol::net::TcpListener;
 use smol::{Executor, Task};
 
-use crate::config::{ClientIdentity, Config};
+use crate::config::{ClientIdentity, Config, TrustedProxies};
 use crate::http::tls::PubkyTls;
 use crate::http::{serve, App, ConnStats, PlainTcp, ServerLimits};
 use crate::runtime::shutdown::ShutdownSignal;
@@ -21,6 +21,8 @@ pub struct Listeners {
     icann: TcpListener,
     pubky_tls: TcpListener,
     relay: Option<TcpListener>,
+    /// PubkyTLS for the clients a relay forwards (`tunnel.via`): loopback, PROXY line first.
+    relayed: Option<TcpListener>,
     admin: Option<TcpListener>,
     metrics: Option<TcpListener>,
     dashboard: Option<TcpListener>,
@@ -32,6 +34,7 @@ pub struct Addresses {
     pub icann: SocketAddr,
     pub pubky_tls: SocketAddr,
     pub relay: Option<SocketAddr>,
+    pub relayed: Option<SocketAddr>,
     pub admin: Option<SocketAddr>,
     pub metrics: Option<SocketAddr>,
     pub dashboard: Option<SocketAddr>,
@@ -42,6 +45,7 @@ pub struct Served {
     pub icann: Task<io::Result<()>>,
     pub pubky_tls: Task<io::Result<()>>,
     pub relay: Option<Task<io::Result<()>>>,
+    pub relayed: Option<Task<io::Result<()>>>,
     pub admin: Option<Task<io::Result<()>>>,
     pub metrics: Option<Task<io::Result<()>>>,
     pub dashboard: Option<Task<io::Result<()>>>,
@@ -53,6 +57,7 @@ impl Served {
         [
             ("http", Some(self.icann)),
             ("pubky-tls", Some(self.pubky_tls)),
+            ("relayed pubky-tls", self.relayed),
             ("relay", self.relay),
             ("admin", self.admin),
             ("metrics", self.metrics),
@@ -61,6 +66,18 @@ impl Served {
         .into_iter()
         .filter_map(|(name, t)| t.map(|t| (name, t)))
     }
+}
+
+/// Where the relayed PubkyTLS listener binds: loopback, any free port.
+const RELAYED: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
+
+/// Loopback, the only peer the relayed listener takes.
+fn loopback() -> TrustedProxies {
+    // Invariant: both are valid networks.
+    TrustedProxies::new(vec![
+        "127.0.0.0/8".parse().expect("valid network"),
+        "::1".parse().expect("valid network"),
+    ])
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener> {
@@ -103,6 +120,7 @@ impl Listeners {
             icann: bind(config.drive.icann_listen_socket).await?,
             pubky_tls: bind(config.drive.pubky_listen_socket).await?,
             relay: bind_if(relay.enabled, relay.listen_socket).await?,
+            relayed: bind_if(config.tunnel.via.is_some(), Some(RELAYED)).await?,
             admin: bind_if(config.admin.enabled, Some(config.admin.listen_socket)).await?,
             metrics: bind_if(config.metrics.enabled, Some(config.metrics.listen_socket)).await?,
             dashboard: bind_dashboard(config).await?,
@@ -114,6 +132,7 @@ impl Listeners {
             icann: self.icann.local_addr()?,
             pubky_tls: self.pubky_tls.local_addr()?,
             relay: local(&self.relay)?,
+            relayed: local(&self.relayed)?,
             admin: local(&self.admin)?,
             metrics: local(&self.metrics)?,
             dashboard: local(&self.dashboard)?,
@@ -136,8 +155,12 @@ impl Listeners {
                 async move { crate::http::handle(&app, req).await }
             }
         };
-        let (icann_conns, tls_conns, relay_conns) =
-            (ConnStats::new(), ConnStats::new(), ConnStats::new());
+        let (icann_conns, tls_conns, relay_conns, relayed_conns) = (
+            ConnStats::new(),
+            ConnStats::new(),
+            ConnStats::new(),
+            ConnStats::new(),
+        );
         // Each client listener learns its clients as its `*_client_identity` says.
         let identity = |id: &ClientIdentity| ServerLimits {
             proxy_protocol: match id {
@@ -159,6 +182,23 @@ impl Listeners {
             &icann_conns,
         );
         let tls_limits = identity(&drive.pubky_client_identity);
+        let relayed = self.relayed.map(|l| {
+            // Only the link (on loopback) connects here, and it passes on the relay's PROXY
+            // line: the client it names is who the limits count.
+            let limits = ServerLimits {
+                proxy_protocol: Some(Arc::new(loopback())),
+                ..limits.clone()
+            };
+            spawn_with(
+                ex,
+                l,
+                tls.clone(),
+                &limits,
+                signal,
+                client.clone(),
+                &relayed_conns,
+            )
+        });
         let pubky_tls = spawn_with(
             ex,
             self.pubky_tls,
@@ -183,7 +223,7 @@ impl Listeners {
                 async move { crate::http::operator::admin(&app, req, conn).await }
             })
         });
-        let client_conns = Arc::new([icann_conns, tls_conns, relay_conns]);
+        let client_conns = Arc::new([icann_conns, tls_conns, relay_conns, relayed_conns]);
         let metrics = self.metrics.map(|l| {
             let app = app.clone();
             spawn(ex, l, limits, signal, move |req, _conn| {
@@ -202,6 +242,7 @@ impl Listeners {
         Ok(Served {
             icann,
             pubky_tls,
+            relayed,
             relay,
             admin,
             metrics,

@@ -44,6 +44,8 @@ pub struct Running {
     pub probes: Probes,
     /// UPnP port mapping and mDNS announcement.
     pub household: Option<Household>,
+    /// The relay rung, from either side.
+    pub tunnels: Tunnels,
     shutdown: Shutdown,
     app: Arc<App>,
     listeners: Served,
@@ -122,6 +124,16 @@ pub async fn start(
         &data_dir,
         shutdown.signal(),
     );
+    let tunnels = Tunnels::start(
+        ex,
+        &app.config,
+        &identity,
+        &addrs,
+        &found,
+        &data_dir,
+        &shutdown,
+    )
+    .await?;
     tracing::info!(
         public_key = %public_key,
         http = %addrs.icann,
@@ -142,11 +154,89 @@ pub async fn start(
         dht: found.dht,
         probes,
         household: Some(household),
+        tunnels,
         shutdown,
         app,
         listeners,
         workers,
     })
+}
+
+/// The relay rung: this box's link to its relay (`tunnel.via`) and, when this box is a
+/// relay, the listeners for the boxes it serves.
+pub struct Tunnels {
+    link: Option<smol::Task<()>>,
+    relay: Option<crate::tunnel::relay::Relay>,
+    /// The link's report, while there is a link.
+    pub link_state: Arc<std::sync::Mutex<crate::tunnel::LinkState>>,
+    /// Where boxes connect, when this box is a relay.
+    pub relay_listen: Option<std::net::SocketAddr>,
+}
+
+impl Tunnels {
+    async fn start(
+        ex: &Arc<Executor<'static>>,
+        config: &Config,
+        identity: &Identity,
+        addrs: &Addresses,
+        found: &Discovery,
+        data_dir: &Path,
+        shutdown: &Shutdown,
+    ) -> Result<Tunnels> {
+        let t = &config.tunnel;
+        let link_state = Arc::new(std::sync::Mutex::new(crate::tunnel::LinkState::default()));
+        let link = match (&t.via, addrs.relayed) {
+            (Some(target), Some(ingress)) => {
+                let link = crate::tunnel::link::Link {
+                    target: target.clone(),
+                    signing: identity.signing_key().clone(),
+                    ingress,
+                    address: found.address.clone(),
+                    data_dir: data_dir.to_path_buf(),
+                    ex: ex.clone(),
+                    state: link_state.clone(),
+                };
+                let signal = shutdown.signal();
+                Some(ex.spawn(link.run(signal)))
+            }
+            _ => None,
+        };
+        let relay = match t.listen_socket {
+            Some(listen) => Some(
+                crate::tunnel::relay::Relay::start(
+                    ex,
+                    t,
+                    listen,
+                    server_config(identity.signing_key())?,
+                    found.address.clone(),
+                    data_dir.to_path_buf(),
+                    shutdown.signal(),
+                )
+                .await?,
+            ),
+            None => None,
+        };
+        Ok(Tunnels {
+            link,
+            relay_listen: relay.as_ref().map(|r| r.listen),
+            relay,
+            link_state,
+        })
+    }
+
+    /// The relay side's report, when this box is a relay.
+    pub fn relay_report(&self) -> Option<crate::tunnel::RelayState> {
+        self.relay.as_ref().map(|r| r.report())
+    }
+
+    async fn stop(self) {
+        if let Some(t) = self.link {
+            t.await;
+        }
+        if let Some(r) = self.relay {
+            r.stop().await;
+        }
+    }
 }
 
 /// Opens the store and imports the signup tokens spooled while the server was down.
@@ -182,7 +272,9 @@ fn discovery(config: &Config) -> Result<Discovery> {
         pk.public_ip
             .or_else(|| auto_public_ip(config.drive.pubky_listen_socket.ip())),
     );
-    if crate::announce::household::router_decides_address(config) {
+    // With a relay, the box's own address reaches nobody: nothing is announced until the
+    // relay has answered with its endpoint.
+    if crate::announce::household::router_decides_address(config) || config.tunnel.via.is_some() {
         public_address.hold();
     }
     Ok(Discovery {
@@ -238,6 +330,7 @@ impl Running {
         if let Some(h) = self.household.take() {
             h.stop().await;
         }
+        self.tunnels.stop().await;
         self.workers.stop().await;
         for (name, task) in self.listeners.into_stop_order() {
             if let Err(e) = task.await {

@@ -66,6 +66,7 @@ pub struct Config {
     pub bandwidth: DefaultBandwidth,
     pub upnp: Upnp,
     pub mdns: Mdns,
+    pub tunnel: Tunnel,
 }
 
 #[derive(Debug, Clone)]
@@ -330,6 +331,40 @@ pub struct Mdns {
     pub enabled: bool,
     pub interfaces: Vec<String>,
     pub skip_interfaces: Vec<String>,
+}
+
+/// `[tunnel]`: the relay rung, from either side.
+#[derive(Debug, Clone)]
+pub struct Tunnel {
+    /// This box's relay, when it has one.
+    pub via: Option<RelayTarget>,
+    /// Where relayed boxes connect, when this box is a relay.
+    pub listen_socket: Option<SocketAddr>,
+    /// The boxes this relay serves and each one's public port.
+    pub boxes: Vec<RelayedBox>,
+    pub max_connections_per_box: usize,
+    /// Bytes per second over both directions of one box's connections; 0 is unlimited.
+    pub max_bytes_per_second_per_box: u64,
+}
+
+/// `tunnel.via`: whom to dial and which key it must present.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayTarget {
+    pub key: crate::pubkey::PublicKey,
+    pub addr: SocketAddr,
+}
+
+impl std::fmt::Display for RelayTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}@{}", self.key, self.addr)
+    }
+}
+
+/// One box a relay serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayedBox {
+    pub key: crate::pubkey::PublicKey,
+    pub port: u16,
 }
 
 /// A loaded configuration plus the warnings (unknown keys) found while loading it.

@@ -31,6 +31,7 @@ pub struct RawConfig {
     pub default_quotas: DefaultQuotas,
     pub upnp: Upnp,
     pub mdns: Mdns,
+    pub tunnel: Tunnel,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -162,6 +163,23 @@ pub struct Dashboard {
     pub listen_socket: SocketAddr,
     pub hosts: Vec<String>,
     pub session_hours: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Tunnel {
+    pub via: String,
+    pub listen_socket: String,
+    pub boxes: Vec<TunnelBox>,
+    pub max_connections_per_box: usize,
+    pub max_kib_per_second_per_box: u64,
+}
+
+/// One `tunnel.boxes` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TunnelBox {
+    pub key: String,
+    pub port: u16,
 }
 
 #[derive(Debug, Clone, Deserialize)]

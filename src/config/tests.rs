@@ -341,3 +341,58 @@ fn reference_keys_we_cannot_honour_stop_start_up() {
     let e = load("[logging]\nmodule_levels = [\"pubky_edge=loud\"]\n").unwrap_err();
     assert!(e.contains("logging.module_levels"), "{e}");
 }
+
+#[test]
+fn tunnel_settings_are_checked() {
+    let d = Config::defaults();
+    assert_eq!(d.tunnel.via, None);
+    assert_eq!(d.tunnel.listen_socket, None);
+    assert_eq!(d.tunnel.max_bytes_per_second_per_box, 8192 * 1024);
+    let relay = "8pinxxgqs41n4aididenw5apqp1urfmzdztr8jt4abrkdn435ewo";
+    let boxed = "6hw744f4c15roj5cqoakydk9k9piyzwyrk4gazp6qhwheh9piquy";
+    let ok = load(&format!(
+        "[tunnel]\nvia = \"{relay}@203.0.113.5:6289\"\nlisten_socket = \"0.0.0.0:6289\"\n\
+         boxes = [{{ key = \"{boxed}\", port = 6290 }}]\nmax_kib_per_second_per_box = 0\n"
+    ))
+    .unwrap()
+    .config;
+    let via = ok.tunnel.via.unwrap();
+    assert_eq!(via.to_string(), format!("{relay}@203.0.113.5:6289"));
+    assert_eq!(ok.tunnel.boxes[0].port, 6290);
+    assert_eq!(ok.tunnel.boxes[0].key.to_z32(), boxed);
+    assert_eq!(ok.tunnel.max_bytes_per_second_per_box, 0);
+    for (toml, says) in [
+        (
+            "via = \"203.0.113.5:6289\"",
+            "is not \"<relay's public key>@",
+        ),
+        ("via = \"nokey@203.0.113.5:6289\"", "the relay's key"),
+        (
+            &format!("via = \"{relay}@relay.example:6289\""),
+            "tunnel.via",
+        ),
+        (&format!("via = \"{relay}@0.0.0.0:6289\""), "tunnel.via"),
+        ("listen_socket = \"everywhere\"", "tunnel.listen_socket"),
+        (
+            &format!("boxes = [{{ key = \"{boxed}\", port = 6290 }}]"),
+            "tunnel.listen_socket is empty",
+        ),
+        (
+            &format!(
+                "listen_socket = \"0.0.0.0:6289\"\nboxes = [{{ key = \"{boxed}\", port = 6290 }}, \
+                 {{ key = \"{relay}\", port = 6290 }}]"
+            ),
+            "clashes",
+        ),
+        (
+            &format!(
+                "listen_socket = \"0.0.0.0:6289\"\nboxes = [{{ key = \"{boxed}\", port = 0 }}]"
+            ),
+            "port other than 0",
+        ),
+        ("max_connections_per_box = 0", "at least 1"),
+    ] {
+        let e = load(&format!("[tunnel]\n{toml}\n")).unwrap_err();
+        assert!(e.contains(says), "{toml}: {e}");
+    }
+}

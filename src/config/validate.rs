@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::rates::{Bandwidth, Rule};
 use super::raw::RawConfig;
 use super::Config;
+use crate::pubkey::PublicKey;
 
 fn ms(v: u64) -> Duration {
     Duration::from_millis(v)
@@ -52,6 +53,7 @@ impl RawConfig {
         let bandwidth = self.bandwidth()?;
         let upnp = self.household()?;
         let dashboard = self.dashboard()?;
+        let tunnel = self.tunnel()?;
         const LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
         if !LEVELS.contains(&self.logging.level.as_str()) {
             return Err(format!(
@@ -117,6 +119,61 @@ impl RawConfig {
                 interfaces: self.mdns.interfaces,
                 skip_interfaces: self.mdns.skip_interfaces,
             },
+            tunnel,
+        })
+    }
+
+    fn tunnel(&self) -> Result<super::Tunnel, String> {
+        let t = &self.tunnel;
+        let via = match t.via.trim() {
+            "" => None,
+            v => {
+                let bad =
+                    || format!("tunnel.via: {v:?} is not \"<relay's public key>@<ip>:<port>\"");
+                let (key, addr) = v.split_once('@').ok_or_else(bad)?;
+                let key = PublicKey::parse_z32(key)
+                    .map_err(|e| format!("tunnel.via: the relay's key: {e}"))?;
+                let addr: SocketAddr = addr.parse().map_err(|_| bad())?;
+                if addr.port() == 0 || addr.ip().is_unspecified() {
+                    return Err(bad());
+                }
+                Some(super::RelayTarget { key, addr })
+            }
+        };
+        let listen_socket = match t.listen_socket.trim() {
+            "" => None,
+            l => Some(
+                l.parse::<SocketAddr>()
+                    .map_err(|_| format!("tunnel.listen_socket: {l:?} is not an <ip>:<port>"))?,
+            ),
+        };
+        let mut boxes: Vec<super::RelayedBox> = Vec::new();
+        for b in &t.boxes {
+            let key = PublicKey::parse_z32(&b.key)
+                .map_err(|e| format!("tunnel.boxes: key {:?}: {e}", b.key))?;
+            if b.port == 0 {
+                return Err(format!("tunnel.boxes: {key} needs a port other than 0"));
+            }
+            if let Some(d) = boxes.iter().find(|o| o.key == key || o.port == b.port) {
+                return Err(format!(
+                    "tunnel.boxes: {key} on port {} clashes with {} on port {}",
+                    b.port, d.key, d.port
+                ));
+            }
+            boxes.push(super::RelayedBox { key, port: b.port });
+        }
+        if listen_socket.is_none() && !boxes.is_empty() {
+            return Err("tunnel.boxes is set but tunnel.listen_socket is empty".into());
+        }
+        if t.max_connections_per_box == 0 {
+            return Err("tunnel.max_connections_per_box must be at least 1".into());
+        }
+        Ok(super::Tunnel {
+            via,
+            listen_socket,
+            boxes,
+            max_connections_per_box: t.max_connections_per_box,
+            max_bytes_per_second_per_box: t.max_kib_per_second_per_box.saturating_mul(1024),
         })
     }
 

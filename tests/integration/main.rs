@@ -50,6 +50,8 @@ mod server_limits;
 mod service;
 /// The storage API: reads, writes, addressing, listing, quotas, restarts.
 mod storage;
+/// The relay rung: a box reached only through a relay box, with the SDK.
+mod tunnel;
 /// The admin's WebDAV with rclone and cadaver.
 mod webdav;
 /// Users' static websites by `Host`.

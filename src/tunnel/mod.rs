@@ -1,0 +1,228 @@
+//! The relay rung: reachability borrowed from another box.
+//!
+//! A box nobody can reach (carrier-grade NAT, a router that maps nothing) keeps one outbound
+//! link to a relay box ([`link`]); the relay ([`relay`]) listens on a public port for it and
+//! forwards every client connection through the link as a yamux stream. The relay never
+//! holds a key of the box: the bytes it forwards are PubkyTLS, end to end between the client
+//! and the box. [`wire`] has the link's opening lines.
+//!
+//! Each side keeps its report in the data directory ([`LINK_FILE`], [`RELAY_FILE`]) for
+//! `pubky-edge status`.
+
+pub mod link;
+pub mod relay;
+pub mod wire;
+
+use std::io;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use smol::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::limits::bandwidth::Throttle;
+
+/// The box side's report.
+pub const LINK_FILE: &str = "tunnel-link.json";
+/// The relay side's report.
+pub const RELAY_FILE: &str = "tunnel-relay.json";
+
+/// Time allowed for a link's TCP connect, TLS handshake and opening lines.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the box knows of its link to the relay.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct LinkState {
+    /// `<relay key>@<ip>:<port>`, as configured.
+    pub relay: String,
+    /// "connected", "connecting" or "waiting" (to retry).
+    pub state: String,
+    /// The relay endpoint the record announces (`ip:port`), once the relay has answered.
+    pub published: Option<String>,
+    /// When the state last changed (seconds since the epoch).
+    pub since_secs: u64,
+    /// Why the last link ended or failed.
+    pub last_error: Option<String>,
+    /// Links made since start.
+    pub links: u64,
+    /// Client connections that came through the relay since start.
+    pub forwarded: u64,
+}
+
+/// What a relay knows of one box it serves.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ServedState {
+    pub key: String,
+    pub port: u16,
+    pub connected: bool,
+    /// Where the box's link comes from, while connected.
+    pub from: Option<String>,
+    /// When the box last connected or went away (seconds since the epoch).
+    pub since_secs: u64,
+    /// Client connections being forwarded now.
+    pub open: usize,
+    /// Client connections forwarded since start.
+    pub forwarded: u64,
+    /// Bytes forwarded since start, both directions.
+    pub bytes: u64,
+    /// Client connections turned away since start (box not connected, or at its cap).
+    pub refused: u64,
+}
+
+/// The relay side's report.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct RelayState {
+    /// Where boxes connect.
+    pub listen: String,
+    pub boxes: Vec<ServedState>,
+}
+
+/// Turns on TCP keep-alive probes (after 30 s idle, every 10 s, 3 misses) so a link whose
+/// other end vanished without a FIN is noticed in about a minute and dialled again.
+pub fn keepalive(tcp: &smol::net::TcpStream) {
+    use rustix::net::sockopt;
+    let set = sockopt::set_socket_keepalive(tcp, true)
+        .and_then(|()| sockopt::set_tcp_keepidle(tcp, Duration::from_secs(30)))
+        .and_then(|()| sockopt::set_tcp_keepintvl(tcp, Duration::from_secs(10)))
+        .and_then(|()| sockopt::set_tcp_keepcnt(tcp, 3));
+    if let Err(e) = set {
+        tracing::debug!("TCP keep-alive on a relay link: {e}");
+    }
+}
+
+/// Reads one `\n`-terminated line of at most [`wire::MAX_LINE`] bytes, a byte at a time so
+/// nothing after it is taken from the stream.
+pub async fn read_line<S: AsyncRead + Unpin>(s: &mut S) -> io::Result<String> {
+    let mut line = Vec::new();
+    let mut b = [0u8; 1];
+    while line.last() != Some(&b'\n') {
+        if line.len() >= wire::MAX_LINE {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "line too long"));
+        }
+        s.read_exact(&mut b).await?;
+        line.push(b[0]);
+    }
+    String::from_utf8(line).map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "not UTF-8"))
+}
+
+/// A bandwidth bound shared by every connection of one box.
+pub struct Pace<'a> {
+    pub throttle: &'a Throttle,
+    pub key: &'a str,
+    /// Bytes per second; 0 is unlimited.
+    pub rate: u64,
+    /// Counts every byte as it goes through.
+    pub moved: &'a std::sync::atomic::AtomicU64,
+}
+
+/// Copies `r` to `w` until `r` ends, then closes `w`'s sending side. Each chunk waits off
+/// its share of `pace`. Returns the bytes copied.
+pub async fn pump<R, W>(mut r: R, mut w: W, pace: Option<&Pace<'_>>) -> io::Result<u64>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n = r.read(&mut buf).await?;
+        if n == 0 {
+            w.close().await?;
+            return Ok(total);
+        }
+        if let Some(p) = pace {
+            p.moved
+                .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+        if let Some(p) = pace.filter(|p| p.rate > 0) {
+            let rate = p.rate as f64;
+            let wait = p
+                .throttle
+                .take(p.key, n, rate, rate, std::time::Instant::now());
+            if !wait.is_zero() {
+                smol::Timer::after(wait).await;
+            }
+        }
+        w.write_all(&buf[..n]).await?;
+        total += n as u64;
+    }
+}
+
+/// Forwards both ways between `a` and `b` until both directions have ended (or either
+/// fails); returns the bytes moved.
+pub async fn splice<A, B>(a: A, b: B, pace: Option<&Pace<'_>>) -> io::Result<u64>
+where
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    let (ar, aw) = smol::io::split(a);
+    let (br, bw) = smol::io::split(b);
+    let (up, down) = smol::future::try_zip(pump(ar, bw, pace), pump(br, aw, pace)).await?;
+    Ok(up + down)
+}
+
+/// The relay link's yamux settings: streams capped at `max_streams`, windows at yamux's
+/// defaults (256 KiB a stream).
+pub fn yamux_config(max_streams: usize) -> yamux::Config {
+    let mut c = yamux::Config::default();
+    c.set_max_num_streams(max_streams);
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_paced_splice_moves_everything_both_ways_at_the_rate() {
+        smol::block_on(async {
+            let listener = smol::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let echo = smol::spawn(async move {
+                let (s, _) = listener.accept().await.unwrap();
+                let (r, w) = smol::io::split(s);
+                pump(r, w, None).await.unwrap()
+            });
+            let (near, far) = {
+                let l = smol::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let a = l.local_addr().unwrap();
+                let c = smol::net::TcpStream::connect(a);
+                let (c, s) = smol::future::zip(c, l.accept()).await;
+                (c.unwrap(), s.unwrap().0)
+            };
+            let upstream = smol::net::TcpStream::connect(addr).await.unwrap();
+            let throttle = Throttle::default();
+            let moved = std::sync::atomic::AtomicU64::new(0);
+            let start = std::time::Instant::now();
+            let middle = async {
+                let pace = Pace {
+                    throttle: &throttle,
+                    key: "box",
+                    rate: 128 * 1024,
+                    moved: &moved,
+                };
+                splice(far, upstream, Some(&pace)).await.unwrap()
+            };
+            let client = async {
+                let mut near = near;
+                let data = vec![7u8; 128 * 1024];
+                let (mut r, mut w) = smol::io::split(&mut near);
+                let send = async {
+                    w.write_all(&data).await.unwrap();
+                    w.close().await.unwrap();
+                };
+                let mut back = Vec::new();
+                let recv = async { r.read_to_end(&mut back).await.unwrap() };
+                smol::future::zip(send, recv).await;
+                back
+            };
+            let (spliced, back) = smol::future::zip(middle, client).await;
+            assert_eq!(back.len(), 128 * 1024);
+            assert!(back.iter().all(|b| *b == 7));
+            assert_eq!(spliced, 2 * 128 * 1024);
+            assert_eq!(spliced, moved.load(std::sync::atomic::Ordering::Relaxed));
+            assert_eq!(echo.await, 128 * 1024);
+            // 256 KiB through a 128 KiB/s bucket that starts with 128 KiB: at least 1 s.
+            assert!(start.elapsed() >= std::time::Duration::from_millis(950));
+        });
+    }
+}

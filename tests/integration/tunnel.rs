@@ -1,0 +1,232 @@
+//! The relay rung on loopback: a relay box and a box that is reached only through it, both
+//! real servers on a loopback DHT, and the official SDK resolving the box to the relay's
+//! port, checking the box's key through it, signing up, writing and reading. The relay and
+//! the box each restart, and the link comes back by itself. The namespace version (a
+//! carrier-grade NAT between the box and the internet) is in `tests/system/household.rs`.
+
+use crate::support as common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::proc::free_port;
+use common::Server;
+use ed25519_dalek::SigningKey;
+use pubky::Keypair;
+use pubky_edge::tunnel::{LinkState, RelayState, LINK_FILE, RELAY_FILE};
+
+use crate::sdk_e2e::{app, hs_key, net, sdk, server_toml, Net};
+
+/// Writes the box's secret before its first start, so the relay can be told its key.
+fn box_identity(dir: &Path) -> pubky_edge::pubkey::PublicKey {
+    use std::os::unix::fs::OpenOptionsExt;
+    let seed: [u8; 32] = common::random_key().to_bytes();
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let hex: String = seed.iter().map(|b| format!("{b:02x}")).collect();
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(dir.join("secret"))
+        .unwrap();
+    std::io::Write::write_all(&mut f, hex.as_bytes()).unwrap();
+    pubky_edge::pubkey::PublicKey::from(SigningKey::from_bytes(&seed).verifying_key())
+}
+
+fn relay_toml(net: &Net, listen: u16, boxes: &str) -> String {
+    server_toml(
+        net,
+        &format!("[tunnel]\nlisten_socket = \"127.0.0.1:{listen}\"\nboxes = [{boxes}]\n"),
+    )
+}
+
+fn box_toml(net: &Net, relay: &Server, listen: u16) -> String {
+    server_toml(
+        net,
+        &format!("[tunnel]\nvia = \"{}@127.0.0.1:{listen}\"\n", relay.pk),
+    )
+}
+
+fn eventually<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{what} within {secs} s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn link(s: &Server) -> LinkState {
+    s.running().tunnels.link_state.lock().unwrap().clone()
+}
+
+fn relay_report(s: &Server) -> RelayState {
+    s.running().tunnels.relay_report().unwrap()
+}
+
+/// The report file `pubky-edge status` reads.
+fn relay_file(s: &Server) -> RelayState {
+    let text = std::fs::read_to_string(s.data_dir.join(RELAY_FILE)).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Waits until the box's record announces the relay's `port`.
+fn wait_announced(s: &Server, port: u16) {
+    eventually("the record announces the relay", 20, || {
+        let st = s.running().probes.publish_status.lock().unwrap().clone();
+        (st.pubky_tls_port == port
+            && st.published_ip.as_deref() == Some("127.0.0.1")
+            && st.last_error.is_none())
+        .then_some(())
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_box_reached_only_through_its_relay_serves_the_sdk_and_both_restarts_recover() {
+    let net = net();
+    let (listen, public) = (free_port(), free_port());
+    let tmp = tempfile::tempdir().unwrap();
+    let (relay_dir, box_dir) = (tmp.path().join("relay"), tmp.path().join("box"));
+    let box_key = box_identity(&box_dir);
+    let boxes = format!("{{ key = \"{box_key}\", port = {public} }}");
+    let relay_cfg = relay_toml(&net, listen, &boxes);
+    let relay = Server::start_in(&relay_dir, &relay_cfg);
+    let box_cfg = box_toml(&net, &relay, listen);
+    let device = Server::start_in(&box_dir, &box_cfg);
+    assert_eq!(device.pk, box_key);
+
+    let up = eventually("the link is up", 20, || {
+        let l = link(&device);
+        (l.state == "connected").then_some(l)
+    });
+    assert_eq!(
+        up.published.as_deref(),
+        Some(&*format!("127.0.0.1:{public}"))
+    );
+    wait_announced(&device, public);
+    let report = relay_file(&relay);
+    assert_eq!(report.boxes.len(), 1);
+    assert!(report.boxes[0].connected, "{report:?}");
+    assert_eq!(report.boxes[0].port, public);
+
+    // The SDK resolves the box to the relay's port, checks the box's key through it (the
+    // relay holds no key of the box), and signs up, writes and reads.
+    let pubky = sdk(&net);
+    let hs = hs_key(&device);
+    let user = Keypair::random();
+    let signer = pubky.signer(user.clone());
+    signer
+        .signup(&hs, None)
+        .await
+        .expect("signup through the relay");
+    let session = signer.signin_blocking(app()).await.expect("signin");
+    let body: Vec<u8> = (0..3 * 1024 * 1024u32)
+        .map(|i| (i * 7 % 251) as u8)
+        .collect();
+    session
+        .storage()
+        .put("/pub/relayed/big.bin", body.clone())
+        .await
+        .expect("put through the relay");
+    let got = session.storage().get("/pub/relayed/big.bin").await.unwrap();
+    assert!(got.bytes().await.unwrap()[..] == body[..]);
+    let relayed = relay_report(&relay).boxes[0].clone();
+    assert!(relayed.forwarded >= 1, "{relayed:?}");
+    assert!(relayed.bytes >= 2 * body.len() as u64, "{relayed:?}");
+    assert!(link(&device).forwarded >= 1);
+    // Data written through the relay is in the box's own store.
+    let owner = pubky_edge::pubkey::PublicKey::parse_z32(&user.public_key().z32()).unwrap();
+    let stored = device
+        .req("GET", &device.storage_url(&owner, "/pub/relayed/big.bin"))
+        .send();
+    assert_eq!(stored.status, 200);
+    assert_eq!(stored.body.len(), body.len());
+
+    // The relay restarts: the box dials again (backoff from 1 s) and is reachable again.
+    let links = link(&device).links;
+    drop(relay.stop());
+    eventually("the box notices the relay is gone", 10, || {
+        (link(&device).state != "connected").then_some(())
+    });
+    let relay = Server::start_in(&relay_dir, &relay_cfg);
+    eventually("the link is up again", 20, || {
+        let l = link(&device);
+        (l.state == "connected" && l.links > links).then_some(())
+    });
+    let url = format!("pubky{}/pub/relayed/big.bin", user.public_key().z32());
+    let fresh = sdk(&net);
+    let got = fresh
+        .public_storage()
+        .get(url.as_str())
+        .await
+        .expect("read after the relay restarted");
+    assert_eq!(got.bytes().await.unwrap().len(), body.len());
+
+    // The box restarts: its new link replaces the old one on the relay.
+    drop(device.stop());
+    eventually("the relay notices the box is gone", 10, || {
+        (!relay_report(&relay).boxes[0].connected).then_some(())
+    });
+    let device = Server::start_in(&box_dir, &box_cfg);
+    eventually("the restarted box is linked", 20, || {
+        (link(&device).state == "connected").then_some(())
+    });
+    wait_announced(&device, public);
+    let got = sdk(&net)
+        .public_storage()
+        .get(url.as_str())
+        .await
+        .expect("read after the box restarted");
+    assert_eq!(got.bytes().await.unwrap().len(), body.len());
+    let on_disk: LinkState =
+        serde_json::from_str(&std::fs::read_to_string(device.data_dir.join(LINK_FILE)).unwrap())
+            .unwrap();
+    assert_eq!(on_disk.state, "connected");
+    drop(device);
+    drop(relay);
+}
+
+#[test]
+fn a_relay_refuses_a_box_it_does_not_serve_and_a_box_refuses_the_wrong_relay() {
+    let net = net();
+    let listen = free_port();
+    let tmp = tempfile::tempdir().unwrap();
+    // The relay serves some other key only.
+    let other = common::pk_of(&common::random_key());
+    let relay = Server::start_in(
+        &tmp.path().join("relay"),
+        &relay_toml(
+            &net,
+            listen,
+            &format!("{{ key = \"{other}\", port = {} }}", free_port()),
+        ),
+    );
+    let device = Server::start(&box_toml(&net, &relay, listen));
+    let refused = eventually("the relay's refusal", 20, || {
+        link(&device).last_error.filter(|e| e.contains("refused"))
+    });
+    assert!(refused.contains("not a box this relay serves"), "{refused}");
+    // Nothing was announced: the box's own address reaches nobody.
+    let st = device
+        .running()
+        .probes
+        .publish_status
+        .lock()
+        .unwrap()
+        .clone();
+    assert_eq!(st.last_success_secs, None, "{st:?}");
+    drop(device);
+
+    // A box told another key for the relay stops at the TLS handshake.
+    let wrong = common::pk_of(&common::random_key());
+    let device = Server::start(&server_toml(
+        &net,
+        &format!("[tunnel]\nvia = \"{wrong}@127.0.0.1:{listen}\"\n"),
+    ));
+    let failed = eventually("the handshake failure", 20, || link(&device).last_error);
+    assert!(failed.contains("TLS with the relay"), "{failed}");
+    assert!(!relay_report(&relay).boxes[0].connected);
+}
