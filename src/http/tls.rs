@@ -86,6 +86,58 @@ impl ResolvesServerCert for RawKeyResolver {
     }
 }
 
+/// The cryptography PubkyTLS needs and nothing else: the TLS 1.3 cipher suites, X25519 key
+/// exchange, and ed25519 (the only key a homeserver has) for signatures. ring's default
+/// provider also brings NIST P-256/P-384 key exchange and ECDSA/RSA verification, whose
+/// tables and code are about 170 KiB of a board binary that no PubkyTLS peer would use.
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    use rustls::crypto::ring::cipher_suite as suite;
+    static ED25519_ONLY: rustls::crypto::WebPkiSupportedAlgorithms =
+        rustls::crypto::WebPkiSupportedAlgorithms {
+            all: &[webpki::ring::ED25519],
+            mapping: &[(rustls::SignatureScheme::ED25519, &[webpki::ring::ED25519])],
+        };
+    Arc::new(rustls::crypto::CryptoProvider {
+        cipher_suites: vec![
+            suite::TLS13_AES_128_GCM_SHA256,
+            suite::TLS13_AES_256_GCM_SHA384,
+            suite::TLS13_CHACHA20_POLY1305_SHA256,
+        ],
+        kx_groups: vec![rustls::crypto::ring::kx_group::X25519],
+        signature_verification_algorithms: ED25519_ONLY,
+        secure_random: &OsRandom,
+        key_provider: &Ed25519Keys,
+    })
+}
+
+/// Randomness for TLS from the OS.
+#[derive(Debug)]
+struct OsRandom;
+
+impl rustls::crypto::SecureRandom for OsRandom {
+    fn fill(&self, buf: &mut [u8]) -> Result<(), rustls::crypto::GetRandomFailed> {
+        getrandom::fill(buf).map_err(|_| rustls::crypto::GetRandomFailed)
+    }
+}
+
+/// Loads ed25519 private keys, the only kind PubkyTLS has.
+#[derive(Debug)]
+struct Ed25519Keys;
+
+impl rustls::crypto::KeyProvider for Ed25519Keys {
+    fn load_private_key(
+        &self,
+        key_der: rustls::pki_types::PrivateKeyDer<'static>,
+    ) -> Result<Arc<dyn rustls::sign::SigningKey>, rustls::Error> {
+        match key_der {
+            rustls::pki_types::PrivateKeyDer::Pkcs8(der) => any_eddsa_type(&der),
+            _ => Err(rustls::Error::General(
+                "PubkyTLS keys are ed25519 in PKCS#8".into(),
+            )),
+        }
+    }
+}
+
 /// The rustls server configuration for PubkyTLS with `signing` as the raw public key.
 pub fn server_config(signing: &SigningKey) -> Result<Arc<ServerConfig>, TlsConfigError> {
     let err = |e: &dyn std::fmt::Display| TlsConfigError(e.to_string());
@@ -94,7 +146,7 @@ pub fn server_config(signing: &SigningKey) -> Result<Arc<ServerConfig>, TlsConfi
     let signer = any_eddsa_type(&der).map_err(|e| err(&e))?;
     let spki = ed25519_spki(signing.verifying_key().as_bytes());
     let certified = CertifiedKey::new(vec![CertificateDer::from(spki)], signer);
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = provider();
     let config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| err(&e))?
@@ -138,7 +190,7 @@ impl Acceptor for PubkyTls {
 /// resolving the record), TLS 1.3 only. Used by `pubky-edge` to check itself, by the load
 /// generator and by tests.
 pub fn client_config(expected: &PublicKey) -> Arc<rustls::ClientConfig> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = provider();
     let verifier = ExpectKey {
         spki: ed25519_spki(expected.as_bytes()),
         provider: provider.clone(),
