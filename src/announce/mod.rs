@@ -22,6 +22,7 @@ pub mod publisher;
 pub mod reachability;
 pub mod relay;
 pub mod router;
+pub mod tunnel_state;
 pub mod upnp;
 pub mod users;
 pub mod verdict;

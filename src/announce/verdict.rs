@@ -5,6 +5,7 @@
 
 use super::mapping::{NatKind, Views};
 use super::reachability::{current_address, views, Resolution};
+use super::tunnel_state::LinkState;
 use super::upnp::UpnpState;
 use super::PublishStatus;
 use crate::config::Config;
@@ -45,6 +46,70 @@ fn v(level: Level, headline: &str, reason: String, fix: &str) -> Verdict {
     }
 }
 
+/// The verdict for a box with a relay (`tunnel.via`): the relay decides whether the box
+/// can be reached, whatever the router does. `None` for a box without one.
+pub fn through_relay(
+    config: &Config,
+    link: Option<&LinkState>,
+    record: Option<&Resolution>,
+) -> Option<Verdict> {
+    let target = config.tunnel.via.as_ref()?;
+    let Some(published) = link
+        .filter(|l| l.connected())
+        .and_then(|l| l.published.clone())
+    else {
+        let why = link
+            .and_then(|l| l.last_error.clone())
+            .unwrap_or_else(|| "it has not answered yet".into());
+        return Some(v(
+            Level::Bad,
+            "Not reachable: the relay does not answer",
+            format!(
+                "This box is reached through the relay at {}, and the link to it is down: {why}.",
+                target.addr
+            ),
+            "Check that the relay box is running, that its tunnel.boxes lists this box's key, \
+             and that tunnel.via names the relay's key and address. The box retries by itself.",
+        ));
+    };
+    Some(match record {
+        Some(Resolution::Found { ip, port })
+            if ip
+                .zip(*port)
+                .map(|(i, p)| std::net::SocketAddr::new(i, p).to_string())
+                != Some(published.clone()) =>
+        {
+            v(
+                Level::Warn,
+                "The address on the network is out of date",
+                format!(
+                    "The DHT still says {}:{}, but the box is now reached through the relay at \
+                     {published}.",
+                    ip.map_or("?".into(), |i| i.to_string()),
+                    port.map_or("?".into(), |p| p.to_string())
+                ),
+                "Nothing to do: the box republishes when its address changes.",
+            )
+        }
+        Some(Resolution::NotFound) => v(
+            Level::Warn,
+            "The record is not on the network",
+            "Looking the box's key up on the DHT found nothing, although it was published.".into(),
+            "Wait for the next publish (the box retries by itself).",
+        ),
+        _ => v(
+            Level::Good,
+            "Reachable through the relay",
+            format!(
+                "Apps reach this box at {published}, the relay's address, which forwards \
+                 through an encrypted link. The relay sees only encrypted traffic, and apps \
+                 still check this box's own key."
+            ),
+            "Nothing to do.",
+        ),
+    })
+}
+
 /// The verdict; `tls_port` is the PubkyTLS listener's local port.
 pub fn judge(
     config: &Config,
@@ -66,7 +131,8 @@ pub fn judge(
     let nat = upnp.and_then(|u| u.nat);
     let cgnat_fix = "Ask your internet provider for a public IPv4 address (some call it \
                      \"disable CGNAT\"), or set the provider's router to bridge mode so that \
-                     your own router gets the public address.";
+                     your own router gets the public address; or borrow reachability from a \
+                     relay box with a public address (tunnel.via, see README).";
     if let Views::Differ { router, dht } = views(upnp, publish) {
         return v(
             Level::Bad,
@@ -307,5 +373,52 @@ mod tests {
         );
         let agreeing = judge(&c, Some(&good), Some(&seen(&router_ip)), None, 6287);
         assert_eq!(agreeing.headline, "Announced");
+    }
+
+    #[test]
+    fn a_relay_decides_reachability_whatever_the_router_says() {
+        assert_eq!(through_relay(&config(true), None, None), None);
+        let toml = "[tunnel]\nvia = \"8pinxxgqs41n4aididenw5apqp1urfmzdztr8jt4abrkdn435ewo@203.0.113.5:6289\"\n";
+        let c = Config::from_layers(&[("test", toml)]).unwrap().config;
+        let down = LinkState {
+            state: "waiting".into(),
+            last_error: Some("cannot connect to 203.0.113.5:6289: refused".into()),
+            ..Default::default()
+        };
+        let v = through_relay(&c, Some(&down), None).unwrap();
+        assert_eq!(v.level, Level::Bad);
+        assert!(
+            v.reason.contains("203.0.113.5:6289") && v.reason.contains("refused"),
+            "{v:?}"
+        );
+        assert!(v.fix.contains("tunnel.boxes"));
+        assert_eq!(through_relay(&c, None, None).unwrap().level, Level::Bad);
+        let up = LinkState {
+            state: "connected".into(),
+            published: Some("203.0.113.5:6290".into()),
+            ..Default::default()
+        };
+        let at = |ip: &str, port: u16| Resolution::Found {
+            ip: Some(ip.parse().unwrap()),
+            port: Some(port),
+        };
+        let good = through_relay(&c, Some(&up), Some(&at("203.0.113.5", 6290))).unwrap();
+        assert_eq!(
+            (good.level, good.headline.as_str()),
+            (Level::Good, "Reachable through the relay")
+        );
+        assert!(good.reason.contains("203.0.113.5:6290"));
+        assert_eq!(
+            through_relay(&c, Some(&up), None).unwrap().level,
+            Level::Good
+        );
+        let stale = through_relay(&c, Some(&up), Some(&at("198.51.100.1", 6287))).unwrap();
+        assert_eq!(stale.headline, "The address on the network is out of date");
+        assert_eq!(
+            through_relay(&c, Some(&up), Some(&Resolution::NotFound))
+                .unwrap()
+                .level,
+            Level::Warn
+        );
     }
 }

@@ -12,7 +12,9 @@ use crate::announce::household::mdns_settings;
 use crate::announce::mapping::{NatKind, Views};
 use crate::announce::mdns::{lan_addresses, MdnsState};
 use crate::announce::reachability::{current_address, views, Resolution};
+use crate::announce::tunnel_state::{LinkState, RelayState};
 use crate::announce::upnp::UpnpState;
+use crate::announce::verdict::{judge, through_relay};
 use crate::announce::PublishStatus;
 use crate::clock::rfc3339;
 use crate::config::Config;
@@ -32,8 +34,90 @@ pub fn reachability(
     if with_publish {
         out.push(publish_line(config, publish.as_ref()));
     }
-    let current = current_address(upnp.as_ref(), publish.as_ref());
+    let link = LinkState::load(data_dir);
+    out.extend(tunnel_lines(
+        config,
+        link.as_ref(),
+        RelayState::load(data_dir).as_ref(),
+    ));
+    let current = match link.as_ref().and_then(|l| l.published.as_deref()) {
+        Some(relayed) if config.tunnel.via.is_some() => relayed
+            .parse::<std::net::SocketAddr>()
+            .ok()
+            .map(|a| (a.ip(), a.port())),
+        _ => current_address(upnp.as_ref(), publish.as_ref()),
+    };
     out.push(record_line(resolution, current));
+    let record = match resolution {
+        Resolution::NotChecked(_) => None,
+        r => Some(r),
+    };
+    let verdict = through_relay(config, link.as_ref(), record).unwrap_or_else(|| {
+        judge(
+            config,
+            upnp.as_ref(),
+            publish.as_ref(),
+            record,
+            config.drive.pubky_listen_socket.port(),
+        )
+    });
+    out.push(format!(
+        "verdict:       {}. {} {}",
+        verdict.headline, verdict.reason, verdict.fix
+    ));
+    out
+}
+
+/// This box's relay link (`tunnel.via`), and the boxes it relays for (`tunnel.boxes`).
+fn tunnel_lines(
+    config: &Config,
+    link: Option<&LinkState>,
+    relay: Option<&RelayState>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(target) = &config.tunnel.via {
+        out.push(match link {
+            Some(l) if l.connected() => format!(
+                "relay link:    connected to {target} since {}, announced as {} ({} links, {} clients forwarded)",
+                rfc3339(l.since_secs),
+                l.published.as_deref().unwrap_or("?"),
+                l.links,
+                l.forwarded
+            ),
+            Some(l) => format!(
+                "relay link:    {} to {target} since {}{}",
+                l.state.to_uppercase(),
+                rfc3339(l.since_secs),
+                l.last_error
+                    .as_ref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
+            ),
+            None => format!("relay link:    to {target}: unknown (the server has not run yet)"),
+        });
+    }
+    if config.tunnel.listen_socket.is_some() {
+        let Some(r) = relay else {
+            out.push("relaying:      unknown (the server has not run yet)".into());
+            return out;
+        };
+        for b in &r.boxes {
+            let state = match &b.from {
+                Some(from) if b.connected => format!("linked from {from}"),
+                _ => "NOT LINKED".into(),
+            };
+            out.push(format!(
+                "relaying:      {} on port {}: {state} since {}; {} open, {} forwarded, {} bytes, {} turned away",
+                b.key,
+                b.port,
+                rfc3339(b.since_secs),
+                b.open,
+                b.forwarded,
+                b.bytes,
+                b.refused
+            ));
+        }
+    }
     out
 }
 

@@ -11,7 +11,6 @@
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -34,6 +33,8 @@ const RETRY_MIN: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(60);
 /// A link that lasted this long resets the backoff.
 const STABLE: Duration = Duration::from_secs(30);
+/// How often a busy link's counters are written to its report.
+const REPORT_EVERY: Duration = Duration::from_secs(5);
 /// Streams (clients) one link carries at once.
 const MAX_STREAMS: usize = 256;
 
@@ -52,14 +53,13 @@ pub struct Link {
 impl Link {
     /// Keeps the link up until `shutdown`.
     pub async fn run(self, shutdown: ShutdownSignal) {
-        let forwarded = Arc::new(AtomicU64::new(0));
         let mut retry = RETRY_MIN;
         loop {
             self.report(|s| {
                 s.state = "connecting".into();
             });
             let started = Instant::now();
-            let ended = async { Some(self.session(&forwarded).await) }
+            let ended = async { Some(self.session().await) }
                 .or(async {
                     shutdown.wait().await;
                     None
@@ -79,7 +79,6 @@ impl Link {
             self.report(|s| {
                 s.state = "waiting".into();
                 s.last_error = Some(why);
-                s.forwarded = forwarded.load(Ordering::Relaxed);
             });
             let stop = async {
                 smol::Timer::after(retry).await;
@@ -97,16 +96,24 @@ impl Link {
         }
     }
 
+    /// The shared report, for counters that reach the file later.
+    fn counted(&self) -> std::sync::MutexGuard<'_, LinkState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn report(&self, f: impl FnOnce(&mut LinkState)) {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         s.relay = self.target.to_string();
+        let was = s.state.clone();
         f(&mut s);
-        s.since_secs = crate::clock::now_secs();
+        if s.state != was {
+            s.since_secs = crate::clock::now_secs();
+        }
         save_json(&self.data_dir, super::LINK_FILE, &*s);
     }
 
     /// One link, from dialling to its end.
-    async fn session(&self, forwarded: &Arc<AtomicU64>) -> Result<(), String> {
+    async fn session(&self) -> Result<(), String> {
         let (tls, published) = async { self.dial().await }
             .or(async {
                 smol::Timer::after(HANDSHAKE_TIMEOUT).await;
@@ -122,25 +129,37 @@ impl Link {
         });
         let mut conn =
             yamux::Connection::new(tls, super::yamux_config(MAX_STREAMS), yamux::Mode::Server);
+        let mut reported = 0;
         loop {
-            match smol::future::poll_fn(|cx| conn.poll_next_inbound(cx)).await {
-                None => return Ok(()),
-                Some(Err(e)) => return Err(e.to_string()),
-                Some(Ok(stream)) => {
-                    let n = forwarded.fetch_add(1, Ordering::Relaxed) + 1;
-                    if n.is_power_of_two() {
-                        self.report(|s| s.forwarded = n);
+            let next = async { Some(smol::future::poll_fn(|cx| conn.poll_next_inbound(cx)).await) }
+                .or(async {
+                    smol::Timer::after(REPORT_EVERY).await;
+                    None
+                })
+                .await;
+            let stream = match next {
+                // The report file's counters follow within REPORT_EVERY.
+                None => {
+                    let n = self.counted().forwarded;
+                    if n != reported {
+                        reported = n;
+                        self.report(|_| ());
                     }
-                    let ingress = self.ingress;
-                    self.ex
-                        .spawn(async move {
-                            if let Err(e) = serve_stream(stream, ingress).await {
-                                tracing::debug!("relayed client ended: {e}");
-                            }
-                        })
-                        .detach();
+                    continue;
                 }
-            }
+                Some(None) => return Ok(()),
+                Some(Some(Err(e))) => return Err(e.to_string()),
+                Some(Some(Ok(stream))) => stream,
+            };
+            self.counted().forwarded += 1;
+            let ingress = self.ingress;
+            self.ex
+                .spawn(async move {
+                    if let Err(e) = serve_stream(stream, ingress).await {
+                        tracing::debug!("relayed client ended: {e}");
+                    }
+                })
+                .detach();
         }
     }
 

@@ -16,65 +16,16 @@ pub mod wire;
 use std::io;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use smol::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::limits::bandwidth::Throttle;
 
-/// The box side's report.
-pub const LINK_FILE: &str = "tunnel-link.json";
-/// The relay side's report.
-pub const RELAY_FILE: &str = "tunnel-relay.json";
-
 /// Time allowed for a link's TCP connect, TLS handshake and opening lines.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// What the box knows of its link to the relay.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct LinkState {
-    /// `<relay key>@<ip>:<port>`, as configured.
-    pub relay: String,
-    /// "connected", "connecting" or "waiting" (to retry).
-    pub state: String,
-    /// The relay endpoint the record announces (`ip:port`), once the relay has answered.
-    pub published: Option<String>,
-    /// When the state last changed (seconds since the epoch).
-    pub since_secs: u64,
-    /// Why the last link ended or failed.
-    pub last_error: Option<String>,
-    /// Links made since start.
-    pub links: u64,
-    /// Client connections that came through the relay since start.
-    pub forwarded: u64,
-}
-
-/// What a relay knows of one box it serves.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct ServedState {
-    pub key: String,
-    pub port: u16,
-    pub connected: bool,
-    /// Where the box's link comes from, while connected.
-    pub from: Option<String>,
-    /// When the box last connected or went away (seconds since the epoch).
-    pub since_secs: u64,
-    /// Client connections being forwarded now.
-    pub open: usize,
-    /// Client connections forwarded since start.
-    pub forwarded: u64,
-    /// Bytes forwarded since start, both directions.
-    pub bytes: u64,
-    /// Client connections turned away since start (box not connected, or at its cap).
-    pub refused: u64,
-}
-
-/// The relay side's report.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct RelayState {
-    /// Where boxes connect.
-    pub listen: String,
-    pub boxes: Vec<ServedState>,
-}
+pub use crate::announce::tunnel_state::{
+    LinkState, RelayState, ServedState, LINK_FILE, RELAY_FILE,
+};
 
 /// Turns on TCP keep-alive probes (after 30 s idle, every 10 s, 3 misses) so a link whose
 /// other end vanished without a FIN is noticed in about a minute and dialled again.

@@ -257,6 +257,8 @@ impl Hub {
     /// One box's link, from its handshake until it ends or is replaced.
     async fn link(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr) {
         super::keepalive(&tcp);
+        // Small frames (a request head, a handshake flight) must not wait for Nagle.
+        tcp.set_nodelay(true).ok();
         let greeted = async { Some(self.greet(tcp).await) }
             .or(async {
                 smol::Timer::after(HANDSHAKE_TIMEOUT).await;

@@ -73,6 +73,26 @@ fn relay_file(s: &Server) -> RelayState {
     serde_json::from_str(&text).unwrap()
 }
 
+/// `pubky-edge status` of a server's data directory, by the real binary.
+fn status(s: &Server, toml: &str) -> String {
+    let file = s.data_dir.with_extension("toml");
+    std::fs::write(&file, toml).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pubky-edge"))
+        .arg("-c")
+        .arg(&file)
+        .arg("-d")
+        .arg(&s.data_dir)
+        .arg("status")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Waits until the box's record announces the relay's `port`.
 fn wait_announced(s: &Server, port: u16) {
     eventually("the record announces the relay", 20, || {
@@ -144,6 +164,37 @@ async fn a_box_reached_only_through_its_relay_serves_the_sdk_and_both_restarts_r
         .send();
     assert_eq!(stored.status, 200);
     assert_eq!(stored.body.len(), body.len());
+
+    // `status` on both sides: the link, what the record says, the verdict; the relay's boxes.
+    let said = status(&device, &box_cfg);
+    assert!(
+        said.contains(&format!(
+            "relay link:    connected to {}@127.0.0.1:{listen}",
+            relay.pk
+        )),
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!("announced as 127.0.0.1:{public}")),
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!(
+            "record:        resolves to 127.0.0.1:{public}, the current address"
+        )),
+        "{said}"
+    );
+    assert!(
+        said.contains("verdict:       Reachable through the relay."),
+        "{said}"
+    );
+    let said = status(&relay, &relay_cfg);
+    assert!(
+        said.contains(&format!(
+            "relaying:      {box_key} on port {public}: linked from 127.0.0.1:"
+        )),
+        "{said}"
+    );
 
     // The relay restarts: the box dials again (backoff from 1 s) and is reachable again.
     let links = link(&device).links;
@@ -228,5 +279,17 @@ fn a_relay_refuses_a_box_it_does_not_serve_and_a_box_refuses_the_wrong_relay() {
     ));
     let failed = eventually("the handshake failure", 20, || link(&device).last_error);
     assert!(failed.contains("TLS with the relay"), "{failed}");
+    let said = status(
+        &device,
+        &server_toml(
+            &net,
+            &format!("[tunnel]\nvia = \"{wrong}@127.0.0.1:{listen}\"\n"),
+        ),
+    );
+    assert!(
+        said.contains("verdict:       Not reachable: the relay does not answer."),
+        "{said}"
+    );
+    assert!(said.contains("relay link:    WAITING to"), "{said}");
     assert!(!relay_report(&relay).boxes[0].connected);
 }
