@@ -346,7 +346,7 @@ impl Drop for Net {
     fn drop(&mut self) {
         if std::thread::panicking() {
             // What the device and the router said, for the failure report.
-            for log in ["device.log", "miniupnpd.log"] {
+            for log in ["device.log", "relay.log", "miniupnpd.log"] {
                 let text = std::fs::read_to_string(self.tmp.path().join(log)).unwrap_or_default();
                 let lines: Vec<&str> = text.lines().collect();
                 eprintln!("---- last lines of {log}");
@@ -451,8 +451,16 @@ struct Device {
 
 impl Device {
     fn start(net: &Net, extra: &str) -> Device {
-        let data = net.tmp.path().join("data");
-        let config = net.tmp.path().join("device.toml");
+        Device::start_as(net, "lan", "device", extra)
+    }
+
+    /// Another box (a relay): `name` for its files, in namespace `role`.
+    fn start_as(net: &Net, role: &str, name: &str, extra: &str) -> Device {
+        let data = match name {
+            "device" => net.tmp.path().join("data"),
+            other => net.tmp.path().join(format!("{other}-data")),
+        };
+        let config = net.tmp.path().join(format!("{name}.toml"));
         std::fs::write(
             &config,
             format!(
@@ -481,12 +489,12 @@ impl Device {
             })
             .trim();
         let key = PublicKey::parse_z32(z).unwrap();
-        let log = std::fs::File::create(net.tmp.path().join("device.log")).unwrap();
+        let log = std::fs::File::create(net.tmp.path().join(format!("{name}.log"))).unwrap();
         let child = Command::new("ip")
             .args([
                 "netns",
                 "exec",
-                &net.ns("lan"),
+                &net.ns(role),
                 env!("CARGO_BIN_EXE_pubky-edge"),
             ])
             .arg("-c")
@@ -502,7 +510,7 @@ impl Device {
             child,
             config,
             data,
-            ns: net.ns("lan"),
+            ns: net.ns(role),
             key,
         }
     }
@@ -1106,6 +1114,220 @@ fn a_nat_in_front_of_the_router_is_told_by_the_dht_view() {
         assert!(metrics.contains(line), "{line}: {metrics}");
     }
     device.stop();
+}
+
+/// The box's key without starting it: `pubky-edge info` creates the identity.
+fn identity_in(data: &Path) -> PublicKey {
+    let out = Command::new(env!("CARGO_BIN_EXE_pubky-edge"))
+        .arg("-d")
+        .arg(data)
+        .arg("info")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let z = text
+        .lines()
+        .find_map(|l| l.strip_prefix("public key:"))
+        .unwrap_or_else(|| panic!("no key in `info`: {text}"));
+    PublicKey::parse_z32(z.trim()).unwrap()
+}
+
+/// A PubkyTLS GET of `path` (for `user`, by `pubky-host`) from namespace `ns` to `addr`,
+/// checking the box's `key`: the body and how long the whole exchange took.
+fn tls_fetch(
+    ns: &str,
+    addr: SocketAddr,
+    key: PublicKey,
+    user: String,
+    path: &str,
+) -> (Vec<u8>, Duration) {
+    let path = path.to_string();
+    in_ns(ns, move || {
+        let start = Instant::now();
+        let name = rustls::pki_types::ServerName::try_from(key.to_z32()).unwrap();
+        let conn = rustls::ClientConnection::new(pubky_edge::http::tls::client_config(&key), name)
+            .unwrap();
+        let tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(3)).unwrap();
+        tcp.set_nodelay(true).unwrap();
+        tcp.set_read_timeout(Some(SAFETY)).unwrap();
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        write!(
+            tls,
+            "GET {path} HTTP/1.1\r\nHost: x\r\npubky-host: {user}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        let _ = tls.read_to_end(&mut out);
+        let split = out
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("a response head");
+        assert!(
+            out.starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&out[..split])
+        );
+        (out[split + 4..].to_vec(), start.elapsed())
+    })
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+#[test]
+fn behind_a_provider_nat_the_box_is_reached_through_a_relay_box_by_the_sdk() {
+    let _suite = crate::suite("household");
+    let mut net = match Net::create("g", true) {
+        Ok(n) => n,
+        Err(e) if skip(&e) => return,
+        Err(e) => panic!("{e}"),
+    };
+    // The box's router sits behind the provider's NAT; the relay box and the clients are on
+    // the internet side (12.0.0.2), which has no route to the router's address.
+    net.add_provider_nat().unwrap();
+    net.start_router().unwrap();
+    let (_nodes, bootstrap, dht) = dht_at(&net.ns("inet"), "12.0.0.2");
+    let relay_data = net.tmp.path().join("relay-data");
+    let relay_key = identity_in(&relay_data);
+    let start = Instant::now();
+    let device = Device::start(
+        &net,
+        &format!(
+            "{}[tunnel]\nvia = \"{relay_key}@12.0.0.2:7000\"\n",
+            fast_mapping(&bootstrap)
+        ),
+    );
+    let relay = Device::start_as(
+        &net,
+        "inet",
+        "relay",
+        &format!(
+            "[pkdns]\ndht = true\npublic_ip = \"12.0.0.2\"\ndht_bootstrap_nodes = [\"{bootstrap}\"]\n\
+             dht_request_timeout_ms = 500\npublish_retry_min_ms = 200\n[upnp]\nenabled = false\n\
+             [mdns]\nenabled = false\n[tunnel]\nlisten_socket = \"12.0.0.2:7000\"\n\
+             boxes = [{{ key = \"{}\", port = 7443 }}]\nmax_kib_per_second_per_box = 0\n",
+            device.key
+        ),
+    );
+    assert_eq!(relay.key, relay_key);
+    let link = eventually("the relay link", || {
+        let l = pubky_edge::tunnel::LinkState::load(&device.data)?;
+        l.connected().then_some(l)
+    });
+    println!(
+        "relay link up {} ms after the box started (it retries from 1 s while the relay starts)",
+        start.elapsed().as_millis()
+    );
+    assert_eq!(link.published.as_deref(), Some("12.0.0.2:7443"));
+    eventually("the record announces the relay", || {
+        (record(&dht, &device.key)? == (Some("12.0.0.2".parse().unwrap()), Some(7443)))
+            .then_some(())
+    });
+    // The router mapped its port, but nothing on the internet side can reach it.
+    device.mapped();
+    let direct = in_ns(&net.ns("inet"), || {
+        TcpStream::connect_timeout(
+            &format!("{ROUTER_WAN}:6287").parse().unwrap(),
+            Duration::from_secs(2),
+        )
+    });
+    assert!(
+        direct.is_err(),
+        "the router's mapping is reachable from the internet side"
+    );
+
+    // The official SDK on the internet side: it resolves the box to the relay, checks the
+    // box's key through it, and signs up, writes and reads; 64 MiB go up and come back.
+    let big: Vec<u8> = (0..64 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let (hs, boot) = (device.key.to_z32(), bootstrap.clone());
+    let sent = big.clone();
+    let user = in_ns(&net.ns("inet"), move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let pubky = pubky::Pubky::with_client(crate::support::sdk_client(&[boot]));
+            let hs = pubky::PublicKey::try_from(hs.as_str()).unwrap();
+            let user = pubky::Keypair::random();
+            let signer = pubky.signer(user.clone());
+            signer
+                .signup(&hs, None)
+                .await
+                .expect("signup through the relay");
+            let session = signer
+                .signin_blocking(pubky::ClientId::new("relay.test").unwrap())
+                .await
+                .expect("signin through the relay");
+            let st = session.storage();
+            st.put("/pub/relay/hello.txt", "through the relay")
+                .await
+                .unwrap();
+            let got = st.get("/pub/relay/hello.txt").await.unwrap();
+            assert_eq!(got.text().await.unwrap(), "through the relay");
+            st.put("/pub/relay/big.bin", sent.clone())
+                .await
+                .expect("64 MiB up through the relay");
+            let got = st
+                .get("/pub/relay/big.bin")
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap();
+            assert!(got[..] == sent[..], "64 MiB back through the relay");
+            user.public_key().z32()
+        })
+    });
+
+    // The same download through the relay and directly from the LAN, on the same run.
+    let relayed_at: SocketAddr = "12.0.0.2:7443".parse().unwrap();
+    let direct_at: SocketAddr = format!("{LAN_IP}:6287").parse().unwrap();
+    let mut report = Vec::new();
+    for (name, ns, at) in [
+        ("relay", net.ns("inet"), relayed_at),
+        ("direct", net.ns("lan2"), direct_at),
+    ] {
+        let (body, took) = tls_fetch(&ns, at, device.key, user.clone(), "/pub/relay/big.bin");
+        assert!(body[..] == big[..], "64 MiB {name}");
+        let small: Vec<Duration> = (0..20)
+            .map(|_| tls_fetch(&ns, at, device.key, user.clone(), "/pub/relay/hello.txt").1)
+            .collect();
+        report.push(format!(
+            "{name}: 64 MiB in {} ms ({:.0} MiB/s); small GET on a new connection, median of 20: {} us",
+            took.as_millis(),
+            64.0 / took.as_secs_f64(),
+            median(small).as_micros()
+        ));
+    }
+    println!("{}", report.join("\n"));
+
+    // Both sides say what they see.
+    let said = device.status();
+    println!("{said}");
+    for line in [
+        format!("relay link:    connected to {relay_key}@12.0.0.2:7000"),
+        "announced as 12.0.0.2:7443".to_string(),
+        "record:        resolves to 12.0.0.2:7443, the current address".to_string(),
+        "verdict:       Reachable through the relay.".to_string(),
+    ] {
+        assert!(said.contains(&line), "{line}: {said}");
+    }
+    let said = relay.status();
+    assert!(
+        said.contains(&format!(
+            "relaying:      {} on port 7443: linked from 12.0.0.1:",
+            device.key
+        )),
+        "{said}"
+    );
+    device.stop();
+    relay.stop();
 }
 
 #[test]
