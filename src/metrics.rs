@@ -434,6 +434,7 @@ impl Metrics {
             let _ = writeln!(o, "{name} {v}");
         }
         self.render_addresses(&mut o, device);
+        render_tunnel(&mut o, device);
         o
     }
 
@@ -477,6 +478,68 @@ pub struct Device {
     pub dht_firewalled: Option<bool>,
     /// The two addresses differ: a NAT the router does not know of sits in front of it.
     pub nat_in_front: bool,
+    /// This box's relay link, when it has a relay: up, and clients it brought.
+    pub relay_link: Option<(bool, u64)>,
+    /// The boxes this relay serves (its report, up to 10 s old).
+    pub relayed: Vec<crate::announce::tunnel_state::ServedState>,
+}
+
+/// The relay rung from both sides: this box's link, and each box this relay serves.
+fn render_tunnel(o: &mut String, device: &Device) {
+    if let Some((up, clients)) = device.relay_link {
+        let name = "pubky_edge_relay_link_up";
+        let _ = writeln!(o, "# HELP {name} 1 while the link to this box's relay (tunnel.via) is up\n# TYPE {name} gauge\n{name} {}", u8::from(up));
+        let name = "pubky_edge_relay_link_clients_total";
+        let _ = writeln!(o, "# HELP {name} Client connections that reached this box through its relay\n# TYPE {name} counter\n{name} {clients}");
+    }
+    if device.relayed.is_empty() {
+        return;
+    }
+    type Field = fn(&crate::announce::tunnel_state::ServedState) -> u64;
+    let families: [(&str, &str, &str, Field); 5] = [
+        (
+            "pubky_edge_relayed_box_linked",
+            "gauge",
+            "1 while the box's link to this relay is up",
+            |b| u64::from(b.connected),
+        ),
+        (
+            "pubky_edge_relayed_box_open_connections",
+            "gauge",
+            "Client connections being forwarded to the box",
+            |b| b.open as u64,
+        ),
+        (
+            "pubky_edge_relayed_box_connections_total",
+            "counter",
+            "Client connections forwarded to the box",
+            |b| b.forwarded,
+        ),
+        (
+            "pubky_edge_relayed_box_bytes_total",
+            "counter",
+            "Bytes forwarded for the box, both directions",
+            |b| b.bytes,
+        ),
+        (
+            "pubky_edge_relayed_box_refused_total",
+            "counter",
+            "Clients turned away (box not linked, or at its connection cap)",
+            |b| b.refused,
+        ),
+    ];
+    for (name, kind, help, field) in families {
+        let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for b in &device.relayed {
+            let _ = writeln!(
+                o,
+                "{name}{{box=\"{}\",port=\"{}\"}} {}",
+                b.key,
+                b.port,
+                field(b)
+            );
+        }
+    }
 }
 
 #[cfg(test)]
@@ -511,6 +574,38 @@ mod tests {
         assert!(out.contains("pubky_edge_dht_last_publish_timestamp_seconds 1700000000\n"));
         assert!(out.contains("pubky_edge_nat_in_front_of_router 0\n"));
         assert!(!out.contains("pubky_edge_public_address_info{"));
+    }
+
+    #[test]
+    fn the_relay_rung_is_exported_from_both_sides() {
+        let quiet = Metrics::new().render(&Device::default());
+        assert!(!quiet.contains("relay"), "{quiet}");
+        let device = Device {
+            relay_link: Some((true, 42)),
+            relayed: vec![crate::announce::tunnel_state::ServedState {
+                key: "boxkey".into(),
+                port: 7443,
+                connected: true,
+                open: 2,
+                forwarded: 9,
+                bytes: 1234,
+                refused: 1,
+                ..Default::default()
+            }],
+            ..Device::default()
+        };
+        let out = Metrics::new().render(&device);
+        for line in [
+            "pubky_edge_relay_link_up 1\n",
+            "pubky_edge_relay_link_clients_total 42\n",
+            "pubky_edge_relayed_box_linked{box=\"boxkey\",port=\"7443\"} 1\n",
+            "pubky_edge_relayed_box_open_connections{box=\"boxkey\",port=\"7443\"} 2\n",
+            "pubky_edge_relayed_box_connections_total{box=\"boxkey\",port=\"7443\"} 9\n",
+            "pubky_edge_relayed_box_bytes_total{box=\"boxkey\",port=\"7443\"} 1234\n",
+            "pubky_edge_relayed_box_refused_total{box=\"boxkey\",port=\"7443\"} 1\n",
+        ] {
+            assert!(out.contains(line), "{line}: {out}");
+        }
     }
 
     #[test]

@@ -71,6 +71,14 @@ async fn scrape(app: &App, conns: &[ConnStats]) -> Response<Body> {
         (bytes, free, backup, router, publish)
     })
     .await;
+    let (link, relayed) = {
+        let dir = app.data_dir.clone();
+        smol::unblock(move || {
+            use crate::announce::tunnel_state::{LinkState, RelayState};
+            (LinkState::load(&dir), RelayState::load(&dir))
+        })
+        .await
+    };
     let now = crate::clock::now_secs();
     let (router, publish) = (router.as_ref(), publish.as_ref());
     let nat_in_front = matches!(
@@ -94,6 +102,17 @@ async fn scrape(app: &App, conns: &[ConnStats]) -> Response<Body> {
         dht_seen_ip: publish.and_then(|p| p.dht_seen_addr()),
         dht_firewalled: publish.and_then(|p| p.dht_firewalled),
         nat_in_front,
+        relay_link: app
+            .config
+            .tunnel
+            .via
+            .is_some()
+            .then(|| link.map_or((false, 0), |l| (l.connected(), l.forwarded))),
+        relayed: if app.config.tunnel.listen_socket.is_some() {
+            relayed.map(|r| r.boxes).unwrap_or_default()
+        } else {
+            Vec::new()
+        },
     };
     let mut r = Response::new(Body::from(app.metrics.render(&device)));
     r.headers_mut().insert(

@@ -196,6 +196,17 @@ async fn a_box_reached_only_through_its_relay_serves_the_sdk_and_both_restarts_r
         "{said}"
     );
 
+    // And the metrics of both.
+    let m = device.metrics();
+    assert!(m.contains("pubky_edge_relay_link_up 1\n"), "{m}");
+    let m = relay.metrics();
+    assert!(
+        m.contains(&format!(
+            "pubky_edge_relayed_box_linked{{box=\"{box_key}\",port=\"{public}\"}} 1\n"
+        )),
+        "{m}"
+    );
+
     // The relay restarts: the box dials again (backoff from 1 s) and is reachable again.
     let links = link(&device).links;
     drop(relay.stop());

@@ -118,6 +118,28 @@ pub fn home(
     } else if !app.config.upnp.enabled {
         reach_facts.push(("Router", "port mapping off in the config".into()));
     }
+    if let Some(target) = &app.config.tunnel.via {
+        reach_facts.push((
+            "Relay",
+            match &link {
+                Some(l) if l.connected() => format!(
+                    "linked to {}; apps reach this box at {}",
+                    target.addr,
+                    l.published.as_deref().unwrap_or("?")
+                ),
+                Some(l) => format!(
+                    "not linked to {} ({}){}",
+                    target.addr,
+                    l.state,
+                    l.last_error
+                        .as_ref()
+                        .map(|e| format!(": {e}"))
+                        .unwrap_or_default()
+                ),
+                None => format!("not linked to {} yet", target.addr),
+            },
+        ));
+    }
     reach_facts.push((
         "Last announcement",
         match &publish {
