@@ -101,6 +101,32 @@ impl PublicAddress {
         }
     }
 
+    /// Announces this box's own address again (the relay reached it directly).
+    pub fn clear_relayed(&self) {
+        if self
+            .relayed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .is_some()
+        {
+            self.changed.notify(usize::MAX);
+        }
+    }
+
+    /// This box's own address (configured or the router's), relay or hold aside.
+    pub fn direct_ip(&self) -> Option<IpAddr> {
+        *self.ip.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The external PubkyTLS port the router mapped, relay or not.
+    pub fn direct_pubky_tls_port(&self) -> Option<u16> {
+        *self
+            .pubky_tls_port
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
     /// The relay endpoint the record announces, if any.
     pub fn relayed(&self) -> Option<SocketAddr> {
         *self.relayed.lock().unwrap_or_else(|e| e.into_inner())
@@ -209,5 +235,12 @@ mod tests {
         a.set("11.0.0.1".parse().unwrap());
         assert_eq!(a.get(), Some(relay.ip()));
         assert_eq!(a.pubky_tls_port(), Some(6290));
+        assert_eq!(a.direct_pubky_tls_port(), Some(6288));
+        // The relay reached the box directly: its own address is announced again.
+        let l = a.changed.listen();
+        a.clear_relayed();
+        smol::block_on(l);
+        assert_eq!(a.get(), Some("11.0.0.1".parse().unwrap()));
+        assert_eq!(a.pubky_tls_port(), Some(6288));
     }
 }

@@ -26,6 +26,14 @@ pub struct LinkState {
     pub links: u64,
     /// Client connections that came through the relay since start.
     pub forwarded: u64,
+    /// Whether the record announces the relay now (else this box's own address).
+    pub in_record: bool,
+    /// The last connect-back: whether the relay reached this box at its own address…
+    pub direct_ok: Option<bool>,
+    /// …where (`ip:port`) or why not…
+    pub direct: Option<String>,
+    /// …and when (seconds since the epoch).
+    pub checked_secs: u64,
 }
 
 /// What a relay knows of one box it serves.

@@ -46,14 +46,69 @@ fn v(level: Level, headline: &str, reason: String, fix: &str) -> Verdict {
     }
 }
 
-/// The verdict for a box with a relay (`tunnel.via`): the relay decides whether the box
-/// can be reached, whatever the router does. `None` for a box without one.
+/// The verdict for a box with a relay (`tunnel.via`), from the link's report: a
+/// connect-back that reached the box at its own address proves it reachable; while the
+/// record names the relay, the link decides. `None` when the relay has no say (no relay, or
+/// with `use_relay = "when_unreachable"` before any check found the box unreachable): the
+/// router's facts decide, as without a relay.
 pub fn through_relay(
     config: &Config,
     link: Option<&LinkState>,
     record: Option<&Resolution>,
 ) -> Option<Verdict> {
     let target = config.tunnel.via.as_ref()?;
+    let stale = |shown: &str| match record {
+        Some(Resolution::Found { ip, port })
+            if ip
+                .zip(*port)
+                .map(|(i, p)| std::net::SocketAddr::new(i, p).to_string())
+                != Some(shown.to_string()) =>
+        {
+            Some(v(
+                Level::Warn,
+                "The address on the network is out of date",
+                format!(
+                    "The DHT still says {}:{}, but the box is now reached at {shown}.",
+                    ip.map_or("?".into(), |i| i.to_string()),
+                    port.map_or("?".into(), |p| p.to_string())
+                ),
+                "Nothing to do: the box republishes when its address changes.",
+            ))
+        }
+        Some(Resolution::NotFound) => Some(v(
+            Level::Warn,
+            "The record is not on the network",
+            "Looking the box's key up on the DHT found nothing, although it was published.".into(),
+            "Wait for the next publish (the box retries by itself).",
+        )),
+        _ => None,
+    };
+    if let Some(l) = link.filter(|l| l.direct_ok == Some(true) && !l.in_record) {
+        let checked = l.direct.clone().unwrap_or_default();
+        let own = checked.split(' ').next().unwrap_or_default().to_string();
+        return Some(stale(&own).unwrap_or_else(|| {
+            v(
+                Level::Good,
+                "Reachable from the internet",
+                format!(
+                    "The relay at {} connected back to this box at {checked} and completed a \
+                     PubkyTLS handshake with its key; the record names this box's own address, \
+                     and the relay stands by.",
+                    target.addr
+                ),
+                "Nothing to do.",
+            )
+        }));
+    }
+    let in_use = link.is_some_and(|l| l.in_record);
+    if !in_use && config.tunnel.use_relay == crate::config::RelayUse::WhenUnreachable {
+        return None;
+    }
+    let unreached = link
+        .filter(|l| l.direct_ok == Some(false))
+        .and_then(|l| l.direct.clone())
+        .map(|why| format!(" The relay could not reach this box at its own address: {why}."))
+        .unwrap_or_default();
     let Some(published) = link
         .filter(|l| l.connected())
         .and_then(|l| l.published.clone())
@@ -65,49 +120,26 @@ pub fn through_relay(
             Level::Bad,
             "Not reachable: the relay does not answer",
             format!(
-                "This box is reached through the relay at {}, and the link to it is down: {why}.",
+                "This box is reached through the relay at {}, and the link to it is down: \
+                 {why}.{unreached}",
                 target.addr
             ),
             "Check that the relay box is running, that its tunnel.boxes lists this box's key, \
              and that tunnel.via names the relay's key and address. The box retries by itself.",
         ));
     };
-    Some(match record {
-        Some(Resolution::Found { ip, port })
-            if ip
-                .zip(*port)
-                .map(|(i, p)| std::net::SocketAddr::new(i, p).to_string())
-                != Some(published.clone()) =>
-        {
-            v(
-                Level::Warn,
-                "The address on the network is out of date",
-                format!(
-                    "The DHT still says {}:{}, but the box is now reached through the relay at \
-                     {published}.",
-                    ip.map_or("?".into(), |i| i.to_string()),
-                    port.map_or("?".into(), |p| p.to_string())
-                ),
-                "Nothing to do: the box republishes when its address changes.",
-            )
-        }
-        Some(Resolution::NotFound) => v(
-            Level::Warn,
-            "The record is not on the network",
-            "Looking the box's key up on the DHT found nothing, although it was published.".into(),
-            "Wait for the next publish (the box retries by itself).",
-        ),
-        _ => v(
+    Some(stale(&published).unwrap_or_else(|| {
+        v(
             Level::Good,
             "Reachable through the relay",
             format!(
                 "Apps reach this box at {published}, the relay's address, which forwards \
                  through an encrypted link. The relay sees only encrypted traffic, and apps \
-                 still check this box's own key."
+                 still check this box's own key.{unreached}"
             ),
             "Nothing to do.",
-        ),
-    })
+        )
+    }))
 }
 
 /// The verdict; `tls_port` is the PubkyTLS listener's local port.
@@ -378,7 +410,7 @@ mod tests {
     #[test]
     fn a_relay_decides_reachability_whatever_the_router_says() {
         assert_eq!(through_relay(&config(true), None, None), None);
-        let toml = "[tunnel]\nvia = \"8pinxxgqs41n4aididenw5apqp1urfmzdztr8jt4abrkdn435ewo@203.0.113.5:6289\"\n";
+        let toml = "[tunnel]\nvia = \"8pinxxgqs41n4aididenw5apqp1urfmzdztr8jt4abrkdn435ewo@203.0.113.5:6289\"\nuse_relay = \"always\"\n";
         let c = Config::from_layers(&[("test", toml)]).unwrap().config;
         let down = LinkState {
             state: "waiting".into(),
@@ -396,6 +428,7 @@ mod tests {
         let up = LinkState {
             state: "connected".into(),
             published: Some("203.0.113.5:6290".into()),
+            in_record: true,
             ..Default::default()
         };
         let at = |ip: &str, port: u16| Resolution::Found {
@@ -419,6 +452,59 @@ mod tests {
                 .unwrap()
                 .level,
             Level::Warn
+        );
+    }
+
+    #[test]
+    fn with_a_relay_on_standby_the_connect_back_decides() {
+        let toml = "[tunnel]\nvia = \"8pinxxgqs41n4aididenw5apqp1urfmzdztr8jt4abrkdn435ewo@203.0.113.5:6289\"\n";
+        let c = Config::from_layers(&[("test", toml)]).unwrap().config;
+        // Not checked yet, or the link is down before any check: the router's facts decide.
+        assert_eq!(through_relay(&c, None, None), None);
+        let reached = LinkState {
+            state: "connected".into(),
+            published: Some("203.0.113.5:6290".into()),
+            direct_ok: Some(true),
+            direct: Some("198.51.100.4:6287 (3 ms)".into()),
+            ..Default::default()
+        };
+        let at = |ip: &str, port: u16| Resolution::Found {
+            ip: Some(ip.parse().unwrap()),
+            port: Some(port),
+        };
+        let good = through_relay(&c, Some(&reached), Some(&at("198.51.100.4", 6287))).unwrap();
+        assert_eq!(
+            (good.level, good.headline.as_str()),
+            (Level::Good, "Reachable from the internet")
+        );
+        assert!(
+            good.reason
+                .contains("connected back to this box at 198.51.100.4:6287"),
+            "{good:?}"
+        );
+        let stale = through_relay(&c, Some(&reached), Some(&at("203.0.113.5", 6290))).unwrap();
+        assert_eq!(stale.level, Level::Warn);
+        let unreached = LinkState {
+            direct_ok: Some(false),
+            direct: Some("cannot connect to 198.51.100.4:6287: refused".into()),
+            in_record: true,
+            ..reached.clone()
+        };
+        let relayed = through_relay(&c, Some(&unreached), Some(&at("203.0.113.5", 6290))).unwrap();
+        assert_eq!(relayed.headline, "Reachable through the relay");
+        assert!(
+            relayed
+                .reason
+                .contains("could not reach this box at its own address: cannot connect"),
+            "{relayed:?}"
+        );
+        let down = LinkState {
+            state: "waiting".into(),
+            ..unreached
+        };
+        assert_eq!(
+            through_relay(&c, Some(&down), None).unwrap().level,
+            Level::Bad
         );
     }
 }

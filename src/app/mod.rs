@@ -195,6 +195,9 @@ impl Tunnels {
                     data_dir: data_dir.to_path_buf(),
                     ex: ex.clone(),
                     state: link_state.clone(),
+                    use_relay: t.use_relay,
+                    check_interval: t.check_interval,
+                    direct_port: config.pkdns.announced_tls_port(addrs.pubky_tls.port()),
                 };
                 let signal = shutdown.signal();
                 Some(ex.spawn(link.run(signal)))
@@ -272,9 +275,11 @@ fn discovery(config: &Config) -> Result<Discovery> {
         pk.public_ip
             .or_else(|| auto_public_ip(config.drive.pubky_listen_socket.ip())),
     );
-    // With a relay, the box's own address reaches nobody: nothing is announced until the
-    // relay has answered with its endpoint.
-    if crate::announce::household::router_decides_address(config) || config.tunnel.via.is_some() {
+    // With `tunnel.use_relay = "always"`, the box's own address reaches nobody: nothing is
+    // announced until the relay has answered with its endpoint.
+    let always_relayed =
+        config.tunnel.via.is_some() && config.tunnel.use_relay == crate::config::RelayUse::Always;
+    if crate::announce::household::router_decides_address(config) || always_relayed {
         public_address.hold();
     }
     Ok(Discovery {

@@ -40,7 +40,11 @@ pub fn reachability(
         link.as_ref(),
         RelayState::load(data_dir).as_ref(),
     ));
-    let current = match link.as_ref().and_then(|l| l.published.as_deref()) {
+    let current = match link
+        .as_ref()
+        .filter(|l| l.in_record)
+        .and_then(|l| l.published.as_deref())
+    {
         Some(relayed) if config.tunnel.via.is_some() => relayed
             .parse::<std::net::SocketAddr>()
             .ok()
@@ -95,6 +99,29 @@ fn tunnel_lines(
             ),
             None => format!("relay link:    to {target}: unknown (the server has not run yet)"),
         });
+        if let Some(l) = link {
+            let named = if l.in_record {
+                "the relay"
+            } else {
+                "this box's own address"
+            };
+            out.push(match l.direct_ok {
+                Some(true) => format!(
+                    "connect-back:  the relay reached this box at {} at {}; the record names {named}",
+                    l.direct.as_deref().unwrap_or("?"),
+                    rfc3339(l.checked_secs)
+                ),
+                Some(false) => format!(
+                    "connect-back:  the relay could NOT reach this box at {}: {}; the record names {named}",
+                    rfc3339(l.checked_secs),
+                    l.direct.as_deref().unwrap_or("?")
+                ),
+                None if config.tunnel.use_relay == crate::config::RelayUse::Always => {
+                    "connect-back:  not asked (tunnel.use_relay = \"always\"); the record names the relay".into()
+                }
+                None => format!("connect-back:  not done yet; the record names {named}"),
+            });
+        }
     }
     if config.tunnel.listen_socket.is_some() {
         let Some(r) = relay else {

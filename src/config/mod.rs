@@ -338,6 +338,11 @@ pub struct Mdns {
 pub struct Tunnel {
     /// This box's relay, when it has one.
     pub via: Option<RelayTarget>,
+    /// Whether the record announces the relay always, or only while the relay cannot reach
+    /// this box at its own address.
+    pub use_relay: RelayUse,
+    /// How often the relay is asked to connect back to this box's own address.
+    pub check_interval: Duration,
     /// Where relayed boxes connect, when this box is a relay.
     pub listen_socket: Option<SocketAddr>,
     /// The boxes this relay serves and each one's public port.
@@ -345,6 +350,15 @@ pub struct Tunnel {
     pub max_connections_per_box: usize,
     /// Bytes per second over both directions of one box's connections; 0 is unlimited.
     pub max_bytes_per_second_per_box: u64,
+}
+
+/// `tunnel.use_relay`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayUse {
+    Always,
+    /// The relay connects back to the box's own address; the record names the relay only
+    /// while that fails.
+    WhenUnreachable,
 }
 
 /// `tunnel.via`: whom to dial and which key it must present.

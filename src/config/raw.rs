@@ -168,6 +168,8 @@ pub struct Dashboard {
 #[derive(Debug, Clone, Deserialize)]
 pub struct Tunnel {
     pub via: String,
+    pub use_relay: String,
+    pub check_interval_ms: u64,
     pub listen_socket: String,
     pub boxes: Vec<TunnelBox>,
     pub max_connections_per_box: usize,

@@ -165,11 +165,23 @@ impl RawConfig {
         if listen_socket.is_none() && !boxes.is_empty() {
             return Err("tunnel.boxes is set but tunnel.listen_socket is empty".into());
         }
+        let use_relay = match t.use_relay.as_str() {
+            "always" => super::RelayUse::Always,
+            "when_unreachable" => super::RelayUse::WhenUnreachable,
+            other => {
+                return Err(format!(
+                    "tunnel.use_relay: {other:?} is not \"always\" or \"when_unreachable\""
+                ))
+            }
+        };
+        positive(&[("tunnel.check_interval_ms", t.check_interval_ms)])?;
         if t.max_connections_per_box == 0 {
             return Err("tunnel.max_connections_per_box must be at least 1".into());
         }
         Ok(super::Tunnel {
             via,
+            use_relay,
+            check_interval: ms(t.check_interval_ms),
             listen_socket,
             boxes,
             max_connections_per_box: t.max_connections_per_box,

@@ -25,7 +25,7 @@ use super::wire::{self, Answer};
 use super::{LinkState, HANDSHAKE_TIMEOUT};
 use crate::announce::worker::save_json;
 use crate::announce::PublicAddress;
-use crate::config::RelayTarget;
+use crate::config::{RelayTarget, RelayUse};
 use crate::runtime::shutdown::ShutdownSignal;
 
 /// First wait after a failed link; doubles up to [`RETRY_MAX`].
@@ -35,6 +35,10 @@ const RETRY_MAX: Duration = Duration::from_secs(60);
 const STABLE: Duration = Duration::from_secs(30);
 /// How often a busy link's counters are written to its report.
 const REPORT_EVERY: Duration = Duration::from_secs(5);
+/// Time for the relay's answer to a connect-back request.
+const CHECK_ANSWER_TIMEOUT: Duration = Duration::from_secs(15);
+/// Checks are at least this far apart.
+const MIN_CHECK_GAP: Duration = Duration::from_secs(2);
 /// Streams (clients) one link carries at once.
 const MAX_STREAMS: usize = 256;
 
@@ -48,6 +52,10 @@ pub struct Link {
     pub ex: Arc<Executor<'static>>,
     /// The report, shared with tests.
     pub state: Arc<Mutex<LinkState>>,
+    pub use_relay: RelayUse,
+    pub check_interval: Duration,
+    /// The PubkyTLS port the record announces when the router maps none.
+    pub direct_port: u16,
 }
 
 impl Link {
@@ -112,55 +120,147 @@ impl Link {
         save_json(&self.data_dir, super::LINK_FILE, &*s);
     }
 
-    /// One link, from dialling to its end.
+    /// One link, from dialling to its end (which is always an error: the link is kept).
     async fn session(&self) -> Result<(), String> {
-        let (tls, published) = async { self.dial().await }
+        let (tls, relay_at) = async { self.dial().await }
             .or(async {
                 smol::Timer::after(HANDSHAKE_TIMEOUT).await;
                 Err("no answer within the handshake time".to_string())
             })
             .await?;
-        self.address.set_relayed(published);
-        tracing::info!(relay = %self.target, %published, "relay link up; the record announces the relay");
+        let always = self.use_relay == RelayUse::Always;
+        if always {
+            self.address.set_relayed(relay_at);
+            tracing::info!(relay = %self.target, %relay_at, "relay link up; the record announces the relay");
+        } else {
+            tracing::info!(relay = %self.target, %relay_at, "relay link up; asking it to connect back");
+        }
         self.report(|s| {
             s.state = "connected".into();
-            s.published = Some(published.to_string());
+            s.published = Some(relay_at.to_string());
             s.links += 1;
+            s.in_record = self.address.relayed().is_some();
         });
-        let mut conn =
+        let conn =
             yamux::Connection::new(tls, super::yamux_config(MAX_STREAMS), yamux::Mode::Server);
-        let mut reported = 0;
-        loop {
-            let next = async { Some(smol::future::poll_fn(|cx| conn.poll_next_inbound(cx)).await) }
-                .or(async {
-                    smol::Timer::after(REPORT_EVERY).await;
-                    None
-                })
-                .await;
-            let stream = match next {
-                // The report file's counters follow within REPORT_EVERY.
-                None => {
-                    let n = self.counted().forwarded;
-                    if n != reported {
-                        reported = n;
-                        self.report(|_| ());
-                    }
-                    continue;
+        let (open, requests) = smol::channel::bounded(4);
+        let (ex, ingress, state) = (self.ex.clone(), self.ingress, self.state.clone());
+        let driven = super::drive(conn, requests, move |stream| {
+            state.lock().unwrap_or_else(|e| e.into_inner()).forwarded += 1;
+            ex.spawn(async move {
+                if let Err(e) = serve_stream(stream, ingress).await {
+                    tracing::debug!("relayed client ended: {e}");
                 }
-                Some(None) => return Ok(()),
-                Some(Some(Err(e))) => return Err(e.to_string()),
-                Some(Some(Ok(stream))) => stream,
-            };
-            self.counted().forwarded += 1;
-            let ingress = self.ingress;
-            self.ex
-                .spawn(async move {
-                    if let Err(e) = serve_stream(stream, ingress).await {
-                        tracing::debug!("relayed client ended: {e}");
-                    }
-                })
-                .detach();
+            })
+            .detach();
+        });
+        let ended = driven.or(self.keep(open, relay_at, !always)).await;
+        Err(ended)
+    }
+
+    /// While the link is up: brings the report file's counters up to date within
+    /// [`REPORT_EVERY`] and, with `checking`, has the relay connect back at the start, every
+    /// `check_interval` and whenever the address changes. Never ends by itself.
+    async fn keep(
+        &self,
+        open: smol::channel::Sender<super::Opened>,
+        relay_at: SocketAddr,
+        checking: bool,
+    ) -> String {
+        let mut reported = self.counted().forwarded;
+        let mut next_check = checking.then(Instant::now);
+        let mut last_check: Option<Instant> = None;
+        loop {
+            if next_check.is_some_and(|at| at <= Instant::now()) {
+                // At most one check every MIN_CHECK_GAP, however often the address moves.
+                if let Some(gap) = last_check.map(|t| MIN_CHECK_GAP.saturating_sub(t.elapsed())) {
+                    smol::Timer::after(gap).await;
+                }
+                self.check(&open, relay_at).await;
+                last_check = Some(Instant::now());
+                next_check = Some(Instant::now() + self.check_interval);
+            }
+            let changed = self.address.changed();
+            let wait = next_check.map_or(REPORT_EVERY, |at| {
+                at.saturating_duration_since(Instant::now())
+                    .min(REPORT_EVERY)
+            });
+            let moved = async {
+                changed.await;
+                true
+            }
+            .or(async {
+                smol::Timer::after(wait).await;
+                false
+            })
+            .await;
+            if moved && checking {
+                next_check = Some(Instant::now());
+            }
+            let n = self.counted().forwarded;
+            if n != reported {
+                reported = n;
+                self.report(|_| ());
+            }
         }
+    }
+
+    /// One connect-back: the relay connects to the address this link comes from at the
+    /// box's own PubkyTLS port and must complete a handshake with the box's key. The record
+    /// names this box's own address only if that worked and the relay reached it at the
+    /// address this box announces; else it names the relay.
+    async fn check(&self, open: &smol::channel::Sender<super::Opened>, relay_at: SocketAddr) {
+        let port = self
+            .address
+            .direct_pubky_tls_port()
+            .unwrap_or(self.direct_port);
+        let asked = async {
+            let mut s = super::open_stream(open).await.map_err(|e| e.to_string())?;
+            s.write_all(wire::check_request(port).as_bytes())
+                .await
+                .map_err(|e| e.to_string())?;
+            s.flush().await.map_err(|e| e.to_string())?;
+            let line = super::read_line(&mut s).await.map_err(|e| e.to_string())?;
+            wire::Checked::parse(&line)
+        }
+        .or(async {
+            smol::Timer::after(CHECK_ANSWER_TIMEOUT).await;
+            Err("the relay did not answer".to_string())
+        })
+        .await;
+        let own = self.address.direct_ip();
+        let outcome = match asked {
+            Err(e) => {
+                tracing::warn!(relay = %self.target, "connect-back check failed: {e}");
+                return;
+            }
+            Ok(wire::Checked::Reached { at, ms }) if own == Some(at.ip()) => {
+                Ok(format!("{at} ({ms} ms)"))
+            }
+            Ok(wire::Checked::Reached { at, .. }) => Err(format!(
+                "reached at {at}, but this box announces {}",
+                own.map_or("no address yet".into(), |ip| ip.to_string())
+            )),
+            Ok(wire::Checked::Failed(why)) => Err(why),
+        };
+        match &outcome {
+            Ok(at) => {
+                self.address.clear_relayed();
+                tracing::info!(relay = %self.target, "the relay reached this box at {at}; the record names it");
+            }
+            Err(why) => {
+                self.address.set_relayed(relay_at);
+                tracing::info!(relay = %self.target, %relay_at, "the relay could not reach this box ({why}); the record names the relay");
+            }
+        }
+        self.report(|s| {
+            s.direct_ok = Some(outcome.is_ok());
+            s.direct = Some(match outcome {
+                Ok(at) | Err(at) => at,
+            });
+            s.checked_secs = crate::clock::now_secs();
+            s.in_record = self.address.relayed().is_some();
+        });
     }
 
     /// TCP, PubkyTLS with the relay's key, the hello, and the relay's answer.

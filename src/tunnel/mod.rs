@@ -111,6 +111,64 @@ where
     Ok(up + down)
 }
 
+/// Where a requested stream is delivered.
+pub type Opened = smol::channel::Sender<io::Result<yamux::Stream>>;
+
+/// Opens a stream on a link through its driver's request channel.
+pub async fn open_stream(requests: &smol::channel::Sender<Opened>) -> io::Result<yamux::Stream> {
+    let gone = || io::Error::new(io::ErrorKind::NotConnected, "the link ended");
+    let (tx, rx) = smol::channel::bounded(1);
+    requests.send(tx).await.map_err(|_| gone())?;
+    rx.recv().await.map_err(|_| gone())?
+}
+
+/// Drives one link's yamux connection, on either side: opens a stream for each request,
+/// hands each stream the other side opens to `inbound`, and ends (saying why) when the link
+/// closes or every requester is gone (a newer link replaced this one).
+pub async fn drive<T>(
+    mut conn: yamux::Connection<T>,
+    requests: smol::channel::Receiver<Opened>,
+    mut inbound: impl FnMut(yamux::Stream),
+) -> String
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    use smol::stream::Stream;
+    use std::task::Poll;
+    let mut requests = Box::pin(requests);
+    let mut waiting: std::collections::VecDeque<Opened> = std::collections::VecDeque::new();
+    smol::future::poll_fn(|cx| loop {
+        while let Poll::Ready(r) = requests.as_mut().poll_next(cx) {
+            match r {
+                Some(w) => waiting.push_back(w),
+                None => return Poll::Ready("replaced by a newer link".to_string()),
+            }
+        }
+        while !waiting.is_empty() {
+            match conn.poll_new_outbound(cx) {
+                Poll::Ready(opened) => {
+                    let failed = opened.is_err();
+                    let opened = opened.map_err(|e| io::Error::other(e.to_string()));
+                    if let Some(w) = waiting.pop_front() {
+                        let _ = w.try_send(opened);
+                    }
+                    if failed {
+                        return Poll::Ready("the link failed".to_string());
+                    }
+                }
+                Poll::Pending => break,
+            }
+        }
+        match conn.poll_next_inbound(cx) {
+            Poll::Ready(None) => return Poll::Ready("closed by the other side".to_string()),
+            Poll::Ready(Some(Err(e))) => return Poll::Ready(e.to_string()),
+            Poll::Ready(Some(Ok(stream))) => inbound(stream),
+            Poll::Pending => return Poll::Pending,
+        }
+    })
+    .await
+}
+
 /// The relay link's yamux settings: streams capped at `max_streams`, windows at yamux's
 /// defaults (256 KiB a stream).
 pub fn yamux_config(max_streams: usize) -> yamux::Config {

@@ -8,25 +8,22 @@
 //! `tunnel.max_kib_per_second_per_box` over all of them; a client arriving while its box
 //! is not linked is closed at once.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::Poll;
 
 use futures_rustls::TlsAcceptor;
-use smol::channel::{Receiver, Sender};
+use smol::channel::Sender;
 use smol::future::FutureExt;
 use smol::io::AsyncWriteExt;
 use smol::net::{TcpListener, TcpStream};
-use smol::stream::Stream;
 use smol::{Executor, Task};
 
 use super::wire::{self, Answer};
-use super::{RelayState, ServedState, HANDSHAKE_TIMEOUT};
+use super::{drive, Opened, RelayState, ServedState, HANDSHAKE_TIMEOUT};
 use crate::announce::worker::save_json;
 use crate::announce::PublicAddress;
 use crate::config::Tunnel;
@@ -39,8 +36,6 @@ const REPORT_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Links at most in their handshake at once; more are closed on arrival.
 pub const MAX_PENDING: usize = 16;
-
-type Opened = Sender<io::Result<yamux::Stream>>;
 
 /// A box's current link: ask it for a stream through `open`.
 struct Link {
@@ -59,6 +54,8 @@ struct Served {
     forwarded: AtomicU64,
     bytes: AtomicU64,
     refused: AtomicU64,
+    /// A connect-back check is running.
+    checking: std::sync::atomic::AtomicBool,
 }
 
 struct Hub {
@@ -125,6 +122,7 @@ impl Relay {
                         forwarded: AtomicU64::new(0),
                         bytes: AtomicU64::new(0),
                         refused: AtomicU64::new(0),
+                        checking: std::sync::atomic::AtomicBool::new(false),
                     };
                     (b.key, Arc::new(served))
                 })
@@ -299,7 +297,24 @@ impl Hub {
             super::yamux_config(self.max_connections),
             yamux::Mode::Client,
         );
-        let ended = drive(conn, requests).await;
+        let (ex, box_key) = (self.ex.clone(), served.key);
+        let checker = served.clone();
+        let ended = drive(conn, requests, move |stream| {
+            let served = checker.clone();
+            ex.spawn(async move {
+                // One connect-back at a time per box; another is told so.
+                let allowed = !served.checking.swap(true, Ordering::SeqCst);
+                let r = check_back(stream, peer.ip(), box_key, allowed).await;
+                if allowed {
+                    served.checking.store(false, Ordering::SeqCst);
+                }
+                if let Err(e) = r {
+                    tracing::debug!(%box_key, "relay: connect-back request ended: {e}");
+                }
+            })
+            .detach();
+        })
+        .await;
         let mut link = served.link.lock().unwrap_or_else(|e| e.into_inner());
         if link.as_ref().is_some_and(|l| l.id == id) {
             *link = None;
@@ -418,10 +433,7 @@ impl Hub {
         local: SocketAddr,
         open: Sender<Opened>,
     ) -> io::Result<()> {
-        let (tx, rx) = smol::channel::bounded(1);
-        let gone = || io::Error::new(io::ErrorKind::NotConnected, "the box's link ended");
-        open.send(tx).await.map_err(|_| gone())?;
-        let mut stream = rx.recv().await.map_err(|_| gone())??;
+        let mut stream = super::open_stream(&open).await?;
         served.forwarded.fetch_add(1, Ordering::Relaxed);
         stream
             .write_all(wire::proxy_line(client, local).as_bytes())
@@ -438,43 +450,64 @@ impl Hub {
     }
 }
 
-/// Drives one link's yamux connection: opens a stream for each request, refuses streams
-/// the box would open, and ends when the link closes or is replaced.
-async fn drive<T>(mut conn: yamux::Connection<T>, requests: Receiver<Opened>) -> String
-where
-    T: smol::io::AsyncRead + smol::io::AsyncWrite + Unpin,
-{
-    let mut requests = Box::pin(requests);
-    let mut waiting: VecDeque<Opened> = VecDeque::new();
-    smol::future::poll_fn(|cx| loop {
-        while let Poll::Ready(r) = Pin::new(&mut requests).poll_next(cx) {
-            match r {
-                Some(w) => waiting.push_back(w),
-                None => return Poll::Ready("replaced by a newer link".to_string()),
+/// How long a connect-back may take, connection and handshake together.
+const CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Serves one `CHECK <port>` from a box: connects to `box_ip` (where its link comes from,
+/// never an address the box names) at that port and completes a PubkyTLS handshake that
+/// must present `box_key`; answers what happened. `allowed` is false while another check
+/// of the same box runs.
+async fn check_back(
+    mut stream: yamux::Stream,
+    box_ip: std::net::IpAddr,
+    box_key: PublicKey,
+    allowed: bool,
+) -> io::Result<()> {
+    let line = async { super::read_line(&mut stream).await.map(Some) }
+        .or(async {
+            smol::Timer::after(HANDSHAKE_TIMEOUT).await;
+            Ok(None)
+        })
+        .await?;
+    let Some(line) = line else {
+        return Ok(());
+    };
+    let answer = match wire::parse_check_request(&line) {
+        Err(e) => wire::Checked::Failed(e),
+        Ok(_) if !allowed => wire::Checked::Failed("another check is running".into()),
+        Ok(port) => {
+            let at = SocketAddr::new(box_ip, port);
+            let start = std::time::Instant::now();
+            let attempt = async {
+                let tcp = TcpStream::connect(at)
+                    .await
+                    .map_err(|e| format!("cannot connect to {at}: {e}"))?;
+                let name = rustls::pki_types::ServerName::try_from(box_key.to_z32())
+                    .map_err(|e| e.to_string())?;
+                let tls =
+                    futures_rustls::TlsConnector::from(crate::http::tls::client_config(&box_key));
+                tls.connect(name, tcp).await.map_err(|e| {
+                    format!("no PubkyTLS handshake with this box's key at {at}: {e}")
+                })?;
+                Ok::<_, String>(())
+            }
+            .or(async {
+                smol::Timer::after(CHECK_TIMEOUT).await;
+                Err(format!(
+                    "no answer from {at} within {} s",
+                    CHECK_TIMEOUT.as_secs()
+                ))
+            })
+            .await;
+            match attempt {
+                Ok(()) => wire::Checked::Reached {
+                    at,
+                    ms: start.elapsed().as_millis() as u64,
+                },
+                Err(e) => wire::Checked::Failed(e),
             }
         }
-        while !waiting.is_empty() {
-            match conn.poll_new_outbound(cx) {
-                Poll::Ready(opened) => {
-                    let failed = opened.is_err();
-                    let opened = opened.map_err(|e| io::Error::other(e.to_string()));
-                    if let Some(w) = waiting.pop_front() {
-                        let _ = w.try_send(opened);
-                    }
-                    if failed {
-                        return Poll::Ready("the link failed".to_string());
-                    }
-                }
-                Poll::Pending => break,
-            }
-        }
-        match conn.poll_next_inbound(cx) {
-            Poll::Ready(None) => return Poll::Ready("closed by the box".to_string()),
-            Poll::Ready(Some(Err(e))) => return Poll::Ready(e.to_string()),
-            // A box opens no streams; this one is dropped (reset).
-            Poll::Ready(Some(Ok(_))) => continue,
-            Poll::Pending => return Poll::Pending,
-        }
-    })
-    .await
+    };
+    stream.write_all(answer.line().as_bytes()).await?;
+    stream.close().await
 }

@@ -13,6 +13,10 @@
 //! after `OK` the link carries yamux, and the relay opens one stream per forwarded client.
 //! Each stream starts with a PROXY protocol v1 line naming the client, so the box counts
 //! its limits per real client; the rest is that client's bytes, PubkyTLS end to end.
+//!
+//! The box may open one kind of stream itself: `CHECK <port>\n` asks the relay to connect
+//! back to the address the link comes from, at that port, and complete a PubkyTLS handshake
+//! with the box's key; the relay answers `OK <ip:port> <ms>\n` or `NO <reason>\n`.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -109,6 +113,55 @@ impl Answer {
     }
 }
 
+/// The box's request for a connect-back check at its own `port`.
+pub fn check_request(port: u16) -> String {
+    format!("CHECK {port}\n")
+}
+
+pub fn parse_check_request(line: &str) -> Result<u16, String> {
+    line.trim_end_matches('\n')
+        .strip_prefix("CHECK ")
+        .and_then(|p| p.parse().ok())
+        .filter(|p| *p != 0)
+        .ok_or_else(|| format!("not a check request: {line:?}"))
+}
+
+/// What the relay found when it connected back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Checked {
+    /// A PubkyTLS handshake with the box's key completed at `at` in `ms`.
+    Reached {
+        at: SocketAddr,
+        ms: u64,
+    },
+    Failed(String),
+}
+
+impl Checked {
+    pub fn line(&self) -> String {
+        match self {
+            Checked::Reached { at, ms } => format!("OK {at} {ms}\n"),
+            Checked::Failed(why) => Answer::No(why.clone()).line(),
+        }
+    }
+
+    pub fn parse(line: &str) -> Result<Checked, String> {
+        let line = line.trim_end_matches('\n');
+        if let Some(why) = line.strip_prefix("NO ") {
+            return Ok(Checked::Failed(why.to_string()));
+        }
+        let bad = || format!("not a check answer: {line:?}");
+        let (at, ms) = line
+            .strip_prefix("OK ")
+            .and_then(|r| r.split_once(' '))
+            .ok_or_else(bad)?;
+        Ok(Checked::Reached {
+            at: at.parse().map_err(|_| bad())?,
+            ms: ms.parse().map_err(|_| bad())?,
+        })
+    }
+}
+
 /// The PROXY protocol v1 line that opens a forwarded connection: `client` reached the
 /// relay at `relay`.
 pub fn proxy_line(client: SocketAddr, relay: SocketAddr) -> String {
@@ -198,6 +251,30 @@ mod tests {
         ] {
             assert!(Answer::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn check_requests_and_answers_round_trip() {
+        assert_eq!(parse_check_request(&check_request(6287)), Ok(6287));
+        for bad in [
+            "CHECK 0\n",
+            "CHECK\n",
+            "CHECK 70000\n",
+            "GET / HTTP/1.1\r\n",
+        ] {
+            assert!(parse_check_request(bad).is_err(), "{bad}");
+        }
+        for c in [
+            Checked::Reached {
+                at: "11.0.0.1:6287".parse().unwrap(),
+                ms: 3,
+            },
+            Checked::Failed("connect to 12.0.0.1:6287: refused".into()),
+        ] {
+            assert_eq!(Checked::parse(&c.line()), Ok(c));
+        }
+        assert!(Checked::parse("OK nowhere 3").is_err());
+        assert!(Checked::parse("OK 11.0.0.1:6287").is_err());
     }
 
     #[test]

@@ -44,7 +44,10 @@ fn relay_toml(net: &Net, listen: u16, boxes: &str) -> String {
 fn box_toml(net: &Net, relay: &Server, listen: u16) -> String {
     server_toml(
         net,
-        &format!("[tunnel]\nvia = \"{}@127.0.0.1:{listen}\"\n", relay.pk),
+        &format!(
+            "[tunnel]\nvia = \"{}@127.0.0.1:{listen}\"\nuse_relay = \"always\"\n",
+            relay.pk
+        ),
     )
 }
 
@@ -286,7 +289,7 @@ fn a_relay_refuses_a_box_it_does_not_serve_and_a_box_refuses_the_wrong_relay() {
     let wrong = common::pk_of(&common::random_key());
     let device = Server::start(&server_toml(
         &net,
-        &format!("[tunnel]\nvia = \"{wrong}@127.0.0.1:{listen}\"\n"),
+        &format!("[tunnel]\nvia = \"{wrong}@127.0.0.1:{listen}\"\nuse_relay = \"always\"\n"),
     ));
     let failed = eventually("the handshake failure", 20, || link(&device).last_error);
     assert!(failed.contains("TLS with the relay"), "{failed}");
@@ -294,7 +297,7 @@ fn a_relay_refuses_a_box_it_does_not_serve_and_a_box_refuses_the_wrong_relay() {
         &device,
         &server_toml(
             &net,
-            &format!("[tunnel]\nvia = \"{wrong}@127.0.0.1:{listen}\"\n"),
+            &format!("[tunnel]\nvia = \"{wrong}@127.0.0.1:{listen}\"\nuse_relay = \"always\"\n"),
         ),
     );
     assert!(
@@ -303,4 +306,61 @@ fn a_relay_refuses_a_box_it_does_not_serve_and_a_box_refuses_the_wrong_relay() {
     );
     assert!(said.contains("relay link:    WAITING to"), "{said}");
     assert!(!relay_report(&relay).boxes[0].connected);
+}
+
+#[test]
+fn a_relay_on_standby_connects_back_and_leaves_the_record_to_the_box() {
+    let net = net();
+    let (listen, public) = (free_port(), free_port());
+    let tmp = tempfile::tempdir().unwrap();
+    let box_dir = tmp.path().join("box");
+    let box_key = box_identity(&box_dir);
+    let relay = Server::start_in(
+        &tmp.path().join("relay"),
+        &relay_toml(
+            &net,
+            listen,
+            &format!("{{ key = \"{box_key}\", port = {public} }}"),
+        ),
+    );
+    // The default, use_relay = "when_unreachable": the relay connects back to where the
+    // link comes from (127.0.0.1) at the box's own port, and reaches it.
+    let box_cfg = server_toml(
+        &net,
+        &format!("[tunnel]\nvia = \"{}@127.0.0.1:{listen}\"\n", relay.pk),
+    );
+    let device = Server::start_in(&box_dir, &box_cfg);
+    let own = device.tls_addr;
+    let checked = eventually("the connect-back", 20, || {
+        let l = link(&device);
+        l.direct_ok.is_some().then_some(l)
+    });
+    assert_eq!(checked.direct_ok, Some(true), "{checked:?}");
+    assert!(
+        checked
+            .direct
+            .as_deref()
+            .unwrap()
+            .starts_with(&own.to_string()),
+        "{checked:?}"
+    );
+    assert!(!checked.in_record);
+    assert_eq!(device.running().public_address.relayed(), None);
+    wait_announced(&device, own.port());
+    let said = status(&device, &box_cfg);
+    assert!(
+        said.contains(&format!(
+            "connect-back:  the relay reached this box at {own}"
+        )),
+        "{said}"
+    );
+    assert!(
+        said.contains("the record names this box's own address"),
+        "{said}"
+    );
+    assert!(
+        said.contains("verdict:       Reachable from the internet."),
+        "{said}"
+    );
+    assert!(said.contains("connected back to this box"), "{said}");
 }

@@ -1221,6 +1221,17 @@ fn behind_a_provider_nat_the_box_is_reached_through_a_relay_box_by_the_sdk() {
         start.elapsed().as_millis()
     );
     assert_eq!(link.published.as_deref(), Some("12.0.0.2:7443"));
+    // The relay connects back to where the link comes from (the provider's 12.0.0.1), finds
+    // nothing forwarded there, and the record names the relay.
+    let checked = eventually("the connect-back", || {
+        let l = pubky_edge::tunnel::LinkState::load(&device.data)?;
+        (l.direct_ok == Some(false)).then_some(l)
+    });
+    assert!(checked.in_record, "{checked:?}");
+    assert!(
+        checked.direct.as_deref().unwrap().contains("12.0.0.1:6287"),
+        "{checked:?}"
+    );
     eventually("the record announces the relay", || {
         (record(&dht, &device.key)? == (Some("12.0.0.2".parse().unwrap()), Some(7443)))
             .then_some(())
@@ -1314,6 +1325,8 @@ fn behind_a_provider_nat_the_box_is_reached_through_a_relay_box_by_the_sdk() {
         format!("relay link:    connected to {relay_key}@12.0.0.2:7000"),
         "announced as 12.0.0.2:7443".to_string(),
         "record:        resolves to 12.0.0.2:7443, the current address".to_string(),
+        "connect-back:  the relay could NOT reach this box".to_string(),
+        "the record names the relay".to_string(),
         "verdict:       Reachable through the relay.".to_string(),
     ] {
         assert!(said.contains(&line), "{line}: {said}");
@@ -1328,6 +1341,71 @@ fn behind_a_provider_nat_the_box_is_reached_through_a_relay_box_by_the_sdk() {
     );
     device.stop();
     relay.stop();
+}
+
+#[test]
+fn a_mapped_box_is_proven_reachable_by_its_relay_connecting_back() {
+    let _suite = crate::suite("household");
+    let mut net = match Net::create("h", true) {
+        Ok(n) => n,
+        Err(e) if skip(&e) => return,
+        Err(e) => panic!("{e}"),
+    };
+    net.start_router().unwrap();
+    // No provider NAT: the router's address is the internet's view, and the relay box sits
+    // on the WAN side next to the DHT.
+    let (_nodes, bootstrap, dht) = dht_at(&net.ns("wan"), "11.0.0.2");
+    let relay_data = net.tmp.path().join("relay-data");
+    let relay_key = identity_in(&relay_data);
+    let device = Device::start(
+        &net,
+        &format!(
+            "{}[tunnel]\nvia = \"{relay_key}@11.0.0.2:7000\"\n",
+            fast_mapping(&bootstrap)
+        ),
+    );
+    let _relay = Device::start_as(
+        &net,
+        "wan",
+        "relay",
+        &format!(
+            "[pkdns]\ndht = true\npublic_ip = \"11.0.0.2\"\ndht_bootstrap_nodes = [\"{bootstrap}\"]\n\
+             dht_request_timeout_ms = 500\npublish_retry_min_ms = 200\n[upnp]\nenabled = false\n\
+             [mdns]\nenabled = false\n[tunnel]\nlisten_socket = \"11.0.0.2:7000\"\n\
+             boxes = [{{ key = \"{}\", port = 7443 }}]\n",
+            device.key
+        ),
+    );
+    device.mapped();
+    // Once the router has mapped the port, the relay's connect-back completes a PubkyTLS
+    // handshake with the box's key at the router's address, and the record keeps naming it.
+    let checked = eventually("a connect-back that reached the box", || {
+        let l = pubky_edge::tunnel::LinkState::load(&device.data)?;
+        (l.direct_ok == Some(true)).then_some(l)
+    });
+    assert!(!checked.in_record, "{checked:?}");
+    assert!(
+        checked
+            .direct
+            .as_deref()
+            .unwrap()
+            .starts_with(&format!("{ROUTER_WAN}:6287")),
+        "{checked:?}"
+    );
+    eventually("the record names the router's address", || {
+        (record(&dht, &device.key)? == (Some(ROUTER_WAN.parse().unwrap()), Some(6287)))
+            .then_some(())
+    });
+    let said = device.status();
+    for line in [
+        format!("connect-back:  the relay reached this box at {ROUTER_WAN}:6287"),
+        "the record names this box's own address".to_string(),
+        "verdict:       Reachable from the internet. The relay at 11.0.0.2:7000 connected back"
+            .to_string(),
+    ] {
+        assert!(said.contains(&line), "{line}: {said}");
+    }
+    device.stop();
 }
 
 #[test]

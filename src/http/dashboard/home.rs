@@ -122,6 +122,13 @@ pub fn home(
         reach_facts.push((
             "Relay",
             match &link {
+                Some(l) if l.connected() && !l.in_record => format!(
+                    "linked to {}, standing by: it reached this box at {}",
+                    target.addr,
+                    l.direct
+                        .as_deref()
+                        .unwrap_or("its own address (not checked yet)")
+                ),
                 Some(l) if l.connected() => format!(
                     "linked to {}; apps reach this box at {}",
                     target.addr,
