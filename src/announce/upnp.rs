@@ -82,15 +82,7 @@ impl PortMapper {
                 backoff(failures, self.settings.retry_min, self.settings.retry_max)
             };
             self.changed.notify(usize::MAX);
-            let stop = async {
-                smol::Timer::after(wait).await;
-                false
-            }
-            .or(async {
-                shutdown.wait().await;
-                true
-            })
-            .await;
+            let stop = shutdown.sleep(wait).await;
             if stop {
                 break;
             }

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use event_listener::Event;
-use smol::future::FutureExt;
 
 use super::dht::DhtClient;
 use super::packet::homeserver_of;
@@ -43,15 +42,7 @@ impl UsersRepublisher {
     pub async fn run(self, shutdown: ShutdownSignal) {
         let mut wait = self.first_delay;
         loop {
-            let stop = async {
-                smol::Timer::after(wait).await;
-                false
-            }
-            .or(async {
-                shutdown.wait().await;
-                true
-            })
-            .await;
+            let stop = shutdown.sleep(wait).await;
             if stop {
                 return;
             }

@@ -82,6 +82,20 @@ impl ShutdownSignal {
         }
     }
 
+    /// Sleeps for `d`, or until shutdown if that comes first; says whether it did.
+    pub async fn sleep(&self, d: Duration) -> bool {
+        use smol::future::FutureExt;
+        async {
+            smol::Timer::after(d).await;
+            false
+        }
+        .or(async {
+            self.wait().await;
+            true
+        })
+        .await
+    }
+
     /// The grace period for in-flight work after the trigger.
     pub fn drain_timeout(&self) -> Duration {
         self.flag.drain

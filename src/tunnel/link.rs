@@ -88,15 +88,7 @@ impl Link {
                 s.state = "waiting".into();
                 s.last_error = Some(why);
             });
-            let stop = async {
-                smol::Timer::after(retry).await;
-                false
-            }
-            .or(async {
-                shutdown.wait().await;
-                true
-            })
-            .await;
+            let stop = shutdown.sleep(retry).await;
             if stop {
                 return;
             }

@@ -220,22 +220,36 @@ impl Hub {
         }
     }
 
-    async fn accept_links(self: Arc<Self>, listener: TcpListener) {
+    /// The next connection on `listener`; `None` at shutdown. A failed accept (a full fd
+    /// table) is logged and retried after a pause.
+    async fn accept(&self, listener: &TcpListener, what: &str) -> Option<(TcpStream, SocketAddr)> {
         loop {
             let accepted = async { Some(listener.accept().await) }
                 .or(async {
                     self.shutdown.wait().await;
                     None
                 })
-                .await;
-            let (tcp, peer) = match accepted {
-                None => return,
-                Some(Ok(c)) => c,
-                Some(Err(e)) => {
-                    tracing::warn!(error = %e, "relay: accepting a link failed");
-                    smol::Timer::after(std::time::Duration::from_millis(100)).await;
-                    continue;
+                .await?;
+            match accepted {
+                Ok(c) => return Some(c),
+                Err(e) => {
+                    tracing::warn!(error = %e, "relay: accepting {what} failed");
+                    if self
+                        .shutdown
+                        .sleep(std::time::Duration::from_millis(100))
+                        .await
+                    {
+                        return None;
+                    }
                 }
+            }
+        }
+    }
+
+    async fn accept_links(self: Arc<Self>, listener: TcpListener) {
+        loop {
+            let Some((tcp, peer)) = self.accept(&listener, "a link").await else {
+                return;
             };
             if self.pending.fetch_add(1, Ordering::SeqCst) >= MAX_PENDING {
                 self.pending.fetch_sub(1, Ordering::SeqCst);
@@ -371,20 +385,8 @@ impl Hub {
 
     async fn accept_clients(self: Arc<Self>, served: Arc<Served>, listener: TcpListener) {
         loop {
-            let accepted = async { Some(listener.accept().await) }
-                .or(async {
-                    self.shutdown.wait().await;
-                    None
-                })
-                .await;
-            let (tcp, client) = match accepted {
-                None => return,
-                Some(Ok(c)) => c,
-                Some(Err(e)) => {
-                    tracing::warn!(error = %e, "relay: accepting a client failed");
-                    smol::Timer::after(std::time::Duration::from_millis(100)).await;
-                    continue;
-                }
+            let Some((tcp, client)) = self.accept(&listener, "a client").await else {
+                return;
             };
             let open = served
                 .link

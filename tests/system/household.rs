@@ -1171,6 +1171,29 @@ fn tls_fetch(
     })
 }
 
+/// A box on the internet side of `role` at `ip` that relays for `box_key` (link port 7000,
+/// the box's public port 7443), with `extra` tunnel settings.
+fn relay_box(
+    net: &Net,
+    role: &str,
+    ip: &str,
+    bootstrap: &str,
+    box_key: &PublicKey,
+    extra: &str,
+) -> Device {
+    Device::start_as(
+        net,
+        role,
+        "relay",
+        &format!(
+            "[pkdns]\ndht = true\npublic_ip = \"{ip}\"\ndht_bootstrap_nodes = [\"{bootstrap}\"]\n\
+             dht_request_timeout_ms = 500\npublish_retry_min_ms = 200\n[upnp]\nenabled = false\n\
+             [mdns]\nenabled = false\n[tunnel]\nlisten_socket = \"{ip}:7000\"\n\
+             boxes = [{{ key = \"{box_key}\", port = 7443 }}]\n{extra}"
+        ),
+    )
+}
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -1199,17 +1222,14 @@ fn behind_a_provider_nat_the_box_is_reached_through_a_relay_box_by_the_sdk() {
             fast_mapping(&bootstrap)
         ),
     );
-    let relay = Device::start_as(
+    // The relay's bandwidth bound is off, to measure the path itself.
+    let relay = relay_box(
         &net,
         "inet",
-        "relay",
-        &format!(
-            "[pkdns]\ndht = true\npublic_ip = \"12.0.0.2\"\ndht_bootstrap_nodes = [\"{bootstrap}\"]\n\
-             dht_request_timeout_ms = 500\npublish_retry_min_ms = 200\n[upnp]\nenabled = false\n\
-             [mdns]\nenabled = false\n[tunnel]\nlisten_socket = \"12.0.0.2:7000\"\n\
-             boxes = [{{ key = \"{}\", port = 7443 }}]\nmax_kib_per_second_per_box = 0\n",
-            device.key
-        ),
+        "12.0.0.2",
+        &bootstrap,
+        &device.key,
+        "max_kib_per_second_per_box = 0\n",
     );
     assert_eq!(relay.key, relay_key);
     let link = eventually("the relay link", || {
@@ -1364,18 +1384,7 @@ fn a_mapped_box_is_proven_reachable_by_its_relay_connecting_back() {
             fast_mapping(&bootstrap)
         ),
     );
-    let _relay = Device::start_as(
-        &net,
-        "wan",
-        "relay",
-        &format!(
-            "[pkdns]\ndht = true\npublic_ip = \"11.0.0.2\"\ndht_bootstrap_nodes = [\"{bootstrap}\"]\n\
-             dht_request_timeout_ms = 500\npublish_retry_min_ms = 200\n[upnp]\nenabled = false\n\
-             [mdns]\nenabled = false\n[tunnel]\nlisten_socket = \"11.0.0.2:7000\"\n\
-             boxes = [{{ key = \"{}\", port = 7443 }}]\n",
-            device.key
-        ),
-    );
+    let _relay = relay_box(&net, "wan", "11.0.0.2", &bootstrap, &device.key, "");
     device.mapped();
     // Once the router has mapped the port, the relay's connect-back completes a PubkyTLS
     // handshake with the box's key at the router's address, and the record keeps naming it.
