@@ -481,7 +481,19 @@ pub struct Device {
     /// This box's relay link, when it has a relay: up, and clients it brought.
     pub relay_link: Option<(bool, u64)>,
     /// The boxes this relay serves (its report, up to 10 s old).
-    pub relayed: Vec<crate::announce::tunnel_state::ServedState>,
+    pub relayed: Vec<RelayedBox>,
+}
+
+/// One box a relay serves, as the metrics show it.
+#[derive(Debug, Default, Clone)]
+pub struct RelayedBox {
+    pub key: String,
+    pub port: u16,
+    pub linked: bool,
+    pub open: u64,
+    pub forwarded: u64,
+    pub bytes: u64,
+    pub refused: u64,
 }
 
 /// The relay rung from both sides: this box's link, and each box this relay serves.
@@ -495,19 +507,19 @@ fn render_tunnel(o: &mut String, device: &Device) {
     if device.relayed.is_empty() {
         return;
     }
-    type Field = fn(&crate::announce::tunnel_state::ServedState) -> u64;
+    type Field = fn(&RelayedBox) -> u64;
     let families: [(&str, &str, &str, Field); 5] = [
         (
             "pubky_edge_relayed_box_linked",
             "gauge",
             "1 while the box's link to this relay is up",
-            |b| u64::from(b.connected),
+            |b| u64::from(b.linked),
         ),
         (
             "pubky_edge_relayed_box_open_connections",
             "gauge",
             "Client connections being forwarded to the box",
-            |b| b.open as u64,
+            |b| b.open,
         ),
         (
             "pubky_edge_relayed_box_connections_total",
@@ -582,15 +594,14 @@ mod tests {
         assert!(!quiet.contains("relay"), "{quiet}");
         let device = Device {
             relay_link: Some((true, 42)),
-            relayed: vec![crate::announce::tunnel_state::ServedState {
+            relayed: vec![RelayedBox {
                 key: "boxkey".into(),
                 port: 7443,
-                connected: true,
+                linked: true,
                 open: 2,
                 forwarded: 9,
                 bytes: 1234,
                 refused: 1,
-                ..Default::default()
             }],
             ..Device::default()
         };

@@ -109,7 +109,20 @@ async fn scrape(app: &App, conns: &[ConnStats]) -> Response<Body> {
             .is_some()
             .then(|| link.map_or((false, 0), |l| (l.connected(), l.forwarded))),
         relayed: if app.config.tunnel.listen_socket.is_some() {
-            relayed.map(|r| r.boxes).unwrap_or_default()
+            relayed
+                .map(|r| r.boxes)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|b| crate::metrics::RelayedBox {
+                    key: b.key,
+                    port: b.port,
+                    linked: b.connected,
+                    open: b.open as u64,
+                    forwarded: b.forwarded,
+                    bytes: b.bytes,
+                    refused: b.refused,
+                })
+                .collect()
         } else {
             Vec::new()
         },
