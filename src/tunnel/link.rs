@@ -222,6 +222,10 @@ impl Link {
         .await;
         let own = self.address.direct_ip();
         let outcome = match asked {
+            Ok(wire::Checked::Busy) => {
+                tracing::debug!(relay = %self.target, "the relay is busy with another check");
+                return;
+            }
             Err(e) => {
                 tracing::warn!(relay = %self.target, "connect-back check failed: {e}");
                 return;

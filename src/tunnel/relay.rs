@@ -476,7 +476,7 @@ async fn check_back(
     };
     let answer = match wire::parse_check_request(&line) {
         Err(e) => wire::Checked::Failed(e),
-        Ok(_) if !allowed => wire::Checked::Failed("another check is running".into()),
+        Ok(_) if !allowed => wire::Checked::Busy,
         Ok(port) => {
             let at = SocketAddr::new(box_ip, port);
             let start = std::time::Instant::now();

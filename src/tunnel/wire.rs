@@ -16,7 +16,8 @@
 //!
 //! The box may open one kind of stream itself: `CHECK <port>\n` asks the relay to connect
 //! back to the address the link comes from, at that port, and complete a PubkyTLS handshake
-//! with the box's key; the relay answers `OK <ip:port> <ms>\n` or `NO <reason>\n`.
+//! with the box's key; the relay answers `OK <ip:port> <ms>\n`, `NO <reason>\n`, or
+//! `BUSY\n` while another check of the same box runs.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -135,6 +136,8 @@ pub enum Checked {
         ms: u64,
     },
     Failed(String),
+    /// Another check of the same box is running: ask again later.
+    Busy,
 }
 
 impl Checked {
@@ -142,6 +145,7 @@ impl Checked {
         match self {
             Checked::Reached { at, ms } => format!("OK {at} {ms}\n"),
             Checked::Failed(why) => Answer::No(why.clone()).line(),
+            Checked::Busy => "BUSY\n".into(),
         }
     }
 
@@ -149,6 +153,9 @@ impl Checked {
         let line = line.trim_end_matches('\n');
         if let Some(why) = line.strip_prefix("NO ") {
             return Ok(Checked::Failed(why.to_string()));
+        }
+        if line == "BUSY" {
+            return Ok(Checked::Busy);
         }
         let bad = || format!("not a check answer: {line:?}");
         let (at, ms) = line
@@ -270,6 +277,7 @@ mod tests {
                 ms: 3,
             },
             Checked::Failed("connect to 12.0.0.1:6287: refused".into()),
+            Checked::Busy,
         ] {
             assert_eq!(Checked::parse(&c.line()), Ok(c));
         }
