@@ -364,3 +364,68 @@ fn a_relay_on_standby_connects_back_and_leaves_the_record_to_the_box() {
     );
     assert!(said.contains("connected back to this box"), "{said}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_holds_each_box_to_its_connections_and_bandwidth() {
+    use std::io::Read;
+    let net = net();
+    let (listen, public) = (free_port(), free_port());
+    let tmp = tempfile::tempdir().unwrap();
+    let box_dir = tmp.path().join("box");
+    let box_key = box_identity(&box_dir);
+    let relay_cfg = format!(
+        "{}max_connections_per_box = 2\nmax_kib_per_second_per_box = 128\n",
+        relay_toml(
+            &net,
+            listen,
+            &format!("{{ key = \"{box_key}\", port = {public} }}")
+        )
+    );
+    let relay = Server::start_in(&tmp.path().join("relay"), &relay_cfg);
+    let device = Server::start_in(&box_dir, &box_toml(&net, &relay, listen));
+    wait_announced(&device, public);
+
+    // Two connections are forwarded and held; the third is closed at once.
+    let held: Vec<std::net::TcpStream> = (0..2)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", public)).unwrap())
+        .collect();
+    eventually("two forwarded", 10, || {
+        (relay_report(&relay).boxes[0].open == 2).then_some(())
+    });
+    let mut third = std::net::TcpStream::connect(("127.0.0.1", public)).unwrap();
+    third
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut buf = [0u8; 1];
+    match third.read(&mut buf) {
+        Ok(0) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        other => panic!("the third connection was not closed: {other:?}"),
+    }
+    let report = relay_report(&relay).boxes[0].clone();
+    assert_eq!((report.open, report.refused), (2, 1), "{report:?}");
+    drop(held);
+    eventually("the held ones released", 10, || {
+        (relay_report(&relay).boxes[0].open == 0).then_some(())
+    });
+
+    // 256 KiB through a bucket of 128 KiB/s that holds 128 KiB: at least a second.
+    let pubky = sdk(&net);
+    let user = Keypair::random();
+    let signer = pubky.signer(user.clone());
+    signer.signup(&hs_key(&device), None).await.unwrap();
+    let session = signer.signin_blocking(app()).await.unwrap();
+    let body = vec![5u8; 256 * 1024];
+    session
+        .storage()
+        .put("/pub/paced.bin", body.clone())
+        .await
+        .unwrap();
+    // Let the bucket fill again, so the download alone is measured.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let start = Instant::now();
+    let got = session.storage().get("/pub/paced.bin").await.unwrap();
+    assert_eq!(got.bytes().await.unwrap().len(), body.len());
+    let took = start.elapsed();
+    assert!(took >= Duration::from_millis(900), "256 KiB in {took:?}");
+}
