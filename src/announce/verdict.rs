@@ -57,6 +57,10 @@ pub fn through_relay(
     record: Option<&Resolution>,
 ) -> Option<Verdict> {
     let target = config.tunnel.via.as_ref()?;
+    if !config.pkdns.dht {
+        // Nothing is announced, relay or not: the router-based verdict says so.
+        return None;
+    }
     let stale = |shown: &str| match record {
         Some(Resolution::Found { ip, port })
             if ip
@@ -461,6 +465,10 @@ mod tests {
         let c = Config::from_layers(&[("test", toml)]).unwrap().config;
         // Not checked yet, or the link is down before any check: the router's facts decide.
         assert_eq!(through_relay(&c, None, None), None);
+        // Without the DHT nothing is announced, whatever the relay found.
+        let no_dht = Config::from_layers(&[("test", toml), ("off", "[pkdns]\ndht = false\n")])
+            .unwrap()
+            .config;
         let reached = LinkState {
             state: "connected".into(),
             published: Some("203.0.113.5:6290".into()),
@@ -472,6 +480,7 @@ mod tests {
             ip: Some(ip.parse().unwrap()),
             port: Some(port),
         };
+        assert_eq!(through_relay(&no_dht, Some(&reached), None), None);
         let good = through_relay(&c, Some(&reached), Some(&at("198.51.100.4", 6287))).unwrap();
         assert_eq!(
             (good.level, good.headline.as_str()),
