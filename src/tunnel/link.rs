@@ -15,7 +15,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
-use futures_rustls::TlsConnector;
 use smol::future::FutureExt;
 use smol::io::AsyncWriteExt;
 use smol::net::TcpStream;
@@ -269,11 +268,7 @@ impl Link {
             .map_err(|e| format!("cannot connect to {}: {e}", target.addr))?;
         super::keepalive(&tcp);
         tcp.set_nodelay(true).ok();
-        let name = rustls::pki_types::ServerName::try_from(target.key.to_z32())
-            .map_err(|e| format!("relay key as a server name: {e}"))?;
-        let connector = TlsConnector::from(crate::http::tls::client_config(&target.key));
-        let mut tls = connector
-            .connect(name, tcp)
+        let mut tls = super::pubky_tls_connect(tcp, &target.key)
             .await
             .map_err(|e| format!("TLS with the relay (is its key {}?): {e}", target.key))?;
         let exported = tls

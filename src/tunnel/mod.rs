@@ -40,6 +40,19 @@ pub fn keepalive(tcp: &smol::net::TcpStream) {
     }
 }
 
+/// The client side of a PubkyTLS handshake over `tcp` that accepts only `key`, the name
+/// the handshake asks for.
+pub async fn pubky_tls_connect(
+    tcp: smol::net::TcpStream,
+    key: &crate::pubkey::PublicKey,
+) -> io::Result<futures_rustls::client::TlsStream<smol::net::TcpStream>> {
+    let name = rustls::pki_types::ServerName::try_from(key.to_z32())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    futures_rustls::TlsConnector::from(crate::http::tls::client_config(key))
+        .connect(name, tcp)
+        .await
+}
+
 /// Reads one `\n`-terminated line of at most [`wire::MAX_LINE`] bytes, a byte at a time so
 /// nothing after it is taken from the stream.
 pub async fn read_line<S: AsyncRead + Unpin>(s: &mut S) -> io::Result<String> {

@@ -174,15 +174,7 @@ impl Hub {
     async fn keep_report(self: Arc<Self>) {
         let mut saved = self.report();
         loop {
-            let stop = async {
-                smol::Timer::after(REPORT_EVERY).await;
-                false
-            }
-            .or(async {
-                self.shutdown.wait().await;
-                true
-            })
-            .await;
+            let stop = self.shutdown.sleep(REPORT_EVERY).await;
             let now = self.report();
             if now != saved {
                 save_json(&self.data_dir, super::RELAY_FILE, &now);
@@ -484,11 +476,7 @@ async fn check_back(
                 let tcp = TcpStream::connect(at)
                     .await
                     .map_err(|e| format!("cannot connect to {at}: {e}"))?;
-                let name = rustls::pki_types::ServerName::try_from(box_key.to_z32())
-                    .map_err(|e| e.to_string())?;
-                let tls =
-                    futures_rustls::TlsConnector::from(crate::http::tls::client_config(&box_key));
-                tls.connect(name, tcp).await.map_err(|e| {
+                super::pubky_tls_connect(tcp, &box_key).await.map_err(|e| {
                     format!("no PubkyTLS handshake with this box's key at {at}: {e}")
                 })?;
                 Ok::<_, String>(())
