@@ -1,10 +1,11 @@
 //! The box side: one outbound link to the relay of `tunnel.via`, kept up with backoff.
 //!
 //! The link is PubkyTLS with the relay's key checked, then this box's signed hello
-//! ([`super::wire`]). Once the relay answers with the public port, the record announces the
-//! relay's address and that port ([`PublicAddress::set_relayed`]), and it keeps doing so
-//! while the link is being made again: in the households that need a relay, the box's own
-//! address reaches nobody. Each stream the relay opens is one client; it is spliced to the
+//! ([`super::wire`]). The relay answers with the public port it gives this box. With
+//! `use_relay = "always"` the record announces the relay's address and that port at once
+//! ([`PublicAddress::set_relayed`]); with `"when_unreachable"` only after the relay's
+//! connect-back failed to reach the box at its own address. Either way it keeps doing so
+//! while the link is being made again: the box's own address reached nobody. Each stream the relay opens is one client; it is spliced to the
 //! box's relayed PubkyTLS listener on loopback, which reads the PROXY line the relay put in
 //! front, so rate limits and connection shares count the real client.
 
