@@ -120,7 +120,7 @@ fn snapshot(config: &Config, data_dir: &Path) -> Result<(SnapshotInfo, Hold)> {
         bail!("no store in {}", data_dir.display());
     }
     let store = Store::open(data_dir, crate::app::store_config(config)).map_err(|e| {
-        if e.to_string().contains("could not acquire lock") {
+        if matches!(e, crate::store::StoreError::InUse(_)) {
             anyhow!(
                 "the server is running but its admin API at {addr} cannot be reached; a \
                  backup of a running server goes through it"

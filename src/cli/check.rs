@@ -12,15 +12,8 @@ pub fn run(config: &Config, data_dir: &std::path::Path) -> anyhow::Result<()> {
         "no store in {} (nothing has been stored there yet, or --data-dir is wrong)",
         data_dir.display()
     );
-    let store = crate::store::Store::open(data_dir, app::store_config(config)).map_err(|e| {
-        // sled reports a held database lock as a plain I/O error with this text.
-        let hint = if e.to_string().contains("could not acquire lock") {
-            " (is the server still running?)"
-        } else {
-            ""
-        };
-        anyhow::anyhow!("cannot open the store in {}{hint}: {e}", data_dir.display())
-    })?;
+    let store = crate::store::Store::open(data_dir, app::store_config(config))
+        .map_err(|e| anyhow::anyhow!("cannot open the store in {}: {e}", data_dir.display()))?;
     let report = store
         .check()
         .context("the check could not read the store")?;

@@ -51,6 +51,7 @@ mod tests;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -97,6 +98,9 @@ pub enum StoreError {
     DiskFull,
     /// The database cannot be opened (its log could not be replayed).
     Unrecoverable(String),
+    /// Another holder kept the database's lock for longer than `LOCK_WAIT` (a running
+    /// server, or a tool working on the same data directory).
+    InUse(PathBuf),
 }
 
 impl std::fmt::Display for StoreError {
@@ -117,6 +121,11 @@ impl std::fmt::Display for StoreError {
             StoreError::GrantExpired => f.write_str("grant has expired"),
             StoreError::DiskFull => f.write_str("disk full"),
             StoreError::Unrecoverable(e) => f.write_str(e),
+            StoreError::InUse(db) => write!(
+                f,
+                "the database {} is in use by another process (is the server running?)",
+                db.display()
+            ),
         }
     }
 }
@@ -276,6 +285,32 @@ struct WriterState {
     last_nonce_gc: u64,
 }
 
+/// How long `Store::open` waits for a database lock held by someone else. A store closed
+/// in this process releases its lock only when sled's own background threads let go of the
+/// database, a moment after `close` returns (a restore reopens right away); a server that
+/// runs holds it for good.
+const LOCK_WAIT: Duration = Duration::from_secs(3);
+
+/// Opens the database with `open`, trying again while its lock is held, up to `LOCK_WAIT`.
+fn open_waiting_for_lock<T>(
+    db_dir: &Path,
+    mut open: impl FnMut() -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match open() {
+            // sled reports a held lock as a plain I/O error with this text.
+            Err(StoreError::Io(e)) if e.to_string().contains("could not acquire lock") => {
+                if std::time::Instant::now() >= deadline {
+                    return Err(StoreError::InUse(db_dir.to_path_buf()));
+                }
+                std::thread::sleep(Duration::from_millis(25));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Handle to the store; cheap to clone.
 #[derive(Clone)]
 pub struct Store(Arc<Inner>);
@@ -289,11 +324,13 @@ impl Store {
             Durability::Relaxed => Some(RELAXED_FLUSH_MS),
         };
         let db_dir = data_dir.join("db");
-        let sled_cfg = sled::Config::new()
-            .path(&db_dir)
-            .cache_capacity(cfg.cache_capacity_bytes)
-            .flush_every_ms(flush_every);
-        let db = recovery::open_db(&db_dir, || sled_cfg.open())?;
+        let db = open_waiting_for_lock(&db_dir, || {
+            let sled_cfg = sled::Config::new()
+                .path(&db_dir)
+                .cache_capacity(cfg.cache_capacity_bytes)
+                .flush_every_ms(flush_every);
+            recovery::open_db(&db_dir, || sled_cfg.open())
+        })?;
         let tree = |n: &str| db.open_tree(n);
         let t = Trees {
             entries: tree("entries")?,

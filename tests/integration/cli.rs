@@ -175,7 +175,7 @@ fn check_reports_a_consistent_store_and_names_each_problem() {
     let o = run(&["--data-dir", d, "check"]);
     assert!(!o.status.success());
     assert!(
-        stderr(&o).contains("is the server still running?"),
+        stderr(&o).contains("is in use by another process (is the server running?)"),
         "{}",
         stderr(&o)
     );

@@ -40,7 +40,7 @@ pub fn import(config: &Config, data_dir: &Path, args: &[&str]) -> Result<()> {
     let id = crate::identity::Identity::load_existing(data_dir)?;
     crate::app::prepare_data_dir(data_dir)?;
     let store = Store::open(data_dir, crate::app::store_config(config)).map_err(|e| {
-        if e.to_string().contains("could not acquire lock") {
+        if matches!(e, crate::store::StoreError::InUse(_)) {
             anyhow!(
                 "the server is running on {}: stop it first",
                 data_dir.display()

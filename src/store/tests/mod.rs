@@ -140,6 +140,34 @@ fn orphans_swept_and_data_survives_reopen() {
     });
 }
 
+/// A lock let go of shortly after `open` starts (a store closing on another thread, as a
+/// restore closes and reopens) is waited for; one held for good ends in `InUse`.
+#[test]
+fn open_waits_for_a_lock_being_released_and_names_one_held() {
+    smol::block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Store::open(dir.path(), cfg(1024, None)).unwrap();
+        let releaser = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            smol::block_on(first.close()).unwrap();
+        });
+        let second = Store::open(dir.path(), cfg(1024, None)).unwrap();
+        releaser.join().unwrap();
+
+        let started = std::time::Instant::now();
+        let Err(err) = Store::open(dir.path(), cfg(1024, None)) else {
+            panic!("a second store opened a database that is held");
+        };
+        assert!(matches!(&err, StoreError::InUse(db) if db == &dir.path().join("db")));
+        assert!(started.elapsed() >= LOCK_WAIT, "{:?}", started.elapsed());
+        assert!(
+            err.to_string().contains("is in use by another process"),
+            "{err}"
+        );
+        second.close().await.unwrap();
+    });
+}
+
 /// Relaxed mode answers before any flush, so a timer must flush: a copy of the data
 /// directory taken while the store is still open (what a power cut would leave, minus the
 /// page cache) holds a write once the flush interval has passed.
