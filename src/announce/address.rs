@@ -1,7 +1,7 @@
 //! The address the homeserver's record announces, shared by whoever learns it (the config,
 //! the router over UPnP) and the publisher, which wakes on every change.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -18,6 +18,9 @@ pub struct PublicAddress {
     /// The relay's public address and the port it gives this box: while set, it is what
     /// the record announces, whatever the router or the config say.
     relayed: Mutex<Option<SocketAddr>>,
+    /// The box's global IPv6 address and the port open to it at the router's firewall
+    /// (the record's `AAAA`, when that port is the record's port).
+    ipv6: Mutex<Option<(Ipv6Addr, u16)>>,
     held: AtomicBool,
     changed: Event,
 }
@@ -28,6 +31,7 @@ impl PublicAddress {
             ip: Mutex::new(ip),
             pubky_tls_port: Mutex::new(None),
             relayed: Mutex::new(None),
+            ipv6: Mutex::new(None),
             held: AtomicBool::new(false),
             changed: Event::new(),
         })
@@ -132,6 +136,29 @@ impl PublicAddress {
         *self.relayed.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Sets (or, with `None`, withdraws) the IPv6 address and port open to it; republishes
+    /// on change.
+    pub fn set_ipv6(&self, open: Option<(Ipv6Addr, u16)>) {
+        let mut cur = self.ipv6.lock().unwrap_or_else(|e| e.into_inner());
+        if *cur != open {
+            *cur = open;
+            drop(cur);
+            self.changed.notify(usize::MAX);
+        }
+    }
+
+    /// The IPv6 address to announce beside the IPv4 one: only when its open port is `port`,
+    /// the one the record names for every address it carries.
+    pub fn ipv6_for(&self, port: u16) -> Option<Ipv6Addr> {
+        let open = *self.ipv6.lock().unwrap_or_else(|e| e.into_inner());
+        open.filter(|(_, p)| *p == port).map(|(ip, _)| ip)
+    }
+
+    /// The IPv6 address and its open port, whatever the record's port.
+    pub fn ipv6(&self) -> Option<(Ipv6Addr, u16)> {
+        *self.ipv6.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Sets the external PubkyTLS port (a router mapping); republishes on change.
     pub fn set_pubky_tls_port(&self, port: u16) {
         let mut cur = self
@@ -218,6 +245,24 @@ mod tests {
         smol::block_on(l);
         assert!(!a.is_held());
         assert_eq!(a.get(), Some(ip));
+    }
+
+    #[test]
+    fn an_ipv6_address_is_announced_only_at_the_records_port() {
+        let a = PublicAddress::new(None);
+        let ip: Ipv6Addr = "2001:db8:1::10".parse().unwrap();
+        let l = a.changed.listen();
+        a.set_ipv6(Some((ip, 6287)));
+        smol::block_on(l);
+        assert_eq!(a.ipv6_for(6287), Some(ip));
+        // The IPv4 side mapped another external port (or a relay's): one `port` parameter
+        // covers every address of the record, so the IPv6 one is left out.
+        assert_eq!(a.ipv6_for(6288), None);
+        assert_eq!(a.ipv6(), Some((ip, 6287)));
+        let l = a.changed.listen();
+        a.set_ipv6(None);
+        smol::block_on(l);
+        assert_eq!(a.ipv6_for(6287), None);
     }
 
     #[test]

@@ -174,6 +174,7 @@ mod tests {
     fn item_round_trip_keeps_the_signed_bytes() {
         let spec = RecordSpec {
             public_ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7)),
+            public_ipv6: None,
             pubky_tls_port: 6287,
             icann_http_port: 6286,
             icann_domain: None,

@@ -1,6 +1,6 @@
-//! The household side of start-up and teardown: the UPnP port mapper and the mDNS
-//! announcement, started from `[upnp]`/`[mdns]` once the listeners are bound, and stopped
-//! first on shutdown (goodbye and mapping removal before the listeners drain).
+//! The household side of start-up and teardown: the UPnP port mapper, the IPv6 pinhole
+//! and the mDNS announcement, started from `[upnp]`/`[mdns]` once the listeners are bound,
+//! and stopped first on shutdown (goodbye and mapping removal before the listeners drain).
 //!
 //! Both only make sense when the PubkyTLS listener can be reached from the LAN: with a
 //! loopback listener (the default config) neither runs, and the report says why.
@@ -14,6 +14,7 @@ use smol::{Executor, Task};
 
 use super::mapping::PortRequest;
 use super::mdns::{Announcer, MdnsSettings, Ports};
+use super::pinhole::{PinholeState, Pinholer};
 use super::upnp::{PortMapper, UpnpState};
 use super::worker::save_json;
 use super::PublicAddress;
@@ -34,6 +35,8 @@ pub struct Listeners {
 /// The running household workers.
 pub struct Household {
     upnp: Option<Task<()>>,
+    /// The IPv6 rung (`pinhole`).
+    ipv6: Option<Task<()>>,
     mdns: Option<Announcer>,
     /// What the port mapper knows (also in `<data>/upnp.json`).
     pub upnp_state: Arc<Mutex<UpnpState>>,
@@ -82,7 +85,7 @@ impl Household {
                 state: upnp_state.clone(),
                 changed: upnp_changed.clone(),
             };
-            Some(ex.spawn(mapper.run(shutdown)))
+            Some(ex.spawn(mapper.run(shutdown.clone())))
         } else {
             let why = if u.enabled {
                 "off: the PubkyTLS listener is on loopback"
@@ -98,9 +101,25 @@ impl Household {
             *upnp_state.lock().unwrap_or_else(|e| e.into_inner()) = st;
             None
         };
+        let ipv6 = match super::pinhole::off_reason(u, listeners.pubky_tls) {
+            None => {
+                let pinholer = Pinholer {
+                    settings: u.clone(),
+                    listen: listeners.pubky_tls,
+                    address: address.clone(),
+                    data_dir: data_dir.to_path_buf(),
+                };
+                Some(ex.spawn(pinholer.run(shutdown.clone())))
+            }
+            Some(why) => {
+                PinholeState::save_off(data_dir, &why);
+                None
+            }
+        };
         let mdns = start_mdns(config, key, &listeners, reachable, data_dir);
         Household {
             upnp,
+            ipv6,
             mdns,
             upnp_state,
             upnp_changed,
@@ -111,7 +130,11 @@ impl Household {
     /// been triggered (the port mapper ends on it).
     pub async fn stop(self) {
         let mdns = self.mdns.map(|a| smol::unblock(move || a.stop()));
+        let ipv6 = self.ipv6;
         if let Some(t) = self.upnp {
+            t.await;
+        }
+        if let Some(t) = ipv6 {
             t.await;
         }
         if let Some(m) = mdns {

@@ -2,7 +2,7 @@
 //! timestamp is passed in, nothing here touches the network.
 
 use std::borrow::Cow;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 
 use pkarr::dns::rdata::{RData, SVCParam, SVCB};
 use pkarr::dns::Name;
@@ -20,12 +20,29 @@ pub const HTTP_PORT_PARAM: u16 = 0xff00;
 pub struct RecordSpec {
     /// The address clients dial (apex A/AAAA, and the ip hint).
     pub public_ip: IpAddr,
+    /// A second address, IPv6, beside an IPv4 `public_ip` (a second apex `AAAA` and
+    /// `ipv6hint`): clients with IPv6 reach the box without the IPv4 NAT. It must be open at
+    /// `pubky_tls_port` too: one `port` parameter covers every address.
+    pub public_ipv6: Option<Ipv6Addr>,
     /// Public port of the PubkyTLS listener (`port` SvcParam of the priority-1 record).
     pub pubky_tls_port: u16,
     /// Public port of the plain HTTP listener, announced only with an ICANN domain.
     pub icann_http_port: u16,
     /// Domain for browsers and the ICANN fallback (second HTTPS record), if any.
     pub icann_domain: Option<String>,
+}
+
+impl RecordSpec {
+    /// The apex addresses: `public_ip`, then `public_ipv6` unless it repeats it.
+    pub fn addresses(&self) -> Vec<IpAddr> {
+        let mut ips = vec![self.public_ip];
+        if let Some(v6) = self.public_ipv6.map(IpAddr::V6) {
+            if v6 != self.public_ip {
+                ips.push(v6);
+            }
+        }
+        ips
+    }
 }
 
 #[derive(Debug)]
@@ -49,9 +66,26 @@ pub fn homeserver_packet(
     let apex = Name::new_unchecked(".");
     let mut direct = SVCB::new(1, apex.clone());
     direct.set_port(spec.pubky_tls_port);
-    match spec.public_ip {
-        IpAddr::V4(ip) => direct.set_ipv4hint(&[ip.to_bits()]),
-        IpAddr::V6(ip) => direct.set_ipv6hint(&[ip.to_bits()]),
+    let ips = spec.addresses();
+    let v4: Vec<u32> = ips
+        .iter()
+        .filter_map(|ip| match ip {
+            IpAddr::V4(v4) => Some(v4.to_bits()),
+            IpAddr::V6(_) => None,
+        })
+        .collect();
+    let v6: Vec<u128> = ips
+        .iter()
+        .filter_map(|ip| match ip {
+            IpAddr::V6(v6) => Some(v6.to_bits()),
+            IpAddr::V4(_) => None,
+        })
+        .collect();
+    if !v4.is_empty() {
+        direct.set_ipv4hint(&v4);
+    }
+    if !v6.is_empty() {
+        direct.set_ipv6hint(&v6);
     }
     let mut builder = SignedPacket::builder().https(apex.clone(), direct, TTL_SECS);
     if let Some(domain) = &spec.icann_domain {
@@ -66,8 +100,10 @@ pub fn homeserver_packet(
         }
         builder = builder.https(apex.clone(), icann, TTL_SECS);
     }
+    for ip in ips {
+        builder = builder.address(apex.clone(), ip, TTL_SECS);
+    }
     builder
-        .address(apex, spec.public_ip, TTL_SECS)
         .timestamp(Timestamp::from(timestamp_us))
         .sign(&keypair)
         .map_err(|e| PacketError(e.to_string()))
@@ -93,6 +129,18 @@ pub fn direct_endpoint(packet: &SignedPacket) -> (Option<IpAddr>, Option<u16>) {
         }
     }
     (ip, port)
+}
+
+/// The IPv6 addresses a homeserver packet announces (its apex `AAAA` records).
+pub fn announced_ipv6(packet: &SignedPacket) -> Vec<Ipv6Addr> {
+    let z = packet.public_key().to_z32();
+    packet
+        .resource_records(&z)
+        .filter_map(|rr| match &rr.rdata {
+            RData::AAAA(a) => Some(Ipv6Addr::from(a.address)),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The homeserver a user's packet points to: the target of the first `HTTPS`/`SVCB` record
@@ -122,6 +170,7 @@ mod tests {
     fn spec(domain: Option<&str>) -> RecordSpec {
         RecordSpec {
             public_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            public_ipv6: None,
             pubky_tls_port: 6287,
             icann_http_port: 6286,
             icann_domain: domain.map(str::to_string),
@@ -143,6 +192,7 @@ mod tests {
                             let bytes = match prm {
                                 SVCParam::Port(p) => p.to_be_bytes().to_vec(),
                                 SVCParam::Ipv4Hint(v) => v[0].to_be_bytes().to_vec(),
+                                SVCParam::Ipv6Hint(v) => v[0].to_be_bytes().to_vec(),
                                 SVCParam::Unknown(_, b) => b.to_vec(),
                                 _ => vec![],
                             };
@@ -184,6 +234,32 @@ mod tests {
             .collect();
         assert_eq!(a, vec![Ipv4Addr::LOCALHOST]);
         assert!(p.all_resource_records().all(|rr| rr.ttl == TTL_SECS));
+    }
+
+    #[test]
+    fn an_ipv6_address_beside_the_ipv4_one_adds_aaaa_and_ipv6hint() {
+        let v6: Ipv6Addr = "2001:db8:1::10".parse().unwrap();
+        let both = RecordSpec {
+            public_ipv6: Some(v6),
+            ..spec(None)
+        };
+        let p = homeserver_packet(&[0; 32], &both, 7).unwrap();
+        let recs = https_records(&p);
+        assert_eq!(recs.len(), 1);
+        assert!(recs[0].2.contains(&(4, vec![127, 0, 0, 1])));
+        assert!(recs[0].2.contains(&(6, v6.octets().to_vec())));
+        assert_eq!(announced_ipv6(&p), vec![v6]);
+        // The A record stays the first address: readers of one address see the IPv4 one.
+        assert_eq!(direct_endpoint(&p).0, Some(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+        // An IPv6 public_ip and the same IPv6 beside it: one AAAA, not two.
+        let same = RecordSpec {
+            public_ip: IpAddr::V6(v6),
+            public_ipv6: Some(v6),
+            ..spec(None)
+        };
+        let p = homeserver_packet(&[0; 32], &same, 8).unwrap();
+        assert_eq!(announced_ipv6(&p), vec![v6]);
+        assert_eq!(direct_endpoint(&p).0, Some(IpAddr::V6(v6)));
     }
 
     #[test]

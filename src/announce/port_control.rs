@@ -44,9 +44,24 @@ impl PortControl {
     pub async fn find(protocol: Protocol, timeout: Duration) -> Result<PortControl, String> {
         let gw =
             default_gateway().ok_or_else(|| "no default route, so no router to ask".to_string())?;
+        Self::at(
+            protocol,
+            SocketAddr::new(IpAddr::V4(gw), natpmp::SERVER_PORT),
+            timeout,
+        )
+        .await
+    }
+
+    /// Asks the router at `gateway` as [`find`](Self::find) does (PCP over IPv6 goes to the
+    /// IPv6 default gateway, for a firewall pinhole).
+    pub async fn at(
+        protocol: Protocol,
+        gateway: SocketAddr,
+        timeout: Duration,
+    ) -> Result<PortControl, String> {
         let pc = PortControl {
             protocol,
-            gateway: SocketAddr::new(IpAddr::V4(gw), natpmp::SERVER_PORT),
+            gateway,
             timeout,
             known: Arc::default(),
         };
@@ -231,7 +246,11 @@ impl PortControl {
         accept: impl Fn(&[u8]) -> Option<T>,
     ) -> Result<T, String> {
         let gw = self.gateway;
-        let bind = SocketAddr::new(from.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)), 0);
+        let any = match gw {
+            SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            SocketAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+        };
+        let bind = SocketAddr::new(from.unwrap_or(any), 0);
         let sock = UdpSocket::bind(bind).map_err(|e| format!("UDP socket on {bind}: {e}"))?;
         sock.connect(gw)
             .map_err(|e| format!("no route to {gw}: {e}"))?;

@@ -4,7 +4,7 @@
 //! outcome of the last attempt is logged and kept in `<data>/announce.json`, which
 //! `pubky-edge info` reads.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -38,6 +38,17 @@ pub struct PublishStatus {
     pub dht_seen_ip: Option<String>,
     #[serde(default)]
     pub dht_firewalled: Option<bool>,
+    /// The IPv6 address announced beside `published_ip`, if any.
+    #[serde(default)]
+    pub published_ipv6: Option<String>,
+}
+
+/// The addresses and port a record is signed with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Signed {
+    ip: IpAddr,
+    ipv6: Option<Ipv6Addr>,
+    port: u16,
 }
 
 impl PublishStatus {
@@ -79,11 +90,22 @@ pub struct Publisher {
 impl Publisher {
     pub async fn run(self, shutdown: ShutdownSignal) {
         let mut packet: Option<SignedPacket> = None;
-        let mut signed_port = 0u16;
+        // What the packet was signed with: re-signed only when this changes.
+        let mut signed: Option<Signed> = None;
         let mut failures = 0u32;
         loop {
             let changed = self.address.changed();
-            let ip = self.address.get();
+            let port = self
+                .address
+                .pubky_tls_port()
+                .unwrap_or(self.spec.pubky_tls_port);
+            let ipv6 = self.address.ipv6_for(port);
+            // Without an IPv4 address (none configured, the router named none), an open
+            // IPv6 one is enough for a record.
+            let ip = match self.address.get() {
+                None if self.address.is_held() => None,
+                ip => ip.or(ipv6.map(IpAddr::V6)),
+            };
             let wait = match ip {
                 None if self.address.is_held() => {
                     tracing::debug!("waiting for the router's external address before publishing");
@@ -94,20 +116,14 @@ impl Publisher {
                     self.interval
                 }
                 Some(ip) => {
-                    let port = self
-                        .address
-                        .pubky_tls_port()
-                        .unwrap_or(self.spec.pubky_tls_port);
-                    let stale = packet
-                        .as_ref()
-                        .map(|p| published_ip(p) != Some(ip) || signed_port != port);
-                    if stale != Some(false) {
-                        packet = self.sign(ip, port);
-                        signed_port = port;
+                    let now = Signed { ip, ipv6, port };
+                    if signed != Some(now) || packet.is_none() {
+                        packet = self.sign(now);
+                        signed = Some(now);
                     }
                     match &packet {
                         Some(p) => {
-                            if self.publish(p, ip, port).await {
+                            if self.publish(p, now).await {
                                 failures = 0;
                                 self.interval
                             } else {
@@ -138,10 +154,11 @@ impl Publisher {
         }
     }
 
-    fn sign(&self, ip: IpAddr, pubky_tls_port: u16) -> Option<SignedPacket> {
+    fn sign(&self, with: Signed) -> Option<SignedPacket> {
         let spec = RecordSpec {
-            public_ip: ip,
-            pubky_tls_port,
+            public_ip: with.ip,
+            public_ipv6: with.ipv6,
+            pubky_tls_port: with.port,
             ..self.spec.clone()
         };
         match homeserver_packet(&self.seed, &spec, crate::clock::now_micros()) {
@@ -153,7 +170,8 @@ impl Publisher {
         }
     }
 
-    async fn publish(&self, packet: &SignedPacket, ip: IpAddr, port: u16) -> bool {
+    async fn publish(&self, packet: &SignedPacket, with: Signed) -> bool {
+        let Signed { ip, ipv6, port } = with;
         if let Some(relay) = &self.relay {
             relay.remember(packet);
         }
@@ -168,6 +186,9 @@ impl Publisher {
             let mut st = self.status.lock().unwrap_or_else(|e| e.into_inner());
             st.last_attempt_secs = now;
             st.published_ip = Some(ip.to_string());
+            st.published_ipv6 = ipv6
+                .filter(|v6| IpAddr::V6(*v6) != ip)
+                .map(|v6| v6.to_string());
             st.pubky_tls_port = port;
             st.packet_timestamp_us = packet.timestamp().as_u64();
             if let Some(seen) = seen {
@@ -188,7 +209,7 @@ impl Publisher {
         snapshot.save(&self.data_dir);
         match &result {
             Ok(n) => {
-                tracing::info!(%ip, port, nodes = n, "published the homeserver record")
+                tracing::info!(%ip, ipv6 = ?ipv6, port, nodes = n, "published the homeserver record")
             }
             Err(e) => {
                 tracing::warn!(%ip, error = %e, "publishing the homeserver record failed; will retry")
@@ -197,17 +218,6 @@ impl Publisher {
         self.attempted.notify(usize::MAX);
         result.is_ok()
     }
-}
-
-/// The apex A/AAAA address of one of our packets.
-fn published_ip(p: &SignedPacket) -> Option<IpAddr> {
-    use pkarr::dns::rdata::RData;
-    let z = p.public_key().to_z32();
-    p.resource_records(&z).find_map(|rr| match &rr.rdata {
-        RData::A(a) => Some(IpAddr::from(std::net::Ipv4Addr::from(a.address))),
-        RData::AAAA(a) => Some(IpAddr::from(std::net::Ipv6Addr::from(a.address))),
-        _ => None,
-    })
 }
 
 #[cfg(test)]
@@ -228,17 +238,5 @@ mod tests {
         };
         st.save(dir.path());
         assert_eq!(PublishStatus::load(dir.path()), Some(st));
-    }
-
-    #[test]
-    fn published_ip_reads_the_apex_address() {
-        let spec = RecordSpec {
-            public_ip: "192.0.2.9".parse().unwrap(),
-            pubky_tls_port: 1,
-            icann_http_port: 2,
-            icann_domain: None,
-        };
-        let p = homeserver_packet(&[1; 32], &spec, 1).unwrap();
-        assert_eq!(published_ip(&p), Some(spec.public_ip));
     }
 }

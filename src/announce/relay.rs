@@ -197,6 +197,7 @@ mod tests {
     fn packet(seed: u8, ts: u64) -> SignedPacket {
         let spec = RecordSpec {
             public_ip: "192.0.2.1".parse().unwrap(),
+            public_ipv6: None,
             pubky_tls_port: 6287,
             icann_http_port: 6286,
             icann_domain: None,

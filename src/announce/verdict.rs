@@ -314,10 +314,66 @@ pub fn judge(
     }
 }
 
+/// `verdict` with the IPv6 side taken into account: a box IPv4 clients cannot reach, whose
+/// record announces an IPv6 address (announced only while the router's firewall lets it
+/// through, see `pinhole`), is reachable by every client with IPv6.
+pub fn with_ipv6(verdict: Verdict, publish: Option<&PublishStatus>) -> Verdict {
+    let announced = publish.and_then(|p| Some((p.published_ipv6.as_deref()?, p.pubky_tls_port)));
+    match announced {
+        Some((v6, port)) if verdict.level == Level::Bad => v(
+            Level::Warn,
+            "Reachable over IPv6 only",
+            format!(
+                "Apps on networks with IPv6 reach the box at [{v6}]:{port}, which the \
+                 router's firewall lets through; over IPv4 they cannot. {}",
+                verdict.reason
+            ),
+            &verdict.fix,
+        ),
+        _ => verdict,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::announce::upnp::MappingState;
+
+    #[test]
+    fn an_announced_ipv6_address_softens_only_an_unreachable_verdict() {
+        let cgnat = judge(
+            &config(true),
+            Some(&upnp(NatKind::Cgnat, true)),
+            Some(&published()),
+            None,
+            6287,
+        );
+        assert_eq!(cgnat.level, Level::Bad);
+        let v6 = PublishStatus {
+            published_ipv6: Some("2001:db8:1::10".into()),
+            ..published()
+        };
+        let soft = with_ipv6(cgnat.clone(), Some(&v6));
+        assert_eq!(soft.level, Level::Warn);
+        assert_eq!(soft.headline, "Reachable over IPv6 only");
+        assert!(
+            soft.reason.contains("[2001:db8:1::10]:6287"),
+            "{}",
+            soft.reason
+        );
+        assert!(soft.reason.ends_with(&cgnat.reason), "{}", soft.reason);
+        assert_eq!(soft.fix, cgnat.fix);
+        // Without an announced IPv6 address, or when IPv4 works, nothing changes.
+        assert_eq!(with_ipv6(cgnat.clone(), Some(&published())), cgnat);
+        let good = judge(
+            &config(true),
+            Some(&upnp(NatKind::Public, true)),
+            Some(&v6),
+            None,
+            6287,
+        );
+        assert_eq!(with_ipv6(good.clone(), Some(&v6)), good);
+    }
 
     fn config(dht: bool) -> Config {
         let toml = format!("[pkdns]\ndht = {dht}\n");

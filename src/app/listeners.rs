@@ -81,9 +81,37 @@ fn loopback() -> TrustedProxies {
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))
+    let bound = if addr.is_ipv6() && addr.ip().is_unspecified() {
+        match dual_stack(addr) {
+            // A kernel without IPv6 (ipv6.disable=1): every IPv4 address still serves.
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::AFNOSUPPORT.raw_os_error()) => {
+                let v4 = SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), addr.port());
+                tracing::warn!(%addr, "this kernel has no IPv6: listening on {v4} instead");
+                TcpListener::bind(v4).await
+            }
+            other => other.and_then(TcpListener::try_from),
+        }
+    } else {
+        TcpListener::bind(addr).await
+    };
+    bound.with_context(|| format!("cannot listen on {addr}"))
+}
+
+/// A listener on `[::]` that takes IPv4 too (as IPv4-mapped addresses, which the limits
+/// and proxy rules read as IPv4), whatever the system's `net.ipv6.bindv6only` says.
+fn dual_stack(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    use rustix::net::{sockopt, AddressFamily, SocketFlags, SocketType};
+    let fd = rustix::net::socket_with(
+        AddressFamily::INET6,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC,
+        None,
+    )?;
+    sockopt::set_ipv6_v6only(&fd, false)?;
+    sockopt::set_socket_reuseaddr(&fd, true)?;
+    rustix::net::bind(&fd, &addr)?;
+    rustix::net::listen(&fd, 1024)?;
+    Ok(std::net::TcpListener::from(fd))
 }
 
 async fn bind_if(on: bool, addr: Option<SocketAddr>) -> Result<Option<TcpListener>> {
@@ -296,4 +324,28 @@ where
     let ex2 = ex.clone();
     let (limits, signal, stats) = (limits.clone(), signal.clone(), stats.clone());
     ex.spawn(async move { serve(&ex2, listener, acceptor, limits, handler, signal, stats).await })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listener_on_any_ipv6_address_takes_ipv4_clients_too() {
+        smol::block_on(async {
+            let l = bind("[::]:0".parse().unwrap()).await.unwrap();
+            let port = l.local_addr().unwrap().port();
+            for client in ["127.0.0.1", "::1"] {
+                let ip: std::net::IpAddr = client.parse().unwrap();
+                let _c = smol::net::TcpStream::connect((ip, port)).await.unwrap();
+                let (_, peer) = l.accept().await.unwrap();
+                // IPv4 clients arrive as IPv4-mapped addresses.
+                let seen = match peer.ip() {
+                    std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(peer.ip(), Into::into),
+                    v4 => v4,
+                };
+                assert_eq!(seen, ip);
+            }
+        });
+    }
 }

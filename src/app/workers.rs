@@ -59,6 +59,7 @@ impl Workers {
                 seed: identity.signing_key().to_bytes(),
                 spec: RecordSpec {
                     public_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                    public_ipv6: None,
                     pubky_tls_port: pk.announced_tls_port(addrs.pubky_tls.port()),
                     icann_http_port: pk.announced_http_port(addrs.icann.port()),
                     icann_domain: pk.icann_domain.clone(),

@@ -3,18 +3,19 @@
 //! router answered, the mappings), the external address, whether
 //! carrier-grade or double NAT was detected, the last DHT publish and whether the record on
 //! the DHT points back at the current address. The command runs in its own process, so it
-//! reads what the workers wrote into the data directory (`upnp.json`, `mdns.json`,
-//! `announce.json`) and, for the last line, what `announce::reachability` found on the DHT.
+//! reads what the workers wrote into the data directory (`upnp.json`, `ipv6.json`,
+//! `mdns.json`, `announce.json`) and, for the last line, what `announce::reachability` found on the DHT.
 
 use std::path::Path;
 
 use crate::announce::household::mdns_settings;
 use crate::announce::mapping::{NatKind, Views};
 use crate::announce::mdns::{lan_addresses, MdnsState};
+use crate::announce::pinhole::PinholeState;
 use crate::announce::reachability::{current_address, views, Resolution};
 use crate::announce::tunnel_state::{LinkState, RelayState};
 use crate::announce::upnp::UpnpState;
-use crate::announce::verdict::{judge, through_relay};
+use crate::announce::verdict::{judge, through_relay, with_ipv6};
 use crate::announce::PublishStatus;
 use crate::clock::rfc3339;
 use crate::config::Config;
@@ -31,6 +32,10 @@ pub fn reachability(
     out.extend(upnp_lines(upnp.as_ref()));
     let publish = PublishStatus::load(data_dir);
     out.extend(external_lines(config, upnp.as_ref(), publish.as_ref()));
+    out.push(ipv6_line(
+        PinholeState::load(data_dir).as_ref(),
+        publish.as_ref(),
+    ));
     if with_publish {
         out.push(publish_line(config, publish.as_ref()));
     }
@@ -65,6 +70,7 @@ pub fn reachability(
             config.drive.pubky_listen_socket.port(),
         )
     });
+    let verdict = with_ipv6(verdict, publish.as_ref());
     out.push(format!(
         "verdict:       {}. {} {}",
         verdict.headline, verdict.reason, verdict.fix
@@ -272,16 +278,60 @@ fn external_lines(
     ]
 }
 
+/// The IPv6 rung: the address, the pinhole, and whether the record carries it.
+fn ipv6_line(pinhole: Option<&PinholeState>, publish: Option<&PublishStatus>) -> String {
+    let Some(p) = pinhole else {
+        return "ipv6:          unknown (the server has not run yet)".into();
+    };
+    let addr = p.address.as_deref().unwrap_or("?");
+    let announced = publish.and_then(|p| p.published_ipv6.as_deref()) == Some(addr);
+    let in_record = match publish {
+        _ if announced => "; the record announces it (AAAA)".to_string(),
+        Some(pb) if pb.published_ip.is_some() && pb.pubky_tls_port != p.port => format!(
+            "; NOT in the record: it names port {} (the IPv4 side's), and one port covers every address",
+            pb.pubky_tls_port
+        ),
+        _ => "; not in the record yet".into(),
+    };
+    match p.state.as_str() {
+        "pinhole_open" => format!(
+            "ipv6:          [{addr}]:{} open at the router's firewall via {} (lease {} s, opened in {} ms, {} renewals){in_record}",
+            p.port,
+            p.gateway.as_deref().unwrap_or("?"),
+            p.lease_secs,
+            p.took_ms.map_or("?".into(), |t| t.to_string()),
+            p.renewals
+        ),
+        "open" => format!(
+            "ipv6:          [{addr}]:{} announced without asking the router (upnp.ipv6 = \"open\"){in_record}",
+            p.port
+        ),
+        state if state.starts_with("off") => format!("ipv6:          {state}"),
+        state => format!(
+            "ipv6:          not announced ({state}){}",
+            p.last_error
+                .as_deref()
+                .map_or(String::new(), |e| format!(": {e}"))
+        ),
+    }
+}
+
 fn publish_line(config: &Config, publish: Option<&PublishStatus>) -> String {
     match publish {
         _ if !config.pkdns.dht => "dht publish:   off (pkdns.dht = false)".into(),
         None => "dht publish:   not attempted yet".into(),
         Some(p) => match (&p.last_error, p.last_success_secs) {
             (None, Some(ok)) => format!(
-                "dht publish:   ok at {} ({}:{}, stored on {} nodes)",
+                "dht publish:   ok at {} ({}:{}{}, stored on {} nodes)",
                 rfc3339(ok),
                 p.published_ip.as_deref().unwrap_or("?"),
                 p.pubky_tls_port,
+                p.published_ipv6
+                    .as_deref()
+                    .map_or(String::new(), |v6| format!(
+                        " and [{v6}]:{}",
+                        p.pubky_tls_port
+                    )),
                 p.stored_at_nodes
             ),
             (Some(e), _) => format!(

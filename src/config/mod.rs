@@ -323,6 +323,20 @@ pub struct Upnp {
     /// Other external ports tried when the wanted one is held by another host.
     pub alternative_ports: u16,
     pub description: String,
+    /// Whether the box's global IPv6 address is announced, and the router's firewall asked
+    /// to open it.
+    pub ipv6: Ipv6Mode,
+}
+
+/// `upnp.ipv6`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ipv6Mode {
+    /// Ask the router (PCP) for a pinhole; announce the address while it is open.
+    Pinhole,
+    /// The firewall is open already (by hand, or none): announce the address, ask nothing.
+    Open,
+    /// Announce no IPv6 address.
+    Off,
 }
 
 /// `[mdns]`: the LAN announcement.

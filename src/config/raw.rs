@@ -155,6 +155,7 @@ pub struct Upnp {
     pub retry_max_ms: u64,
     pub alternative_ports: u16,
     pub description: String,
+    pub ipv6: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -112,6 +112,9 @@ fn household_settings_are_checked() {
     assert_eq!(d.upnp.protocols, vec![P::Upnp, P::NatPmp, P::Pcp]);
     let pcp_first = load("[upnp]\nprotocols = [\"pcp\", \"upnp\"]\n").unwrap();
     assert_eq!(pcp_first.config.upnp.protocols, vec![P::Pcp, P::Upnp]);
+    assert_eq!(d.upnp.ipv6, crate::config::Ipv6Mode::Pinhole);
+    let open = load("[upnp]\nipv6 = \"open\"\n").unwrap();
+    assert_eq!(open.config.upnp.ipv6, crate::config::Ipv6Mode::Open);
     assert!(d.mdns.skip_interfaces.iter().any(|s| s == "docker"));
     let off = load("[upnp]\nenabled = false\n[mdns]\nenabled = false\ninterfaces = [\"wlan0\"]\n")
         .unwrap()
@@ -135,6 +138,7 @@ fn household_settings_are_checked() {
             "upnp.protocols: \"pcp\" is listed twice",
         ),
         ("[mdns]\nskip_interfaces = [\"\"]", "mdns"),
+        ("[upnp]\nipv6 = \"yes\"", "upnp.ipv6: \"yes\" is not"),
     ] {
         let e = load(text).unwrap_err();
         assert!(e.starts_with(key), "{text}: {e}");

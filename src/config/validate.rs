@@ -455,8 +455,19 @@ impl RawConfig {
         {
             return Err(format!("mdns: empty interface name {n:?}"));
         }
+        let ipv6 = match u.ipv6.as_str() {
+            "pinhole" => super::Ipv6Mode::Pinhole,
+            "open" => super::Ipv6Mode::Open,
+            "off" => super::Ipv6Mode::Off,
+            other => {
+                return Err(format!(
+                    "upnp.ipv6: {other:?} is not \"pinhole\", \"open\" or \"off\""
+                ))
+            }
+        };
         Ok(super::Upnp {
             enabled: u.enabled,
+            ipv6,
             protocols,
             map_http_port: u.map_http_port,
             lease: ms(u.lease_ms),

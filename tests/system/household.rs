@@ -6,6 +6,9 @@
 //!                                                 └── LAN2 ns 192.168.77.11: mDNS browser, "other host"
 //! ```
 //!
+//! The IPv6 test adds a global prefix: the router is fe80::1 and 2001:db8:1::1 on the LAN
+//! and 2001:db8:2::1 towards the WAN namespace (2001:db8:2::2); the device is 2001:db8:1::10.
+//!
 //! The real `pubky-edge` binary runs inside the LAN namespace (`ip netns exec`); test code
 //! that must act from a namespace runs on a thread that entered it with `setns`.
 //!
@@ -22,7 +25,8 @@ use std::time::{Duration, Instant};
 
 use pubky_edge::announce::dht::local_testnet;
 use pubky_edge::announce::mapping::Protocol;
-use pubky_edge::announce::packet::direct_endpoint;
+use pubky_edge::announce::packet::{announced_ipv6, direct_endpoint};
+use pubky_edge::announce::pinhole::PinholeState;
 use pubky_edge::announce::upnp::UpnpState;
 use pubky_edge::announce::{DhtClient, DhtSettings};
 use pubky_edge::pubkey::PublicKey;
@@ -31,6 +35,7 @@ use pubky_edge::pubkey::PublicKey;
 const SAFETY: Duration = Duration::from_secs(30);
 const ROUTER_WAN: &str = "11.0.0.1";
 const LAN_IP: &str = "192.168.77.10";
+const LAN_IP6: &str = "2001:db8:1::10";
 
 fn skip(why: &str) -> bool {
     if std::env::var("PUBKY_EDGE_REQUIRE_NETNS").as_deref() == Ok("1") {
@@ -75,6 +80,8 @@ struct Net {
     miniupnpd: Vec<Child>,
     rules_loaded: bool,
     router_started: Instant,
+    /// The device's `drive.pubky_listen_socket` ("[::]:6287" once the LAN has IPv6).
+    pubky_listen: &'static str,
     tmp: tempfile::TempDir,
 }
 
@@ -96,6 +103,7 @@ impl Net {
             miniupnpd: Vec::new(),
             rules_loaded: false,
             router_started: Instant::now(),
+            pubky_listen: "0.0.0.0:6287",
             tmp: tempfile::tempdir().map_err(|e| e.to_string())?,
         };
         sh(&["ip", "netns", "add", &net.ns("rt")])
@@ -180,6 +188,65 @@ impl Net {
             "-qw",
             "net.ipv4.ip_forward=1",
         ])
+    }
+
+    /// Gives the LAN a global IPv6 prefix, as an ISP's delegation does: the router is
+    /// fe80::1 (link-local, the next hop router advertisements name) and 2001:db8:1::1 on
+    /// the LAN, 2001:db8:2::1 towards the WAN namespace (2001:db8:2::2); the device is
+    /// 2001:db8:1::10. The router forwards IPv6 without NAT, and its firewall (the same
+    /// `forward` chain) drops what comes in unless miniupnpd opened a pinhole.
+    fn add_ipv6(&mut self) -> Result<(), String> {
+        let (rt, wan, lan) = (self.ns("rt"), self.ns("wan"), self.ns("lan"));
+        let add = |ns: &str, addr: &str, dev: &str| {
+            sh(&["ip", "-n", ns, "addr", "add", addr, "dev", dev, "nodad"])
+        };
+        add(&rt, "fe80::1/64", "br0")?;
+        add(&rt, "2001:db8:1::1/64", "br0")?;
+        add(&rt, "2001:db8:2::1/64", "wan")?;
+        add(&wan, "2001:db8:2::2/64", "w0")?;
+        add(&lan, &format!("{LAN_IP6}/64"), "eth0")?;
+        sh(&[
+            "ip",
+            "-n",
+            &wan,
+            "-6",
+            "route",
+            "add",
+            "default",
+            "via",
+            "2001:db8:2::1",
+        ])?;
+        sh(&[
+            "ip", "-n", &lan, "-6", "route", "add", "default", "via", "fe80::1", "dev", "eth0",
+        ])?;
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &rt,
+            "sysctl",
+            "-qw",
+            "net.ipv6.conf.all.forwarding=1",
+        ])?;
+        self.pubky_listen = "[::]:6287";
+        Ok(())
+    }
+
+    /// The router's pinholes: the IPv6 rules miniupnpd put in its filter chain, each naming
+    /// its address in hex (see [`hex6`]).
+    fn pinholes(&self) -> String {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.ns("rt"), "nft", "list", "chain"])
+            .args(["inet", "filter", "miniupnpd"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            // miniupnpd matches the raw header: 128 bits at bit 192 is the IPv6 destination.
+            .filter(|l| l.contains("@nh,192,128"))
+            .map(str::trim)
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     /// Starts miniupnpd on the router, speaking UPnP IGD only, with the nftables chains it
@@ -419,9 +486,22 @@ fn gateway_mappings(ns: &str) -> Vec<(u16, String, u16, u32)> {
 /// A PubkyTLS GET of `/` from the WAN namespace to the router's external `port`, checking
 /// the device's key: what a client on the internet does.
 fn wan_tls_get(net: &Net, key: &PublicKey, port: u16) -> String {
+    let addr: SocketAddr = format!("{ROUTER_WAN}:{port}").parse().unwrap();
+    wan_tls_get_at(net, key, addr)
+}
+
+/// An IPv6 address as miniupnpd's nftables rules write it (`0x2001…`).
+fn hex6(ip: &str) -> String {
+    format!(
+        "{:#034x}",
+        ip.parse::<std::net::Ipv6Addr>().unwrap().to_bits()
+    )
+}
+
+/// A PubkyTLS GET of `/` from the WAN namespace to `addr`.
+fn wan_tls_get_at(net: &Net, key: &PublicKey, addr: SocketAddr) -> String {
     let key = *key;
     in_ns(&net.ns("wan"), move || {
-        let addr: SocketAddr = format!("{ROUTER_WAN}:{port}").parse().unwrap();
         let name = rustls::pki_types::ServerName::try_from(key.to_z32()).unwrap();
         let conn = rustls::ClientConnection::new(pubky_edge::http::tls::client_config(&key), name)
             .unwrap();
@@ -465,7 +545,8 @@ impl Device {
             &config,
             format!(
                 "[general]\nsignup_mode = \"open\"\n[drive]\nicann_listen_socket = \"0.0.0.0:6286\"\n\
-                 pubky_listen_socket = \"0.0.0.0:6287\"\n[logging]\nlevel = \"debug\"\n{extra}"
+                 pubky_listen_socket = \"{}\"\n[logging]\nlevel = \"debug\"\n{extra}",
+                net.pubky_listen
             ),
         )
         .unwrap();
@@ -1066,6 +1147,127 @@ fn pcp_maps_and_a_router_restart_is_told_by_its_epoch() {
     assert_eq!(net.forwards(), "", "the forward was left at the router");
 }
 
+/// IPv6 (issue 18, point 1): a LAN with a global prefix behind a router whose firewall
+/// drops inbound IPv6. The device asks the router for a pinhole over PCP, sent to the
+/// link-local next hop of its IPv6 default route; once it is open the record carries the
+/// address (AAAA) beside the router's IPv4 one, and a client on the WAN side completes a
+/// PubkyTLS handshake with the device's key over IPv6. The pinhole is renewed, made again
+/// after the router reboots, and removed on a clean stop.
+#[test]
+fn ipv6_a_pcp_pinhole_opens_the_firewall_and_the_record_carries_the_address() {
+    let _suite = crate::suite("household");
+    let mut net = match Net::create("i", true) {
+        Ok(n) => n,
+        Err(e) if skip(&e) => return,
+        Err(e) => panic!("{e}"),
+    };
+    net.add_ipv6().unwrap();
+    net.start_router_with(NATPMP_AND_PCP).unwrap();
+    let (_nodes, bootstrap, dht) = lan_dht(&net.ns("lan"));
+    let box6: SocketAddr = format!("[{LAN_IP6}]:6287").parse().unwrap();
+
+    // The firewall: a listener on the device's address is not reachable from the WAN side
+    // while no pinhole exists (the router drops the SYN; the connect times out).
+    let listener = in_ns(&net.ns("lan"), move || {
+        std::net::TcpListener::bind(box6).unwrap()
+    });
+    let blocked = in_ns(&net.ns("wan"), move || {
+        TcpStream::connect_timeout(&box6, Duration::from_millis(1500)).map(|_| ())
+    });
+    assert!(
+        blocked.is_err(),
+        "inbound IPv6 passed the router's firewall"
+    );
+    drop(listener);
+
+    // The lease is short so it is renewed during the test.
+    let device = Device::start(
+        &net,
+        &format!(
+            "{}{FAST_UPNP}protocols = [\"pcp\"]\n[mdns]\nenabled = false\n",
+            dht_toml(&bootstrap)
+        ),
+    );
+    let st = eventually("the pinhole", || {
+        PinholeState::load(&device.data).filter(|s| s.state == "pinhole_open")
+    });
+    assert_eq!(st.address.as_deref(), Some(LAN_IP6), "{st:?}");
+    assert_eq!(st.port, 6287);
+    assert!(
+        st.gateway
+            .as_deref()
+            .is_some_and(|g| g.contains("[fe80::1%")),
+        "asked at the link-local next hop: {st:?}"
+    );
+    assert!(
+        net.pinholes().contains(&hex6(LAN_IP6)),
+        "{}",
+        net.pinholes()
+    );
+    let wan_tls = wan_tls_get_at(&net, &device.key, box6);
+    assert!(
+        wan_tls.starts_with("HTTP/1.1 200"),
+        "over IPv6 through the pinhole: {wan_tls}"
+    );
+    // The record: the router's IPv4 address and the device's IPv6 one, one port for both.
+    let want6: std::net::Ipv6Addr = LAN_IP6.parse().unwrap();
+    eventually("the record to announce both addresses", || {
+        let p = smol::block_on(dht.get(&device.key))?;
+        (direct_endpoint(&p) == (Some(ROUTER_WAN.parse().unwrap()), Some(6287))
+            && announced_ipv6(&p) == vec![want6])
+        .then_some(())
+    });
+    eventually("a renewal of the pinhole", || {
+        PinholeState::load(&device.data).filter(|s| s.state == "pinhole_open" && s.renewals >= 1)
+    });
+    let status = device.status();
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("ipv6:"))
+        .unwrap_or("");
+    assert!(
+        line.contains(&format!(
+            "[{LAN_IP6}]:6287 open at the router's firewall via PCP"
+        )) && line.contains("the record announces it (AAAA)"),
+        "{status}"
+    );
+    assert!(
+        status.contains(&format!("{ROUTER_WAN}:6287 and [{LAN_IP6}]:6287")),
+        "{status}"
+    );
+
+    // The router reboots (its epoch starts again, its pinholes are gone): the device opens
+    // the pinhole again.
+    let old_router_up = Duration::from_secs(5);
+    if let Some(wait) = old_router_up.checked_sub(net.router_started.elapsed()) {
+        std::thread::sleep(wait);
+    }
+    let pid = device.child.id().to_string();
+    sh(&["kill", "-STOP", &pid]).unwrap();
+    net.reboot_router(NATPMP_AND_PCP);
+    assert_eq!(net.pinholes(), "", "a rebooted router keeps no pinhole");
+    let rt = net.ns("rt");
+    eventually("the rebooted router to listen for PCP", || {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &rt, "ss", "-Hlun", "sport = :5351"])
+            .output()
+            .ok()?;
+        (!out.stdout.is_empty()).then_some(())
+    });
+    sh(&["kill", "-CONT", &pid]).unwrap();
+    eventually("the pinhole to be made again", || {
+        net.pinholes().contains(&hex6(LAN_IP6)).then_some(())
+    });
+    let wan_tls = wan_tls_get_at(&net, &device.key, box6);
+    assert!(
+        wan_tls.starts_with("HTTP/1.1 200"),
+        "after the reboot: {wan_tls}"
+    );
+
+    device.stop();
+    assert_eq!(net.pinholes(), "", "the pinhole was left at the router");
+}
+
 #[test]
 fn a_nat_in_front_of_the_router_is_told_by_the_dht_view() {
     let _suite = crate::suite("household");
@@ -1202,7 +1404,7 @@ fn median(mut v: Vec<Duration>) -> Duration {
 #[test]
 fn behind_a_provider_nat_the_box_is_reached_through_a_relay_box_by_the_sdk() {
     let _suite = crate::suite("household");
-    let mut net = match Net::create("g", true) {
+    let mut net = match Net::create("j", true) {
         Ok(n) => n,
         Err(e) if skip(&e) => return,
         Err(e) => panic!("{e}"),

@@ -60,6 +60,7 @@ pub fn home(
             tls_port,
         )
     });
+    let verdict = crate::announce::verdict::with_ipv6(verdict, publish.as_ref());
     let mut reach_facts = Vec::new();
     let lan = crate::announce::mdns::lan_addresses(&crate::announce::household::mdns_settings(
         &app.config,
@@ -117,6 +118,27 @@ pub fn home(
         }
     } else if !app.config.upnp.enabled {
         reach_facts.push(("Router", "port mapping off in the config".into()));
+    }
+    match crate::announce::pinhole::PinholeState::load(dir) {
+        Some(p) if p.is_open() => {
+            let announced =
+                publish.as_ref().and_then(|p| p.published_ipv6.as_deref()) == p.address.as_deref();
+            let how = if p.state == "pinhole_open" {
+                "open at the router's firewall"
+            } else {
+                "announced as configured"
+            };
+            let record = if announced { "" } else { ", not in the record" };
+            reach_facts.push((
+                "IPv6",
+                format!("{} {how}{record}", p.address.as_deref().unwrap_or("?")),
+            ));
+        }
+        Some(p) if !p.state.starts_with("off") => {
+            let why = p.last_error.unwrap_or_else(|| p.state.replace('_', " "));
+            reach_facts.push(("IPv6", format!("not announced: {why}")));
+        }
+        _ => {}
     }
     if let Some(target) = &app.config.tunnel.via {
         reach_facts.push((
