@@ -186,6 +186,33 @@ mod tests {
         assert_eq!(v6[44..60], [0; 16]);
     }
 
+    /// A pinhole (§11, IPv6 without translation): the client's own IPv6 address travels as
+    /// itself, not IPv4-mapped, and the answer names the same address and port outside.
+    #[test]
+    fn an_ipv6_pinhole_request_and_its_answer() {
+        let client: std::net::Ipv6Addr = "2001:db8:1::10".parse().unwrap();
+        let nonce = [3u8; 12];
+        let m = map_request(IpAddr::V6(client), &nonce, 6287, 6287, 600);
+        assert_eq!(m[..8], [2, 1, 0, 0, 0, 0, 0x02, 0x58]);
+        assert_eq!(m[8..24], client.octets());
+        assert_eq!(m[40..44], [0x18, 0x8f, 0x18, 0x8f]);
+        let mut r = vec![2, 0x81, 0, 0, 0, 0, 0x02, 0x58, 0, 0, 0, 7];
+        r.extend([0; 12]);
+        r.extend(nonce);
+        r.extend([6, 0, 0, 0, 0x18, 0x8f, 0x18, 0x8f]);
+        r.extend(client.octets());
+        assert_eq!(
+            parse(&r, MAP, Some(&nonce)),
+            Some(Response::Mapped {
+                epoch: 7,
+                lifetime_secs: 600,
+                internal_port: 6287,
+                external_port: 6287,
+                external_ip: IpAddr::V6(client),
+            })
+        );
+    }
+
     fn map_response(nonce: &Nonce, code: u8) -> Vec<u8> {
         let mut r = vec![2, 0x81, 0, code, 0, 0, 0x0e, 0x10, 0, 0, 0, 42];
         r.extend([0; 12]);
