@@ -72,6 +72,7 @@ impl PinholeState {
 pub fn off_reason(settings: &crate::config::Upnp, listen: SocketAddr) -> Option<String> {
     match (settings.ipv6, listen.ip()) {
         (Ipv6Mode::Off, _) => Some("upnp.ipv6 = \"off\"".into()),
+        (_, ip) if ip.is_loopback() => Some("the PubkyTLS listener is on loopback".into()),
         (_, IpAddr::V4(_)) => Some(format!(
             "the PubkyTLS listener takes IPv4 only (drive.pubky_listen_socket = {listen}; \
              \"[::]:{}\" takes both)",
@@ -333,6 +334,12 @@ mod tests {
         )
         .unwrap();
         assert!(local.contains("not a global address"), "{local}");
+        for lo in ["127.0.0.1:6287", "[::1]:6287"] {
+            assert_eq!(
+                off_reason(&settings(Ipv6Mode::Pinhole, true), lo.parse().unwrap()).as_deref(),
+                Some("the PubkyTLS listener is on loopback")
+            );
+        }
         assert_eq!(
             off_reason(&settings(Ipv6Mode::Off, true), any6).as_deref(),
             Some("upnp.ipv6 = \"off\"")
