@@ -384,6 +384,31 @@ impl Net {
         self.start_router_with(protocols).unwrap();
     }
 
+    /// Reboots the NAT-PMP/PCP router while `device` is paused, runs `while_down` on the
+    /// empty router, and resumes the device once the router listens again: then its epoch,
+    /// not its silence, tells the device. The epoch counts whole seconds and a restart
+    /// within 2 s of the last reading passes for clock drift, so the old router is first
+    /// kept up for 5 s (a real one takes far longer to boot).
+    fn reboot_router_under(&mut self, device: &Device, while_down: impl FnOnce(&Net)) {
+        let old_router_up = Duration::from_secs(5);
+        if let Some(wait) = old_router_up.checked_sub(self.router_started.elapsed()) {
+            std::thread::sleep(wait);
+        }
+        let pid = device.child.id().to_string();
+        sh(&["kill", "-STOP", &pid]).unwrap();
+        self.reboot_router(NATPMP_AND_PCP);
+        while_down(self);
+        let rt = self.ns("rt");
+        eventually("the rebooted router to listen for PCP", || {
+            let out = Command::new("ip")
+                .args(["netns", "exec", &rt, "ss", "-Hlun", "sport = :5351"])
+                .output()
+                .ok()?;
+            (!out.stdout.is_empty()).then_some(())
+        });
+        sh(&["kill", "-CONT", &pid]).unwrap();
+    }
+
     /// The router's port forwards as nftables shows them (what any mapping protocol made).
     fn forwards(&self) -> String {
         let out = Command::new("ip")
@@ -1109,29 +1134,11 @@ fn pcp_maps_and_a_router_restart_is_told_by_its_epoch() {
             .then_some(())
     });
 
-    // A reboot is told by the epoch going back, which needs an epoch to go back from: the
-    // epoch counts whole seconds and a restart within 2 s of the last reading is allowed
-    // for as clock drift. A real router takes far longer to boot.
-    let old_router_up = Duration::from_secs(5);
-    if let Some(wait) = old_router_up.checked_sub(net.router_started.elapsed()) {
-        std::thread::sleep(wait);
-    }
     // The router reboots while the device is paused: when it looks again the router answers
     // as before, with an empty table and an epoch that started again.
-    let pid = device.child.id().to_string();
-    sh(&["kill", "-STOP", &pid]).unwrap();
-    net.reboot_router(NATPMP_AND_PCP);
-    assert_eq!(net.forwards(), "", "a rebooted router forwards nothing");
-    // Resumed only once the router is back: then its epoch, not its silence, tells.
-    let rt = net.ns("rt");
-    eventually("the rebooted router to listen for PCP", || {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &rt, "ss", "-Hlun", "sport = :5351"])
-            .output()
-            .ok()?;
-        (!out.stdout.is_empty()).then_some(())
+    net.reboot_router_under(&device, |net| {
+        assert_eq!(net.forwards(), "", "a rebooted router forwards nothing")
     });
-    sh(&["kill", "-CONT", &pid]).unwrap();
     eventually("the forward to be made again", || {
         net.forwards().contains("192.168.77.10:6287").then_some(())
     });
@@ -1238,23 +1245,9 @@ fn ipv6_a_pcp_pinhole_opens_the_firewall_and_the_record_carries_the_address() {
 
     // The router reboots (its epoch starts again, its pinholes are gone): the device opens
     // the pinhole again.
-    let old_router_up = Duration::from_secs(5);
-    if let Some(wait) = old_router_up.checked_sub(net.router_started.elapsed()) {
-        std::thread::sleep(wait);
-    }
-    let pid = device.child.id().to_string();
-    sh(&["kill", "-STOP", &pid]).unwrap();
-    net.reboot_router(NATPMP_AND_PCP);
-    assert_eq!(net.pinholes(), "", "a rebooted router keeps no pinhole");
-    let rt = net.ns("rt");
-    eventually("the rebooted router to listen for PCP", || {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &rt, "ss", "-Hlun", "sport = :5351"])
-            .output()
-            .ok()?;
-        (!out.stdout.is_empty()).then_some(())
+    net.reboot_router_under(&device, |net| {
+        assert_eq!(net.pinholes(), "", "a rebooted router keeps no pinhole")
     });
-    sh(&["kill", "-CONT", &pid]).unwrap();
     eventually("the pinhole to be made again", || {
         net.pinholes().contains(&hex6(LAN_IP6)).then_some(())
     });
