@@ -165,6 +165,13 @@ impl PortMapper {
                 "port mapping: the router refused the mapping ({why}); asking in the next protocol"
             );
             passed_over.push(gw.protocol(), why);
+            // What it said of its external address still tells (a router that names none
+            // sits behind carrier-grade NAT, and refuses mappings for that reason).
+            let (external_ip, nat) = answer;
+            self.update(|st| {
+                st.external_ip = external_ip.map(|ip| ip.to_string());
+                st.nat = nat;
+            });
             // What this protocol did map (the HTTP port) is not left behind.
             Self::unmap(&gw, std::mem::take(held)).await;
             *gateway = None;

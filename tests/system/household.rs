@@ -24,7 +24,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use pubky_edge::announce::dht::local_testnet;
-use pubky_edge::announce::mapping::Protocol;
+use pubky_edge::announce::mapping::{NatKind, Protocol};
 use pubky_edge::announce::packet::{announced_ipv6, direct_endpoint};
 use pubky_edge::announce::pinhole::PinholeState;
 use pubky_edge::announce::upnp::UpnpState;
@@ -422,6 +422,33 @@ impl Net {
             .map(str::trim)
             .collect::<Vec<_>>()
             .join("\n")
+    }
+
+    /// Behind the provider's NAT (`add_provider_nat`), the router's WAN address becomes a
+    /// carrier-grade one: 100.64.0.1, the provider's side 100.64.0.2.
+    fn give_router_a_cgnat_address(&self) -> Result<(), String> {
+        let (rt, wan) = (self.ns("rt"), self.ns("wan"));
+        sh(&[
+            "ip",
+            "-n",
+            &wan,
+            "addr",
+            "add",
+            "100.64.0.2/24",
+            "dev",
+            "w0",
+        ])?;
+        self.set_router_wan(ROUTER_WAN, "100.64.0.1");
+        sh(&[
+            "ip",
+            "-n",
+            &rt,
+            "route",
+            "replace",
+            "default",
+            "via",
+            "100.64.0.2",
+        ])
     }
 
     /// The ISP's DHCP hands the router a new WAN address (old one gone first, as on a
@@ -945,7 +972,7 @@ fn a_port_held_by_another_host_moves_and_the_record_says_so_and_cgnat_is_reporte
     net.set_router_wan(ROUTER_WAN, "100.64.0.1");
     let st = eventually("the CGNAT report", || {
         let st = device.upnp()?;
-        (st.nat != Some(pubky_edge::announce::mapping::NatKind::Public)).then_some(st)
+        (st.nat != Some(NatKind::Public)).then_some(st)
     });
     println!("{st:?}");
     let status = device.status();
@@ -1276,7 +1303,7 @@ fn a_nat_in_front_of_the_router_is_told_by_the_dht_view() {
     // The router maps the port and names its own WAN address, which looks public...
     let st = device.mapped();
     assert_eq!(st.external_ip.as_deref(), Some(ROUTER_WAN));
-    assert_eq!(st.nat, Some(pubky_edge::announce::mapping::NatKind::Public));
+    assert_eq!(st.nat, Some(NatKind::Public));
     // ...but the DHT's nodes see the provider's address.
     eventually("the DHT's view of the address", || {
         let p = pubky_edge::announce::PublishStatus::load(&device.data)?;
@@ -1402,9 +1429,11 @@ fn behind_a_provider_nat_the_box_is_reached_through_a_relay_box_by_the_sdk() {
         Err(e) if skip(&e) => return,
         Err(e) => panic!("{e}"),
     };
-    // The box's router sits behind the provider's NAT; the relay box and the clients are on
-    // the internet side (12.0.0.2), which has no route to the router's address.
+    // The box's router sits behind the provider's carrier-grade NAT (its WAN address is
+    // 100.64.0.1); the relay box and the clients are on the internet side (12.0.0.2), which
+    // has no route to the router's address.
     net.add_provider_nat().unwrap();
+    net.give_router_a_cgnat_address().unwrap();
     net.start_router().unwrap();
     let (_nodes, bootstrap, dht) = dht_at(&net.ns("inet"), "12.0.0.2");
     let relay_data = net.tmp.path().join("relay-data");
@@ -1451,13 +1480,16 @@ fn behind_a_provider_nat_the_box_is_reached_through_a_relay_box_by_the_sdk() {
         (record(&dht, &device.key)? == (Some("12.0.0.2".parse().unwrap()), Some(7443)))
             .then_some(())
     });
-    // The router mapped its port, but nothing on the internet side can reach it.
-    device.mapped();
+    // Behind the carrier-grade NAT the router has no public address: miniupnpd names none
+    // and refuses the mapping, the box reports why, and nothing on the internet side can
+    // reach the router's address.
+    let st = eventually("the router's answer", || {
+        let st = device.upnp()?;
+        (st.nat == Some(NatKind::NoPublicAddress)).then_some(st)
+    });
+    assert!(st.mappings.is_empty(), "{st:?}");
     let direct = in_ns(&net.ns("inet"), || {
-        TcpStream::connect_timeout(
-            &format!("{ROUTER_WAN}:6287").parse().unwrap(),
-            Duration::from_secs(2),
-        )
+        TcpStream::connect_timeout(&"100.64.0.1:6287".parse().unwrap(), Duration::from_secs(2))
     });
     assert!(
         direct.is_err(),
@@ -1543,6 +1575,7 @@ fn behind_a_provider_nat_the_box_is_reached_through_a_relay_box_by_the_sdk() {
         "connect-back:  the relay could NOT reach this box".to_string(),
         "the record names the relay".to_string(),
         "verdict:       Reachable through the relay.".to_string(),
+        "cgnat:         YES (probably): the router reports no public external address".to_string(),
     ] {
         assert!(said.contains(&line), "{line}: {said}");
     }
