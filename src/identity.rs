@@ -76,6 +76,22 @@ impl Identity {
         &self.signing
     }
 
+    /// Loads a key file of this format from anywhere (a release key).
+    pub fn load_file(path: &Path) -> Result<Identity, IdentityError> {
+        Self::load(path)
+    }
+
+    /// Creates a key file of this format (mode 0600) at `path`, which must not exist.
+    pub fn create_file(path: &Path) -> Result<Identity, IdentityError> {
+        if path.exists() {
+            return Err(IdentityError::Io(
+                path.to_path_buf(),
+                std::io::Error::new(std::io::ErrorKind::AlreadyExists, "exists already"),
+            ));
+        }
+        Self::create(path)
+    }
+
     fn load(path: &Path) -> Result<Identity, IdentityError> {
         let io = |e| IdentityError::Io(path.to_path_buf(), e);
         let mode = fs::metadata(path).map_err(io)?.permissions().mode() & 0o777;

@@ -9,7 +9,8 @@
 //!    but the key vocabulary.
 //! 3. [`store`] (the only owner of disk state: sled trees, BLAKE3-addressed blob files,
 //!    group-committed flushes), [`auth`] (pure protocol checks: capabilities, grant/PoP JWS,
-//!    AuthTokens, token minting) and [`identity`] (the homeserver key file).
+//!    AuthTokens, token minting), [`identity`] (the homeserver key file) and [`update`]
+//!    (signed release manifests).
 //! 4. The household's rules, free of HTTP types: [`account`] (who is asking, what they may
 //!    read and write, signup and sign-in, the token spool, WebDAV locks, the owner's one
 //!    secret and signed-in browsers) and [`limits`] (request rates,
@@ -17,7 +18,8 @@
 //!    [`backup`] (encrypted, incremental points in time of the whole box, and restore).
 //! 5. Surfaces: [`http`] (client API, PubkyTLS, relay and operator listeners, the
 //!    household's dashboard) and
-//!    [`announce`] (DHT record, relay, UPnP, mDNS).
+//!    [`announce`] (DHT record, relay, UPnP, NAT-PMP, PCP, IPv6 pinhole, mDNS) and
+//!    [`tunnel`] (the relay rung out of carrier-grade NAT, from either side).
 //! 6. Assembly: [`app`] (the start-up runbook and its teardown in reverse).
 //! 7. [`cli`], the command line, which runs the server through `app`; `main.rs` only maps
 //!    argv to an exit code through it.
@@ -54,3 +56,4 @@ pub mod runtime;
 pub mod storage_path;
 pub mod store;
 pub mod tunnel;
+pub mod update;

@@ -8,6 +8,7 @@ pub mod admin;
 pub mod backup;
 pub mod check;
 pub mod moving;
+pub mod release;
 pub mod report;
 pub mod secret;
 pub mod serve;
@@ -52,6 +53,8 @@ COMMANDS:
          [--signup-token TOKEN] [--delete-old]
                  a user moves their files to another homeserver with their own key and
                  points their record at it (runs anywhere; resumes when run again)
+    release …    make and check signed releases, offline where the release key is kept
+                 (`release help`)
 
 OPTIONS:
     -c, --config FILE     configuration file (TOML), merged over the built-in defaults
@@ -82,6 +85,12 @@ pub fn parse_args(argv: impl IntoIterator<Item = String>) -> Result<Option<Args>
     };
     let mut it = argv.into_iter();
     while let Some(a) = it.next() {
+        // `release …` reads no config or data directory, and its `--version` names the
+        // release: everything after it is its own.
+        if args.command.first().is_some_and(|c| c == "release") {
+            args.command.push(a);
+            continue;
+        }
         let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
         match a.as_str() {
             "-h" | "--help" => {
@@ -98,10 +107,12 @@ pub fn parse_args(argv: impl IntoIterator<Item = String>) -> Result<Option<Args>
             "-d" | "--data-dir" => args.data_dir = Some(value("--data-dir")?.into()),
             s if s.starts_with("--config=") => args.config = Some(s[9..].into()),
             s if s.starts_with("--data-dir=") => args.data_dir = Some(s[11..].into()),
-            // `admin …`, `backup …`, `export`, `import` and `move` take their own options.
+            // `admin …`, `backup …`, `export`, `import`, `move` and `release …` take their
+            // own options.
             s if s.starts_with('-')
                 && args.command.first().is_none_or(|c| {
-                    !["admin", "backup", "export", "import", "move"].contains(&c.as_str())
+                    !["admin", "backup", "export", "import", "move", "release"]
+                        .contains(&c.as_str())
                 }) =>
             {
                 return Err(format!("unknown option {s} (see --help)"))
@@ -135,8 +146,13 @@ pub fn main(argv: impl IntoIterator<Item = String>) -> ExitCode {
 
 /// Runs one command.
 fn run(args: Args) -> anyhow::Result<()> {
-    if args.command.first().map(String::as_str) == Some("testnet") {
-        return testnet::run(&args);
+    match args.command.first().map(String::as_str) {
+        Some("testnet") => return testnet::run(&args),
+        Some("release") => {
+            let rest: Vec<&str> = args.command[1..].iter().map(String::as_str).collect();
+            return release::run(&rest);
+        }
+        _ => {}
     }
     let overlay = match &args.board {
         Some(b) => crate::config::board::resolve(b).map_err(anyhow::Error::msg)?,

@@ -208,3 +208,124 @@ fn walk_files(d: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// `release keygen`, `sign` and `verify` as a release manager runs them: the signed manifest
+/// of a binary verifies with the release key and matches that binary; another key, an
+/// altered manifest, a truncated binary and a changed byte are each refused with the reason.
+#[test]
+fn release_sign_and_verify_refuse_what_was_not_released() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
+    let (key, other_key, bin, manifest) = (
+        path("release.key"),
+        path("other.key"),
+        path("pubky-edge-next"),
+        path("manifest.json"),
+    );
+    let o = run(&["release", "keygen", &key]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let public = stdout(&o).lines().last().unwrap().trim().to_string();
+    assert_eq!(public.len(), 52, "{}", stdout(&o));
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    // A second keygen never overwrites a key.
+    let o = run(&["release", "keygen", &key]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("exists already"), "{}", stderr(&o));
+
+    let binary: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&bin, &binary).unwrap();
+    let sign = |extra: &[&str]| {
+        let mut args = vec![
+            "release",
+            "sign",
+            "--key",
+            &key,
+            "--binary",
+            &bin,
+            "--version",
+            "0.2.0",
+            "--target",
+            "aarch64-unknown-linux-musl",
+            "--min-from",
+            "0.1.0",
+        ];
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    let o = sign(&["--out", &manifest]);
+    assert!(!o.status.success(), "signed without --store-format");
+    assert!(stderr(&o).contains("--store-format"), "{}", stderr(&o));
+    let o = sign(&["--store-format", "1", "--out", &manifest]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let o = run(&[
+        "release",
+        "verify",
+        "--release-key",
+        &public,
+        &manifest,
+        &bin,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("signature:    ok"), "{out}");
+    assert!(
+        out.contains("version:      0.2.0 (upgrades from 0.1.0 on)"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("binary:       {} bytes", binary.len())),
+        "{out}"
+    );
+    assert!(out.contains("matches the manifest"), "{out}");
+
+    // Signed by a key this box does not trust.
+    let o = run(&["release", "keygen", &other_key]);
+    let other_public = stdout(&o).lines().last().unwrap().trim().to_string();
+    let o = run(&[
+        "release",
+        "verify",
+        "--release-key",
+        &other_public,
+        &manifest,
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("not by the release key this box trusts"),
+        "{}",
+        stderr(&o)
+    );
+    // The manifest altered after signing (another version).
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let altered = path("altered.json");
+    std::fs::write(&altered, text.replace("0.2.0", "0.9.0")).unwrap();
+    let o = run(&["release", "verify", "--release-key", &public, &altered]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("altered or forged"), "{}", stderr(&o));
+    // A truncated download, and one byte changed.
+    std::fs::write(&bin, &binary[..binary.len() / 2]).unwrap();
+    let o = run(&[
+        "release",
+        "verify",
+        "--release-key",
+        &public,
+        &manifest,
+        &bin,
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("truncated"), "{}", stderr(&o));
+    let mut changed = binary.clone();
+    changed[1000] ^= 1;
+    std::fs::write(&bin, &changed).unwrap();
+    let o = run(&[
+        "release",
+        "verify",
+        "--release-key",
+        &public,
+        &manifest,
+        &bin,
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("BLAKE3"), "{}", stderr(&o));
+}

@@ -1,0 +1,6 @@
+//! Updates over Pubky itself. A release is a manifest signed with the release key
+//! (`manifest`): what the binary is (target, size, BLAKE3), which versions may upgrade to
+//! it, the store format it writes. `pubky-edge release …` (`cli::release`) makes and checks
+//! them offline, where the release key is kept.
+
+pub mod manifest;
