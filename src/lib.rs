@@ -9,8 +9,7 @@
 //!    but the key vocabulary.
 //! 3. [`store`] (the only owner of disk state: sled trees, BLAKE3-addressed blob files,
 //!    group-committed flushes), [`auth`] (pure protocol checks: capabilities, grant/PoP JWS,
-//!    AuthTokens, token minting), [`identity`] (the homeserver key file) and [`update`]
-//!    (signed release manifests).
+//!    AuthTokens, token minting) and [`identity`] (the homeserver key file).
 //! 4. The household's rules, free of HTTP types: [`account`] (who is asking, what they may
 //!    read and write, signup and sign-in, the token spool, WebDAV locks, the owner's one
 //!    secret and signed-in browsers) and [`limits`] (request rates,
@@ -19,7 +18,9 @@
 //! 5. Surfaces: [`http`] (client API, PubkyTLS, relay and operator listeners, the
 //!    household's dashboard) and
 //!    [`announce`] (DHT record, relay, UPnP, NAT-PMP, PCP, IPv6 pinhole, mDNS) and
-//!    [`tunnel`] (the relay rung out of carrier-grade NAT, from either side).
+//!    [`tunnel`] (the relay rung out of carrier-grade NAT, from either side), [`client`]
+//!    (this box as a client of another homeserver) and [`update`] (signed releases,
+//!    found over Pubky).
 //! 6. Assembly: [`app`] (the start-up runbook and its teardown in reverse).
 //! 7. [`cli`], the command line, which runs the server through `app`; `main.rs` only maps
 //!    argv to an exit code through it.
@@ -45,6 +46,7 @@ pub mod app;
 pub mod auth;
 pub mod backup;
 pub mod cli;
+pub mod client;
 pub mod clock;
 pub mod config;
 pub mod http;

@@ -1,29 +1,18 @@
-//! The move's client of a homeserver: found through the DHT, reached over PubkyTLS and
-//! checked against its key ([`Homeserver`]); a user signed in there with a grant session
-//! ([`Session`]): listing, streaming downloads and uploads, deletes.
+//! The move's side of a homeserver (`crate::client::Homeserver`: found through the DHT,
+//! reached over PubkyTLS and checked against its key): signing up and in with a grant, and
+//! a user signed in there ([`Session`]): listing, streaming downloads and uploads, deletes.
 
 use std::io::{Read, Write};
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use ed25519_dalek::SigningKey;
 
-use crate::announce::dht::DhtClient;
-use crate::announce::packet;
 use crate::auth::capability::Capabilities;
 use crate::backup::point::copy_hashed;
+pub(super) use crate::client::Homeserver;
 use crate::pubkey::PublicKey;
 use crate::runtime::http1;
 use crate::storage_path::percent_encode_path;
-
-/// A homeserver reached over PubkyTLS, checked against its key.
-pub(super) struct Homeserver {
-    key: PublicKey,
-    addr: SocketAddr,
-    tls: Arc<rustls::ClientConfig>,
-}
 
 /// A signed-in user on a homeserver.
 pub(super) struct Session<'a> {
@@ -33,57 +22,6 @@ pub(super) struct Session<'a> {
 }
 
 impl Homeserver {
-    pub(super) async fn locate(dht: &DhtClient, key: PublicKey) -> Result<Homeserver> {
-        let packet = dht
-            .get(&key)
-            .await
-            .with_context(|| format!("homeserver {key} has no record on the DHT"))?;
-        let (ip, port) = packet::direct_endpoint(&packet);
-        let (Some(ip), Some(port)) = (ip, port) else {
-            bail!("homeserver {key}'s record names no address and PubkyTLS port");
-        };
-        Ok(Homeserver {
-            key,
-            addr: SocketAddr::new(ip, port),
-            tls: crate::http::tls::client_config(&key),
-        })
-    }
-
-    /// One request over PubkyTLS, the body read from `body` (`len` bytes) as it is sent.
-    pub(super) fn call(
-        &self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: &mut dyn Read,
-        len: u64,
-    ) -> Result<http1::Reply> {
-        let tcp = http1::connect(self.addr, Duration::from_secs(60))?;
-        let name = rustls::pki_types::ServerName::try_from(self.key.to_string())
-            .map_err(|e| anyhow!("{e}"))?;
-        let conn = rustls::ClientConnection::new(self.tls.clone(), name)?;
-        let stream = rustls::StreamOwned::new(conn, tcp);
-        let call = http1::Call {
-            method,
-            path,
-            headers,
-            body: b"",
-        };
-        http1::call_streaming(Box::new(stream), &self.key.to_string(), &call, body, len)
-            .with_context(|| format!("{method} {path} on homeserver {}", self.key))
-    }
-
-    /// A request whose body is small and in memory.
-    pub(super) fn call_small(
-        &self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: &[u8],
-    ) -> Result<http1::Reply> {
-        self.call(method, path, headers, &mut &body[..], body.len() as u64)
-    }
-
     /// A grant for `user` (all of `/`, read-write) to `client_id` for `lifetime` seconds,
     /// with a fresh client key's proof.
     pub(super) fn grant_body(&self, user: &SigningKey, client_id: &str, lifetime: u64) -> String {
