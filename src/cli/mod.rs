@@ -13,6 +13,7 @@ pub mod report;
 pub mod secret;
 pub mod serve;
 pub mod testnet;
+pub mod update;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -55,6 +56,7 @@ COMMANDS:
                  points their record at it (runs anywhere; resumes when run again)
     release …    make and check signed releases, offline where the release key is kept
                  (`release help`)
+    update check look for a newer release in the channel, signed with the release key
 
 OPTIONS:
     -c, --config FILE     configuration file (TOML), merged over the built-in defaults
@@ -254,6 +256,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         ["export", rest @ ..] => backup::export(&config, &data_dir, rest),
         ["import", rest @ ..] => moving::import(&config, &data_dir, rest),
         ["move", rest @ ..] => moving::run(&config, rest),
+        ["update", rest @ ..] => update::run(&config, rest),
         other => anyhow::bail!("unknown command `{}` (see --help)", other.join(" ")),
     }
 }

@@ -67,6 +67,18 @@ pub struct Config {
     pub upnp: Upnp,
     pub mdns: Mdns,
     pub tunnel: Tunnel,
+    pub update: Update,
+}
+
+/// `[update]`: where releases come from.
+#[derive(Debug, Clone)]
+pub struct Update {
+    /// The key whose signature a release needs: `update.release_key`, else the one this
+    /// binary was built with (`PUBKY_EDGE_RELEASE_KEY` at build time), else none (no
+    /// release is ever taken).
+    pub release_key: Option<crate::pubkey::PublicKey>,
+    /// The channel's path segment: `stable`, `testing`.
+    pub channel: String,
 }
 
 #[derive(Debug, Clone)]

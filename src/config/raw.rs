@@ -32,6 +32,7 @@ pub struct RawConfig {
     pub upnp: Upnp,
     pub mdns: Mdns,
     pub tunnel: Tunnel,
+    pub update: Update,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -164,6 +165,12 @@ pub struct Dashboard {
     pub listen_socket: SocketAddr,
     pub hosts: Vec<String>,
     pub session_hours: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Update {
+    pub release_key: String,
+    pub channel: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -54,6 +54,7 @@ impl RawConfig {
         let upnp = self.household()?;
         let dashboard = self.dashboard()?;
         let tunnel = self.tunnel()?;
+        let update = self.update()?;
         const LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
         if !LEVELS.contains(&self.logging.level.as_str()) {
             return Err(format!(
@@ -120,6 +121,33 @@ impl RawConfig {
                 skip_interfaces: self.mdns.skip_interfaces,
             },
             tunnel,
+            update,
+        })
+    }
+
+    fn update(&self) -> Result<super::Update, String> {
+        let u = &self.update;
+        let configured = Some(u.release_key.as_str()).filter(|k| !k.is_empty());
+        let release_key = match configured.or(option_env!("PUBKY_EDGE_RELEASE_KEY")) {
+            Some(k) => Some(
+                crate::pubkey::PublicKey::parse_z32(k)
+                    .map_err(|e| format!("update.release_key {k:?}: {e}"))?,
+            ),
+            None => None,
+        };
+        let channel_ok = !u.channel.is_empty()
+            && u.channel
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !channel_ok {
+            return Err(format!(
+                "update.channel {:?}: lower-case letters, digits and '-' only (a path segment)",
+                u.channel
+            ));
+        }
+        Ok(super::Update {
+            release_key,
+            channel: u.channel.clone(),
         })
     }
 

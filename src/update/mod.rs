@@ -1,6 +1,8 @@
 //! Updates over Pubky itself. A release is a manifest signed with the release key
 //! (`manifest`): what the binary is (target, size, BLAKE3), which versions may upgrade to
 //! it, the store format it writes. `pubky-edge release …` (`cli::release`) makes and checks
-//! them offline, where the release key is kept.
+//! them offline, where the release key is kept; the release key publishes them in its own
+//! Pubky storage, and a box finds them there like any client (`check`).
 
+pub mod check;
 pub mod manifest;

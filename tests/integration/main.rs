@@ -52,6 +52,9 @@ mod service;
 mod storage;
 /// The relay rung: a box reached only through a relay box, with the SDK.
 mod tunnel;
+/// Releases signed with the release key, published in its Pubky storage, found by
+/// `pubky-edge update check`.
+mod updates;
 /// The admin's WebDAV with rclone and cadaver.
 mod webdav;
 /// Users' static websites by `Host`.
