@@ -56,7 +56,9 @@ COMMANDS:
                  points their record at it (runs anywhere; resumes when run again)
     release …    make and check signed releases, offline where the release key is kept
                  (`release help`)
-    update check look for a newer release in the channel, signed with the release key
+    update check|download
+                 look for a newer release in the channel, signed with the release key, and
+                 fetch its binary (verified, not switched to)
 
 OPTIONS:
     -c, --config FILE     configuration file (TOML), merged over the built-in defaults
@@ -256,7 +258,10 @@ fn run(args: Args) -> anyhow::Result<()> {
         ["export", rest @ ..] => backup::export(&config, &data_dir, rest),
         ["import", rest @ ..] => moving::import(&config, &data_dir, rest),
         ["move", rest @ ..] => moving::run(&config, rest),
-        ["update", rest @ ..] => update::run(&config, rest),
+        ["update", rest @ ..] => {
+            app::prepare_data_dir(&data_dir)?;
+            update::run(&config, &data_dir, rest)
+        }
         other => anyhow::bail!("unknown command `{}` (see --help)", other.join(" ")),
     }
 }

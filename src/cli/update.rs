@@ -1,11 +1,15 @@
-//! `pubky-edge update check`: asks the release channel whether a newer version is out for
-//! this box, verified with the release key, and says what it found.
+//! `pubky-edge update check|download`: asks the release channel whether a newer version is
+//! out for this box, verified with the release key, says what it found, and fetches it.
+
+use std::path::Path;
 
 use anyhow::{anyhow, bail, Result};
 
 use crate::announce::dht::{DhtClient, DhtSettings};
+use crate::client::Homeserver;
 use crate::config::Config;
 use crate::update::check::{check, this_target, Found, RUNNING};
+use crate::update::download::download;
 
 pub const USAGE: &str = "\
 USAGE:
@@ -13,15 +17,19 @@ USAGE:
         look for a newer release in the channel (update.channel) for this box's target,
         signed with the release key (update.release_key); exits 1 when the channel's
         release is refused or cannot be read
+    pubky-edge update download
+        the same, then fetch the newer release's binary into <data>/update/, kept only
+        when its size and BLAKE3 are the signed manifest's (it is not switched to)
 ";
 
-pub fn run(config: &Config, args: &[&str]) -> Result<()> {
+pub fn run(config: &Config, data_dir: &Path, args: &[&str]) -> Result<()> {
     match args {
         [] | ["help"] => {
             print!("{USAGE}");
             Ok(())
         }
-        ["check"] => check_now(config),
+        ["check"] => check_now(config, None),
+        ["download"] => check_now(config, Some(data_dir)),
         other => bail!(
             "unknown update command `{}` (see `update help`)",
             other.join(" ")
@@ -29,7 +37,8 @@ pub fn run(config: &Config, args: &[&str]) -> Result<()> {
     }
 }
 
-fn check_now(config: &Config) -> Result<()> {
+/// Checks the channel, and with `download_to` fetches an available release there.
+fn check_now(config: &Config, download_to: Option<&Path>) -> Result<()> {
     let u = &config.update;
     let key = u.release_key.ok_or_else(|| {
         anyhow!("no release key: this build has none and update.release_key is not set")
@@ -45,7 +54,8 @@ fn check_now(config: &Config) -> Result<()> {
         request_timeout: config.pkdns.dht_request_timeout,
         port: Some(0),
     })?;
-    match smol::block_on(check(&dht, key, &u.channel, &target, RUNNING))? {
+    let found = smol::block_on(check(&dht, key, &u.channel, &target, RUNNING))?;
+    match &found {
         Found::Available(m) => {
             let notes = m.notes.lines().next().unwrap_or("");
             println!(
@@ -63,6 +73,16 @@ fn check_now(config: &Config) -> Result<()> {
         Found::UpToDate(m) => println!("up to date: the channel's release is {}", m.version),
         Found::NoRelease => println!("no release for {target} in the channel"),
         Found::Refused(e) => bail!("the channel's release is refused: {e}"),
+    }
+    if let (Found::Available(m), Some(data_dir)) = (found, download_to) {
+        let hs = smol::block_on(Homeserver::of_user(&dht, key))?;
+        let path = download(&hs, &key, &u.channel, &m, data_dir)
+            .map_err(|e| anyhow!("the release's binary is refused: {e:#}"))?;
+        println!(
+            "downloaded: {} ({} bytes, BLAKE3 as signed)",
+            path.display(),
+            m.size
+        );
     }
     Ok(())
 }

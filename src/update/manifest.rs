@@ -168,15 +168,19 @@ pub fn open(signed: &[u8], trusted: &PublicKey) -> Result<Manifest, ReleaseError
 impl Manifest {
     /// Whether `binary` is the released binary: its size, then its hash.
     pub fn check_binary(&self, binary: &[u8]) -> Result<(), ReleaseError> {
-        if binary.len() as u64 != self.size {
+        self.check_hashed(binary.len() as u64, blake3::hash(binary).to_hex().as_str())
+    }
+
+    /// [`check_binary`](Self::check_binary) for a binary hashed while it streamed: its
+    /// length and BLAKE3 in hex.
+    pub fn check_hashed(&self, size: u64, hash: &str) -> Result<(), ReleaseError> {
+        if size != self.size {
             return Err(ReleaseError::WrongBinary(format!(
-                "{} bytes, the release has {} (truncated or another file)",
-                binary.len(),
+                "{size} bytes, the release has {} (truncated or another file)",
                 self.size
             )));
         }
-        let hash = blake3::hash(binary).to_hex();
-        if !hash.as_str().eq_ignore_ascii_case(&self.blake3) {
+        if !hash.eq_ignore_ascii_case(&self.blake3) {
             return Err(ReleaseError::WrongBinary(format!(
                 "BLAKE3 {hash}, the release has {}",
                 self.blake3

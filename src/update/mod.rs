@@ -2,7 +2,9 @@
 //! (`manifest`): what the binary is (target, size, BLAKE3), which versions may upgrade to
 //! it, the store format it writes. `pubky-edge release …` (`cli::release`) makes and checks
 //! them offline, where the release key is kept; the release key publishes them in its own
-//! Pubky storage, and a box finds them there like any client (`check`).
+//! Pubky storage, and a box finds them there like any client (`check`) and fetches the
+//! binary only into a file it keeps when size and hash match (`download`).
 
 pub mod check;
+pub mod download;
 pub mod manifest;

@@ -1,13 +1,16 @@
 //! Releases published the way Pubky publishes everything: the release key is a user of a
 //! homeserver (pubky-edge itself, on a loopback DHT) and PUTs its signed manifests there
 //! with the official SDK; `pubky-edge update check` finds them through the DHT, reads them
-//! over PubkyTLS and judges them with the release key.
+//! over PubkyTLS and judges them with the release key, and `update download` keeps a
+//! binary only when it is the signed one.
 
+use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
 use ed25519_dalek::SigningKey;
 use pubky::Keypair;
 use pubky_edge::update::check::{manifest_path, this_target};
+use pubky_edge::update::download::binary_path;
 use pubky_edge::update::manifest::{sign, Manifest};
 
 use crate::sdk_e2e::{app, hs_key, net, sdk, server_toml};
@@ -56,7 +59,7 @@ async fn update_check_finds_a_signed_release_over_pubky_and_refuses_what_is_not_
         path
     };
     let data = dir.path().join("data");
-    let check = |channel: &str| {
+    let run = |channel: &str, command: &'static str| {
         let cfg = config(channel);
         let data = data.clone();
         async move {
@@ -66,7 +69,7 @@ async fn update_check_finds_a_signed_release_over_pubky_and_refuses_what_is_not_
                     .arg(&cfg)
                     .arg("-d")
                     .arg(&data)
-                    .args(["update", "check"])
+                    .args(["update", command])
                     .output()
                     .unwrap();
                 let said = format!(
@@ -82,7 +85,7 @@ async fn update_check_finds_a_signed_release_over_pubky_and_refuses_what_is_not_
     };
 
     // Nothing published yet.
-    let (ok, said) = check("stable").await;
+    let (ok, said) = run("stable", "check").await;
     assert!(ok, "{said}");
     assert!(
         said.contains(&format!("no release for {target} in the channel")),
@@ -94,7 +97,7 @@ async fn update_check_finds_a_signed_release_over_pubky_and_refuses_what_is_not_
     st.put(path.as_str(), sign(&manifest("0.2.0", &target), &release))
         .await
         .unwrap();
-    let (ok, said) = check("stable").await;
+    let (ok, said) = run("stable", "check").await;
     assert!(ok, "{said}");
     assert!(
         said.contains(
@@ -102,6 +105,44 @@ async fn update_check_finds_a_signed_release_over_pubky_and_refuses_what_is_not_
         ),
         "{said}"
     );
+
+    // Its binary, fetched and kept only once its size and hash are the signed ones.
+    let downloaded = data.join("update/pubky-edge-0.2.0");
+    let (ok, said) = run("stable", "download").await;
+    assert!(!ok, "downloaded a binary nobody published: {said}");
+    assert!(said.contains("the release's binary is missing"), "{said}");
+    st.put(
+        binary_path("stable", &target, "0.2.0").as_str(),
+        b"pubky-edge 0.2.0".to_vec(),
+    )
+    .await
+    .unwrap();
+    let (ok, said) = run("stable", "download").await;
+    assert!(ok, "{said}");
+    assert!(said.contains("downloaded: "), "{said}");
+    assert_eq!(std::fs::read(&downloaded).unwrap(), b"pubky-edge 0.2.0");
+    let mode = std::fs::metadata(&downloaded).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o755);
+    // A truncated binary, then one with a byte changed: refused, and nothing is left.
+    st.put(path.as_str(), sign(&manifest("0.2.1", &target), &release))
+        .await
+        .unwrap();
+    let binary_021 = binary_path("stable", &target, "0.2.1");
+    for (body, why) in [
+        (&b"pubky-edge 0.2"[..], "truncated"),
+        (&b"pubky-edge 0.2.2"[..], "BLAKE3"),
+    ] {
+        st.put(binary_021.as_str(), body.to_vec()).await.unwrap();
+        let (ok, said) = run("stable", "download").await;
+        assert!(!ok, "{said}");
+        assert!(said.contains("the release's binary is refused"), "{said}");
+        assert!(said.contains(why), "{said}");
+        let left: Vec<_> = std::fs::read_dir(data.join("update"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(left, vec!["pubky-edge-0.2.0".to_string()], "{said}");
+    }
 
     // The running version itself, in another channel: up to date.
     let running = env!("CARGO_PKG_VERSION");
@@ -111,7 +152,7 @@ async fn update_check_finds_a_signed_release_over_pubky_and_refuses_what_is_not_
     )
     .await
     .unwrap();
-    let (ok, said) = check("testing").await;
+    let (ok, said) = run("testing", "check").await;
     assert!(ok, "{said}");
     assert!(
         said.contains(&format!("up to date: the channel's release is {running}")),
@@ -123,7 +164,7 @@ async fn update_check_finds_a_signed_release_over_pubky_and_refuses_what_is_not_
     st.put(path.as_str(), sign(&manifest("0.3.0", &target), &stranger))
         .await
         .unwrap();
-    let (ok, said) = check("stable").await;
+    let (ok, said) = run("stable", "check").await;
     assert!(!ok, "{said}");
     assert!(said.contains("refused: signed by"), "{said}");
 
@@ -134,7 +175,7 @@ async fn update_check_finds_a_signed_release_over_pubky_and_refuses_what_is_not_
     )
     .await
     .unwrap();
-    let (ok, said) = check("stable").await;
+    let (ok, said) = run("stable", "check").await;
     assert!(!ok, "{said}");
     assert!(
         said.contains("a release for riscv64gc-unknown-linux-musl"),
