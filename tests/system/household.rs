@@ -235,15 +235,20 @@ impl Net {
     /// The router's pinholes: the IPv6 rules miniupnpd put in its filter chain, each naming
     /// its address in hex (see [`hex6`]).
     fn pinholes(&self) -> String {
+        // miniupnpd matches the raw header: 128 bits at bit 192 is the IPv6 destination.
+        self.chain_lines("miniupnpd", "@nh,192,128")
+    }
+
+    /// The lines of the router's nftables chain `chain` that contain `mark`, trimmed.
+    fn chain_lines(&self, chain: &str, mark: &str) -> String {
         let out = Command::new("ip")
             .args(["netns", "exec", &self.ns("rt"), "nft", "list", "chain"])
-            .args(["inet", "filter", "miniupnpd"])
+            .args(["inet", "filter", chain])
             .output()
             .unwrap();
         String::from_utf8_lossy(&out.stdout)
             .lines()
-            // miniupnpd matches the raw header: 128 bits at bit 192 is the IPv6 destination.
-            .filter(|l| l.contains("@nh,192,128"))
+            .filter(|l| l.contains(mark))
             .map(str::trim)
             .collect::<Vec<_>>()
             .join("\n")
@@ -411,17 +416,7 @@ impl Net {
 
     /// The router's port forwards as nftables shows them (what any mapping protocol made).
     fn forwards(&self) -> String {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &self.ns("rt"), "nft", "list", "chain"])
-            .args(["inet", "filter", "prerouting_miniupnpd"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter(|l| l.contains("dnat"))
-            .map(str::trim)
-            .collect::<Vec<_>>()
-            .join("\n")
+        self.chain_lines("prerouting_miniupnpd", "dnat")
     }
 
     /// Behind the provider's NAT (`add_provider_nat`), the router's WAN address becomes a
