@@ -1,6 +1,6 @@
 //! The background workers of a running server, each a named task: the publisher that keeps
-//! the homeserver's record on the DHT (or the relay), and the republisher of the users'
-//! records. Their progress is shared with tests and commands through the `Arc`s here.
+//! the homeserver's record on the DHT (or the relay), the republisher of the users'
+//! records, and the look at the release channel. Their progress is shared with tests and commands through the `Arc`s here.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex};
@@ -16,12 +16,15 @@ use crate::announce::{PublishStatus, Publisher, UsersRepublisher};
 use crate::http::App;
 use crate::identity::Identity;
 use crate::runtime::shutdown::Shutdown;
+use crate::update::worker::Checker;
 
 pub struct Workers {
     /// Keeps the homeserver record published, when there is a DHT or a relay.
     publisher: Option<Task<()>>,
     /// Re-puts the users' records, when there is a DHT and an interval.
     users: Option<Task<()>>,
+    /// Looks at the release channel, when there is a DHT, a release key and an interval.
+    updates: Option<Task<()>>,
 }
 
 /// What the workers report as they go, for tests and commands to watch.
@@ -53,6 +56,7 @@ impl Workers {
         let mut w = Workers {
             publisher: None,
             users: None,
+            updates: None,
         };
         if dht.is_some() || app.relay.is_some() {
             let publisher = Publisher {
@@ -90,12 +94,29 @@ impl Workers {
             let signal = shutdown.signal();
             w.users = Some(ex.spawn(async move { users.run(signal).await }));
         }
+        let u = &app.config.update;
+        if let (Some(dht), Some(release_key), false) =
+            (dht, u.release_key, u.check_interval.is_zero())
+        {
+            let checker = Checker {
+                dht: dht.clone(),
+                release_key,
+                channel: u.channel.clone(),
+                interval: u.check_interval,
+                data_dir: app.data_dir.clone(),
+            };
+            let signal = shutdown.signal();
+            w.updates = Some(ex.spawn(async move { checker.run(signal).await }));
+        }
         (w, probes)
     }
 
     /// Waits for both workers to end (they end at the shutdown signal).
     pub async fn stop(self) {
-        for t in [self.publisher, self.users].into_iter().flatten() {
+        for t in [self.publisher, self.users, self.updates]
+            .into_iter()
+            .flatten()
+        {
             t.await;
         }
     }

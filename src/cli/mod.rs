@@ -219,6 +219,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             for line in backup::status_lines(&data_dir, crate::clock::now_secs()) {
                 println!("{line}");
             }
+            println!("{}", update::status_line(&config, &data_dir));
             if let Some(o) = &overlay {
                 println!("board:       {}", o.name);
             }
@@ -239,6 +240,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             for line in backup::status_lines(&data_dir, crate::clock::now_secs()) {
                 println!("{line}");
             }
+            println!("{}", update::status_line(&config, &data_dir));
             Ok(())
         }
         ["token", "new"] => {

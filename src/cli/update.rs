@@ -10,6 +10,7 @@ use crate::client::Homeserver;
 use crate::config::Config;
 use crate::update::check::{check, this_target, Found, RUNNING};
 use crate::update::download::download;
+use crate::update::state::UpdateState;
 
 pub const USAGE: &str = "\
 USAGE:
@@ -28,8 +29,8 @@ pub fn run(config: &Config, data_dir: &Path, args: &[&str]) -> Result<()> {
             print!("{USAGE}");
             Ok(())
         }
-        ["check"] => check_now(config, None),
-        ["download"] => check_now(config, Some(data_dir)),
+        ["check"] => check_now(config, data_dir, false),
+        ["download"] => check_now(config, data_dir, true),
         other => bail!(
             "unknown update command `{}` (see `update help`)",
             other.join(" ")
@@ -37,8 +38,9 @@ pub fn run(config: &Config, data_dir: &Path, args: &[&str]) -> Result<()> {
     }
 }
 
-/// Checks the channel, and with `download_to` fetches an available release there.
-fn check_now(config: &Config, download_to: Option<&Path>) -> Result<()> {
+/// Checks the channel (recording what it found), and with `fetch` downloads an available
+/// release.
+fn check_now(config: &Config, data_dir: &Path, fetch: bool) -> Result<()> {
     let u = &config.update;
     let key = u.release_key.ok_or_else(|| {
         anyhow!("no release key: this build has none and update.release_key is not set")
@@ -54,7 +56,9 @@ fn check_now(config: &Config, download_to: Option<&Path>) -> Result<()> {
         request_timeout: config.pkdns.dht_request_timeout,
         port: Some(0),
     })?;
-    let found = smol::block_on(check(&dht, key, &u.channel, &target, RUNNING))?;
+    let outcome = smol::block_on(check(&dht, key, &u.channel, &target, RUNNING));
+    UpdateState::record(data_dir, &u.channel, &outcome);
+    let found = outcome?;
     match &found {
         Found::Available(m) => {
             let notes = m.notes.lines().next().unwrap_or("");
@@ -74,7 +78,7 @@ fn check_now(config: &Config, download_to: Option<&Path>) -> Result<()> {
         Found::NoRelease => println!("no release for {target} in the channel"),
         Found::Refused(e) => bail!("the channel's release is refused: {e}"),
     }
-    if let (Found::Available(m), Some(data_dir)) = (found, download_to) {
+    if let (Found::Available(m), true) = (found, fetch) {
         let hs = smol::block_on(Homeserver::of_user(&dht, key))?;
         let path = download(&hs, &key, &u.channel, &m, data_dir)
             .map_err(|e| anyhow!("the release's binary is refused: {e:#}"))?;
@@ -85,4 +89,14 @@ fn check_now(config: &Config, download_to: Option<&Path>) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The `update:` line of `status`.
+pub fn status_line(config: &Config, data_dir: &Path) -> String {
+    let said = match (&config.update.release_key, UpdateState::load(data_dir)) {
+        (None, _) => "off: no release key (update.release_key)".to_string(),
+        (Some(_), Some(st)) => st.describe(),
+        (Some(_), None) => format!("not checked yet (channel {})", config.update.channel),
+    };
+    format!("update:        {said}")
 }

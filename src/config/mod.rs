@@ -79,6 +79,8 @@ pub struct Update {
     pub release_key: Option<crate::pubkey::PublicKey>,
     /// The channel's path segment: `stable`, `testing`.
     pub channel: String,
+    /// How often the running server looks at the channel; zero: only `update check`.
+    pub check_interval: Duration,
 }
 
 #[derive(Debug, Clone)]

@@ -171,6 +171,7 @@ pub struct Dashboard {
 pub struct Update {
     pub release_key: String,
     pub channel: String,
+    pub check_interval_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

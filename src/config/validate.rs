@@ -148,6 +148,7 @@ impl RawConfig {
         Ok(super::Update {
             release_key,
             channel: u.channel.clone(),
+            check_interval: ms(u.check_interval_ms),
         })
     }
 

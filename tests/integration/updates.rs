@@ -69,7 +69,11 @@ async fn update_check_finds_a_signed_release_over_pubky_and_refuses_what_is_not_
                     .arg(&cfg)
                     .arg("-d")
                     .arg(&data)
-                    .args(["update", command])
+                    .args(if command == "info" {
+                        vec!["info"]
+                    } else {
+                        vec!["update", command]
+                    })
                     .output()
                     .unwrap();
                 let said = format!(
@@ -97,12 +101,43 @@ async fn update_check_finds_a_signed_release_over_pubky_and_refuses_what_is_not_
     st.put(path.as_str(), sign(&manifest("0.2.0", &target), &release))
         .await
         .unwrap();
+    // The server's own daily look, here every 300 ms, records what it finds for `status`.
+    let running_box = Server::start(&format!(
+        "{}[update]\nrelease_key = \"{release_pk}\"\ncheck_interval_ms = 300\n",
+        server_toml(&net, "")
+    ));
+    let looked = running_box.data_dir.join("update.json");
+    let recorded = tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let st = std::fs::read_to_string(&looked).unwrap_or_default();
+            if st.contains("\"available\"") || std::time::Instant::now() > deadline {
+                return st;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    })
+    .await
+    .unwrap();
+    assert!(recorded.contains("\"version\": \"0.2.0\""), "{recorded}");
+    running_box.stop();
+
     let (ok, said) = run("stable", "check").await;
     assert!(ok, "{said}");
     assert!(
         said.contains(
             "available: 0.2.0 (released 2027-01-15T08:00:00Z, 16 bytes): Faster listings."
         ),
+        "{said}"
+    );
+
+    let (ok, said) = run("stable", "info").await;
+    assert!(ok, "{said}");
+    assert!(
+        said.contains(&format!(
+            "update:        0.2.0 is available (this box runs {}) (channel stable, checked ",
+            env!("CARGO_PKG_VERSION")
+        )),
         "{said}"
     );
 
