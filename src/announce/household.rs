@@ -130,11 +130,10 @@ impl Household {
     /// been triggered (the port mapper ends on it).
     pub async fn stop(self) {
         let mdns = self.mdns.map(|a| smol::unblock(move || a.stop()));
-        let ipv6 = self.ipv6;
         if let Some(t) = self.upnp {
             t.await;
         }
-        if let Some(t) = ipv6 {
+        if let Some(t) = self.ipv6 {
             t.await;
         }
         if let Some(m) = mdns {

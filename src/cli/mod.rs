@@ -111,12 +111,10 @@ pub fn parse_args(argv: impl IntoIterator<Item = String>) -> Result<Option<Args>
             "-d" | "--data-dir" => args.data_dir = Some(value("--data-dir")?.into()),
             s if s.starts_with("--config=") => args.config = Some(s[9..].into()),
             s if s.starts_with("--data-dir=") => args.data_dir = Some(s[11..].into()),
-            // `admin …`, `backup …`, `export`, `import`, `move` and `release …` take their
-            // own options.
+            // `admin …`, `backup …`, `export`, `import` and `move` take their own options.
             s if s.starts_with('-')
                 && args.command.first().is_none_or(|c| {
-                    !["admin", "backup", "export", "import", "move", "release"]
-                        .contains(&c.as_str())
+                    !["admin", "backup", "export", "import", "move"].contains(&c.as_str())
                 }) =>
             {
                 return Err(format!("unknown option {s} (see --help)"))
