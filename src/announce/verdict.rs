@@ -314,6 +314,21 @@ pub fn judge(
     }
 }
 
+/// The one verdict `status` and the dashboard show: the relay's, when it has a say, else
+/// the router's facts; softened when IPv6 clients can reach the box (`with_ipv6`).
+pub fn overall(
+    config: &Config,
+    upnp: Option<&UpnpState>,
+    publish: Option<&PublishStatus>,
+    link: Option<&LinkState>,
+    record: Option<&Resolution>,
+    tls_port: u16,
+) -> Verdict {
+    let verdict = through_relay(config, link, record)
+        .unwrap_or_else(|| judge(config, upnp, publish, record, tls_port));
+    with_ipv6(verdict, publish)
+}
+
 /// `verdict` with the IPv6 side taken into account: a box IPv4 clients cannot reach, whose
 /// record announces an IPv6 address (announced only while the router's firewall lets it
 /// through, see `pinhole`), is reachable by every client with IPv6.

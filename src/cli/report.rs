@@ -15,7 +15,7 @@ use crate::announce::pinhole::PinholeState;
 use crate::announce::reachability::{current_address, views, Resolution};
 use crate::announce::tunnel_state::{LinkState, RelayState};
 use crate::announce::upnp::UpnpState;
-use crate::announce::verdict::{judge, through_relay, with_ipv6};
+use crate::announce::verdict::overall;
 use crate::announce::PublishStatus;
 use crate::clock::rfc3339;
 use crate::config::Config;
@@ -61,16 +61,14 @@ pub fn reachability(
         Resolution::NotChecked(_) => None,
         r => Some(r),
     };
-    let verdict = through_relay(config, link.as_ref(), record).unwrap_or_else(|| {
-        judge(
-            config,
-            upnp.as_ref(),
-            publish.as_ref(),
-            record,
-            config.drive.pubky_listen_socket.port(),
-        )
-    });
-    let verdict = with_ipv6(verdict, publish.as_ref());
+    let verdict = overall(
+        config,
+        upnp.as_ref(),
+        publish.as_ref(),
+        link.as_ref(),
+        record,
+        config.drive.pubky_listen_socket.port(),
+    );
     out.push(format!(
         "verdict:       {}. {} {}",
         verdict.headline, verdict.reason, verdict.fix

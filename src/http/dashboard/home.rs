@@ -12,7 +12,7 @@ use super::frame::{box_name, frame, page, short, size, span, usage, when, Frame}
 use super::{qr, Visit};
 use crate::account::owner_sessions::OwnerSession;
 use crate::announce::reachability::Resolution;
-use crate::announce::verdict::{judge, through_relay, Verdict};
+use crate::announce::verdict::{overall, Verdict};
 use crate::http::body::Body;
 use crate::http::App;
 
@@ -51,16 +51,14 @@ pub fn home(
     let upnp = UpnpState::load(dir);
     let publish = PublishStatus::load(dir);
     let link = crate::announce::tunnel_state::LinkState::load(dir);
-    let verdict = through_relay(&app.config, link.as_ref(), record.as_ref()).unwrap_or_else(|| {
-        judge(
-            &app.config,
-            upnp.as_ref(),
-            publish.as_ref(),
-            record.as_ref(),
-            tls_port,
-        )
-    });
-    let verdict = crate::announce::verdict::with_ipv6(verdict, publish.as_ref());
+    let verdict = overall(
+        &app.config,
+        upnp.as_ref(),
+        publish.as_ref(),
+        link.as_ref(),
+        record.as_ref(),
+        tls_port,
+    );
     let mut reach_facts = Vec::new();
     let lan = crate::announce::mdns::lan_addresses(&crate::announce::household::mdns_settings(
         &app.config,
