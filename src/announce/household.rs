@@ -103,12 +103,12 @@ impl Household {
         };
         let ipv6 = match super::pinhole::off_reason(u, listeners.pubky_tls) {
             None => {
-                let pinholer = Pinholer {
-                    settings: u.clone(),
-                    listen: listeners.pubky_tls,
-                    address: address.clone(),
-                    data_dir: data_dir.to_path_buf(),
-                };
+                let pinholer = Pinholer::new(
+                    u.clone(),
+                    listeners.pubky_tls,
+                    address.clone(),
+                    data_dir.to_path_buf(),
+                );
                 Some(ex.spawn(pinholer.run(shutdown.clone())))
             }
             Some(why) => {

@@ -11,7 +11,7 @@
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -66,6 +66,12 @@ impl PinholeState {
     pub fn is_open(&self) -> bool {
         matches!(self.state.as_str(), "pinhole_open" | "open")
     }
+
+    /// Whether the last publish put this address in the record.
+    pub fn in_record(&self, publish: Option<&super::PublishStatus>) -> bool {
+        let published = publish.and_then(|p| p.published_ipv6.as_deref());
+        published.is_some() && published == self.address.as_deref()
+    }
 }
 
 /// Why the IPv6 rung cannot run with this listener and config, if it cannot.
@@ -97,17 +103,34 @@ struct Hole {
 }
 
 pub struct Pinholer {
-    pub settings: crate::config::Upnp,
+    settings: crate::config::Upnp,
     /// The PubkyTLS listener (`[::]` or one global IPv6 address).
-    pub listen: SocketAddr,
-    pub address: Arc<PublicAddress>,
-    pub data_dir: PathBuf,
+    listen: SocketAddr,
+    address: Arc<PublicAddress>,
+    data_dir: PathBuf,
+    /// What `ipv6.json` says, kept here so a round writes the file without reading it.
+    state: Mutex<PinholeState>,
 }
 
 impl Pinholer {
+    pub fn new(
+        settings: crate::config::Upnp,
+        listen: SocketAddr,
+        address: Arc<PublicAddress>,
+        data_dir: PathBuf,
+    ) -> Pinholer {
+        Pinholer {
+            settings,
+            listen,
+            address,
+            data_dir,
+            state: Mutex::default(),
+        }
+    }
+
     pub async fn run(self, shutdown: ShutdownSignal) {
         // Nothing of a previous run holds now.
-        save_json(&self.data_dir, STATE_FILE, &PinholeState::default());
+        self.update(|_| {});
         let mut hole: Option<Hole> = None;
         let mut failures = 0u32;
         loop {
@@ -142,20 +165,19 @@ impl Pinholer {
     }
 
     fn update(&self, f: impl FnOnce(&mut PinholeState)) {
-        let mut st = PinholeState::load(&self.data_dir).unwrap_or_default();
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         f(&mut st);
         st.updated_secs = crate::clock::now_secs();
-        save_json(&self.data_dir, STATE_FILE, &st);
+        save_json(&self.data_dir, STATE_FILE, &*st);
     }
 
     /// Takes the address out of the record and says why (once per change in the log).
     fn withdraw(&self, state: &str, why: String) {
         self.address.set_ipv6(None);
-        let known = PinholeState::load(&self.data_dir).unwrap_or_default();
-        if known.state != state || known.last_error.as_deref() != Some(why.as_str()) {
-            tracing::warn!(ipv6 = state, "IPv6 address not announced: {why}");
-        }
         self.update(|st| {
+            if st.state != state || st.last_error.as_deref() != Some(why.as_str()) {
+                tracing::warn!(ipv6 = state, "IPv6 address not announced: {why}");
+            }
             st.state = state.into();
             st.last_error = Some(why);
         });

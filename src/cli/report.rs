@@ -282,9 +282,8 @@ fn ipv6_line(pinhole: Option<&PinholeState>, publish: Option<&PublishStatus>) ->
         return "ipv6:          unknown (the server has not run yet)".into();
     };
     let addr = p.address.as_deref().unwrap_or("?");
-    let announced = publish.and_then(|p| p.published_ipv6.as_deref()) == Some(addr);
     let in_record = match publish {
-        _ if announced => "; the record announces it (AAAA)".to_string(),
+        _ if p.in_record(publish) => "; the record announces it (AAAA)".to_string(),
         Some(pb) if pb.published_ip.is_some() && pb.pubky_tls_port != p.port => format!(
             "; NOT in the record: it names port {} (the IPv4 side's), and one port covers every address",
             pb.pubky_tls_port

@@ -119,8 +119,7 @@ pub fn home(
     }
     match crate::announce::pinhole::PinholeState::load(dir) {
         Some(p) if p.is_open() => {
-            let announced =
-                publish.as_ref().and_then(|p| p.published_ipv6.as_deref()) == p.address.as_deref();
+            let announced = p.in_record(publish.as_ref());
             let how = if p.state == "pinhole_open" {
                 "open at the router's firewall"
             } else {
