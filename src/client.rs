@@ -16,6 +16,7 @@ use crate::pubkey::PublicKey;
 use crate::runtime::http1;
 
 /// A homeserver reached over PubkyTLS, checked against its key.
+#[derive(Clone)]
 pub struct Homeserver {
     pub(crate) key: PublicKey,
     addr: SocketAddr,
@@ -77,6 +78,18 @@ impl Homeserver {
         };
         http1::call_streaming(Box::new(stream), &self.key.to_string(), &call, body, len)
             .with_context(|| format!("{method} {path} on homeserver {}", self.key))
+    }
+
+    /// GETs `user`'s file at `path`: the reply to read the body from, or `None` when there
+    /// is no such file.
+    pub fn get_from(&self, user: &PublicKey, path: &str) -> Result<Option<http1::Reply>> {
+        let user = user.to_string();
+        let reply = self.call_small("GET", path, &[("pubky-host", &user)], b"")?;
+        match reply.status {
+            200 => Ok(Some(reply)),
+            404 => Ok(None),
+            s => bail!("GET {path} on homeserver {} answered {s}", self.key),
+        }
     }
 
     /// A request whose body is small and in memory.

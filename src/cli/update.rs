@@ -6,9 +6,8 @@ use std::path::Path;
 use anyhow::{anyhow, bail, Result};
 
 use crate::announce::dht::{DhtClient, DhtSettings};
-use crate::client::Homeserver;
 use crate::config::Config;
-use crate::update::check::{check, this_target, Found, RUNNING};
+use crate::update::check::{check, release_homeserver, this_target, Found, RUNNING};
 use crate::update::download::download;
 use crate::update::state::UpdateState;
 
@@ -56,7 +55,15 @@ fn check_now(config: &Config, data_dir: &Path, fetch: bool) -> Result<()> {
         request_timeout: config.pkdns.dht_request_timeout,
         port: Some(0),
     })?;
-    let outcome = smol::block_on(check(&dht, key, &u.channel, &target, RUNNING));
+    let (hs, outcome) = smol::block_on(async {
+        match release_homeserver(&dht, key).await {
+            Ok(hs) => {
+                let found = check(&hs, key, &u.channel, &target, RUNNING).await;
+                (Some(hs), found)
+            }
+            Err(e) => (None, Err(e)),
+        }
+    });
     UpdateState::record(data_dir, &u.channel, &outcome);
     let found = outcome?;
     match &found {
@@ -78,8 +85,7 @@ fn check_now(config: &Config, data_dir: &Path, fetch: bool) -> Result<()> {
         Found::NoRelease => println!("no release for {target} in the channel"),
         Found::Refused(e) => bail!("the channel's release is refused: {e}"),
     }
-    if let (Found::Available(m), true) = (found, fetch) {
-        let hs = smol::block_on(Homeserver::of_user(&dht, key))?;
+    if let (Found::Available(m), true, Some(hs)) = (found, fetch, hs) {
         let path = download(&hs, &key, &u.channel, &m, data_dir)
             .map_err(|e| anyhow!("the release's binary is refused: {e:#}"))?;
         println!(

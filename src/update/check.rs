@@ -6,7 +6,7 @@
 
 use std::io::Read;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
 use super::manifest::{self, Manifest, ReleaseError};
 use crate::announce::dht::DhtClient;
@@ -61,20 +61,35 @@ pub enum Found {
     Refused(ReleaseError),
 }
 
-/// Reads and judges the channel's manifest for `target`.
+/// The release key's homeserver, found through its `_pubky` record like any user's.
+pub async fn release_homeserver(dht: &DhtClient, release_key: PublicKey) -> Result<Homeserver> {
+    Homeserver::of_user(dht, release_key)
+        .await
+        .context("finding the release key's homeserver")
+}
+
+/// Reads and judges the channel's manifest for `target` on `hs`, the release key's
+/// homeserver.
 pub async fn check(
-    dht: &DhtClient,
+    hs: &Homeserver,
     release_key: PublicKey,
     channel: &str,
     target: &str,
     running: &str,
 ) -> Result<Found> {
-    let hs = Homeserver::of_user(dht, release_key)
-        .await
-        .context("finding the release key's homeserver")?;
-    let path = manifest_path(channel, target);
-    let key = release_key.to_string();
-    let signed = smol::unblock(move || fetch_small(&hs, &key, &path)).await?;
+    let (hs, path) = (hs.clone(), manifest_path(channel, target));
+    let signed = smol::unblock(move || -> Result<Option<Vec<u8>>> {
+        let Some(reply) = hs.get_from(&release_key, &path)? else {
+            return Ok(None);
+        };
+        // One byte past a manifest's limit is enough to refuse a larger file.
+        let mut body = Vec::new();
+        reply
+            .take(manifest::MAX_SIGNED_BYTES as u64 + 1)
+            .read_to_end(&mut body)?;
+        Ok(Some(body))
+    })
+    .await?;
     let Some(signed) = signed else {
         return Ok(Found::NoRelease);
     };
@@ -87,21 +102,6 @@ pub async fn check(
         Err(ReleaseError::NotNewer { .. }) => Found::UpToDate(m),
         Err(e) => Found::Refused(e),
     })
-}
-
-/// GETs `path` under `user` on `hs`: the body (at most a manifest's size), or `None` when
-/// there is no such file.
-fn fetch_small(hs: &Homeserver, user: &str, path: &str) -> Result<Option<Vec<u8>>> {
-    let reply = hs.call_small("GET", path, &[("pubky-host", user)], b"")?;
-    match reply.status {
-        200 => {}
-        404 => return Ok(None),
-        s => bail!("GET {path} on homeserver {} answered {s}", hs.key()),
-    }
-    let mut body = Vec::new();
-    let limit = manifest::MAX_SIGNED_BYTES as u64 + 1;
-    reply.take(limit).read_to_end(&mut body)?;
-    Ok(Some(body))
 }
 
 #[cfg(test)]

@@ -4,14 +4,16 @@
 //! becomes `pubky-edge-<version>` (mode 0755, synced) only when its size and BLAKE3 are the
 //! manifest's. Anything else leaves nothing behind. The switch to it is not made here.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
+use std::fs::{self, OpenOptions};
+use std::io::Read;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 
 use super::manifest::Manifest;
+use crate::backup::point::copy_hashed;
+use crate::backup::sync_parent;
 use crate::client::Homeserver;
 use crate::pubkey::PublicKey;
 
@@ -42,9 +44,7 @@ pub fn download(
         return Err(e);
     }
     fs::rename(&part, &done).with_context(|| format!("keeping {}", done.display()))?;
-    File::open(&dir)
-        .and_then(|d| d.sync_all())
-        .with_context(|| format!("syncing {}", dir.display()))?;
+    sync_parent(&done).with_context(|| format!("syncing {}", dir.display()))?;
     Ok(done)
 }
 
@@ -56,13 +56,9 @@ fn fetch_into(
     part: &Path,
 ) -> Result<()> {
     let path = binary_path(channel, &m.target, &m.version);
-    let key = release_key.to_string();
-    let reply = hs.call_small("GET", &path, &[("pubky-host", &key)], b"")?;
-    match reply.status {
-        200 => {}
-        404 => bail!("the release's binary is missing at pubky://{key}{path}"),
-        s => bail!("GET {path} on homeserver {} answered {s}", hs.key()),
-    }
+    let Some(reply) = hs.get_from(release_key, &path)? else {
+        bail!("the release's binary is missing at pubky://{release_key}{path}");
+    };
     let mut out = OpenOptions::new()
         .write(true)
         .create(true)
@@ -71,24 +67,9 @@ fn fetch_into(
         .open(part)
         .with_context(|| format!("creating {}", part.display()))?;
     // One byte past the manifest's size is enough to tell a longer file.
-    let mut body = reply.take(m.size + 1);
-    let mut hasher = blake3::Hasher::new();
-    let mut size = 0u64;
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = body
-            .read(&mut buf)
-            .context("reading the release's binary")?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        out.write_all(&buf[..n])
-            .with_context(|| format!("writing {}", part.display()))?;
-        size += n as u64;
-    }
-    m.check_hashed(size, hasher.finalize().to_hex().as_str())
-        .map_err(|e| anyhow!("{e}"))?;
+    let (size, hash) = copy_hashed(&mut reply.take(m.size + 1), &mut out)
+        .with_context(|| format!("fetching the release's binary into {}", part.display()))?;
+    m.check_hashed(size, &hash).map_err(|e| anyhow!("{e}"))?;
     out.sync_all()
         .with_context(|| format!("syncing {}", part.display()))?;
     fs::set_permissions(part, fs::Permissions::from_mode(0o755))?;

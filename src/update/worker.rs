@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::check::{check, this_target, RUNNING};
+use super::check::{check, release_homeserver, this_target, RUNNING};
 use super::state::UpdateState;
 use crate::announce::dht::DhtClient;
 use crate::pubkey::PublicKey;
@@ -37,7 +37,10 @@ impl Checker {
                 return;
             }
             let target = this_target();
-            let outcome = check(&self.dht, self.release_key, &self.channel, &target, RUNNING).await;
+            let outcome = match release_homeserver(&self.dht, self.release_key).await {
+                Ok(hs) => check(&hs, self.release_key, &self.channel, &target, RUNNING).await,
+                Err(e) => Err(e),
+            };
             match &outcome {
                 Ok(found) => {
                     tracing::info!(channel = %self.channel, ?found, "release channel checked")
