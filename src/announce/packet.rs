@@ -67,20 +67,13 @@ pub fn homeserver_packet(
     let mut direct = SVCB::new(1, apex.clone());
     direct.set_port(spec.pubky_tls_port);
     let ips = spec.addresses();
-    let v4: Vec<u32> = ips
-        .iter()
-        .filter_map(|ip| match ip {
-            IpAddr::V4(v4) => Some(v4.to_bits()),
-            IpAddr::V6(_) => None,
-        })
-        .collect();
-    let v6: Vec<u128> = ips
-        .iter()
-        .filter_map(|ip| match ip {
-            IpAddr::V6(v6) => Some(v6.to_bits()),
-            IpAddr::V4(_) => None,
-        })
-        .collect();
+    let (mut v4, mut v6) = (Vec::new(), Vec::new());
+    for ip in &ips {
+        match ip {
+            IpAddr::V4(a) => v4.push(a.to_bits()),
+            IpAddr::V6(a) => v6.push(a.to_bits()),
+        }
+    }
     if !v4.is_empty() {
         direct.set_ipv4hint(&v4);
     }
