@@ -233,6 +233,12 @@ fn release_sign_and_verify_refuse_what_was_not_released() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("exists already"), "{}", stderr(&o));
 
+    // `release verify` of a manifest against a release key (and a binary).
+    let verify = |key: &str, manifest: &str, binary: Option<&str>| {
+        let mut args = vec!["release", "verify", "--release-key", key, manifest];
+        args.extend(binary);
+        run(&args)
+    };
     let binary: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
     std::fs::write(&bin, &binary).unwrap();
     let sign = |extra: &[&str]| {
@@ -259,14 +265,7 @@ fn release_sign_and_verify_refuse_what_was_not_released() {
     let o = sign(&["--store-format", "1", "--out", &manifest]);
     assert!(o.status.success(), "{}", stderr(&o));
 
-    let o = run(&[
-        "release",
-        "verify",
-        "--release-key",
-        &public,
-        &manifest,
-        &bin,
-    ]);
+    let o = verify(&public, &manifest, Some(&bin));
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
     assert!(out.contains("signature:    ok"), "{out}");
@@ -283,13 +282,7 @@ fn release_sign_and_verify_refuse_what_was_not_released() {
     // Signed by a key this box does not trust.
     let o = run(&["release", "keygen", &other_key]);
     let other_public = stdout(&o).lines().last().unwrap().trim().to_string();
-    let o = run(&[
-        "release",
-        "verify",
-        "--release-key",
-        &other_public,
-        &manifest,
-    ]);
+    let o = verify(&other_public, &manifest, None);
     assert!(!o.status.success());
     assert!(
         stderr(&o).contains("not by the release key this box trusts"),
@@ -300,7 +293,7 @@ fn release_sign_and_verify_refuse_what_was_not_released() {
     let text = std::fs::read_to_string(&manifest).unwrap();
     let altered = path("altered.json");
     std::fs::write(&altered, text.replace("0.2.0", "0.9.0")).unwrap();
-    let o = run(&["release", "verify", "--release-key", &public, &altered]);
+    let o = verify(&public, &altered, None);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("altered or forged"), "{}", stderr(&o));
     // A truncated download, and one byte changed.
@@ -311,14 +304,7 @@ fn release_sign_and_verify_refuse_what_was_not_released() {
         (&changed[..], "BLAKE3"),
     ] {
         std::fs::write(&bin, bytes).unwrap();
-        let o = run(&[
-            "release",
-            "verify",
-            "--release-key",
-            &public,
-            &manifest,
-            &bin,
-        ]);
+        let o = verify(&public, &manifest, Some(&bin));
         assert!(!o.status.success());
         assert!(stderr(&o).contains(why), "{}", stderr(&o));
     }

@@ -179,15 +179,7 @@ impl Net {
                 "192.168.77.1",
             ])?;
         }
-        sh(&[
-            "ip",
-            "netns",
-            "exec",
-            &rt,
-            "sysctl",
-            "-qw",
-            "net.ipv4.ip_forward=1",
-        ])
+        sysctl(&rt, "net.ipv4.ip_forward=1")
     }
 
     /// Gives the LAN a global IPv6 prefix, as an ISP's delegation does: the router is
@@ -219,15 +211,7 @@ impl Net {
         sh(&[
             "ip", "-n", &lan, "-6", "route", "add", "default", "via", "fe80::1", "dev", "eth0",
         ])?;
-        sh(&[
-            "ip",
-            "netns",
-            "exec",
-            &rt,
-            "sysctl",
-            "-qw",
-            "net.ipv6.conf.all.forwarding=1",
-        ])?;
+        sysctl(&rt, "net.ipv6.conf.all.forwarding=1")?;
         self.pubky_listen = "[::]:6287";
         Ok(())
     }
@@ -346,15 +330,7 @@ impl Net {
         sh(&[
             "ip", "-n", &rt, "route", "add", "default", "via", "11.0.0.2",
         ])?;
-        sh(&[
-            "ip",
-            "netns",
-            "exec",
-            &wan,
-            "sysctl",
-            "-qw",
-            "net.ipv4.ip_forward=1",
-        ])?;
+        sysctl(&wan, "net.ipv4.ip_forward=1")?;
         let rules = self.tmp.path().join("provider.nft");
         std::fs::write(
             &rules,
@@ -477,6 +453,11 @@ impl Drop for Net {
             let _ = sh(&["ip", "netns", "del", &self.ns(role)]);
         }
     }
+}
+
+/// Sets a kernel `setting` (`key=value`) inside namespace `ns`.
+fn sysctl(ns: &str, setting: &str) -> Result<(), String> {
+    sh(&["ip", "netns", "exec", ns, "sysctl", "-qw", setting])
 }
 
 /// Runs `f` on a thread inside network namespace `ns` (threads it starts stay there).
