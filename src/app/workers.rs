@@ -101,8 +101,7 @@ impl Workers {
             let checker = Checker {
                 dht: dht.clone(),
                 release_key,
-                channel: u.channel.clone(),
-                interval: u.check_interval,
+                settings: u.clone(),
                 data_dir: app.data_dir.clone(),
             };
             let signal = shutdown.signal();

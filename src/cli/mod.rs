@@ -56,7 +56,7 @@ COMMANDS:
                  points their record at it (runs anywhere; resumes when run again)
     release …    make and check signed releases, offline where the release key is kept
                  (`release help`)
-    update check|download
+    update check|download|now|hold|resume|rollback
                  look for a newer release in the channel, signed with the release key, and
                  fetch its binary (verified, not switched to)
 
@@ -138,6 +138,9 @@ pub fn main(argv: impl IntoIterator<Item = String>) -> ExitCode {
         }
     };
     match run(args) {
+        Ok(()) if crate::update::slots::restart_requested() => {
+            ExitCode::from(crate::update::slots::EXIT_RESTART)
+        }
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("pubky-edge: {e:#}");
@@ -193,6 +196,8 @@ fn run(args: Args) -> anyhow::Result<()> {
             if let Some(f) = &config_file {
                 tracing::info!(file = %f.display(), "config file read");
             }
+            app::prepare_data_dir(&data_dir)?;
+            crate::update::slots::hand_over(&data_dir)?;
             serve::run(config, data_dir, |_| Box::pin(async { Ok(()) }))
         }
         ["info"] => {
@@ -217,7 +222,9 @@ fn run(args: Args) -> anyhow::Result<()> {
             for line in backup::status_lines(&data_dir, crate::clock::now_secs()) {
                 println!("{line}");
             }
-            println!("{}", update::status_line(&config, &data_dir));
+            for line in update::status_lines(&config, &data_dir) {
+                println!("{line}");
+            }
             if let Some(o) = &overlay {
                 println!("board:       {}", o.name);
             }
@@ -238,7 +245,9 @@ fn run(args: Args) -> anyhow::Result<()> {
             for line in backup::status_lines(&data_dir, crate::clock::now_secs()) {
                 println!("{line}");
             }
-            println!("{}", update::status_line(&config, &data_dir));
+            for line in update::status_lines(&config, &data_dir) {
+                println!("{line}");
+            }
             Ok(())
         }
         ["token", "new"] => {

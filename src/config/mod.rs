@@ -81,6 +81,40 @@ pub struct Update {
     pub channel: String,
     /// How often the running server looks at the channel; zero: only `update check`.
     pub check_interval: Duration,
+    /// Whether the server installs what its look finds (else only `update now`).
+    pub automatic: bool,
+    /// When automatic updates may restart the server: minutes of the UTC day, start and
+    /// end (end may be smaller: past midnight); `None`: any time.
+    pub window: Option<(u32, u32)>,
+    /// How long a new version has to report healthy before it is rolled back.
+    pub health_deadline: Duration,
+}
+
+impl Update {
+    /// Whether `secs` (since the epoch) falls in the window.
+    pub fn in_window(&self, secs: u64) -> bool {
+        let Some((from, to)) = self.window else {
+            return true;
+        };
+        let minute = ((secs % 86_400) / 60) as u32;
+        if from <= to {
+            (from..to).contains(&minute)
+        } else {
+            minute >= from || minute < to
+        }
+    }
+
+    /// How long from `secs` until the window opens (zero inside it).
+    pub fn until_window(&self, secs: u64) -> Duration {
+        match self.window {
+            Some((from, _)) if !self.in_window(secs) => {
+                let now = secs % 86_400;
+                let start = u64::from(from) * 60;
+                Duration::from_secs((start + 86_400 - now) % 86_400)
+            }
+            _ => Duration::ZERO,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -172,6 +172,9 @@ pub struct Update {
     pub release_key: String,
     pub channel: String,
     pub check_interval_ms: u64,
+    pub automatic: bool,
+    pub window: String,
+    pub health_deadline_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

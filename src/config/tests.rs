@@ -400,3 +400,44 @@ fn tunnel_settings_are_checked() {
         assert!(e.contains(says), "{toml}: {e}");
     }
 }
+
+#[test]
+fn update_window_is_minutes_of_the_utc_day_and_may_wrap() {
+    let u = load("").unwrap().config.update;
+    assert!(u.automatic);
+    assert_eq!(u.window, Some((180, 300)));
+    assert_eq!(u.health_deadline, Duration::from_secs(90));
+    let day = 20_000 * 86_400;
+    assert!(u.in_window(day + 3 * 3600));
+    assert!(u.in_window(day + 5 * 3600 - 1));
+    assert!(!u.in_window(day + 5 * 3600));
+    assert_eq!(
+        u.until_window(day + 5 * 3600),
+        Duration::from_secs(22 * 3600)
+    );
+    assert_eq!(u.until_window(day + 4 * 3600), Duration::ZERO);
+    let night = load("[update]\nwindow = \"23:30-01:00\"\n")
+        .unwrap()
+        .config
+        .update;
+    assert!(night.in_window(day + 23 * 3600 + 45 * 60));
+    assert!(night.in_window(day + 1800));
+    assert!(!night.in_window(day + 3600));
+    assert_eq!(
+        night.until_window(day + 3600),
+        Duration::from_secs(22 * 3600 + 1800)
+    );
+    let any = load("[update]\nwindow = \"\"\n").unwrap().config.update;
+    assert_eq!(any.window, None);
+    assert!(any.in_window(day + 12 * 3600));
+    for (bad, why) in [
+        ("3-5", "\"HH:MM-HH:MM\" (UTC)"),
+        ("24:00-01:00", "\"HH:MM-HH:MM\" (UTC)"),
+        ("03:00-03:00", "an empty window"),
+    ] {
+        let e = load(&format!("[update]\nwindow = \"{bad}\"\n")).unwrap_err();
+        assert!(e.contains(why) && e.contains("update.window"), "{bad}: {e}");
+    }
+    let e = load("[update]\nhealth_deadline_ms = 0\n").unwrap_err();
+    assert!(e.contains("update.health_deadline_ms"), "{e}");
+}

@@ -145,10 +145,14 @@ impl RawConfig {
                 u.channel
             ));
         }
+        positive(&[("update.health_deadline_ms", u.health_deadline_ms)])?;
         Ok(super::Update {
             release_key,
             channel: u.channel.clone(),
             check_interval: ms(u.check_interval_ms),
+            automatic: u.automatic,
+            window: parse_window(&u.window)?,
+            health_deadline: ms(u.health_deadline_ms),
         })
     }
 
@@ -555,4 +559,26 @@ fn client_identity(
             "{key}: mode must be \"direct\" or \"proxy_protocol\", not {other:?}"
         )),
     }
+}
+
+/// `"HH:MM-HH:MM"` as minutes of the day; `""` is no window.
+fn parse_window(s: &str) -> Result<Option<(u32, u32)>, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Ok(None);
+    }
+    let minute = |t: &str| -> Option<u32> {
+        let (h, m) = t.trim().split_once(':')?;
+        let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+        (h < 24 && m < 60 && t.trim().len() == 5).then_some(h * 60 + m)
+    };
+    let bad = || format!("update.window {s:?}: \"HH:MM-HH:MM\" (UTC), or \"\" for any time");
+    let (from, to) = s.split_once('-').ok_or_else(bad)?;
+    let (from, to) = (minute(from).ok_or_else(bad)?, minute(to).ok_or_else(bad)?);
+    if from == to {
+        return Err(format!(
+            "update.window {s:?}: an empty window (use \"\" for any time)"
+        ));
+    }
+    Ok(Some((from, to)))
 }

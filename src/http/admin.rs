@@ -98,6 +98,8 @@ async fn route(app: &App, req: Request<Incoming>, path: &str) -> Result<Response
         }
         (["backup", "snapshot"], &Method::POST) => backup_snapshot(app).await,
         (["backup", "snapshot"], _) => Err(only("POST")),
+        (["update", "restart"], &Method::POST) => restart_for_update(app),
+        (["update", "restart"], _) => Err(only("POST")),
         (["webdav", pk, rest @ ..], &Method::DELETE) if !rest.is_empty() => {
             delete_entry(app, pk, &rest.join("/")).await
         }
@@ -367,6 +369,23 @@ impl Drop for SnapshotSlot {
 }
 
 /// `POST /backup/snapshot`: takes a store snapshot for `pubky-edge backup create` (on the
+/// `POST /update/restart`: the server stops and exits to be started again by the service
+/// manager, when `pubky-edge update now|rollback` changed what the next start runs.
+fn restart_for_update(app: &App) -> Result<Response<Body>, ApiError> {
+    let slots = crate::update::slots::Slots::at(&app.data_dir);
+    let next = match slots.trial() {
+        Some(t) => format!(
+            "The server restarts into {}; it must report healthy within {} s, or the previous version comes back by itself",
+            t.version,
+            app.config.update.health_deadline.as_secs()
+        ),
+        None => "The server restarts".to_string(),
+    };
+    tracing::info!("restart requested through the admin API");
+    crate::update::slots::request_restart();
+    Ok(super::response::text(StatusCode::ACCEPTED, next))
+}
+
 /// same machine: it reads the dump and the blob files it names from the data directory).
 /// The answer is one JSON line ([`crate::backup::point::SnapshotInfo`]), then a newline
 /// every few seconds for as long as the client keeps the connection: the snapshot (its

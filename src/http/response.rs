@@ -232,9 +232,9 @@ pub fn empty(status: StatusCode) -> Response<Body> {
     r
 }
 
-/// A plain-text response with a fixed body.
-pub fn text(status: StatusCode, s: &'static str) -> Response<Body> {
-    let mut r = Response::new(Body::Full(Bytes::from_static(s.as_bytes())));
+/// A plain-text response.
+pub fn text(status: StatusCode, s: impl Into<Bytes>) -> Response<Body> {
+    let mut r = Response::new(Body::Full(s.into()));
     *r.status_mut() = status;
     r.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -13,6 +13,7 @@
 //! | `user_events`   | user ‖ event id                   | empty (per-user event index) |
 //! | `pub_events`    | event id, for `/pub/` paths       | empty (public feed index)  |
 //! | `meta`          | `event_seq`                       | u64 last event id          |
+//! |                 | `store_format`                    | u32 [`FORMAT`] that wrote it |
 //! |                 | `pub_events_indexed`              | empty: `pub_events` is complete |
 //! | `grants`        | grant id (UTF-8)                  | [`GrantRecord`]            |
 //! | `user_grants`   | user ‖ grant id                   | empty                      |
@@ -79,6 +80,11 @@ pub use crate::config::Durability;
 /// cut (what `storage.durability = "relaxed"` promises).
 pub const RELAXED_FLUSH_MS: u64 = 1000;
 
+/// The on-disk format this version reads and writes. A store written in a newer format is
+/// refused at open (no downgrade across a format change); release manifests carry it, and
+/// an update that changes it is not installed by itself.
+pub const FORMAT: u32 = 1;
+
 #[derive(Debug)]
 pub enum StoreError {
     Io(std::io::Error),
@@ -98,6 +104,10 @@ pub enum StoreError {
     DiskFull,
     /// The database cannot be opened (its log could not be replayed).
     Unrecoverable(String),
+    /// Written in a newer format than this version knows (`found`).
+    NewerFormat {
+        found: u32,
+    },
     /// Another holder kept the database's lock for longer than `LOCK_WAIT` (a running
     /// server, or a tool working on the same data directory).
     InUse(PathBuf),
@@ -121,6 +131,12 @@ impl std::fmt::Display for StoreError {
             StoreError::GrantExpired => f.write_str("grant has expired"),
             StoreError::DiskFull => f.write_str("disk full"),
             StoreError::Unrecoverable(e) => f.write_str(e),
+            StoreError::NewerFormat { found } => write!(
+                f,
+                "the store is in format {found}, written by a newer pubky-edge; this version \
+                 reads format {FORMAT}: run the newer version, or restore the backup made \
+                 before the update (`pubky-edge backup restore`)"
+            ),
             StoreError::InUse(db) => write!(
                 f,
                 "the database {} is in use by another process (is the server running?)",
@@ -350,6 +366,18 @@ impl Store {
             user_quotas: tree("user_quotas")?,
             token_quotas: tree("token_quotas")?,
         };
+        match t.meta.get(b"store_format")? {
+            Some(v) => {
+                let found = codec::decode::<u32>("store_format", &v)?;
+                if found > FORMAT {
+                    return Err(StoreError::NewerFormat { found });
+                }
+            }
+            // Written before formats were recorded: that is format 1.
+            None => {
+                t.meta.insert(b"store_format", codec::encode(&FORMAT))?;
+            }
+        }
         let last_event = match t.meta.get(b"event_seq")? {
             Some(v) => codec::decode::<u64>("event_seq", &v)?,
             None => 0,

@@ -59,6 +59,9 @@ pub enum Found {
     /// A manifest was found and refused (wrong key, altered, another target, too old to
     /// upgrade directly...).
     Refused(ReleaseError),
+    /// A newer release that was installed on this box before and rolled back: not tried
+    /// again.
+    FailedHere(Manifest),
 }
 
 /// The release key's homeserver, found through its `_pubky` record like any user's.
@@ -66,6 +69,22 @@ pub async fn release_homeserver(dht: &DhtClient, release_key: PublicKey) -> Resu
     Homeserver::of_user(dht, release_key)
         .await
         .context("finding the release key's homeserver")
+}
+
+/// [`check`] for this box: its target, the version it runs (its slot's release), and the
+/// releases that failed on it.
+pub async fn check_for_box(
+    hs: &Homeserver,
+    release_key: PublicKey,
+    channel: &str,
+    data_dir: &std::path::Path,
+) -> Result<Found> {
+    let slots = super::slots::Slots::at(data_dir);
+    let found = check(hs, release_key, channel, &this_target(), &slots.running()).await?;
+    Ok(match found {
+        Found::Available(m) if slots.failed(&m.version) => Found::FailedHere(m),
+        other => other,
+    })
 }
 
 /// Reads and judges the channel's manifest for `target` on `hs`, the release key's

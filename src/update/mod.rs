@@ -6,8 +6,10 @@
 //! binary only into a file it keeps when size and hash match (`download`); the server
 //! looks daily (`worker`), and what was found is kept for `status` (`state`).
 
+pub mod apply;
 pub mod check;
 pub mod download;
 pub mod manifest;
+pub mod slots;
 pub mod state;
 pub mod worker;

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::check::{Found, RUNNING};
+use super::check::Found;
 use crate::announce::worker::{load_json, save_json};
 
 pub const STATE_FILE: &str = "update.json";
@@ -36,12 +36,13 @@ impl UpdateState {
             Ok(Found::UpToDate(m)) => ("up_to_date", Some(m.version.clone()), None),
             Ok(Found::NoRelease) => ("no_release", None, None),
             Ok(Found::Refused(e)) => ("refused", None, Some(e.to_string())),
+            Ok(Found::FailedHere(m)) => ("failed_here", Some(m.version.clone()), None),
             Err(e) => ("error", None, Some(format!("{e:#}"))),
         };
         let st = UpdateState {
             checked_secs: crate::clock::now_secs(),
             channel: channel.into(),
-            running: RUNNING.into(),
+            running: super::slots::Slots::at(data_dir).running(),
             result: result.into(),
             version,
             detail,
@@ -55,8 +56,12 @@ impl UpdateState {
         let version = self.version.as_deref().unwrap_or("?");
         let detail = self.detail.as_deref().unwrap_or("");
         let what = match self.result.as_str() {
-            "available" => format!("{version} is available (this box runs {RUNNING})"),
-            "up_to_date" => format!("up to date ({RUNNING}; the channel has {version})"),
+            "available" => format!("{version} is available (this box runs {})", self.running),
+            "up_to_date" => format!("up to date ({}; the channel has {version})", self.running),
+            "failed_here" => format!(
+                "{version} is out, but it failed on this box before and is not tried again ({} runs)",
+                self.running
+            ),
             "no_release" => "no release for this box in the channel".into(),
             "refused" => format!("the channel's release was REFUSED: {detail}"),
             _ => format!("the channel could not be read: {detail}"),
@@ -78,7 +83,7 @@ mod tests {
         let st = UpdateState::load(dir.path()).unwrap();
         assert_eq!(
             (st.result.as_str(), st.running.as_str()),
-            ("no_release", RUNNING)
+            ("no_release", crate::update::check::RUNNING)
         );
         assert!(st
             .describe()

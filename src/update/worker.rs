@@ -1,22 +1,24 @@
 //! The server's own look at the release channel: once a little while after start (a random
 //! part of a twenty-fourth of the interval, so boxes that start together do not ask
 //! together), then every `update.check_interval_ms` give or take a tenth. Each outcome goes
-//! to `update.json`; nothing is downloaded or switched here.
+//! to `update.json`. With `update.automatic`, a newer release is installed (unless the
+//! household holds updates) once the window is open, and the server restarts into it.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::check::{check, release_homeserver, this_target, RUNNING};
+use super::check::{check_for_box, release_homeserver, Found};
+use super::slots::{request_restart, Slots};
 use super::state::UpdateState;
 use crate::announce::dht::DhtClient;
+use crate::config::Update;
 use crate::pubkey::PublicKey;
 use crate::runtime::shutdown::ShutdownSignal;
 
 pub struct Checker {
     pub dht: DhtClient,
     pub release_key: PublicKey,
-    pub channel: String,
-    pub interval: Duration,
+    pub settings: Update,
     pub data_dir: PathBuf,
 }
 
@@ -31,27 +33,62 @@ fn random_up_to(max: Duration) -> Duration {
 
 impl Checker {
     pub async fn run(self, shutdown: ShutdownSignal) {
-        let mut wait = random_up_to(self.interval / 24);
+        let (interval, channel) = (self.settings.check_interval, &self.settings.channel);
+        let mut wait = random_up_to(interval / 24);
         loop {
             if shutdown.sleep(wait).await {
                 return;
             }
-            let target = this_target();
-            let outcome = match release_homeserver(&self.dht, self.release_key).await {
-                Ok(hs) => check(&hs, self.release_key, &self.channel, &target, RUNNING).await,
-                Err(e) => Err(e),
+            let tenth = interval / 10;
+            wait = interval - tenth + random_up_to(tenth * 2);
+            let hs = release_homeserver(&self.dht, self.release_key).await;
+            let outcome = match &hs {
+                Ok(hs) => check_for_box(hs, self.release_key, channel, &self.data_dir).await,
+                Err(e) => Err(anyhow::anyhow!("{e:#}")),
             };
             match &outcome {
-                Ok(found) => {
-                    tracing::info!(channel = %self.channel, ?found, "release channel checked")
-                }
+                Ok(found) => tracing::info!(%channel, ?found, "release channel checked"),
                 Err(e) => {
-                    tracing::warn!(channel = %self.channel, "the release channel could not be read: {e:#}")
+                    tracing::warn!(%channel, "the release channel could not be read: {e:#}")
                 }
             }
-            UpdateState::record(&self.data_dir, &self.channel, &outcome);
-            let tenth = self.interval / 10;
-            wait = self.interval - tenth + random_up_to(tenth * 2);
+            UpdateState::record(&self.data_dir, channel, &outcome);
+            let (Ok(Found::Available(m)), Ok(hs)) = (outcome, hs) else {
+                continue;
+            };
+            let slots = Slots::at(&self.data_dir);
+            if !self.settings.automatic || slots.hold().is_some() {
+                continue;
+            }
+            let now = crate::clock::now_secs();
+            if !self.settings.in_window(now) {
+                // Look again when the window opens, a random few minutes in.
+                let opens = self.settings.until_window(now);
+                wait = wait.min(opens + random_up_to(Duration::from_secs(300)));
+                tracing::info!(
+                    version = m.version,
+                    ?opens,
+                    "an update waits for its window"
+                );
+                continue;
+            }
+            let (key, channel, data_dir) =
+                (self.release_key, channel.clone(), self.data_dir.clone());
+            let installed =
+                smol::unblock(move || super::apply::install(&hs, &key, &channel, &m, &data_dir))
+                    .await;
+            match installed {
+                Ok(t) => {
+                    tracing::info!(
+                        version = t.version,
+                        slot = t.slot,
+                        "update installed; restarting into it"
+                    );
+                    request_restart();
+                    return;
+                }
+                Err(e) => tracing::warn!("the update could not be installed: {e:#}"),
+            }
         }
     }
 }

@@ -5,7 +5,11 @@
 //! binary only when it is the signed one.
 
 use std::os::unix::fs::PermissionsExt;
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
 use pubky::Keypair;
@@ -14,6 +18,7 @@ use pubky_edge::update::download::binary_path;
 use pubky_edge::update::manifest::{sign, Manifest};
 
 use crate::sdk_e2e::{app, hs_key, net, sdk, server_toml};
+use crate::support::proc::{bearer, request, Node};
 use crate::support::Server;
 
 fn manifest(version: &str, target: &str) -> Manifest {
@@ -216,4 +221,353 @@ async fn update_check_finds_a_signed_release_over_pubky_and_refuses_what_is_not_
         said.contains("a release for riscv64gc-unknown-linux-musl"),
         "{said}"
     );
+}
+
+/// What systemd does for `pubky-edge.service` (`Restart=on-failure`, `RestartSec=`,
+/// `RestartForceExitStatus=75`): start the installed binary, and start it again when it
+/// exits with anything but 0. Every exit status is kept.
+struct Service {
+    pid: Arc<AtomicU32>,
+    exits: Arc<Mutex<Vec<i32>>>,
+    stopping: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Service {
+    fn start(installed: &Path, node: &Node) -> Service {
+        let (pid, exits, stopping) = (
+            Arc::new(AtomicU32::new(0)),
+            Arc::new(Mutex::new(Vec::new())),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let (p, e, s) = (pid.clone(), exits.clone(), stopping.clone());
+        let (bin, config, data, log) = (
+            installed.to_path_buf(),
+            node.config.clone(),
+            node.data.clone(),
+            node.log.clone(),
+        );
+        let thread = std::thread::spawn(move || loop {
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log)
+                .unwrap();
+            let mut child = Command::new(&bin)
+                .arg("--config")
+                .arg(&config)
+                .arg("--data-dir")
+                .arg(&data)
+                .arg("run")
+                .env("RUST_LOG", "info")
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap();
+            p.store(child.id(), Ordering::SeqCst);
+            let status = child.wait().unwrap();
+            let code = status.code().unwrap_or(-1);
+            e.lock().unwrap().push(code);
+            if code == 0 || s.load(Ordering::SeqCst) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        });
+        Service {
+            pid,
+            exits,
+            stopping,
+            thread: Some(thread),
+        }
+    }
+
+    /// The binary the service's process runs now.
+    fn exe(&self) -> PathBuf {
+        let pid = self.pid.load(Ordering::SeqCst);
+        std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default()
+    }
+
+    fn exits(&self) -> Vec<i32> {
+        self.exits.lock().unwrap().clone()
+    }
+
+    fn stop(mut self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        let pid = self.pid.load(Ordering::SeqCst);
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .status();
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+    }
+}
+
+/// Waits (up to 60 s) until `what` holds, then returns what `see` says.
+fn wait_for(what: &str, mut ok: impl FnMut() -> bool, see: impl Fn() -> String) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ok() {
+        assert!(Instant::now() < deadline, "{what}: {}", see());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_box_updates_itself_into_a_slot_rolls_back_what_is_not_healthy_and_obeys_the_household() {
+    let net = net();
+    let server = Server::start(&server_toml(&net, ""));
+    server.wait_published(20);
+    let release = SigningKey::from_bytes(&[43; 32]);
+    let release_pk = pubky_edge::pubkey::PublicKey::from(release.verifying_key());
+    let signer = sdk(&net).signer(Keypair::from_secret(&[43; 32]));
+    signer.signup(&hs_key(&server), None).await.expect("signup");
+    let session = signer.signin_blocking(app()).await.expect("signin");
+    let st = session.storage();
+    let target = this_target();
+
+    // The box: its installed binary (/usr/bin/pubky-edge on a board) is this build,
+    // without its debug sections; newer "builds" are the same program with a stamp after
+    // the ELF image, so each has its own hash.
+    let tmp = tempfile::tempdir().unwrap();
+    let installed = tmp.path().join("usr-bin/pubky-edge");
+    std::fs::create_dir_all(installed.parent().unwrap()).unwrap();
+    let stripped = Command::new("strip")
+        .arg("-o")
+        .arg(&installed)
+        .arg(env!("CARGO_BIN_EXE_pubky-edge"))
+        .status()
+        .is_ok_and(|s| s.success());
+    if !stripped {
+        std::fs::copy(env!("CARGO_BIN_EXE_pubky-edge"), &installed).unwrap();
+    }
+    let build = std::fs::read(&installed).unwrap();
+    let data = tmp.path().join("data");
+    // At first a health deadline nobody can meet: the first update is not healthy in time.
+    let toml = format!(
+        "{}[general]\nsignup_mode = \"open\"\n[admin]\nlisten_socket = \"127.0.0.1:{}\"\n\
+         password = \"test-admin\"\n[update]\nrelease_key = \"{release_pk}\"\n\
+         check_interval_ms = 300\nwindow = \"\"\nhealth_deadline_ms = 1\n",
+        server_toml(&net, ""),
+        crate::support::proc::free_port()
+    );
+    let port: u16 = toml
+        .split("icann_listen_socket = \"127.0.0.1:")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap();
+    let node = Node::with_config(tmp.path(), &data, &toml, port);
+    let service = Service::start(&installed, &node);
+    wait_for(
+        "the box answers",
+        || std::net::TcpStream::connect(node.addr).is_ok(),
+        || node.log_tail(),
+    );
+    let user = crate::support::proc::random_key();
+    let token = node.signup(&user);
+    let file = format!(
+        "/storage/{}/pub/diary.txt",
+        crate::support::pk_of(&user).to_z32()
+    );
+    let written = b"written before any update".to_vec();
+    let r = request(node.addr, "PUT", &file, &bearer(&token), &written).unwrap();
+    assert_eq!(r.status, 201);
+    let intact = || {
+        let r = request(node.addr, "GET", &file, "", b"")?;
+        Ok::<_, std::io::Error>(r.status == 200 && r.body == written)
+    };
+
+    let publish = |version: &str, binary: Vec<u8>| {
+        let m = Manifest {
+            version: version.into(),
+            target: target.clone(),
+            size: binary.len() as u64,
+            blake3: blake3::hash(&binary).to_hex().to_string(),
+            min_from: "0.0.1".into(),
+            store_format: 1,
+            notes: String::new(),
+            released_at: 1_800_000_000,
+        };
+        let (st, path, signed) = (
+            st.clone(),
+            binary_path("stable", &target, version),
+            sign(&m, &release),
+        );
+        let manifest_at = manifest_path("stable", &target);
+        async move {
+            st.put(path.as_str(), binary).await.unwrap();
+            st.put(manifest_at.as_str(), signed).await.unwrap();
+        }
+    };
+    let stamped = |version: &str| {
+        let mut b = build.clone();
+        b.extend_from_slice(format!("\npubky-edge-test-stamp {version}\n").as_bytes());
+        b
+    };
+    let slots = data.join("slots");
+    let history = || std::fs::read_to_string(slots.join("history.json")).unwrap_or_default();
+    let info = || {
+        let o = Command::new(&installed)
+            .args(["--config", node.config.to_str().unwrap(), "--data-dir"])
+            .arg(&data)
+            .arg("info")
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let cli = |args: &[&str]| {
+        let o = Command::new(&installed)
+            .args(["--config", node.config.to_str().unwrap(), "--data-dir"])
+            .arg(&data)
+            .args(args)
+            .output()
+            .unwrap();
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(o.status.success(), "{args:?}: {said}");
+        said
+    };
+
+    // 1. 0.8.0 is installed by the box's own look, started, not healthy within the
+    //    deadline (exit 70), started again and rolled back: the installed binary runs.
+    publish("0.8.0", stamped("0.8.0")).await;
+    wait_for(
+        "0.8.0 rolled back",
+        || history().contains("\"rolled_back\""),
+        || node.log_tail(),
+    );
+    wait_for(
+        "serving again",
+        || intact().unwrap_or(false),
+        || node.log_tail(),
+    );
+    assert_eq!(service.exe(), installed);
+    assert_eq!(service.exits()[..2], [75, 70], "{}", node.log_tail());
+    let said = info();
+    assert!(said.contains("ROLLED BACK"), "{said}");
+    assert!(said.contains("0.8.0 is not tried again"), "{said}");
+    assert!(
+        said.contains("version:       0.1.0 (the installed binary)"),
+        "{said}"
+    );
+    // The look goes on, and finds 0.8.0 is the one that failed here: nothing is installed.
+    wait_for(
+        "0.8.0 seen as failed",
+        || {
+            std::fs::read_to_string(data.join("update.json"))
+                .unwrap_or_default()
+                .contains("failed_here")
+        },
+        || node.log_tail(),
+    );
+    assert!(!slots.join("trial.json").exists());
+
+    // 2. A deadline a healthy build meets; the next start reads it. 0.9.0 is installed,
+    //    the server restarts into slot a, reports healthy, and `current` moves there.
+    let toml = toml.replace("health_deadline_ms = 1\n", "health_deadline_ms = 20000\n");
+    std::fs::write(&node.config, toml).unwrap();
+    publish("0.9.0", stamped("0.9.0")).await;
+    let slot_a = slots.join("a/pubky-edge");
+    wait_for(
+        "0.9.0 healthy",
+        || history().contains("\"updated\""),
+        || node.log_tail(),
+    );
+    wait_for(
+        "serving 0.9.0",
+        || intact().unwrap_or(false),
+        || node.log_tail(),
+    );
+    assert_eq!(service.exe(), slot_a);
+    assert_eq!(
+        std::fs::read_link(slots.join("current")).unwrap(),
+        Path::new("a")
+    );
+    let said = info();
+    assert!(said.contains("version:       0.9.0 (slot a)"), "{said}");
+    assert!(said.contains("last update:   0.1.0 → 0.9.0 at "), "{said}");
+
+    // 3. 0.9.1 does not even start (a broken build: it exits 3). The next start rolls it
+    //    back to 0.9.0 in slot a, which serves the same data.
+    let broken = b"#!/bin/sh\necho 'a broken build' >&2\nexit 3\n".to_vec();
+    publish("0.9.1", broken).await;
+    wait_for(
+        "0.9.1 rolled back",
+        || history().contains("0.9.1"),
+        || node.log_tail(),
+    );
+    wait_for(
+        "serving 0.9.0 again",
+        || service.exe() == slot_a && intact().unwrap_or(false),
+        || node.log_tail(),
+    );
+    let exits = service.exits();
+    assert_eq!(exits[exits.len() - 2..], [75, 3], "{}", node.log_tail());
+    assert!(node.log_tail().contains("a broken build"));
+    let said = info();
+    assert!(said.contains("0.9.0 → 0.9.1 ROLLED BACK"), "{said}");
+    assert_eq!(
+        std::fs::read_link(slots.join("current")).unwrap(),
+        Path::new("a")
+    );
+
+    // 4. Held: 0.9.2 is found but not installed by the box itself.
+    let said = cli(&["update", "hold", "exams", "this", "week"]);
+    assert!(said.contains("held until"), "{said}");
+    publish("0.9.2", stamped("0.9.2")).await;
+    wait_for(
+        "0.9.2 seen",
+        || {
+            std::fs::read_to_string(data.join("update.json"))
+                .unwrap_or_default()
+                .contains("\"0.9.2\"")
+        },
+        || node.log_tail(),
+    );
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(!slots.join("trial.json").exists());
+    assert_eq!(service.exe(), slot_a);
+    assert!(info().contains("HELD since "), "{}", info());
+    // "Update now" installs it all the same, and restarts the server through the admin API.
+    let said = cli(&["update", "now"]);
+    assert!(said.contains("installed: 0.9.2 in slot b"), "{said}");
+    assert!(said.contains("The server restarts into 0.9.2"), "{said}");
+    let slot_b = slots.join("b/pubky-edge");
+    let on_092 = || {
+        let h = history();
+        service.exe() == slot_b && h.contains("\"to\": \"0.9.2\"") && h.contains("\"updated\"")
+    };
+    wait_for("serving 0.9.2", on_092, || node.log_tail());
+    wait_for(
+        "0.9.2 answers",
+        || intact().unwrap_or(false),
+        || node.log_tail(),
+    );
+    assert_eq!(
+        std::fs::read_link(slots.join("current")).unwrap(),
+        Path::new("b")
+    );
+
+    // 5. Back by hand: slot a's 0.9.0 runs again, the data as it was.
+    cli(&["update", "resume"]);
+    let said = cli(&["update", "rollback"]);
+    assert!(said.contains("switched back: 0.9.0"), "{said}");
+    // ... and automatic updates are held, or the box would take 0.9.2 again.
+    assert!(said.contains("automatic updates are held"), "{said}");
+    wait_for(
+        "back on 0.9.0",
+        || service.exe() == slot_a && intact().unwrap_or(false),
+        || node.log_tail(),
+    );
+    let said = info();
+    assert!(said.contains("version:       0.9.0 (slot a)"), "{said}");
+    assert!(said.contains("0.9.2 → 0.9.0 by hand"), "{said}");
+    assert!(said.contains("HELD since "), "{said}");
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(service.exe(), slot_a);
+    service.stop();
 }

@@ -369,3 +369,38 @@ fn cookie_sessions_stored_in_the_clear_are_rehashed_at_open() {
         assert!(s.cookie_session(secret).unwrap().is_none());
     });
 }
+
+/// The format is recorded (a store from before formats were recorded gets format 1), and a
+/// store in a newer format is refused with what to do, never read.
+#[test]
+fn a_store_in_a_newer_format_is_refused_and_an_unmarked_one_is_format_1() {
+    smol::block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), cfg(1024, None)).unwrap();
+        let format = |s: &Store| s.0.t.meta.get(b"store_format").unwrap();
+        assert_eq!(format(&s).as_deref(), Some(&codec::encode(&FORMAT)[..]));
+        // As a store written before the marker: none.
+        s.0.t.meta.remove(b"store_format").unwrap();
+        s.close().await.unwrap();
+        drop(s);
+        let s = Store::open(dir.path(), cfg(1024, None)).unwrap();
+        assert_eq!(format(&s).as_deref(), Some(&codec::encode(&1u32)[..]));
+        // As a newer version would leave it.
+        s.0.t
+            .meta
+            .insert(b"store_format", codec::encode(&(FORMAT + 1)))
+            .unwrap();
+        s.close().await.unwrap();
+        drop(s);
+        let Err(err) = Store::open(dir.path(), cfg(1024, None)) else {
+            panic!("a store in a newer format was opened");
+        };
+        assert!(
+            matches!(err, StoreError::NewerFormat { found } if found == FORMAT + 1),
+            "{err}"
+        );
+        assert!(err
+            .to_string()
+            .contains("restore the backup made before the update"));
+    });
+}
