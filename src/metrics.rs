@@ -434,6 +434,7 @@ impl Metrics {
             let _ = writeln!(o, "{name} {v}");
         }
         self.render_addresses(&mut o, device);
+        render_update(&mut o, &device.update);
         render_tunnel(&mut o, device);
         o
     }
@@ -480,6 +481,8 @@ pub struct Device {
     pub nat_in_front: bool,
     /// This box's relay link, when it has a relay: up, and clients it brought.
     pub relay_link: Option<(bool, u64)>,
+    /// The running version, what is available, how the last update went.
+    pub update: crate::update::state::Facts,
     /// The boxes this relay serves (its report, up to 10 s old).
     pub relayed: Vec<RelayedBox>,
 }
@@ -497,6 +500,26 @@ pub struct RelayedBox {
 }
 
 /// The relay rung from both sides: this box's link, and each box this relay serves.
+fn render_update(o: &mut String, u: &crate::update::state::Facts) {
+    let name = "pubky_edge_version_info";
+    let slot = u.slot.as_deref().unwrap_or("installed");
+    let _ = writeln!(o, "# HELP {name} The version this box runs, and where from (slot a, b, or the installed binary)\n# TYPE {name} gauge\n{name}{{version=\"{}\",slot=\"{slot}\"}} 1", u.running);
+    let name = "pubky_edge_update_available_info";
+    let _ = writeln!(
+        o,
+        "# HELP {name} A newer release the last look at the channel found\n# TYPE {name} gauge"
+    );
+    if let Some(v) = &u.available {
+        let _ = writeln!(o, "{name}{{version=\"{v}\"}} 1");
+    }
+    let name = "pubky_edge_update_held";
+    let _ = writeln!(o, "# HELP {name} 1 while the household holds automatic updates\n# TYPE {name} gauge\n{name} {}", u8::from(u.held));
+    if let Some(last) = &u.last {
+        let name = "pubky_edge_update_last_timestamp_seconds";
+        let _ = writeln!(o, "# HELP {name} When the last update ended, by its outcome (updated, rolled_back, switched_by_hand)\n# TYPE {name} gauge\n{name}{{from=\"{}\",to=\"{}\",outcome=\"{}\"}} {}", last.from, last.to, last.result, last.at_secs);
+    }
+}
+
 fn render_tunnel(o: &mut String, device: &Device) {
     if let Some((up, clients)) = device.relay_link {
         let name = "pubky_edge_relay_link_up";

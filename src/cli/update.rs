@@ -229,14 +229,8 @@ pub fn status_lines(config: &Config, data_dir: &Path) -> Vec<String> {
             h.reason
         ),
         (None, false) => "by hand only (update.automatic = false)".into(),
-        (None, true) => match u.window {
-            Some((from, to)) => format!(
-                "automatic, {:02}:{:02}-{:02}:{:02} UTC",
-                from / 60,
-                from % 60,
-                to / 60,
-                to % 60
-            ),
+        (None, true) => match u.window_text() {
+            Some(w) => format!("automatic, {w}"),
             None => "automatic, any time".into(),
         },
     };

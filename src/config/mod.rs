@@ -104,6 +104,18 @@ impl Update {
         }
     }
 
+    /// The window as `HH:MM-HH:MM UTC`, or `None` for any time.
+    pub fn window_text(&self) -> Option<String> {
+        let (from, to) = self.window?;
+        Some(format!(
+            "{:02}:{:02}-{:02}:{:02} UTC",
+            from / 60,
+            from % 60,
+            to / 60,
+            to % 60
+        ))
+    }
+
     /// How long from `secs` until the window opens (zero inside it).
     pub fn until_window(&self, secs: u64) -> Duration {
         match self.window {

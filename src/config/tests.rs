@@ -406,6 +406,7 @@ fn update_window_is_minutes_of_the_utc_day_and_may_wrap() {
     let u = load("").unwrap().config.update;
     assert!(u.automatic);
     assert_eq!(u.window, Some((180, 300)));
+    assert_eq!(u.window_text().as_deref(), Some("03:00-05:00 UTC"));
     assert_eq!(u.health_deadline, Duration::from_secs(90));
     let day = 20_000 * 86_400;
     assert!(u.in_window(day + 3 * 3600));

@@ -62,15 +62,17 @@ pub async fn metrics(app: &App, conns: &[ConnStats], req: Request<Incoming>) -> 
 /// `GET /metrics`: counters plus gauges read now (disk walks run off the executor).
 async fn scrape(app: &App, conns: &[ConnStats]) -> Response<Body> {
     let dir = app.data_dir.clone();
-    let (store_bytes, disk_free_bytes, backup, router, publish) = smol::unblock(move || {
-        let free = crate::store::space::available(&dir).unwrap_or(0);
-        let backup = crate::backup::outcome::Outcome::load(&dir);
-        let router = crate::announce::upnp::UpnpState::load(&dir);
-        let publish = crate::announce::PublishStatus::load(&dir);
-        let bytes = crate::runtime::probe::dir_bytes(&dir);
-        (bytes, free, backup, router, publish)
-    })
-    .await;
+    let (store_bytes, disk_free_bytes, backup, router, publish, update) =
+        smol::unblock(move || {
+            let free = crate::store::space::available(&dir).unwrap_or(0);
+            let update = crate::update::state::Facts::read(&dir);
+            let backup = crate::backup::outcome::Outcome::load(&dir);
+            let router = crate::announce::upnp::UpnpState::load(&dir);
+            let publish = crate::announce::PublishStatus::load(&dir);
+            let bytes = crate::runtime::probe::dir_bytes(&dir);
+            (bytes, free, backup, router, publish, update)
+        })
+        .await;
     let (link, relayed) = {
         let dir = app.data_dir.clone();
         smol::unblock(move || {
@@ -102,6 +104,7 @@ async fn scrape(app: &App, conns: &[ConnStats]) -> Response<Body> {
         dht_seen_ip: publish.and_then(|p| p.dht_seen_addr()),
         dht_firewalled: publish.and_then(|p| p.dht_firewalled),
         nat_in_front,
+        update,
         relay_link: app
             .config
             .tunnel

@@ -70,6 +70,38 @@ impl UpdateState {
     }
 }
 
+/// What the metrics and the dashboard show of updates.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Facts {
+    /// The version the box runs, and its slot (`None`: the installed binary).
+    pub running: String,
+    pub slot: Option<String>,
+    /// A newer release the last look found (and not one that failed here).
+    pub available: Option<String>,
+    /// The last update: from, to, "updated" / "rolled_back" / "switched_by_hand", when.
+    pub last: Option<super::slots::Outcome>,
+    pub held: bool,
+}
+
+impl Facts {
+    /// Reads the small state files (blocking).
+    pub fn read(data_dir: &Path) -> Facts {
+        let slots = super::slots::Slots::at(data_dir);
+        let available = UpdateState::load(data_dir)
+            .filter(|st| st.result == "available")
+            .and_then(|st| st.version);
+        Facts {
+            running: slots.running(),
+            slot: std::env::var(super::slots::SLOT_ENV)
+                .ok()
+                .or_else(|| slots.newer_slot(super::check::RUNNING)),
+            available,
+            last: slots.history().last,
+            held: slots.hold().is_some(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

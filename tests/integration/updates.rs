@@ -344,13 +344,19 @@ async fn a_box_updates_itself_into_a_slot_rolls_back_what_is_not_healthy_and_obe
     let build = std::fs::read(&installed).unwrap();
     let data = tmp.path().join("data");
     // At first a health deadline nobody can meet: the first update is not healthy in time.
+    let metrics_port = crate::support::proc::free_port();
     let toml = format!(
         "{}[general]\nsignup_mode = \"open\"\n[admin]\nlisten_socket = \"127.0.0.1:{}\"\n\
-         password = \"test-admin\"\n[update]\nrelease_key = \"{release_pk}\"\n\
+         password = \"test-admin\"\n[metrics]\nlisten_socket = \"127.0.0.1:{metrics_port}\"\n\
+         [update]\nrelease_key = \"{release_pk}\"\n\
          check_interval_ms = 300\nwindow = \"\"\nhealth_deadline_ms = 1\n",
         server_toml(&net, ""),
         crate::support::proc::free_port()
     );
+    let metrics = || {
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{metrics_port}").parse().unwrap();
+        request(addr, "GET", "/metrics", "", b"").unwrap().text()
+    };
     let port: u16 = toml
         .split("icann_listen_socket = \"127.0.0.1:")
         .nth(1)
@@ -490,6 +496,15 @@ async fn a_box_updates_itself_into_a_slot_rolls_back_what_is_not_healthy_and_obe
     let said = info();
     assert!(said.contains("version:       0.9.0 (slot a)"), "{said}");
     assert!(said.contains("last update:   0.1.0 → 0.9.0 at "), "{said}");
+    let scraped = metrics();
+    assert!(
+        scraped.contains("pubky_edge_version_info{version=\"0.9.0\",slot=\"a\"} 1"),
+        "{scraped}"
+    );
+    assert!(
+        scraped.contains("pubky_edge_update_last_timestamp_seconds{from=\"0.1.0\",to=\"0.9.0\",outcome=\"updated\"} "),
+        "{scraped}"
+    );
 
     // 3. 0.9.1 does not even start (a broken build: it exits 3). The next start rolls it
     //    back to 0.9.0 in slot a, which serves the same data.
@@ -510,6 +525,12 @@ async fn a_box_updates_itself_into_a_slot_rolls_back_what_is_not_healthy_and_obe
     assert!(node.log_tail().contains("a broken build"));
     let said = info();
     assert!(said.contains("0.9.0 → 0.9.1 ROLLED BACK"), "{said}");
+    let scraped = metrics();
+    assert!(
+        scraped.contains("to=\"0.9.1\",outcome=\"rolled_back\"} "),
+        "{scraped}"
+    );
+    assert!(scraped.contains("pubky_edge_update_held 0"), "{scraped}");
     assert_eq!(
         std::fs::read_link(slots.join("current")).unwrap(),
         Path::new("a")
@@ -532,6 +553,12 @@ async fn a_box_updates_itself_into_a_slot_rolls_back_what_is_not_healthy_and_obe
     assert!(!slots.join("trial.json").exists());
     assert_eq!(service.exe(), slot_a);
     assert!(info().contains("HELD since "), "{}", info());
+    let scraped = metrics();
+    assert!(scraped.contains("pubky_edge_update_held 1"), "{scraped}");
+    assert!(
+        scraped.contains("pubky_edge_update_available_info{version=\"0.9.2\"} 1"),
+        "{scraped}"
+    );
     // "Update now" installs it all the same, and restarts the server through the admin API.
     let said = cli(&["update", "now"]);
     assert!(said.contains("installed: 0.9.2 in slot b"), "{said}");

@@ -34,6 +34,7 @@ struct Home {
     health: Vec<(&'static str, String, bool)>,
     backup: String,
     backup_bad: bool,
+    updates: Vec<(&'static str, String, bool)>,
 }
 
 pub fn home(
@@ -299,6 +300,48 @@ pub fn home(
         health,
         backup,
         backup_bad,
+        updates: update_facts(app),
     };
     page(&t, StatusCode::OK)
+}
+
+/// The Updates card: what runs, what the channel has, how the last update went, a hold.
+fn update_facts(app: &App) -> Vec<(&'static str, String, bool)> {
+    let f = crate::update::state::Facts::read(&app.data_dir);
+    let mut out = vec![(
+        "Version",
+        match &f.slot {
+            Some(slot) => format!("{} (updated, slot {slot})", f.running),
+            None => format!("{} (as installed)", f.running),
+        },
+        false,
+    )];
+    let u = &app.config.update;
+    if u.release_key.is_none() {
+        out.push((
+            "Updates",
+            "Off: this box trusts no release key.".into(),
+            false,
+        ));
+        return out;
+    }
+    if let Some(v) = &f.available {
+        out.push(("Available", v.clone(), false));
+    }
+    if let Some(last) = &f.last {
+        let bad = last.result == "rolled_back";
+        out.push(("Last update", last.describe(), bad));
+    }
+    let mode = if f.held {
+        "Held: run `pubky-edge update resume` to let the box update itself again.".into()
+    } else if !u.automatic {
+        "By hand only: `pubky-edge update now`.".into()
+    } else {
+        match u.window_text() {
+            Some(w) => format!("Automatic, within {w}."),
+            None => "Automatic, at any time.".into(),
+        }
+    };
+    out.push(("Updates", mode, f.held));
+    out
 }
