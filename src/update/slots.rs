@@ -421,14 +421,48 @@ pub fn hand_over(data_dir: &Path) -> Result<()> {
     }
 }
 
-/// Hands this process over to `binary` with the same arguments, marked with its slot;
-/// returns only when that fails.
+/// Hands this process over to `binary` with the same arguments and environment, marked
+/// with its slot (execve(2): the same PID, so systemd's notification socket and watchdog
+/// carry on); returns only when that fails.
+// execve has no safe wrapper in the crates we use, and std's Command would bring the whole
+// process-spawning code into the board binary for it.
+#[allow(unsafe_code)]
 pub fn exec(slot: &str, binary: &Path) -> io::Error {
-    use std::os::unix::process::CommandExt;
-    std::process::Command::new(binary)
-        .args(std::env::args_os().skip(1))
-        .env(SLOT_ENV, slot)
-        .exec()
+    use std::ffi::CString;
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    let c = |b: Vec<u8>| CString::new(b).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput));
+    let built = (|| -> io::Result<(CString, Vec<CString>, Vec<CString>)> {
+        let program = c(binary.as_os_str().as_bytes().to_vec())?;
+        let mut args = vec![program.clone()];
+        for a in std::env::args_os().skip(1) {
+            args.push(c(a.into_vec())?);
+        }
+        let mut env = Vec::new();
+        for (k, v) in std::env::vars_os().filter(|(k, _)| k != SLOT_ENV) {
+            let mut kv = k.into_vec();
+            kv.push(b'=');
+            kv.extend(v.into_vec());
+            env.push(c(kv)?);
+        }
+        env.push(c(format!("{SLOT_ENV}={slot}").into_bytes())?);
+        Ok((program, args, env))
+    })();
+    let (program, args, env) = match built {
+        Ok(b) => b,
+        Err(e) => return e,
+    };
+    let list = |v: &[CString]| -> Vec<*const libc::c_char> {
+        v.iter()
+            .map(|s| s.as_ptr())
+            .chain(std::iter::once(std::ptr::null()))
+            .collect()
+    };
+    let (argv, envp) = (list(&args), list(&env));
+    // SAFETY: `program` is a NUL-terminated path; `argv` and `envp` are null-terminated
+    // arrays of pointers to NUL-terminated strings, all alive across the call. execve only
+    // returns on failure, and then nothing was changed.
+    unsafe { libc::execve(program.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+    io::Error::last_os_error()
 }
 
 #[cfg(test)]

@@ -309,7 +309,7 @@ pub fn home(
 fn update_facts(app: &App) -> Vec<(&'static str, String, bool)> {
     let f = crate::update::state::Facts::read(&app.data_dir);
     let mut out = vec![(
-        "Version",
+        "Running",
         match &f.slot {
             Some(slot) => format!("{} (updated, slot {slot})", f.running),
             None => format!("{} (as installed)", f.running),
