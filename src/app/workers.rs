@@ -95,9 +95,7 @@ impl Workers {
             w.users = Some(ex.spawn(async move { users.run(signal).await }));
         }
         let u = &app.config.update;
-        if let (Some(dht), Some(release_key), false) =
-            (dht, u.release_key, u.check_interval.is_zero())
-        {
+        if let (Some(dht), Some(release_key)) = (dht, u.release_key) {
             let checker = Checker {
                 dht: dht.clone(),
                 release_key,

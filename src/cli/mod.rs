@@ -138,7 +138,7 @@ pub fn main(argv: impl IntoIterator<Item = String>) -> ExitCode {
         }
     };
     match run(args) {
-        Ok(()) if crate::update::slots::restart_requested() => {
+        Ok(()) if crate::update::slots::RESTART.is_raised() => {
             ExitCode::from(crate::update::slots::EXIT_RESTART)
         }
         Ok(()) => ExitCode::SUCCESS,

@@ -49,8 +49,8 @@ pub fn run(
         crate::runtime::systemd::notify("READY=1");
         let _watchdog = crate::runtime::systemd::watchdog_interval()
             .map(|every| ex.spawn(crate::runtime::systemd::watchdog(every)));
-        smol::future::or(signals, slots::restart_wanted()).await;
-        if slots::restart_requested() {
+        smol::future::or(signals, slots::RESTART.wait()).await;
+        if slots::RESTART.is_raised() {
             tracing::info!("restarting into the installed update");
         }
         tracing::info!("shutting down");

@@ -373,30 +373,54 @@ impl Slots {
     }
 }
 
-static RESTART: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-static RESTART_EVENT: event_listener::Event = event_listener::Event::new();
-
-/// Asks the running server to stop and exit with [`EXIT_RESTART`], so that the service
-/// manager starts it again through the launcher (an update was installed).
-pub fn request_restart() {
-    RESTART.store(true, std::sync::atomic::Ordering::SeqCst);
-    RESTART_EVENT.notify(usize::MAX);
+/// A wish raised from anywhere in the process (the admin API, the dashboard, the update
+/// worker) and awaited by the one task that acts on it.
+pub struct Wish {
+    raised: std::sync::atomic::AtomicBool,
+    event: event_listener::Event,
 }
 
-pub fn restart_requested() -> bool {
-    RESTART.load(std::sync::atomic::Ordering::SeqCst)
-}
-
-/// Resolves once [`request_restart`] was called.
-pub async fn restart_wanted() {
-    loop {
-        let listener = RESTART_EVENT.listen();
-        if restart_requested() {
-            return;
+impl Wish {
+    const fn new() -> Wish {
+        Wish {
+            raised: std::sync::atomic::AtomicBool::new(false),
+            event: event_listener::Event::new(),
         }
-        listener.await;
+    }
+
+    pub fn raise(&self) {
+        self.raised.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.event.notify(usize::MAX);
+    }
+
+    pub fn is_raised(&self) -> bool {
+        self.raised.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Whether it was raised, lowering it.
+    pub fn take(&self) -> bool {
+        self.raised.swap(false, std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Resolves once it is raised.
+    pub async fn wait(&self) {
+        loop {
+            let listener = self.event.listen();
+            if self.is_raised() {
+                return;
+            }
+            listener.await;
+        }
     }
 }
+
+/// The running server should stop and exit with [`EXIT_RESTART`], so that the service
+/// manager starts it again through the launcher (an update was installed, or a slot
+/// switched by hand).
+pub static RESTART: Wish = Wish::new();
+/// The update worker should look at the channel now and install what it finds, whatever
+/// the window or a hold say (the dashboard's "update now").
+pub static UPDATE_NOW: Wish = Wish::new();
 
 /// At the start of `run`, before anything else: hands over to the slot that should run,
 /// and returns only when this binary is the one (no slot is newer, a slot could not be

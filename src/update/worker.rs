@@ -2,13 +2,15 @@
 //! part of a twenty-fourth of the interval, so boxes that start together do not ask
 //! together), then every `update.check_interval_ms` give or take a tenth. Each outcome goes
 //! to `update.json`. With `update.automatic`, a newer release is installed (unless the
-//! household holds updates) once the window is open, and the server restarts into it.
+//! household holds updates) once the window is open, and the server restarts into it. The
+//! dashboard's "update now" ([`UPDATE_NOW`]) makes it look at once and install what it
+//! finds, window and hold notwithstanding. An interval of zero: it looks only when asked.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use super::check::{check_for_box, release_homeserver, Found};
-use super::slots::{request_restart, Slots};
+use super::slots::{Slots, RESTART, UPDATE_NOW};
 use super::state::UpdateState;
 use crate::announce::dht::DhtClient;
 use crate::config::Update;
@@ -34,13 +36,26 @@ fn random_up_to(max: Duration) -> Duration {
 impl Checker {
     pub async fn run(self, shutdown: ShutdownSignal) {
         let (interval, channel) = (self.settings.check_interval, &self.settings.channel);
-        let mut wait = random_up_to(interval / 24);
+        // A year: in practice never, when it only looks when asked.
+        let every = |d: Duration| {
+            if interval.is_zero() {
+                Duration::from_secs(365 * 86_400)
+            } else {
+                d
+            }
+        };
+        let mut wait = every(random_up_to(interval / 24));
         loop {
-            if shutdown.sleep(wait).await {
+            let asked = async {
+                UPDATE_NOW.wait().await;
+                false
+            };
+            if smol::future::or(shutdown.sleep(wait), asked).await {
                 return;
             }
+            let forced = UPDATE_NOW.take();
             let tenth = interval / 10;
-            wait = interval - tenth + random_up_to(tenth * 2);
+            wait = every(interval - tenth + random_up_to(tenth * 2));
             let hs = release_homeserver(&self.dht, self.release_key).await;
             let outcome = match &hs {
                 Ok(hs) => check_for_box(hs, self.release_key, channel, &self.data_dir).await,
@@ -57,11 +72,11 @@ impl Checker {
                 continue;
             };
             let slots = Slots::at(&self.data_dir);
-            if !self.settings.automatic || slots.hold().is_some() {
+            if !forced && (!self.settings.automatic || slots.hold().is_some()) {
                 continue;
             }
             let now = crate::clock::now_secs();
-            if !self.settings.in_window(now) {
+            if !forced && !self.settings.in_window(now) {
                 // Look again when the window opens, a random few minutes in.
                 let opens = self.settings.until_window(now);
                 wait = wait.min(opens + random_up_to(Duration::from_secs(300)));
@@ -84,7 +99,7 @@ impl Checker {
                         slot = t.slot,
                         "update installed; restarting into it"
                     );
-                    request_restart();
+                    RESTART.raise();
                     return;
                 }
                 Err(e) => tracing::warn!("the update could not be installed: {e:#}"),

@@ -58,7 +58,9 @@ async fn a_household_claims_invites_and_manages_the_box_in_a_browser() {
     let net = net();
     let s = Server::start(&server_toml(
         &net,
-        "[general]\nsignup_mode = \"token_required\"\n[admin]\npassword = \"\"\n",
+        "[general]\nsignup_mode = \"token_required\"\n[admin]\npassword = \"\"\n\
+         [update]\nrelease_key = \"uaq313ktk6zmdes73frjybt6ht58pixkg8ys98o8fsikymk1qjmy\"\n\
+         check_interval_ms = 0\n",
     ));
     s.wait_published(20);
     let dash = s.running().addrs.dashboard.expect("dashboard listener");
@@ -93,6 +95,47 @@ async fn a_household_claims_invites_and_manages_the_box_in_a_browser() {
         "one secret, kept hashed"
     );
     snap(&b, "home");
+    // Updates: held and let go from the card, and "look now" reaches the box's update
+    // worker, which only looks when asked here (the release key has no homeserver).
+    assert!(
+        home.contains("Automatic, within 03:00-05:00 UTC."),
+        "{home}"
+    );
+    b.click("form[action='/updates/hold'] button");
+    let held = b.body();
+    assert!(held.contains("Automatic updates are held"), "{held}");
+    assert!(held.contains("(held from the dashboard)."), "{held}");
+    assert!(s.data_dir.join("slots/hold.json").is_file());
+    snap(&b, "home-updates-held");
+    b.click("form[action='/updates/hold'] button");
+    assert!(
+        b.body().contains("The box updates itself again"),
+        "{}",
+        b.body()
+    );
+    assert!(!s.data_dir.join("slots/hold.json").exists());
+    assert!(!s.data_dir.join("update.json").exists());
+    b.click("form[action='/updates/now'] button");
+    assert!(
+        b.body().contains("The box is looking for an update"),
+        "{}",
+        b.body()
+    );
+    let looked = s.data_dir.join("update.json");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !looked.is_file() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the worker never looked"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    b.goto(&format!("{base}/"));
+    let home = b.body();
+    assert!(
+        home.contains("The channel could not be read: finding the release key"),
+        "{home}"
+    );
     // The admin API takes the same password now.
     let info = s
         .admin_raw("GET", "/info")

@@ -44,6 +44,26 @@ pub async fn act(
     now: u64,
 ) -> Response<Body> {
     match path {
+        "/updates/now" => {
+            tracing::info!("the owner asked for an update now");
+            crate::update::slots::UPDATE_NOW.raise();
+            redirect("/?n=update-now")
+        }
+        "/updates/hold" => {
+            let slots = crate::update::slots::Slots::at(&app.data_dir);
+            let resume = form.get("do") == Some("resume");
+            let hold = crate::update::slots::Hold {
+                since_secs: now,
+                reason: "held from the dashboard".into(),
+            };
+            match slots.set_hold((!resume).then_some(&hold)) {
+                Ok(()) => redirect(if resume { "/?n=resumed" } else { "/?n=held" }),
+                Err(e) => super::plain(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("The choice was not saved: {e:#}."),
+                ),
+            }
+        }
         "/logout" => {
             app.owner_sessions.end(&session.id);
             signed_out("/login")

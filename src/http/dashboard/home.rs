@@ -35,6 +35,9 @@ struct Home {
     backup: String,
     backup_bad: bool,
     updates: Vec<(&'static str, String, bool)>,
+    /// The "update now" button's label; empty when there is no release key.
+    update_now: String,
+    update_held: bool,
 }
 
 pub fn home(
@@ -284,6 +287,7 @@ pub fn home(
             }
         }
     };
+    let facts = crate::update::state::Facts::read(dir);
     let t = Home {
         f: frame(app, "Home", Some(session), Some(visit)),
         verdict_class: verdict.level.css(),
@@ -300,14 +304,19 @@ pub fn home(
         health,
         backup,
         backup_bad,
-        updates: update_facts(app),
+        updates: update_facts(app, &facts),
+        update_now: match (&app.config.update.release_key, &facts.available) {
+            (None, _) => String::new(),
+            (Some(_), Some(v)) => format!("Update to {v} now"),
+            (Some(_), None) => "Look for an update now".into(),
+        },
+        update_held: facts.held,
     };
     page(&t, StatusCode::OK)
 }
 
 /// The Updates card: what runs, what the channel has, how the last update went, a hold.
-fn update_facts(app: &App) -> Vec<(&'static str, String, bool)> {
-    let f = crate::update::state::Facts::read(&app.data_dir);
+fn update_facts(app: &App, f: &crate::update::state::Facts) -> Vec<(&'static str, String, bool)> {
     let mut out = vec![(
         "Running",
         match &f.slot {
@@ -325,15 +334,25 @@ fn update_facts(app: &App) -> Vec<(&'static str, String, bool)> {
         ));
         return out;
     }
-    if let Some(v) = &f.available {
-        out.push(("Available", v.clone(), false));
+    if let Some(st) = crate::update::state::UpdateState::load(&app.data_dir) {
+        let said = st.describe();
+        let mut c = said.chars();
+        let said = c
+            .next()
+            .map_or(String::new(), |f| f.to_uppercase().chain(c).collect());
+        out.push((
+            "Channel",
+            said,
+            st.result == "refused" || st.result == "error",
+        ));
     }
     if let Some(last) = &f.last {
         let bad = last.result == "rolled_back";
         out.push(("Last update", last.describe(), bad));
     }
-    let mode = if f.held {
-        "Held: run `pubky-edge update resume` to let the box update itself again.".into()
+    let hold = crate::update::slots::Slots::at(&app.data_dir).hold();
+    let mode = if let Some(h) = hold {
+        format!("Held since {} ({}).", when(h.since_secs), h.reason)
     } else if !u.automatic {
         "By hand only: `pubky-edge update now`.".into()
     } else {
