@@ -134,31 +134,14 @@ fn snapshot(config: &Config, data_dir: &Path) -> Result<(SnapshotInfo, Hold)> {
     Ok((info, Hold::Local(snap, store)))
 }
 
-fn release(hold: Hold) -> Result<()> {
-    match hold {
-        Hold::Server(conn) => drop(conn),
-        Hold::Local(snap, store) => {
-            drop(snap);
-            smol::block_on(store.close()).map_err(|e| anyhow!("closing the store: {e}"))?;
-        }
-    }
-    Ok(())
-}
-
-fn create(
+/// Writes a new backup point of the box into the set at `dest` (started there if new):
+/// the store's snapshot, the secret key and the config file.
+pub fn make_point(
     config: &Config,
     config_file: Option<&Path>,
     data_dir: &Path,
     dest: &Path,
-    o: &Opts<'_>,
-) -> Result<String> {
-    if o.scheduled && !dest.is_dir() {
-        bail!(
-            "{} is not there: plug in the backup disk (a USB disk whose filesystem is \
-             labelled {DISK_LABEL})",
-            dest.display()
-        );
-    }
+) -> Result<(point::Made, SnapshotInfo)> {
     let key = BoxKey::load(data_dir)?.context(
         "this box has no backup key yet: run `pubky-edge backup init` (it asks for the \
          passphrase that will protect the backups)",
@@ -185,7 +168,35 @@ fn create(
         &key.recipient,
     );
     release(hold)?;
-    let made = made?;
+    Ok((made?, info))
+}
+
+fn release(hold: Hold) -> Result<()> {
+    match hold {
+        Hold::Server(conn) => drop(conn),
+        Hold::Local(snap, store) => {
+            drop(snap);
+            smol::block_on(store.close()).map_err(|e| anyhow!("closing the store: {e}"))?;
+        }
+    }
+    Ok(())
+}
+
+fn create(
+    config: &Config,
+    config_file: Option<&Path>,
+    data_dir: &Path,
+    dest: &Path,
+    o: &Opts<'_>,
+) -> Result<String> {
+    if o.scheduled && !dest.is_dir() {
+        bail!(
+            "{} is not there: plug in the backup disk (a USB disk whose filesystem is \
+             labelled {DISK_LABEL})",
+            dest.display()
+        );
+    }
+    let (made, info) = make_point(config, config_file, data_dir, dest)?;
     println!(
         "point {} written: {} bytes, {} large files ({} new, {} bytes), writes paused {} ms, {:.1} s",
         made.name,
@@ -197,7 +208,7 @@ fn create(
         made.seconds
     );
     if let Some(keep) = o.keep {
-        let (points, blobs) = set.prune(keep)?;
+        let (points, blobs) = Set::open(dest)?.prune(keep)?;
         println!("pruned {points} old point(s) and {blobs} blob file(s)");
     }
     Ok(made.name)

@@ -269,7 +269,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         ["move", rest @ ..] => moving::run(&config, rest),
         ["update", rest @ ..] => {
             app::prepare_data_dir(&data_dir)?;
-            update::run(&config, &data_dir, rest)
+            update::run(&config, config_file.as_deref(), &data_dir, rest)
         }
         other => anyhow::bail!("unknown command `{}` (see --help)", other.join(" ")),
     }

@@ -35,7 +35,12 @@ USAGE:
         restart; a waiting update is cancelled instead
 ";
 
-pub fn run(config: &Config, data_dir: &Path, args: &[&str]) -> Result<()> {
+pub fn run(
+    config: &Config,
+    config_file: Option<&Path>,
+    data_dir: &Path,
+    args: &[&str],
+) -> Result<()> {
     let slots = Slots::at(data_dir);
     match args {
         [] | ["help"] => {
@@ -44,7 +49,7 @@ pub fn run(config: &Config, data_dir: &Path, args: &[&str]) -> Result<()> {
         }
         ["check"] => check_now(config, data_dir, Then::Nothing),
         ["download"] => check_now(config, data_dir, Then::Download),
-        ["now"] => check_now(config, data_dir, Then::Install),
+        ["now"] => check_now(config, data_dir, Then::Install(config_file)),
         ["hold", reason @ ..] => {
             let reason = match reason.join(" ") {
                 r if r.is_empty() => "held by hand".to_string(),
@@ -80,16 +85,16 @@ pub fn run(config: &Config, data_dir: &Path, args: &[&str]) -> Result<()> {
     }
 }
 
-#[derive(PartialEq)]
-enum Then {
+enum Then<'a> {
     Nothing,
     Download,
-    Install,
+    /// With the config file, which a backup point made first carries.
+    Install(Option<&'a Path>),
 }
 
 /// Checks the channel (recording what it found), and fetches or installs an available
 /// release.
-fn check_now(config: &Config, data_dir: &Path, then: Then) -> Result<()> {
+fn check_now(config: &Config, data_dir: &Path, then: Then<'_>) -> Result<()> {
     let u = &config.update;
     let key = u.release_key.ok_or_else(|| {
         anyhow!("no release key: this build has none and update.release_key is not set")
@@ -146,9 +151,39 @@ fn check_now(config: &Config, data_dir: &Path, then: Then) -> Result<()> {
     match then {
         Then::Nothing => Ok(()),
         Then::Download => fetch(&hs, &key, &u.channel, &m, data_dir),
-        Then::Install => {
-            let t = crate::update::apply::install(&hs, &key, &u.channel, &m, data_dir)
-                .map_err(|e| anyhow!("the release is not installed: {e:#}"))?;
+        Then::Install(config_file) => {
+            let point = if crate::update::apply::needs_backup_point(&m) {
+                let set = data_dir
+                    .join(crate::update::download::DIR)
+                    .join(format!("before-{}", m.version));
+                let (made, _) = super::backup::make_point(config, config_file, data_dir, &set)
+                    .map_err(|e| {
+                        anyhow!(
+                            "{} changes the store's format; the backup point to make first \
+                             failed: {e:#}",
+                            m.version
+                        )
+                    })?;
+                println!(
+                    "backup point {} written in {} (the store's format changes: {} → {})",
+                    made.name,
+                    set.display(),
+                    crate::store::FORMAT,
+                    m.store_format
+                );
+                Some(set)
+            } else {
+                None
+            };
+            let installed = crate::update::apply::install(
+                &hs,
+                &key,
+                &u.channel,
+                &m,
+                data_dir,
+                point.as_deref(),
+            );
+            let t = installed.map_err(|e| anyhow!("the release is not installed: {e:#}"))?;
             println!(
                 "installed: {} in slot {}; it is tried at the server's next start",
                 t.version, t.slot

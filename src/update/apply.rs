@@ -1,8 +1,9 @@
 //! Installing a release that a check found: its binary is downloaded (verified as it
 //! arrives), checked once more as it is copied into the slot that is not running, and
 //! named the trial for the next start (`slots`). A release that changes the store's format
-//! is not installed by itself: the store refuses to go back across a format change, so the
-//! household first makes a backup point it could restore.
+//! to a newer one installs only with a backup point made just before (`pubky-edge update
+//! now` makes it): the store refuses to go back across a format change, so a rollback may
+//! need that point restored. A release in an older format than this version's is refused.
 
 use std::path::Path;
 
@@ -14,21 +15,35 @@ use super::slots::{Slots, Trial};
 use crate::client::Homeserver;
 use crate::pubkey::PublicKey;
 
+/// Whether installing `m` needs a backup point first (it writes a newer store format).
+pub fn needs_backup_point(m: &Manifest) -> bool {
+    m.store_format > crate::store::FORMAT
+}
+
+/// Installs `m` as the trial; `backup_point` is the set holding the point made just before,
+/// which a release in a newer store format needs.
 pub fn install(
     hs: &Homeserver,
     release_key: &PublicKey,
     channel: &str,
     m: &Manifest,
     data_dir: &Path,
+    backup_point: Option<&Path>,
 ) -> Result<Trial> {
     let slots = Slots::at(data_dir);
-    if m.store_format != crate::store::FORMAT {
+    let (now, next) = (crate::store::FORMAT, m.store_format);
+    if next < now {
         bail!(
-            "{} changes the store's format ({} → {}), which cannot be undone by a rollback; \
-             it is not installed by itself: make a backup point first (`pubky-edge backup create`)",
-            m.version,
-            crate::store::FORMAT,
-            m.store_format
+            "{} writes store format {next}, older than this box's {now}: it could not read the store",
+            m.version
+        );
+    }
+    if needs_backup_point(m) && backup_point.is_none() {
+        bail!(
+            "{} changes the store's format ({now} → {next}), which a rollback cannot undo: it \
+             installs only through `pubky-edge update now`, which first makes a backup point \
+             to restore",
+            m.version
         );
     }
     if slots.failed(&m.version) {
@@ -38,7 +53,7 @@ pub fn install(
         );
     }
     let staged = download(hs, release_key, channel, m, data_dir)?;
-    let trial = slots.install(m, &staged, &slots.running());
+    let trial = slots.install(m, &staged, &slots.running(), backup_point);
     // The slot holds its own copy; the download is not needed either way.
     let _ = std::fs::remove_file(&staged);
     trial

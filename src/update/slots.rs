@@ -53,6 +53,10 @@ pub struct Trial {
     /// Starts made: 0 until the launcher hands over to it, then 1.
     pub attempts: u32,
     pub installed_secs: u64,
+    /// The backup set holding the point made just before, for a release that changes the
+    /// store's format.
+    #[serde(default)]
+    pub backup_point: Option<PathBuf>,
 }
 
 /// What happened to the last update, and the versions never to try again.
@@ -197,7 +201,13 @@ impl Slots {
     /// Installs `m`'s verified binary (`binary`, checked again here) into the slot that is
     /// not `current`, and names it the trial for the next start. `from` is the running
     /// version.
-    pub fn install(&self, m: &Manifest, binary: &Path, from: &str) -> Result<Trial> {
+    pub fn install(
+        &self,
+        m: &Manifest,
+        binary: &Path,
+        from: &str,
+        backup_point: Option<&Path>,
+    ) -> Result<Trial> {
         if let Some(t) = self.trial() {
             bail!(
                 "an update to {} is already installed and waits for the server's next start",
@@ -237,6 +247,7 @@ impl Slots {
             from: from.into(),
             attempts: 0,
             installed_secs: crate::clock::now_secs(),
+            backup_point: backup_point.map(Path::to_path_buf),
         };
         save(&self.dir.join(TRIAL), &trial)?;
         Ok(trial)
@@ -290,6 +301,16 @@ impl Slots {
     }
 
     fn roll_back(&self, t: &Trial, why: &str) -> Result<()> {
+        let why = match &t.backup_point {
+            Some(set) => format!(
+                "{why}. It may have moved the store to a newer format: if {} refuses the store, \
+                 restore the point made before the update (`pubky-edge backup restore {} --force`)",
+                t.from,
+                set.display()
+            ),
+            None => why.to_string(),
+        };
+        let why = why.as_str();
         let mut h = self.history();
         h.last = Some(Outcome {
             from: t.from.clone(),
@@ -521,10 +542,10 @@ mod tests {
         // 0.2.0 installs into slot a and is tried once.
         let m2 = release("0.2.0", b"two");
         let t = slots
-            .install(&m2, &staged(dir.path(), b"two"), "0.1.0")
+            .install(&m2, &staged(dir.path(), b"two"), "0.1.0", None)
             .unwrap();
         assert_eq!((t.slot.as_str(), t.attempts), ("a", 0));
-        let again = slots.install(&m2, &staged(dir.path(), b"two"), "0.1.0");
+        let again = slots.install(&m2, &staged(dir.path(), b"two"), "0.1.0", None);
         assert!(again.unwrap_err().to_string().contains("already installed"));
         let a = dir.path().join("slots/a/pubky-edge");
         assert_eq!(
@@ -561,7 +582,7 @@ mod tests {
         // to the end: rolled back to a, and 0.3.0 is refused from then on.
         let m3 = release("0.3.0", b"three");
         let t = slots
-            .install(&m3, &staged(dir.path(), b"three"), "0.2.0")
+            .install(&m3, &staged(dir.path(), b"three"), "0.2.0", None)
             .unwrap();
         assert_eq!(t.slot, "b");
         assert!(matches!(slots.launch("0.1.0").unwrap(), Launch::Exec { slot, .. } if slot == "b"));
@@ -574,12 +595,27 @@ mod tests {
             "{:?}",
             slots.history()
         );
-        let retry = slots.install(&m3, &staged(dir.path(), b"three"), "0.2.0");
+        let retry = slots.install(&m3, &staged(dir.path(), b"three"), "0.2.0", None);
         assert!(retry.unwrap_err().to_string().contains("not tried again"));
+
+        // A release in a newer store format, rolled back: the reason names the point to
+        // restore if the previous version refuses the store.
+        let m5 = release("0.5.0", b"five");
+        let point = dir.path().join("update/before-0.5.0");
+        slots
+            .install(&m5, &staged(dir.path(), b"five"), "0.2.0", Some(&point))
+            .unwrap();
+        slots.launch("0.1.0").unwrap();
+        assert_eq!(slots.launch("0.1.0").unwrap(), exec_a);
+        let said = slots.history().last.unwrap().describe();
+        assert!(
+            said.contains(&format!("backup restore {} --force", point.display())),
+            "{said}"
+        );
 
         // A binary that is not the release's is refused before it is a trial.
         let m4 = release("0.4.0", b"four");
-        let wrong = slots.install(&m4, &staged(dir.path(), b"fuor"), "0.2.0");
+        let wrong = slots.install(&m4, &staged(dir.path(), b"fuor"), "0.2.0", None);
         assert!(wrong.unwrap_err().to_string().contains("BLAKE3"));
         assert_eq!(slots.trial(), None);
     }
@@ -590,7 +626,7 @@ mod tests {
         let slots = Slots::at(dir.path());
         let m = release("0.2.0", b"two");
         slots
-            .install(&m, &staged(dir.path(), b"two"), "0.1.0")
+            .install(&m, &staged(dir.path(), b"two"), "0.1.0", None)
             .unwrap();
         let Launch::Exec { slot, binary } = slots.launch("0.1.0").unwrap() else {
             panic!("no hand-over")
@@ -608,7 +644,7 @@ mod tests {
         // The pointer moved and the power went before trial.json did: it stays committed.
         let m = release("0.2.1", b"two one");
         let t = slots
-            .install(&m, &staged(dir.path(), b"two one"), "0.1.0")
+            .install(&m, &staged(dir.path(), b"two one"), "0.1.0", None)
             .unwrap();
         slots.launch("0.1.0").unwrap();
         slots.point_at(&t.slot).unwrap();

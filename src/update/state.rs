@@ -50,12 +50,24 @@ impl UpdateState {
         save_json(data_dir, STATE_FILE, &st);
     }
 
+    /// An available release could not be installed: why, for `status` and the dashboard.
+    pub fn not_installed(data_dir: &Path, why: &str) {
+        if let Some(mut st) = UpdateState::load(data_dir) {
+            st.detail = Some(why.to_string());
+            save_json(data_dir, STATE_FILE, &st);
+        }
+    }
+
     /// The `status` line's text after `update:`.
     pub fn describe(&self) -> String {
         let when = crate::clock::rfc3339(self.checked_secs);
         let version = self.version.as_deref().unwrap_or("?");
         let detail = self.detail.as_deref().unwrap_or("");
         let what = match self.result.as_str() {
+            "available" if !detail.is_empty() => format!(
+                "{version} is available (this box runs {}) but was NOT INSTALLED: {detail}",
+                self.running
+            ),
             "available" => format!("{version} is available (this box runs {})", self.running),
             "up_to_date" => format!("up to date ({}; the channel has {version})", self.running),
             "failed_here" => format!(

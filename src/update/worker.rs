@@ -89,9 +89,10 @@ impl Checker {
             }
             let (key, channel, data_dir) =
                 (self.release_key, channel.clone(), self.data_dir.clone());
-            let installed =
-                smol::unblock(move || super::apply::install(&hs, &key, &channel, &m, &data_dir))
-                    .await;
+            let installed = smol::unblock(move || {
+                super::apply::install(&hs, &key, &channel, &m, &data_dir, None)
+            })
+            .await;
             match installed {
                 Ok(t) => {
                     tracing::info!(
@@ -102,7 +103,10 @@ impl Checker {
                     RESTART.raise();
                     return;
                 }
-                Err(e) => tracing::warn!("the update could not be installed: {e:#}"),
+                Err(e) => {
+                    tracing::warn!("the update could not be installed: {e:#}");
+                    UpdateState::not_installed(&self.data_dir, &format!("{e:#}"));
+                }
             }
         }
     }

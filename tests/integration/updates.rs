@@ -384,14 +384,14 @@ async fn a_box_updates_itself_into_a_slot_rolls_back_what_is_not_healthy_and_obe
         Ok::<_, std::io::Error>(r.status == 200 && r.body == written)
     };
 
-    let publish = |version: &str, binary: Vec<u8>| {
+    let publish_format = |version: &str, binary: Vec<u8>, store_format: u32| {
         let m = Manifest {
             version: version.into(),
             target: target.clone(),
             size: binary.len() as u64,
             blake3: blake3::hash(&binary).to_hex().to_string(),
             min_from: "0.0.1".into(),
-            store_format: 1,
+            store_format,
             notes: String::new(),
             released_at: 1_800_000_000,
         };
@@ -406,6 +406,7 @@ async fn a_box_updates_itself_into_a_slot_rolls_back_what_is_not_healthy_and_obe
             st.put(manifest_at.as_str(), signed).await.unwrap();
         }
     };
+    let publish = |version: &str, binary: Vec<u8>| publish_format(version, binary, 1);
     let stamped = |version: &str| {
         let mut b = build.clone();
         b.extend_from_slice(format!("\npubky-edge-test-stamp {version}\n").as_bytes());
@@ -422,11 +423,15 @@ async fn a_box_updates_itself_into_a_slot_rolls_back_what_is_not_healthy_and_obe
             .unwrap();
         String::from_utf8_lossy(&o.stdout).into_owned()
     };
-    let cli = |args: &[&str]| {
+    let try_cli = |args: &[&str]| {
         let o = Command::new(&installed)
             .args(["--config", node.config.to_str().unwrap(), "--data-dir"])
             .arg(&data)
             .args(args)
+            .env(
+                "PUBKY_EDGE_BACKUP_PASSPHRASE",
+                "correct horse battery staple",
+            )
             .output()
             .unwrap();
         let said = format!(
@@ -434,7 +439,11 @@ async fn a_box_updates_itself_into_a_slot_rolls_back_what_is_not_healthy_and_obe
             String::from_utf8_lossy(&o.stdout),
             String::from_utf8_lossy(&o.stderr)
         );
-        assert!(o.status.success(), "{args:?}: {said}");
+        (o.status.success(), said)
+    };
+    let cli = |args: &[&str]| {
+        let (ok, said) = try_cli(args);
+        assert!(ok, "{args:?}: {said}");
         said
     };
 
@@ -596,5 +605,40 @@ async fn a_box_updates_itself_into_a_slot_rolls_back_what_is_not_healthy_and_obe
     assert!(said.contains("HELD since "), "{said}");
     std::thread::sleep(Duration::from_millis(1000));
     assert_eq!(service.exe(), slot_a);
+
+    // 6. A release that moves the store to a newer format: never installed by the box's
+    //    own look, and by `update now` only after a backup point it could restore.
+    cli(&["update", "resume"]);
+    publish_format("0.9.4", stamped("0.9.4"), pubky_edge::store::FORMAT + 1).await;
+    let refused = || std::fs::read_to_string(data.join("update.json")).unwrap_or_default();
+    wait_for(
+        "0.9.4 not installed by itself",
+        || refused().contains("installs only through `pubky-edge update now`"),
+        refused,
+    );
+    assert!(!slots.join("trial.json").exists());
+    assert!(info().contains("0.9.4 is available (this box runs 0.9.0) but was NOT INSTALLED"));
+    cli(&["update", "hold"]);
+    let (ok, said) = try_cli(&["update", "now"]);
+    assert!(!ok, "{said}");
+    assert!(said.contains("this box has no backup key yet"), "{said}");
+    assert!(!slots.join("trial.json").exists());
+    cli(&["backup", "init"]);
+    let said = cli(&["update", "now"]);
+    let set = data.join("update/before-0.9.4");
+    assert!(
+        said.contains(&format!("written in {}", set.display())),
+        "{said}"
+    );
+    assert!(said.contains("installed: 0.9.4 in slot b"), "{said}");
+    let on_094 = || service.exe() == slot_b && history().contains("\"to\": \"0.9.4\"");
+    wait_for("serving 0.9.4", on_094, || node.log_tail());
+    wait_for(
+        "0.9.4 answers",
+        || intact().unwrap_or(false),
+        || node.log_tail(),
+    );
+    let verified = cli(&["backup", "verify", set.to_str().unwrap()]);
+    assert!(verified.contains("backup set is intact"), "{verified}");
     service.stop();
 }
