@@ -35,16 +35,26 @@ fn manifest(version: &str, target: &str) -> Manifest {
     }
 }
 
+/// A homeserver (pubky-edge) on the testnet where the release key (from `seed`) has signed
+/// up with the official SDK, and its session for PUTting releases.
+async fn release_channel(
+    net: &crate::sdk_e2e::Net,
+    seed: u8,
+) -> (Server, SigningKey, pubky::PubkySession) {
+    let server = Server::start(&server_toml(net, ""));
+    server.wait_published(20);
+    let release = SigningKey::from_bytes(&[seed; 32]);
+    let signer = sdk(net).signer(Keypair::from_secret(&[seed; 32]));
+    signer.signup(&hs_key(&server), None).await.expect("signup");
+    let session = signer.signin_blocking(app()).await.expect("signin");
+    (server, release, session)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn update_check_finds_a_signed_release_over_pubky_and_refuses_what_is_not_one() {
     let net = net();
-    let server = Server::start(&server_toml(&net, ""));
-    server.wait_published(20);
-    let release = SigningKey::from_bytes(&[42; 32]);
+    let (_server, release, session) = release_channel(&net, 42).await;
     let release_pk = pubky_edge::pubkey::PublicKey::from(release.verifying_key());
-    let signer = sdk(&net).signer(Keypair::from_secret(&[42; 32]));
-    signer.signup(&hs_key(&server), None).await.expect("signup");
-    let session = signer.signin_blocking(app()).await.expect("signin");
     let st = session.storage();
     let target = this_target();
 
@@ -316,13 +326,8 @@ fn wait_for(what: &str, mut ok: impl FnMut() -> bool, see: impl Fn() -> String) 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_box_updates_itself_into_a_slot_rolls_back_what_is_not_healthy_and_obeys_the_household() {
     let net = net();
-    let server = Server::start(&server_toml(&net, ""));
-    server.wait_published(20);
-    let release = SigningKey::from_bytes(&[43; 32]);
+    let (_server, release, session) = release_channel(&net, 43).await;
     let release_pk = pubky_edge::pubkey::PublicKey::from(release.verifying_key());
-    let signer = sdk(&net).signer(Keypair::from_secret(&[43; 32]));
-    signer.signup(&hs_key(&server), None).await.expect("signup");
-    let session = signer.signin_blocking(app()).await.expect("signin");
     let st = session.storage();
     let target = this_target();
 
