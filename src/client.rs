@@ -37,7 +37,7 @@ impl Homeserver {
         Ok(Homeserver {
             key,
             addr: SocketAddr::new(ip, port),
-            tls: crate::http::tls::client_config(&key),
+            tls: crate::tls::client_config(&key),
         })
     }
 

@@ -57,5 +57,6 @@ pub mod pubkey;
 pub mod runtime;
 pub mod storage_path;
 pub mod store;
+pub mod tls;
 pub mod tunnel;
 pub mod update;

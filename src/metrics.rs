@@ -482,7 +482,7 @@ pub struct Device {
     /// This box's relay link, when it has a relay: up, and clients it brought.
     pub relay_link: Option<(bool, u64)>,
     /// The running version, what is available, how the last update went.
-    pub update: crate::update::state::Facts,
+    pub update: UpdateGauges,
     /// The boxes this relay serves (its report, up to 10 s old).
     pub relayed: Vec<RelayedBox>,
 }
@@ -500,7 +500,19 @@ pub struct RelayedBox {
 }
 
 /// The relay rung from both sides: this box's link, and each box this relay serves.
-fn render_update(o: &mut String, u: &crate::update::state::Facts) {
+/// The update state, as the gauges show it.
+#[derive(Debug, Default, Clone)]
+pub struct UpdateGauges {
+    pub running: String,
+    /// `None`: the installed binary.
+    pub slot: Option<String>,
+    pub available: Option<String>,
+    pub held: bool,
+    /// The last update: from, to, outcome, when (seconds).
+    pub last: Option<(String, String, String, u64)>,
+}
+
+fn render_update(o: &mut String, u: &UpdateGauges) {
     let name = "pubky_edge_version_info";
     let slot = u.slot.as_deref().unwrap_or("installed");
     let _ = writeln!(o, "# HELP {name} The version this box runs, and where from (slot a, b, or the installed binary)\n# TYPE {name} gauge\n{name}{{version=\"{}\",slot=\"{slot}\"}} 1", u.running);
@@ -514,9 +526,9 @@ fn render_update(o: &mut String, u: &crate::update::state::Facts) {
     }
     let name = "pubky_edge_update_held";
     let _ = writeln!(o, "# HELP {name} 1 while the household holds automatic updates\n# TYPE {name} gauge\n{name} {}", u8::from(u.held));
-    if let Some(last) = &u.last {
+    if let Some((from, to, outcome, at)) = &u.last {
         let name = "pubky_edge_update_last_timestamp_seconds";
-        let _ = writeln!(o, "# HELP {name} When the last update ended, by its outcome (updated, rolled_back, switched_by_hand)\n# TYPE {name} gauge\n{name}{{from=\"{}\",to=\"{}\",outcome=\"{}\"}} {}", last.from, last.to, last.result, last.at_secs);
+        let _ = writeln!(o, "# HELP {name} When the last update ended, by its outcome (updated, rolled_back, switched_by_hand)\n# TYPE {name} gauge\n{name}{{from=\"{from}\",to=\"{to}\",outcome=\"{outcome}\"}} {at}");
     }
 }
 

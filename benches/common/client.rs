@@ -56,9 +56,8 @@ impl Conn {
             None => Stream::Tcp(s),
             Some(key) => {
                 let name = rustls::pki_types::ServerName::try_from(key.to_string()).expect("name");
-                let conn =
-                    rustls::ClientConnection::new(pubky_edge::http::tls::client_config(key), name)
-                        .expect("tls client");
+                let conn = rustls::ClientConnection::new(pubky_edge::tls::client_config(key), name)
+                    .expect("tls client");
                 let mut tls = rustls::StreamOwned::new(conn, s);
                 // Complete the handshake now, so `tls-hs` measures it in full.
                 while tls.conn.is_handshaking() {

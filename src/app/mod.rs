@@ -22,12 +22,13 @@ use crate::announce::household::{Household, Listeners as HouseholdPorts};
 use crate::announce::relay::Relay;
 use crate::announce::{DhtClient, DhtSettings, PublicAddress};
 use crate::config::Config;
-use crate::http::tls::{server_config, PubkyTls};
+use crate::http::tls::PubkyTls;
 use crate::http::{App, ServerLimits};
 use crate::identity::Identity;
 use crate::pubkey::PublicKey;
 use crate::runtime::shutdown::Shutdown;
 use crate::store::{Store, StoreConfig};
+use crate::tls::server_config;
 
 /// A running homeserver: where it listens, what tests and commands may watch, and the
 /// tasks [`Running::stop`] ends in order.

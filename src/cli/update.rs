@@ -67,7 +67,7 @@ pub fn run(
         }
         ["rollback"] => {
             let from = slots.running();
-            let to = slots.roll_back_by_hand(crate::update::check::RUNNING)?;
+            let to = slots.roll_back_by_hand(crate::update::manifest::RUNNING)?;
             println!("switched back: {to}");
             if slots.hold().is_none() {
                 let reason = format!("rolled back by hand from {from}");
@@ -242,9 +242,12 @@ pub fn status_lines(config: &Config, data_dir: &Path) -> Vec<String> {
         (Some(_), None) => format!("not checked yet (channel {})", config.update.channel),
     };
     let mut lines = vec![format!("update:        {said}")];
-    let running = match slots.newer_slot(crate::update::check::RUNNING) {
+    let running = match slots.newer_slot(crate::update::manifest::RUNNING) {
         Some(slot) => format!("{} (slot {slot})", slots.running_in(&slot)),
-        None => format!("{} (the installed binary)", crate::update::check::RUNNING),
+        None => format!(
+            "{} (the installed binary)",
+            crate::update::manifest::RUNNING
+        ),
     };
     lines.push(format!("version:       {running}"));
     if let Some(t) = slots.trial() {

@@ -104,7 +104,13 @@ async fn scrape(app: &App, conns: &[ConnStats]) -> Response<Body> {
         dht_seen_ip: publish.and_then(|p| p.dht_seen_addr()),
         dht_firewalled: publish.and_then(|p| p.dht_firewalled),
         nat_in_front,
-        update,
+        update: crate::metrics::UpdateGauges {
+            last: update.last.map(|l| (l.from, l.to, l.result, l.at_secs)),
+            running: update.running,
+            slot: update.slot,
+            available: update.available,
+            held: update.held,
+        },
         relay_link: app
             .config
             .tunnel

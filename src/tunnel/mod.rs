@@ -48,7 +48,7 @@ pub async fn pubky_tls_connect(
 ) -> io::Result<futures_rustls::client::TlsStream<smol::net::TcpStream>> {
     let name = rustls::pki_types::ServerName::try_from(key.to_z32())
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    futures_rustls::TlsConnector::from(crate::http::tls::client_config(key))
+    futures_rustls::TlsConnector::from(crate::tls::client_config(key))
         .connect(name, tcp)
         .await
 }

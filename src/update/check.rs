@@ -13,9 +13,6 @@ use crate::announce::dht::DhtClient;
 use crate::client::Homeserver;
 use crate::pubkey::PublicKey;
 
-/// The version this binary is.
-pub const RUNNING: &str = env!("CARGO_PKG_VERSION");
-
 /// Where a channel's manifest for `target` lives under the release key.
 pub fn manifest_path(channel: &str, target: &str) -> String {
     format!("/pub/pubky-edge/releases/{channel}/{target}.json")

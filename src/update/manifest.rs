@@ -19,6 +19,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::pubkey::PublicKey;
 
+/// The version this binary is.
+pub const RUNNING: &str = env!("CARGO_PKG_VERSION");
+
 /// The envelope's format, also the signature's context.
 pub const FORMAT: &str = "pubky-edge-release/1";
 /// A signed manifest is a few hundred bytes; anything far larger is not one.

@@ -178,7 +178,7 @@ impl Slots {
     /// one (`PUBKY_EDGE_SLOT`), else the slot the server hands over to (for a command run
     /// beside it), else the version this binary was built as.
     pub fn running(&self) -> String {
-        let own = super::check::RUNNING;
+        let own = super::manifest::RUNNING;
         std::env::var(SLOT_ENV)
             .ok()
             .or_else(|| self.newer_slot(own))
@@ -452,7 +452,7 @@ pub fn hand_over(data_dir: &Path) -> Result<()> {
     }
     let slots = Slots::at(data_dir);
     loop {
-        let Launch::Exec { slot, binary } = slots.launch(super::check::RUNNING)? else {
+        let Launch::Exec { slot, binary } = slots.launch(super::manifest::RUNNING)? else {
             return Ok(());
         };
         tracing::info!(slot, binary = %binary.display(), "starting the updated binary");
@@ -517,7 +517,7 @@ mod tests {
     fn release(version: &str, binary: &[u8]) -> Manifest {
         Manifest {
             version: version.into(),
-            target: super::super::check::this_target(),
+            target: "aarch64-unknown-linux-musl".into(),
             size: binary.len() as u64,
             blake3: blake3::hash(binary).to_hex().to_string(),
             min_from: "0.0.1".into(),

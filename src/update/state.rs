@@ -106,7 +106,7 @@ impl Facts {
             running: slots.running(),
             slot: std::env::var(super::slots::SLOT_ENV)
                 .ok()
-                .or_else(|| slots.newer_slot(super::check::RUNNING)),
+                .or_else(|| slots.newer_slot(super::manifest::RUNNING)),
             available,
             last: slots.history().last,
             held: slots.hold().is_some(),
@@ -127,7 +127,7 @@ mod tests {
         let st = UpdateState::load(dir.path()).unwrap();
         assert_eq!(
             (st.result.as_str(), st.running.as_str()),
-            ("no_release", crate::update::check::RUNNING)
+            ("no_release", crate::update::manifest::RUNNING)
         );
         assert!(st
             .describe()

@@ -1,5 +1,5 @@
 //! PubkyTLS against a real rustls client that, like the SDK, accepts only a raw public key
-//! equal to the one it expects (`http::tls::client_config`); and the listener's behaviour
+//! equal to the one it expects (`tls::client_config`); and the listener's behaviour
 //! under bad handshakes.
 
 use crate::support as common;
@@ -9,8 +9,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use common::Server;
-use pubky_edge::http::tls::client_config;
 use pubky_edge::pubkey::PublicKey;
+use pubky_edge::tls::client_config;
 use rustls::pki_types::ServerName;
 use rustls::ClientConnection;
 

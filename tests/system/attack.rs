@@ -124,7 +124,7 @@ fn sign_in(from: [u8; 4], node: &Node, key: &ed25519_dalek::SigningKey) -> Resul
 /// A full PubkyTLS handshake (the homeserver's raw key checked) and `GET /info` over it.
 fn tls_info(from: [u8; 4], addr: SocketAddr, hs: &PublicKey) -> Result<(), String> {
     let name = rustls::pki_types::ServerName::try_from(hs.to_string()).unwrap();
-    let conn = rustls::ClientConnection::new(pubky_edge::http::tls::client_config(hs), name)
+    let conn = rustls::ClientConnection::new(pubky_edge::tls::client_config(hs), name)
         .map_err(|e| e.to_string())?;
     let tcp = try_connect_from(from, addr).map_err(|e| format!("tls connect: {e}"))?;
     tcp.set_read_timeout(Some(LIVENESS))

@@ -531,8 +531,8 @@ fn wan_tls_get_at(net: &Net, key: &PublicKey, addr: SocketAddr) -> String {
     let key = *key;
     in_ns(&net.ns("wan"), move || {
         let name = rustls::pki_types::ServerName::try_from(key.to_z32()).unwrap();
-        let conn = rustls::ClientConnection::new(pubky_edge::http::tls::client_config(&key), name)
-            .unwrap();
+        let conn =
+            rustls::ClientConnection::new(pubky_edge::tls::client_config(&key), name).unwrap();
         let tcp = match TcpStream::connect_timeout(&addr, Duration::from_secs(3)) {
             Ok(t) => t,
             Err(e) => return format!("connect: {e}"),
@@ -1343,8 +1343,8 @@ fn tls_fetch(
     in_ns(ns, move || {
         let start = Instant::now();
         let name = rustls::pki_types::ServerName::try_from(key.to_z32()).unwrap();
-        let conn = rustls::ClientConnection::new(pubky_edge::http::tls::client_config(&key), name)
-            .unwrap();
+        let conn =
+            rustls::ClientConnection::new(pubky_edge::tls::client_config(&key), name).unwrap();
         let tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(3)).unwrap();
         tcp.set_nodelay(true).unwrap();
         tcp.set_read_timeout(Some(SAFETY)).unwrap();
