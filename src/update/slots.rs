@@ -274,13 +274,30 @@ impl Slots {
                 )?;
             }
         }
-        Ok(match self.newer_slot(own) {
-            Some(slot) => Launch::Exec {
-                binary: self.dir.join(&slot).join(BINARY),
+        let Some(slot) = self.newer_slot(own) else {
+            return Ok(Launch::Stay);
+        };
+        let binary = self.dir.join(&slot).join(BINARY);
+        // A binary the card has damaged since it proved healthy would fail every start: the
+        // installed one runs instead.
+        if let Err(e) = self.check_slot(&slot, &binary) {
+            tracing::error!(
                 slot,
-            },
-            None => Launch::Stay,
-        })
+                "the slot's binary is damaged, running the installed one: {e:#}"
+            );
+            return Ok(Launch::Stay);
+        }
+        Ok(Launch::Exec { binary, slot })
+    }
+
+    /// Whether a slot's binary is still its release's (size and BLAKE3).
+    fn check_slot(&self, slot: &str, binary: &Path) -> Result<()> {
+        let m = self
+            .release(slot)
+            .ok_or_else(|| anyhow!("slot {slot} has no release.json"))?;
+        let mut f = fs::File::open(binary).with_context(|| format!("{}", binary.display()))?;
+        let (size, hash) = crate::backup::point::copy_hashed(&mut f, &mut io::sink())?;
+        m.check_hashed(size, &hash).map_err(|e| anyhow!("{e}"))
     }
 
     /// The `current` slot, when its release is newer than the installed binary's `own`
@@ -577,6 +594,11 @@ mod tests {
         assert_eq!(slots.launch("0.1.0").unwrap(), exec_a);
         // An installed binary newer than the slot (a package upgrade) runs itself.
         assert_eq!(slots.launch("0.2.0").unwrap(), Launch::Stay);
+        // A slot binary damaged on the card is not started: the installed binary runs.
+        fs::write(&a, b"twO").unwrap();
+        assert_eq!(slots.launch("0.1.0").unwrap(), Launch::Stay);
+        fs::write(&a, b"two").unwrap();
+        assert_eq!(slots.launch("0.1.0").unwrap(), exec_a);
 
         // 0.3.0 goes to slot b; its first start hands over, its second finds it untried
         // to the end: rolled back to a, and 0.3.0 is refused from then on.
