@@ -45,6 +45,11 @@ pub fn run(
             }
             healthy.store(true, Ordering::SeqCst);
         }
+        if std::env::var_os(slots::SLOT_ENV).is_some() {
+            if let Err(e) = Slots::at(&running.data_dir).started_ok() {
+                tracing::warn!("the slot's start count was not cleared: {e:#}");
+            }
+        }
         // Listeners are bound: tell systemd (Type=notify) and keep its watchdog fed.
         crate::runtime::systemd::notify("READY=1");
         let _watchdog = crate::runtime::systemd::watchdog_interval()

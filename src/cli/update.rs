@@ -242,7 +242,7 @@ pub fn status_lines(config: &Config, data_dir: &Path) -> Vec<String> {
         (Some(_), None) => format!("not checked yet (channel {})", config.update.channel),
     };
     let mut lines = vec![format!("update:        {said}")];
-    let running = match slots.newer_slot(crate::update::manifest::RUNNING) {
+    let running = match slots.serving_slot(crate::update::manifest::RUNNING) {
         Some(slot) => format!("{} (slot {slot})", slots.running_in(&slot)),
         None => format!(
             "{} (the installed binary)",

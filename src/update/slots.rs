@@ -39,6 +39,10 @@ const CURRENT: &str = "current";
 const TRIAL: &str = "trial.json";
 const HISTORY: &str = "history.json";
 const HOLD: &str = "hold.json";
+const STARTS: &str = "starts.json";
+/// Starts of the `current` slot in a row that never reached ready, before the installed
+/// binary runs instead.
+pub const MAX_UNREADY_STARTS: u32 = 3;
 const BINARY: &str = "pubky-edge";
 const RELEASE: &str = "release.json";
 const NAMES: [&str; 2] = ["a", "b"];
@@ -71,7 +75,7 @@ pub struct History {
 pub struct Outcome {
     pub from: String,
     pub to: String,
-    /// "updated", "rolled_back", or "switched_by_hand".
+    /// "updated", "rolled_back", "fell_back" or "switched_by_hand".
     pub result: String,
     pub detail: Option<String>,
     pub at_secs: u64,
@@ -87,6 +91,11 @@ impl Outcome {
                 "{} → {} ROLLED BACK at {when}: {detail}; {} is not tried again",
                 self.from, self.to, self.to
             ),
+            "fell_back" => format!(
+                "{} FAILED TO START at {when}: {detail}; {} runs (`pubky-edge update rollback` \
+                 or a new update clears this)",
+                self.from, self.to
+            ),
             _ => format!("{} → {} by hand at {when}", self.from, self.to),
         }
     }
@@ -97,6 +106,16 @@ impl Outcome {
 pub struct Hold {
     pub since_secs: u64,
     pub reason: String,
+}
+
+/// Starts of the current slot that have not reached ready yet.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Starts {
+    slot: String,
+    unready: u32,
+    /// The launcher gave up on the slot: the installed binary runs.
+    #[serde(default)]
+    fell_back: bool,
 }
 
 /// What a start should do.
@@ -181,7 +200,7 @@ impl Slots {
         let own = super::manifest::RUNNING;
         std::env::var(SLOT_ENV)
             .ok()
-            .or_else(|| self.newer_slot(own))
+            .or_else(|| self.serving_slot(own))
             .and_then(|slot| self.release(&slot))
             .map_or_else(|| own.to_string(), |m| m.version)
     }
@@ -287,7 +306,55 @@ impl Slots {
             );
             return Ok(Launch::Stay);
         }
+        // So would one that stopped starting for another reason (a kernel or library it
+        // meets only now): after a few starts in a row that never reached ready.
+        let path = self.dir.join(STARTS);
+        let mut starts: Starts = load(&path).unwrap_or_default();
+        if starts.slot != slot {
+            starts = Starts {
+                slot: slot.clone(),
+                ..Starts::default()
+            };
+        }
+        if starts.unready >= MAX_UNREADY_STARTS {
+            if !starts.fell_back {
+                starts.fell_back = true;
+                save(&path, &starts)?;
+                let mut h = self.history();
+                h.last = Some(Outcome {
+                    from: self.running_in(&slot),
+                    to: format!("{own} (the installed binary)"),
+                    result: "fell_back".into(),
+                    detail: Some(format!(
+                        "slot {slot} did not get ready in {} starts in a row",
+                        starts.unready
+                    )),
+                    at_secs: crate::clock::now_secs(),
+                });
+                save(&self.dir.join(HISTORY), &h)?;
+            }
+            tracing::error!(
+                slot,
+                "the slot's binary does not start; running the installed one"
+            );
+            return Ok(Launch::Stay);
+        }
+        starts.unready += 1;
+        save(&path, &starts)?;
         Ok(Launch::Exec { binary, slot })
+    }
+
+    /// The slot the server runs from: [`newer_slot`](Self::newer_slot), unless it stopped
+    /// starting and the installed binary runs instead.
+    pub fn serving_slot(&self, own: &str) -> Option<String> {
+        let slot = self.newer_slot(own)?;
+        let starts: Starts = load(&self.dir.join(STARTS)).unwrap_or_default();
+        (!(starts.slot == slot && starts.fell_back)).then_some(slot)
+    }
+
+    /// This process, started from a slot, is ready: its starts are no longer counted.
+    pub fn started_ok(&self) -> Result<()> {
+        remove_durably(&self.dir.join(STARTS))
     }
 
     /// Whether a slot's binary is still its release's (size and BLAKE3).
@@ -354,6 +421,7 @@ impl Slots {
 
     /// The trial reported healthy: `current` moves to it.
     pub fn commit(&self, t: &Trial) -> Result<()> {
+        remove_durably(&self.dir.join(STARTS))?;
         self.point_at(&t.slot)?;
         let mut h = self.history();
         h.last = Some(Outcome {
@@ -398,6 +466,7 @@ impl Slots {
                 format!("{own} (the installed binary)")
             }
         };
+        remove_durably(&self.dir.join(STARTS))?;
         let mut h = self.history();
         h.last = Some(Outcome {
             from,
@@ -554,6 +623,12 @@ mod tests {
     fn a_trial_is_started_once_committed_when_healthy_and_rolled_back_when_not() {
         let dir = tempfile::tempdir().unwrap();
         let slots = Slots::at(dir.path());
+        // Each start here gets ready.
+        let start = |own: &str| {
+            let l = slots.launch(own).unwrap();
+            slots.started_ok().unwrap();
+            l
+        };
         assert_eq!(slots.launch("0.1.0").unwrap(), Launch::Stay);
 
         // 0.2.0 installs into slot a and is tried once.
@@ -591,14 +666,14 @@ mod tests {
             slot: "a".into(),
             binary: a.clone(),
         };
-        assert_eq!(slots.launch("0.1.0").unwrap(), exec_a);
+        assert_eq!(start("0.1.0"), exec_a);
         // An installed binary newer than the slot (a package upgrade) runs itself.
         assert_eq!(slots.launch("0.2.0").unwrap(), Launch::Stay);
         // A slot binary damaged on the card is not started: the installed binary runs.
         fs::write(&a, b"twO").unwrap();
         assert_eq!(slots.launch("0.1.0").unwrap(), Launch::Stay);
         fs::write(&a, b"two").unwrap();
-        assert_eq!(slots.launch("0.1.0").unwrap(), exec_a);
+        assert_eq!(start("0.1.0"), exec_a);
 
         // 0.3.0 goes to slot b; its first start hands over, its second finds it untried
         // to the end: rolled back to a, and 0.3.0 is refused from then on.
@@ -608,7 +683,7 @@ mod tests {
             .unwrap();
         assert_eq!(t.slot, "b");
         assert!(matches!(slots.launch("0.1.0").unwrap(), Launch::Exec { slot, .. } if slot == "b"));
-        assert_eq!(slots.launch("0.1.0").unwrap(), exec_a);
+        assert_eq!(start("0.1.0"), exec_a);
         assert_eq!(slots.current().as_deref(), Some("a"));
         let h = slots.history();
         assert_eq!(h.failed, vec!["0.3.0".to_string()]);
@@ -628,7 +703,7 @@ mod tests {
             .install(&m5, &staged(dir.path(), b"five"), "0.2.0", Some(&point))
             .unwrap();
         slots.launch("0.1.0").unwrap();
-        assert_eq!(slots.launch("0.1.0").unwrap(), exec_a);
+        assert_eq!(start("0.1.0"), exec_a);
         let said = slots.history().last.unwrap().describe();
         assert!(
             said.contains(&format!("backup restore {} --force", point.display())),
@@ -640,6 +715,49 @@ mod tests {
         let wrong = slots.install(&m4, &staged(dir.path(), b"fuor"), "0.2.0", None);
         assert!(wrong.unwrap_err().to_string().contains("BLAKE3"));
         assert_eq!(slots.trial(), None);
+    }
+
+    #[test]
+    fn a_current_slot_that_stops_starting_gives_way_to_the_installed_binary() {
+        let dir = tempfile::tempdir().unwrap();
+        let slots = Slots::at(dir.path());
+        let m = release("0.2.0", b"two");
+        slots
+            .install(&m, &staged(dir.path(), b"two"), "0.1.0", None)
+            .unwrap();
+        slots.launch("0.1.0").unwrap();
+        slots.commit(&slots.trial().unwrap()).unwrap();
+        let exec_a = Launch::Exec {
+            slot: "a".into(),
+            binary: dir.path().join("slots/a/pubky-edge"),
+        };
+        // Starts that get ready are not counted, however many.
+        for _ in 0..2 * MAX_UNREADY_STARTS {
+            assert_eq!(slots.launch("0.1.0").unwrap(), exec_a);
+            slots.started_ok().unwrap();
+        }
+        // Starts in a row that never get ready: then the installed binary.
+        for _ in 0..MAX_UNREADY_STARTS {
+            assert_eq!(slots.launch("0.1.0").unwrap(), exec_a);
+        }
+        assert_eq!(slots.serving_slot("0.1.0"), Some("a".into()));
+        assert_eq!(slots.launch("0.1.0").unwrap(), Launch::Stay);
+        assert_eq!(slots.launch("0.1.0").unwrap(), Launch::Stay);
+        assert_eq!(slots.serving_slot("0.1.0"), None);
+        assert_eq!(slots.running(), super::super::manifest::RUNNING);
+        let said = slots.history().last.unwrap().describe();
+        assert!(said.starts_with("0.2.0 FAILED TO START at "), "{said}");
+        assert!(
+            said.contains("did not get ready in 3 starts in a row"),
+            "{said}"
+        );
+        // The household switches back by hand: the count is cleared with it.
+        assert_eq!(
+            slots.roll_back_by_hand("0.1.0").unwrap(),
+            "0.1.0 (the installed binary)"
+        );
+        assert_eq!(slots.launch("0.1.0").unwrap(), Launch::Stay);
+        assert!(!dir.path().join("slots/starts.json").exists());
     }
 
     #[test]

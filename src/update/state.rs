@@ -106,7 +106,7 @@ impl Facts {
             running: slots.running(),
             slot: std::env::var(super::slots::SLOT_ENV)
                 .ok()
-                .or_else(|| slots.newer_slot(super::manifest::RUNNING)),
+                .or_else(|| slots.serving_slot(super::manifest::RUNNING)),
             available,
             last: slots.history().last,
             held: slots.hold().is_some(),
