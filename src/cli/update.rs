@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, bail, Context, Result};
 
 use crate::announce::dht::{DhtClient, DhtSettings};
 use crate::client::Homeserver;
@@ -27,6 +27,9 @@ USAGE:
         the same, then install it into the slot that is not running and restart the
         server into it (through the admin API); it must report healthy within
         update.health_deadline_ms, or the previous version comes back by itself
+    pubky-edge update install MANIFEST BINARY
+        the same for a release brought as files (a USB disk, a box without internet):
+        the signed manifest and its binary, judged as one from the channel
     pubky-edge update hold [REASON...]
         no automatic update until `update resume` (`update now` still works)
     pubky-edge update resume
@@ -50,6 +53,9 @@ pub fn run(
         ["check"] => check_now(config, data_dir, Then::Nothing),
         ["download"] => check_now(config, data_dir, Then::Download),
         ["now"] => check_now(config, data_dir, Then::Install(config_file)),
+        ["install", manifest, binary] => {
+            install_files(config, config_file, data_dir, manifest, binary)
+        }
         ["hold", reason @ ..] => {
             let reason = match reason.join(" ") {
                 r if r.is_empty() => "held by hand".to_string(),
@@ -152,46 +158,83 @@ fn check_now(config: &Config, data_dir: &Path, then: Then<'_>) -> Result<()> {
         Then::Nothing => Ok(()),
         Then::Download => fetch(&hs, &key, &u.channel, &m, data_dir),
         Then::Install(config_file) => {
-            let point = if crate::update::apply::needs_backup_point(&m) {
-                let set = data_dir
-                    .join(crate::update::download::DIR)
-                    .join(format!("before-{}", m.version));
-                let (made, _) = super::backup::make_point(config, config_file, data_dir, &set)
-                    .map_err(|e| {
-                        anyhow!(
-                            "{} changes the store's format; the backup point to make first \
-                             failed: {e:#}",
-                            m.version
-                        )
-                    })?;
-                println!(
-                    "backup point {} written in {} (the store's format changes: {} → {})",
-                    made.name,
-                    set.display(),
-                    crate::store::FORMAT,
-                    m.store_format
-                );
-                Some(set)
-            } else {
-                None
-            };
-            let installed = crate::update::apply::install(
-                &hs,
-                &key,
-                &u.channel,
-                &m,
-                data_dir,
-                point.as_deref(),
-            );
-            let t = installed.map_err(|e| anyhow!("the release is not installed: {e:#}"))?;
-            println!(
-                "installed: {} in slot {}; it is tried at the server's next start",
-                t.version, t.slot
-            );
-            restart(config, data_dir);
-            Ok(())
+            install_and_restart(config, config_file, data_dir, &m, |point| {
+                crate::update::apply::install(&hs, &key, &u.channel, &m, data_dir, point)
+            })
         }
     }
+}
+
+/// `update install MANIFEST BINARY`: a release brought as files, judged as one from the
+/// channel (the release key's signature, the target, newer than what runs, the binary's
+/// size and hash).
+fn install_files(
+    config: &Config,
+    config_file: Option<&Path>,
+    data_dir: &Path,
+    manifest: &str,
+    binary: &str,
+) -> Result<()> {
+    use std::io::Read;
+    let key = config.update.release_key.ok_or_else(|| {
+        anyhow!("no release key: this build has none and update.release_key is not set")
+    })?;
+    let mut signed = Vec::new();
+    std::fs::File::open(manifest)
+        .with_context(|| format!("opening {manifest}"))?
+        .take(crate::update::manifest::MAX_SIGNED_BYTES as u64 + 1)
+        .read_to_end(&mut signed)?;
+    let refused = |e: crate::update::manifest::ReleaseError| anyhow!("{manifest} is refused: {e}");
+    let m = crate::update::manifest::open(&signed, &key).map_err(refused)?;
+    m.applies_to(&this_target(), &Slots::at(data_dir).running())
+        .map_err(refused)?;
+    println!(
+        "release:  {} for {} ({} bytes), signed with the release key",
+        m.version, m.target, m.size
+    );
+    install_and_restart(config, config_file, data_dir, &m, |point| {
+        crate::update::apply::install_file(&m, Path::new(binary), data_dir, point)
+    })
+}
+
+/// Makes the backup point a release in a newer store format needs, installs with `how`,
+/// and asks the running server to restart into it.
+fn install_and_restart(
+    config: &Config,
+    config_file: Option<&Path>,
+    data_dir: &Path,
+    m: &crate::update::manifest::Manifest,
+    how: impl FnOnce(Option<&Path>) -> Result<crate::update::slots::Trial>,
+) -> Result<()> {
+    let point = if crate::update::apply::needs_backup_point(m) {
+        let set = data_dir
+            .join(crate::update::download::DIR)
+            .join(format!("before-{}", m.version));
+        let (made, _) =
+            super::backup::make_point(config, config_file, data_dir, &set).map_err(|e| {
+                anyhow!(
+                    "{} changes the store's format; the backup point to make first failed: {e:#}",
+                    m.version
+                )
+            })?;
+        println!(
+            "backup point {} written in {} (the store's format changes: {} → {})",
+            made.name,
+            set.display(),
+            crate::store::FORMAT,
+            m.store_format
+        );
+        Some(set)
+    } else {
+        None
+    };
+    let t = how(point.as_deref()).map_err(|e| anyhow!("the release is not installed: {e:#}"))?;
+    println!(
+        "installed: {} in slot {}; it is tried at the server's next start",
+        t.version, t.slot
+    );
+    restart(config, data_dir);
+    Ok(())
 }
 
 fn fetch(

@@ -20,8 +20,9 @@ pub fn needs_backup_point(m: &Manifest) -> bool {
     m.store_format > crate::store::FORMAT
 }
 
-/// Installs `m` as the trial; `backup_point` is the set holding the point made just before,
-/// which a release in a newer store format needs.
+/// Installs `m` as the trial, its binary fetched from `hs` (the release key's homeserver);
+/// `backup_point` is the set holding the point made just before, which a release in a
+/// newer store format needs.
 pub fn install(
     hs: &Homeserver,
     release_key: &PublicKey,
@@ -31,6 +32,29 @@ pub fn install(
     backup_point: Option<&Path>,
 ) -> Result<Trial> {
     let slots = Slots::at(data_dir);
+    admissible(&slots, m, backup_point)?;
+    let staged = download(hs, release_key, channel, m, data_dir)?;
+    let trial = slots.install(m, &staged, &slots.running(), backup_point);
+    // The slot holds its own copy; the download is not needed either way.
+    let _ = std::fs::remove_file(&staged);
+    trial
+}
+
+/// [`install`] from a binary at hand (a file brought on a USB disk, say), checked against
+/// `m` as it is copied.
+pub fn install_file(
+    m: &Manifest,
+    binary: &Path,
+    data_dir: &Path,
+    backup_point: Option<&Path>,
+) -> Result<Trial> {
+    let slots = Slots::at(data_dir);
+    admissible(&slots, m, backup_point)?;
+    slots.install(m, binary, &slots.running(), backup_point)
+}
+
+/// The rules a release meets before a byte of it is fetched or copied.
+fn admissible(slots: &Slots, m: &Manifest, backup_point: Option<&Path>) -> Result<()> {
     let (now, next) = (crate::store::FORMAT, m.store_format);
     if next < now {
         bail!(
@@ -41,8 +65,8 @@ pub fn install(
     if needs_backup_point(m) && backup_point.is_none() {
         bail!(
             "{} changes the store's format ({now} → {next}), which a rollback cannot undo: it \
-             installs only through `pubky-edge update now`, which first makes a backup point \
-             to restore",
+             installs only through `pubky-edge update now` or `update install`, which first \
+             make a backup point to restore",
             m.version
         );
     }
@@ -52,9 +76,5 @@ pub fn install(
             m.version
         );
     }
-    let staged = download(hs, release_key, channel, m, data_dir)?;
-    let trial = slots.install(m, &staged, &slots.running(), backup_point);
-    // The slot holds its own copy; the download is not needed either way.
-    let _ = std::fs::remove_file(&staged);
-    trial
+    Ok(())
 }

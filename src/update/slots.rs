@@ -253,7 +253,10 @@ impl Slots {
             fs::File::open(binary).with_context(|| format!("opening {}", binary.display()))?;
         let mut out = fs::File::create(&part)?;
         let (size, hash) = crate::backup::point::copy_hashed(&mut input, &mut out)?;
-        m.check_hashed(size, &hash).map_err(|e| anyhow!("{e}"))?;
+        if let Err(e) = m.check_hashed(size, &hash) {
+            let _ = fs::remove_file(&part);
+            bail!("{e}");
+        }
         out.sync_all()?;
         use std::os::unix::fs::PermissionsExt;
         fs::set_permissions(&part, fs::Permissions::from_mode(0o755))?;
@@ -714,6 +717,7 @@ mod tests {
         let m4 = release("0.4.0", b"four");
         let wrong = slots.install(&m4, &staged(dir.path(), b"fuor"), "0.2.0", None);
         assert!(wrong.unwrap_err().to_string().contains("BLAKE3"));
+        assert!(!dir.path().join("slots/b/pubky-edge.part").exists());
         assert_eq!(slots.trial(), None);
     }
 

@@ -389,17 +389,18 @@ async fn a_box_updates_itself_into_a_slot_rolls_back_what_is_not_healthy_and_obe
         Ok::<_, std::io::Error>(r.status == 200 && r.body == written)
     };
 
+    let manifest_for = |version: &str, binary: &[u8], store_format: u32| Manifest {
+        version: version.into(),
+        target: target.clone(),
+        size: binary.len() as u64,
+        blake3: blake3::hash(binary).to_hex().to_string(),
+        min_from: "0.0.1".into(),
+        store_format,
+        notes: String::new(),
+        released_at: 1_800_000_000,
+    };
     let publish_format = |version: &str, binary: Vec<u8>, store_format: u32| {
-        let m = Manifest {
-            version: version.into(),
-            target: target.clone(),
-            size: binary.len() as u64,
-            blake3: blake3::hash(&binary).to_hex().to_string(),
-            min_from: "0.0.1".into(),
-            store_format,
-            notes: String::new(),
-            released_at: 1_800_000_000,
-        };
+        let m = manifest_for(version, &binary, store_format);
         let (st, path, signed) = (
             st.clone(),
             binary_path("stable", &target, version),
@@ -645,5 +646,48 @@ async fn a_box_updates_itself_into_a_slot_rolls_back_what_is_not_healthy_and_obe
     );
     let verified = cli(&["backup", "verify", set.to_str().unwrap()]);
     assert!(verified.contains("backup set is intact"), "{verified}");
+
+    // 7. A release brought as files (a USB disk): judged as one from the channel.
+    let brought = tmp.path().join("usb");
+    std::fs::create_dir_all(&brought).unwrap();
+    let binary_095 = stamped("0.9.5");
+    let m = manifest_for("0.9.5", &binary_095, 1);
+    let (manifest_file, binary_file) = (brought.join("release.json"), brought.join("pubky-edge"));
+    let files = [
+        manifest_file.to_str().unwrap(),
+        binary_file.to_str().unwrap(),
+    ];
+    let install = |manifest: &str, binary: &[u8]| {
+        std::fs::write(&manifest_file, manifest).unwrap();
+        std::fs::write(&binary_file, binary).unwrap();
+        try_cli(&["update", "install", files[0], files[1]])
+    };
+    let mut altered = binary_095.clone();
+    altered[1000] ^= 1;
+    let stranger = SigningKey::from_bytes(&[7; 32]);
+    for (manifest, binary, why) in [
+        (sign(&m, &release), &altered, "BLAKE3"),
+        (sign(&m, &stranger), &binary_095, "signed by"),
+        (
+            sign(&manifest_for("0.9.3", &binary_095, 1), &release),
+            &binary_095,
+            "not newer",
+        ),
+    ] {
+        let (ok, said) = install(&manifest, binary);
+        assert!(!ok, "{said}");
+        assert!(said.contains(why), "{why}: {said}");
+        assert!(!slots.join("trial.json").exists(), "{said}");
+    }
+    let (ok, said) = install(&sign(&m, &release), &binary_095);
+    assert!(ok, "{said}");
+    assert!(said.contains("installed: 0.9.5 in slot a"), "{said}");
+    let on_095 = || service.exe() == slot_a && history().contains("\"to\": \"0.9.5\"");
+    wait_for("serving 0.9.5", on_095, || node.log_tail());
+    wait_for(
+        "0.9.5 answers",
+        || intact().unwrap_or(false),
+        || node.log_tail(),
+    );
     service.stop();
 }
