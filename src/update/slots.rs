@@ -622,6 +622,17 @@ mod tests {
         p
     }
 
+    /// Slots in a fresh directory with 0.2.0 installed as the trial, over 0.1.0.
+    fn trial_of_0_2_0() -> (tempfile::TempDir, Slots) {
+        let dir = tempfile::tempdir().unwrap();
+        let slots = Slots::at(dir.path());
+        let m = release("0.2.0", b"two");
+        slots
+            .install(&m, &staged(dir.path(), b"two"), "0.1.0", None)
+            .unwrap();
+        (dir, slots)
+    }
+
     #[test]
     fn a_trial_is_started_once_committed_when_healthy_and_rolled_back_when_not() {
         let dir = tempfile::tempdir().unwrap();
@@ -723,12 +734,7 @@ mod tests {
 
     #[test]
     fn a_current_slot_that_stops_starting_gives_way_to_the_installed_binary() {
-        let dir = tempfile::tempdir().unwrap();
-        let slots = Slots::at(dir.path());
-        let m = release("0.2.0", b"two");
-        slots
-            .install(&m, &staged(dir.path(), b"two"), "0.1.0", None)
-            .unwrap();
+        let (dir, slots) = trial_of_0_2_0();
         slots.launch("0.1.0").unwrap();
         slots.commit(&slots.trial().unwrap()).unwrap();
         let exec_a = Launch::Exec {
@@ -766,12 +772,7 @@ mod tests {
 
     #[test]
     fn a_trial_that_cannot_start_is_rolled_back_and_a_commit_cut_short_is_kept() {
-        let dir = tempfile::tempdir().unwrap();
-        let slots = Slots::at(dir.path());
-        let m = release("0.2.0", b"two");
-        slots
-            .install(&m, &staged(dir.path(), b"two"), "0.1.0", None)
-            .unwrap();
+        let (dir, slots) = trial_of_0_2_0();
         let Launch::Exec { slot, binary } = slots.launch("0.1.0").unwrap() else {
             panic!("no hand-over")
         };
