@@ -109,7 +109,7 @@ async fn scrape(app: &App, conns: &[ConnStats]) -> Response<Body> {
             running: update.running,
             slot: update.slot,
             available: update.available,
-            held: update.held,
+            held: update.hold.is_some(),
         },
         relay_link: app
             .config

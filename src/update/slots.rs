@@ -323,18 +323,12 @@ impl Slots {
             if !starts.fell_back {
                 starts.fell_back = true;
                 save(&path, &starts)?;
-                let mut h = self.history();
-                h.last = Some(Outcome {
-                    from: self.running_in(&slot),
-                    to: format!("{own} (the installed binary)"),
-                    result: "fell_back".into(),
-                    detail: Some(format!(
-                        "slot {slot} did not get ready in {} starts in a row",
-                        starts.unready
-                    )),
-                    at_secs: crate::clock::now_secs(),
-                });
-                save(&self.dir.join(HISTORY), &h)?;
+                let why = format!(
+                    "slot {slot} did not get ready in {} starts in a row",
+                    starts.unready
+                );
+                let to = format!("{own} (the installed binary)");
+                self.record(&self.running_in(&slot), &to, "fell_back", Some(why))?;
             }
             tracing::error!(
                 slot,
@@ -398,19 +392,25 @@ impl Slots {
             None => why.to_string(),
         };
         let why = why.as_str();
+        self.record(&t.from, &t.version, "rolled_back", Some(why.into()))?;
+        remove_durably(&self.dir.join(TRIAL))
+    }
+
+    /// Keeps `from → to` as the last update's outcome (a rolled-back version also among
+    /// those never tried again).
+    fn record(&self, from: &str, to: &str, result: &str, detail: Option<String>) -> Result<()> {
         let mut h = self.history();
+        if result == "rolled_back" && !h.failed.iter().any(|v| v == to) {
+            h.failed.push(to.into());
+        }
         h.last = Some(Outcome {
-            from: t.from.clone(),
-            to: t.version.clone(),
-            result: "rolled_back".into(),
-            detail: Some(why.into()),
+            from: from.into(),
+            to: to.into(),
+            result: result.into(),
+            detail,
             at_secs: crate::clock::now_secs(),
         });
-        if !h.failed.contains(&t.version) {
-            h.failed.push(t.version.clone());
-        }
-        save(&self.dir.join(HISTORY), &h)?;
-        remove_durably(&self.dir.join(TRIAL))
+        save(&self.dir.join(HISTORY), &h)
     }
 
     /// Points `current` at `slot` by an atomic rename of a new symlink.
@@ -426,15 +426,7 @@ impl Slots {
     pub fn commit(&self, t: &Trial) -> Result<()> {
         remove_durably(&self.dir.join(STARTS))?;
         self.point_at(&t.slot)?;
-        let mut h = self.history();
-        h.last = Some(Outcome {
-            from: t.from.clone(),
-            to: t.version.clone(),
-            result: "updated".into(),
-            detail: None,
-            at_secs: crate::clock::now_secs(),
-        });
-        save(&self.dir.join(HISTORY), &h)?;
+        self.record(&t.from, &t.version, "updated", None)?;
         remove_durably(&self.dir.join(TRIAL))
     }
 
@@ -470,15 +462,7 @@ impl Slots {
             }
         };
         remove_durably(&self.dir.join(STARTS))?;
-        let mut h = self.history();
-        h.last = Some(Outcome {
-            from,
-            to: to.clone(),
-            result: "switched_by_hand".into(),
-            detail: None,
-            at_secs: crate::clock::now_secs(),
-        });
-        save(&self.dir.join(HISTORY), &h)?;
+        self.record(&from, &to, "switched_by_hand", None)?;
         Ok(to)
     }
 }

@@ -92,7 +92,8 @@ pub struct Facts {
     pub available: Option<String>,
     /// The last update: from, to, "updated" / "rolled_back" / "switched_by_hand", when.
     pub last: Option<super::slots::Outcome>,
-    pub held: bool,
+    /// The household's hold on automatic updates.
+    pub hold: Option<super::slots::Hold>,
 }
 
 impl Facts {
@@ -109,7 +110,7 @@ impl Facts {
                 .or_else(|| slots.serving_slot(super::manifest::RUNNING)),
             available,
             last: slots.history().last,
-            held: slots.hold().is_some(),
+            hold: slots.hold(),
         }
     }
 }

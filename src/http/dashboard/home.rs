@@ -310,7 +310,7 @@ pub fn home(
             (Some(_), Some(v)) => format!("Update to {v} now"),
             (Some(_), None) => "Look for an update now".into(),
         },
-        update_held: facts.held,
+        update_held: facts.hold.is_some(),
     };
     page(&t, StatusCode::OK)
 }
@@ -350,8 +350,7 @@ fn update_facts(app: &App, f: &crate::update::state::Facts) -> Vec<(&'static str
         let bad = last.result == "rolled_back";
         out.push(("Last update", last.describe(), bad));
     }
-    let hold = crate::update::slots::Slots::at(&app.data_dir).hold();
-    let mode = if let Some(h) = hold {
+    let mode = if let Some(h) = &f.hold {
         format!("Held since {} ({}).", when(h.since_secs), h.reason)
     } else if !u.automatic {
         "By hand only: `pubky-edge update now`.".into()
@@ -361,6 +360,6 @@ fn update_facts(app: &App, f: &crate::update::state::Facts) -> Vec<(&'static str
             None => "Automatic, at any time.".into(),
         }
     };
-    out.push(("Updates", mode, f.held));
+    out.push(("Updates", mode, f.hold.is_some()));
     out
 }
