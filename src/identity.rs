@@ -119,9 +119,11 @@ impl Identity {
         f.sync_all().map_err(io)?;
         drop(f);
         fs::rename(&tmp, path).map_err(io)?;
-        if let Some(dir) = path.parent() {
-            fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
-        }
+        // A bare file name's parent is "", the current directory.
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+        fs::File::open(dir.unwrap_or(Path::new(".")))
+            .and_then(|d| d.sync_all())
+            .map_err(io)?;
         Ok(Self::from_seed(seed))
     }
 }

@@ -107,11 +107,10 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     sync_parent(path)
 }
 
-/// fsync of the directory holding `path`.
+/// fsync of the directory holding `path` (the current one for a bare file name).
 pub fn sync_parent(path: &Path) -> Result<()> {
-    if let Some(dir) = path.parent() {
-        fs::File::open(dir)?.sync_all()?;
-    }
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    fs::File::open(dir.unwrap_or(Path::new(".")))?.sync_all()?;
     Ok(())
 }
 
