@@ -112,11 +112,21 @@ pub fn local_testnet(
     first_port: u16,
     nodes: usize,
 ) -> std::io::Result<(Vec<mainline::async_dht::AsyncDht>, Vec<String>)> {
+    local_testnet_on(Ipv4Addr::LOCALHOST, first_port, nodes)
+}
+
+/// [`local_testnet`] on another local address, so that the nodes know each other by an
+/// address a virtual machine (or another host of a private network) can reach too.
+pub fn local_testnet_on(
+    bind: Ipv4Addr,
+    first_port: u16,
+    nodes: usize,
+) -> std::io::Result<(Vec<mainline::async_dht::AsyncDht>, Vec<String>)> {
     let first = Dht::builder()
         .server_mode()
         .no_bootstrap()
         .port(first_port)
-        .bind_address(Ipv4Addr::LOCALHOST)
+        .bind_address(bind)
         .build()?
         .as_async();
     let bootstrap = vec![smol::block_on(first.info()).local_addr().to_string()];
@@ -127,7 +137,7 @@ pub fn local_testnet(
                 .server_mode()
                 .bootstrap(&bootstrap)
                 .port(0)
-                .bind_address(Ipv4Addr::LOCALHOST)
+                .bind_address(bind)
                 .build()?
                 .as_async(),
         );

@@ -38,9 +38,12 @@ COMMANDS:
                  its body, blob files match their hashes and reference counts, no orphan
                  blob is left and each user's quota usage equals the sum of their files;
                  exits 1 and lists the problems if any is found
-    testnet      run a local development network on loopback: a small Mainline DHT
+    testnet [--bind IPV4]
+                 run a local development network on loopback: a small Mainline DHT
                  (bootstrap 127.0.0.1:6881), a pkarr relay (127.0.0.1:15411) and this
-                 homeserver (HTTP 6286, PubkyTLS 6287), as the SDKs' `testnet()` expects
+                 homeserver (HTTP 6286, PubkyTLS 6287), as the SDKs' `testnet()` expects;
+                 --bind puts all of it on another local address (for a virtual machine
+                 or a phone on a private network)
     admin …      operate the running server through its admin API (`admin help`)
     backup …     encrypted backups of the whole box, and restore (`backup help`)
     export --user <pubky> DIR
@@ -111,10 +114,12 @@ pub fn parse_args(argv: impl IntoIterator<Item = String>) -> Result<Option<Args>
             "-d" | "--data-dir" => args.data_dir = Some(value("--data-dir")?.into()),
             s if s.starts_with("--config=") => args.config = Some(s[9..].into()),
             s if s.starts_with("--data-dir=") => args.data_dir = Some(s[11..].into()),
-            // `admin …`, `backup …`, `export`, `import` and `move` take their own options.
+            // `admin …`, `backup …`, `export`, `import`, `move` and `testnet` take their own
+            // options.
             s if s.starts_with('-')
                 && args.command.first().is_none_or(|c| {
-                    !["admin", "backup", "export", "import", "move"].contains(&c.as_str())
+                    !["admin", "backup", "export", "import", "move", "testnet"]
+                        .contains(&c.as_str())
                 }) =>
             {
                 return Err(format!("unknown option {s} (see --help)"))

@@ -1,25 +1,40 @@
 //! `pubky-edge testnet`: a local development network on loopback (a small Mainline DHT,
 //! a pkarr relay and this homeserver) on the fixed ports the SDKs' `testnet()` presets use.
+//! `--bind` puts the same network on another local address, one that a virtual machine
+//! (the image's boot test) or a phone on a private network can reach.
+
+use std::net::Ipv4Addr;
 
 use super::Args;
 use crate::app;
 use crate::config::Config;
 
-/// Fixed loopback ports of the local network, the ones the SDKs' `testnet()` presets use.
+/// Fixed ports of the local network, the ones the SDKs' `testnet()` presets use.
 const TESTNET_DHT_PORT: u16 = 6881;
-const TESTNET_RELAY: &str = "127.0.0.1:15411";
+const TESTNET_RELAY_PORT: u16 = 15411;
+
+/// The address given with `--bind`, else loopback.
+fn bind_address(args: &Args) -> anyhow::Result<Ipv4Addr> {
+    match &args.command[1..] {
+        [] => Ok(Ipv4Addr::LOCALHOST),
+        [flag, addr] if flag == "--bind" => addr.parse().map_err(|_| {
+            anyhow::anyhow!("--bind needs an IPv4 address of this machine, not {addr:?}")
+        }),
+        [flag] if flag == "--bind" => anyhow::bail!("--bind needs a value"),
+        _ => anyhow::bail!("`testnet` takes only --bind IPV4 (see --help)"),
+    }
+}
 
 /// Runs the local network until a signal.
 pub fn run(args: &Args) -> anyhow::Result<()> {
-    if args.command.len() > 1 {
-        anyhow::bail!("`testnet` takes no arguments (see --help)");
-    }
-    // A small Mainline network on loopback whose first node holds the well-known port.
-    let (nodes, first) = crate::announce::dht::local_testnet(TESTNET_DHT_PORT, 3).map_err(|e| {
-        anyhow::anyhow!("cannot start the local DHT on UDP 127.0.0.1:{TESTNET_DHT_PORT}: {e}")
-    })?;
+    let bind = bind_address(args)?;
+    // A small Mainline network whose first node holds the well-known port.
+    let (nodes, first) = crate::announce::dht::local_testnet_on(bind, TESTNET_DHT_PORT, 3)
+        .map_err(|e| {
+            anyhow::anyhow!("cannot start the local DHT on UDP {bind}:{TESTNET_DHT_PORT}: {e}")
+        })?;
     let bootstrap: Vec<String> = first;
-    let layer = layer(&bootstrap);
+    let layer = layer(bind, &bootstrap);
     let user = match &args.config {
         Some(p) => Some((
             p.display().to_string(),
@@ -51,7 +66,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     }
     let bootstrap_text = bootstrap.join(", ");
     let result = super::serve::run(config, data_dir.clone(), move |running| {
-        Box::pin(announce(running, bootstrap_text))
+        Box::pin(announce(running, bind, bootstrap_text))
     });
     drop(nodes);
     if temporary {
@@ -60,15 +75,21 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     result
 }
 
-/// The config layer of the local network: fixed loopback ports, the local DHT, the relay.
-fn layer(bootstrap: &[String]) -> String {
+/// The config layer of the local network: fixed ports on `bind`, the local DHT, the relay.
+/// `localhost` names the HTTP listener only when it is on loopback.
+fn layer(bind: Ipv4Addr, bootstrap: &[String]) -> String {
+    let domain = if bind.is_loopback() {
+        "icann_domain = \"localhost\"\n"
+    } else {
+        ""
+    };
     format!(
-        "[drive]\nicann_listen_socket = \"127.0.0.1:6286\"\npubky_listen_socket = \"127.0.0.1:6287\"\n\
-         [pkdns]\ndht = true\npublic_ip = \"127.0.0.1\"\nicann_domain = \"localhost\"\n\
+        "[drive]\nicann_listen_socket = \"{bind}:6286\"\npubky_listen_socket = \"{bind}:6287\"\n\
+         [pkdns]\ndht = true\npublic_ip = \"{bind}\"\n{domain}\
          dht_request_timeout_ms = 500\npublish_retry_min_ms = 200\n\
          user_keys_republish_first_ms = 5000\nuser_keys_republish_interval_ms = 1800000\n\
          dht_bootstrap_nodes = [{}]\n\
-         [pkarr_relay]\nenabled = true\nlisten_socket = \"{TESTNET_RELAY}\"\n",
+         [pkarr_relay]\nenabled = true\nlisten_socket = \"{bind}:{TESTNET_RELAY_PORT}\"\n",
         bootstrap
             .iter()
             .map(|b| format!("{b:?}"))
@@ -78,7 +99,11 @@ fn layer(bootstrap: &[String]) -> String {
 }
 
 /// Once serving: a signup token, the first publish (bounded wait), then the network printed.
-async fn announce(running: &app::Running, bootstrap_text: String) -> anyhow::Result<()> {
+async fn announce(
+    running: &app::Running,
+    bind: Ipv4Addr,
+    bootstrap_text: String,
+) -> anyhow::Result<()> {
     let token = crate::auth::secrets::new_signup_token();
     running
         .store()
@@ -104,7 +129,11 @@ async fn announce(running: &app::Running, bootstrap_text: String) -> anyhow::Res
         )
         .await;
     }
-    println!("pubky-edge testnet: everything on loopback; Ctrl-C stops it");
+    if bind.is_loopback() {
+        println!("pubky-edge testnet: everything on loopback; Ctrl-C stops it");
+    } else {
+        println!("pubky-edge testnet: everything on {bind}; Ctrl-C stops it");
+    }
     println!("  dht bootstrap:  {bootstrap_text}");
     println!("  homeserver:     {}", running.public_key);
     println!("  http (icann):   http://{}", running.addrs.icann);

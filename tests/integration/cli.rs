@@ -34,6 +34,19 @@ fn version_and_help() {
     let o = run(&["--bogus"]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("unknown option --bogus"));
+    // `testnet` takes one option, and says what a bad one should have been (nothing starts).
+    for (args, said) in [
+        (
+            &["testnet", "--bind", "localhost"][..],
+            "--bind needs an IPv4 address",
+        ),
+        (&["testnet", "--bind"][..], "--bind needs a value"),
+        (&["testnet", "--port", "1"][..], "takes only --bind IPV4"),
+    ] {
+        let o = run(args);
+        assert!(!o.status.success(), "{args:?}");
+        assert!(stderr(&o).contains(said), "{args:?}: {}", stderr(&o));
+    }
 }
 
 #[test]
@@ -279,8 +292,15 @@ fn release_sign_and_verify_refuse_what_was_not_released() {
     );
     assert!(out.contains("matches the manifest"), "{out}");
 
-    // Signed by a key this box does not trust.
-    let o = run(&["release", "keygen", &other_key]);
+    // Signed by a key this box does not trust, made as a release manager would type it: a
+    // bare file name in the current directory.
+    let o = Command::new(env!("CARGO_BIN_EXE_pubky-edge"))
+        .args(["release", "keygen", "other.key"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(std::path::Path::new(&other_key).exists());
     let other_public = stdout(&o).lines().last().unwrap().trim().to_string();
     let o = verify(&other_public, &manifest, None);
     assert!(!o.status.success());
