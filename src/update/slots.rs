@@ -392,6 +392,12 @@ impl Slots {
             None => why.to_string(),
         };
         let why = why.as_str();
+        tracing::error!(
+            from = t.from,
+            to = t.version,
+            slot = t.slot,
+            "the update was rolled back: {why}"
+        );
         self.record(&t.from, &t.version, "rolled_back", Some(why.into()))?;
         remove_durably(&self.dir.join(TRIAL))
     }
