@@ -55,6 +55,8 @@ mod tunnel;
 /// Releases signed with the release key, published in its Pubky storage, found by
 /// `pubky-edge update check`.
 mod updates;
+/// Data directories written by earlier releases (tests/fixtures/) open and hold everything.
+mod upgrade;
 /// The admin's WebDAV with rclone and cadaver.
 mod webdav;
 /// Users' static websites by `Host`.
