@@ -143,8 +143,8 @@ pub fn main(argv: impl IntoIterator<Item = String>) -> ExitCode {
         }
     };
     match run(args) {
-        Ok(()) if crate::update::slots::RESTART.is_raised() => {
-            ExitCode::from(crate::update::slots::EXIT_RESTART)
+        Ok(()) if crate::update::launch::RESTART.is_raised() => {
+            ExitCode::from(crate::update::launch::EXIT_RESTART)
         }
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -202,7 +202,7 @@ fn run(args: Args) -> anyhow::Result<()> {
                 tracing::info!(file = %f.display(), "config file read");
             }
             app::prepare_data_dir(&data_dir)?;
-            crate::update::slots::hand_over(&data_dir)?;
+            crate::update::launch::hand_over(&data_dir)?;
             serve::run(config, data_dir, |_| Box::pin(async { Ok(()) }))
         }
         ["info"] => {

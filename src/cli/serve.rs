@@ -12,6 +12,7 @@ use anyhow::{bail, Context};
 
 use crate::app;
 use crate::config::Config;
+use crate::update::launch;
 use crate::update::slots::{self, Slots, Trial};
 
 /// What runs once the listeners are up.
@@ -54,8 +55,8 @@ pub fn run(
         crate::runtime::systemd::notify("READY=1");
         let _watchdog = crate::runtime::systemd::watchdog_interval()
             .map(|every| ex.spawn(crate::runtime::systemd::watchdog(every)));
-        smol::future::or(signals, slots::RESTART.wait()).await;
-        if slots::RESTART.is_raised() {
+        smol::future::or(signals, launch::RESTART.wait()).await;
+        if launch::RESTART.is_raised() {
             tracing::info!("restarting into the installed update");
         }
         tracing::info!("shutting down");
@@ -77,7 +78,7 @@ fn watch_deadline(t: &Trial, deadline: Duration, healthy: Arc<AtomicBool>) {
                 "not healthy by the deadline; exiting to be rolled back"
             );
             eprintln!("pubky-edge: version {version} was not healthy within {deadline:?}; it will be rolled back");
-            std::process::exit(i32::from(slots::EXIT_UNHEALTHY));
+            std::process::exit(i32::from(launch::EXIT_UNHEALTHY));
         }
     });
 }

@@ -382,7 +382,7 @@ fn restart_for_update(app: &App) -> Result<Response<Body>, ApiError> {
         None => "The server restarts".to_string(),
     };
     tracing::info!("restart requested through the admin API");
-    crate::update::slots::RESTART.raise();
+    crate::update::launch::RESTART.raise();
     Ok(super::response::text(StatusCode::ACCEPTED, next))
 }
 

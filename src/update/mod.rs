@@ -9,6 +9,7 @@
 pub mod apply;
 pub mod check;
 pub mod download;
+pub mod launch;
 pub mod manifest;
 pub mod slots;
 pub mod state;

@@ -10,7 +10,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::check::{check_for_box, release_homeserver, Found};
-use super::slots::{Slots, RESTART, UPDATE_NOW};
+use super::launch::{RESTART, UPDATE_NOW};
+use super::slots::Slots;
 use super::state::UpdateState;
 use crate::announce::dht::DhtClient;
 use crate::config::Update;

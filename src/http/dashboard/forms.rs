@@ -46,7 +46,7 @@ pub async fn act(
     match path {
         "/updates/now" => {
             tracing::info!("the owner asked for an update now");
-            crate::update::slots::UPDATE_NOW.raise();
+            crate::update::launch::UPDATE_NOW.raise();
             redirect("/?n=update-now")
         }
         "/updates/hold" => {
