@@ -530,3 +530,50 @@ fn the_activity_page_shows_the_boxs_log_lines() {
     );
     node.kill();
 }
+
+/// A box that trusts a release key but has the DHT off cannot reach its channel: the
+/// Updates card says so and offers no button, and a hand-made POST is answered with why.
+#[test]
+fn the_updates_card_says_when_the_box_cannot_look() {
+    let s = Server::start(
+        "[update]\nrelease_key = \"uaq313ktk6zmdes73frjybt6ht58pixkg8ys98o8fsikymk1qjmy\"\n",
+    );
+    let claim = s
+        .dashboard("POST", "/claim")
+        .header("cookie", "pe_pre=t")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("pre=t&configured=test-admin")
+        .send();
+    assert_eq!(claim.status, 303, "{}", claim.text());
+    let cookie = claim
+        .header("set-cookie")
+        .and_then(|c| c.split(';').next())
+        .unwrap()
+        .to_string();
+    let get = |path: &str| {
+        let r = s.dashboard("GET", path).header("cookie", &cookie).send();
+        assert_eq!(r.status, 200, "{path}");
+        r.text()
+    };
+    let home = get("/");
+    assert!(
+        home.contains("Off: releases are found through the DHT, and pkdns.dht = false."),
+        "{home}"
+    );
+    assert!(!home.contains("action=\"/updates/now\""), "{home}");
+    let invites = get("/invites");
+    let csrf = invites
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a CSRF token on the invitations page");
+    let r = s
+        .dashboard("POST", "/updates/now")
+        .header("cookie", &cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("csrf={csrf}"))
+        .send();
+    assert_eq!(r.status, 303, "{}", r.text());
+    assert_eq!(r.header("location"), Some("/?n=update-off"));
+    assert!(get("/?n=update-off").contains("This box cannot look for updates"));
+}

@@ -44,6 +44,7 @@ pub async fn act(
     now: u64,
 ) -> Response<Body> {
     match path {
+        "/updates/now" if !super::home::can_look(app) => redirect("/?n=update-off"),
         "/updates/now" => {
             tracing::info!("the owner asked for an update now");
             crate::update::launch::UPDATE_NOW.raise();

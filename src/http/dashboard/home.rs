@@ -305,14 +305,20 @@ pub fn home(
         backup,
         backup_bad,
         updates: update_facts(app, &facts),
-        update_now: match (&app.config.update.release_key, &facts.available) {
-            (None, _) => String::new(),
-            (Some(_), Some(v)) => format!("Update to {v} now"),
-            (Some(_), None) => "Look for an update now".into(),
+        update_now: match (can_look(app), &facts.available) {
+            (false, _) => String::new(),
+            (true, Some(v)) => format!("Update to {v} now"),
+            (true, None) => "Look for an update now".into(),
         },
         update_held: facts.hold.is_some(),
     };
     page(&t, StatusCode::OK)
+}
+
+/// Whether the server's update worker runs and can look at the channel: it needs a release
+/// key and the DHT, through which the release key's homeserver is found.
+pub(super) fn can_look(app: &App) -> bool {
+    app.config.update.release_key.is_some() && app.config.pkdns.dht
 }
 
 /// The Updates card: what runs, what the channel has, how the last update went, a hold.
@@ -330,6 +336,16 @@ fn update_facts(app: &App, f: &crate::update::state::Facts) -> Vec<(&'static str
         out.push((
             "Updates",
             "Off: this box trusts no release key.".into(),
+            false,
+        ));
+        return out;
+    }
+    if !app.config.pkdns.dht {
+        out.push((
+            "Updates",
+            "Off: releases are found through the DHT, and pkdns.dht = false. \
+             `pubky-edge update install` still takes a release brought as files."
+                .into(),
             false,
         ));
         return out;
