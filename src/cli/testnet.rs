@@ -76,9 +76,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
 }
 
 /// The config layer of the local network: fixed ports on `bind`, the local DHT, the relay.
-/// `localhost` names the HTTP listener only when it is on loopback.
+/// `localhost` names the HTTP listener only when it is on 127.0.0.1, where that name leads.
 fn layer(bind: Ipv4Addr, bootstrap: &[String]) -> String {
-    let domain = if bind.is_loopback() {
+    let domain = if bind == Ipv4Addr::LOCALHOST {
         "icann_domain = \"localhost\"\n"
     } else {
         ""
@@ -129,7 +129,7 @@ async fn announce(
         )
         .await;
     }
-    if bind.is_loopback() {
+    if bind == Ipv4Addr::LOCALHOST {
         println!("pubky-edge testnet: everything on loopback; Ctrl-C stops it");
     } else {
         println!("pubky-edge testnet: everything on {bind}; Ctrl-C stops it");
