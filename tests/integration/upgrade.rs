@@ -4,10 +4,12 @@
 //! wrote through its HTTP and admin APIs, and `data-<version>.json` is what it held then.
 //! It holds accounts, public and private files, inline and blob-sized bodies (one
 //! deduplicated across two accounts), overwrites and deletes, a disabled account, a quota
-//! override, an unused signup token and a live session. This build must then read every
-//! file back byte for byte, serve the same event feed, keep each account's settings and
-//! usage, and accept the session and the token. `pubky-edge check` must find the store
-//! consistent after that first start, which is where a migration would have run.
+//! override, an unused signup token and a session per account. This build must then read
+//! every file back byte for byte, serve the same event feed, keep each account's settings
+//! and usage, let the accounts sign in (the disabled one refused), and keep the token and
+//! the sessions. A bearer session lives an hour, so the sessions are checked in the store
+//! as of when they were made. `pubky-edge check` must find the store consistent after that
+//! first start, which is where a migration would have run.
 //!
 //! At each release, add its fixture (kept beside the older ones, which must keep passing):
 //!
@@ -23,7 +25,10 @@ use std::process::Command;
 use ed25519_dalek::SigningKey;
 use serde::{Deserialize, Serialize};
 
-use crate::support::{pk_of, signin, signup_and_signin, GrantSpec, Server};
+use pubky_edge::store::{Durability, Store, StoreConfig};
+
+use crate::support::proc::hex;
+use crate::support::{pk_of, put_file, signin, signup_and_signin, GrantSpec, Server, User};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 
@@ -36,6 +41,9 @@ struct Expected {
     events: String,
     /// A signup token nobody used.
     unused_token: String,
+    /// When the sessions were made (seconds since the epoch): they are checked as of then,
+    /// since a bearer session lives an hour and a fixture is older than that.
+    sessions_made_at: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -46,15 +54,11 @@ struct ExpectedUser {
     files: BTreeMap<String, String>,
     /// Paths that were written and then deleted.
     deleted: Vec<String>,
-    /// A root session made then, which must still open the account.
+    /// A root session made then, whose record must come through whole.
     session: String,
     /// The admin API's `GET /users/<pk>` then (compared field by field, so that a later
     /// release may add fields).
     admin: serde_json::Value,
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 fn key_of(seed: &str) -> SigningKey {
@@ -76,13 +80,13 @@ fn body(tag: &str, n: usize) -> Vec<u8> {
     out
 }
 
-fn put(s: &Server, token: &str, user: &SigningKey, path: &str, b: &[u8]) {
-    let r = s
-        .req("PUT", &s.storage_url(&pk_of(user), path))
-        .bearer(token)
-        .body(b.to_vec())
-        .send();
-    assert_eq!(r.status, 201, "PUT {path}: {}", r.text());
+/// The account of `key`, with the session `token`.
+fn user(key: &SigningKey, token: &str) -> User {
+    User {
+        key: key.clone(),
+        pk: pk_of(key),
+        token: token.into(),
+    }
 }
 
 fn get(s: &Server, token: &str, user: &SigningKey, path: &str) -> (u16, Vec<u8>) {
@@ -127,12 +131,14 @@ fn make_fixture() {
     let shared = body("shared photo", 40 * 1024);
     let mut users = Vec::new();
     let mut tokens = Vec::new();
+    let sessions_made_at = pubky_edge::clock::now_secs();
     for n in 1..=3u8 {
         let key = SigningKey::from_bytes(&[n; 32]);
         let token = signup_and_signin(&s, &key);
         let mut files = BTreeMap::new();
+        let account = user(&key, &token);
         let mut write = |path: &str, b: &[u8]| {
-            put(&s, &token, &key, path, b);
+            put_file(&s, &account, path, b);
             files.insert(path.to_string(), blake3::hash(b).to_hex().to_string());
         };
         write(
@@ -192,6 +198,7 @@ fn make_fixture() {
             })
             .collect(),
         unused_token,
+        sessions_made_at,
     };
     s.stop();
     std::fs::create_dir_all(&out).unwrap();
@@ -258,10 +265,9 @@ fn check_fixture(archive: &Path) {
         let key = key_of(&u.seed);
         let pk = pk_of(&key);
         // Read through the admin's WebDAV, and (where the account may still sign in)
-        // through the session made by the old release and a new sign-in.
+        // through a new sign-in.
         let mut readers = vec![None];
         if u.admin["disabled"] == false {
-            readers.push(Some(u.session.clone()));
             readers.push(Some(signin(&s, &key, "/:rw")));
         }
         for reader in &readers {
@@ -271,7 +277,7 @@ fn check_fixture(archive: &Path) {
             };
             for (path, hash) in &u.files {
                 let (status, b) = read(path);
-                assert_eq!(status, 200, "{v}: {path} of {pk}");
+                assert_eq!(status, 200, "{v}: {path} of {pk} by {reader:?}");
                 assert_eq!(&blake3::hash(&b).to_hex().to_string(), hash, "{v}: {path}");
             }
             for path in &u.deleted {
@@ -293,25 +299,9 @@ fn check_fixture(archive: &Path) {
         "{v}: a disabled account signed in: {}",
         r.text()
     );
-    let r = s
-        .req("PUT", &s.storage_url(&pk_of(&disabled), "/pub/after.txt"))
-        .bearer(&was_disabled.session)
-        .body(b"x".to_vec())
-        .send();
-    assert_eq!(r.status, 403, "{v}: a disabled account wrote: {}", r.text());
-    assert_eq!(
-        get(&s, &was_disabled.session, &disabled, "/priv/diary.txt").0,
-        403,
-        "{v}: a disabled account's session read its private file"
-    );
     let first = key_of(&expected.users[0].seed);
-    put(
-        &s,
-        &expected.users[0].session,
-        &first,
-        "/pub/after.txt",
-        b"written after the upgrade",
-    );
+    let first = user(&first, &signin(&s, &first, "/:rw"));
+    put_file(&s, &first, "/pub/after.txt", b"written after the upgrade");
     // The unused signup token is still there, unused.
     let r = s.admin("GET", "/signup_tokens?state=unused").send();
     assert!(
@@ -320,6 +310,30 @@ fn check_fixture(archive: &Path) {
         r.text()
     );
     s.stop();
+
+    // The old release's sessions, as of when they were made: each bound to its bearer, its
+    // account and its grant's capabilities.
+    let store = Store::open(
+        &data,
+        StoreConfig {
+            cache_capacity_bytes: 4 << 20,
+            inline_max: 16384,
+            durability: Durability::Strict,
+            default_quota_bytes: None,
+        },
+    )
+    .unwrap();
+    for u in &expected.users {
+        let hash = pubky_edge::auth::secrets::bearer_hash(&u.session);
+        let (session, grant) = store
+            .session(&hash, expected.sessions_made_at + 1)
+            .unwrap()
+            .unwrap_or_else(|| panic!("{v}: the session of {} is gone", pk_of(&key_of(&u.seed))));
+        assert_eq!(session.user, pk_of(&key_of(&u.seed)), "{v}");
+        assert_eq!(grant.caps, ["/:rw"], "{v}");
+    }
+    smol::block_on(store.close()).unwrap();
+    drop(store);
 
     let o = Command::new(env!("CARGO_BIN_EXE_pubky-edge"))
         .arg("--data-dir")
