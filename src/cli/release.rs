@@ -139,8 +139,9 @@ fn verify(o: &Opts<'_>, manifest_file: &str, binary: Option<&str>) -> Result<()>
         .release_key
         .ok_or_else(|| anyhow!("release verify needs --release-key KEY"))?;
     let trusted = PublicKey::parse_z32(key).map_err(|e| anyhow!("--release-key {key:?}: {e}"))?;
-    let signed =
-        std::fs::read(manifest_file).with_context(|| format!("reading {manifest_file}"))?;
+    let signed = std::fs::File::open(manifest_file)
+        .and_then(manifest::read_signed)
+        .with_context(|| format!("reading {manifest_file}"))?;
     let m = manifest::open(&signed, &trusted).map_err(|e| anyhow!("{manifest_file}: {e}"))?;
     println!("signature:    ok (release key {trusted})");
     println!(

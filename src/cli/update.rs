@@ -175,15 +175,11 @@ fn install_files(
     manifest: &str,
     binary: &str,
 ) -> Result<()> {
-    use std::io::Read;
     let key = config.update.release_key.ok_or_else(|| {
         anyhow!("no release key: this build has none and update.release_key is not set")
     })?;
-    let mut signed = Vec::new();
-    std::fs::File::open(manifest)
-        .with_context(|| format!("opening {manifest}"))?
-        .take(crate::update::manifest::MAX_SIGNED_BYTES as u64 + 1)
-        .read_to_end(&mut signed)?;
+    let file = std::fs::File::open(manifest).with_context(|| format!("opening {manifest}"))?;
+    let signed = crate::update::manifest::read_signed(file)?;
     let refused = |e: crate::update::manifest::ReleaseError| anyhow!("{manifest} is refused: {e}");
     let m = crate::update::manifest::open(&signed, &key).map_err(refused)?;
     m.applies_to(&this_target(), &Slots::at(data_dir).running())

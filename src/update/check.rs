@@ -4,8 +4,6 @@
 //! under the release key, opened with that key, and the rules of `manifest` are applied to
 //! the running version. Nothing is kept unless all of that holds.
 
-use std::io::Read;
-
 use anyhow::{Context, Result};
 
 use super::manifest::{self, Manifest, ReleaseError};
@@ -98,12 +96,7 @@ pub async fn check(
         let Some(reply) = hs.get_from(&release_key, &path)? else {
             return Ok(None);
         };
-        // One byte past a manifest's limit is enough to refuse a larger file.
-        let mut body = Vec::new();
-        reply
-            .take(manifest::MAX_SIGNED_BYTES as u64 + 1)
-            .read_to_end(&mut body)?;
-        Ok(Some(body))
+        Ok(Some(manifest::read_signed(reply)?))
     })
     .await?;
     let Some(signed) = signed else {

@@ -27,6 +27,16 @@ pub const FORMAT: &str = "pubky-edge-release/1";
 /// A signed manifest is a few hundred bytes; anything far larger is not one.
 pub const MAX_SIGNED_BYTES: usize = 64 * 1024;
 
+/// Reads a signed manifest from `r`, stopping one byte past [`MAX_SIGNED_BYTES`]: enough
+/// for [`open`] to refuse a larger one without holding it whole.
+pub fn read_signed(r: impl std::io::Read) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut signed = Vec::new();
+    r.take(MAX_SIGNED_BYTES as u64 + 1)
+        .read_to_end(&mut signed)?;
+    Ok(signed)
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
     /// `MAJOR.MINOR.PATCH`, optionally `-pre` (ordered before the plain version).
