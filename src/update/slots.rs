@@ -188,16 +188,25 @@ impl Slots {
         self.history().failed.iter().any(|v| v == version)
     }
 
-    /// The version the box runs: this process's slot's release when it was started from
-    /// one (`PUBKY_EDGE_SLOT`), else the slot the server hands over to (for a command run
-    /// beside it), else the version this binary was built as.
-    pub fn running(&self) -> String {
-        let own = super::manifest::RUNNING;
+    /// The slot the box runs from: this process's when it was started from one
+    /// (`PUBKY_EDGE_SLOT`), else the slot the server hands over to (for a command run
+    /// beside it); none when the installed binary runs.
+    pub fn running_slot(&self) -> Option<String> {
         std::env::var(SLOT_ENV)
             .ok()
-            .or_else(|| self.serving_slot(own))
-            .and_then(|slot| self.release(&slot))
-            .map_or_else(|| own.to_string(), |m| m.version)
+            .or_else(|| self.serving_slot(super::manifest::RUNNING))
+    }
+
+    /// The version the box runs: the release of [`running_slot`](Self::running_slot).
+    pub fn running(&self) -> String {
+        self.version_of(self.running_slot().as_deref())
+    }
+
+    /// The version `slot` holds, by its release; the version this binary was built as
+    /// without one.
+    pub fn version_of(&self, slot: Option<&str>) -> String {
+        slot.and_then(|s| self.release(s))
+            .map_or_else(|| super::manifest::RUNNING.to_string(), |m| m.version)
     }
 
     /// The version a slot holds, by its release.

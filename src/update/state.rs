@@ -103,11 +103,10 @@ impl Facts {
         let available = UpdateState::load(data_dir)
             .filter(|st| st.result == "available")
             .and_then(|st| st.version);
+        let slot = slots.running_slot();
         Facts {
-            running: slots.running(),
-            slot: std::env::var(super::slots::SLOT_ENV)
-                .ok()
-                .or_else(|| slots.serving_slot(super::manifest::RUNNING)),
+            running: slots.version_of(slot.as_deref()),
+            slot,
             available,
             last: slots.history().last,
             hold: slots.hold(),
