@@ -39,6 +39,24 @@ fn snap(b: &Browser, name: &str) -> PathBuf {
 }
 
 /// Every page of a signed-in owner weighs less than 50 KiB with its stylesheet and script.
+/// Claims the box over plain HTTP with the test config's admin password (which then stays
+/// the password); returns the owner's session (the `pe_session` cookie's value).
+fn claim_with_configured_password(s: &Server) -> String {
+    let claim = s
+        .dashboard("POST", "/claim")
+        .header("cookie", "pe_pre=t")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("pre=t&configured=test-admin")
+        .send();
+    assert_eq!(claim.status, 303, "{}", claim.text());
+    claim
+        .header("set-cookie")
+        .and_then(|c| c.split(';').next())
+        .unwrap()
+        .trim_start_matches("pe_session=")
+        .to_string()
+}
+
 fn page_weight(s: &Server, cookie: &str, path: &str) -> usize {
     let get = |p: &str| {
         s.dashboard("GET", p)
@@ -407,20 +425,7 @@ fn pages_stay_small_with_many_people_and_invitations() {
     for _ in 0..120 {
         assert_eq!(s.admin("POST", "/generate_signup_token").send().status, 200);
     }
-    // Claimed with the configured password (it stays the password).
-    let claim = s
-        .dashboard("POST", "/claim")
-        .header("cookie", "pe_pre=t")
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("pre=t&configured=test-admin")
-        .send();
-    assert_eq!(claim.status, 303, "{}", claim.text());
-    let cookie = claim
-        .header("set-cookie")
-        .and_then(|c| c.split(';').next())
-        .unwrap()
-        .trim_start_matches("pe_session=")
-        .to_string();
+    let cookie = claim_with_configured_password(&s);
     for (path, rows, next) in [
         ("/people", "class=\"card person\"", Some("/people?page=1")),
         ("/people?page=2", "class=\"card person\"", None),
@@ -538,18 +543,7 @@ fn the_updates_card_says_when_the_box_cannot_look() {
     let s = Server::start(
         "[update]\nrelease_key = \"uaq313ktk6zmdes73frjybt6ht58pixkg8ys98o8fsikymk1qjmy\"\n",
     );
-    let claim = s
-        .dashboard("POST", "/claim")
-        .header("cookie", "pe_pre=t")
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("pre=t&configured=test-admin")
-        .send();
-    assert_eq!(claim.status, 303, "{}", claim.text());
-    let cookie = claim
-        .header("set-cookie")
-        .and_then(|c| c.split(';').next())
-        .unwrap()
-        .to_string();
+    let cookie = format!("pe_session={}", claim_with_configured_password(&s));
     let get = |path: &str| {
         let r = s.dashboard("GET", path).header("cookie", &cookie).send();
         assert_eq!(r.status, 200, "{path}");

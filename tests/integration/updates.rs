@@ -388,6 +388,8 @@ async fn a_box_updates_itself_into_a_slot_rolls_back_what_is_not_healthy_and_obe
         let r = request(node.addr, "GET", &file, "", b"")?;
         Ok::<_, std::io::Error>(r.status == 200 && r.body == written)
     };
+    // Until the box serves that file again, as it was.
+    let answers = |what: &str| wait_for(what, || intact().unwrap_or(false), || node.log_tail());
 
     let manifest_for = |version: &str, binary: &[u8], store_format: u32| Manifest {
         version: version.into(),
@@ -461,11 +463,7 @@ async fn a_box_updates_itself_into_a_slot_rolls_back_what_is_not_healthy_and_obe
         || history().contains("\"rolled_back\""),
         || node.log_tail(),
     );
-    wait_for(
-        "serving again",
-        || intact().unwrap_or(false),
-        || node.log_tail(),
-    );
+    answers("serving again");
     assert_eq!(service.exe(), installed);
     assert_eq!(service.exits()[..2], [75, 70], "{}", node.log_tail());
     let said = info();
@@ -498,11 +496,7 @@ async fn a_box_updates_itself_into_a_slot_rolls_back_what_is_not_healthy_and_obe
         || history().contains("\"updated\""),
         || node.log_tail(),
     );
-    wait_for(
-        "serving 0.9.0",
-        || intact().unwrap_or(false),
-        || node.log_tail(),
-    );
+    answers("serving 0.9.0");
     assert_eq!(service.exe(), slot_a);
     assert_eq!(
         std::fs::read_link(slots.join("current")).unwrap(),
@@ -584,11 +578,7 @@ async fn a_box_updates_itself_into_a_slot_rolls_back_what_is_not_healthy_and_obe
         service.exe() == slot_b && h.contains("\"to\": \"0.9.2\"") && h.contains("\"updated\"")
     };
     wait_for("serving 0.9.2", on_092, || node.log_tail());
-    wait_for(
-        "0.9.2 answers",
-        || intact().unwrap_or(false),
-        || node.log_tail(),
-    );
+    answers("0.9.2 answers");
     assert_eq!(
         std::fs::read_link(slots.join("current")).unwrap(),
         Path::new("b")
@@ -639,11 +629,7 @@ async fn a_box_updates_itself_into_a_slot_rolls_back_what_is_not_healthy_and_obe
     assert!(said.contains("installed: 0.9.4 in slot b"), "{said}");
     let on_094 = || service.exe() == slot_b && history().contains("\"to\": \"0.9.4\"");
     wait_for("serving 0.9.4", on_094, || node.log_tail());
-    wait_for(
-        "0.9.4 answers",
-        || intact().unwrap_or(false),
-        || node.log_tail(),
-    );
+    answers("0.9.4 answers");
     let verified = cli(&["backup", "verify", set.to_str().unwrap()]);
     assert!(verified.contains("backup set is intact"), "{verified}");
 
@@ -684,10 +670,6 @@ async fn a_box_updates_itself_into_a_slot_rolls_back_what_is_not_healthy_and_obe
     assert!(said.contains("installed: 0.9.5 in slot a"), "{said}");
     let on_095 = || service.exe() == slot_a && history().contains("\"to\": \"0.9.5\"");
     wait_for("serving 0.9.5", on_095, || node.log_tail());
-    wait_for(
-        "0.9.5 answers",
-        || intact().unwrap_or(false),
-        || node.log_tail(),
-    );
+    answers("0.9.5 answers");
     service.stop();
 }
