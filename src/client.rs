@@ -41,6 +41,15 @@ impl Homeserver {
         })
     }
 
+    /// The homeserver `key` at a known PubkyTLS address (still checked against the key).
+    pub fn at(key: PublicKey, addr: SocketAddr) -> Homeserver {
+        Homeserver {
+            key,
+            addr,
+            tls: crate::tls::client_config(&key),
+        }
+    }
+
     /// The homeserver `user`'s `_pubky` record points to.
     pub async fn of_user(dht: &DhtClient, user: PublicKey) -> Result<Homeserver> {
         let packet = dht

@@ -19,8 +19,9 @@
 //!    household's dashboard) and
 //!    [`announce`] (DHT record, relay, UPnP, NAT-PMP, PCP, IPv6 pinhole, mDNS) and
 //!    [`tunnel`] (the relay rung out of carrier-grade NAT, from either side), [`client`]
-//!    (this box as a client of another homeserver) and [`update`] (signed releases,
-//!    found over Pubky).
+//!    (this box as a client of another homeserver), [`update`] (signed releases,
+//!    found over Pubky) and [`standby`] (a second box that follows this one's log and can
+//!    take over).
 //! 6. Assembly: [`app`] (the start-up runbook and its teardown in reverse).
 //! 7. [`cli`], the command line, which runs the server through `app`; `main.rs` only maps
 //!    argv to an exit code through it.
@@ -55,6 +56,7 @@ pub mod limits;
 pub mod metrics;
 pub mod pubkey;
 pub mod runtime;
+pub mod standby;
 pub mod storage_path;
 pub mod store;
 pub mod tls;

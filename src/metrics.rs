@@ -137,6 +137,9 @@ pub struct Metrics {
     events_examined: AtomicU64,
     streams_refused: AtomicU64,
     dht_last_publish: AtomicU64,
+    /// A standby's distance behind its primary (on either box).
+    standby_lag_events: AtomicU64,
+    standby_lag_seconds: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -163,6 +166,8 @@ impl Metrics {
             events_examined: AtomicU64::new(0),
             streams_refused: AtomicU64::new(0),
             dht_last_publish: AtomicU64::new(0),
+            standby_lag_events: AtomicU64::new(0),
+            standby_lag_seconds: AtomicU64::new(0),
         }
     }
 
@@ -224,6 +229,13 @@ impl Metrics {
     /// Called by the DHT publisher after each successful publish (Unix seconds).
     pub fn set_dht_last_publish(&self, unix_secs: u64) {
         self.dht_last_publish.store(unix_secs, Ordering::Relaxed);
+    }
+
+    /// How far the standby is behind its primary: events, and seconds since it last held
+    /// everything (set by the follower on a standby, by the feed on its primary).
+    pub fn set_standby_lag(&self, events: u64, seconds: u64) {
+        self.standby_lag_events.store(events, Ordering::Relaxed);
+        self.standby_lag_seconds.store(seconds, Ordering::Relaxed);
     }
 
     /// The whole exposition. `device` carries the gauges read at scrape time.
@@ -343,7 +355,7 @@ impl Metrics {
             let labels = format!("route=\"{}\"", class.label());
             self.latency[i].render(&mut o, "pubky_edge_http_request_duration_ms", &labels);
         }
-        let gauges: [(&str, &str, &str, u64); 14] = [
+        let gauges: [(&str, &str, &str, u64); 16] = [
             (
                 "pubky_edge_rate_limited_total",
                 "counter",
@@ -427,6 +439,18 @@ impl Metrics {
                 "gauge",
                 "Unix time of the last successful DHT publish (0 = never)",
                 self.dht_last_publish.load(Ordering::Relaxed),
+            ),
+            (
+                "pubky_edge_standby_lag_events",
+                "gauge",
+                "Events of the primary's log the standby does not hold yet (0 without a standby)",
+                self.standby_lag_events.load(Ordering::Relaxed),
+            ),
+            (
+                "pubky_edge_standby_lag_seconds",
+                "gauge",
+                "Seconds since the standby last held the primary's whole log (0 when it does)",
+                self.standby_lag_seconds.load(Ordering::Relaxed),
             ),
         ];
         for (name, kind, help, v) in gauges {

@@ -85,6 +85,11 @@ pub struct Publisher {
     pub attempted: Arc<Event>,
     /// `pubky_edge_dht_last_publish_timestamp_seconds` follows successful publishes.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Asked before every publish, when a standby may take over: a newer record of this
+    /// key means it did, and this box stops publishing (`crate::standby::fence`).
+    pub guard: Option<Arc<crate::standby::fence::Guard>>,
+    /// A fenced box publishes nothing.
+    pub role: Arc<crate::standby::Role>,
 }
 
 impl Publisher {
@@ -94,6 +99,11 @@ impl Publisher {
         let mut signed: Option<Signed> = None;
         let mut failures = 0u32;
         loop {
+            if self.role.get() == crate::standby::Mode::Fenced {
+                tracing::warn!("this box was taken over: the homeserver record is not published");
+                shutdown.wait().await;
+                return;
+            }
             let changed = self.address.changed();
             let port = self
                 .address
@@ -172,6 +182,13 @@ impl Publisher {
 
     async fn publish(&self, packet: &SignedPacket, with: Signed) -> bool {
         let Signed { ip, ipv6, port } = with;
+        if let Some(guard) = &self.guard {
+            if !guard.check().await {
+                self.attempted.notify(usize::MAX);
+                return false;
+            }
+            guard.signed(packet.timestamp().as_u64());
+        }
         if let Some(relay) = &self.relay {
             relay.remember(packet);
         }

@@ -89,6 +89,13 @@ pub async fn start(
 ) -> Result<Running> {
     prepare_data_dir(&data_dir)?;
     crate::backup::restore::ensure_not_restoring(&data_dir)?;
+    if let Some(f) = crate::standby::follow::Follow::load(&data_dir).filter(|f| !f.copied) {
+        anyhow::bail!(
+            "the first copy from the primary {} was interrupted: run `pubky-edge standby \
+             pair CODE` again to finish it",
+            f.primary
+        );
+    }
     let identity = Identity::load_or_create(&data_dir)?;
     let public_key = identity.public_key();
     let store = open_store(&config, &data_dir).await?;
@@ -254,20 +261,27 @@ async fn open_store(config: &Config, data_dir: &Path) -> Result<Store> {
     Ok(store)
 }
 
+/// A DHT client with the configured bootstrap nodes, when `pkdns.dht` is on.
+pub fn dht_client(config: &Config) -> Result<Option<DhtClient>> {
+    let pk = &config.pkdns;
+    if !pk.dht {
+        return Ok(None);
+    }
+    let settings = DhtSettings {
+        bootstrap: pk.dht_bootstrap_nodes.clone(),
+        request_timeout: pk.dht_request_timeout,
+        port: None,
+    };
+    Ok(Some(
+        DhtClient::start(&settings).context("cannot start the DHT client")?,
+    ))
+}
+
 /// The DHT client (when on), the pkarr relay (when on) and the address to announce, held
 /// back while the router is about to be asked for it.
 fn discovery(config: &Config) -> Result<Discovery> {
     let pk = &config.pkdns;
-    let dht = if pk.dht {
-        let settings = DhtSettings {
-            bootstrap: pk.dht_bootstrap_nodes.clone(),
-            request_timeout: pk.dht_request_timeout,
-            port: None,
-        };
-        Some(DhtClient::start(&settings).context("cannot start the DHT client")?)
-    } else {
-        None
-    };
+    let dht = dht_client(config)?;
     let relay = config
         .pkarr_relay
         .enabled

@@ -16,7 +16,45 @@ use crate::announce::{PublishStatus, Publisher, UsersRepublisher};
 use crate::http::App;
 use crate::identity::Identity;
 use crate::runtime::shutdown::Shutdown;
+use crate::standby::fence::Guard;
+use crate::standby::follow::{Follow, FollowStatus, Follower, Link};
+use crate::standby::Mode;
 use crate::update::worker::Checker;
+
+/// The standby's follower, or the primary's watch over its record (see [`Workers`]).
+fn standby_worker(
+    ex: &Arc<Executor<'static>>,
+    app: &Arc<App>,
+    dht: &Option<crate::announce::DhtClient>,
+    guard: Option<Arc<Guard>>,
+    shutdown: &Shutdown,
+) -> Option<Task<()>> {
+    let signal = shutdown.signal();
+    match app.role.get() {
+        Mode::Standby => {
+            let f = Follow::load(&app.data_dir)?;
+            let key = f.primary_key().ok()?;
+            let follower = Follower {
+                store: app.store.clone(),
+                link: Arc::new(Link::new(key, f.at, dht.clone(), &f.token)),
+                data_dir: app.data_dir.clone(),
+                status: Arc::new(Mutex::new(
+                    FollowStatus::load(&app.data_dir).unwrap_or_default(),
+                )),
+                metrics: app.metrics.clone(),
+                retry_min: app.config.standby.retry_min,
+            };
+            tracing::info!(primary = %key, "following the primary as its standby");
+            Some(ex.spawn(async move { follower.run(signal).await }))
+        }
+        Mode::Primary => {
+            let guard = guard?;
+            let every = app.config.standby.check_interval;
+            Some(ex.spawn(async move { guard.run(every, signal).await }))
+        }
+        Mode::Fenced => None,
+    }
+}
 
 pub struct Workers {
     /// Keeps the homeserver record published, when there is a DHT or a relay.
@@ -25,6 +63,9 @@ pub struct Workers {
     users: Option<Task<()>>,
     /// Looks at the release channel, when there is a DHT, a release key and an interval.
     updates: Option<Task<()>>,
+    /// On a standby: follows the primary's log. On a primary whose standby may take over:
+    /// watches the homeserver's own record.
+    standby: Option<Task<()>>,
 }
 
 /// What the workers report as they go, for tests and commands to watch.
@@ -57,7 +98,21 @@ impl Workers {
             publisher: None,
             users: None,
             updates: None,
+            standby: None,
         };
+        let guard = dht
+            .as_ref()
+            .filter(|_| app.role.get() == Mode::Primary)
+            .map(|dht| {
+                Arc::new(Guard::new(
+                    app.homeserver,
+                    dht.clone(),
+                    app.pairing.clone(),
+                    app.store.clone(),
+                    app.role.clone(),
+                    app.data_dir.clone(),
+                ))
+            });
         if dht.is_some() || app.relay.is_some() {
             let publisher = Publisher {
                 seed: identity.signing_key().to_bytes(),
@@ -77,6 +132,8 @@ impl Workers {
                 status: probes.publish_status.clone(),
                 attempted: probes.publish_attempted.clone(),
                 metrics: app.metrics.clone(),
+                guard: guard.clone(),
+                role: app.role.clone(),
             };
             let signal = shutdown.signal();
             w.publisher = Some(ex.spawn(async move { publisher.run(signal).await }));
@@ -105,12 +162,13 @@ impl Workers {
             let signal = shutdown.signal();
             w.updates = Some(ex.spawn(async move { checker.run(signal).await }));
         }
+        w.standby = standby_worker(ex, app, dht, guard, shutdown);
         (w, probes)
     }
 
     /// Waits for both workers to end (they end at the shutdown signal).
     pub async fn stop(self) {
-        for t in [self.publisher, self.users, self.updates]
+        for t in [self.publisher, self.users, self.updates, self.standby]
             .into_iter()
             .flatten()
         {

@@ -25,6 +25,10 @@ ADMIN COMMANDS (talk to the running server's admin listener):
     admin quota set <pubky> '<json>'  e.g. '{\"storage_quota_mb\": 100}' (null resets)
     admin delete <pubky> </pub/path>  delete one public file
     admin events [--live]             print the event stream (all users, private included)
+    admin standby                     this box's mode and its paired standby (how far behind)
+    admin standby code [--takeover]   a one-time code (one hour) to pair a standby box with;
+                                      --takeover lets that box become this homeserver
+    admin standby unpair              the standby's token stops working
   The password comes from PUBKY_EDGE_ADMIN_PASSWORD, admin.password_file, admin.password,
   or the one the server generated into <data>/admin-password.
 ";
@@ -147,6 +151,12 @@ pub fn run(config: &Config, data_dir: &Path, args: &[&str]) -> Result<()> {
     };
     let out = match args {
         ["info"] => pretty(call("GET", "/info", None)?),
+        ["standby"] => pretty(call("GET", "/standby", None)?),
+        ["standby", "code"] => pretty(call("POST", "/standby/code", None)?),
+        ["standby", "code", "--takeover"] => {
+            pretty(call("POST", "/standby/code?takeover=true", None)?)
+        }
+        ["standby", "unpair"] => pretty(call("DELETE", "/standby", None)?),
         ["token", "new"] => call("GET", "/generate_signup_token", None)?,
         ["token", "new", "--quota-mb", mb] => {
             let mb: u64 = mb.parse().context("--quota-mb needs a number")?;

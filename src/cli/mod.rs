@@ -12,6 +12,7 @@ pub mod release;
 pub mod report;
 pub mod secret;
 pub mod serve;
+pub mod standby;
 pub mod testnet;
 pub mod update;
 
@@ -59,6 +60,9 @@ COMMANDS:
                  points their record at it (runs anywhere; resumes when run again)
     release …    make and check signed releases, offline where the release key is kept
                  (`release help`)
+    standby pair|promote|status
+                 a second box that follows this one's whole store and can take over
+                 (`standby help`)
     update check|download|now|hold|resume|rollback
                  look for a newer release in the channel, signed with the release key, and
                  fetch its binary (verified, not switched to)
@@ -118,8 +122,10 @@ pub fn parse_args(argv: impl IntoIterator<Item = String>) -> Result<Option<Args>
             // options.
             s if s.starts_with('-')
                 && args.command.first().is_none_or(|c| {
-                    !["admin", "backup", "export", "import", "move", "testnet"]
-                        .contains(&c.as_str())
+                    ![
+                        "admin", "backup", "export", "import", "move", "standby", "testnet",
+                    ]
+                    .contains(&c.as_str())
                 }) =>
             {
                 return Err(format!("unknown option {s} (see --help)"))
@@ -230,6 +236,9 @@ fn run(args: Args) -> anyhow::Result<()> {
             for line in update::status_lines(&config, &data_dir) {
                 println!("{line}");
             }
+            for line in standby::status_lines(&data_dir, crate::clock::now_secs()) {
+                println!("{line}");
+            }
             if let Some(o) = &overlay {
                 println!("board:       {}", o.name);
             }
@@ -253,6 +262,9 @@ fn run(args: Args) -> anyhow::Result<()> {
             for line in update::status_lines(&config, &data_dir) {
                 println!("{line}");
             }
+            for line in standby::status_lines(&data_dir, crate::clock::now_secs()) {
+                println!("{line}");
+            }
             Ok(())
         }
         ["token", "new"] => {
@@ -272,6 +284,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         ["export", rest @ ..] => backup::export(&config, &data_dir, rest),
         ["import", rest @ ..] => moving::import(&config, &data_dir, rest),
         ["move", rest @ ..] => moving::run(&config, rest),
+        ["standby", rest @ ..] => standby::run(&config, &data_dir, rest),
         ["update", rest @ ..] => {
             app::prepare_data_dir(&data_dir)?;
             update::run(&config, config_file.as_deref(), &data_dir, rest)

@@ -68,6 +68,16 @@ pub struct Config {
     pub mdns: Mdns,
     pub tunnel: Tunnel,
     pub update: Update,
+    pub standby: Standby,
+}
+
+/// `[standby]`: a second box that keeps a copy (see `crate::standby`).
+#[derive(Debug, Clone)]
+pub struct Standby {
+    /// How often a primary whose standby may take over looks at its own record.
+    pub check_interval: Duration,
+    /// The first wait after a failed attempt to follow the primary (doubling up to 30 s).
+    pub retry_min: Duration,
 }
 
 /// `[update]`: where releases come from.

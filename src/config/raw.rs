@@ -33,6 +33,7 @@ pub struct RawConfig {
     pub mdns: Mdns,
     pub tunnel: Tunnel,
     pub update: Update,
+    pub standby: Standby,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -175,6 +176,12 @@ pub struct Update {
     pub automatic: bool,
     pub window: String,
     pub health_deadline_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Standby {
+    pub check_interval_ms: u64,
+    pub retry_min_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -55,6 +55,15 @@ impl RawConfig {
         let dashboard = self.dashboard()?;
         let tunnel = self.tunnel()?;
         let update = self.update()?;
+        let sb = &self.standby;
+        positive(&[
+            ("standby.check_interval_ms", sb.check_interval_ms),
+            ("standby.retry_min_ms", sb.retry_min_ms),
+        ])?;
+        let standby = super::Standby {
+            check_interval: ms(sb.check_interval_ms),
+            retry_min: ms(sb.retry_min_ms),
+        };
         const LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
         if !LEVELS.contains(&self.logging.level.as_str()) {
             return Err(format!(
@@ -122,6 +131,7 @@ impl RawConfig {
             },
             tunnel,
             update,
+            standby,
         })
     }
 

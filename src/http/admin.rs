@@ -100,6 +100,7 @@ async fn route(app: &App, req: Request<Incoming>, path: &str) -> Result<Response
         (["backup", "snapshot"], _) => Err(only("POST")),
         (["update", "restart"], &Method::POST) => restart_for_update(app),
         (["update", "restart"], _) => Err(only("POST")),
+        (["standby", rest @ ..], m) => super::standby::admin(app, rest, m, req.uri().query()),
         (["webdav", pk, rest @ ..], &Method::DELETE) if !rest.is_empty() => {
             delete_entry(app, pk, &rest.join("/")).await
         }

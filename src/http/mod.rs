@@ -30,6 +30,7 @@ pub mod route;
 pub mod rt;
 pub mod server;
 pub mod sniff;
+pub mod standby;
 pub mod storage;
 pub mod tls;
 pub mod website;
@@ -83,6 +84,10 @@ pub struct App {
     pub locks: crate::account::locks::Locks,
     /// Empty folders made over the admin's WebDAV.
     pub dav_folders: dav::EmptyFolders,
+    /// Whether this box accepts writes (primary), follows one (standby) or was taken over.
+    pub role: Arc<crate::standby::Role>,
+    /// This box's paired standby, as its primary.
+    pub pairing: Arc<crate::standby::pairing::Pairing>,
 }
 
 impl App {
@@ -94,6 +99,9 @@ impl App {
         relay: Option<Arc<crate::announce::relay::Relay>>,
         owner: crate::account::owner::Owner,
     ) -> App {
+        let mode = crate::standby::starting_mode(&data_dir);
+        let role = Arc::new(crate::standby::Role::new(mode));
+        let pairing = Arc::new(crate::standby::pairing::Pairing::load(&data_dir));
         App {
             store,
             streams: crate::limits::streams::Streams::new(
@@ -116,6 +124,8 @@ impl App {
             owner_sessions: Default::default(),
             locks: Default::default(),
             dav_folders: Default::default(),
+            role,
+            pairing,
         }
     }
 }
@@ -142,6 +152,9 @@ fn hv(s: &'static str) -> hyper::header::HeaderValue {
 
 /// Handles one client request end to end.
 pub async fn handle(app: &App, req: Request<Incoming>) -> Response<Body> {
+    if req.uri().path().starts_with(crate::standby::wire::PREFIX) {
+        return standby::handle(app, req).await;
+    }
     let cors = CorsRequest::of(req.headers());
     let event_stream = req.uri().path() == "/events-stream";
     let routed = route::route(
@@ -153,8 +166,13 @@ pub async fn handle(app: &App, req: Request<Incoming>) -> Response<Body> {
     );
     let start = std::time::Instant::now();
     let class = routed.as_ref().map_or(RouteClass::Other, route_class);
+    let refusal = app.role.refusal().filter(|_| writes(req.method()));
     let mut resp = match routed {
         Err(e) => ApiError::from(e).into_response(),
+        Ok(_) if refusal.is_some() => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, refusal.unwrap_or_default())
+                .into_response()
+        }
         Ok(ep) => match rate_limit(app, &req, &ep) {
             Err(e) => e.into_response(),
             Ok(()) => {
@@ -177,6 +195,14 @@ pub async fn handle(app: &App, req: Request<Incoming>) -> Response<Body> {
     }
     cors.apply(&mut resp);
     resp
+}
+
+/// Whether a request of this method changes something (refused on a standby).
+fn writes(m: &hyper::Method) -> bool {
+    !matches!(
+        *m,
+        hyper::Method::GET | hyper::Method::HEAD | hyper::Method::OPTIONS
+    )
 }
 
 fn route_class(ep: &Endpoint) -> RouteClass {

@@ -320,7 +320,7 @@ impl Store {
     /// its last reference (`ticket`) is on disk. Even in relaxed mode: unlinking earlier lets
     /// a crash bring the reference back without its file, turning a lost recent write into
     /// a damaged older one.
-    async fn unlink_unreferenced(
+    pub(super) async fn unlink_unreferenced(
         &self,
         hash: Option<[u8; 32]>,
         ticket: u64,
@@ -332,11 +332,9 @@ impl Store {
     }
 }
 
-/// Adds `delta` to a blob's reference count inside a transaction; returns the new count
-/// (a count of 0 removes the key).
 /// Appends one event in a write's transaction: the record, the log's sequence, the
 /// writer's index key and, for a public path, the feed's.
-fn log_event(
+pub(super) fn log_event(
     [events, meta, by_user, public]: [&TransactionalTree; 4],
     id: u64,
     event: &EventRecord,
@@ -351,7 +349,9 @@ fn log_event(
     Ok(())
 }
 
-fn add_ref(refs: &TransactionalTree, hash: &[u8; 32], delta: i64) -> TxResult<u64> {
+/// Adds `delta` to a blob's reference count inside a transaction; returns the new count
+/// (a count of 0 removes the key).
+pub(super) fn add_ref(refs: &TransactionalTree, hash: &[u8; 32], delta: i64) -> TxResult<u64> {
     let cur = match refs.get(hash)? {
         Some(v) => {
             decode::<u64>("blob refcount", &v).map_err(ConflictableTransactionError::Abort)?

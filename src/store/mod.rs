@@ -45,6 +45,7 @@ mod keys;
 mod list;
 mod quotas;
 pub mod recovery;
+mod replica;
 pub mod snapshot;
 pub mod space;
 #[cfg(test)]
@@ -61,6 +62,7 @@ pub use check::CheckReport;
 pub use cookies::{CookieSession, COOKIE_LIFETIME_SECS};
 pub use events::{Page, Scan, Wake, SCAN_BUDGET};
 pub use quotas::{Limit, QuotaOverrides};
+pub use replica::{ReplicaBody, Replicated, TABLES};
 pub use snapshot::Snapshot;
 
 use crate::pubkey::PublicKey;

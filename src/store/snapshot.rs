@@ -25,9 +25,9 @@ use super::{Store, StoreError};
 /// The first bytes of a dump file.
 pub const DUMP_MAGIC: &[u8; 8] = b"PEDUMP01";
 
-const TAG_TREE: u8 = b'T';
-const TAG_RECORD: u8 = b'R';
-const TAG_END: u8 = b'E';
+pub(super) const TAG_TREE: u8 = b'T';
+pub(super) const TAG_RECORD: u8 = b'R';
+pub(super) const TAG_END: u8 = b'E';
 
 /// Largest frame a reader accepts (sled values are far smaller; a corrupt length must not
 /// make the reader allocate gigabytes).
@@ -147,7 +147,7 @@ fn truncated(e: io::Error) -> StoreError {
     }
 }
 
-fn frame(w: &mut impl Write, tag: u8, parts: &[&[u8]]) -> io::Result<()> {
+pub(super) fn frame(w: &mut impl Write, tag: u8, parts: &[&[u8]]) -> io::Result<()> {
     let len: usize = parts.iter().map(|p| p.len()).sum();
     let len = u32::try_from(len)
         .ok()

@@ -48,6 +48,8 @@ mod sdk_e2e;
 mod server_limits;
 /// Board overlays and the systemd notify conversation of the real binary.
 mod service;
+/// A standby box: pairing, the first copy, following under load, reads, refused writes.
+mod standby;
 /// The storage API: reads, writes, addressing, listing, quotas, restarts.
 mod storage;
 /// The relay rung: a box reached only through a relay box, with the SDK.

@@ -17,7 +17,7 @@ use crate::sdk_e2e::{app, hs_key, net, sdk, server_toml, Net};
 const PASS: &str = "my pass";
 
 /// Runs the binary; whether it succeeded, and everything it said.
-fn edge(args: &[&str], envs: &[(&str, &str)]) -> (bool, String) {
+pub(crate) fn edge(args: &[&str], envs: &[(&str, &str)]) -> (bool, String) {
     let (ok, said, _) = edge_measured(args, envs);
     (ok, said)
 }
