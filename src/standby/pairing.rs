@@ -19,8 +19,8 @@ use crate::pubkey::PublicKey;
 const FILE: &str = "primary.json";
 /// How long a pairing code stays usable.
 pub const CODE_LIFETIME_SECS: u64 = 3600;
-/// How often the standby's position is written down while it follows.
-const SAVE_POSITION_SECS: u64 = 5;
+/// How often the standby's position is synced to disk while it follows.
+const SYNC_POSITION_SECS: u64 = 5;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct State {
@@ -55,7 +55,8 @@ pub struct Paired {
 pub struct Pairing {
     path: PathBuf,
     state: Mutex<State>,
-    saved_at: Mutex<u64>,
+    /// The position last written, and when it was last synced.
+    saved_at: Mutex<(u64, u64)>,
 }
 
 /// Why a pairing attempt was refused.
@@ -80,7 +81,7 @@ impl Pairing {
         Pairing {
             path,
             state: Mutex::new(state),
-            saved_at: Mutex::new(0),
+            saved_at: Mutex::new((0, 0)),
         }
     }
 
@@ -95,6 +96,26 @@ impl Pairing {
         // Invariant: strings and numbers always serialize.
         let text = serde_json::to_vec_pretty(state).expect("pairing state serializes");
         crate::backup::write_private(&self.path, &text)
+    }
+
+    /// [`Self::save`] without the syncs: the file is replaced whole, and survives the
+    /// process (not a power cut).
+    fn save_unsynced(&self, state: &State) -> Result<()> {
+        // Invariant: strings and numbers always serialize.
+        let text = serde_json::to_vec_pretty(state).expect("pairing state serializes");
+        let tmp = self.path.with_extension("json.tmp");
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            std::io::Write::write_all(&mut f, &text)?;
+        }
+        std::fs::rename(&tmp, &self.path)?;
+        Ok(())
     }
 
     /// A new one-time pairing code for this homeserver: `<homeserver key>:<secret>`.
@@ -185,10 +206,24 @@ impl Pairing {
             (st.clone(), (behind, secs))
         };
         let mut saved = self.saved_at.lock().unwrap_or_else(|e| e.into_inner());
-        if now >= *saved + SAVE_POSITION_SECS {
-            *saved = now;
-            if let Err(e) = self.save(&snapshot) {
-                tracing::warn!(error = %e, "cannot write down the standby's position");
+        if saved.0 != snapshot.standby.as_ref().map_or(0, |s| s.position) {
+            // Written through at each move (a killed process loses nothing) and synced at
+            // most every few seconds (a power cut may lose the last moves: the position
+            // then reads lower, and a fence lists more events, never fewer).
+            let sync = now >= saved.1 + SYNC_POSITION_SECS;
+            let r = if sync {
+                self.save(&snapshot)
+            } else {
+                self.save_unsynced(&snapshot)
+            };
+            match r {
+                Ok(()) => {
+                    saved.0 = snapshot.standby.as_ref().map_or(0, |s| s.position);
+                    if sync {
+                        saved.1 = now;
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot write down the standby's position"),
             }
         }
         lag

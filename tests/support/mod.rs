@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod proc;
+pub mod replica;
 pub mod sse;
 pub mod transport;
 pub mod webdriver;

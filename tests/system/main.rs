@@ -60,5 +60,7 @@ mod disk_full;
 mod hostile;
 /// UPnP and mDNS against real peers in network namespaces (root).
 mod household;
+/// A standby box as processes: SIGKILLs mid-replication, takeover with the SDK, the return.
+mod standby;
 /// `pubky-edge testnet` on its fixed ports with the SDK's `testnet()` preset.
 mod testnet_cli;
