@@ -43,6 +43,7 @@ fn standby_worker(
                 )),
                 metrics: app.metrics.clone(),
                 retry_min: app.config.standby.retry_min,
+                auto_promote_after: app.config.standby.auto_promote_after.filter(|_| f.takeover),
             };
             tracing::info!(primary = %key, "following the primary as its standby");
             Some(ex.spawn(async move { follower.run(signal).await }))

@@ -78,6 +78,9 @@ pub struct Standby {
     pub check_interval: Duration,
     /// The first wait after a failed attempt to follow the primary (doubling up to 30 s).
     pub retry_min: Duration,
+    /// A standby paired with takeover promotes itself after the primary has been out of
+    /// reach this long; `None`: only `standby promote` does.
+    pub auto_promote_after: Option<Duration>,
 }
 
 /// `[update]`: where releases come from.

@@ -182,6 +182,7 @@ pub struct Update {
 pub struct Standby {
     pub check_interval_ms: u64,
     pub retry_min_ms: u64,
+    pub auto_promote_after_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -63,6 +63,8 @@ impl RawConfig {
         let standby = super::Standby {
             check_interval: ms(sb.check_interval_ms),
             retry_min: ms(sb.retry_min_ms),
+            auto_promote_after: (sb.auto_promote_after_ms > 0)
+                .then(|| ms(sb.auto_promote_after_ms)),
         };
         const LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
         if !LEVELS.contains(&self.logging.level.as_str()) {

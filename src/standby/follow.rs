@@ -11,7 +11,7 @@ use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -97,6 +97,8 @@ pub struct Link {
     dht: Option<DhtClient>,
     token: String,
     found: Mutex<Option<Homeserver>>,
+    /// When the primary last answered anything (an automatic promotion counts from it).
+    answered: Mutex<Instant>,
 }
 
 impl Link {
@@ -112,7 +114,16 @@ impl Link {
             dht,
             token: token.to_string(),
             found: Mutex::new(None),
+            answered: Mutex::new(Instant::now()),
         }
+    }
+
+    /// How long since the primary last answered.
+    pub fn silent_for(&self) -> Duration {
+        self.answered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .elapsed()
     }
 
     async fn primary(&self) -> Result<Homeserver> {
@@ -155,10 +166,13 @@ impl Link {
         })
         .await;
         match r {
-            Ok(r) if r.status == 401 => {
-                bail!("the primary refused the replication token (unpaired?)")
+            Ok(r) => {
+                *self.answered.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+                if r.status == 401 {
+                    bail!("the primary refused the replication token (unpaired?)");
+                }
+                Ok(r)
             }
-            Ok(r) => Ok(r),
             Err(e) => {
                 *self.found.lock().unwrap_or_else(|e| e.into_inner()) = None;
                 Err(e)
@@ -448,6 +462,9 @@ pub struct Follower {
     pub status: Arc<Mutex<FollowStatus>>,
     pub metrics: Arc<crate::metrics::Metrics>,
     pub retry_min: Duration,
+    /// Promote this box when the primary has not been reached for this long (takeover
+    /// allowed at pairing only).
+    pub auto_promote_after: Option<Duration>,
 }
 
 impl Follower {
@@ -484,6 +501,9 @@ impl Follower {
                     continue;
                 }
                 Err(e) => {
+                    if self.promote_now() {
+                        return;
+                    }
                     failures += 1;
                     tracing::warn!(error = %format!("{e:#}"), "following the primary failed; will retry");
                     self.note(|s| s.last_error = Some(format!("{e:#}")));
@@ -505,6 +525,33 @@ impl Follower {
             .await;
             if stop {
                 return;
+            }
+        }
+    }
+
+    /// After a failure: whether the primary has been out of reach long enough that this
+    /// box promotes itself (then it asks for a restart, into the homeserver).
+    fn promote_now(&self) -> bool {
+        let Some(after) = self.auto_promote_after else {
+            return false;
+        };
+        let silent = self.link.silent_for();
+        if silent < after {
+            return false;
+        }
+        tracing::warn!(
+            unreachable_secs = silent.as_secs(),
+            "the primary has been out of reach for longer than standby.auto_promote_after_ms"
+        );
+        match super::fence::promote(&self.data_dir) {
+            Ok(key) => {
+                tracing::warn!(homeserver = %key, "promoted: restarting as the homeserver");
+                crate::update::launch::RESTART.raise();
+                true
+            }
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "automatic promotion failed");
+                false
             }
         }
     }

@@ -4,7 +4,9 @@
 //! the SDK's reads and new sign-ins reach it by the homeserver's key, the old primary
 //! comes back, sees the newer record, refuses writes and reports the writes the standby
 //! never read, and is paired again as the new primary's standby (three boxes' worth of
-//! roles, two data directories).
+//! roles, two data directories). A standby allowed to take over, with
+//! `standby.auto_promote_after_ms`, promotes itself when the primary is gone, and one that
+//! was unpaired (the primary answers it) never does.
 //!
 //! `STANDBY_KILLS` (default 4) sets the number of SIGKILLs of the standby.
 
@@ -27,7 +29,7 @@ struct Box_ {
     admin: std::net::SocketAddr,
 }
 
-fn make_box(dir: &Path, name: &str, dht: Option<&[String]>) -> Box_ {
+fn make_box(dir: &Path, name: &str, dht: Option<&[String]>, extra: &str) -> Box_ {
     let (http, tls, admin) = (free_port(), free_port(), free_port());
     let pkdns = match dht {
         None => "dht = false\n".to_string(),
@@ -46,7 +48,7 @@ fn make_box(dir: &Path, name: &str, dht: Option<&[String]>) -> Box_ {
          listen_socket = \"127.0.0.1:{admin}\"\npassword = \"test-admin\"\n[metrics]\n\
          listen_socket = \"127.0.0.1:0\"\n[dashboard]\nlisten_socket = \"127.0.0.1:0\"\n\
          [upnp]\nenabled = false\n[mdns]\nenabled = false\n[standby]\ncheck_interval_ms = 300\n\
-         retry_min_ms = 100\n[logging]\nlevel = \"info\"\n"
+         retry_min_ms = 100\n{extra}\n[logging]\nlevel = \"info\"\n"
     );
     let home = dir.join(name);
     std::fs::create_dir_all(&home).unwrap();
@@ -191,8 +193,8 @@ fn a_standby_killed_again_and_again_catches_up_with_nothing_missing_or_doubled()
         .and_then(|v| v.parse().ok())
         .unwrap_or(4);
     let tmp = tempfile::tempdir().unwrap();
-    let mut primary = make_box(tmp.path(), "primary", None);
-    let mut standby = make_box(tmp.path(), "standby", None);
+    let mut primary = make_box(tmp.path(), "primary", None, "");
+    let mut standby = make_box(tmp.path(), "standby", None, "");
     primary.node.start();
     let stop = Arc::new(AtomicBool::new(false));
     let (threads, acked) = load(&primary.node, 3, &stop);
@@ -238,6 +240,25 @@ fn sdk(bootstrap: &[String]) -> pubky::Pubky {
     pubky::Pubky::with_client(common::sdk_client(bootstrap))
 }
 
+/// A user signed up on homeserver `hs` with the SDK (which publishes the user's record).
+async fn sdk_user(
+    pubky: &pubky::Pubky,
+    hs: &pubky_edge::pubkey::PublicKey,
+) -> (pubky::Keypair, pubky::PubkySession) {
+    let hs_key = pubky::PublicKey::try_from(hs.to_string().as_str()).unwrap();
+    let user = pubky::Keypair::random();
+    let signer = pubky.signer(user.clone());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    // The homeserver's first record may still be on its way.
+    while let Err(e) = signer.signup(&hs_key, None).await {
+        assert!(Instant::now() < deadline, "signup: {e}");
+        smol::Timer::after(Duration::from_millis(200)).await;
+    }
+    let app = pubky::ClientId::new("standby.test").unwrap();
+    let session = signer.signin_blocking(app).await.unwrap();
+    (user, session)
+}
+
 /// Reads `url` through a fresh SDK until it answers `want`, up to `secs`.
 async fn read_until(bootstrap: &[String], url: &str, want: &str, secs: u64) -> Duration {
     let started = Instant::now();
@@ -267,28 +288,14 @@ async fn a_promoted_standby_takes_over_and_the_old_primary_stands_down() {
     let _s = crate::suite("standby");
     let (_nodes, bootstrap) = pubky_edge::announce::dht::local_testnet(0, 4).unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    let mut primary = make_box(tmp.path(), "primary", Some(&bootstrap));
-    let mut standby = make_box(tmp.path(), "standby", Some(&bootstrap));
+    let mut primary = make_box(tmp.path(), "primary", Some(&bootstrap), "");
+    let mut standby = make_box(tmp.path(), "standby", Some(&bootstrap), "");
     let hs = primary.node.hs;
     primary.node.start();
 
     // A user of the primary, with the SDK: signed up through the DHT record.
     let pubky = sdk(&bootstrap);
-    let hs_key = pubky::PublicKey::try_from(hs.to_string().as_str()).unwrap();
-    let user = pubky::Keypair::random();
-    let signer = pubky.signer(user.clone());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        match signer.signup(&hs_key, None).await {
-            Ok(()) => break,
-            Err(e) => {
-                assert!(Instant::now() < deadline, "signup: {e}");
-                smol::Timer::after(Duration::from_millis(200)).await;
-            }
-        }
-    }
-    let app = pubky::ClientId::new("standby.test").unwrap();
-    let session = signer.signin_blocking(app.clone()).await.unwrap();
+    let (user, session) = sdk_user(&pubky, &hs).await;
     let st = session.storage();
     for i in 0..20 {
         st.put(format!("/pub/notes/{i}.txt"), format!("note {i}"))
@@ -357,7 +364,7 @@ async fn a_promoted_standby_takes_over_and_the_old_primary_stands_down() {
     // homeserver, reads the private file, and writes.
     let again = fresh
         .signer(user.clone())
-        .signin_blocking(app)
+        .signin_blocking(pubky::ClientId::new("standby.test").unwrap())
         .await
         .expect("sign-in through the promoted standby");
     let s2 = again.storage();
@@ -444,4 +451,80 @@ async fn a_promoted_standby_takes_over_and_the_old_primary_stands_down() {
     let own = said.lines().find_map(|l| l.strip_prefix("public key:"));
     assert!(own.is_some_and(|k| k.trim() != hs.to_string()), "{said}");
     assert!(said.contains(&format!("following {hs}")), "{said}");
+}
+
+/// Waits for the process to end by itself; its exit code.
+fn exit_code(node: &mut Node, secs: u64) -> Option<i32> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let child = node.child.as_mut().expect("running");
+        if let Some(status) = child.try_wait().unwrap() {
+            node.child = None;
+            return status.code();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still running: {}",
+            node.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_allowed_to_take_over_promotes_itself_when_the_primary_is_gone_not_when_unpaired()
+{
+    let _s = crate::suite("standby");
+    let (_nodes, bootstrap) = pubky_edge::announce::dht::local_testnet(0, 4).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let auto = "auto_promote_after_ms = 1500";
+    let mut primary = make_box(tmp.path(), "primary", Some(&bootstrap), "");
+    let mut standby = make_box(tmp.path(), "standby", Some(&bootstrap), auto);
+    let mut other = make_box(tmp.path(), "other", Some(&bootstrap), auto);
+    primary.node.start();
+    let (user, session) = sdk_user(&sdk(&bootstrap), &primary.node.hs).await;
+    let owner = user.public_key().z32();
+    session
+        .storage()
+        .put("/pub/a.txt", "before the primary went")
+        .await
+        .unwrap();
+    let tls = primary.tls.to_string();
+    // One standby without takeover, unpaired while it runs: the primary answers it (401),
+    // so it never promotes itself, whatever its setting.
+    other.pair(&primary.code(false), &["--at", &tls]);
+    other.node.start();
+    primary.admin("DELETE", "/standby");
+    standby.pair(&primary.code(true), &["--at", &tls]);
+    standby.node.start();
+    wait_caught_up(&primary, &standby, 30);
+
+    let gone = Instant::now();
+    primary.node.kill();
+    // It promotes itself and asks to be started again (75, as systemd's unit expects).
+    assert_eq!(exit_code(&mut standby.node, 30), Some(75));
+    let promoted_after = gone.elapsed();
+    standby.node.start();
+    let url = format!("pubky{owner}/pub/a.txt");
+    read_until(&bootstrap, &url, "before the primary went", 30).await;
+    eprintln!(
+        "automatic takeover: promoted {:.1} s after the primary died (setting 1.5 s); first \
+         SDK read {:.1} s after it died",
+        promoted_after.as_secs_f64(),
+        gone.elapsed().as_secs_f64()
+    );
+    // The unpaired one is still a standby, still running.
+    assert!(other
+        .node
+        .child
+        .as_mut()
+        .unwrap()
+        .try_wait()
+        .unwrap()
+        .is_none());
+    let (_, said) = other.edge(&["standby", "status"]);
+    assert!(
+        said.contains("following") && !said.contains("promoted"),
+        "{said}"
+    );
 }
