@@ -76,18 +76,23 @@ pub fn launch(
     let port = free_port();
     let tls_port = free_port();
     let cfg = dir.join("bench.toml");
-    // A free port for the dashboard unless the caller places it.
+    // Free ports for the dashboard and the admin API unless the caller places them.
     let dashboard = if extra_toml.contains("[dashboard]") {
         ""
     } else {
         "[dashboard]\nlisten_socket = \"127.0.0.1:0\"\n"
+    };
+    let admin = if extra_toml.contains("[admin]") {
+        ""
+    } else {
+        "[admin]\nlisten_socket = \"127.0.0.1:0\"\n"
     };
     std::fs::write(
         &cfg,
         format!(
             "[general]\nsignup_mode = \"open\"\n[drive]\nicann_listen_socket = \"127.0.0.1:{port}\"\n\
              pubky_listen_socket = \"127.0.0.1:{tls_port}\"\n[pkdns]\ndht = false\n\
-             [admin]\nlisten_socket = \"127.0.0.1:0\"\n[metrics]\nlisten_socket = \"127.0.0.1:0\"\n{dashboard}\
+             {admin}[metrics]\nlisten_socket = \"127.0.0.1:0\"\n{dashboard}\
              [logging]\nlevel = \"warn\"\n{extra_toml}"
         ),
     )

@@ -208,7 +208,7 @@ pub fn admin(
             let mode = format!("{:?}", app.role.get()).to_lowercase();
             json(
                 StatusCode::OK,
-                &serde_json::json!({ "mode": mode, "standby": standby }),
+                &serde_json::json!({ "mode": mode, "head": app.store.event_head(), "standby": standby }),
             )
         }
         ([], &Method::DELETE) => {
