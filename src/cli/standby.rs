@@ -8,8 +8,8 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 
 use crate::config::Config;
-use crate::standby::fence::{self, Fenced};
-use crate::standby::follow::{self, Follow, FollowStatus};
+use crate::standby::fence;
+use crate::standby::follow;
 
 pub const USAGE: &str = "\
 STANDBY COMMANDS (on the second box; stop its server first for pair and promote):
@@ -92,72 +92,13 @@ pub fn run(config: &Config, data_dir: &Path, args: &[&str]) -> Result<()> {
 
 /// What `info`, `status` and `standby status` say about the standby side of this box.
 pub fn status_lines(data_dir: &Path, now: u64) -> Vec<String> {
-    let mut out = Vec::new();
-    if let Some(f) = Fenced::load(data_dir) {
-        out.push(format!(
-            "standby:     TAKEN OVER since {}: this box refuses writes and does not publish; \
-             the homeserver's newer record points to {}",
-            crate::clock::rfc3339(f.since),
-            f.record_points_to
-                .as_deref()
-                .unwrap_or("an address it does not name")
-        ));
-        out.push(format!(
-            "             {} event(s) accepted here after the standby's last confirmed \
-             event {} are kept in this store and listed in {}",
-            f.unconfirmed_total,
-            f.standby_position,
-            Fenced::path(data_dir).display()
-        ));
-        return out;
-    }
-    match Follow::load(data_dir) {
-        Some(f) if f.promoted => out.push(format!(
-            "standby:     promoted: this box is the homeserver {} (was its standby)",
-            f.primary
-        )),
-        Some(f) if !f.copied => out.push(format!(
-            "standby:     the first copy from {} was interrupted: run `standby pair` again",
-            f.primary
-        )),
-        Some(f) => {
-            let s = FollowStatus::load(data_dir).unwrap_or_default();
-            out.push(format!(
-                "standby:     following {} ({}), takeover {}",
-                f.primary,
-                f.at.map_or("found on the DHT".to_string(), |a| a.to_string()),
-                if f.takeover { "allowed" } else { "not allowed" }
-            ));
-            out.push(format!(
-                "             at event {} of {}: {} behind, {} s; last contact {}{}",
-                s.local_head,
-                s.primary_head,
-                s.lag_events(),
-                s.lag_seconds(now),
-                if s.last_contact > 0 {
-                    crate::clock::rfc3339(s.last_contact)
-                } else {
-                    "never".into()
-                },
-                s.last_error
-                    .map(|e| format!(" (last error: {e})"))
-                    .unwrap_or_default()
-            ));
-        }
-        None => {}
-    }
-    if let Some(p) = crate::standby::pairing::Pairing::load(data_dir).standby() {
-        out.push(format!(
-            "standby box: paired {}, takeover {}; it holds events up to {}{}",
-            crate::clock::rfc3339(p.paired_at),
-            if p.takeover { "allowed" } else { "not allowed" },
-            p.position,
-            if p.last_seen > 0 {
-                format!(", last seen {}", crate::clock::rfc3339(p.last_seen))
-            } else {
-                String::new()
-            }
-        ));
-    }
-    out
+    let r = crate::standby::report::Report::read(data_dir, now);
+    r.lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let label = if i == 0 { r.label } else { "" };
+            format!("{label:<13}{l}")
+        })
+        .collect()
 }

@@ -9,6 +9,7 @@
 //! - [`follow`] (the standby's side): pairing, the first copy, and the loop that applies
 //!   the log as it grows (`crate::store::Replicated`).
 //! - [`fence`]: promotion, and the rule that keeps two boxes from taking writes.
+//! - [`report`]: where the box stands, in words (`status`, the dashboard).
 //!
 //! **Which box may accept writes.** A box accepts writes as the homeserver only while all
 //! of these hold: it holds the homeserver key; it is not following a primary
@@ -23,6 +24,7 @@ pub mod feed;
 pub mod fence;
 pub mod follow;
 pub mod pairing;
+pub mod report;
 pub mod wire;
 
 use std::sync::atomic::{AtomicU8, Ordering};

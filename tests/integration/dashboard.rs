@@ -41,7 +41,7 @@ fn snap(b: &Browser, name: &str) -> PathBuf {
 /// Every page of a signed-in owner weighs less than 50 KiB with its stylesheet and script.
 /// Claims the box over plain HTTP with the test config's admin password (which then stays
 /// the password); returns the owner's session (the `pe_session` cookie's value).
-fn claim_with_configured_password(s: &Server) -> String {
+pub(crate) fn claim_with_configured_password(s: &Server) -> String {
     let claim = s
         .dashboard("POST", "/claim")
         .header("cookie", "pe_pre=t")

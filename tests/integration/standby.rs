@@ -230,6 +230,21 @@ fn a_standby_copies_follows_and_serves_the_primary_s_store_and_refuses_writes() 
     let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
     assert_eq!(v["mode"], "standby");
 
+    // So do both dashboards, in their Health card.
+    for (server, says) in [(&primary, "it holds events up to"), (&standby, "following")] {
+        let cookie = crate::dashboard::claim_with_configured_password(server);
+        let home = server
+            .dashboard("GET", "/")
+            .header("cookie", &format!("pe_session={cookie}"))
+            .send()
+            .text();
+        let at = home.find("<dt>Second box</dt>").expect("a Second box line");
+        assert!(
+            home[at..].split("</dd>").next().unwrap().contains(says),
+            "{home}"
+        );
+    }
+
     // Unpairing on the primary stops the replication token.
     let r = primary.admin("DELETE", "/standby").send();
     assert_eq!(r.status, 200);

@@ -271,6 +271,10 @@ pub fn home(
         ));
     }
     let now = crate::clock::now_secs();
+    let second = crate::standby::report::Report::read(dir, now);
+    if !second.lines.is_empty() {
+        health.push(("Second box", second.lines.join(" "), second.bad));
+    }
     let (backup, backup_bad) = match crate::backup::outcome::Outcome::load(dir) {
         None => (
             "No backup yet. Plug in a USB disk labelled PUBKY-BACKUP (see the guide).".to_string(),
