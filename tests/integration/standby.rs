@@ -243,6 +243,27 @@ fn a_standby_copies_follows_and_serves_the_primary_s_store_and_refuses_writes() 
             home[at..].split("</dd>").next().unwrap().contains(says),
             "{home}"
         );
+        if says == "following" {
+            // Invitations are the primary's: the standby's dashboard says so.
+            let page = server
+                .dashboard("GET", "/invites")
+                .header("cookie", &format!("pe_session={cookie}"))
+                .send()
+                .text();
+            let csrf = page
+                .split("name=\"csrf\" value=\"")
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .expect("a form")
+                .to_string();
+            let r = server
+                .dashboard("POST", "/invites")
+                .header("cookie", &format!("pe_session={cookie}"))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(format!("csrf={csrf}&quota_mb="))
+                .send();
+            assert_eq!(r.header("location"), Some("/?n=standby"), "{}", r.text());
+        }
     }
 
     // Unpairing on the primary stops the replication token.

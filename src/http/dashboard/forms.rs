@@ -44,6 +44,12 @@ pub async fn act(
     now: u64,
 ) -> Response<Body> {
     match path {
+        // A standby's accounts and invitations are the primary's, copied every few seconds.
+        "/invites" | "/invites/revoke" | "/people/state" | "/people/quota" | "/people/delete"
+            if app.role.refusal().is_some() =>
+        {
+            redirect("/?n=standby")
+        }
         "/updates/now" if !super::home::can_look(app) => redirect("/?n=update-off"),
         "/updates/now" => {
             tracing::info!("the owner asked for an update now");

@@ -80,6 +80,7 @@ fn notice(code: &str) -> Option<String> {
             "ended" => "The browser was signed out.",
             "update-now" => "The box is looking for an update; when it finds one it installs it and restarts (a minute or two). Reload this page to see.",
             "update-off" => "This box cannot look for updates: it has no release key, or the DHT is off.",
+            "standby" => "This box does not take changes: it is a standby, or another box took over (see Health). Invite and manage people on the box that serves the homeserver.",
             "held" => "Automatic updates are held until you let the box update itself again.",
             "resumed" => "The box updates itself again, within its update window.",
             _ => return None,
