@@ -85,11 +85,17 @@ pub struct Publisher {
     pub attempted: Arc<Event>,
     /// `pubky_edge_dht_last_publish_timestamp_seconds` follows successful publishes.
     pub metrics: Arc<crate::metrics::Metrics>,
-    /// Asked before every publish, when a standby may take over: a newer record of this
-    /// key means it did, and this box stops publishing (`crate::standby::fence`).
-    pub guard: Option<Arc<crate::standby::fence::Guard>>,
-    /// A fenced box publishes nothing.
-    pub role: Arc<crate::standby::Role>,
+    /// Asked before every publish (when a standby may take over: a newer record of this
+    /// key means it did, and this box stops publishing).
+    pub gate: Option<Arc<dyn Gate>>,
+}
+
+/// What a publisher asks before each publish (`crate::standby::fence::Guard`).
+pub trait Gate: Send + Sync {
+    /// Whether this box may publish; `false` ends the publisher for good.
+    fn allows(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + '_>>;
+    /// This box signed a record with this timestamp (µs).
+    fn signed(&self, timestamp_us: u64);
 }
 
 impl Publisher {
@@ -99,11 +105,6 @@ impl Publisher {
         let mut signed: Option<Signed> = None;
         let mut failures = 0u32;
         loop {
-            if self.role.get() == crate::standby::Mode::Fenced {
-                tracing::warn!("this box was taken over: the homeserver record is not published");
-                shutdown.wait().await;
-                return;
-            }
             let changed = self.address.changed();
             let port = self
                 .address
@@ -130,6 +131,15 @@ impl Publisher {
                     if signed != Some(now) || packet.is_none() {
                         packet = self.sign(now);
                         signed = Some(now);
+                    }
+                    if let (Some(gate), Some(p)) = (&self.gate, &packet) {
+                        if !gate.allows().await {
+                            self.attempted.notify(usize::MAX);
+                            tracing::warn!("the homeserver record is no longer published here");
+                            shutdown.wait().await;
+                            return;
+                        }
+                        gate.signed(p.timestamp().as_u64());
                     }
                     match &packet {
                         Some(p) => {
@@ -182,13 +192,6 @@ impl Publisher {
 
     async fn publish(&self, packet: &SignedPacket, with: Signed) -> bool {
         let Signed { ip, ipv6, port } = with;
-        if let Some(guard) = &self.guard {
-            if !guard.check().await {
-                self.attempted.notify(usize::MAX);
-                return false;
-            }
-            guard.signed(packet.timestamp().as_u64());
-        }
         if let Some(relay) = &self.relay {
             relay.remember(packet);
         }

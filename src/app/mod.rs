@@ -89,7 +89,7 @@ pub async fn start(
 ) -> Result<Running> {
     prepare_data_dir(&data_dir)?;
     crate::backup::restore::ensure_not_restoring(&data_dir)?;
-    if let Some(f) = crate::standby::follow::Follow::load(&data_dir).filter(|f| !f.copied) {
+    if let Some(f) = crate::standby::state::Follow::load(&data_dir).filter(|f| !f.copied) {
         anyhow::bail!(
             "the first copy from the primary {} was interrupted: run `pubky-edge standby \
              pair CODE` again to finish it",

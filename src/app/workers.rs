@@ -17,7 +17,9 @@ use crate::http::App;
 use crate::identity::Identity;
 use crate::runtime::shutdown::Shutdown;
 use crate::standby::fence::Guard;
-use crate::standby::follow::{Follow, FollowStatus, Follower, Link};
+use crate::standby::follow::Follower;
+use crate::standby::link::Link;
+use crate::standby::state::{Follow, FollowStatus};
 use crate::standby::Mode;
 use crate::update::worker::Checker;
 
@@ -114,7 +116,8 @@ impl Workers {
                     app.data_dir.clone(),
                 ))
             });
-        if dht.is_some() || app.relay.is_some() {
+        // A box that was taken over publishes nothing (`crate::standby::fence`).
+        if (dht.is_some() || app.relay.is_some()) && app.role.get() != Mode::Fenced {
             let publisher = Publisher {
                 seed: identity.signing_key().to_bytes(),
                 spec: RecordSpec {
@@ -133,8 +136,9 @@ impl Workers {
                 status: probes.publish_status.clone(),
                 attempted: probes.publish_attempted.clone(),
                 metrics: app.metrics.clone(),
-                guard: guard.clone(),
-                role: app.role.clone(),
+                gate: guard
+                    .clone()
+                    .map(|g| g as Arc<dyn crate::announce::publisher::Gate>),
             };
             let signal = shutdown.signal();
             w.publisher = Some(ex.spawn(async move { publisher.run(signal).await }));

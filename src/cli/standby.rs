@@ -8,8 +8,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 
 use crate::config::Config;
-use crate::standby::fence;
-use crate::standby::follow;
+use crate::standby::{copy, promote};
 
 pub const USAGE: &str = "\
 STANDBY COMMANDS (on the second box; stop its server first for pair and promote):
@@ -53,7 +52,7 @@ pub fn run(config: &Config, data_dir: &Path, args: &[&str]) -> Result<()> {
             crate::app::prepare_data_dir(data_dir)?;
             let dht = crate::app::dht_client(config)?;
             let store_cfg = crate::app::store_config(config);
-            let f = smol::block_on(follow::pair(data_dir, store_cfg, dht, code, at, set_aside))?;
+            let f = smol::block_on(copy::pair(data_dir, store_cfg, dht, code, at, set_aside))?;
             println!("paired with {} and copied its store", f.primary);
             println!(
                 "takeover:    {}",
@@ -72,7 +71,7 @@ pub fn run(config: &Config, data_dir: &Path, args: &[&str]) -> Result<()> {
                 .map_err(|e| anyhow::anyhow!("{e} (stop the server before promoting)"))?;
             smol::block_on(store.close())?;
             drop(store);
-            let key = fence::promote(data_dir)?;
+            let key = promote::promote(data_dir)?;
             println!("this box is now the homeserver {key}");
             println!("start the server: it publishes the record with this box's address");
             Ok(())

@@ -1,8 +1,4 @@
-//! Taking over, and standing down. [`promote`] turns a standby into the homeserver (the
-//! server stopped): the sealed homeserver key is opened with the standby's own age key and
-//! becomes `<data>/secret` (the standby's own key moves to `standby/own-secret`), and the
-//! next start publishes the homeserver's record with this box's address. [`Guard`] is the
-//! other side: a primary that paired a standby allowed to take over looks at its own
+//! Standing down when another box took over (taking over is `promote`). [`Guard`]: a primary that paired a standby allowed to take over looks at its own
 //! record before every publish and every `standby.check_interval`, and a record newer than
 //! the last one it signed means the standby took over. It then fences itself
 //! (`standby/fenced.json`): it refuses writes, stops publishing, and lists the events it
@@ -12,14 +8,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use anyhow::{bail, Context, Result};
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine;
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use super::follow::{own_key, Follow};
 use super::pairing::Pairing;
-use super::{Mode, Role};
+use super::role::{Mode, Role, DIR};
 use crate::announce::dht::DhtClient;
 use crate::pubkey::PublicKey;
 use crate::store::{EventKind, Store};
@@ -54,7 +47,7 @@ pub struct Unconfirmed {
 
 impl Fenced {
     pub fn path(data_dir: &Path) -> PathBuf {
-        data_dir.join(super::DIR).join(FILE)
+        data_dir.join(DIR).join(FILE)
     }
 
     pub fn load(data_dir: &Path) -> Option<Fenced> {
@@ -68,53 +61,6 @@ impl Fenced {
         let text = serde_json::to_vec_pretty(self).expect("fence state serializes");
         crate::backup::write_private(&path, &text)
     }
-}
-
-/// Makes this standby the homeserver; returns the homeserver key. The server must be
-/// stopped (the store's lock is taken to be sure).
-pub fn promote(data_dir: &Path) -> Result<PublicKey> {
-    let mut f =
-        Follow::load(data_dir).context("this box is not a standby (no standby/follow.json)")?;
-    if f.promoted {
-        bail!(
-            "this box was promoted already: it is the homeserver {}",
-            f.primary
-        );
-    }
-    if !f.copied {
-        bail!(
-            "the first copy from the primary never completed: there is nothing to take over with"
-        );
-    }
-    let sealed = f.sealed_key.as_deref().context(
-        "this standby was paired without takeover: make a code with takeover allowed on the \
-         primary and pair again",
-    )?;
-    let sealed = B64.decode(sealed).context("follow.json: sealed key")?;
-    let mut seed = Vec::new();
-    std::io::Read::read_to_end(
-        &mut crate::backup::crypt::decrypt_with(&own_key(data_dir)?, &sealed[..])?,
-        &mut seed,
-    )
-    .context("opening the sealed homeserver key with this box's standby key")?;
-    let seed: [u8; 32] = seed
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("the sealed key is not 32 bytes"))?;
-    let hs = crate::identity::Identity::from_seed(seed).public_key();
-    if hs != f.primary_key()? {
-        bail!("the sealed key is not the key of the homeserver this box follows");
-    }
-    let secret = data_dir.join(crate::identity::SECRET_FILE);
-    let own = data_dir.join(super::DIR).join("own-secret");
-    if secret.exists() && !own.exists() {
-        std::fs::rename(&secret, &own).context("keeping this box's own key")?;
-    }
-    let hex: String = seed.iter().map(|b| format!("{b:02x}")).collect();
-    crate::backup::write_private(&secret, hex.as_bytes())?;
-    f.promoted = true;
-    f.save(data_dir)?;
-    tracing::info!(homeserver = %hs, "this box is now the homeserver");
-    Ok(hs)
 }
 
 /// The primary's watch over its own record (see the module docs).
@@ -250,5 +196,15 @@ impl Guard {
                 return;
             }
         }
+    }
+}
+
+impl crate::announce::publisher::Gate for Guard {
+    fn allows(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + '_>> {
+        Box::pin(self.check())
+    }
+
+    fn signed(&self, timestamp_us: u64) {
+        Guard::signed(self, timestamp_us);
     }
 }

@@ -1,15 +1,22 @@
 //! A standby box: a second pubky-edge that follows this homeserver's whole log, serves
 //! reads of its copy, and can become the homeserver when the first box is gone.
 //!
-//! - [`pairing`] (the primary's side): one-time pairing codes, the paired standby's
-//!   replication token, how far it has followed, and the homeserver key sealed to the
-//!   standby's own age key when takeover is allowed.
-//! - [`feed`] (the primary's side): what the standby reads: events with their files,
-//!   blobs, the tables, the first full copy.
-//! - [`follow`] (the standby's side): pairing, the first copy, and the loop that applies
-//!   the log as it grows (`crate::store::Replicated`).
-//! - [`fence`]: promotion, and the rule that keeps two boxes from taking writes.
-//! - [`report`]: where the box stands, in words (`status`, the dashboard).
+//! The primary's side:
+//! - [`pairing`]: one-time pairing codes, the paired standby's replication token, how far
+//!   it has followed, and the homeserver key sealed to the standby's own age key when
+//!   takeover is allowed.
+//! - [`feed`]: what the standby reads: events with their files, blobs, the tables.
+//! - [`fence`]: the watch over the homeserver's own record, and standing down.
+//!
+//! The standby's side:
+//! - [`state`]: which primary it follows, its own age key, what it last saw.
+//! - [`copy`]: pairing and the first full copy (the server stopped).
+//! - [`link`]: the requests to the primary, over PubkyTLS.
+//! - [`follow`]: the loop that applies the log as it grows (`crate::store::Replicated`).
+//! - [`promote`]: becoming the homeserver.
+//!
+//! Both: [`wire`] (what they send each other), [`role`] (whether the box takes writes),
+//! [`report`] (where the box stands, in words: `status`, the dashboard).
 //!
 //! **Which box may accept writes.** A box accepts writes as the homeserver only while all
 //! of these hold: it holds the homeserver key; it is not following a primary
@@ -20,70 +27,25 @@
 //! publishes anything and fences itself: it refuses writes, stops publishing, and writes
 //! down the events it accepted that the standby had not read (they stay in its store).
 
+pub mod copy;
 pub mod feed;
 pub mod fence;
 pub mod follow;
+pub mod link;
 pub mod pairing;
+pub mod promote;
 pub mod report;
+pub mod role;
+pub mod state;
 pub mod wire;
 
-use std::sync::atomic::{AtomicU8, Ordering};
-
-/// Where the standby files live in the data directory.
-pub const DIR: &str = "standby";
-
-/// What this box is to the homeserver's writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// Accepts writes.
-    Primary,
-    /// Follows a primary; serves reads, refuses writes.
-    Standby,
-    /// Another box took over; refuses writes.
-    Fenced,
-}
-
-/// The box's [`Mode`], shared by the request handlers and the workers.
-#[derive(Debug)]
-pub struct Role(AtomicU8);
-
-impl Role {
-    pub fn new(mode: Mode) -> Role {
-        Role(AtomicU8::new(mode as u8))
-    }
-
-    pub fn get(&self) -> Mode {
-        match self.0.load(Ordering::SeqCst) {
-            0 => Mode::Primary,
-            1 => Mode::Standby,
-            _ => Mode::Fenced,
-        }
-    }
-
-    pub fn set(&self, mode: Mode) {
-        self.0.store(mode as u8, Ordering::SeqCst);
-    }
-
-    /// Why a write is refused, when it is.
-    pub fn refusal(&self) -> Option<&'static str> {
-        match self.get() {
-            Mode::Primary => None,
-            Mode::Standby => {
-                Some("This box is a standby: it serves reads of its copy; write to the primary")
-            }
-            Mode::Fenced => Some(
-                "This box stopped accepting writes: another box took over as this \
-                 homeserver (see `pubky-edge standby status`)",
-            ),
-        }
-    }
-}
+pub use role::{Mode, Role, DIR};
 
 /// The mode a box starts in, from its data directory's standby files.
 pub fn starting_mode(data_dir: &std::path::Path) -> Mode {
     if fence::Fenced::load(data_dir).is_some() {
         Mode::Fenced
-    } else if follow::Follow::load(data_dir).is_some_and(|f| !f.promoted) {
+    } else if state::Follow::load(data_dir).is_some_and(|f| !f.promoted) {
         Mode::Standby
     } else {
         Mode::Primary

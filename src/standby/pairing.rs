@@ -73,7 +73,7 @@ fn hash_hex(secret: &str) -> String {
 
 impl Pairing {
     pub fn load(data_dir: &Path) -> Pairing {
-        let path = data_dir.join(super::DIR).join(FILE);
+        let path = data_dir.join(super::role::DIR).join(FILE);
         let state = std::fs::read(&path)
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())

@@ -4,8 +4,8 @@
 use std::path::Path;
 
 use super::fence::Fenced;
-use super::follow::{Follow, FollowStatus};
 use super::pairing::Pairing;
+use super::state::{Follow, FollowStatus};
 
 /// A standby that has not heard from its primary for this long, or a primary whose standby
 /// has not asked for this long, needs a look.
