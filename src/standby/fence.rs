@@ -181,17 +181,8 @@ impl Guard {
         interval: std::time::Duration,
         shutdown: crate::runtime::shutdown::ShutdownSignal,
     ) {
-        use smol::future::FutureExt;
         loop {
-            let stop = async {
-                smol::Timer::after(interval).await;
-                false
-            }
-            .or(async {
-                shutdown.wait().await;
-                true
-            })
-            .await;
+            let stop = shutdown.sleep(interval).await;
             if stop || !self.check().await {
                 return;
             }

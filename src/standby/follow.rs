@@ -84,15 +84,7 @@ impl Follower {
                     )
                 }
             };
-            let stop = async {
-                smol::Timer::after(wait).await;
-                false
-            }
-            .or(async {
-                shutdown.wait().await;
-                true
-            })
-            .await;
+            let stop = shutdown.sleep(wait).await;
             if stop {
                 return;
             }

@@ -226,16 +226,8 @@ impl Store {
         };
         let key = keys::entry(pk, path.as_str());
         let t = &self.0.t;
-        let unlink = (
-            &t.entries,
-            &t.content,
-            &t.blob_refs,
-            &t.events,
-            &t.meta,
-            &t.users,
-            &t.user_events,
-            &t.pub_events,
-        )
+        let unlink = t
+            .of_a_file_write()
             .transaction(
                 |(entries, content, refs, events, meta_t, users, by_user, public)| {
                     entries.insert(key.as_slice(), encode(&meta))?;
@@ -284,16 +276,8 @@ impl Store {
             };
             let key = keys::entry(pk, path.as_str());
             let t = &self.0.t;
-            let unlink = (
-                &t.entries,
-                &t.content,
-                &t.blob_refs,
-                &t.events,
-                &t.meta,
-                &t.users,
-                &t.user_events,
-                &t.pub_events,
-            )
+            let unlink = t
+                .of_a_file_write()
                 .transaction(
                     |(entries, content, refs, events, meta_t, users, by_user, public)| {
                         entries.remove(key.as_slice())?;

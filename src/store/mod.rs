@@ -298,6 +298,34 @@ struct Inner {
     pins: Mutex<snapshot::Pins>,
 }
 
+/// The trees one file write (PUT, DELETE or a replicated event) changes in its
+/// transaction: entries, content, blob_refs, events, meta, users, user_events, pub_events.
+type FileTrees<'a> = (
+    &'a sled::Tree,
+    &'a sled::Tree,
+    &'a sled::Tree,
+    &'a sled::Tree,
+    &'a sled::Tree,
+    &'a sled::Tree,
+    &'a sled::Tree,
+    &'a sled::Tree,
+);
+
+impl Trees {
+    fn of_a_file_write(&self) -> FileTrees<'_> {
+        (
+            &self.entries,
+            &self.content,
+            &self.blob_refs,
+            &self.events,
+            &self.meta,
+            &self.users,
+            &self.user_events,
+            &self.pub_events,
+        )
+    }
+}
+
 struct WriterState {
     last_event: u64,
     last_nonce_gc: u64,

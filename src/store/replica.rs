@@ -162,16 +162,8 @@ impl Store {
             user.used_bytes = user.used_bytes.saturating_sub(freed).saturating_add(added);
         }
         let t = &self.0.t;
-        let unlink = (
-            &t.entries,
-            &t.content,
-            &t.blob_refs,
-            &t.events,
-            &t.meta,
-            &t.users,
-            &t.user_events,
-            &t.pub_events,
-        )
+        let unlink = t
+            .of_a_file_write()
             .transaction(
                 |(entries, content, refs, events, meta_t, users, by_user, public)| {
                     let mut unlink = None;
