@@ -19,7 +19,17 @@ use crate::standby::{feed, Mode};
 /// Any request under [`PREFIX`].
 pub async fn handle(app: &App, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path()[PREFIX.len()..].to_string();
-    let r = if path == "pair" {
+    let tls = req
+        .extensions()
+        .get::<super::ConnInfo>()
+        .is_some_and(|c| c.tls);
+    let r = if !tls {
+        // The token and the homeserver's sealed key travel only where the standby checked
+        // it reached the homeserver key.
+        Err(ApiError::forbidden(
+            "The standby protocol is spoken over PubkyTLS only",
+        ))
+    } else if path == "pair" {
         if req.method() == Method::POST {
             pair(app, req).await
         } else {
@@ -91,12 +101,12 @@ async fn pair(app: &App, req: Request<Incoming>) -> Result<Response<Body>, ApiEr
     .await?;
     let pr: PairRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("Invalid pairing request: {e}")))?;
-    let seed = crate::identity::Identity::load_existing(&app.data_dir)
-        .map_err(super::response::internal)?
-        .signing_key()
-        .to_bytes();
+    let seed = || -> anyhow::Result<[u8; 32]> {
+        let id = crate::identity::Identity::load_existing(&app.data_dir)?;
+        Ok(id.signing_key().to_bytes())
+    };
     let now = crate::clock::now_secs();
-    match app.pairing.pair(&pr, &seed, now) {
+    match app.pairing.pair(&pr, seed, now) {
         Ok(reply) => json(StatusCode::OK, &reply),
         Err(e) => match e.downcast_ref::<PairErrorBox>() {
             Some(b) => Err(ApiError::forbidden(b.to_string())),

@@ -134,7 +134,14 @@ impl Pairing {
 
     /// Spends a code: the standby that showed it becomes the paired one (replacing any
     /// other), with the homeserver key sealed to its recipient if the code allows takeover.
-    pub fn pair(&self, req: &PairRequest, seed: &[u8; 32], now: u64) -> Result<PairReply> {
+    /// `seed` reads the homeserver's secret key; it is asked for only once the code is
+    /// good, and only when the code allows takeover.
+    pub fn pair(
+        &self,
+        req: &PairRequest,
+        seed: impl FnOnce() -> Result<[u8; 32]>,
+        now: u64,
+    ) -> Result<PairReply> {
         let recipient = crate::backup::crypt::parse_recipient(&req.recipient)
             .map_err(|_| anyhow::Error::new(PairErrorBox(PairError::BadRecipient)))?;
         let mut st = self.state();
@@ -146,17 +153,17 @@ impl Pairing {
         else {
             bail!(PairErrorBox(PairError::BadCode));
         };
-        let code = st.codes.remove(i);
-        let sealed_key = if code.takeover {
+        let sealed_key = if st.codes[i].takeover {
             use std::io::Write;
             let mut out = Vec::new();
             let mut w = crate::backup::crypt::encrypt_to(&recipient, &mut out)?;
-            w.write_all(seed)?;
+            w.write_all(&seed()?)?;
             w.finish()?;
             Some(B64.encode(out))
         } else {
             None
         };
+        let code = st.codes.remove(i);
         let (token, token_hash) = new_bearer();
         st.standby = Some(Paired {
             recipient: req.recipient.trim().to_string(),
@@ -290,7 +297,9 @@ mod tests {
 
         let code = p.new_code(&hs, true, 1000).unwrap();
         assert!(code.starts_with(&format!("{hs}:")));
-        let reply = p.pair(&request(&code, &recipient), &[9; 32], 1001).unwrap();
+        let reply = p
+            .pair(&request(&code, &recipient), || Ok([9; 32]), 1001)
+            .unwrap();
         assert!(reply.takeover);
         let sealed = B64.decode(reply.sealed_key.unwrap()).unwrap();
         let mut seed = Vec::new();
@@ -303,7 +312,7 @@ mod tests {
         assert!(p.authorized(&reply.token));
         assert!(!p.authorized("x".repeat(43).as_str()));
         // Spent.
-        let again = p.pair(&request(&code, &recipient), &[9; 32], 1002);
+        let again = p.pair(&request(&code, &recipient), || Ok([9; 32]), 1002);
         assert!(again
             .unwrap_err()
             .to_string()
@@ -316,13 +325,17 @@ mod tests {
         assert!(p
             .pair(
                 &request(&late, &recipient),
-                &[9; 32],
+                || Ok([9; 32]),
                 2000 + CODE_LIFETIME_SECS
             )
             .is_err());
         let plain = p.new_code(&hs, false, 9000).unwrap();
         let r2 = p
-            .pair(&request(&plain, &recipient), &[9; 32], 9001)
+            .pair(
+                &request(&plain, &recipient),
+                || unreachable!("no key without takeover"),
+                9001,
+            )
             .unwrap();
         assert!(!r2.takeover && r2.sealed_key.is_none());
         // The new pairing replaced the old one.
@@ -339,10 +352,10 @@ mod tests {
         let p = Pairing::load(dir.path());
         let code = p.new_code(&hs, true, 10).unwrap();
         let e = p
-            .pair(&request(&code, "age1nope"), &[1; 32], 11)
+            .pair(&request(&code, "age1nope"), || Ok([1; 32]), 11)
             .unwrap_err();
         assert!(e.to_string().contains("not an age X25519 recipient"));
         let ok = age::x25519::Identity::generate().to_public().to_string();
-        assert!(p.pair(&request(&code, &ok), &[1; 32], 12).is_ok());
+        assert!(p.pair(&request(&code, &ok), || Ok([1; 32]), 12).is_ok());
     }
 }

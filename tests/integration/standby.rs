@@ -125,6 +125,11 @@ fn a_standby_copies_follows_and_serves_the_primary_s_store_and_refuses_writes() 
     );
     assert!(!dir.join("standby/follow.json").exists());
 
+    // The standby protocol is refused over plain HTTP, token or not.
+    let r = primary.req("GET", "/standby/v1/events?after=0").send();
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(r.text().contains("PubkyTLS only"), "{}", r.text());
+
     let code = pairing_code(&primary, false);
     let (ok, said) = pair(&dir, &config, &code, primary.tls_addr);
     assert!(ok, "pair: {said}");

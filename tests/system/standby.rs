@@ -421,6 +421,19 @@ async fn a_promoted_standby_takes_over_and_the_old_primary_stands_down() {
     .await;
     let v = primary.admin("GET", "/standby");
     assert_eq!(v["mode"], "fenced");
+    // A restart does not lift the fence (it is a file, read before anything starts).
+    primary.node.stop();
+    primary.node.start();
+    assert_eq!(primary.admin("GET", "/standby")["mode"], "fenced");
+    let r = request(
+        primary.node.addr,
+        "POST",
+        "/auth/grant/signup",
+        "content-type: application/json\r\n",
+        &serde_json::to_vec(&g.body()).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(r.status, 503, "{}", r.text());
 
     // Paired again as the new primary's standby: its data is set aside, not dropped.
     primary.node.stop();
