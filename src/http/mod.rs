@@ -167,13 +167,10 @@ pub async fn handle(app: &App, req: Request<Incoming>) -> Response<Body> {
     let start = std::time::Instant::now();
     let class = routed.as_ref().map_or(RouteClass::Other, route_class);
     let refusal = app.role.refusal().filter(|_| writes(req.method()));
-    let mut resp = match routed {
-        Err(e) => ApiError::from(e).into_response(),
-        Ok(_) if refusal.is_some() => {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, refusal.unwrap_or_default())
-                .into_response()
-        }
-        Ok(ep) => match rate_limit(app, &req, &ep) {
+    let mut resp = match (routed, refusal) {
+        (Err(e), _) => ApiError::from(e).into_response(),
+        (Ok(_), Some(why)) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, why).into_response(),
+        (Ok(ep), None) => match rate_limit(app, &req, &ep) {
             Err(e) => e.into_response(),
             Ok(()) => {
                 let conn = req.extensions().get::<ConnInfo>();

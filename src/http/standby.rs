@@ -133,9 +133,10 @@ async fn events(app: &App, query: &str) -> Result<Response<Body>, ApiError> {
         }
     }
     let store = &app.store;
-    let (lag, secs) =
-        app.pairing
-            .record_position(after, store.event_head(), crate::clock::now_secs());
+    // It writes the position down (and syncs it every few seconds): off the async threads.
+    let (pairing, head) = (app.pairing.clone(), store.event_head());
+    let now = crate::clock::now_secs();
+    let (lag, secs) = smol::unblock(move || pairing.record_position(after, head, now)).await;
     app.metrics.set_standby_lag(lag, secs);
     let deadline = Instant::now() + Duration::from_millis(wait_ms);
     let wake = store.event_wake(None);

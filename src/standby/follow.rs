@@ -184,7 +184,6 @@ impl Follower {
                 file,
             });
         }
-        let n = todo.len() as u64;
         self.store.apply_replicated(todo).await?;
         let local = self.store.event_head();
         self.note(|s| {
@@ -192,7 +191,6 @@ impl Follower {
             s.local_head = local;
             s.last_contact = now;
             s.last_error = None;
-            s.applied += n;
             if local >= batch.head {
                 s.caught_up_at = now;
             }

@@ -30,80 +30,74 @@ fn when(secs: u64) -> String {
 }
 
 impl Report {
+    /// A report on this box's own role.
+    fn own(lines: Vec<String>, bad: bool) -> Report {
+        Report {
+            label: "standby:",
+            lines,
+            bad,
+        }
+    }
+
     pub fn read(data_dir: &Path, now: u64) -> Report {
         if let Some(f) = Fenced::load(data_dir) {
-            return Report {
-                label: "standby:",
-                lines: vec![
-                    format!(
-                        "TAKEN OVER since {}: this box refuses writes and does not publish; \
-                         the homeserver's newer record points to {}",
-                        when(f.since),
-                        f.record_points_to
-                            .as_deref()
-                            .unwrap_or("an address it does not name")
-                    ),
-                    format!(
-                        "{} event(s) accepted here after the standby's last confirmed event {} \
-                         are kept in this store and listed in {}",
-                        f.unconfirmed_total,
-                        f.standby_position,
-                        Fenced::path(data_dir).display()
-                    ),
-                ],
-                bad: true,
-            };
+            let lines = vec![
+                format!(
+                    "TAKEN OVER since {}: this box refuses writes and does not publish; \
+                     the homeserver's newer record points to {}",
+                    when(f.since),
+                    f.record_points_to
+                        .as_deref()
+                        .unwrap_or("an address it does not name")
+                ),
+                format!(
+                    "{} event(s) accepted here after the standby's last confirmed event {} \
+                     are kept in this store and listed in {}",
+                    f.unconfirmed_total,
+                    f.standby_position,
+                    Fenced::path(data_dir).display()
+                ),
+            ];
+            return Report::own(lines, true);
         }
-        match Follow::load(data_dir) {
-            Some(f) if f.promoted => {
-                return Report {
-                    label: "standby:",
-                    lines: vec![format!(
-                        "promoted: this box is the homeserver {} (was its standby)",
-                        f.primary
-                    )],
-                    bad: false,
-                }
+        if let Some(f) = Follow::load(data_dir) {
+            if f.promoted {
+                let line = format!(
+                    "promoted: this box is the homeserver {} (was its standby)",
+                    f.primary
+                );
+                return Report::own(vec![line], false);
             }
-            Some(f) if !f.copied => {
-                return Report {
-                    label: "standby:",
-                    lines: vec![format!(
-                        "the first copy from {} was interrupted: run `standby pair` again",
-                        f.primary
-                    )],
-                    bad: true,
-                }
+            if !f.copied {
+                let line = format!(
+                    "the first copy from {} was interrupted: run `standby pair` again",
+                    f.primary
+                );
+                return Report::own(vec![line], true);
             }
-            Some(f) => {
-                let s = FollowStatus::load(data_dir).unwrap_or_default();
-                let quiet = now.saturating_sub(s.last_contact) > QUIET_SECS;
-                return Report {
-                    label: "standby:",
-                    lines: vec![
-                        format!(
-                            "following {} ({}), takeover {}",
-                            f.primary,
-                            f.at.map_or("found on the DHT".to_string(), |a| a.to_string()),
-                            if f.takeover { "allowed" } else { "not allowed" }
-                        ),
-                        format!(
-                            "at event {} of {}: {} behind, {} s; last contact {}{}",
-                            s.local_head,
-                            s.primary_head,
-                            s.lag_events(),
-                            s.lag_seconds(now),
-                            when(s.last_contact),
-                            s.last_error
-                                .as_deref()
-                                .map(|e| format!(" (last error: {e})"))
-                                .unwrap_or_default()
-                        ),
-                    ],
-                    bad: quiet || s.last_error.is_some(),
-                };
-            }
-            None => {}
+            let s = FollowStatus::load(data_dir).unwrap_or_default();
+            let quiet = now.saturating_sub(s.last_contact) > QUIET_SECS;
+            let lines = vec![
+                format!(
+                    "following {} ({}), takeover {}",
+                    f.primary,
+                    f.at.map_or("found on the DHT".to_string(), |a| a.to_string()),
+                    if f.takeover { "allowed" } else { "not allowed" }
+                ),
+                format!(
+                    "at event {} of {}: {} behind, {} s; last contact {}{}",
+                    s.local_head,
+                    s.primary_head,
+                    s.lag_events(),
+                    s.lag_seconds(now),
+                    when(s.last_contact),
+                    s.last_error
+                        .as_deref()
+                        .map(|e| format!(" (last error: {e})"))
+                        .unwrap_or_default()
+                ),
+            ];
+            return Report::own(lines, quiet || s.last_error.is_some());
         }
         match Pairing::load(data_dir).standby() {
             Some(p) => Report {

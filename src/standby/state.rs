@@ -86,8 +86,6 @@ pub struct FollowStatus {
     pub caught_up_at: u64,
     pub last_contact: u64,
     pub last_error: Option<String>,
-    /// Events applied since the server started.
-    pub applied: u64,
 }
 
 impl FollowStatus {

@@ -397,14 +397,12 @@ async fn a_promoted_standby_takes_over_and_the_old_primary_stands_down() {
     assert_eq!(f["unconfirmed"][1]["kind"], "DEL", "{f}");
     let token_user = common::proc::random_key();
     let g = common::GrantSpec::new(&token_user, hs, "pubky.signup", "/:rw", 300);
-    let r = request(
-        primary.node.addr,
-        "POST",
-        "/auth/grant/signup",
-        "content-type: application/json\r\n",
-        &serde_json::to_vec(&g.body()).unwrap(),
-    )
-    .unwrap();
+    let signup = |node: &Node| {
+        let body = serde_json::to_vec(&g.body()).unwrap();
+        let ct = "content-type: application/json\r\n";
+        request(node.addr, "POST", "/auth/grant/signup", ct, &body).unwrap()
+    };
+    let r = signup(&primary.node);
     assert_eq!(r.status, 503, "{}", r.text());
     let (_, said) = primary.edge(&["standby", "status"]);
     assert!(
@@ -425,14 +423,7 @@ async fn a_promoted_standby_takes_over_and_the_old_primary_stands_down() {
     primary.node.stop();
     primary.node.start();
     assert_eq!(primary.admin("GET", "/standby")["mode"], "fenced");
-    let r = request(
-        primary.node.addr,
-        "POST",
-        "/auth/grant/signup",
-        "content-type: application/json\r\n",
-        &serde_json::to_vec(&g.body()).unwrap(),
-    )
-    .unwrap();
+    let r = signup(&primary.node);
     assert_eq!(r.status, 503, "{}", r.text());
 
     // Paired again as the new primary's standby: its data is set aside, not dropped.
