@@ -166,7 +166,12 @@ pub async fn handle(app: &App, req: Request<Incoming>) -> Response<Body> {
     );
     let start = std::time::Instant::now();
     let class = routed.as_ref().map_or(RouteClass::Other, route_class);
-    let refusal = app.role.refusal().filter(|_| writes(req.method()));
+    // The pkarr relay forwards records signed by their owners: not this homeserver's data.
+    let relay = matches!(routed, Ok(Endpoint::Relay { .. }));
+    let refusal = app
+        .role
+        .refusal()
+        .filter(|_| writes(req.method()) && !relay);
     let mut resp = match (routed, refusal) {
         (Err(e), _) => ApiError::from(e).into_response(),
         (Ok(_), Some(why)) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, why).into_response(),

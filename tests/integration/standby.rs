@@ -222,6 +222,18 @@ fn a_standby_copies_follows_and_serves_the_primary_s_store_and_refuses_writes() 
         .bearer(&u.token)
         .send();
     assert_eq!(r.status, 503);
+    // The pkarr relay is not the homeserver's data: a standby still relays (here it
+    // judges the bogus packet itself instead of refusing the write).
+    let r = standby
+        .req("PUT", &format!("/pkarr/{}", u.pk))
+        .body(b"not a packet".to_vec())
+        .send();
+    assert!(
+        r.status != 503 && r.status >= 400,
+        "{} {}",
+        r.status,
+        r.text()
+    );
 
     // Both boxes show the lag; the primary names its standby.
     let m = standby.metrics();
