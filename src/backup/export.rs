@@ -106,15 +106,18 @@ pub fn export_user(
         }
         let path = String::from_utf8_lossy(&k[32..]).into_owned();
         match tree.as_str() {
-            // `content` (inline bodies) comes before `entries` in the dump
+            // Format 1 kept inline bodies in `content`, which comes before `entries` in
+            // a dump; format 2 keeps them in the entry's value, after its metadata.
             "content" => {
                 let got = write_file(&local(dir, &path)?, &mut &v[..])?;
                 inline_written.insert(path, got);
             }
             "entries" => {
-                let meta: EntryMeta = crate::store::codec::decode("entry", &v)?;
+                let (meta, body) = crate::store::codec::decode_with_tail::<EntryMeta>("entry", &v)?;
                 let hex = crate::store::to_hex(&meta.hash);
-                let (size, blake3) = if meta.inline {
+                let (size, blake3) = if meta.inline && (!body.is_empty() || meta.len == 0) {
+                    write_file(&local(dir, &path)?, &mut &body[..])?
+                } else if meta.inline {
                     inline_written
                         .remove(&path)
                         .with_context(|| format!("{path}: its body is missing from the store"))?

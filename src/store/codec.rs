@@ -26,6 +26,28 @@ pub fn decode<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T
     }
 }
 
+/// [`encode`] followed by raw bytes (an entry with its inline body): the postcard part
+/// delimits itself, so [`decode_with_tail`] finds where the tail starts.
+pub fn encode_with_tail<T: Serialize>(value: &T, tail: &[u8]) -> Vec<u8> {
+    let mut out = encode(value);
+    out.extend_from_slice(tail);
+    out
+}
+
+/// The value and the raw bytes after it; see [`encode_with_tail`].
+pub fn decode_with_tail<'a, T: DeserializeOwned>(
+    what: &'static str,
+    bytes: &'a [u8],
+) -> Result<(T, &'a [u8]), StoreError> {
+    match bytes.split_first() {
+        Some((&VERSION, rest)) => {
+            postcard::take_from_bytes(rest).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+        }
+        Some((v, _)) => Err(StoreError::Corrupt(format!("{what}: unknown version {v}"))),
+        None => Err(StoreError::Corrupt(format!("{what}: empty value"))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -52,6 +74,11 @@ mod tests {
             decode::<EntryMeta>("entry", &[9, 1, 2]),
             Err(StoreError::Corrupt(_))
         ));
+        let with = encode_with_tail(&m, b"body");
+        let (back, tail) = decode_with_tail::<EntryMeta>("entry", &with).unwrap();
+        assert_eq!((back, tail), (m.clone(), &b"body"[..]));
+        let (_, tail) = decode_with_tail::<EntryMeta>("entry", &b).unwrap();
+        assert!(tail.is_empty());
         for cut in 1..b.len() {
             assert!(
                 decode::<EntryMeta>("entry", &b[..cut]).is_err(),

@@ -1,12 +1,13 @@
 //! Files: reading entries and bodies, and the write path. A PUT or DELETE checks
-//! collisions and quota under the writer lock, then commits entry, body (inline), blob
-//! reference count, event and quota usage in one transaction, then waits for durability.
+//! collisions and quota under the writer lock, then commits the entry (with its body when
+//! inline), blob reference count, event and quota usage in one transaction, then waits for
+//! durability.
 
 use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 use sled::Transactional;
 
 use super::blobs::{Staged, StagedBody};
-use super::codec::{decode, encode};
+use super::codec::{decode, decode_with_tail, encode, encode_with_tail};
 use super::{
     keys, space, tx_err, Content, EntryMeta, EventKind, EventRecord, Store, StoreError, User,
 };
@@ -30,14 +31,12 @@ impl Store {
         }
     }
 
-    /// The entry and its body as one consistent pair, even while the path is being
-    /// overwritten or deleted. No sled transaction: in sled 0.34 even a read-only one takes
-    /// the global transaction lock and appends a batch marker to the log, which made every
-    /// GET a serialised log write (and grew memory by about 150 bytes per GET). Instead an
-    /// inline body counts as the entry's only if its BLAKE3 hash is the entry's; a mismatch
-    /// with the entry since changed means a write landed between the two reads, so the read
-    /// starts over, and with the entry unchanged it is corruption. A blob that vanished
-    /// between reading the entry and opening the file likewise means the entry changed.
+    /// The entry and its body. An inline body is stored in the entry's own value, so the
+    /// two are one consistent pair by construction; its BLAKE3 hash is still checked, so a
+    /// damaged value is reported rather than served. No sled transaction: in sled 0.34
+    /// even a read-only one takes the global transaction lock and appends a batch marker
+    /// to the log. A blob that vanished between reading the entry and opening the file
+    /// means the entry changed in between, and the read starts over.
     pub fn read(
         &self,
         pk: &PublicKey,
@@ -46,25 +45,18 @@ impl Store {
         let key = keys::entry(pk, path.as_str());
         let t = &self.0.t;
         for _ in 0..16 {
-            let Some(raw_meta) = t.entries.get(&key)? else {
+            let Some(raw) = t.entries.get(&key)? else {
                 return Ok(None);
             };
-            let meta: EntryMeta = decode("entry", &raw_meta)?;
+            let (meta, body) = decode_with_tail::<EntryMeta>("entry", &raw)?;
             if meta.inline {
-                let body = t.content.get(&key)?;
-                if let Some(body) = &body {
-                    if *blake3::hash(body).as_bytes() == meta.hash {
-                        let body = bytes::Bytes::copy_from_slice(body);
-                        return Ok(Some((meta, Content::Inline(body))));
-                    }
+                if body.len() as u64 != meta.len || *blake3::hash(body).as_bytes() != meta.hash {
+                    return Err(StoreError::Corrupt(format!(
+                        "body of {path} does not match its entry"
+                    )));
                 }
-                if t.entries.get(&key)?.as_deref() == Some(&raw_meta[..]) {
-                    return Err(StoreError::Corrupt(match body {
-                        None => format!("missing body of {path}"),
-                        Some(_) => format!("body of {path} does not match its entry"),
-                    }));
-                }
-                continue;
+                let body = bytes::Bytes::copy_from_slice(body);
+                return Ok(Some((meta, Content::Inline(body))));
             }
             match std::fs::File::open(self.0.blobs.path(&meta.hash)) {
                 // Blobs are never rewritten in place, so an open file stays this version.
@@ -228,27 +220,24 @@ impl Store {
         let t = &self.0.t;
         let unlink = t
             .of_a_file_write()
-            .transaction(
-                |(entries, content, refs, events, meta_t, users, by_user, public)| {
-                    entries.insert(key.as_slice(), encode(&meta))?;
-                    match inline {
-                        Some(b) => content.insert(key.as_slice(), b)?,
-                        None => {
-                            add_ref(refs, &hash, 1)?;
-                            content.remove(key.as_slice())?
-                        }
-                    };
-                    let mut unlink = None;
-                    if let Some(o) = old.as_ref().filter(|o| !o.inline) {
-                        if add_ref(refs, &o.hash, -1)? == 0 {
-                            unlink = Some(o.hash);
-                        }
+            .transaction(|(entries, refs, events, meta_t, users, by_user, public)| {
+                match inline {
+                    Some(b) => entries.insert(key.as_slice(), encode_with_tail(&meta, b))?,
+                    None => {
+                        add_ref(refs, &hash, 1)?;
+                        entries.insert(key.as_slice(), encode(&meta))?
                     }
-                    log_event([events, meta_t, by_user, public], event_id, &event)?;
-                    users.insert(pk.as_bytes(), encode(&user))?;
-                    Ok(unlink)
-                },
-            )
+                };
+                let mut unlink = None;
+                if let Some(o) = old.as_ref().filter(|o| !o.inline) {
+                    if add_ref(refs, &o.hash, -1)? == 0 {
+                        unlink = Some(o.hash);
+                    }
+                }
+                log_event([events, meta_t, by_user, public], event_id, &event)?;
+                users.insert(pk.as_bytes(), encode(&user))?;
+                Ok(unlink)
+            })
             .map_err(tx_err)?;
         w.last_event = event_id;
         Ok((self.0.commit.ticket(), event_id, unlink))
@@ -278,19 +267,16 @@ impl Store {
             let t = &self.0.t;
             let unlink = t
                 .of_a_file_write()
-                .transaction(
-                    |(entries, content, refs, events, meta_t, users, by_user, public)| {
-                        entries.remove(key.as_slice())?;
-                        content.remove(key.as_slice())?;
-                        let mut unlink = None;
-                        if !old.inline && add_ref(refs, &old.hash, -1)? == 0 {
-                            unlink = Some(old.hash);
-                        }
-                        log_event([events, meta_t, by_user, public], event_id, &event)?;
-                        users.insert(pk.as_bytes(), encode(&user))?;
-                        Ok(unlink)
-                    },
-                )
+                .transaction(|(entries, refs, events, meta_t, users, by_user, public)| {
+                    entries.remove(key.as_slice())?;
+                    let mut unlink = None;
+                    if !old.inline && add_ref(refs, &old.hash, -1)? == 0 {
+                        unlink = Some(old.hash);
+                    }
+                    log_event([events, meta_t, by_user, public], event_id, &event)?;
+                    users.insert(pk.as_bytes(), encode(&user))?;
+                    Ok(unlink)
+                })
                 .map_err(tx_err)?;
             w.last_event = event_id;
             (self.0.commit.ticket(), event_id, unlink)

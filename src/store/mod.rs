@@ -5,8 +5,8 @@
 //!
 //! | tree            | key                               | value (versioned postcard) |
 //! |-----------------|-----------------------------------|----------------------------|
-//! | `entries`       | user (32 B) ‖ path (UTF-8)        | [`EntryMeta`]              |
-//! | `content`       | user ‖ path                       | raw body bytes (inline bodies only) |
+//! | `entries`       | user (32 B) ‖ path (UTF-8)        | [`EntryMeta`], then the raw body if inline |
+//! | `content`       | user ‖ path                       | format 1's inline bodies; empty once migrated |
 //! | `users`         | user (32 B)                       | [`User`]                   |
 //! | `blob_refs`     | BLAKE3 hash (32 B)                | u64 reference count        |
 //! | `events`        | event id (u64 big-endian)         | [`EventRecord`]            |
@@ -43,6 +43,7 @@ mod entries;
 mod events;
 mod keys;
 mod list;
+mod migrate;
 mod quotas;
 pub mod recovery;
 mod replica;
@@ -85,7 +86,10 @@ pub const RELAXED_FLUSH_MS: u64 = 1000;
 /// The on-disk format this version reads and writes. A store written in a newer format is
 /// refused at open (no downgrade across a format change); release manifests carry it, and
 /// an update that changes it is not installed by itself.
-pub const FORMAT: u32 = 1;
+///
+/// 1: inline bodies under their own key in `content`. 2: inline bodies in the entry's
+/// value (`migrate` moves them at open).
+pub const FORMAT: u32 = 2;
 
 #[derive(Debug)]
 pub enum StoreError {
@@ -179,7 +183,7 @@ pub struct EntryMeta {
     pub created_at: u64,
     /// µs since the epoch
     pub modified_at: u64,
-    /// Body is in the `content` tree (else a blob file).
+    /// The body follows this metadata in the entry's value (else it is a blob file).
     pub inline: bool,
 }
 
@@ -299,9 +303,8 @@ struct Inner {
 }
 
 /// The trees one file write (PUT, DELETE or a replicated event) changes in its
-/// transaction: entries, content, blob_refs, events, meta, users, user_events, pub_events.
+/// transaction: entries, blob_refs, events, meta, users, user_events, pub_events.
 type FileTrees<'a> = (
-    &'a sled::Tree,
     &'a sled::Tree,
     &'a sled::Tree,
     &'a sled::Tree,
@@ -315,7 +318,6 @@ impl Trees {
     fn of_a_file_write(&self) -> FileTrees<'_> {
         (
             &self.entries,
-            &self.content,
             &self.blob_refs,
             &self.events,
             &self.meta,
@@ -396,17 +398,13 @@ impl Store {
             user_quotas: tree("user_quotas")?,
             token_quotas: tree("token_quotas")?,
         };
-        match t.meta.get(b"store_format")? {
-            Some(v) => {
-                let found = codec::decode::<u32>("store_format", &v)?;
-                if found > FORMAT {
-                    return Err(StoreError::NewerFormat { found });
-                }
-            }
+        let found = match t.meta.get(b"store_format")? {
+            Some(v) => codec::decode::<u32>("store_format", &v)?,
             // Written before formats were recorded: that is format 1.
-            None => {
-                t.meta.insert(b"store_format", codec::encode(&FORMAT))?;
-            }
+            None => 1,
+        };
+        if found > FORMAT {
+            return Err(StoreError::NewerFormat { found });
         }
         let last_event = match t.meta.get(b"event_seq")? {
             Some(v) => codec::decode::<u64>("event_seq", &v)?,
@@ -436,11 +434,20 @@ impl Store {
             blob_lock: Mutex::new(()),
             pins: Mutex::new(snapshot::Pins::default()),
         }));
-        store.sweep_orphans()?;
-        store.finish_archiving()?;
-        store.index_user_events()?;
-        store.index_public_events()?;
-        store.hash_cookie_secrets()?;
+        let ready = (|| {
+            store.migrate(found)?;
+            store.sweep_orphans()?;
+            store.finish_archiving()?;
+            store.index_user_events()?;
+            store.index_public_events()?;
+            store.hash_cookie_secrets()
+        })();
+        if let Err(e) = ready {
+            // Let go of the database, so that this process can open it again (a retry,
+            // `check`) once sled's own threads have.
+            store.0.commit.stop();
+            return Err(e);
+        }
         store.start_archiver();
         Ok(store)
     }

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 
 use sled::Transactional;
 
-use super::codec::{decode, encode};
+use super::codec::{decode, encode, encode_with_tail};
 use super::entries::{add_ref, log_event, FILE_OVERHEAD};
 use super::snapshot::{frame, DumpReader, Frame, DUMP_MAGIC, TAG_END, TAG_RECORD, TAG_TREE};
 use super::{keys, tx_err, EntryMeta, EventKind, EventRecord, Store, StoreError, User};
@@ -164,44 +164,40 @@ impl Store {
         let t = &self.0.t;
         let unlink = t
             .of_a_file_write()
-            .transaction(
-                |(entries, content, refs, events, meta_t, users, by_user, public)| {
-                    let mut unlink = None;
-                    if let Some(new) = &change {
-                        if let Some(o) = old.as_ref().filter(|o| !o.inline) {
-                            if add_ref(refs, &o.hash, -1)? == 0 {
-                                unlink = Some(o.hash);
-                            }
+            .transaction(|(entries, refs, events, meta_t, users, by_user, public)| {
+                let mut unlink = None;
+                if let Some(new) = &change {
+                    if let Some(o) = old.as_ref().filter(|o| !o.inline) {
+                        if add_ref(refs, &o.hash, -1)? == 0 {
+                            unlink = Some(o.hash);
                         }
-                        match new {
-                            Some((meta, body)) => {
-                                entries.insert(key.as_slice(), encode(meta))?;
-                                match body {
-                                    ReplicaBody::Inline(b) => {
-                                        content.insert(key.as_slice(), b.as_slice())?;
-                                    }
-                                    ReplicaBody::Blob(_) => {
-                                        add_ref(refs, &meta.hash, 1)?;
-                                        content.remove(key.as_slice())?;
-                                    }
-                                }
-                                if unlink == Some(meta.hash) {
-                                    unlink = None;
-                                }
-                            }
-                            None => {
-                                entries.remove(key.as_slice())?;
-                                content.remove(key.as_slice())?;
-                            }
-                        }
-                        users.insert(pk.as_bytes(), encode(&user))?;
-                    } else if users.get(pk.as_bytes())?.is_none() {
-                        users.insert(pk.as_bytes(), encode(&user))?;
                     }
-                    log_event([events, meta_t, by_user, public], id, &event)?;
-                    Ok(unlink)
-                },
-            )
+                    match new {
+                        Some((meta, body)) => {
+                            match body {
+                                ReplicaBody::Inline(b) => {
+                                    entries.insert(key.as_slice(), encode_with_tail(meta, b))?;
+                                }
+                                ReplicaBody::Blob(_) => {
+                                    add_ref(refs, &meta.hash, 1)?;
+                                    entries.insert(key.as_slice(), encode(meta))?;
+                                }
+                            }
+                            if unlink == Some(meta.hash) {
+                                unlink = None;
+                            }
+                        }
+                        None => {
+                            entries.remove(key.as_slice())?;
+                        }
+                    }
+                    users.insert(pk.as_bytes(), encode(&user))?;
+                } else if users.get(pk.as_bytes())?.is_none() {
+                    users.insert(pk.as_bytes(), encode(&user))?;
+                }
+                log_event([events, meta_t, by_user, public], id, &event)?;
+                Ok(unlink)
+            })
             .map_err(tx_err)?;
         w.last_event = id;
         drop(blob_guard);

@@ -29,7 +29,7 @@ fn manifest(version: &str, target: &str) -> Manifest {
         size: binary.len() as u64,
         blake3: blake3::hash(&binary).to_hex().to_string(),
         min_from: "0.0.1".into(),
-        store_format: 1,
+        store_format: pubky_edge::store::FORMAT,
         notes: "Faster listings.\nMore below.".into(),
         released_at: 1_800_000_000,
     }
@@ -414,7 +414,8 @@ async fn a_box_updates_itself_into_a_slot_rolls_back_what_is_not_healthy_and_obe
             st.put(manifest_at.as_str(), signed).await.unwrap();
         }
     };
-    let publish = |version: &str, binary: Vec<u8>| publish_format(version, binary, 1);
+    let publish =
+        |version: &str, binary: Vec<u8>| publish_format(version, binary, pubky_edge::store::FORMAT);
     let stamped = |version: &str| {
         let mut b = build.clone();
         b.extend_from_slice(format!("\npubky-edge-test-stamp {version}\n").as_bytes());
@@ -637,7 +638,7 @@ async fn a_box_updates_itself_into_a_slot_rolls_back_what_is_not_healthy_and_obe
     let brought = tmp.path().join("usb");
     std::fs::create_dir_all(&brought).unwrap();
     let binary_095 = stamped("0.9.5");
-    let m = manifest_for("0.9.5", &binary_095, 1);
+    let m = manifest_for("0.9.5", &binary_095, pubky_edge::store::FORMAT);
     let (manifest_file, binary_file) = (brought.join("release.json"), brought.join("pubky-edge"));
     let files = [
         manifest_file.to_str().unwrap(),
@@ -655,7 +656,10 @@ async fn a_box_updates_itself_into_a_slot_rolls_back_what_is_not_healthy_and_obe
         (sign(&m, &release), &altered, "BLAKE3"),
         (sign(&m, &stranger), &binary_095, "signed by"),
         (
-            sign(&manifest_for("0.9.3", &binary_095, 1), &release),
+            sign(
+                &manifest_for("0.9.3", &binary_095, pubky_edge::store::FORMAT),
+                &release,
+            ),
             &binary_095,
             "not newer",
         ),

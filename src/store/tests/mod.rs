@@ -3,6 +3,7 @@
 //! and the event index are in [`reads`].
 
 mod archive;
+mod migrate;
 mod reads;
 mod snapshots;
 
@@ -221,7 +222,9 @@ fn corrupt_values_are_errors() {
             Err(StoreError::Corrupt(_))
         ));
         // An inline body that is not the one its entry describes, or none at all, is
-        // reported (reads pair them by hash, not by transaction).
+        // reported, never served.
+        s.0.t.entries.remove(keys::entry(&u, "/pub/x")).unwrap();
+        s.0.t.users.remove(u.as_bytes()).unwrap();
         let u = pk(9);
         s.create_user(&u, None, 0).await.unwrap();
         put(&s, &u, "/pub/y", b"hello").await.unwrap();
@@ -230,15 +233,23 @@ fn corrupt_values_are_errors() {
             s.read(&u, &p("/pub/y")).unwrap(),
             Some((_, Content::Inline(b))) if &b[..] == b"hello"
         ));
-        s.0.t.content.insert(&key, &b"jello"[..]).unwrap();
-        match s.read(&u, &p("/pub/y")) {
-            Err(StoreError::Corrupt(m)) => assert!(m.contains("does not match"), "{m}"),
-            other => panic!("expected corruption, got {:?}", other.map(|o| o.is_some())),
-        }
-        s.0.t.content.remove(&key).unwrap();
-        match s.read(&u, &p("/pub/y")) {
-            Err(StoreError::Corrupt(m)) => assert!(m.contains("missing body"), "{m}"),
-            other => panic!("expected corruption, got {:?}", other.map(|o| o.is_some())),
+        let raw = s.0.t.entries.get(&key).unwrap().unwrap();
+        let (meta, _) = codec::decode_with_tail::<EntryMeta>("entry", &raw).unwrap();
+        for stored in [
+            codec::encode_with_tail(&meta, b"jello"),
+            codec::encode(&meta),
+        ] {
+            s.0.t.entries.insert(&key, stored).unwrap();
+            match s.read(&u, &p("/pub/y")) {
+                Err(StoreError::Corrupt(m)) => assert!(m.contains("does not match"), "{m}"),
+                other => panic!("expected corruption, got {:?}", other.map(|o| o.is_some())),
+            }
+            assert!(s
+                .check()
+                .unwrap()
+                .problems
+                .iter()
+                .any(|m| m.contains("/pub/y")));
         }
         s.close().await.unwrap();
     });
@@ -370,10 +381,10 @@ fn cookie_sessions_stored_in_the_clear_are_rehashed_at_open() {
     });
 }
 
-/// The format is recorded (a store from before formats were recorded gets format 1), and a
-/// store in a newer format is refused with what to do, never read.
+/// The format is recorded (a store from before formats were recorded counts as format 1 and
+/// is migrated), and a store in a newer format is refused with what to do, never read.
 #[test]
-fn a_store_in_a_newer_format_is_refused_and_an_unmarked_one_is_format_1() {
+fn a_store_in_a_newer_format_is_refused_and_an_unmarked_one_is_migrated() {
     smol::block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path(), cfg(1024, None)).unwrap();
@@ -384,7 +395,7 @@ fn a_store_in_a_newer_format_is_refused_and_an_unmarked_one_is_format_1() {
         s.close().await.unwrap();
         drop(s);
         let s = Store::open(dir.path(), cfg(1024, None)).unwrap();
-        assert_eq!(format(&s).as_deref(), Some(&codec::encode(&1u32)[..]));
+        assert_eq!(format(&s).as_deref(), Some(&codec::encode(&FORMAT)[..]));
         // As a newer version would leave it.
         s.0.t
             .meta
