@@ -6,6 +6,10 @@
 //! memory, and a leaf page holds at most 16 keys, so the second key cost memory for as
 //! long as the file existed (see README, "At scale").
 //!
+//! Where there is room for a second copy of the database, `rebuild` does the move instead,
+//! into a fresh database (an in-place move leaves sled's pages fragmented: see there). This
+//! is the way when there is not, and it finishes whatever the copy left (nothing, normally).
+//!
 //! The move is crash-safe without a journal: each batch of files moves in one sled
 //! transaction (the body is written into the entry and removed from `content` together),
 //! so a store cut off mid-way holds every file exactly once, either way, and the next open

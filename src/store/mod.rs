@@ -27,7 +27,8 @@
 //! `events`, `user_events` and `pub_events` hold only the newest events: older ones move to
 //! sealed segment files (`archive`), read back by the same scans.
 //!
-//! Files: `<data>/db/` (sled), `<data>/events/<first id>.seg` (archived events),
+//! Files: `<data>/db/` (sled; `db.new`, `db.old` and `db.new-ready` only while `rebuild`
+//! swaps in a copy), `<data>/events/<first id>.seg` (archived events),
 //! `<data>/blobs/xx/<hex>` (large bodies), `<data>/tmp/` (uploads in progress, cleared at
 //! open).
 
@@ -45,6 +46,7 @@ mod keys;
 mod list;
 mod migrate;
 mod quotas;
+mod rebuild;
 pub mod recovery;
 mod replica;
 pub mod snapshot;
@@ -372,6 +374,7 @@ impl Store {
             Durability::Relaxed => Some(RELAXED_FLUSH_MS),
         };
         let db_dir = data_dir.join("db");
+        rebuild::settle(data_dir)?;
         let db = open_waiting_for_lock(&db_dir, || {
             let sled_cfg = sled::Config::new()
                 .path(&db_dir)
@@ -405,6 +408,31 @@ impl Store {
         };
         if found > FORMAT {
             return Err(StoreError::NewerFormat { found });
+        }
+        // Format 1's bodies move into their entries. A copy into a fresh database when
+        // there is room for one (it ends as compact as a store written afresh), else in
+        // place by `migrate`.
+        if !t.content.is_empty() {
+            match rebuild::copy(&db, data_dir, cfg.cache_capacity_bytes) {
+                Ok(r) => {
+                    drop(t);
+                    drop(db);
+                    rebuild::settle(data_dir)?;
+                    tracing::info!(
+                        from = found,
+                        to = FORMAT,
+                        records = r.records,
+                        bytes_before = r.bytes_before,
+                        bytes_after = r.bytes_after,
+                        "store migrated into a new database"
+                    );
+                    return Store::open(data_dir, cfg);
+                }
+                Err(e) => tracing::warn!(
+                    error = %e,
+                    "no copy of the database for the migration; migrating in place"
+                ),
+            }
         }
         let last_event = match t.meta.get(b"event_seq")? {
             Some(v) => codec::decode::<u64>("event_seq", &v)?,
