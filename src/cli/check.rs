@@ -1,4 +1,5 @@
-//! `pubky-edge check`: verifies a stopped server's data directory offline.
+//! `pubky-edge check` verifies a stopped server's data directory offline; `pubky-edge
+//! compact` rewrites its database into a fresh one.
 
 use crate::app;
 use crate::config::Config;
@@ -37,4 +38,25 @@ pub fn run(config: &Config, data_dir: &std::path::Path) -> anyhow::Result<()> {
         report.problems.len(),
         data_dir.display()
     )
+}
+
+/// `pubky-edge compact`: the store's own compaction, the server stopped.
+pub fn compact(config: &Config, data_dir: &std::path::Path) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        data_dir.join("db").is_dir(),
+        "no store in {} (nothing has been stored there yet, or --data-dir is wrong)",
+        data_dir.display()
+    );
+    let started = std::time::Instant::now();
+    let r = crate::store::Store::compact(data_dir, &app::store_config(config))
+        .map_err(|e| anyhow::anyhow!("cannot compact the store in {}: {e}", data_dir.display()))?;
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    println!("records:     {}", r.records);
+    println!(
+        "database:    {:.1} MiB before, {:.1} MiB after ({:.1} s)",
+        mib(r.bytes_before),
+        mib(r.bytes_after),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }

@@ -39,6 +39,9 @@ COMMANDS:
                  its body, blob files match their hashes and reference counts, no orphan
                  blob is left and each user's quota usage equals the sum of their files;
                  exits 1 and lists the problems if any is found
+    compact      rewrite the database into a fresh copy (stop the server first; needs free
+                 space for a second copy): drops what its log keeps of old versions, and
+                 the memory it keeps for them at every start
     testnet [--bind IPV4]
                  run a local development network on loopback: a small Mainline DHT
                  (bootstrap 127.0.0.1:6881), a pkarr relay (127.0.0.1:15411) and this
@@ -275,6 +278,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             Ok(())
         }
         ["check"] => check::run(&config, &data_dir),
+        ["compact"] => check::compact(&config, &data_dir),
         ["admin", "help"] | ["admin"] => {
             print!("{}", admin::USAGE);
             Ok(())

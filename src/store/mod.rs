@@ -65,6 +65,7 @@ pub use check::CheckReport;
 pub use cookies::{CookieSession, COOKIE_LIFETIME_SECS};
 pub use events::{Page, Scan, Wake, SCAN_BUDGET};
 pub use quotas::{Limit, QuotaOverrides};
+pub use rebuild::Rebuilt;
 pub use replica::{ReplicaBody, Replicated, TABLES};
 pub use snapshot::Snapshot;
 

@@ -1,5 +1,5 @@
 //! Rebuilding the database into a fresh one: how a store moves to a new format when there
-//! is room for a second copy.
+//! is room for a second copy, and the store's own compaction (`pubky-edge compact`).
 //!
 //! sled never gives memory back for a page it has rewritten many times: an in-place move of
 //! every entry (`migrate`) left a 1,000,000-file store idling at 197 MiB after restart,
@@ -19,7 +19,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::codec::{decode_with_tail, encode, encode_with_tail};
-use super::{blobs, commit, space, EntryMeta, StoreError, FORMAT};
+use super::{blobs, commit, space, EntryMeta, Store, StoreConfig, StoreError, FORMAT};
 
 const NEW: &str = "db.new";
 const OLD: &str = "db.old";
@@ -190,4 +190,33 @@ fn dir_bytes(dir: &Path) -> Result<u64, StoreError> {
         };
     }
     Ok(total)
+}
+
+impl Store {
+    /// Rewrites a stopped store's database into a fresh one (see the module docs): what
+    /// sled's log keeps of superseded pages goes, and so does the memory sled keeps for
+    /// their history. Needs free space for a second copy of the database. Opening the
+    /// result afterwards also runs everything a normal open does.
+    pub fn compact(data_dir: &Path, cfg: &StoreConfig) -> Result<Rebuilt, StoreError> {
+        settle(data_dir)?;
+        let db_dir = data_dir.join("db");
+        let rebuilt = {
+            let db = super::open_waiting_for_lock(&db_dir, || {
+                let sled_cfg = sled::Config::new()
+                    .path(&db_dir)
+                    .cache_capacity(cfg.cache_capacity_bytes);
+                super::recovery::open_db(&db_dir, || sled_cfg.open())
+            })?;
+            let found = match db.open_tree("meta")?.get(b"store_format")? {
+                Some(v) => super::codec::decode::<u32>("store_format", &v)?,
+                None => 1,
+            };
+            if found > FORMAT {
+                return Err(StoreError::NewerFormat { found });
+            }
+            copy(&db, data_dir, cfg.cache_capacity_bytes)?
+        };
+        settle(data_dir)?;
+        Ok(rebuilt)
+    }
 }

@@ -192,8 +192,26 @@ fn check_reports_a_consistent_store_and_names_each_problem() {
         "{}",
         stderr(&o)
     );
+    // compact, likewise.
+    let o = run(&["--data-dir", d, "compact"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("is in use by another process"),
+        "{}",
+        stderr(&o)
+    );
     smol::block_on(held.close()).unwrap();
     drop(held);
+
+    // The store's own compaction keeps every file, and the check still passes.
+    let o = run(&["--data-dir", d, "compact"]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("MiB after"), "{}", stdout(&o));
+    assert!(!data.join("db.new").exists() && !data.join("db.old").exists());
+    let o = run(&["--data-dir", d, "check"]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("files:       2"), "{}", stdout(&o));
+    assert!(stdout(&o).contains(&format!("user {user}: {used} bytes used")));
 
     // A blob file whose bytes changed on disk.
     let blob = walk_files(&data.join("blobs"))
