@@ -252,8 +252,11 @@ impl Tunnels {
 
 /// Opens the store and imports the signup tokens spooled while the server was down.
 async fn open_store(config: &Config, data_dir: &Path) -> Result<Store> {
-    let store = Store::open(data_dir, store_config(config))
-        .map_err(|e| anyhow::anyhow!("cannot open the store in {}: {e}", data_dir.display()))?;
+    // The first start of a release in a newer store format migrates the store first: tens
+    // of seconds per million files on a small board (README, "Store formats").
+    let store =
+        crate::runtime::systemd::while_starting(|| Store::open(data_dir, store_config(config)))
+            .map_err(|e| anyhow::anyhow!("cannot open the store in {}: {e}", data_dir.display()))?;
     let imported = crate::account::spool::import(&store, data_dir, crate::clock::now_secs()).await;
     if imported > 0 {
         tracing::info!(imported, "signup tokens imported");

@@ -85,9 +85,73 @@ pub async fn watchdog(every: Duration) {
     }
 }
 
+/// Runs `f` (a long part of the start: opening the store, which may first migrate it) while
+/// telling systemd every 10 s that the start goes on (`EXTEND_TIMEOUT_USEC`), so that
+/// `TimeoutStartSec` does not kill it half-way, to start the same work over.
+pub fn while_starting<T>(f: impl FnOnce() -> T) -> T {
+    keep_starting(
+        std::env::var_os("NOTIFY_SOCKET"),
+        Duration::from_secs(10),
+        f,
+    )
+}
+
+/// [`while_starting`] with its socket and interval given: each message extends the start
+/// by three intervals, and none is sent once `f` has returned.
+pub fn keep_starting<T>(
+    socket: Option<std::ffi::OsString>,
+    every: Duration,
+    f: impl FnOnce() -> T,
+) -> T {
+    let Some(socket) = socket else {
+        return f();
+    };
+    let (done, wait) = std::sync::mpsc::channel::<()>();
+    let state = format!("EXTEND_TIMEOUT_USEC={}", (every * 3).as_micros());
+    let pinger = std::thread::Builder::new()
+        .name("start-extend".into())
+        .spawn(move || {
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = wait.recv_timeout(every) {
+                if let Err(e) = send(&socket, &state) {
+                    tracing::warn!(error = %e, "sd_notify failed");
+                }
+            }
+        });
+    let out = f();
+    drop(done);
+    if let Ok(t) = pinger {
+        let _ = t.join();
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_start_is_extended_until_it_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify");
+        let rx = UnixDatagram::bind(&path).unwrap();
+        let every = Duration::from_millis(40);
+        let got = keep_starting(Some(path.clone().into()), every, || {
+            std::thread::sleep(Duration::from_millis(200));
+            7
+        });
+        assert_eq!(got, 7);
+        rx.set_read_timeout(Some(Duration::from_millis(150)))
+            .unwrap();
+        let mut seen = 0;
+        let mut buf = [0u8; 64];
+        while let Ok(n) = rx.recv(&mut buf) {
+            assert_eq!(&buf[..n], b"EXTEND_TIMEOUT_USEC=120000");
+            seen += 1;
+        }
+        // About five intervals passed; none is sent after the start ended.
+        assert!((2..=6).contains(&seen), "{seen} messages");
+        assert_eq!(keep_starting(None, every, || 8), 8);
+    }
 
     #[test]
     fn sends_to_a_path_socket() {
