@@ -362,6 +362,35 @@ fn open_waiting_for_lock<T>(
     }
 }
 
+/// sled's database in `db_dir`, waiting for its lock (`LOCK_WAIT`), a replay panic made
+/// an error (`recovery`).
+fn open_database(
+    db_dir: &Path,
+    cache_capacity: u64,
+    flush_every: Option<u64>,
+) -> Result<sled::Db, StoreError> {
+    open_waiting_for_lock(db_dir, || {
+        let sled_cfg = sled::Config::new()
+            .path(db_dir)
+            .cache_capacity(cache_capacity)
+            .flush_every_ms(flush_every);
+        recovery::open_db(db_dir, || sled_cfg.open())
+    })
+}
+
+/// The format recorded in `meta` (format 1 when none is: written before formats were
+/// recorded); a newer one than this version reads is an error.
+fn stored_format(meta: &sled::Tree) -> Result<u32, StoreError> {
+    let found = match meta.get(b"store_format")? {
+        Some(v) => codec::decode::<u32>("store_format", &v)?,
+        None => 1,
+    };
+    if found > FORMAT {
+        return Err(StoreError::NewerFormat { found });
+    }
+    Ok(found)
+}
+
 /// Handle to the store; cheap to clone.
 #[derive(Clone)]
 pub struct Store(Arc<Inner>);
@@ -376,13 +405,7 @@ impl Store {
         };
         let db_dir = data_dir.join("db");
         rebuild::settle(data_dir)?;
-        let db = open_waiting_for_lock(&db_dir, || {
-            let sled_cfg = sled::Config::new()
-                .path(&db_dir)
-                .cache_capacity(cfg.cache_capacity_bytes)
-                .flush_every_ms(flush_every);
-            recovery::open_db(&db_dir, || sled_cfg.open())
-        })?;
+        let db = open_database(&db_dir, cfg.cache_capacity_bytes, flush_every)?;
         let tree = |n: &str| db.open_tree(n);
         let t = Trees {
             entries: tree("entries")?,
@@ -402,14 +425,7 @@ impl Store {
             user_quotas: tree("user_quotas")?,
             token_quotas: tree("token_quotas")?,
         };
-        let found = match t.meta.get(b"store_format")? {
-            Some(v) => codec::decode::<u32>("store_format", &v)?,
-            // Written before formats were recorded: that is format 1.
-            None => 1,
-        };
-        if found > FORMAT {
-            return Err(StoreError::NewerFormat { found });
-        }
+        let found = stored_format(&t.meta)?;
         // Format 1's bodies move into their entries. A copy into a fresh database when
         // there is room for one (it ends as compact as a store written afresh), else in
         // place by `migrate`.

@@ -143,7 +143,6 @@ fn copy_into(db: &sled::Db, new_dir: &Path, cache: u64) -> Result<u64, StoreErro
             let (k, v) = kv?;
             match &*name {
                 b"entries" => batch.insert(k.clone(), entry_in_this_format(&content, &k, &v)?),
-                b"meta" if &*k == b"store_format" => batch.insert(k, encode(&FORMAT)),
                 _ => batch.insert(k, v),
             }
             pending += 1;
@@ -155,6 +154,7 @@ fn copy_into(db: &sled::Db, new_dir: &Path, cache: u64) -> Result<u64, StoreErro
         }
         to.apply_batch(batch)?;
     }
+    // The copy is in this version's format, whatever the original recorded.
     new.open_tree("meta")?
         .insert(b"store_format", encode(&FORMAT))?;
     new.flush()?;
@@ -201,19 +201,8 @@ impl Store {
         settle(data_dir)?;
         let db_dir = data_dir.join("db");
         let rebuilt = {
-            let db = super::open_waiting_for_lock(&db_dir, || {
-                let sled_cfg = sled::Config::new()
-                    .path(&db_dir)
-                    .cache_capacity(cfg.cache_capacity_bytes);
-                super::recovery::open_db(&db_dir, || sled_cfg.open())
-            })?;
-            let found = match db.open_tree("meta")?.get(b"store_format")? {
-                Some(v) => super::codec::decode::<u32>("store_format", &v)?,
-                None => 1,
-            };
-            if found > FORMAT {
-                return Err(StoreError::NewerFormat { found });
-            }
+            let db = super::open_database(&db_dir, cfg.cache_capacity_bytes, None)?;
+            super::stored_format(&db.open_tree("meta")?)?;
             copy(&db, data_dir, cfg.cache_capacity_bytes)?
         };
         settle(data_dir)?;

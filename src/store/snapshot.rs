@@ -281,13 +281,7 @@ impl Store {
         }
         flush(&tree, &mut batch)?;
         // The dump brought the format of the store it was taken from.
-        let found = match t.meta.get(b"store_format")? {
-            Some(v) => super::codec::decode::<u32>("store_format", &v)?,
-            None => 1,
-        };
-        if found > super::FORMAT {
-            return Err(StoreError::NewerFormat { found });
-        }
+        let found = super::stored_format(&t.meta)?;
         self.flush_durably()?;
         self.migrate(found)?;
         Ok(records)
