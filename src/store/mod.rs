@@ -45,6 +45,7 @@ mod events;
 mod keys;
 mod list;
 mod migrate;
+mod open;
 mod quotas;
 mod rebuild;
 pub mod recovery;
@@ -54,9 +55,8 @@ pub mod space;
 #[cfg(test)]
 mod tests;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -336,167 +336,11 @@ struct WriterState {
     last_nonce_gc: u64,
 }
 
-/// How long `Store::open` waits for a database lock held by someone else. A store closed
-/// in this process releases its lock only when sled's own background threads let go of the
-/// database, a moment after `close` returns (a restore reopens right away); a server that
-/// runs holds it for good.
-const LOCK_WAIT: Duration = Duration::from_secs(3);
-
-/// Opens the database with `open`, trying again while its lock is held, up to `LOCK_WAIT`.
-fn open_waiting_for_lock<T>(
-    db_dir: &Path,
-    mut open: impl FnMut() -> Result<T, StoreError>,
-) -> Result<T, StoreError> {
-    let deadline = std::time::Instant::now() + LOCK_WAIT;
-    loop {
-        match open() {
-            // sled reports a held lock as a plain I/O error with this text.
-            Err(StoreError::Io(e)) if e.to_string().contains("could not acquire lock") => {
-                if std::time::Instant::now() >= deadline {
-                    return Err(StoreError::InUse(db_dir.to_path_buf()));
-                }
-                std::thread::sleep(Duration::from_millis(25));
-            }
-            other => return other,
-        }
-    }
-}
-
-/// sled's database in `db_dir`, waiting for its lock (`LOCK_WAIT`), a replay panic made
-/// an error (`recovery`).
-fn open_database(
-    db_dir: &Path,
-    cache_capacity: u64,
-    flush_every: Option<u64>,
-) -> Result<sled::Db, StoreError> {
-    open_waiting_for_lock(db_dir, || {
-        let sled_cfg = sled::Config::new()
-            .path(db_dir)
-            .cache_capacity(cache_capacity)
-            .flush_every_ms(flush_every);
-        recovery::open_db(db_dir, || sled_cfg.open())
-    })
-}
-
-/// The format recorded in `meta` (format 1 when none is: written before formats were
-/// recorded); a newer one than this version reads is an error.
-fn stored_format(meta: &sled::Tree) -> Result<u32, StoreError> {
-    let found = match meta.get(b"store_format")? {
-        Some(v) => codec::decode::<u32>("store_format", &v)?,
-        None => 1,
-    };
-    if found > FORMAT {
-        return Err(StoreError::NewerFormat { found });
-    }
-    Ok(found)
-}
-
 /// Handle to the store; cheap to clone.
 #[derive(Clone)]
 pub struct Store(Arc<Inner>);
 
 impl Store {
-    pub fn open(data_dir: &Path, cfg: StoreConfig) -> Result<Store, StoreError> {
-        // Strict: the group committer flushes for the writers that wait. Relaxed: nobody
-        // waits, so sled's own timer flushes, or nothing would reach the disk before close.
-        let flush_every = match cfg.durability {
-            Durability::Strict => None,
-            Durability::Relaxed => Some(RELAXED_FLUSH_MS),
-        };
-        let db_dir = data_dir.join("db");
-        rebuild::settle(data_dir)?;
-        let db = open_database(&db_dir, cfg.cache_capacity_bytes, flush_every)?;
-        let tree = |n: &str| db.open_tree(n);
-        let t = Trees {
-            entries: tree("entries")?,
-            content: tree("content")?,
-            users: tree("users")?,
-            blob_refs: tree("blob_refs")?,
-            events: tree("events")?,
-            user_events: tree("user_events")?,
-            pub_events: tree("pub_events")?,
-            meta: tree("meta")?,
-            grants: tree("grants")?,
-            user_grants: tree("user_grants")?,
-            sessions: tree("sessions")?,
-            nonces: tree("nonces")?,
-            signup_tokens: tree("signup_tokens")?,
-            cookie_sessions: tree("cookie_sessions")?,
-            user_quotas: tree("user_quotas")?,
-            token_quotas: tree("token_quotas")?,
-        };
-        let found = stored_format(&t.meta)?;
-        // Format 1's bodies move into their entries. A copy into a fresh database when
-        // there is room for one (it ends as compact as a store written afresh), else in
-        // place by `migrate`.
-        if !t.content.is_empty() {
-            match rebuild::copy(&db, data_dir, cfg.cache_capacity_bytes) {
-                Ok(r) => {
-                    drop(t);
-                    drop(db);
-                    rebuild::settle(data_dir)?;
-                    tracing::info!(
-                        from = found,
-                        to = FORMAT,
-                        records = r.records,
-                        bytes_before = r.bytes_before,
-                        bytes_after = r.bytes_after,
-                        "store migrated into a new database"
-                    );
-                    return Store::open(data_dir, cfg);
-                }
-                Err(e) => tracing::warn!(
-                    error = %e,
-                    "no copy of the database for the migration; migrating in place"
-                ),
-            }
-        }
-        let last_event = match t.meta.get(b"event_seq")? {
-            Some(v) => codec::decode::<u64>("event_seq", &v)?,
-            None => 0,
-        };
-        let blobs = blobs::Blobs::open(data_dir)?;
-        let archive_dir = data_dir.join("events");
-        let segments = archive::open(&archive_dir)?;
-        let files = Arc::new(commit::SledFiles::open(&db_dir)?);
-        let commit = commit::GroupCommit::start(db.clone(), files.clone());
-        let store = Store(Arc::new(Inner {
-            db,
-            files,
-            t,
-            cfg,
-            blobs,
-            commit,
-            feed: events::Feed::new(last_event),
-            archive: RwLock::new(segments),
-            archive_dir,
-            archiver_pass: Mutex::new(()),
-            archiver_stop: Default::default(),
-            writer: Mutex::new(WriterState {
-                last_event,
-                last_nonce_gc: 0,
-            }),
-            blob_lock: Mutex::new(()),
-            pins: Mutex::new(snapshot::Pins::default()),
-        }));
-        let ready = (|| {
-            store.migrate(found)?;
-            store.sweep_orphans()?;
-            store.finish_archiving()?;
-            store.index_user_events()?;
-            store.index_public_events()?;
-            store.hash_cookie_secrets()
-        })();
-        if let Err(e) = ready {
-            // Let go of the database, so that this process can open it again (a retry,
-            // `check`) once sled's own threads have.
-            store.0.commit.stop();
-            return Err(e);
-        }
-        store.start_archiver();
-        Ok(store)
-    }
-
     /// Final flush; stops the flusher thread.
     pub async fn close(&self) -> Result<(), StoreError> {
         let inner = self.0.clone();
@@ -512,22 +356,6 @@ impl Store {
     fn flush_durably(&self) -> Result<(), StoreError> {
         self.0.db.flush()?;
         self.0.files.sync()?;
-        Ok(())
-    }
-
-    /// Removes blob files no entry references (left by a crash between placing a file and
-    /// committing, or between committing a delete and unlinking).
-    fn sweep_orphans(&self) -> Result<(), StoreError> {
-        let mut removed = 0;
-        for hash in self.0.blobs.all()? {
-            if !self.0.t.blob_refs.contains_key(hash)? {
-                self.0.blobs.remove(&hash)?;
-                removed += 1;
-            }
-        }
-        if removed > 0 {
-            tracing::info!(removed, "orphan blob files swept");
-        }
         Ok(())
     }
 
