@@ -40,6 +40,7 @@ mod check;
 pub mod codec;
 mod commit;
 mod cookies;
+mod database;
 mod entries;
 mod events;
 mod keys;

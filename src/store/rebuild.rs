@@ -201,8 +201,8 @@ impl Store {
         settle(data_dir)?;
         let db_dir = data_dir.join("db");
         let rebuilt = {
-            let db = super::open::open_database(&db_dir, cfg.cache_capacity_bytes, None)?;
-            super::open::stored_format(&db.open_tree("meta")?)?;
+            let db = super::database::open_database(&db_dir, cfg.cache_capacity_bytes, None)?;
+            super::database::stored_format(&db.open_tree("meta")?)?;
             copy(&db, data_dir, cfg.cache_capacity_bytes)?
         };
         settle(data_dir)?;

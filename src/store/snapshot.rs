@@ -281,7 +281,7 @@ impl Store {
         }
         flush(&tree, &mut batch)?;
         // The dump brought the format of the store it was taken from.
-        let found = super::open::stored_format(&t.meta)?;
+        let found = super::database::stored_format(&t.meta)?;
         self.flush_durably()?;
         self.migrate(found)?;
         Ok(records)

@@ -10,7 +10,7 @@ mod snapshots;
 use std::path::Path;
 use std::time::Duration;
 
-use super::open::LOCK_WAIT;
+use super::database::LOCK_WAIT;
 use super::*;
 use crate::storage_path::StoragePath;
 
