@@ -42,6 +42,10 @@ COMMANDS:
     compact      rewrite the database into a fresh copy (stop the server first; needs free
                  space for a second copy): drops what its log keeps of old versions, and
                  the memory it keeps for them at every start
+    memory-budget [--apply]
+                 the memory ceiling (limits.memory_budget_mb), the one in force and the
+                 swap behind it; --apply sets it as MemoryHigh= on the systemd service
+                 this runs in (pubky-edge.service does, as root, before each start)
     testnet [--bind IPV4]
                  run a local development network on loopback: a small Mainline DHT
                  (bootstrap 127.0.0.1:6881), a pkarr relay (127.0.0.1:15411) and this
@@ -121,12 +125,19 @@ pub fn parse_args(argv: impl IntoIterator<Item = String>) -> Result<Option<Args>
             "-d" | "--data-dir" => args.data_dir = Some(value("--data-dir")?.into()),
             s if s.starts_with("--config=") => args.config = Some(s[9..].into()),
             s if s.starts_with("--data-dir=") => args.data_dir = Some(s[11..].into()),
-            // `admin …`, `backup …`, `export`, `import`, `move` and `testnet` take their own
-            // options.
+            // `admin …`, `backup …`, `export`, `import`, `memory-budget`, `move` and `testnet`
+            // take their own options.
             s if s.starts_with('-')
                 && args.command.first().is_none_or(|c| {
                     ![
-                        "admin", "backup", "export", "import", "move", "standby", "testnet",
+                        "admin",
+                        "backup",
+                        "export",
+                        "import",
+                        "memory-budget",
+                        "move",
+                        "standby",
+                        "testnet",
                     ]
                     .contains(&c.as_str())
                 }) =>
@@ -279,6 +290,9 @@ fn run(args: Args) -> anyhow::Result<()> {
         }
         ["check"] => check::run(&config, &data_dir),
         ["compact"] => check::compact(&config, &data_dir),
+        ["memory-budget", rest @ ..] => {
+            crate::runtime::memory::command(config.limits.memory_budget_bytes, rest)
+        }
         ["admin", "help"] | ["admin"] => {
             print!("{}", admin::USAGE);
             Ok(())

@@ -30,6 +30,7 @@ pub fn run(
     if let Some(t) = &trial {
         watch_deadline(t, config.update.health_deadline, healthy.clone());
     }
+    crate::runtime::memory::log_at_start(config.limits.memory_budget_bytes);
     let pool = crate::runtime::Pool::new(config.worker_threads())?;
     let ex = pool.executor().clone();
     pool.block_on(async {

@@ -208,6 +208,8 @@ pub struct Limits {
     pub body_pace: BodyPace,
     /// Connections one address (IPv6: one /64) may hold on one listener.
     pub max_connections_per_ip: usize,
+    /// The service's memory ceiling (`runtime::memory`); `None`: no ceiling.
+    pub memory_budget_bytes: Option<u64>,
 }
 
 /// How long a request body may keep the server waiting (`limits::body` applies it).

@@ -106,6 +106,7 @@ pub struct Limits {
     pub body_read_timeout_ms: u64,
     pub min_body_bytes_per_sec: u64,
     pub max_connections_per_ip: Option<usize>,
+    pub memory_budget_mb: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

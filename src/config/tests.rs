@@ -192,6 +192,30 @@ fn shares_and_stream_caps_fit_inside_the_connection_cap() {
 }
 
 #[test]
+fn memory_budget_is_a_ceiling_with_room_for_the_cache() {
+    let c = load("").unwrap().config;
+    assert_eq!(c.limits.memory_budget_bytes, Some(256 << 20));
+    let c = load("[limits]\nmemory_budget_mb = 0\n").unwrap().config;
+    assert_eq!(c.limits.memory_budget_bytes, None);
+    let e = load("[limits]\nmemory_budget_mb = 16\n").unwrap_err();
+    assert_eq!(
+        e,
+        "limits.memory_budget_mb must be 0 (no ceiling) or at least 32"
+    );
+    let e =
+        load("[limits]\nmemory_budget_mb = 48\n[storage]\ncache_capacity_mb = 16\n").unwrap_err();
+    assert!(
+        e.starts_with("storage.cache_capacity_mb (16) must be at most a quarter of limits.memory_budget_mb (48)"),
+        "{e}"
+    );
+    // A budget of 0 asks nothing of the cache.
+    let c = load("[limits]\nmemory_budget_mb = 0\n[storage]\ncache_capacity_mb = 512\n")
+        .unwrap()
+        .config;
+    assert_eq!(c.limits.memory_budget_bytes, None);
+}
+
+#[test]
 fn every_board_keeps_streams_inside_its_connection_cap() {
     let boards = Path::new(env!("CARGO_MANIFEST_DIR")).join("boards");
     for entry in std::fs::read_dir(boards).unwrap() {
@@ -206,6 +230,8 @@ fn every_board_keeps_streams_inside_its_connection_cap() {
             path.display()
         );
         assert!(c.limits.max_connections_per_ip <= c.limits.max_connections);
+        // Every board has a memory ceiling (its own or the default's).
+        assert!(c.limits.memory_budget_bytes.is_some(), "{}", path.display());
     }
 }
 

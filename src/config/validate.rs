@@ -10,6 +10,9 @@ use super::raw::RawConfig;
 use super::Config;
 use crate::pubkey::PublicKey;
 
+/// The smallest memory ceiling accepted: the server idles at about 8 MiB on an empty store.
+const MIN_MEMORY_BUDGET_MB: u64 = 32;
+
 fn ms(v: u64) -> Duration {
     Duration::from_millis(v)
 }
@@ -258,6 +261,20 @@ impl RawConfig {
         if s.inline_max_bytes > 1 << 20 {
             return Err("storage.inline_max_bytes must be at most 1048576".into());
         }
+        let budget = l.memory_budget_mb;
+        if budget != 0 && budget < MIN_MEMORY_BUDGET_MB {
+            return Err(format!(
+                "limits.memory_budget_mb must be 0 (no ceiling) or at least {MIN_MEMORY_BUDGET_MB}"
+            ));
+        }
+        if budget != 0 && s.cache_capacity_mb.saturating_mul(4) > budget {
+            return Err(format!(
+                "storage.cache_capacity_mb ({}) must be at most a quarter of \
+                 limits.memory_budget_mb ({budget}): the page cache is only part of the \
+                 server's memory",
+                s.cache_capacity_mb
+            ));
+        }
         let storage = super::Storage {
             default_quota_mb: s.default_quota_mb,
             inline_max_bytes: s.inline_max_bytes,
@@ -282,6 +299,7 @@ impl RawConfig {
                 l.max_connections_per_ip,
                 l.max_connections,
             )?,
+            memory_budget_bytes: (budget != 0).then(|| budget.saturating_mul(1 << 20)),
         };
         Ok((storage, limits))
     }

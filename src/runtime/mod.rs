@@ -1,13 +1,14 @@
 //! Process plumbing, below the application: the executor and its threads ([`Pool`]), OS
 //! signals and the drain deadline ([`shutdown`]), systemd's notify protocol ([`systemd`]),
 //! log output ([`logging`]), the process's own memory and disk use ([`probe`]), the
-//! board's temperature, memory and load ([`health`]) and the command
-//! line's blocking HTTP/1.1 client ([`http1`]). `cli`
-//! and the tests run the server on a `Pool`.
+//! board's temperature, memory and load ([`health`]), the memory ceiling the kernel holds
+//! the service to ([`memory`]) and the command line's blocking HTTP/1.1 client
+//! ([`http1`]). `cli` and the tests run the server on a `Pool`.
 
 pub mod health;
 pub mod http1;
 pub mod logging;
+pub mod memory;
 pub mod probe;
 pub mod shutdown;
 pub mod systemd;

@@ -1,5 +1,6 @@
-//! The real binary: `--version`, `--help`, `info`, `token new`, `check`, bad configuration
-//! and a refused secret file, each with the exit code and the one-line reason a user sees.
+//! The real binary: `--version`, `--help`, `info`, `token new`, `check`, `memory-budget`,
+//! bad configuration and a refused secret file, each with the exit code and the one-line
+//! reason a user sees.
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Output};
@@ -47,6 +48,44 @@ fn version_and_help() {
         assert!(!o.status.success(), "{args:?}");
         assert!(stderr(&o).contains(said), "{args:?}: {}", stderr(&o));
     }
+}
+
+#[test]
+fn memory_budget_reports_the_ceiling_and_touches_no_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let d = data.to_str().unwrap();
+    let o = run(&["--data-dir", d, "--board", "pi-zero", "memory-budget"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.starts_with("memory budget: 160 MiB (limits.memory_budget_mb)\n"),
+        "{out}"
+    );
+    assert!(out.contains("\nceiling in force: "), "{out}");
+    assert!(out.contains("swap: "), "{out}");
+    let o = run(&["--data-dir", d, "memory-budget"]);
+    assert!(
+        stdout(&o).starts_with("memory budget: 256 MiB"),
+        "{}",
+        stdout(&o)
+    );
+    let o = run(&["--data-dir", d, "memory-budget", "--bogus"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("usage: pubky-edge memory-budget [--apply]"));
+    // `--apply` outside a systemd service says there is nothing to apply it to. (Where these
+    // tests themselves run as a systemd service it would set that service's MemoryHigh=,
+    // so it is not run there.)
+    use pubky_edge::runtime::memory::{parse_cgroup_v2, service_unit};
+    let cgroup = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let in_a_service = parse_cgroup_v2(&cgroup).and_then(service_unit).is_some();
+    if !in_a_service {
+        let o = run(&["--data-dir", d, "memory-budget", "--apply"]);
+        assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+        assert!(stderr(&o).contains("nothing to apply"), "{}", stderr(&o));
+    }
+    // It runs as root before each start: it must not create the data directory.
+    assert!(!data.exists());
 }
 
 #[test]
