@@ -241,15 +241,23 @@ pub fn home(
         ));
     }
     let mem_used = h.mem_total.saturating_sub(h.mem_available);
+    let rss = crate::runtime::probe::rss_bytes();
+    // Near its ceiling the server is slowed down by the kernel (`runtime::memory`).
+    let (server, near_ceiling) = match crate::runtime::memory::ceiling() {
+        crate::runtime::memory::Ceiling::High { bytes, .. } => (
+            format!("{} of its {} ceiling", size(rss), size(bytes)),
+            rss >= bytes / 10 * 9,
+        ),
+        _ => (size(rss), false),
+    };
     health.push((
         "Memory",
         format!(
-            "{} of {} in use; this server {}",
+            "{} of {} in use; this server {server}",
             size(mem_used),
             size(h.mem_total),
-            size(crate::runtime::probe::rss_bytes())
         ),
-        h.mem_total > 0 && h.mem_available < h.mem_total / 20,
+        (h.mem_total > 0 && h.mem_available < h.mem_total / 20) || near_ceiling,
     ));
     health.push((
         "Load",
